@@ -1,0 +1,337 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * <sheaf/slab.h> - libsheaf: the Linux SLUB slab allocator, with per-CPU
+ * sheaves and per-node barns, in userspace.
+ *
+ * The names and semantics are the kernel's (<linux/slab.h>), so code written
+ * against the kernel API compiles with few shims.  What userspace adds
+ * (statistics, tuning, introspection, test hooks) carries the sheaf_ prefix.
+ *
+ * Error convention (docs/API.md has the table):
+ *  - functions returning a pointer return NULL on failure; bad arguments also
+ *    set errno = EINVAL and print one line on stderr naming the cache;
+ *  - functions returning int return 0 / a count, or a negative errno;
+ *  - freeing NULL is a no-op; freeing a pointer that is not a live object of
+ *    the cache prints "sheaf: <function>(): invalid pointer ..." with the
+ *    address, cache and caller, and aborts the process (like glibc's free()).
+ *
+ * Thread safety: every function may be called from any thread.  None is
+ * async-signal-safe.
+ */
+#ifndef SHEAF_SLAB_H
+#define SHEAF_SLAB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <sheaf/stats.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------ gfp */
+
+typedef unsigned int gfp_t;
+
+#define __GFP_HIGH           0x0020u  /* may use reserves (no effect here) */
+#define __GFP_IO             0x0040u
+#define __GFP_FS             0x0080u
+#define __GFP_ZERO           0x0100u  /* return zeroed memory */
+#define __GFP_DIRECT_RECLAIM 0x0400u  /* may block: mmap, contended locks, RCU */
+#define __GFP_KSWAPD_RECLAIM 0x0800u
+#define __GFP_NOWARN         0x2000u  /* no message on failure */
+#define __GFP_NOFAIL         0x8000u  /* retry until it succeeds */
+#define __GFP_NORETRY        0x10000u
+#define __GFP_NOMEMALLOC     0x20000u
+#define __GFP_THISNODE       0x40000u /* node requests must not fall back */
+#define __GFP_ACCOUNT        0x80000u /* accepted, no effect */
+#define __GFP_RECLAIM        (__GFP_DIRECT_RECLAIM | __GFP_KSWAPD_RECLAIM)
+
+#define GFP_KERNEL (__GFP_RECLAIM | __GFP_IO | __GFP_FS)
+#define GFP_NOWAIT (__GFP_KSWAPD_RECLAIM)
+#define GFP_ATOMIC (__GFP_HIGH | __GFP_KSWAPD_RECLAIM)
+#define GFP_NOFS   (__GFP_RECLAIM | __GFP_IO)
+#define GFP_NOIO   (__GFP_RECLAIM)
+#define GFP_KERNEL_ACCOUNT (GFP_KERNEL | __GFP_ACCOUNT)
+
+/* Every gfp bit the library knows; others make the call fail with EINVAL. */
+#define SHEAF_GFP_VALID_MASK                                                   \
+	(__GFP_HIGH | __GFP_IO | __GFP_FS | __GFP_ZERO | __GFP_RECLAIM |       \
+	 __GFP_NOWARN | __GFP_NOFAIL | __GFP_NORETRY | __GFP_NOMEMALLOC |      \
+	 __GFP_THISNODE | __GFP_ACCOUNT)
+
+static inline bool gfpflags_allow_blocking(gfp_t gfp)
+{
+	return (gfp & __GFP_DIRECT_RECLAIM) != 0;
+}
+
+#define NUMA_NO_NODE (-1)
+
+/* ------------------------------------------------------------ cache flags */
+
+typedef unsigned int slab_flags_t;
+
+#define SLAB_CONSISTENCY_CHECKS 0x00000100u /* 'F' */
+#define SLAB_RED_ZONE           0x00000400u /* 'Z' */
+#define SLAB_POISON             0x00000800u /* 'P' */
+#define SLAB_HWCACHE_ALIGN      0x00002000u /* align objects on cache lines */
+#define SLAB_STORE_USER         0x00010000u /* 'U' */
+#define SLAB_PANIC              0x00040000u /* abort if creation fails */
+#define SLAB_TYPESAFE_BY_RCU    0x00080000u /* slab memory freed after a grace period */
+#define SLAB_TRACE              0x00200000u /* 'T' */
+#define SLAB_NOLEAKTRACE        0x00800000u /* accepted, no effect */
+#define SLAB_NO_MERGE           0x01000000u /* accepted: caches are never merged */
+#define SLAB_ACCOUNT            0x04000000u /* accepted, no effect */
+#define SLAB_RECLAIM_ACCOUNT    0x00020000u /* accepted, no effect */
+#define SLAB_MEM_SPREAD         0x00100000u /* accepted, no effect */
+
+#define SLAB_DEBUG_FLAGS                                                       \
+	(SLAB_CONSISTENCY_CHECKS | SLAB_RED_ZONE | SLAB_POISON |               \
+	 SLAB_STORE_USER | SLAB_TRACE)
+
+#define SHEAF_SLAB_VALID_FLAGS                                                 \
+	(SLAB_DEBUG_FLAGS | SLAB_HWCACHE_ALIGN | SLAB_PANIC |                  \
+	 SLAB_TYPESAFE_BY_RCU | SLAB_NOLEAKTRACE | SLAB_NO_MERGE |             \
+	 SLAB_ACCOUNT | SLAB_RECLAIM_ACCOUNT | SLAB_MEM_SPREAD)
+
+/* ---------------------------------------------------------------- limits */
+
+#define SHEAF_PAGE_SHIFT 12
+#define SHEAF_PAGE_SIZE  (1ul << SHEAF_PAGE_SHIFT)
+/* Largest object a cache may hold (a slab is at most 4 MiB). */
+#define SHEAF_MAX_OBJECT_SIZE (1ul << 21)
+/* Largest sheaf_capacity accepted by kmem_cache_create(). */
+#define SHEAF_MAX_CAPACITY 1024u
+/* Largest kmalloc size class; larger requests come straight from pages. */
+#define KMALLOC_MAX_CACHE_SIZE 8192ul
+#define KMALLOC_MIN_SIZE 8ul
+/* Largest kmalloc request (larger ones fail with NULL). */
+#define KMALLOC_MAX_SIZE (1ul << 40)
+#define ARCH_KMALLOC_MINALIGN 8ul
+
+/* ------------------------------------------------------------ creation */
+
+struct kmem_cache;
+
+/*
+ * Arguments of kmem_cache_create(), as in the kernel.  Zero-initialise and
+ * set what you need.
+ */
+struct kmem_cache_args {
+	/* Object alignment: 0 or a power of two up to the page size. */
+	unsigned int align;
+	/* Hardened usercopy region (accepted, not enforced). */
+	unsigned int useroffset;
+	unsigned int usersize;
+	/*
+	 * Offset of the free pointer inside the object, honoured only with
+	 * use_freeptr_offset, and only for ctor or SLAB_TYPESAFE_BY_RCU caches
+	 * (others keep the free pointer where they like).  Must be aligned to
+	 * sizeof(void *) and leave room for a pointer inside the object.
+	 */
+	unsigned int freeptr_offset;
+	bool use_freeptr_offset;
+	/* Constructor: run once per object when its slab is made. */
+	void (*ctor)(void *);
+	/*
+	 * Per-CPU sheaves of this many objects (0: none, the classic SLUB
+	 * per-CPU freelist).  At most SHEAF_MAX_CAPACITY.  Ignored for caches
+	 * with debug flags.
+	 */
+	unsigned int sheaf_capacity;
+};
+
+struct kmem_cache *__kmem_cache_create_args(const char *name,
+					    unsigned int object_size,
+					    struct kmem_cache_args *args,
+					    slab_flags_t flags);
+
+static inline struct kmem_cache *
+__kmem_cache_create(const char *name, unsigned int size, unsigned int align,
+		    slab_flags_t flags, void (*ctor)(void *))
+{
+	struct kmem_cache_args kmem_args = { 0 };
+	kmem_args.align = align;
+	kmem_args.ctor = ctor;
+	return __kmem_cache_create_args(name, size, &kmem_args, flags);
+}
+
+static inline struct kmem_cache *
+__kmem_cache_default_args(const char *name, unsigned int size,
+			  struct kmem_cache_args *args, slab_flags_t flags)
+{
+	struct kmem_cache_args kmem_default_args = { 0 };
+	(void)args;
+	return __kmem_cache_create_args(name, size, &kmem_default_args, flags);
+}
+
+#ifndef __cplusplus
+/*
+ * kmem_cache_create(name, size, args, flags)        - args: kmem_cache_args *
+ * kmem_cache_create(name, size, NULL, flags)        - default arguments
+ * kmem_cache_create(name, size, align, flags, ctor) - the legacy form
+ *
+ * Returns the cache, or NULL with errno EINVAL (bad name, size 0 or above
+ * SHEAF_MAX_OBJECT_SIZE, align not a power of two or above the page size,
+ * unknown flags, sheaf_capacity above SHEAF_MAX_CAPACITY, bad
+ * freeptr_offset) or ENOMEM.  SLAB_PANIC turns failure into an abort.
+ */
+#define kmem_cache_create(__name, __object_size, __args, ...)                  \
+	_Generic((__args),                                                     \
+		struct kmem_cache_args *: __kmem_cache_create_args,            \
+		void *: __kmem_cache_default_args,                             \
+		default: __kmem_cache_create)(__name, __object_size, __args,   \
+					      __VA_ARGS__)
+#else
+} /* extern "C" */
+static inline struct kmem_cache *
+kmem_cache_create(const char *name, unsigned int size,
+		  struct kmem_cache_args *args, slab_flags_t flags)
+{
+	return __kmem_cache_create_args(name, size, args, flags);
+}
+static inline struct kmem_cache *
+kmem_cache_create(const char *name, unsigned int size, unsigned int align,
+		  slab_flags_t flags, void (*ctor)(void *))
+{
+	return __kmem_cache_create(name, size, align, flags, ctor);
+}
+extern "C" {
+#endif
+
+#define KMEM_CACHE(__struct, __flags)                                          \
+	__kmem_cache_create(#__struct, sizeof(struct __struct),                \
+			    _Alignof(struct __struct), (__flags), NULL)
+
+/*
+ * Destroy a cache.  Flushes every per-CPU slot and barn and gives the slabs
+ * back.  If objects are still live, prints how many on stderr and keeps the
+ * cache and its memory (the objects stay valid).  NULL is a no-op.
+ */
+void kmem_cache_destroy(struct kmem_cache *s);
+
+/* Object size of the cache as created (0 for NULL). */
+unsigned int kmem_cache_size(struct kmem_cache *s);
+
+/* Name of the cache (NULL for NULL). */
+const char *kmem_cache_name(struct kmem_cache *s);
+
+/* --------------------------------------------------------------- objects */
+
+/*
+ * Allocate one object.  NULL when out of memory (or, without
+ * __GFP_DIRECT_RECLAIM, when nothing is cached and memory would have to be
+ * mapped); __GFP_NOFAIL retries instead.  NULL with EINVAL for a NULL cache
+ * or unknown gfp bits.
+ */
+void *kmem_cache_alloc(struct kmem_cache *s, gfp_t gfp);
+
+/* kmem_cache_alloc() with __GFP_ZERO. */
+void *kmem_cache_zalloc(struct kmem_cache *s, gfp_t gfp);
+
+/*
+ * Allocate from a node (NUMA_NO_NODE: the local one).  A node other than
+ * the local one bypasses the per-CPU caches; it falls back to other nodes
+ * unless __GFP_THISNODE is given.  NULL with EINVAL for a node out of range.
+ */
+void *kmem_cache_alloc_node(struct kmem_cache *s, gfp_t gfp, int node);
+
+/*
+ * Free an object of the cache.  NULL is a no-op.  A pointer that is not an
+ * object of this cache is reported and the process aborts.
+ */
+void kmem_cache_free(struct kmem_cache *s, void *obj);
+
+/*
+ * Allocate nr objects into p.  All or nothing: returns nr, or 0 with
+ * nothing allocated.  nr == 0 returns 0.
+ */
+int kmem_cache_alloc_bulk(struct kmem_cache *s, gfp_t gfp, size_t nr, void **p);
+
+/*
+ * Free nr objects.  s may be NULL: the cache is then derived per object,
+ * as kfree() does.  NULL entries are skipped.
+ */
+void kmem_cache_free_bulk(struct kmem_cache *s, size_t nr, void **p);
+
+/*
+ * Give back cached memory: flush every per-CPU slot and barn, release empty
+ * slabs and return idle pages to the OS.  Returns 0, or -EINVAL for NULL.
+ */
+int kmem_cache_shrink(struct kmem_cache *s);
+
+/* --------------------------------------------------------------- kmalloc */
+
+/*
+ * kmalloc: sizes up to KMALLOC_MAX_CACHE_SIZE come from the size classes
+ * 8, 16, 32, 64, 96, 128, 192, 256, 512, 1024, 2048, 4096, 8192; larger
+ * ones straight from pages.  size 0 returns ZERO_SIZE_PTR (a unique non-NULL
+ * pointer that kfree() accepts and that must not be dereferenced).  NULL on
+ * out of memory or size > KMALLOC_MAX_SIZE.
+ */
+#define ZERO_SIZE_PTR ((void *)16)
+#define ZERO_OR_NULL_PTR(x) ((unsigned long)(x) <= (unsigned long)ZERO_SIZE_PTR)
+
+void *kmalloc(size_t size, gfp_t gfp);
+void *kmalloc_node(size_t size, gfp_t gfp, int node);
+void *kzalloc(size_t size, gfp_t gfp);
+/* n * size with overflow check (NULL on overflow), zeroed. */
+void *kcalloc(size_t n, size_t size, gfp_t gfp);
+void *kmalloc_array(size_t n, size_t size, gfp_t gfp);
+/*
+ * Resize, keeping the contents.  p NULL behaves like kmalloc; new_size 0
+ * frees p and returns ZERO_SIZE_PTR.  On failure returns NULL and p is
+ * left untouched.
+ */
+void *krealloc(const void *p, size_t new_size, gfp_t gfp);
+/* Free a kmalloc'd object or any slab object.  NULL/ZERO_SIZE_PTR: no-op. */
+void kfree(const void *p);
+/* Usable size of a kmalloc'd or slab object (0 for NULL/ZERO_SIZE_PTR). */
+size_t ksize(const void *p);
+/* kmalloc size class that a request of size would use (0: page allocation). */
+size_t kmalloc_size_roundup(size_t size);
+
+/* -------------------------------------------------- userspace additions */
+
+/* Number of per-CPU slots (configured CPUs). */
+unsigned int sheaf_nr_slots(void);
+/* Number of NUMA nodes (real, or SHEAF_FAKE_NUMA). */
+unsigned int sheaf_nr_nodes(void);
+/* Node the calling thread runs on now. */
+int sheaf_numa_node_id(void);
+/* Node whose memory holds obj (-1 if obj is not libsheaf memory). */
+int sheaf_obj_node(const void *obj);
+/* Per-CPU mode in use: "rseq" or "fallback". */
+const char *sheaf_percpu_mode(void);
+/* Sheaf capacity of the cache (0: classic path). */
+unsigned int sheaf_cache_capacity(struct kmem_cache *s);
+
+/* Page layer accounting, for tests and tools. */
+struct sheaf_page_info {
+	size_t arenas;          /* arenas mapped (never unmapped) */
+	size_t total_pages;     /* usable pages in all arenas */
+	size_t used_pages;      /* pages handed out (slabs, large kmalloc) */
+	size_t free_pages;      /* pages in the free lists */
+	size_t dirty_pages;     /* free pages not yet given back with madvise */
+	size_t huge_bytes;      /* bytes in dedicated mappings (huge kmalloc) */
+};
+void sheaf_page_info(struct sheaf_page_info *info);
+
+/* Objects allocated and not freed in the cache (slab-level count). */
+size_t sheaf_cache_objects_inuse(struct kmem_cache *s);
+/* Slabs the cache holds, all nodes. */
+size_t sheaf_cache_slabs(struct kmem_cache *s);
+
+/*
+ * Page-level failure injection, for tests: after `skip` more page
+ * allocations, fail the next `count` (count < 0: all of them; count 0
+ * turns injection off).
+ */
+void sheaf_inject_page_failures(long skip, long count);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SHEAF_SLAB_H */

@@ -1,0 +1,52 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * compiler.h - the few compiler helpers every layer uses, defined once.
+ */
+#ifndef SHEAF_COMPILER_H
+#define SHEAF_COMPILER_H
+
+#define likely(x)   __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+
+#define SHEAF_INLINE   static inline __attribute__((always_inline))
+#define SHEAF_NOINLINE __attribute__((noinline))
+#define SHEAF_COLD     __attribute__((cold, noinline))
+#define SHEAF_EXPORT   __attribute__((visibility("default")))
+#define SHEAF_NORETURN __attribute__((noreturn))
+
+#define READ_ONCE(x)     __atomic_load_n(&(x), __ATOMIC_RELAXED)
+#define WRITE_ONCE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
+#define smp_load_acquire(p)     __atomic_load_n((p), __ATOMIC_ACQUIRE)
+#define smp_store_release(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+#define barrier() __asm__ __volatile__("" ::: "memory")
+
+#define ALIGN_UP(x, a)   (((x) + ((a) - 1)) & ~((__typeof__(x))(a) - 1))
+#define ALIGN_DOWN(x, a) ((x) & ~((__typeof__(x))(a) - 1))
+#define IS_POW2(x)       ((x) != 0 && ((x) & ((x) - 1)) == 0)
+#define ARRAY_SIZE(a)    (sizeof(a) / sizeof((a)[0]))
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+#define MAX(a, b) ((a) > (b) ? (a) : (b))
+
+#define container_of(ptr, type, member)                                        \
+	((type *)((char *)(ptr) - __builtin_offsetof(type, member)))
+
+#if defined(__SANITIZE_ADDRESS__)
+#define SHEAF_HAVE_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SHEAF_HAVE_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define SHEAF_HAVE_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define SHEAF_HAVE_TSAN 1
+#endif
+#endif
+
+/* For reads of possibly-freed object memory that are validated afterwards. */
+#define SHEAF_NO_SANITIZE                                                      \
+	__attribute__((no_sanitize("address", "thread")))
+
+#endif

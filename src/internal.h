@@ -1,0 +1,413 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * internal.h - every internal structure and cross-file prototype.
+ *
+ * Layers (bottom up; calls point down only, except stats and debug which
+ * are called from the layers they observe):
+ *
+ *   pages.c     arenas, page descriptors ("memmap"), buddy page runs, madvise
+ *   percpu.c    which CPU slot and node a thread is on; configuration
+ *   slab.c      struct slab, object layout, partial lists, lockless slab free
+ *   cpu_slab.c  the classic SLUB per-slot (freelist, tid) fast path
+ *   slab_common.c  cache creation, destruction, shrink, the public entry points
+ *   kmalloc.c   the kmalloc size classes and large allocations
+ *   stats.c     counters
+ *   debug.c     error reports
+ *
+ * Lock order (see docs/ARCHITECTURE.md):
+ *   1. slab_mutex (cache list)
+ *   2. per-slot ownership (the BUSY bit of kmem_cache_cpu.tid)
+ *   3. kmem_cache_node.list_lock
+ *   4. arena_lock (mapping new arenas, huge mappings)
+ *   5. page_node.lock (buddy free lists of one node)
+ */
+#ifndef SHEAF_INTERNAL_H
+#define SHEAF_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <sheaf/slab.h>
+
+#include "compiler.h"
+#include "list.h"
+
+/* ================================================================ pages */
+
+#define PAGE_SHIFT   SHEAF_PAGE_SHIFT
+#define PAGE_SIZE    SHEAF_PAGE_SIZE
+#define ARENA_SHIFT  28                         /* 256 MiB arenas */
+#define ARENA_SIZE   (1ul << ARENA_SHIFT)
+#define ARENA_PAGES  (ARENA_SIZE >> PAGE_SHIFT)  /* 65536 */
+#define MAX_ORDER    10                         /* page runs of 1..1024 pages */
+#define MAX_RUN_SIZE (PAGE_SIZE << MAX_ORDER)   /* 4 MiB */
+#define ADDR_BITS    47
+#define ARENA_MAP_SIZE (1ul << (ADDR_BITS - ARENA_SHIFT))
+#define MAX_NUMNODES 64
+#define CACHE_LINE   64
+
+/* Page descriptor flags (struct slab.flags). */
+#define PG_BUDDY 0x01u  /* head of a free block in a buddy list; order valid */
+#define PG_SLAB  0x02u  /* head of a slab */
+#define PG_LARGE 0x04u  /* head of a large kmalloc run */
+#define PG_TAIL  0x08u  /* tail page of an allocated run; head valid */
+#define PG_DIRTY 0x10u  /* free block touched since it was last madvised */
+#define PG_RSVD  0x20u  /* the arena's own descriptor pages */
+
+/*
+ * struct slab - the descriptor of one page ("struct page" and "struct slab"
+ * in one), 64 bytes, in the memmap at the start of each arena.
+ *
+ * Invariants:
+ *  - an allocated run of 2^order pages has its head descriptor flagged
+ *    PG_SLAB or PG_LARGE with `order` set, and every tail flagged PG_TAIL
+ *    with `head` pointing at the head; virt_to_slab() is therefore O(1);
+ *  - a free block has only its head valid (PG_BUDDY, order, list link);
+ *    the descriptors of its other pages may have been zeroed by madvise;
+ *  - for a slab: 0 <= inuse <= objects; inuse counts objects not on the
+ *    slab's own freelist (objects handed out plus objects on a CPU slot's
+ *    freelist when frozen); frozen == 1 iff a CPU slot owns the slab
+ *    (kmem_cache_cpu.slab); on_partial iff it is on the node's partial
+ *    list; both only change under that node's list_lock;
+ *  - (freelist, counters) change together by one 16-byte compare-and-swap.
+ */
+struct slab {
+	union {
+		struct {
+			void *freelist;
+			union {
+				unsigned long counters;
+				struct {
+					unsigned inuse : 16;
+					unsigned objects : 15;
+					unsigned frozen : 1;
+					unsigned pad : 32;
+				};
+			};
+		};
+		unsigned __int128 freelist_counters;
+	} __attribute__((aligned(16)));
+	struct kmem_cache *slab_cache;  /* PG_SLAB */
+	struct list_head slab_list;     /* partial list, or buddy free list */
+	struct slab *head;              /* PG_TAIL */
+	uint8_t flags;
+	uint8_t order;
+	uint16_t node;
+	uint8_t on_partial;  /* on the node's partial list (list_lock) */
+	uint8_t pad2[3];
+	unsigned long pad3;
+};
+_Static_assert(sizeof(struct slab) == 64, "struct slab must be 64 bytes");
+
+/*
+ * struct arena - one 256 MiB aligned mapping (or a huge kmalloc mapping).
+ * Arenas are never unmapped; huge mappings are unmapped on free.
+ * arena_map[addr >> ARENA_SHIFT] points at the arena covering addr.
+ */
+struct arena {
+	char *base;
+	size_t size;         /* ARENA_SIZE, or the mapping size when huge */
+	int node;
+	bool huge;
+	size_t huge_request; /* bytes the caller asked for (huge only) */
+};
+
+extern struct arena *_sheaf_arena_map[ARENA_MAP_SIZE];
+
+static inline struct slab *arena_memmap(struct arena *a)
+{
+	return (struct slab *)a->base;
+}
+
+/* The descriptor of the page holding addr, head-resolved; NULL if not ours. */
+static inline struct slab *virt_to_slab(const void *addr)
+{
+	uintptr_t x = (uintptr_t)addr;
+	if (unlikely(x >> ADDR_BITS))
+		return NULL;
+	struct arena *a = _sheaf_arena_map[x >> ARENA_SHIFT];
+	if (unlikely(!a || a->huge))
+		return NULL;
+	struct slab *d = arena_memmap(a) + ((x & (ARENA_SIZE - 1)) >> PAGE_SHIFT);
+	if (d->flags & PG_TAIL)
+		d = d->head;
+	return d;
+}
+
+static inline void *slab_address(const struct slab *slab)
+{
+	uintptr_t mm = (uintptr_t)slab & ~(ARENA_SIZE - 1);
+	size_t idx = (size_t)(slab - (const struct slab *)mm);
+	return (void *)(mm + (idx << PAGE_SHIFT));
+}
+
+/* pages.c */
+void _sheaf_pages_init(void);
+struct slab *_sheaf_pages_alloc(unsigned int order, int node, gfp_t gfp);
+void _sheaf_pages_free(struct slab *head);
+void _sheaf_pages_purge(bool all);
+void *_sheaf_huge_alloc(size_t size, gfp_t gfp);
+bool _sheaf_huge_free(const void *p);        /* false: not a huge mapping */
+size_t _sheaf_huge_size(const void *p);      /* 0: not a huge mapping */
+void *_sheaf_meta_alloc(size_t size);        /* zeroed, page granular */
+void _sheaf_meta_free(void *p, size_t size);
+bool _sheaf_fail_page(void);                 /* failure injection */
+void _sheaf_pages_lock_all(void);            /* fork */
+void _sheaf_pages_unlock_all(bool child);
+
+/* ================================================================ percpu */
+
+/* Configuration, read once from the environment (percpu.c). */
+struct sheaf_config {
+	bool stats;
+	bool percpu_fallback;   /* SHEAF_PERCPU=fallback, or no rseq */
+	int fake_numa;          /* SHEAF_FAKE_NUMA=N (0: off) */
+	int default_capacity;   /* SHEAF_DEFAULT_CAPACITY: -1 auto, 0 off, N */
+};
+extern struct sheaf_config _sheaf_config;
+
+extern unsigned int _sheaf_nr_slots;
+extern unsigned int _sheaf_nr_nodes;
+extern int _sheaf_cpu_node[];           /* slot/cpu -> node */
+extern bool _sheaf_stats_on;            /* hot flag for counters */
+extern bool _sheaf_initialized;
+
+void _sheaf_init_slow(void);
+static inline void sheaf_init(void)
+{
+	if (unlikely(!__atomic_load_n(&_sheaf_initialized, __ATOMIC_ACQUIRE)))
+		_sheaf_init_slow();
+}
+
+/* glibc's registered rseq area (glibc >= 2.35). */
+struct sheaf_rseq_area {
+	uint32_t cpu_id_start;
+	uint32_t cpu_id;
+	uint64_t rseq_cs;
+	uint32_t flags;
+	uint32_t node_id;
+	uint32_t mm_cid;
+};
+extern ptrdiff_t _sheaf_rseq_offset;  /* copy of __rseq_offset, 0 if none */
+extern bool _sheaf_rseq_ok;
+extern bool _sheaf_rseq_mm_cid;
+
+static inline struct sheaf_rseq_area *sheaf_rseq(void)
+{
+	char *tp;
+	__asm__("mov %%fs:0, %0" : "=r"(tp));
+	return (struct sheaf_rseq_area *)(tp + _sheaf_rseq_offset);
+}
+
+int _sheaf_getcpu_slow(void);
+
+/* The CPU the thread runs on now (a hint: it may move at once). */
+static inline unsigned int sheaf_cpu(void)
+{
+	if (likely(_sheaf_rseq_ok)) {
+		unsigned int c = READ_ONCE(sheaf_rseq()->cpu_id);
+		if (likely(c < _sheaf_nr_slots))
+			return c;
+	}
+	return (unsigned int)_sheaf_getcpu_slow();
+}
+
+/* The slot index the thread should use now (mm_cid when the kernel has it). */
+static inline unsigned int sheaf_slot(void)
+{
+	if (likely(_sheaf_rseq_ok)) {
+		struct sheaf_rseq_area *r = sheaf_rseq();
+		unsigned int c = _sheaf_rseq_mm_cid ? READ_ONCE(r->mm_cid)
+						    : READ_ONCE(r->cpu_id);
+		if (likely(c < _sheaf_nr_slots))
+			return c;
+	}
+	return (unsigned int)_sheaf_getcpu_slow();
+}
+
+static inline int sheaf_node(void)
+{
+	return _sheaf_cpu_node[sheaf_cpu()];
+}
+
+/* ================================================================ stats */
+
+/* Per-slot counters: one cache line multiple per slot. */
+struct sheaf_stat_slot {
+	uint64_t v[SHEAF_STAT_NR];
+} __attribute__((aligned(CACHE_LINE)));
+
+/* ================================================================ slab */
+
+/*
+ * struct kmem_cache_node - per cache per node.
+ * Invariants: nr_partial == length(partial); every slab on `partial` is not
+ * frozen, has PG_PARTIAL and 0 < free objects (or is empty but kept for
+ * min_partial); nr_slabs counts every slab of the node (any state).
+ */
+struct kmem_cache_node {
+	pthread_mutex_t list_lock;
+	unsigned long nr_partial;
+	struct list_head partial;
+	atomic_long nr_slabs;
+	atomic_long total_objects;
+} __attribute__((aligned(CACHE_LINE)));
+
+/*
+ * struct kmem_cache_cpu - the classic per-slot state.
+ *
+ * (freelist, tid) change together by a 16-byte compare-and-swap.  tid grows
+ * by TID_STEP on every operation; TID_BUSY set means one thread owns the
+ * slot's slow path (it is the slot "lock" of the classic path): it may change
+ * `slab` and will publish a new (freelist, tid) when done.  While BUSY,
+ * freelist is NULL and every fast path on the slot bails out.
+ * Invariant: every object on freelist belongs to `slab`, which is frozen.
+ */
+struct kmem_cache_cpu {
+	union {
+		struct {
+			void **freelist;
+			unsigned long tid;
+		};
+		unsigned __int128 freelist_tid;
+	} __attribute__((aligned(16)));
+	struct slab *slab;
+} __attribute__((aligned(CACHE_LINE)));
+
+#define TID_BUSY 1ul
+#define TID_STEP 2ul
+
+/*
+ * struct kmem_cache - a cache.  Object layout within a slab of
+ * 2^order pages, `objects` objects of stride `size`:
+ *
+ *   |<------------------ size ------------------>|
+ *   | object (object_size) | [free ptr] | padding |
+ *
+ * The free pointer of a free object lives at `offset`: inside the object
+ * (middle, aligned) by default, after it (at `inuse - 8`) for ctor and
+ * SLAB_TYPESAFE_BY_RCU caches so their contents survive, or at the user's
+ * freeptr_offset.  Invariants: size % align == 0; offset + 8 <= size;
+ * objects * size <= PAGE_SIZE << order.
+ */
+struct kmem_cache {
+	struct kmem_cache_cpu *cpu_slab;     /* [_sheaf_nr_slots] */
+	unsigned int size;
+	unsigned int object_size;
+	unsigned int offset;
+	unsigned int inuse;
+	unsigned int align;
+	unsigned int order;
+	unsigned int objects;
+	unsigned int min_partial;
+	unsigned int sheaf_capacity;
+	slab_flags_t flags;
+	void (*ctor)(void *);
+	struct sheaf_stat_slot *stats;       /* [_sheaf_nr_slots] */
+	struct kmem_cache_node *node[MAX_NUMNODES];
+	char name[64];
+	struct list_head list;               /* slab_caches, under slab_mutex */
+	size_t meta_size;
+	bool kmalloc;
+};
+
+static inline void *get_freepointer(struct kmem_cache *s, void *obj)
+{
+	return *(void **)((char *)obj + s->offset);
+}
+
+/* Read the free pointer of an object that may have been reallocated. */
+SHEAF_NO_SANITIZE static inline void *
+get_freepointer_safe(struct kmem_cache *s, void *obj)
+{
+	return READ_ONCE(*(void **)((char *)obj + s->offset));
+}
+
+static inline void set_freepointer(struct kmem_cache *s, void *obj, void *fp)
+{
+	*(void **)((char *)obj + s->offset) = fp;
+}
+
+static inline struct kmem_cache_node *get_node(struct kmem_cache *s, int node)
+{
+	return s->node[node];
+}
+
+static inline bool cmpxchg16(void *ptr, unsigned __int128 old,
+			     unsigned __int128 new_)
+{
+	return __sync_bool_compare_and_swap((unsigned __int128 *)ptr, old, new_);
+}
+
+/* stats */
+static inline void stat_add(struct kmem_cache *s, enum sheaf_stat_item item,
+			    unsigned int slot, uint64_t n)
+{
+	if (unlikely(_sheaf_stats_on))
+		__atomic_fetch_add(&s->stats[slot].v[item], n, __ATOMIC_RELAXED);
+}
+static inline void stat(struct kmem_cache *s, enum sheaf_stat_item item,
+			unsigned int slot)
+{
+	stat_add(s, item, slot, 1);
+}
+
+/* slab.c */
+bool _sheaf_calculate_sizes(struct kmem_cache *s, const struct kmem_cache_args *args);
+struct slab *_sheaf_new_slab(struct kmem_cache *s, gfp_t gfp, int node,
+			     unsigned int slot);
+void _sheaf_discard_slab(struct kmem_cache *s, struct slab *slab,
+			 unsigned int slot);
+struct slab *_sheaf_get_partial(struct kmem_cache *s, int node, void **freelist);
+void *_sheaf_get_freelist(struct kmem_cache *s, struct slab *slab);
+void *_sheaf_freeze_new_slab(struct slab *slab);
+void *_sheaf_alloc_single(struct kmem_cache *s, gfp_t gfp, int node,
+			  bool exact, unsigned int slot);
+void _sheaf_slab_free(struct kmem_cache *s, struct slab *slab, void *head,
+		      void *tail, unsigned int cnt, unsigned int slot);
+void _sheaf_slab_free_bulk(struct kmem_cache *s, size_t nr, void **p,
+			   unsigned int slot);
+void _sheaf_unfreeze(struct kmem_cache *s, struct slab *slab, void *freelist,
+		     unsigned int slot);
+void _sheaf_shrink_node(struct kmem_cache *s, int node);
+size_t _sheaf_node_free_objects(struct kmem_cache *s, int node);
+struct slab *_sheaf_check_object(struct kmem_cache *s, const void *obj,
+				 const char *fn, void *caller);
+
+/* cpu_slab.c */
+void *_sheaf_cpu_alloc(struct kmem_cache *s, gfp_t gfp, int node);
+void _sheaf_cpu_free(struct kmem_cache *s, struct slab *slab, void *obj);
+void _sheaf_cpu_flush_all(struct kmem_cache *s);
+size_t _sheaf_cpu_cached_objects(struct kmem_cache *s);
+void _sheaf_cpu_lock_all(struct kmem_cache *s);
+void _sheaf_cpu_unlock_all(struct kmem_cache *s);
+
+/* slab_common.c */
+extern pthread_mutex_t _sheaf_slab_mutex;
+extern struct list_head _sheaf_slab_caches;
+struct kmem_cache *_sheaf_cache_create(const char *name, unsigned int size,
+				       const struct kmem_cache_args *args,
+				       slab_flags_t flags, bool kmalloc);
+void *_sheaf_slab_alloc(struct kmem_cache *s, gfp_t gfp, int node);
+void _sheaf_slab_free_obj(struct kmem_cache *s, struct slab *slab, void *obj);
+
+/* kmalloc.c */
+void _sheaf_kmalloc_init(void);
+
+/* debug.c */
+SHEAF_NORETURN SHEAF_COLD void _sheaf_report_invalid(const char *fn,
+		const char *what, const void *addr, struct kmem_cache *s,
+		void *caller);
+SHEAF_COLD void _sheaf_warn(const char *fmt, ...)
+	__attribute__((format(printf, 1, 2)));
+
+
+static inline bool sheaf_gfp_ok(gfp_t gfp)
+{
+	return (gfp & ~SHEAF_GFP_VALID_MASK) == 0;
+}
+
+#endif /* SHEAF_INTERNAL_H */

@@ -1,0 +1,236 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * kmalloc.c - the kmalloc size classes as ordinary caches, and larger
+ * requests straight from pages: runs of the page layer up to MAX_RUN_SIZE
+ * (4 MiB), a mapping of their own above that.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+static const unsigned int kmalloc_sizes[] = {
+	8, 16, 32, 64, 96, 128, 192, 256, 512, 1024, 2048, 4096, 8192,
+};
+#define NR_KMALLOC ARRAY_SIZE(kmalloc_sizes)
+
+static struct kmem_cache *kmalloc_caches[NR_KMALLOC];
+
+/* Index of the class for sizes 1..192, by (size - 1) / 8 (the kernel's table). */
+static const uint8_t size_index[24] = {
+	0, 1, 2, 2, 3, 3, 3, 3,          /*   8 ..  64 */
+	4, 4, 4, 4,                      /*  72 ..  96 */
+	5, 5, 5, 5,                      /* 104 .. 128 */
+	6, 6, 6, 6, 6, 6, 6, 6,          /* 136 .. 192 */
+};
+
+static inline unsigned int kmalloc_index(size_t size)
+{
+	if (size <= 192)
+		return size_index[(size - 1) / 8];
+	/* 256 -> 7, 512 -> 8, ... 8192 -> 12 */
+	unsigned int lg = 64 - (unsigned int)__builtin_clzl(size - 1);
+	return lg - 1;
+}
+
+void _sheaf_kmalloc_init(void)
+{
+	static const char *names[NR_KMALLOC] = {
+		"kmalloc-8", "kmalloc-16", "kmalloc-32", "kmalloc-64",
+		"kmalloc-96", "kmalloc-128", "kmalloc-192", "kmalloc-256",
+		"kmalloc-512", "kmalloc-1k", "kmalloc-2k", "kmalloc-4k",
+		"kmalloc-8k",
+	};
+	for (unsigned int i = 0; i < NR_KMALLOC; i++) {
+		struct kmem_cache_args args = { 0 };
+		args.align = ARCH_KMALLOC_MINALIGN;
+		kmalloc_caches[i] = _sheaf_cache_create(names[i], kmalloc_sizes[i],
+							&args, 0, true);
+		if (!kmalloc_caches[i]) {
+			fprintf(stderr, "sheaf: cannot create %s\n", names[i]);
+			abort();
+		}
+	}
+}
+
+static unsigned int run_order(size_t size)
+{
+	unsigned int order = 0;
+	while ((PAGE_SIZE << order) < size)
+		order++;
+	return order;
+}
+
+SHEAF_EXPORT size_t kmalloc_size_roundup(size_t size)
+{
+	if (size == 0)
+		return 0;
+	if (size <= KMALLOC_MAX_CACHE_SIZE)
+		return kmalloc_sizes[kmalloc_index(size)];
+	if (size <= MAX_RUN_SIZE)
+		return PAGE_SIZE << run_order(size);
+	return ALIGN_UP(size, PAGE_SIZE);
+}
+
+static void *kmalloc_large(size_t size, gfp_t gfp, int node)
+{
+	void *p;
+	if (size <= MAX_RUN_SIZE) {
+		struct slab *d = _sheaf_pages_alloc(run_order(size),
+			node == NUMA_NO_NODE ? sheaf_node() : node, gfp);
+		if (!d)
+			return NULL;
+		__atomic_store_n(&d->flags, PG_LARGE, __ATOMIC_RELEASE);
+		p = slab_address(d);
+	} else {
+		if (size > KMALLOC_MAX_SIZE || !gfpflags_allow_blocking(gfp))
+			return NULL;
+		p = _sheaf_huge_alloc(size, gfp);
+		if (!p)
+			return NULL;
+		return p; /* a fresh mapping is zeroed */
+	}
+	if (gfp & __GFP_ZERO)
+		memset(p, 0, size);
+	return p;
+}
+
+static inline void *do_kmalloc(size_t size, gfp_t gfp, int node)
+{
+	sheaf_init();
+	if (unlikely(!sheaf_gfp_ok(gfp) ||
+		     (node != NUMA_NO_NODE && (node < 0 || node >= (int)_sheaf_nr_nodes)))) {
+		errno = EINVAL;
+		return NULL;
+	}
+	if (unlikely(size == 0))
+		return ZERO_SIZE_PTR;
+	if (likely(size <= KMALLOC_MAX_CACHE_SIZE)) {
+		struct kmem_cache *s = kmalloc_caches[kmalloc_index(size)];
+		return _sheaf_slab_alloc(s, gfp, node);
+	}
+	void *p;
+	for (;;) {
+		p = kmalloc_large(size, gfp, node);
+		if (p || !(gfp & __GFP_NOFAIL) || size > KMALLOC_MAX_SIZE)
+			break;
+	}
+	return p;
+}
+
+SHEAF_EXPORT void *kmalloc(size_t size, gfp_t gfp)
+{
+	return do_kmalloc(size, gfp, NUMA_NO_NODE);
+}
+
+SHEAF_EXPORT void *kmalloc_node(size_t size, gfp_t gfp, int node)
+{
+	return do_kmalloc(size, gfp, node);
+}
+
+SHEAF_EXPORT void *kzalloc(size_t size, gfp_t gfp)
+{
+	return do_kmalloc(size, gfp | __GFP_ZERO, NUMA_NO_NODE);
+}
+
+SHEAF_EXPORT void *kmalloc_array(size_t n, size_t size, gfp_t gfp)
+{
+	size_t bytes;
+	if (__builtin_mul_overflow(n, size, &bytes))
+		return NULL;
+	return do_kmalloc(bytes, gfp, NUMA_NO_NODE);
+}
+
+SHEAF_EXPORT void *kcalloc(size_t n, size_t size, gfp_t gfp)
+{
+	return kmalloc_array(n, size, gfp | __GFP_ZERO);
+}
+
+/* Free p, reporting `fn` as the function on a bad pointer. */
+static void do_kfree(const void *p, const char *fn, void *caller)
+{
+	if (unlikely(ZERO_OR_NULL_PTR(p)))
+		return;
+	struct slab *d = virt_to_slab(p);
+	if (likely(d)) {
+		uint8_t flags = __atomic_load_n(&d->flags, __ATOMIC_ACQUIRE);
+		if (likely(flags & PG_SLAB)) {
+			struct slab *slab = _sheaf_check_object(NULL, p, fn, caller);
+			_sheaf_slab_free_obj(slab->slab_cache, slab, (void *)p);
+			return;
+		}
+		if ((flags & PG_LARGE) && slab_address(d) == p) {
+			d->flags = 0;
+			_sheaf_pages_free(d);
+			return;
+		}
+	} else if (_sheaf_huge_free(p)) {
+		return;
+	}
+	_sheaf_report_invalid(fn, "invalid pointer", p, NULL, caller);
+}
+
+SHEAF_EXPORT void kfree(const void *p)
+{
+	do_kfree(p, "kfree", __builtin_return_address(0));
+}
+
+static size_t do_ksize(const void *p, void *caller)
+{
+	if (ZERO_OR_NULL_PTR(p))
+		return 0;
+	struct slab *d = virt_to_slab(p);
+	if (d) {
+		uint8_t flags = __atomic_load_n(&d->flags, __ATOMIC_ACQUIRE);
+		if (flags & PG_SLAB)
+			return _sheaf_check_object(NULL, p, "ksize", caller)
+				->slab_cache->object_size;
+		if ((flags & PG_LARGE) && slab_address(d) == p)
+			return PAGE_SIZE << d->order;
+	} else {
+		size_t sz = _sheaf_huge_size(p);
+		if (sz)
+			return sz;
+	}
+	_sheaf_report_invalid("ksize", "invalid pointer", p, NULL, caller);
+}
+
+SHEAF_EXPORT size_t ksize(const void *p)
+{
+	return do_ksize(p, __builtin_return_address(0));
+}
+
+SHEAF_EXPORT void *krealloc(const void *p, size_t new_size, gfp_t gfp)
+{
+	void *caller = __builtin_return_address(0);
+	if (ZERO_OR_NULL_PTR(p))
+		return do_kmalloc(new_size, gfp, NUMA_NO_NODE);
+	if (new_size == 0) {
+		do_kfree(p, "krealloc", caller);
+		return ZERO_SIZE_PTR;
+	}
+	size_t old = do_ksize(p, caller);
+	if (new_size <= old) {
+		if (gfp & __GFP_ZERO)
+			memset((char *)p + new_size, 0, old - new_size);
+		return (void *)p;
+	}
+	void *n = do_kmalloc(new_size, gfp, NUMA_NO_NODE);
+	if (!n)
+		return NULL;
+	memcpy(n, p, old);
+	if (gfp & __GFP_ZERO)
+		memset((char *)n + old, 0, new_size - old);
+	do_kfree(p, "krealloc", caller);
+	return n;
+}
+
+SHEAF_EXPORT int sheaf_obj_node(const void *obj)
+{
+	struct slab *d = virt_to_slab(obj);
+	if (!d || !(d->flags & (PG_SLAB | PG_LARGE)))
+		return -1;
+	return d->node;
+}

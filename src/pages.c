@@ -1,0 +1,419 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * pages.c - the page layer: arenas, page descriptors, buddy page runs.
+ *
+ * Memory comes in 256 MiB arenas, each aligned to its size and mapped with
+ * MAP_NORESERVE.  The first 4 MiB of an arena is its memmap: one 64-byte
+ * struct slab per page, so virt_to_slab() is an index computation with no
+ * header inside object memory.  The rest is handed out as naturally aligned
+ * runs of 2^order pages (order 0..MAX_ORDER) by a buddy allocator with one
+ * set of free lists per NUMA node, under page_node.lock.
+ *
+ * Freed runs are "dirty" (they may hold resident pages).  When a node holds
+ * more than DIRTY_LIMIT dirty pages, or on kmem_cache_shrink(), dirty free
+ * blocks are given back with madvise(MADV_DONTNEED), and so are the memmap
+ * pages that describe only the inside of a large free block.  Arenas are
+ * never unmapped while the process lives: lockless readers (the classic
+ * fast path) may read a stale free pointer from any slab page.
+ *
+ * Requests above MAX_RUN_SIZE ("huge" kmalloc) get a mapping of their own,
+ * aligned to ARENA_SIZE so that arena_map identifies it; those are unmapped
+ * when freed, since no free pointer is ever read from them.
+ */
+#include <errno.h>
+#include <numa.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+struct arena *_sheaf_arena_map[ARENA_MAP_SIZE];
+
+#define MEMMAP_PAGES ((ARENA_PAGES * sizeof(struct slab)) >> PAGE_SHIFT) /* 1024 */
+#define DIRTY_LIMIT  (8192ul) /* pages (32 MiB) of dirty free memory per node */
+
+/*
+ * struct page_node - the buddy free lists of one node.
+ * Invariants (under lock): every block on free[k] has PG_BUDDY, order k,
+ * is naturally aligned within its arena; nr_free == sum of 2^k over all
+ * blocks; dirty <= nr_free counts the pages of blocks with PG_DIRTY.
+ */
+struct page_node {
+	pthread_mutex_t lock;
+	struct list_head free[MAX_ORDER + 1];
+	size_t nr_free;
+	size_t dirty;
+	size_t total;
+} __attribute__((aligned(CACHE_LINE)));
+
+static struct page_node page_nodes[MAX_NUMNODES];
+static pthread_mutex_t arena_lock = PTHREAD_MUTEX_INITIALIZER;
+static size_t nr_arenas;
+static size_t huge_bytes;
+static bool real_numa;
+
+/* Failure injection. */
+static pthread_mutex_t inject_lock = PTHREAD_MUTEX_INITIALIZER;
+static bool inject_on;
+static long inject_skip, inject_count;
+
+void _sheaf_pages_init(void)
+{
+	for (int n = 0; n < MAX_NUMNODES; n++) {
+		pthread_mutex_init(&page_nodes[n].lock, NULL);
+		for (int k = 0; k <= MAX_ORDER; k++)
+			INIT_LIST_HEAD(&page_nodes[n].free[k]);
+	}
+	real_numa = _sheaf_config.fake_numa == 0 && numa_available() >= 0 &&
+		    numa_num_configured_nodes() > 1;
+}
+
+SHEAF_EXPORT void sheaf_inject_page_failures(long skip, long count)
+{
+	pthread_mutex_lock(&inject_lock);
+	inject_skip = skip < 0 ? 0 : skip;
+	inject_count = count;
+	__atomic_store_n(&inject_on, count != 0, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&inject_lock);
+}
+
+bool _sheaf_fail_page(void)
+{
+	bool fail = false;
+
+	if (likely(!__atomic_load_n(&inject_on, __ATOMIC_ACQUIRE)))
+		return false;
+	pthread_mutex_lock(&inject_lock);
+	if (inject_count != 0) {
+		if (inject_skip > 0) {
+			inject_skip--;
+		} else {
+			fail = true;
+			if (inject_count > 0 && --inject_count == 0)
+				__atomic_store_n(&inject_on, false, __ATOMIC_RELEASE);
+		}
+	}
+	pthread_mutex_unlock(&inject_lock);
+	return fail;
+}
+
+/* Map `size` bytes aligned to `align` (a power of two), or NULL. */
+static void *map_aligned(size_t size, size_t align)
+{
+	size_t len = size + align;
+	char *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p == MAP_FAILED)
+		return NULL;
+	char *a = (char *)ALIGN_UP((uintptr_t)p, align);
+	if (a > p)
+		munmap(p, (size_t)(a - p));
+	size_t tail = (size_t)((p + len) - (a + size));
+	if (tail)
+		munmap(a + size, tail);
+	return a;
+}
+
+void *_sheaf_meta_alloc(size_t size)
+{
+	void *p = mmap(NULL, ALIGN_UP(size, PAGE_SIZE), PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	return p == MAP_FAILED ? NULL : p;
+}
+
+void _sheaf_meta_free(void *p, size_t size)
+{
+	if (p)
+		munmap(p, ALIGN_UP(size, PAGE_SIZE));
+}
+
+static inline size_t desc_index(const struct slab *d)
+{
+	uintptr_t mm = (uintptr_t)d & ~(ARENA_SIZE - 1);
+	return (size_t)(d - (const struct slab *)mm);
+}
+
+static inline struct slab *desc_at(const struct slab *d, size_t idx)
+{
+	uintptr_t mm = (uintptr_t)d & ~(ARENA_SIZE - 1);
+	return (struct slab *)mm + idx;
+}
+
+/* Caller holds pn->lock. */
+static void free_block_add(struct page_node *pn, struct slab *d,
+			   unsigned int order, bool dirty)
+{
+	d->flags = PG_BUDDY | (dirty ? PG_DIRTY : 0);
+	d->order = (uint8_t)order;
+	list_add(&d->slab_list, &pn->free[order]);
+}
+
+/* Map a new arena for node and put its pages on the free lists. */
+static bool arena_grow(int node)
+{
+	pthread_mutex_lock(&arena_lock);
+	char *base = map_aligned(ARENA_SIZE, ARENA_SIZE);
+	if (!base) {
+		pthread_mutex_unlock(&arena_lock);
+		return false;
+	}
+	struct arena *a = _sheaf_meta_alloc(sizeof(*a));
+	if (!a) {
+		munmap(base, ARENA_SIZE);
+		pthread_mutex_unlock(&arena_lock);
+		return false;
+	}
+	if (real_numa)
+		numa_tonode_memory(base, ARENA_SIZE, node);
+	a->base = base;
+	a->size = ARENA_SIZE;
+	a->node = node;
+	struct page_node *pn = &page_nodes[node];
+	pthread_mutex_lock(&pn->lock);
+	struct slab *mm = (struct slab *)base;
+	for (size_t idx = MEMMAP_PAGES; idx < ARENA_PAGES; idx += 1u << MAX_ORDER) {
+		mm[idx].node = (uint16_t)node;
+		free_block_add(pn, &mm[idx], MAX_ORDER, false);
+	}
+	pn->nr_free += ARENA_PAGES - MEMMAP_PAGES;
+	pn->total += ARENA_PAGES - MEMMAP_PAGES;
+	__atomic_store_n(&_sheaf_arena_map[(uintptr_t)base >> ARENA_SHIFT], a,
+			 __ATOMIC_RELEASE);
+	nr_arenas++;
+	pthread_mutex_unlock(&pn->lock);
+	pthread_mutex_unlock(&arena_lock);
+	return true;
+}
+
+/* Take a block of exactly `order` from pn's lists, splitting; NULL if none. */
+static struct slab *buddy_take(struct page_node *pn, unsigned int order)
+{
+	unsigned int k = order;
+	while (k <= MAX_ORDER && list_empty(&pn->free[k]))
+		k++;
+	if (k > MAX_ORDER)
+		return NULL;
+	struct slab *d = list_first_entry(&pn->free[k], struct slab, slab_list);
+	list_del(&d->slab_list);
+	bool dirty = d->flags & PG_DIRTY;
+	size_t idx = desc_index(d);
+	while (k > order) {
+		k--;
+		struct slab *b = desc_at(d, idx + (1ul << k));
+		b->node = d->node;
+		free_block_add(pn, b, k, dirty);
+	}
+	pn->nr_free -= 1ul << order;
+	if (dirty)
+		pn->dirty -= 1ul << order;
+	d->flags = 0; /* no longer a buddy: concurrent frees must not merge it */
+	d->order = (uint8_t)order;
+	return d;
+}
+
+struct slab *_sheaf_pages_alloc(unsigned int order, int node, gfp_t gfp)
+{
+	if (_sheaf_fail_page())
+		return NULL;
+	if (node < 0 || node >= (int)_sheaf_nr_nodes)
+		node = 0;
+	struct page_node *pn = &page_nodes[node];
+	struct slab *d;
+	for (;;) {
+		pthread_mutex_lock(&pn->lock);
+		d = buddy_take(pn, order);
+		pthread_mutex_unlock(&pn->lock);
+		if (d)
+			break;
+		/* Mapping a new arena is a call into the OS: may block. */
+		if (!gfpflags_allow_blocking(gfp) || !arena_grow(node))
+			return NULL;
+	}
+	d->flags = 0;
+	d->order = (uint8_t)order;
+	d->node = (uint16_t)node;
+	d->slab_cache = NULL;
+	d->freelist = NULL;
+	d->counters = 0;
+	size_t idx = desc_index(d);
+	for (size_t i = 1; i < (1ul << order); i++) {
+		struct slab *t = desc_at(d, idx + i);
+		t->head = d;
+		t->flags = PG_TAIL;
+	}
+	return d;
+}
+
+void _sheaf_pages_free(struct slab *d)
+{
+	unsigned int order = d->order;
+	int node = d->node;
+	struct page_node *pn = &page_nodes[node];
+	size_t idx = desc_index(d);
+
+	for (size_t i = 1; i < (1ul << order); i++)
+		desc_at(d, idx + i)->flags = 0;
+	d->slab_cache = NULL;
+
+	pthread_mutex_lock(&pn->lock);
+	pn->nr_free += 1ul << order;
+	pn->dirty += 1ul << order;
+	while (order < MAX_ORDER) {
+		size_t bidx = idx ^ (1ul << order);
+		struct slab *b = desc_at(d, bidx);
+		if (!(b->flags & PG_BUDDY) || b->order != order)
+			break;
+		list_del(&b->slab_list);
+		if (!(b->flags & PG_DIRTY))
+			pn->dirty += 1ul << order;
+		b->flags = 0;
+		idx &= ~(1ul << order);
+		order++;
+	}
+	struct slab *h = desc_at(d, idx);
+	if (h != d)
+		d->flags = 0;
+	h->node = (uint16_t)node;
+	free_block_add(pn, h, order, true);
+	bool purge = pn->dirty > DIRTY_LIMIT;
+	pthread_mutex_unlock(&pn->lock);
+	if (unlikely(purge))
+		_sheaf_pages_purge(false);
+}
+
+/* madvise one free block and the memmap pages that describe only its inside. */
+static void purge_block(struct slab *d)
+{
+	size_t pages = 1ul << d->order;
+	madvise(slab_address(d), pages << PAGE_SHIFT, MADV_DONTNEED);
+	uintptr_t first = ALIGN_UP((uintptr_t)(d + 1), PAGE_SIZE);
+	uintptr_t last = ALIGN_DOWN((uintptr_t)(d + pages), PAGE_SIZE);
+	if (last > first)
+		madvise((void *)first, last - first, MADV_DONTNEED);
+	d->flags &= (uint8_t)~PG_DIRTY;
+}
+
+/*
+ * Give dirty free blocks back to the OS: all of them, or (all == false)
+ * the largest first until the node is under half its limit.
+ */
+void _sheaf_pages_purge(bool all)
+{
+	for (unsigned int n = 0; n < _sheaf_nr_nodes; n++) {
+		struct page_node *pn = &page_nodes[n];
+		pthread_mutex_lock(&pn->lock);
+		for (int k = MAX_ORDER; k >= 0; k--) {
+			struct slab *d;
+			list_for_each_entry(d, &pn->free[k], slab_list) {
+				if (!all && pn->dirty <= DIRTY_LIMIT / 2)
+					break;
+				if (!(d->flags & PG_DIRTY))
+					continue;
+				purge_block(d);
+				pn->dirty -= 1ul << k;
+			}
+		}
+		pthread_mutex_unlock(&pn->lock);
+	}
+}
+
+void *_sheaf_huge_alloc(size_t size, gfp_t gfp)
+{
+	if (_sheaf_fail_page())
+		return NULL;
+	size_t len = ALIGN_UP(size, PAGE_SIZE);
+	if (len < size)
+		return NULL;
+	struct arena *a = _sheaf_meta_alloc(sizeof(*a));
+	if (!a)
+		return NULL;
+	char *base = map_aligned(len, ARENA_SIZE);
+	if (!base) {
+		_sheaf_meta_free(a, sizeof(*a));
+		return NULL;
+	}
+	a->base = base;
+	a->size = len;
+	a->huge = true;
+	a->huge_request = size;
+	pthread_mutex_lock(&arena_lock);
+	for (uintptr_t x = (uintptr_t)base; x < (uintptr_t)base + len; x += ARENA_SIZE)
+		__atomic_store_n(&_sheaf_arena_map[x >> ARENA_SHIFT], a, __ATOMIC_RELEASE);
+	huge_bytes += len;
+	pthread_mutex_unlock(&arena_lock);
+	return base;
+}
+
+static struct arena *huge_arena(const void *p)
+{
+	uintptr_t x = (uintptr_t)p;
+	if (x >> ADDR_BITS)
+		return NULL;
+	struct arena *a = __atomic_load_n(&_sheaf_arena_map[x >> ARENA_SHIFT],
+					  __ATOMIC_ACQUIRE);
+	if (!a || !a->huge || (uintptr_t)a->base != x)
+		return NULL;
+	return a;
+}
+
+size_t _sheaf_huge_size(const void *p)
+{
+	struct arena *a = huge_arena(p);
+	return a ? a->size : 0;
+}
+
+bool _sheaf_huge_free(const void *p)
+{
+	struct arena *a = huge_arena(p);
+	if (!a)
+		return false;
+	pthread_mutex_lock(&arena_lock);
+	for (uintptr_t x = (uintptr_t)a->base; x < (uintptr_t)a->base + a->size;
+	     x += ARENA_SIZE)
+		__atomic_store_n(&_sheaf_arena_map[x >> ARENA_SHIFT], NULL,
+				 __ATOMIC_RELEASE);
+	huge_bytes -= a->size;
+	pthread_mutex_unlock(&arena_lock);
+	munmap(a->base, a->size);
+	_sheaf_meta_free(a, sizeof(*a));
+	return true;
+}
+
+SHEAF_EXPORT void sheaf_page_info(struct sheaf_page_info *info)
+{
+	if (!info)
+		return;
+	sheaf_init();
+	memset(info, 0, sizeof(*info));
+	pthread_mutex_lock(&arena_lock);
+	info->arenas = nr_arenas;
+	info->huge_bytes = huge_bytes;
+	pthread_mutex_unlock(&arena_lock);
+	for (unsigned int n = 0; n < _sheaf_nr_nodes; n++) {
+		struct page_node *pn = &page_nodes[n];
+		pthread_mutex_lock(&pn->lock);
+		info->total_pages += pn->total;
+		info->free_pages += pn->nr_free;
+		info->dirty_pages += pn->dirty;
+		pthread_mutex_unlock(&pn->lock);
+	}
+	info->used_pages = info->total_pages - info->free_pages;
+}
+
+void _sheaf_pages_lock_all(void)
+{
+	pthread_mutex_lock(&arena_lock);
+	for (unsigned int n = 0; n < _sheaf_nr_nodes; n++)
+		pthread_mutex_lock(&page_nodes[n].lock);
+	pthread_mutex_lock(&inject_lock);
+}
+
+void _sheaf_pages_unlock_all(bool child)
+{
+	(void)child;
+	pthread_mutex_unlock(&inject_lock);
+	for (unsigned int n = _sheaf_nr_nodes; n-- > 0;)
+		pthread_mutex_unlock(&page_nodes[n].lock);
+	pthread_mutex_unlock(&arena_lock);
+}

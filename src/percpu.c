@@ -1,0 +1,175 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * percpu.c - which CPU slot and NUMA node a thread is on, and the
+ * process-wide configuration read once from the environment.
+ *
+ * Slots: with glibc's rseq registration (glibc >= 2.35) the slot is the
+ * rseq mm_cid when the kernel provides it (AT_RSEQ_FEATURE_SIZE >= 28: a
+ * dense per-process id), else cpu_id.  Without rseq (other libc, valgrind,
+ * glibc.pthread.rseq=0) the slot comes from sched_getcpu().  The slot is a
+ * hint: a thread may move at once, and every protocol above this file is
+ * correct when several threads use one slot.
+ *
+ * Nodes: SHEAF_FAKE_NUMA=N splits the CPUs into N contiguous groups; else
+ * libnuma's topology.
+ */
+#include <errno.h>
+#include <numa.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/auxv.h>
+#include <sys/rseq.h>
+#include <unistd.h>
+#include <valgrind/valgrind.h>
+
+#include "internal.h"
+
+#ifndef AT_RSEQ_FEATURE_SIZE
+#define AT_RSEQ_FEATURE_SIZE 27
+#endif
+
+#define MAX_SLOTS 4096
+
+struct sheaf_config _sheaf_config;
+unsigned int _sheaf_nr_slots = 1;
+unsigned int _sheaf_nr_nodes = 1;
+int _sheaf_cpu_node[MAX_SLOTS];
+bool _sheaf_stats_on;
+bool _sheaf_initialized;
+ptrdiff_t _sheaf_rseq_offset;
+bool _sheaf_rseq_ok;
+bool _sheaf_rseq_mm_cid;
+
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+
+int _sheaf_getcpu_slow(void)
+{
+	int c = sched_getcpu();
+	if (c < 0)
+		c = 0;
+	return (int)((unsigned int)c % _sheaf_nr_slots);
+}
+
+static int env_int(const char *name, int def, int lo, int hi)
+{
+	const char *v = getenv(name);
+	if (!v || !*v)
+		return def;
+	char *end;
+	long x = strtol(v, &end, 10);
+	if (*end || x < lo || x > hi) {
+		fprintf(stderr, "sheaf: ignoring %s=%s (expected %d..%d)\n", name,
+			v, lo, hi);
+		return def;
+	}
+	return (int)x;
+}
+
+static void read_config(void)
+{
+	const char *v = getenv("SHEAF_STATS");
+	_sheaf_config.stats = v && *v && strcmp(v, "0") != 0;
+	v = getenv("SHEAF_PERCPU");
+	if (v && strcmp(v, "fallback") == 0)
+		_sheaf_config.percpu_fallback = true;
+	else if (v && *v && strcmp(v, "rseq") != 0)
+		fprintf(stderr, "sheaf: ignoring SHEAF_PERCPU=%s (rseq|fallback)\n", v);
+	_sheaf_config.fake_numa = env_int("SHEAF_FAKE_NUMA", 0, 0, MAX_NUMNODES);
+	v = getenv("SHEAF_DEFAULT_CAPACITY");
+	if (v && strcmp(v, "auto") == 0)
+		_sheaf_config.default_capacity = -1;
+	else
+		_sheaf_config.default_capacity =
+			env_int("SHEAF_DEFAULT_CAPACITY", 0, 0, SHEAF_MAX_CAPACITY);
+}
+
+static void detect_rseq(void)
+{
+	if (__rseq_size == 0 || RUNNING_ON_VALGRIND)
+		return;
+	_sheaf_rseq_offset = __rseq_offset;
+	int32_t cpu = (int32_t)READ_ONCE(sheaf_rseq()->cpu_id);
+	if (cpu < 0) /* RSEQ_CPU_ID_UNINITIALIZED or REGISTRATION_FAILED */
+		return;
+	_sheaf_rseq_ok = true;
+	unsigned long feat = getauxval(AT_RSEQ_FEATURE_SIZE);
+	if (feat >= offsetof(struct sheaf_rseq_area, mm_cid) + sizeof(uint32_t) &&
+	    READ_ONCE(sheaf_rseq()->mm_cid) < _sheaf_nr_slots)
+		_sheaf_rseq_mm_cid = true;
+}
+
+static void detect_nodes(void)
+{
+	unsigned int n = _sheaf_nr_slots;
+	if (_sheaf_config.fake_numa > 0) {
+		_sheaf_nr_nodes = (unsigned int)_sheaf_config.fake_numa;
+		for (unsigned int c = 0; c < n; c++)
+			_sheaf_cpu_node[c] = (int)(c * _sheaf_nr_nodes / n);
+		return;
+	}
+	if (numa_available() < 0)
+		return;
+	int max = numa_max_node();
+	if (max < 0)
+		return;
+	_sheaf_nr_nodes = (unsigned int)MIN(max + 1, MAX_NUMNODES);
+	for (unsigned int c = 0; c < n; c++) {
+		int node = numa_node_of_cpu((int)c);
+		_sheaf_cpu_node[c] = node < 0 || node >= (int)_sheaf_nr_nodes ? 0 : node;
+	}
+}
+
+void _sheaf_fork_init(void);
+
+static void do_init(void)
+{
+	read_config();
+	long ncpu = sysconf(_SC_NPROCESSORS_CONF);
+	if (ncpu < 1)
+		ncpu = 1;
+	_sheaf_nr_slots = (unsigned int)MIN(ncpu, MAX_SLOTS);
+	detect_rseq();
+	detect_nodes();
+	_sheaf_stats_on = _sheaf_config.stats;
+	_sheaf_pages_init();
+	_sheaf_kmalloc_init();
+	_sheaf_fork_init();
+	__atomic_store_n(&_sheaf_initialized, true, __ATOMIC_RELEASE);
+}
+
+void _sheaf_init_slow(void)
+{
+	pthread_once(&init_once, do_init);
+}
+
+__attribute__((constructor)) static void sheaf_ctor(void)
+{
+	sheaf_init();
+}
+
+SHEAF_EXPORT unsigned int sheaf_nr_slots(void)
+{
+	sheaf_init();
+	return _sheaf_nr_slots;
+}
+
+SHEAF_EXPORT unsigned int sheaf_nr_nodes(void)
+{
+	sheaf_init();
+	return _sheaf_nr_nodes;
+}
+
+SHEAF_EXPORT int sheaf_numa_node_id(void)
+{
+	sheaf_init();
+	return sheaf_node();
+}
+
+SHEAF_EXPORT const char *sheaf_percpu_mode(void)
+{
+	sheaf_init();
+	return (_sheaf_rseq_ok && !_sheaf_config.percpu_fallback) ? "rseq"
+								   : "fallback";
+}

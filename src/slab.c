@@ -1,0 +1,539 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * slab.c - slabs: object layout, per-node partial lists, and the lockless
+ * free of objects to their slab.
+ *
+ * Slab states (struct slab):
+ *
+ *   state     frozen  on_partial  freelist     who may take objects
+ *   cpu        1       0          remote frees the owning CPU slot only
+ *   partial    0       1          non-empty    list_lock holders
+ *   full       0       0          NULL         nobody (unlisted)
+ *   transit    0       0          non-empty    nobody; being put on the list
+ *
+ * (freelist, counters) change by one 16-byte compare-and-swap.  A free
+ * takes list_lock only when it moves the slab between lists: a full,
+ * unfrozen slab gets its first free object (to partial) or a slab becomes
+ * empty while the node keeps min_partial slabs (discard).  Objects are
+ * taken from a non-frozen slab only under list_lock, so the slab freelist
+ * has a single popper and no ABA.
+ *
+ * Lock contracts: every function here is entered and left with no lock
+ * held unless its comment says otherwise.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "internal.h"
+
+typedef union {
+	struct {
+		void *freelist;
+		unsigned long counters;
+	};
+	unsigned __int128 full;
+} fc_t;
+
+static inline fc_t slab_read(struct slab *slab)
+{
+	fc_t v;
+	v.freelist = READ_ONCE(slab->freelist);
+	v.counters = READ_ONCE(slab->counters);
+	return v;
+}
+
+static inline unsigned int fc_inuse(unsigned long counters)
+{
+	struct slab t;
+	t.counters = counters;
+	return t.inuse;
+}
+
+static inline unsigned long fc_set(unsigned long counters, unsigned inuse,
+				   unsigned frozen)
+{
+	struct slab t;
+	t.counters = counters;
+	t.inuse = inuse & 0xffff;
+	t.frozen = frozen & 1;
+	return t.counters;
+}
+
+static inline bool fc_frozen(unsigned long counters)
+{
+	struct slab t;
+	t.counters = counters;
+	return t.frozen;
+}
+
+/* --------------------------------------------------------------- layout */
+
+static unsigned int calculate_alignment(slab_flags_t flags, unsigned int align,
+					unsigned int size)
+{
+	if (flags & SLAB_HWCACHE_ALIGN) {
+		unsigned int ralign = CACHE_LINE;
+		while (size <= ralign / 2)
+			ralign /= 2;
+		align = MAX(align, ralign);
+	}
+	align = MAX(align, (unsigned int)ARCH_KMALLOC_MINALIGN);
+	return ALIGN_UP(align, (unsigned int)sizeof(void *));
+}
+
+static unsigned int get_order(size_t size)
+{
+	unsigned int order = 0;
+	while ((PAGE_SIZE << order) < size)
+		order++;
+	return order;
+}
+
+/*
+ * The kernel's rule: the smallest order (up to 3) that holds at least
+ * min_objects with at most 1/16 (then 1/8, 1/4) of the slab wasted; else
+ * the smallest order that holds one object.
+ */
+static unsigned int calculate_order(unsigned int size)
+{
+	unsigned int nr = _sheaf_nr_slots, fls = 0;
+	while (nr) {
+		fls++;
+		nr >>= 1;
+	}
+	unsigned int min_objects = 4 * (fls + 1);
+	unsigned int max_order = 3;
+
+	for (unsigned int mo = min_objects; mo >= 1; mo /= 2) {
+		for (unsigned int fract = 16; fract >= 4; fract /= 2) {
+			for (unsigned int order = get_order(size);
+			     order <= max_order; order++) {
+				size_t slab_size = PAGE_SIZE << order;
+				size_t n = slab_size / size;
+				if (n < mo || n > 32767)
+					continue;
+				if (slab_size % size <= slab_size / fract)
+					return order;
+			}
+		}
+		if (mo == 1)
+			break;
+	}
+	return get_order(size);
+}
+
+bool _sheaf_calculate_sizes(struct kmem_cache *s,
+			    const struct kmem_cache_args *args)
+{
+	unsigned int size = ALIGN_UP(s->object_size, (unsigned int)sizeof(void *));
+	bool outside = (s->ctor || (s->flags & SLAB_TYPESAFE_BY_RCU)) &&
+		       !args->use_freeptr_offset;
+
+	if (outside) {
+		s->offset = size;
+		size += sizeof(void *);
+	} else if (args->use_freeptr_offset) {
+		s->offset = args->freeptr_offset;
+	} else {
+		/* The middle of the object, away from small overflows. */
+		s->offset = ALIGN_DOWN(s->object_size / 2, (unsigned int)sizeof(void *));
+		if (s->offset + sizeof(void *) > size)
+			s->offset = 0;
+	}
+	s->inuse = size;
+	s->align = calculate_alignment(s->flags, args->align, s->object_size);
+	size = ALIGN_UP(size, s->align);
+	s->size = size;
+	s->order = calculate_order(size);
+	if (s->order > MAX_ORDER)
+		return false;
+	s->objects = (unsigned int)((PAGE_SIZE << s->order) / size);
+	if (s->objects == 0 || s->objects > 32767)
+		return false;
+	unsigned int lg = 0;
+	for (unsigned int x = size; x > 1; x >>= 1)
+		lg++;
+	s->min_partial = MIN(10u, MAX(5u, lg / 2));
+	return true;
+}
+
+/* ---------------------------------------------------------- slab life */
+
+/* A new slab for s on node, with all objects on its freelist, unfrozen. */
+struct slab *_sheaf_new_slab(struct kmem_cache *s, gfp_t gfp, int node,
+			     unsigned int slot)
+{
+	struct slab *slab = _sheaf_pages_alloc(s->order, node, gfp);
+	if (!slab)
+		return NULL;
+	char *base = slab_address(slab);
+	slab->slab_cache = s;
+	slab->on_partial = 0;
+	slab->objects = s->objects & 0x7fff;
+	slab->inuse = 0;
+	slab->frozen = 0;
+	for (unsigned int i = 0; i < s->objects; i++) {
+		char *obj = base + (size_t)i * s->size;
+		if (s->ctor)
+			s->ctor(obj);
+		set_freepointer(s, obj, i + 1 < s->objects ? obj + s->size : NULL);
+	}
+	slab->freelist = base;
+	__atomic_store_n(&slab->flags, PG_SLAB, __ATOMIC_RELEASE);
+	struct kmem_cache_node *n = get_node(s, slab->node);
+	atomic_fetch_add_explicit(&n->nr_slabs, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&n->total_objects, s->objects, memory_order_relaxed);
+	stat(s, SHEAF_STAT_ALLOC_SLAB, slot);
+	return slab;
+}
+
+/* Take every object of a slab nobody else can see yet; freeze it. */
+void *_sheaf_freeze_new_slab(struct slab *slab)
+{
+	void *fl = slab->freelist;
+	slab->freelist = NULL;
+	slab->inuse = slab->objects;
+	slab->frozen = 1;
+	return fl;
+}
+
+/* Give an empty, unlisted slab back to the page layer. */
+void _sheaf_discard_slab(struct kmem_cache *s, struct slab *slab,
+			 unsigned int slot)
+{
+	struct kmem_cache_node *n = get_node(s, slab->node);
+	atomic_fetch_sub_explicit(&n->nr_slabs, 1, memory_order_relaxed);
+	atomic_fetch_sub_explicit(&n->total_objects, s->objects, memory_order_relaxed);
+	stat(s, SHEAF_STAT_FREE_SLAB, slot);
+	__atomic_store_n(&slab->flags, 0, __ATOMIC_RELEASE);
+	_sheaf_pages_free(slab);
+}
+
+/* Caller holds n->list_lock. */
+static inline void add_partial(struct kmem_cache_node *n, struct slab *slab)
+{
+	list_add(&slab->slab_list, &n->partial);
+	n->nr_partial++;
+	slab->on_partial = 1;
+}
+
+/* Caller holds n->list_lock. */
+static inline void remove_partial(struct kmem_cache_node *n, struct slab *slab)
+{
+	list_del(&slab->slab_list);
+	n->nr_partial--;
+	slab->on_partial = 0;
+}
+
+/*
+ * Take all free objects of a slab on n's partial list and freeze it for a
+ * CPU slot.  Caller holds n->list_lock; the slab leaves the list.
+ */
+static void *freeze_partial_locked(struct kmem_cache *s,
+				   struct kmem_cache_node *n, struct slab *slab,
+				   unsigned int slot)
+{
+	fc_t old, new_;
+	remove_partial(n, slab);
+	do {
+		old = slab_read(slab);
+		new_.freelist = NULL;
+		new_.counters = fc_set(old.counters, slab->objects, 1);
+	} while (!cmpxchg16(slab, old.full, new_.full) &&
+		 (stat(s, SHEAF_STAT_CMPXCHG_DOUBLE_FAIL, slot), true));
+	return old.freelist;
+}
+
+/*
+ * A partial slab of node (then, unless exact, of any node), frozen, with
+ * its freelist in *freelist; NULL if no node has one.
+ */
+struct slab *_sheaf_get_partial(struct kmem_cache *s, int node, void **freelist)
+{
+	for (unsigned int i = 0; i < _sheaf_nr_nodes; i++) {
+		int nid = (node + (int)i) % (int)_sheaf_nr_nodes;
+		struct kmem_cache_node *n = get_node(s, nid);
+		if (!READ_ONCE(n->nr_partial))
+			continue;
+		pthread_mutex_lock(&n->list_lock);
+		if (!list_empty(&n->partial)) {
+			struct slab *slab = list_first_entry(&n->partial,
+							     struct slab, slab_list);
+			*freelist = freeze_partial_locked(s, n, slab, 0);
+			pthread_mutex_unlock(&n->list_lock);
+			return slab;
+		}
+		pthread_mutex_unlock(&n->list_lock);
+	}
+	return NULL;
+}
+
+/*
+ * Take the remote frees of a frozen slab a slot owns.  If there are none,
+ * the slab is unfrozen (it is full and unlisted; the next free puts it on
+ * the partial list).
+ */
+void *_sheaf_get_freelist(struct kmem_cache *s, struct slab *slab)
+{
+	fc_t old, new_;
+	do {
+		old = slab_read(slab);
+		new_.freelist = NULL;
+		new_.counters = fc_set(old.counters, slab->objects,
+				       old.freelist != NULL);
+	} while (!cmpxchg16(slab, old.full, new_.full));
+	return old.freelist;
+}
+
+/*
+ * Pop one object from a slab on n's partial list, without freezing it.
+ * Caller holds n->list_lock.
+ */
+static void *pop_partial_locked(struct kmem_cache *s, struct kmem_cache_node *n,
+				struct slab *slab, unsigned int slot)
+{
+	fc_t old, new_;
+	void *obj;
+	do {
+		old = slab_read(slab);
+		obj = old.freelist;
+		new_.freelist = get_freepointer(s, obj);
+		new_.counters = fc_set(old.counters, fc_inuse(old.counters) + 1, 0);
+	} while (!cmpxchg16(slab, old.full, new_.full) &&
+		 (stat(s, SHEAF_STAT_CMPXCHG_DOUBLE_FAIL, slot), true));
+	if (!new_.freelist)
+		remove_partial(n, slab);
+	return obj;
+}
+
+static void *alloc_single_node(struct kmem_cache *s, int nid, unsigned int slot)
+{
+	struct kmem_cache_node *n = get_node(s, nid);
+	void *obj = NULL;
+	if (!READ_ONCE(n->nr_partial))
+		return NULL;
+	pthread_mutex_lock(&n->list_lock);
+	if (!list_empty(&n->partial))
+		obj = pop_partial_locked(s, n,
+			list_first_entry(&n->partial, struct slab, slab_list), slot);
+	pthread_mutex_unlock(&n->list_lock);
+	return obj;
+}
+
+/*
+ * One object straight from the slab layer, bypassing every CPU cache:
+ * node's partial slabs, a new slab on node, then (unless exact) the other
+ * nodes.  This is the path of node-specific requests, of a busy slot and
+ * (later) of debug caches.
+ */
+void *_sheaf_alloc_single(struct kmem_cache *s, gfp_t gfp, int node,
+			  bool exact, unsigned int slot)
+{
+	if (node == NUMA_NO_NODE)
+		node = sheaf_node();
+	void *obj = alloc_single_node(s, node, slot);
+	if (obj)
+		return obj;
+	struct slab *slab = _sheaf_new_slab(s, gfp, node, slot);
+	if (slab) {
+		obj = slab->freelist;
+		slab->freelist = get_freepointer(s, obj);
+		slab->inuse = 1;
+		if (slab->freelist) {
+			struct kmem_cache_node *n = get_node(s, slab->node);
+			pthread_mutex_lock(&n->list_lock);
+			add_partial(n, slab);
+			pthread_mutex_unlock(&n->list_lock);
+		}
+		return obj;
+	}
+	if (exact)
+		return NULL;
+	for (unsigned int i = 1; i < _sheaf_nr_nodes; i++) {
+		obj = alloc_single_node(s, (node + (int)i) % (int)_sheaf_nr_nodes, slot);
+		if (obj)
+			return obj;
+	}
+	return NULL;
+}
+
+/*
+ * Free cnt objects of one slab, chained head -> ... -> tail through their
+ * free pointers, to the slab (the kernel's __slab_free).
+ */
+void _sheaf_slab_free(struct kmem_cache *s, struct slab *slab, void *head,
+		      void *tail, unsigned int cnt, unsigned int slot)
+{
+	struct kmem_cache_node *n = NULL;
+	fc_t old, new_;
+	bool was_frozen;
+
+	for (;;) {
+		if (n) {
+			pthread_mutex_unlock(&n->list_lock);
+			n = NULL;
+		}
+		old = slab_read(slab);
+		if (unlikely(cnt == 1 && old.freelist == head))
+			_sheaf_report_invalid("kmem_cache_free", "double free of",
+					      head, s, NULL);
+		set_freepointer(s, tail, old.freelist);
+		was_frozen = fc_frozen(old.counters);
+		unsigned int inuse = fc_inuse(old.counters) - cnt;
+		new_.freelist = head;
+		new_.counters = fc_set(old.counters, inuse, was_frozen);
+		if (!was_frozen && (inuse == 0 || old.freelist == NULL)) {
+			n = get_node(s, slab->node);
+			pthread_mutex_lock(&n->list_lock);
+		}
+		if (cmpxchg16(slab, old.full, new_.full))
+			break;
+		stat(s, SHEAF_STAT_CMPXCHG_DOUBLE_FAIL, slot);
+	}
+
+	if (!n) {
+		if (was_frozen)
+			stat(s, SHEAF_STAT_FREE_FROZEN, slot);
+		return;
+	}
+	if (fc_inuse(new_.counters) == 0 && n->nr_partial >= s->min_partial) {
+		if (slab->on_partial) {
+			remove_partial(n, slab);
+			stat(s, SHEAF_STAT_FREE_REMOVE_PARTIAL, slot);
+		} else if (old.freelist != NULL) {
+			/* In transit: whoever unfroze it will list it. */
+			pthread_mutex_unlock(&n->list_lock);
+			return;
+		}
+		pthread_mutex_unlock(&n->list_lock);
+		_sheaf_discard_slab(s, slab, slot);
+		return;
+	}
+	if (old.freelist == NULL && !slab->on_partial) {
+		add_partial(n, slab);
+		stat(s, SHEAF_STAT_FREE_ADD_PARTIAL, slot);
+	}
+	pthread_mutex_unlock(&n->list_lock);
+}
+
+/*
+ * Free objects of one cache straight to their slabs, one compare-and-swap
+ * per run of objects from the same slab (the kernel's detached freelists).
+ * Objects must already be checked.  Never touches a CPU cache.
+ */
+void _sheaf_slab_free_bulk(struct kmem_cache *s, size_t nr, void **p,
+			   unsigned int slot)
+{
+	size_t i = 0;
+	while (i < nr) {
+		void *tail = p[i];
+		struct slab *slab = virt_to_slab(tail);
+		void *head = tail;
+		unsigned int cnt = 1;
+		size_t j = i + 1;
+		while (j < nr && virt_to_slab(p[j]) == slab) {
+			set_freepointer(s, p[j], head);
+			head = p[j];
+			cnt++;
+			j++;
+		}
+		_sheaf_slab_free(s, slab, head, tail, cnt, slot);
+		i = j;
+	}
+}
+
+/*
+ * Return a slot's frozen slab, with the objects of the slot's freelist, to
+ * the node lists (the kernel's deactivate_slab).
+ */
+void _sheaf_unfreeze(struct kmem_cache *s, struct slab *slab, void *freelist,
+		     unsigned int slot)
+{
+	unsigned int cnt = 0;
+	void *tail = NULL;
+	for (void *o = freelist; o; o = get_freepointer(s, o)) {
+		tail = o;
+		cnt++;
+	}
+	fc_t old, new_;
+	if (slab->freelist)
+		stat(s, SHEAF_STAT_DEACTIVATE_REMOTE_FREES, slot);
+	do {
+		old = slab_read(slab);
+		if (tail) {
+			set_freepointer(s, tail, old.freelist);
+			new_.freelist = freelist;
+		} else {
+			new_.freelist = old.freelist;
+		}
+		new_.counters = fc_set(old.counters, fc_inuse(old.counters) - cnt, 0);
+	} while (!cmpxchg16(slab, old.full, new_.full));
+
+	struct kmem_cache_node *n = get_node(s, slab->node);
+	if (fc_inuse(new_.counters) == 0 &&
+	    READ_ONCE(n->nr_partial) >= s->min_partial) {
+		stat(s, SHEAF_STAT_DEACTIVATE_EMPTY, slot);
+		_sheaf_discard_slab(s, slab, slot);
+	} else if (new_.freelist) {
+		pthread_mutex_lock(&n->list_lock);
+		add_partial(n, slab);
+		pthread_mutex_unlock(&n->list_lock);
+		stat(s, SHEAF_STAT_DEACTIVATE_TO_HEAD, slot);
+	} else {
+		stat(s, SHEAF_STAT_DEACTIVATE_FULL, slot);
+	}
+}
+
+/* Discard every empty slab on node's partial list. */
+void _sheaf_shrink_node(struct kmem_cache *s, int node)
+{
+	struct kmem_cache_node *n = get_node(s, node);
+	struct list_head discard;
+	struct slab *slab, *t;
+
+	INIT_LIST_HEAD(&discard);
+	pthread_mutex_lock(&n->list_lock);
+	list_for_each_entry_safe(slab, t, &n->partial, slab_list) {
+		if (fc_inuse(READ_ONCE(slab->counters)))
+			continue;
+		remove_partial(n, slab);
+		list_add(&slab->slab_list, &discard);
+	}
+	pthread_mutex_unlock(&n->list_lock);
+	list_for_each_entry_safe(slab, t, &discard, slab_list)
+		_sheaf_discard_slab(s, slab, 0);
+}
+
+/* Free objects sitting in node's partial slabs. */
+size_t _sheaf_node_free_objects(struct kmem_cache *s, int node)
+{
+	struct kmem_cache_node *n = get_node(s, node);
+	struct slab *slab;
+	size_t free_objs = 0;
+	pthread_mutex_lock(&n->list_lock);
+	list_for_each_entry(slab, &n->partial, slab_list)
+		free_objs += slab->objects - fc_inuse(READ_ONCE(slab->counters));
+	pthread_mutex_unlock(&n->list_lock);
+	return free_objs;
+}
+
+/*
+ * Check that obj is an object of s (s NULL: of any cache) and return its
+ * slab; otherwise report and abort.
+ */
+struct slab *_sheaf_check_object(struct kmem_cache *s, const void *obj,
+				 const char *fn, void *caller)
+{
+	struct slab *slab = virt_to_slab(obj);
+	if (unlikely(!slab || !(__atomic_load_n(&slab->flags, __ATOMIC_ACQUIRE) & PG_SLAB)))
+		_sheaf_report_invalid(fn, "invalid pointer", obj, s, caller);
+	struct kmem_cache *owner = slab->slab_cache;
+	if (unlikely(s && owner != s))
+		_sheaf_report_invalid(fn, "object from the wrong cache", obj, s, caller);
+	size_t off = (size_t)((const char *)obj - (const char *)slab_address(slab));
+	if (unlikely(off % owner->size || off / owner->size >= owner->objects))
+		_sheaf_report_invalid(fn, "invalid pointer (not at an object boundary)",
+				      obj, owner, caller);
+	return slab;
+}

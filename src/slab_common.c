@@ -1,0 +1,356 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * slab_common.c - cache creation and destruction, shrink, fork handling and
+ * the public object API entry points.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+pthread_mutex_t _sheaf_slab_mutex = PTHREAD_MUTEX_INITIALIZER;
+struct list_head _sheaf_slab_caches = LIST_HEAD_INIT(_sheaf_slab_caches);
+
+static struct kmem_cache *create_fail(const char *name, slab_flags_t flags,
+				      const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static struct kmem_cache *create_fail(const char *name, slab_flags_t flags,
+				      const char *fmt, ...)
+{
+	va_list ap;
+	fprintf(stderr, "sheaf: kmem_cache_create(\"%s\"): ", name ? name : "(null)");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	if (flags & SLAB_PANIC)
+		abort();
+	errno = EINVAL;
+	return NULL;
+}
+
+/* Internal creation: arguments already validated; no sheaf_init(). */
+struct kmem_cache *_sheaf_cache_create(const char *name, unsigned int size,
+				       const struct kmem_cache_args *args,
+				       slab_flags_t flags, bool kmalloc)
+{
+	size_t nslots = _sheaf_nr_slots;
+	size_t off_cpu = ALIGN_UP(sizeof(struct kmem_cache), (size_t)CACHE_LINE);
+	size_t off_stats = off_cpu + nslots * sizeof(struct kmem_cache_cpu);
+	size_t off_nodes = off_stats + nslots * sizeof(struct sheaf_stat_slot);
+	size_t total = off_nodes + _sheaf_nr_nodes * sizeof(struct kmem_cache_node);
+
+	char *mem = _sheaf_meta_alloc(total);
+	if (!mem) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	struct kmem_cache *s = (struct kmem_cache *)mem;
+	s->meta_size = total;
+	s->cpu_slab = (struct kmem_cache_cpu *)(mem + off_cpu);
+	s->stats = (struct sheaf_stat_slot *)(mem + off_stats);
+	for (unsigned int n = 0; n < _sheaf_nr_nodes; n++) {
+		struct kmem_cache_node *kn =
+			(struct kmem_cache_node *)(mem + off_nodes) + n;
+		pthread_mutex_init(&kn->list_lock, NULL);
+		INIT_LIST_HEAD(&kn->partial);
+		s->node[n] = kn;
+	}
+	snprintf(s->name, sizeof(s->name), "%s", name);
+	s->object_size = size;
+	s->flags = flags;
+	s->ctor = args->ctor;
+	s->kmalloc = kmalloc;
+	if (!_sheaf_calculate_sizes(s, args)) {
+		_sheaf_meta_free(mem, total);
+		errno = EINVAL;
+		return NULL;
+	}
+	/* Sheaves arrive with the sheaf layer; until then every cache is classic. */
+	s->sheaf_capacity = 0;
+
+	pthread_mutex_lock(&_sheaf_slab_mutex);
+	list_add_tail(&s->list, &_sheaf_slab_caches);
+	pthread_mutex_unlock(&_sheaf_slab_mutex);
+	return s;
+}
+
+SHEAF_EXPORT struct kmem_cache *
+__kmem_cache_create_args(const char *name, unsigned int size,
+			 struct kmem_cache_args *args, slab_flags_t flags)
+{
+	struct kmem_cache_args def = { 0 };
+
+	sheaf_init();
+	if (!args)
+		args = &def;
+	if (!name || !*name)
+		return create_fail(name, flags, "cache name is NULL or empty");
+	if (strlen(name) >= sizeof(((struct kmem_cache *)0)->name))
+		return create_fail(name, flags, "cache name longer than %zu bytes",
+				   sizeof(((struct kmem_cache *)0)->name) - 1);
+	if (size == 0 || size > SHEAF_MAX_OBJECT_SIZE)
+		return create_fail(name, flags, "object size %u not in 1..%lu",
+				   size, SHEAF_MAX_OBJECT_SIZE);
+	if (flags & ~SHEAF_SLAB_VALID_FLAGS)
+		return create_fail(name, flags, "unknown flags %#x",
+				   flags & ~SHEAF_SLAB_VALID_FLAGS);
+	if (args->align && (!IS_POW2(args->align) || args->align > PAGE_SIZE))
+		return create_fail(name, flags,
+				   "align %u is not a power of two up to %lu",
+				   args->align, PAGE_SIZE);
+	if (args->sheaf_capacity > SHEAF_MAX_CAPACITY)
+		return create_fail(name, flags, "sheaf_capacity %u above the maximum %u",
+				   args->sheaf_capacity, SHEAF_MAX_CAPACITY);
+	if (args->usersize > size || args->useroffset > size - args->usersize)
+		return create_fail(name, flags,
+				   "usercopy region %u+%u outside the object",
+				   args->useroffset, args->usersize);
+	if (args->use_freeptr_offset) {
+		if (!args->ctor && !(flags & SLAB_TYPESAFE_BY_RCU))
+			return create_fail(name, flags,
+				"freeptr_offset needs a ctor or SLAB_TYPESAFE_BY_RCU");
+		if (args->freeptr_offset % sizeof(void *) ||
+		    args->freeptr_offset + sizeof(void *) > size)
+			return create_fail(name, flags,
+				"freeptr_offset %u not pointer-aligned inside the object",
+				args->freeptr_offset);
+	}
+	struct kmem_cache *s = _sheaf_cache_create(name, size, args, flags, false);
+	if (!s && (flags & SLAB_PANIC)) {
+		fprintf(stderr, "sheaf: kmem_cache_create(\"%s\"): out of memory\n", name);
+		abort();
+	}
+	return s;
+}
+
+SHEAF_EXPORT unsigned int kmem_cache_size(struct kmem_cache *s)
+{
+	return s ? s->object_size : 0;
+}
+
+SHEAF_EXPORT const char *kmem_cache_name(struct kmem_cache *s)
+{
+	return s ? s->name : NULL;
+}
+
+SHEAF_EXPORT unsigned int sheaf_cache_capacity(struct kmem_cache *s)
+{
+	return s ? s->sheaf_capacity : 0;
+}
+
+/* Flush every CPU cache of s and release empty slabs. */
+static void flush_and_shrink(struct kmem_cache *s)
+{
+	_sheaf_cpu_flush_all(s);
+	for (unsigned int n = 0; n < _sheaf_nr_nodes; n++)
+		_sheaf_shrink_node(s, (int)n);
+}
+
+SHEAF_EXPORT int kmem_cache_shrink(struct kmem_cache *s)
+{
+	if (!s)
+		return -EINVAL;
+	flush_and_shrink(s);
+	_sheaf_pages_purge(true);
+	return 0;
+}
+
+static size_t slab_objects_inuse(struct kmem_cache *s)
+{
+	long total = 0;
+	size_t free_objs = _sheaf_cpu_cached_objects(s);
+	for (unsigned int n = 0; n < _sheaf_nr_nodes; n++) {
+		total += atomic_load(&s->node[n]->total_objects);
+		free_objs += _sheaf_node_free_objects(s, (int)n);
+	}
+	return total > (long)free_objs ? (size_t)total - free_objs : 0;
+}
+
+SHEAF_EXPORT size_t sheaf_cache_objects_inuse(struct kmem_cache *s)
+{
+	return s ? slab_objects_inuse(s) : 0;
+}
+
+SHEAF_EXPORT size_t sheaf_cache_slabs(struct kmem_cache *s)
+{
+	size_t n = 0;
+	if (!s)
+		return 0;
+	for (unsigned int i = 0; i < _sheaf_nr_nodes; i++)
+		n += (size_t)atomic_load(&s->node[i]->nr_slabs);
+	return n;
+}
+
+SHEAF_EXPORT void kmem_cache_destroy(struct kmem_cache *s)
+{
+	if (!s)
+		return;
+	flush_and_shrink(s);
+	size_t live = slab_objects_inuse(s);
+	if (live) {
+		fprintf(stderr,
+			"sheaf: kmem_cache_destroy(\"%s\"): %zu objects remaining; "
+			"cache and its memory kept\n", s->name, live);
+		return;
+	}
+	pthread_mutex_lock(&_sheaf_slab_mutex);
+	list_del(&s->list);
+	pthread_mutex_unlock(&_sheaf_slab_mutex);
+	_sheaf_pages_purge(false);
+	_sheaf_meta_free(s, s->meta_size);
+}
+
+/* ------------------------------------------------------------- objects */
+
+void *_sheaf_slab_alloc(struct kmem_cache *s, gfp_t gfp, int node)
+{
+	void *obj;
+	for (;;) {
+		obj = _sheaf_cpu_alloc(s, gfp, node);
+		if (likely(obj) || !(gfp & __GFP_NOFAIL))
+			break;
+		usleep(1000);
+	}
+	if (obj && (gfp & __GFP_ZERO))
+		memset(obj, 0, s->object_size);
+	return obj;
+}
+
+void _sheaf_slab_free_obj(struct kmem_cache *s, struct slab *slab, void *obj)
+{
+	_sheaf_cpu_free(s, slab, obj);
+}
+
+static inline bool alloc_args_ok(struct kmem_cache *s, gfp_t gfp, int node)
+{
+	if (unlikely(!s || !sheaf_gfp_ok(gfp) ||
+		     (node != NUMA_NO_NODE &&
+		      (node < 0 || node >= (int)_sheaf_nr_nodes)))) {
+		errno = EINVAL;
+		return false;
+	}
+	return true;
+}
+
+SHEAF_EXPORT void *kmem_cache_alloc(struct kmem_cache *s, gfp_t gfp)
+{
+	if (!alloc_args_ok(s, gfp, NUMA_NO_NODE))
+		return NULL;
+	return _sheaf_slab_alloc(s, gfp, NUMA_NO_NODE);
+}
+
+SHEAF_EXPORT void *kmem_cache_zalloc(struct kmem_cache *s, gfp_t gfp)
+{
+	return kmem_cache_alloc(s, gfp | __GFP_ZERO);
+}
+
+SHEAF_EXPORT void *kmem_cache_alloc_node(struct kmem_cache *s, gfp_t gfp, int node)
+{
+	if (!alloc_args_ok(s, gfp, node))
+		return NULL;
+	return _sheaf_slab_alloc(s, gfp, node);
+}
+
+SHEAF_EXPORT void kmem_cache_free(struct kmem_cache *s, void *obj)
+{
+	if (!obj)
+		return;
+	if (unlikely(!s))
+		_sheaf_report_invalid("kmem_cache_free", "NULL cache for",
+				      obj, NULL, __builtin_return_address(0));
+	struct slab *slab = _sheaf_check_object(s, obj, "kmem_cache_free",
+						__builtin_return_address(0));
+	_sheaf_slab_free_obj(s, slab, obj);
+}
+
+SHEAF_EXPORT int kmem_cache_alloc_bulk(struct kmem_cache *s, gfp_t gfp,
+				       size_t nr, void **p)
+{
+	if (!alloc_args_ok(s, gfp, NUMA_NO_NODE) || (nr && !p))
+		return 0;
+	size_t i;
+	for (i = 0; i < nr; i++) {
+		p[i] = _sheaf_cpu_alloc(s, gfp & ~__GFP_ZERO, NUMA_NO_NODE);
+		if (unlikely(!p[i]))
+			goto fail;
+		if (gfp & __GFP_ZERO)
+			memset(p[i], 0, s->object_size);
+	}
+	return (int)nr;
+fail:
+	if (i)
+		kmem_cache_free_bulk(s, i, p);
+	return 0;
+}
+
+SHEAF_EXPORT void kmem_cache_free_bulk(struct kmem_cache *s, size_t nr, void **p)
+{
+	void *caller = __builtin_return_address(0);
+	if (!p)
+		return;
+	for (size_t i = 0; i < nr; i++) {
+		void *obj = p[i];
+		if (!obj)
+			continue;
+		if (!s) {
+			/* Derived per object, as kfree() does (kmalloc too). */
+			kfree(obj);
+			continue;
+		}
+		struct slab *slab = _sheaf_check_object(s, obj,
+							"kmem_cache_free_bulk", caller);
+		_sheaf_slab_free_obj(s, slab, obj);
+	}
+}
+
+/* ----------------------------------------------------------------- fork */
+
+/*
+ * Before fork() take, in lock order, the cache list, every slot of every
+ * cache, every node list lock and the page layer, so that the child does
+ * not inherit a lock held by a thread that does not exist there.
+ */
+static void prefork(void)
+{
+	struct kmem_cache *s;
+	pthread_mutex_lock(&_sheaf_slab_mutex);
+	list_for_each_entry(s, &_sheaf_slab_caches, list)
+		_sheaf_cpu_lock_all(s);
+	list_for_each_entry(s, &_sheaf_slab_caches, list)
+		for (unsigned int n = 0; n < _sheaf_nr_nodes; n++)
+			pthread_mutex_lock(&s->node[n]->list_lock);
+	_sheaf_pages_lock_all();
+}
+
+static void postfork(bool child)
+{
+	struct kmem_cache *s;
+	_sheaf_pages_unlock_all(child);
+	list_for_each_entry(s, &_sheaf_slab_caches, list)
+		for (unsigned int n = 0; n < _sheaf_nr_nodes; n++)
+			pthread_mutex_unlock(&s->node[n]->list_lock);
+	list_for_each_entry(s, &_sheaf_slab_caches, list)
+		_sheaf_cpu_unlock_all(s);
+	pthread_mutex_unlock(&_sheaf_slab_mutex);
+}
+
+static void postfork_parent(void)
+{
+	postfork(false);
+}
+
+static void postfork_child(void)
+{
+	postfork(true);
+}
+
+void _sheaf_fork_init(void)
+{
+	pthread_atfork(prefork, postfork_parent, postfork_child);
+}
