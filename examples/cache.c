@@ -55,10 +55,9 @@ int main(void)
 	printf("ksize(kmalloc(100)) = %zu\n", ksize(buf));
 	kfree(buf);
 
-	printf("allocations served by the fast path: %llu of %llu\n",
-	       (unsigned long long)sheaf_stats_get(cache, SHEAF_STAT_ALLOC_FASTPATH),
-	       (unsigned long long)(sheaf_stats_get(cache, SHEAF_STAT_ALLOC_FASTPATH) +
-				    sheaf_stats_get(cache, SHEAF_STAT_ALLOC_SLOWPATH)));
+	printf("allocations served by the per-CPU sheaves: %llu, by slabs: %llu\n",
+	       (unsigned long long)sheaf_stats_get(cache, SHEAF_STAT_ALLOC_CPU_SHEAF),
+	       (unsigned long long)sheaf_stats_get(cache, SHEAF_STAT_ALLOC_SLOWPATH));
 	kmem_cache_destroy(cache);
 	return 0;
 }

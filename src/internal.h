@@ -31,6 +31,7 @@
 #include <stdint.h>
 
 #include <sheaf/slab.h>
+#include <sheaf/rseq.h>
 
 #include "compiler.h"
 #include "list.h"
@@ -116,6 +117,8 @@ struct arena {
 };
 
 extern struct arena *_sheaf_arena_map[ARENA_MAP_SIZE];
+/* sheaf_memmap[addr >> ARENA_SHIFT]: the arena's memmap, NULL if not a slab arena. */
+extern void *sheaf_memmap[ARENA_MAP_SIZE];
 
 static inline struct slab *arena_memmap(struct arena *a)
 {
@@ -128,10 +131,11 @@ static inline struct slab *virt_to_slab(const void *addr)
 	uintptr_t x = (uintptr_t)addr;
 	if (unlikely(x >> ADDR_BITS))
 		return NULL;
-	struct arena *a = _sheaf_arena_map[x >> ARENA_SHIFT];
-	if (unlikely(!a || a->huge))
+	struct slab *mm = __atomic_load_n((struct slab **)&sheaf_memmap[x >> ARENA_SHIFT],
+					  __ATOMIC_ACQUIRE);
+	if (unlikely(!mm))
 		return NULL;
-	struct slab *d = arena_memmap(a) + ((x & (ARENA_SIZE - 1)) >> PAGE_SHIFT);
+	struct slab *d = mm + ((x & (ARENA_SIZE - 1)) >> PAGE_SHIFT);
 	if (d->flags & PG_TAIL)
 		d = d->head;
 	return d;
@@ -294,6 +298,7 @@ struct kmem_cache_cpu {
  * objects * size <= PAGE_SIZE << order.
  */
 struct kmem_cache {
+	struct sheaf_cache_hot hot;          /* first: read by inline fast paths */
 	struct kmem_cache_cpu *cpu_slab;     /* [_sheaf_nr_slots] */
 	unsigned int size;
 	unsigned int object_size;
@@ -303,7 +308,6 @@ struct kmem_cache {
 	unsigned int order;
 	unsigned int objects;
 	unsigned int min_partial;
-	unsigned int sheaf_capacity;
 	slab_flags_t flags;
 	void (*ctor)(void *);
 	struct sheaf_stat_slot *stats;       /* [_sheaf_nr_slots] */
@@ -312,7 +316,15 @@ struct kmem_cache {
 	struct list_head list;               /* slab_caches, under slab_mutex */
 	size_t meta_size;
 	bool kmalloc;
+	bool internal;                       /* sheaf storage: never sheaves */
+	struct node_barn *barn[MAX_NUMNODES]; /* sheaf caches only */
+	pthread_mutex_t flush_lock;          /* serializes remote slot access */
 };
+
+static inline bool cache_has_sheaves(const struct kmem_cache *s)
+{
+	return s->hot.pcs != NULL;
+}
 
 static inline void *get_freepointer(struct kmem_cache *s, void *obj)
 {
@@ -370,6 +382,8 @@ void _sheaf_slab_free(struct kmem_cache *s, struct slab *slab, void *head,
 		      void *tail, unsigned int cnt, unsigned int slot);
 void _sheaf_slab_free_bulk(struct kmem_cache *s, size_t nr, void **p,
 			   unsigned int slot);
+size_t _sheaf_slab_alloc_bulk(struct kmem_cache *s, gfp_t gfp, int node,
+			      void **p, size_t nr, unsigned int slot);
 void _sheaf_unfreeze(struct kmem_cache *s, struct slab *slab, void *freelist,
 		     unsigned int slot);
 void _sheaf_shrink_node(struct kmem_cache *s, int node);
@@ -388,14 +402,69 @@ void _sheaf_cpu_unlock_all(struct kmem_cache *s);
 /* slab_common.c */
 extern pthread_mutex_t _sheaf_slab_mutex;
 extern struct list_head _sheaf_slab_caches;
+enum cache_kind { CACHE_USER, CACHE_KMALLOC, CACHE_INTERNAL };
 struct kmem_cache *_sheaf_cache_create(const char *name, unsigned int size,
 				       const struct kmem_cache_args *args,
-				       slab_flags_t flags, bool kmalloc);
+				       slab_flags_t flags, enum cache_kind kind);
 void *_sheaf_slab_alloc(struct kmem_cache *s, gfp_t gfp, int node);
 void _sheaf_slab_free_obj(struct kmem_cache *s, struct slab *slab, void *obj);
 
 /* kmalloc.c */
 void _sheaf_kmalloc_init(void);
+void *_sheaf_kmalloc_internal(size_t size, gfp_t gfp); /* never sheaves */
+
+/* barn.c */
+#define MAX_FULL_SHEAVES  10
+#define MAX_EMPTY_SHEAVES 10
+/*
+ * struct node_barn - per cache per node store of sheaves, under lock.
+ * Invariants: nr_full == length(sheaves_full), every sheaf there has
+ * size == capacity (a recycled rcu sheaf may hold fewer); nr_empty ==
+ * length(sheaves_empty), every sheaf there has size == 0.  The limits
+ * MAX_FULL_SHEAVES / MAX_EMPTY_SHEAVES are soft: checked when a sheaf is
+ * offered, ignored when sheaves are exchanged or an undo puts one back.
+ */
+struct node_barn {
+	pthread_mutex_t lock;
+	struct list_head sheaves_full;
+	struct list_head sheaves_empty;
+	unsigned int nr_full;
+	unsigned int nr_empty;
+} __attribute__((aligned(CACHE_LINE)));
+
+void _sheaf_barn_init(struct node_barn *barn);
+struct slab_sheaf *_sheaf_barn_get_empty(struct node_barn *barn);
+bool _sheaf_barn_put_empty(struct node_barn *barn, struct slab_sheaf *sheaf, bool force);
+void _sheaf_barn_put_full(struct node_barn *barn, struct slab_sheaf *sheaf);
+struct slab_sheaf *_sheaf_barn_get_full_or_empty(struct node_barn *barn);
+struct slab_sheaf *_sheaf_barn_replace_empty(struct node_barn *barn,
+					     struct slab_sheaf *empty);
+struct slab_sheaf *_sheaf_barn_replace_full(struct node_barn *barn,
+					    struct slab_sheaf *full, int *err);
+void _sheaf_barn_shrink(struct kmem_cache *s, struct node_barn *barn);
+size_t _sheaf_barn_objects(struct node_barn *barn, unsigned int *nr_full,
+			   unsigned int *nr_empty);
+
+/* sheaf.c */
+extern bool _sheaf_rseq_mode;  /* rseq sections in use for sheaves */
+void _sheaf_sheaf_setup(void);
+bool _sheaf_pcs_init(struct kmem_cache *s);
+void *_sheaf_sheaf_alloc(struct kmem_cache *s, gfp_t gfp, int node);
+void _sheaf_sheaf_free(struct kmem_cache *s, struct slab *slab, void *obj);
+int _sheaf_sheaf_alloc_bulk(struct kmem_cache *s, gfp_t gfp, size_t nr, void **p);
+void _sheaf_sheaf_free_bulk(struct kmem_cache *s, size_t nr, void **p);
+void _sheaf_pcs_flush_all(struct kmem_cache *s);
+void _sheaf_pcs_destroy(struct kmem_cache *s);
+size_t _sheaf_pcs_cached_objects(struct kmem_cache *s);
+void _sheaf_pcs_lock_all(struct kmem_cache *s);
+void _sheaf_pcs_unlock_all(struct kmem_cache *s);
+struct slab_sheaf *_sheaf_alloc_sheaf(struct kmem_cache *s, gfp_t gfp,
+				      unsigned int capacity, unsigned int slot);
+void _sheaf_free_sheaf(struct kmem_cache *s, struct slab_sheaf *sheaf,
+		       unsigned int slot);
+void _sheaf_flush_sheaf(struct kmem_cache *s, struct slab_sheaf *sheaf,
+			enum sheaf_stat_item which, unsigned int slot);
+unsigned int _sheaf_auto_capacity(unsigned int size);
 
 /* debug.c */
 SHEAF_NORETURN SHEAF_COLD void _sheaf_report_invalid(const char *fn,

@@ -17,6 +17,8 @@ static const unsigned int kmalloc_sizes[] = {
 #define NR_KMALLOC ARRAY_SIZE(kmalloc_sizes)
 
 static struct kmem_cache *kmalloc_caches[NR_KMALLOC];
+/* Where sheaves themselves come from: classic caches, never with sheaves. */
+static struct kmem_cache *sheaf_store[NR_KMALLOC];
 
 /* Index of the class for sizes 1..192, by (size - 1) / 8 (the kernel's table). */
 static const uint8_t size_index[24] = {
@@ -43,11 +45,22 @@ void _sheaf_kmalloc_init(void)
 		"kmalloc-512", "kmalloc-1k", "kmalloc-2k", "kmalloc-4k",
 		"kmalloc-8k",
 	};
+	struct kmem_cache_args args = { 0 };
+	args.align = ARCH_KMALLOC_MINALIGN;
+	/* Sheaf storage first: kmalloc caches may have sheaves. */
 	for (unsigned int i = 0; i < NR_KMALLOC; i++) {
-		struct kmem_cache_args args = { 0 };
-		args.align = ARCH_KMALLOC_MINALIGN;
+		char sname[32];
+		snprintf(sname, sizeof(sname), "sheaf-store-%u", kmalloc_sizes[i]);
+		sheaf_store[i] = _sheaf_cache_create(sname, kmalloc_sizes[i], &args, 0,
+						     CACHE_INTERNAL);
+		if (!sheaf_store[i]) {
+			fprintf(stderr, "sheaf: cannot create %s\n", sname);
+			abort();
+		}
+	}
+	for (unsigned int i = 0; i < NR_KMALLOC; i++) {
 		kmalloc_caches[i] = _sheaf_cache_create(names[i], kmalloc_sizes[i],
-							&args, 0, true);
+							&args, 0, CACHE_KMALLOC);
 		if (!kmalloc_caches[i]) {
 			fprintf(stderr, "sheaf: cannot create %s\n", names[i]);
 			abort();
@@ -118,6 +131,14 @@ static inline void *do_kmalloc(size_t size, gfp_t gfp, int node)
 			break;
 	}
 	return p;
+}
+
+void *_sheaf_kmalloc_internal(size_t size, gfp_t gfp)
+{
+	if (size <= KMALLOC_MAX_CACHE_SIZE)
+		return _sheaf_slab_alloc(sheaf_store[kmalloc_index(size)], gfp,
+					 NUMA_NO_NODE);
+	return kmalloc_large(size, gfp, NUMA_NO_NODE);
 }
 
 SHEAF_EXPORT void *kmalloc(size_t size, gfp_t gfp)

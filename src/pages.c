@@ -29,6 +29,7 @@
 #include "internal.h"
 
 struct arena *_sheaf_arena_map[ARENA_MAP_SIZE];
+SHEAF_EXPORT void *sheaf_memmap[ARENA_MAP_SIZE];
 
 #define MEMMAP_PAGES ((ARENA_PAGES * sizeof(struct slab)) >> PAGE_SHIFT) /* 1024 */
 #define DIRTY_LIMIT  (8192ul) /* pages (32 MiB) of dirty free memory per node */
@@ -179,6 +180,8 @@ static bool arena_grow(int node)
 	pn->nr_free += ARENA_PAGES - MEMMAP_PAGES;
 	pn->total += ARENA_PAGES - MEMMAP_PAGES;
 	__atomic_store_n(&_sheaf_arena_map[(uintptr_t)base >> ARENA_SHIFT], a,
+			 __ATOMIC_RELEASE);
+	__atomic_store_n(&sheaf_memmap[(uintptr_t)base >> ARENA_SHIFT], (void *)base,
 			 __ATOMIC_RELEASE);
 	nr_arenas++;
 	pthread_mutex_unlock(&pn->lock);

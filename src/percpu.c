@@ -134,6 +134,7 @@ static void do_init(void)
 	detect_nodes();
 	_sheaf_stats_on = _sheaf_config.stats;
 	_sheaf_pages_init();
+	_sheaf_sheaf_setup();
 	_sheaf_kmalloc_init();
 	_sheaf_fork_init();
 	__atomic_store_n(&_sheaf_initialized, true, __ATOMIC_RELEASE);
@@ -170,6 +171,5 @@ SHEAF_EXPORT int sheaf_numa_node_id(void)
 SHEAF_EXPORT const char *sheaf_percpu_mode(void)
 {
 	sheaf_init();
-	return (_sheaf_rseq_ok && !_sheaf_config.percpu_fallback) ? "rseq"
-								   : "fallback";
+	return _sheaf_rseq_mode ? "rseq" : "fallback";
 }

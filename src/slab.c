@@ -359,6 +359,92 @@ void *_sheaf_alloc_single(struct kmem_cache *s, gfp_t gfp, int node,
 }
 
 /*
+ * Take up to `want` objects from one slab on n's partial list (several at
+ * once: walk the freelist, one compare-and-swap).  Caller holds list_lock.
+ */
+static size_t grab_partial_locked(struct kmem_cache *s, struct kmem_cache_node *n,
+				  struct slab *slab, void **p, size_t want,
+				  unsigned int slot)
+{
+	fc_t old, new_;
+	size_t got;
+	do {
+		old = slab_read(slab);
+		void *o = old.freelist;
+		got = 0;
+		while (o && got < want) {
+			p[got++] = o;
+			o = get_freepointer(s, o);
+		}
+		new_.freelist = o;
+		new_.counters = fc_set(old.counters,
+				       fc_inuse(old.counters) + (unsigned int)got, 0);
+	} while (!cmpxchg16(slab, old.full, new_.full) &&
+		 (stat(s, SHEAF_STAT_CMPXCHG_DOUBLE_FAIL, slot), true));
+	if (!new_.freelist)
+		remove_partial(n, slab);
+	return got;
+}
+
+/*
+ * The internal bulk allocation from slabs (the kernel's refill_objects):
+ * all or nothing, nr objects into p from node's partial slabs, then new
+ * slabs on node, then other nodes' partial slabs.  Never touches a CPU
+ * cache or a sheaf.  Returns nr, or 0 with nothing allocated.
+ */
+size_t _sheaf_slab_alloc_bulk(struct kmem_cache *s, gfp_t gfp, int node,
+			      void **p, size_t nr, unsigned int slot)
+{
+	size_t got = 0;
+	struct kmem_cache_node *n = get_node(s, node);
+
+	if (READ_ONCE(n->nr_partial)) {
+		pthread_mutex_lock(&n->list_lock);
+		while (got < nr && !list_empty(&n->partial)) {
+			struct slab *slab = list_first_entry(&n->partial,
+							     struct slab, slab_list);
+			got += grab_partial_locked(s, n, slab, &p[got], nr - got, slot);
+		}
+		pthread_mutex_unlock(&n->list_lock);
+	}
+	while (got < nr) {
+		struct slab *slab = _sheaf_new_slab(s, gfp, node, slot);
+		if (!slab)
+			break;
+		void *o = slab->freelist;
+		unsigned int taken = 0;
+		while (o && got < nr) {
+			p[got++] = o;
+			o = get_freepointer(s, o);
+			taken++;
+		}
+		slab->freelist = o;
+		slab->inuse = taken & 0xffff;
+		if (o) {
+			pthread_mutex_lock(&n->list_lock);
+			add_partial(n, slab);
+			pthread_mutex_unlock(&n->list_lock);
+		}
+	}
+	for (unsigned int i = 1; got < nr && i < _sheaf_nr_nodes; i++) {
+		struct kmem_cache_node *o = get_node(s, (node + (int)i) % (int)_sheaf_nr_nodes);
+		pthread_mutex_lock(&o->list_lock);
+		while (got < nr && !list_empty(&o->partial)) {
+			struct slab *slab = list_first_entry(&o->partial,
+							     struct slab, slab_list);
+			got += grab_partial_locked(s, o, slab, &p[got], nr - got, slot);
+		}
+		pthread_mutex_unlock(&o->list_lock);
+	}
+	if (got < nr) {
+		if (got)
+			_sheaf_slab_free_bulk(s, got, p, slot);
+		return 0;
+	}
+	return nr;
+}
+
+/*
  * Free cnt objects of one slab, chained head -> ... -> tail through their
  * free pointers, to the slab (the kernel's __slab_free).
  */

@@ -37,13 +37,23 @@ static struct kmem_cache *create_fail(const char *name, slab_flags_t flags,
 /* Internal creation: arguments already validated; no sheaf_init(). */
 struct kmem_cache *_sheaf_cache_create(const char *name, unsigned int size,
 				       const struct kmem_cache_args *args,
-				       slab_flags_t flags, bool kmalloc)
+				       slab_flags_t flags, enum cache_kind kind)
 {
+	unsigned int cap = args->sheaf_capacity;
+	if (cap == 0 && kind != CACHE_INTERNAL && _sheaf_config.default_capacity)
+		cap = _sheaf_config.default_capacity < 0
+			? _sheaf_auto_capacity(ALIGN_UP(size, 8u))
+			: (unsigned int)_sheaf_config.default_capacity;
+	if (flags & SLAB_DEBUG_FLAGS)
+		cap = 0; /* debug caches take the checked slow path only */
+
 	size_t nslots = _sheaf_nr_slots;
 	size_t off_cpu = ALIGN_UP(sizeof(struct kmem_cache), (size_t)CACHE_LINE);
 	size_t off_stats = off_cpu + nslots * sizeof(struct kmem_cache_cpu);
 	size_t off_nodes = off_stats + nslots * sizeof(struct sheaf_stat_slot);
-	size_t total = off_nodes + _sheaf_nr_nodes * sizeof(struct kmem_cache_node);
+	size_t off_pcs = off_nodes + _sheaf_nr_nodes * sizeof(struct kmem_cache_node);
+	size_t off_barn = off_pcs + (cap ? nslots * sizeof(struct sheaf_pcs) : 0);
+	size_t total = off_barn + (cap ? _sheaf_nr_nodes * sizeof(struct node_barn) : 0);
 
 	char *mem = _sheaf_meta_alloc(total);
 	if (!mem) {
@@ -65,14 +75,31 @@ struct kmem_cache *_sheaf_cache_create(const char *name, unsigned int size,
 	s->object_size = size;
 	s->flags = flags;
 	s->ctor = args->ctor;
-	s->kmalloc = kmalloc;
+	s->kmalloc = kind == CACHE_KMALLOC;
+	s->internal = kind == CACHE_INTERNAL;
+	pthread_mutex_init(&s->flush_lock, NULL);
 	if (!_sheaf_calculate_sizes(s, args)) {
 		_sheaf_meta_free(mem, total);
 		errno = EINVAL;
 		return NULL;
 	}
-	/* Sheaves arrive with the sheaf layer; until then every cache is classic. */
-	s->sheaf_capacity = 0;
+	s->hot.object_size = s->object_size;
+	s->hot.size = s->size;
+	s->hot.objects = s->objects;
+	s->hot.reciprocal = (uint64_t)(((unsigned __int128)1 << 64) / s->size) + 1;
+	if (cap) {
+		s->hot.sheaf_capacity = cap;
+		s->hot.pcs = (struct sheaf_pcs *)(mem + off_pcs);
+		for (unsigned int n = 0; n < _sheaf_nr_nodes; n++) {
+			s->barn[n] = (struct node_barn *)(mem + off_barn) + n;
+			_sheaf_barn_init(s->barn[n]);
+		}
+		if (!_sheaf_pcs_init(s)) {
+			_sheaf_meta_free(mem, total);
+			errno = ENOMEM;
+			return NULL;
+		}
+	}
 
 	pthread_mutex_lock(&_sheaf_slab_mutex);
 	list_add_tail(&s->list, &_sheaf_slab_caches);
@@ -121,7 +148,7 @@ __kmem_cache_create_args(const char *name, unsigned int size,
 				"freeptr_offset %u not pointer-aligned inside the object",
 				args->freeptr_offset);
 	}
-	struct kmem_cache *s = _sheaf_cache_create(name, size, args, flags, false);
+	struct kmem_cache *s = _sheaf_cache_create(name, size, args, flags, CACHE_USER);
 	if (!s && (flags & SLAB_PANIC)) {
 		fprintf(stderr, "sheaf: kmem_cache_create(\"%s\"): out of memory\n", name);
 		abort();
@@ -141,12 +168,14 @@ SHEAF_EXPORT const char *kmem_cache_name(struct kmem_cache *s)
 
 SHEAF_EXPORT unsigned int sheaf_cache_capacity(struct kmem_cache *s)
 {
-	return s ? s->sheaf_capacity : 0;
+	return s ? s->hot.sheaf_capacity : 0;
 }
 
 /* Flush every CPU cache of s and release empty slabs. */
 static void flush_and_shrink(struct kmem_cache *s)
 {
+	if (cache_has_sheaves(s))
+		_sheaf_pcs_flush_all(s);
 	_sheaf_cpu_flush_all(s);
 	for (unsigned int n = 0; n < _sheaf_nr_nodes; n++)
 		_sheaf_shrink_node(s, (int)n);
@@ -165,6 +194,8 @@ static size_t slab_objects_inuse(struct kmem_cache *s)
 {
 	long total = 0;
 	size_t free_objs = _sheaf_cpu_cached_objects(s);
+	if (cache_has_sheaves(s))
+		free_objs += _sheaf_pcs_cached_objects(s);
 	for (unsigned int n = 0; n < _sheaf_nr_nodes; n++) {
 		total += atomic_load(&s->node[n]->total_objects);
 		free_objs += _sheaf_node_free_objects(s, (int)n);
@@ -202,6 +233,11 @@ SHEAF_EXPORT void kmem_cache_destroy(struct kmem_cache *s)
 	pthread_mutex_lock(&_sheaf_slab_mutex);
 	list_del(&s->list);
 	pthread_mutex_unlock(&_sheaf_slab_mutex);
+	if (cache_has_sheaves(s)) {
+		_sheaf_pcs_destroy(s);
+		for (unsigned int n = 0; n < _sheaf_nr_nodes; n++)
+			_sheaf_shrink_node(s, (int)n);
+	}
 	_sheaf_pages_purge(false);
 	_sheaf_meta_free(s, s->meta_size);
 }
@@ -212,7 +248,8 @@ void *_sheaf_slab_alloc(struct kmem_cache *s, gfp_t gfp, int node)
 {
 	void *obj;
 	for (;;) {
-		obj = _sheaf_cpu_alloc(s, gfp, node);
+		obj = cache_has_sheaves(s) ? _sheaf_sheaf_alloc(s, gfp, node)
+					   : _sheaf_cpu_alloc(s, gfp, node);
 		if (likely(obj) || !(gfp & __GFP_NOFAIL))
 			break;
 		usleep(1000);
@@ -224,7 +261,10 @@ void *_sheaf_slab_alloc(struct kmem_cache *s, gfp_t gfp, int node)
 
 void _sheaf_slab_free_obj(struct kmem_cache *s, struct slab *slab, void *obj)
 {
-	_sheaf_cpu_free(s, slab, obj);
+	if (cache_has_sheaves(s))
+		_sheaf_sheaf_free(s, slab, obj);
+	else
+		_sheaf_cpu_free(s, slab, obj);
 }
 
 static inline bool alloc_args_ok(struct kmem_cache *s, gfp_t gfp, int node)
@@ -274,6 +314,16 @@ SHEAF_EXPORT int kmem_cache_alloc_bulk(struct kmem_cache *s, gfp_t gfp,
 {
 	if (!alloc_args_ok(s, gfp, NUMA_NO_NODE) || (nr && !p))
 		return 0;
+	if (!nr)
+		return 0;
+	if (cache_has_sheaves(s)) {
+		if (!_sheaf_sheaf_alloc_bulk(s, gfp & ~__GFP_ZERO, nr, p))
+			return 0;
+		if (gfp & __GFP_ZERO)
+			for (size_t k = 0; k < nr; k++)
+				memset(p[k], 0, s->object_size);
+		return (int)nr;
+	}
 	size_t i;
 	for (i = 0; i < nr; i++) {
 		p[i] = _sheaf_cpu_alloc(s, gfp & ~__GFP_ZERO, NUMA_NO_NODE);
@@ -305,7 +355,17 @@ SHEAF_EXPORT void kmem_cache_free_bulk(struct kmem_cache *s, size_t nr, void **p
 		}
 		struct slab *slab = _sheaf_check_object(s, obj,
 							"kmem_cache_free_bulk", caller);
-		_sheaf_slab_free_obj(s, slab, obj);
+		if (!cache_has_sheaves(s)) {
+			_sheaf_slab_free_obj(s, slab, obj);
+			continue;
+		}
+		/* A run of checked objects goes to the sheaves at once. */
+		size_t j = i + 1;
+		while (j < nr && p[j] &&
+		       _sheaf_check_object(s, p[j], "kmem_cache_free_bulk", caller))
+			j++;
+		_sheaf_sheaf_free_bulk(s, j - i, &p[i]);
+		i = j - 1;
 	}
 }
 
@@ -320,8 +380,11 @@ static void prefork(void)
 {
 	struct kmem_cache *s;
 	pthread_mutex_lock(&_sheaf_slab_mutex);
-	list_for_each_entry(s, &_sheaf_slab_caches, list)
+	list_for_each_entry(s, &_sheaf_slab_caches, list) {
+		if (cache_has_sheaves(s))
+			_sheaf_pcs_lock_all(s);
 		_sheaf_cpu_lock_all(s);
+	}
 	list_for_each_entry(s, &_sheaf_slab_caches, list)
 		for (unsigned int n = 0; n < _sheaf_nr_nodes; n++)
 			pthread_mutex_lock(&s->node[n]->list_lock);
@@ -335,8 +398,11 @@ static void postfork(bool child)
 	list_for_each_entry(s, &_sheaf_slab_caches, list)
 		for (unsigned int n = 0; n < _sheaf_nr_nodes; n++)
 			pthread_mutex_unlock(&s->node[n]->list_lock);
-	list_for_each_entry(s, &_sheaf_slab_caches, list)
+	list_for_each_entry(s, &_sheaf_slab_caches, list) {
 		_sheaf_cpu_unlock_all(s);
+		if (cache_has_sheaves(s))
+			_sheaf_pcs_unlock_all(s);
+	}
 	pthread_mutex_unlock(&_sheaf_slab_mutex);
 }
 

@@ -74,4 +74,8 @@ SHEAF_EXPORT void sheaf_stats_enable(bool on)
 {
 	sheaf_init();
 	__atomic_store_n(&_sheaf_stats_on, on, __ATOMIC_RELAXED);
+	/* The inline fast paths do not count: they are off while counting. */
+	__atomic_store_n(&sheaf_rt.inline_ok,
+			 _sheaf_rseq_mode && !on && _sheaf_nr_nodes == 1,
+			 __ATOMIC_RELAXED);
 }

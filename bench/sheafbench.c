@@ -1,0 +1,974 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * sheafbench - libsheaf against the usual userspace allocators.
+ *   sheafbench [--quick] [--workload A,B] [--contender A,B] [--reps N]
+ *              [--iters N] [--csv PATH]          (--help for details)
+ *
+ * Contenders:
+ *   sheaf     kmem_cache_alloc/free, cache created with sheaf_capacity = 32:
+ *             the per-CPU sheaves path (classic until sheaves land; the
+ *             output prints the capacity the cache reports);
+ *   classic   the same with sheaf_capacity = 0: classic SLUB per-CPU
+ *             freelist with its (freelist, tid) cmpxchg16b fast path;
+ *   glibc     malloc/free, no LD_PRELOAD;
+ *   jemalloc, tcmalloc, mimalloc: malloc/free, the Debian .so LD_PRELOADed.
+ * Each child checks that dlsym("malloc") resolves into the expected library.
+ *
+ * Workloads (ns per alloc+free pair unless said; lower is better):
+ *   hot-64, hot-256  One object of the size stays live; a loop allocates an
+ *             object and frees it at once, getting the same object back each
+ *             time: the bare fast path (per-CPU freelist, sheaf, thread
+ *             cache), no slab or page work.
+ *   batch-lifo  1000 64-byte objects allocated into an array, then freed
+ *             newest first; repeated.  1000 objects are far more than a sheaf
+ *             or one cpu slab holds: refills from slabs and flushes back.
+ *   batch-fifo  The same, freed oldest first: queue-like lifetimes; frees
+ *             start with the slabs filled first rather than the current one,
+ *             and the next round walks the free lists in another order.
+ *   remote    A producer thread allocates 64-byte objects and passes them
+ *             through a lock-free single-producer/single-consumer ring to a
+ *             consumer thread on another CPU that frees them: every free is
+ *             a cross-CPU free.  ns per object = wall time / objects.
+ *   hot-64-t1, hot-64-t2  The hot-64 loop in 1 and in 2 threads at once on
+ *             the same cache, threads pinned to distinct CPUs: fast path
+ *             scaling.  ns per op of one thread (wall / per-thread ops), and
+ *             Mops/s of all threads in a table of its own.
+ *
+ * Method.  Every (contender, workload, repetition) is one child process,
+ * this program re-executed with "--child=NAME"; children run strictly one
+ * after another, repetitions interleaved across contenders (rep 1 of every
+ * contender, then rep 2, ..., the contender order rotating) so that machine
+ * noise spreads evenly.  A child warms up (a tenth of the iterations), times
+ * the workload with CLOCK_MONOTONIC and prints "R <ns>" on stdout, a pipe to
+ * the parent, which reports the median over repetitions.
+ *
+ * Fairness.  Each workload body is written once, as an always_inline function
+ * taking the alloc and free operations as function pointers, and instantiated
+ * twice (GEN below): with kmem_cache_alloc/kmem_cache_free and with
+ * malloc/free, which become direct calls in identical loops.  The choice is
+ * made once per run, outside the timed loops.  Each new object gets one byte
+ * written and goes through an empty asm with a memory clobber, so that no
+ * compiler can elide a malloc/free pair.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <gnu/libc-version.h>
+#include <pthread.h>
+#include <sched.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sheaf/slab.h>
+
+#ifndef SHEAFBENCH_RESULTS_DIR
+#define SHEAFBENCH_RESULTS_DIR "bench/results"
+#endif
+
+#ifndef SHEAFBENCH_LIBDIR	/* where the peers' .so live (Debian multiarch) */
+#define SHEAFBENCH_LIBDIR "/usr/lib/x86_64-linux-gnu"
+#endif
+#define LIBDIR SHEAFBENCH_LIBDIR "/"
+
+#define AI static inline __attribute__((always_inline))
+#define NOINLINE __attribute__((noinline))
+#define BATCH 1000		/* objects per batch-* round */
+#define RING_SIZE 1024u		/* remote: ring slots (power of two) */
+#define RING_BATCH 32u		/* remote: producer publishes every 32 */
+#define REMOTE_DIV 4		/* remote: objects = iterations / 4 */
+
+extern char **environ;
+
+/* ------------------------------------------------------------ tables */
+
+enum kind { K_SLAB, K_MALLOC };
+
+struct contender {
+	const char *name;
+	enum kind kind;
+	unsigned int sheaf_capacity;	/* K_SLAB */
+	const char *preload;		/* NULL: no LD_PRELOAD */
+	const char *malloc_from;	/* peers: the library that must serve malloc */
+};
+
+static const struct contender contenders[] = {
+	{ "sheaf",    K_SLAB,   32, NULL, NULL },
+	{ "classic",  K_SLAB,   0,  NULL, NULL },
+	{ "glibc",    K_MALLOC, 0,  NULL, NULL },
+	{ "jemalloc", K_MALLOC, 0,  LIBDIR "libjemalloc.so.2", "libjemalloc" },
+	{ "tcmalloc", K_MALLOC, 0,  LIBDIR "libtcmalloc_minimal.so.4", "libtcmalloc" },
+	{ "mimalloc", K_MALLOC, 0,  LIBDIR "libmimalloc.so.2", "libmimalloc" },
+};
+#define NC ((int)(sizeof(contenders) / sizeof(contenders[0])))
+#define C_SHEAF 0
+#define C_FIRST_PEER 2
+
+enum wtype { W_HOT, W_BATCH_LIFO, W_BATCH_FIFO, W_REMOTE, W_THREADS };
+
+struct workload {
+	const char *name;
+	enum wtype type;
+	unsigned int size;
+	unsigned int threads;
+	unsigned int iters_div;	/* operations = base iterations / iters_div */
+};
+
+static const struct workload workloads[] = {
+	{ "hot-64",     W_HOT,        64,  1, 1 },
+	{ "hot-256",    W_HOT,        256, 1, 1 },
+	{ "batch-lifo", W_BATCH_LIFO, 64,  1, 1 },
+	{ "batch-fifo", W_BATCH_FIFO, 64,  1, 1 },
+	{ "remote",     W_REMOTE,     64,  2, REMOTE_DIV },
+	{ "hot-64-t1",  W_THREADS,    64,  1, 1 },
+	{ "hot-64-t2",  W_THREADS,    64,  2, 1 },
+};
+#define NW ((int)(sizeof(workloads) / sizeof(workloads[0])))
+
+/* ------------------------------------------------------------ helpers */
+
+static void __attribute__((noreturn, format(printf, 1, 2)))
+die(const char *fmt, ...)
+{
+	va_list ap;
+	fputs("sheafbench: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(2);
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Spin-wait step; yields the CPU now and then (matters with one CPU). */
+static inline void backoff(unsigned int *spins)
+{
+	if (++*spins % 256 == 0)
+		sched_yield();
+#if defined(__x86_64__) || defined(__i386__)
+	else
+		__builtin_ia32_pause();
+#endif
+}
+
+static int find_name(const char *name, bool contender)
+{
+	int n = contender ? NC : NW;
+	for (int i = 0; i < n; i++)
+		if (!strcmp(name, contender ? contenders[i].name : workloads[i].name))
+			return i;
+	return -1;
+}
+
+/* ------------------------------------------- the measured operations */
+
+struct ctx {
+	struct kmem_cache *cache;	/* K_SLAB */
+	size_t size;			/* K_MALLOC */
+};
+
+typedef void *(*alloc_fn)(const struct ctx *);
+typedef void (*free_fn)(const struct ctx *, void *);
+
+AI void *slab_alloc(const struct ctx *c) { return kmem_cache_alloc(c->cache, GFP_KERNEL); }
+AI void slab_free(const struct ctx *c, void *p) { kmem_cache_free(c->cache, p); }
+AI void *libc_alloc(const struct ctx *c) { return malloc(c->size); }
+AI void libc_free(const struct ctx *c, void *p) { (void)c; free(p); }
+
+static void __attribute__((noreturn, cold)) out_of_memory(void)
+{
+	printf("E allocation failed\n");
+	fflush(stdout);
+	_exit(1);
+}
+
+/* What a user does with a fresh object; also keeps the pair un-elidable. */
+AI void *use(void *p)
+{
+	if (__builtin_expect(p == NULL, 0))
+		out_of_memory();
+	*(volatile unsigned char *)p = 1;
+	__asm__ volatile("" : : "r"(p) : "memory");
+	return p;
+}
+
+AI void hot_body(struct ctx c, uint64_t n, alloc_fn A, free_fn F)
+{
+	for (uint64_t i = 0; i < n; i++) {
+		void *p = use(A(&c));
+		F(&c, p);
+	}
+}
+
+AI void batch_body(struct ctx c, void **v, uint64_t rounds, bool fifo,
+		   alloc_fn A, free_fn F)
+{
+	for (uint64_t r = 0; r < rounds; r++) {
+		for (size_t i = 0; i < BATCH; i++)
+			v[i] = use(A(&c));
+		if (fifo) {
+			for (size_t i = 0; i < BATCH; i++)
+				F(&c, v[i]);
+		} else {
+			for (size_t i = BATCH; i-- > 0;)
+				F(&c, v[i]);
+		}
+	}
+}
+
+/* remote: single-producer/single-consumer ring, indices never wrap. */
+struct ring {
+	_Alignas(64) _Atomic uint64_t head;	/* next slot the producer fills */
+	_Alignas(64) _Atomic uint64_t tail;	/* next slot the consumer reads */
+	_Alignas(64) void *slot[RING_SIZE];
+};
+static struct ring ring;
+
+AI void produce_body(struct ctx c, struct ring *r, uint64_t n, alloc_fn A)
+{
+	uint64_t head = 0, tail = 0;
+	unsigned int spins = 0;
+	while (head < n) {
+		while (head - tail == RING_SIZE) {
+			tail = atomic_load_explicit(&r->tail, memory_order_acquire);
+			if (head - tail == RING_SIZE)
+				backoff(&spins);
+		}
+		uint64_t k = RING_SIZE - (head - tail);
+		if (k > RING_BATCH)
+			k = RING_BATCH;
+		if (k > n - head)
+			k = n - head;
+		for (uint64_t i = 0; i < k; i++)
+			r->slot[(head + i) % RING_SIZE] = use(A(&c));
+		head += k;
+		atomic_store_explicit(&r->head, head, memory_order_release);
+	}
+}
+
+AI void consume_body(struct ctx c, struct ring *r, uint64_t n, free_fn F)
+{
+	uint64_t tail = 0, head = 0;
+	unsigned int spins = 0;
+	while (tail < n) {
+		while (tail == head) {
+			head = atomic_load_explicit(&r->head, memory_order_acquire);
+			if (tail == head)
+				backoff(&spins);
+		}
+		while (tail < head) {
+			F(&c, r->slot[tail % RING_SIZE]);
+			tail++;
+		}
+		atomic_store_explicit(&r->tail, tail, memory_order_release);
+	}
+}
+
+/* The loops above, instantiated with direct calls for each kind. */
+struct impl {
+	void *(*alloc1)(struct ctx);
+	void (*free1)(struct ctx, void *);
+	void (*hot)(struct ctx, uint64_t);
+	void (*lifo)(struct ctx, void **, uint64_t);
+	void (*fifo)(struct ctx, void **, uint64_t);
+	void (*produce)(struct ctx, struct ring *, uint64_t);
+	void (*consume)(struct ctx, struct ring *, uint64_t);
+};
+
+#define GEN(k, A, F)                                                           \
+	static NOINLINE void *alloc1_##k(struct ctx c) { return use(A(&c)); } \
+	static NOINLINE void free1_##k(struct ctx c, void *p) { F(&c, p); }   \
+	static NOINLINE void hot_##k(struct ctx c, uint64_t n)                \
+	{ hot_body(c, n, A, F); }                                              \
+	static NOINLINE void lifo_##k(struct ctx c, void **v, uint64_t r)     \
+	{ batch_body(c, v, r, false, A, F); }                                  \
+	static NOINLINE void fifo_##k(struct ctx c, void **v, uint64_t r)     \
+	{ batch_body(c, v, r, true, A, F); }                                   \
+	static NOINLINE void produce_##k(struct ctx c, struct ring *r, uint64_t n) \
+	{ produce_body(c, r, n, A); }                                          \
+	static NOINLINE void consume_##k(struct ctx c, struct ring *r, uint64_t n) \
+	{ consume_body(c, r, n, F); }                                          \
+	static const struct impl impl_##k = { alloc1_##k, free1_##k, hot_##k,  \
+		lifo_##k, fifo_##k, produce_##k, consume_##k };
+
+GEN(slab, slab_alloc, slab_free)
+GEN(libc, libc_alloc, libc_free)
+
+/* ------------------------------------------------- workload runners */
+
+static uint64_t warmup_of(uint64_t n) { return n / 10 + 1; }
+
+static double run_hot(const struct impl *im, struct ctx c, uint64_t n)
+{
+	void *keep = im->alloc1(c);
+	im->hot(c, warmup_of(n));
+	uint64_t t0 = now_ns();
+	im->hot(c, n);
+	uint64_t t1 = now_ns();
+	im->free1(c, keep);
+	return (double)(t1 - t0) / (double)n;
+}
+
+static double run_batch(const struct impl *im, struct ctx c, uint64_t n, bool fifo)
+{
+	static void *v[BATCH];
+	uint64_t rounds = n / BATCH ? n / BATCH : 1;
+	void (*loop)(struct ctx, void **, uint64_t) = fifo ? im->fifo : im->lifo;
+	loop(c, v, warmup_of(rounds));
+	uint64_t t0 = now_ns();
+	loop(c, v, rounds);
+	uint64_t t1 = now_ns();
+	return (double)(t1 - t0) / (double)(rounds * BATCH);
+}
+
+/* Threads of one run: started together, each pinned to its own CPU. */
+struct team {
+	const struct impl *im;
+	struct ctx c;
+	uint64_t n;
+	unsigned int nthreads;
+	bool remote;		/* producer (idx 0) and consumer (idx 1) */
+	int cpus[2];		/* first two CPUs we may run on, -1: none */
+	_Atomic unsigned int ready;
+	_Atomic int go;
+};
+
+struct worker { struct team *t; unsigned int idx; pthread_t th; uint64_t t0, t1; };
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	struct team *t = w->t;
+	const struct impl *im = t->im;
+	void *keep = NULL;
+	unsigned int spins = 0;
+
+	if (t->cpus[t->nthreads - 1] >= 0) {	/* else: fewer CPUs than threads */
+		cpu_set_t set;
+		CPU_ZERO(&set);
+		CPU_SET(t->cpus[w->idx], &set);
+		(void)sched_setaffinity(0, sizeof(set), &set);
+	}
+	if (!t->remote) {			/* hot-64-tN: as run_hot */
+		keep = im->alloc1(t->c);
+		im->hot(t->c, warmup_of(t->n));
+	}
+	atomic_fetch_add(&t->ready, 1);
+	while (!atomic_load_explicit(&t->go, memory_order_acquire))
+		backoff(&spins);
+	w->t0 = now_ns();
+	if (!t->remote)
+		im->hot(t->c, t->n);
+	else if (w->idx == 0)
+		im->produce(t->c, &ring, t->n);
+	else
+		im->consume(t->c, &ring, t->n);
+	w->t1 = now_ns();
+	if (keep)
+		im->free1(t->c, keep);
+	return NULL;
+}
+
+/* Runs the team; returns wall time from the first start to the last end. */
+static uint64_t run_team(struct team *t)
+{
+	struct worker w[2];
+	unsigned int spins = 0;
+	cpu_set_t set;
+	int found = 0;
+
+	t->cpus[0] = t->cpus[1] = -1;
+	if (sched_getaffinity(0, sizeof(set), &set) == 0)
+		for (int cpu = 0; cpu < CPU_SETSIZE && found < 2; cpu++)
+			if (CPU_ISSET(cpu, &set))
+				t->cpus[found++] = cpu;
+	atomic_store(&t->ready, 0);
+	atomic_store(&t->go, 0);
+	atomic_store(&ring.head, 0);
+	atomic_store(&ring.tail, 0);
+	for (unsigned int i = 0; i < t->nthreads; i++) {
+		w[i] = (struct worker){ .t = t, .idx = i };
+		if (pthread_create(&w[i].th, NULL, worker_main, &w[i]) != 0)
+			die("pthread_create failed");
+	}
+	while (atomic_load(&t->ready) < t->nthreads)
+		backoff(&spins);
+	atomic_store_explicit(&t->go, 1, memory_order_release);
+	uint64_t start = UINT64_MAX, end = 0;
+	for (unsigned int i = 0; i < t->nthreads; i++) {
+		pthread_join(w[i].th, NULL);
+		start = w[i].t0 < start ? w[i].t0 : start;
+		end = w[i].t1 > end ? w[i].t1 : end;
+	}
+	return end - start;
+}
+
+static double run_remote(struct team *t)
+{
+	uint64_t n = t->n;
+	t->n = warmup_of(n);		/* untimed pass: threads, ring, slabs */
+	run_team(t);
+	t->n = n;
+	return (double)run_team(t) / (double)n;
+}
+
+/* ------------------------------------------------------------ child */
+
+static int child_main(int ci, int wi, uint64_t iters)
+{
+	const struct contender *ct = &contenders[ci];
+	const struct workload *wl = &workloads[wi];
+	const struct impl *im = ct->kind == K_SLAB ? &impl_slab : &impl_libc;
+	struct ctx c = { .cache = NULL, .size = wl->size };
+	uint64_t n = iters / wl->iters_div ? iters / wl->iters_div : 1;
+	void *sym = dlsym(RTLD_DEFAULT, "malloc");
+	Dl_info di;
+	double ns;
+
+	alarm((unsigned int)(60 + iters / 100000));	/* a hung child dies */
+	if (!sym || !dladdr(sym, &di) || !di.dli_fname)
+		di.dli_fname = "?";
+	for (int i = 0; i < NC; i++) {	/* the preloaded one, or none */
+		const char *lib = contenders[i].malloc_from;
+		if (lib && (strstr(di.dli_fname, lib) != NULL) != (i == ci)) {
+			printf("E malloc comes from %s\n", di.dli_fname);
+			return 1;
+		}
+	}
+	if (ct->kind == K_SLAB) {
+		struct kmem_cache_args args = { 0 };
+		char name[64];
+
+		args.sheaf_capacity = ct->sheaf_capacity;
+		snprintf(name, sizeof(name), "bench-%s", wl->name);
+		c.cache = kmem_cache_create(name, wl->size, &args, 0);
+		if (!c.cache) {
+			printf("E kmem_cache_create(%s): %s\n", name, strerror(errno));
+			return 1;
+		}
+		printf("C %u\n", sheaf_cache_capacity(c.cache));
+	}
+
+	switch (wl->type) {
+	case W_HOT:
+		ns = run_hot(im, c, n);
+		break;
+	case W_BATCH_LIFO:
+	case W_BATCH_FIFO:
+		ns = run_batch(im, c, n, wl->type == W_BATCH_FIFO);
+		break;
+	case W_REMOTE:
+	case W_THREADS: {
+		struct team t = { .im = im, .c = c, .n = n, .nthreads = wl->threads,
+				  .remote = wl->type == W_REMOTE };
+		ns = t.remote ? run_remote(&t) : (double)run_team(&t) / (double)n;
+		break;
+	}
+	default:
+		return 1;
+	}
+	printf("R %.4f\n", ns);
+
+	if (c.cache) {
+		if (ci == C_SHEAF && !strcmp(wl->name, "hot-64") &&
+		    sheaf_stats_enabled()) {
+			printf("S\n");		/* the rest of the output: stats */
+			sheaf_stats_print(c.cache, stdout);
+		}
+		kmem_cache_destroy(c.cache);
+	}
+	return fflush(stdout) ? 1 : 0;
+}
+
+/* ------------------------------------------------------------ parent */
+
+static bool wsel[NW], csel[NC];
+static int order[NC], nc;		/* selected, available contenders */
+static unsigned int reps;
+static char **envs[NC];			/* each contender's environment */
+static struct cell {
+	double *v;			/* one value per successful rep */
+	unsigned int nv;
+	bool failed;
+} cells[NW][NC];
+static double med[NW][NC];		/* medians, -1: none */
+static char stats_text[16384], notes[8192];
+static unsigned int sheaf_capacity_seen = UINT32_MAX, failures;
+
+static void __attribute__((format(printf, 1, 2))) note(const char *fmt, ...)
+{
+	size_t len = strlen(notes);
+	va_list ap;
+	if (len + 8 >= sizeof(notes))
+		return;
+	va_start(ap, fmt);
+	notes[len++] = '-';
+	notes[len++] = ' ';
+	vsnprintf(notes + len, sizeof(notes) - len - 1, fmt, ap);
+	va_end(ap);
+	strcat(notes, "\n");
+}
+
+/* The environment without any LD_PRELOAD, plus ours for the peers. */
+static char **make_env(const char *preload)
+{
+	size_t n = 0, k = 0;
+	while (environ[n])
+		n++;
+	char **e = calloc(n + 2, sizeof(*e));
+	if (!e)
+		die("out of memory");
+	for (size_t i = 0; i < n; i++)
+		if (strncmp(environ[i], "LD_PRELOAD=", 11) != 0)
+			e[k++] = environ[i];
+	if (preload && asprintf(&e[k], "LD_PRELOAD=%s", preload) < 0)
+		die("out of memory");
+	return e;
+}
+
+/* One child run: true and *ns on success, else a reason in err. */
+static bool run_child(const char *exe, int ci, int wi, uint64_t iters,
+		      double *ns, char *err, size_t errlen)
+{
+	char a0[] = "sheafbench", a1[64], a2[64], a3[32];
+	char *argv[] = { a0, a1, a2, a3, NULL };
+	posix_spawn_file_actions_t fa;
+	int fd[2], status, rc;
+	bool got = false, in_stats = false;
+	pid_t pid;
+
+	snprintf(a1, sizeof(a1), "--child=%s", contenders[ci].name);
+	snprintf(a2, sizeof(a2), "--workload=%s", workloads[wi].name);
+	snprintf(a3, sizeof(a3), "--iters=%llu", (unsigned long long)iters);
+	err[0] = '\0';
+	if (pipe2(fd, O_CLOEXEC) != 0)
+		die("pipe: %s", strerror(errno));
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, fd[1], STDOUT_FILENO);
+	fflush(NULL);
+	rc = posix_spawn(&pid, exe, &fa, NULL, argv, envs[ci]);
+	posix_spawn_file_actions_destroy(&fa);
+	close(fd[1]);
+	if (rc != 0) {
+		close(fd[0]);
+		snprintf(err, errlen, "posix_spawn: %s", strerror(rc));
+		return false;
+	}
+
+	FILE *f = fdopen(fd[0], "r");
+	char *line = NULL;
+	size_t cap = 0;
+	if (!f)
+		die("fdopen: %s", strerror(errno));
+	while (getline(&line, &cap, f) > 0) {
+		if (in_stats) {
+			size_t len = strlen(stats_text);
+			snprintf(stats_text + len, sizeof(stats_text) - len, "%s", line);
+			continue;
+		}
+		line[strcspn(line, "\n")] = '\0';
+		if (!strcmp(line, "S")) {
+			in_stats = true;
+			stats_text[0] = '\0';	/* keep the last run's only */
+		} else if (line[0] == 'R' && line[1] == ' ') {
+			got = sscanf(line + 2, "%lf", ns) == 1 && *ns > 0;
+		} else if (line[0] == 'E' && line[1] == ' ') {
+			snprintf(err, errlen, "%s", line + 2);
+		} else if (line[0] == 'C' && line[1] == ' ' && ci == C_SHEAF) {
+			sheaf_capacity_seen = (unsigned int)strtoul(line + 2, NULL, 10);
+		}
+	}
+	free(line);
+	fclose(f);
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			die("waitpid: %s", strerror(errno));
+	if (WIFSIGNALED(status))
+		snprintf(err, errlen, "killed by signal %d (%s)", WTERMSIG(status),
+			 strsignal(WTERMSIG(status)));
+	else if (WEXITSTATUS(status) != 0 && !err[0])
+		snprintf(err, errlen, "exit status %d", WEXITSTATUS(status));
+	else if (!got && !err[0])
+		snprintf(err, errlen, "no result");
+	return got && !err[0];
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+/* Median of a cell (sorting its values); -1 when there is none. */
+static double median(struct cell *c)
+{
+	if (c->failed || c->nv == 0)
+		return -1;
+	qsort(c->v, c->nv, sizeof(double), cmp_double);
+	if (c->nv % 2)
+		return c->v[c->nv / 2];
+	return (c->v[c->nv / 2 - 1] + c->v[c->nv / 2]) / 2;
+}
+
+static void print_facts(bool quick, uint64_t iters)
+{
+	char model[256] = "unknown CPU", line[512];
+	struct utsname un;
+	FILE *f = fopen("/proc/cpuinfo", "r");
+
+	while (f && fgets(line, sizeof(line), f)) {
+		char *v = strchr(line, ':');
+		if (!strncmp(line, "model name", 10) && v) {
+			v += 1 + strspn(v + 1, " \t");
+			v[strcspn(v, "\n")] = '\0';
+			snprintf(model, sizeof(model), "%s", v);
+			break;
+		}
+	}
+	if (f)
+		fclose(f);
+	if (uname(&un) != 0)
+		snprintf(un.release, sizeof(un.release), "?");
+	printf("Machine: %s | nproc %ld | kernel %s | glibc %s | libsheaf per-CPU "
+	       "mode %s | compiler %s%s\n", model, sysconf(_SC_NPROCESSORS_ONLN),
+	       un.release, gnu_get_libc_version(), sheaf_percpu_mode(),
+#ifdef __clang__
+	       "", __VERSION__);
+#else
+	       "gcc ", __VERSION__);
+#endif
+	printf("Run: %s, median of %u reps, %llu iterations per run (remote: %llu "
+	       "objects; hot-64-t2: per thread), batches of %d\n",
+	       quick ? "quick" : "full", reps, (unsigned long long)iters,
+	       (unsigned long long)(iters / REMOTE_DIV), BATCH);
+#ifndef __OPTIMIZE__
+	printf("WARNING: sheafbench was built without optimisation\n");
+#endif
+	fflush(stdout);
+}
+
+static void run_all(const char *exe, uint64_t iters)
+{
+	bool tty = isatty(STDERR_FILENO);
+	unsigned int step = 0, total = 0;
+	char err[256];
+	double ns;
+
+	for (int wi = 0; wi < NW; wi++)
+		total += wsel[wi] * reps * (unsigned int)nc;
+	for (unsigned int r = 0; r < reps; r++) {
+		for (int wi = 0; wi < NW; wi++) {
+			for (int k = 0; wsel[wi] && k < nc; k++) {
+				int ci = order[(k + (int)r) % nc];	/* rotate */
+				struct cell *c = &cells[wi][ci];
+				step++;
+				if (c->failed)
+					continue;
+				if (tty)
+					fprintf(stderr, "\r\033[K[%u/%u] %s %s (rep %u/%u) ...",
+						step, total, contenders[ci].name,
+						workloads[wi].name, r + 1, reps);
+				if (run_child(exe, ci, wi, iters, &ns, err, sizeof(err))) {
+					c->v[c->nv++] = ns;
+					continue;
+				}
+				c->failed = true;
+				failures++;
+				note("%s %s failed (rep %u): %s", contenders[ci].name,
+				     workloads[wi].name, r + 1, err);
+			}
+		}
+	}
+	if (tty)
+		fprintf(stderr, "\r\033[K");
+}
+
+static void print_cell(double v, int decimals, int width)
+{
+	char s[32] = "-";
+	if (v >= 0)
+		snprintf(s, sizeof(s), "%.*f", decimals, v);
+	printf(" %*s |", width, s);
+}
+
+/* Header row and separator: "| workload | <extra> | name... |". */
+static void print_header(const char *extra, const char *extra_sep)
+{
+	printf("| workload   |%s", extra);
+	for (int k = 0; k < nc; k++)
+		printf(" %10s |", contenders[order[k]].name);
+	printf("\n|------------|%s", extra_sep);
+	for (int k = 0; k < nc; k++)
+		printf("-----------:|");
+	printf("\n");
+}
+
+static void print_tables(void)
+{
+	printf("\n### ns per operation (median of %u; lower is better)\n\n", reps);
+	print_header(" threads | size |", "--------:|-----:|");
+	for (int wi = 0; wi < NW; wi++) {
+		if (!wsel[wi])
+			continue;
+		printf("| %-10s | %7u | %4u |", workloads[wi].name,
+		       workloads[wi].threads, workloads[wi].size);
+		for (int k = 0; k < nc; k++)
+			print_cell(med[wi][order[k]], 2, 10);
+		printf("\n");
+	}
+
+	if (csel[C_SHEAF]) {
+		char h[40];
+		printf("\n### Ratio to sheaf (contender ns / sheaf ns; > 1: slower "
+		       "than sheaf)\n\n| workload   |");
+		for (int k = 0; k < nc; k++) {
+			snprintf(h, sizeof(h), "%s/sheaf", contenders[order[k]].name);
+			if (order[k] != C_SHEAF)
+				printf(" %14s |", h);
+		}
+		printf(" sheaf/best-peer | best peer |\n|------------|");
+		for (int k = 1; k < nc; k++)
+			printf("---------------:|");
+		printf("----------------:|-----------|\n");
+		for (int wi = 0; wi < NW; wi++) {
+			double s = med[wi][C_SHEAF], best = -1;
+			int bi = -1;
+			if (!wsel[wi])
+				continue;
+			printf("| %-10s |", workloads[wi].name);
+			for (int k = 0; k < nc; k++) {
+				int ci = order[k];
+				double v = med[wi][ci];
+				if (ci == C_SHEAF)
+					continue;
+				print_cell(s > 0 && v > 0 ? v / s : -1, 2, 14);
+				if (ci >= C_FIRST_PEER && v > 0 && (best < 0 || v < best))
+					best = v, bi = ci;
+			}
+			print_cell(s > 0 && best > 0 ? s / best : -1, 2, 15);
+			printf(" %-9s |\n", bi >= 0 ? contenders[bi].name : "-");
+		}
+	}
+
+	for (int wi = 0, first = 1; wi < NW; wi++) {
+		if (!wsel[wi] || workloads[wi].type != W_THREADS)
+			continue;
+		if (first--) {
+			printf("\n### Throughput, Mops/s of all threads (higher is "
+			       "better)\n\n");
+			print_header(" threads |", "--------:|");
+		}
+		printf("| %-10s | %7u |", workloads[wi].name, workloads[wi].threads);
+		for (int k = 0; k < nc; k++) {
+			double v = med[wi][order[k]];
+			print_cell(v > 0 ? workloads[wi].threads * 1000.0 / v : -1, 1, 10);
+		}
+		printf("\n");
+	}
+}
+
+static void write_csv(const char *path)
+{
+	char dir[4096];
+	FILE *f;
+
+	snprintf(dir, sizeof(dir), "%s", path);	/* mkdir -p of its directory */
+	for (char *p = dir + 1; *p; p++)
+		if (*p == '/') {
+			*p = '\0';
+			(void)mkdir(dir, 0777);
+			*p = '/';
+		}
+	if (!(f = fopen(path, "w"))) {
+		note("cannot write %s: %s", path, strerror(errno));
+		return;
+	}
+	fprintf(f, "workload,contender,threads,size,median_ns,min_ns,max_ns,reps\n");
+	for (int wi = 0; wi < NW; wi++)
+		for (int k = 0; k < nc; k++) {
+			struct cell *c = &cells[wi][order[k]];	/* sorted by median() */
+			if (!wsel[wi] || med[wi][order[k]] < 0)
+				continue;
+			fprintf(f, "%s,%s,%u,%u,%.4f,%.4f,%.4f,%u\n", workloads[wi].name,
+				contenders[order[k]].name, workloads[wi].threads,
+				workloads[wi].size, med[wi][order[k]], c->v[0],
+				c->v[c->nv - 1], c->nv);
+		}
+	if (fclose(f) != 0)
+		note("error writing %s", path);
+	else
+		printf("\nCSV: %s\n", path);
+}
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+"usage: sheafbench [options]\n"
+"  --quick              short run: 5000000 iterations, 3 reps\n"
+"  --workload A[,B]     run only these workloads\n"
+"  --contender A[,B]    run only these contenders\n"
+"  --reps N             repetitions per (contender, workload), median reported\n"
+"                       (default 7, quick 3)\n"
+"  --iters N            base iterations per run (default 50000000)\n"
+"  --csv PATH           CSV output (default %s/{full,quick}.csv)\n"
+"  --help               this text\n"
+"Environment: SHEAF_STATS=1 also prints the libsheaf counters of the sheaf\n"
+"contender's hot-64 cache (counting slows libsheaf down).\n"
+"workloads: hot-64 hot-256 batch-lifo batch-fifo remote hot-64-t1 hot-64-t2\n"
+"contenders: sheaf classic glibc jemalloc tcmalloc mimalloc\n",
+		SHEAFBENCH_RESULTS_DIR);
+}
+
+/* "--name value" or "--name=value"; NULL if argv[*i] is not --name. */
+static const char *optval(int argc, char **argv, int *i, const char *name)
+{
+	size_t l = strlen(name);
+	const char *a = argv[*i];
+	if (strncmp(a, name, l) != 0 || (a[l] != '=' && a[l] != '\0'))
+		return NULL;
+	if (a[l] == '=')
+		return a + l + 1;
+	if (*i + 1 >= argc)
+		die("%s needs a value (see --help)", name);
+	return argv[++*i];
+}
+
+static uint64_t parse_count(const char *s, const char *what)
+{
+	unsigned long long v;
+	char *end;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || end == s || *end || v == 0 || s[0] == '-')
+		die("bad %s '%s'", what, s);
+	return v;
+}
+
+static bool parse_list(const char *s, bool *sel, bool contender)
+{
+	char buf[512], *tok, *save = NULL;
+	snprintf(buf, sizeof(buf), "%s", s);
+	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		int i = find_name(tok, contender);
+		if (i < 0)
+			die("unknown %s '%s' (see --help)",
+			    contender ? "contender" : "workload", tok);
+		sel[i] = true;
+	}
+	return true;
+}
+
+int main(int argc, char **argv)
+{
+	bool quick = false, any_w = false, any_c = false;
+	uint64_t iters = 0, r = 0;
+	const char *csv = NULL, *child = NULL, *v;
+	char exe[4096], path[4096];
+
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--quick"))
+			quick = true;
+		else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
+			return usage(stdout), 0;
+		else if ((v = optval(argc, argv, &i, "--workload")))
+			any_w = parse_list(v, wsel, false);
+		else if ((v = optval(argc, argv, &i, "--contender")))
+			any_c = parse_list(v, csel, true);
+		else if ((v = optval(argc, argv, &i, "--reps")))
+			r = parse_count(v, "--reps");
+		else if ((v = optval(argc, argv, &i, "--iters")))
+			iters = parse_count(v, "--iters");
+		else if ((v = optval(argc, argv, &i, "--csv")))
+			csv = v;
+		else if ((v = optval(argc, argv, &i, "--child")))
+			child = v;
+		else
+			usage(stderr), die("unknown option '%s'", argv[i]);
+	}
+	if (!iters)
+		iters = quick ? 5000000 : 50000000;
+	if (r > 1000)
+		die("--reps: at most 1000");
+	reps = r ? (unsigned int)r : quick ? 3 : 7;
+
+	if (child) {			/* hidden: one measurement, see run_child */
+		int ci = find_name(child, true), wi = 0;
+		while (wi < NW && !wsel[wi])
+			wi++;
+		if (ci < 0 || wi == NW)
+			die("--child needs a known contender and a --workload");
+		return child_main(ci, wi, iters);
+	}
+
+	ssize_t len = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (len <= 0)
+		die("readlink /proc/self/exe: %s", strerror(errno));
+	exe[len] = '\0';
+	print_facts(quick, iters);
+	if (sheaf_stats_enabled())
+		note("SHEAF_STATS is on: libsheaf counts events, which slows the sheaf "
+		     "and classic contenders");
+	for (int ci = 0; ci < NC; ci++) {
+		bool want = csel[ci] || !any_c;
+		csel[ci] = false;
+		if (!want)
+			continue;
+		if (contenders[ci].preload && access(contenders[ci].preload, R_OK)) {
+			note("%s skipped: %s not found", contenders[ci].name,
+			     contenders[ci].preload);
+			continue;
+		}
+		csel[ci] = true;
+		envs[ci] = make_env(contenders[ci].preload);
+		order[nc++] = ci;
+	}
+	if (nc == 0)
+		fputs(notes, stderr), die("no contender to run");
+	for (int wi = 0; wi < NW; wi++) {
+		wsel[wi] = wsel[wi] || !any_w;
+		for (int ci = 0; ci < NC; ci++)
+			if (!(cells[wi][ci].v = calloc(reps, sizeof(double))))
+				die("out of memory");
+	}
+
+	run_all(exe, iters);
+	for (int wi = 0; wi < NW; wi++)
+		for (int ci = 0; ci < NC; ci++)
+			med[wi][ci] = csel[ci] && wsel[wi] ? median(&cells[wi][ci]) : -1;
+	print_tables();
+	snprintf(path, sizeof(path), "%s/%s.csv", SHEAFBENCH_RESULTS_DIR,
+		 quick ? "quick" : "full");
+	write_csv(csv ? csv : path);
+
+	if (csel[C_SHEAF] && sheaf_capacity_seen != UINT32_MAX)
+		printf("sheaf contender: sheaf_cache_capacity() = %u%s\n",
+		       sheaf_capacity_seen, sheaf_capacity_seen ? "" :
+		       " (no sheaves yet: it ran the classic path)");
+	if (stats_text[0])
+		printf("\nlibsheaf statistics of the sheaf contender's hot-64 cache "
+		       "(last run, warm-up included):\n%s", stats_text);
+	else if (sheaf_stats_enabled() && csel[C_SHEAF] && wsel[0])
+		note("SHEAF_STATS is set but the sheaf child printed no statistics");
+	if (notes[0])
+		printf("\nNotes:\n%s", notes);
+	return failures ? 1 : 0;
+}

@@ -1,0 +1,673 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * sheaf.c - per-CPU sheaves: the alloc and free paths of caches with
+ * sheaf_capacity > 0, refill and flush, and remote flushing.
+ *
+ * Per slot (struct sheaf_pcs): main (never NULL while the slot is
+ * unlocked, may be empty), spare (may be NULL) and rcu_free.  Fast paths
+ * are the restartable sections of <sheaf/rseq.h> (or, in fallback mode, a
+ * compare-and-swap lock around the same plain code).  Everything else runs
+ * under the slot lock:
+ *
+ *   alloc, main empty:  spare has objects -> swap;  else barn exchange
+ *     (empty main for a full sheaf);  else, if the caller may block, unlock,
+ *     fill an empty sheaf from slabs (internal bulk alloc), relock (maybe on
+ *     another slot) and install it;  else one object from the slab layer.
+ *   free, main full:  no spare -> empty from barn;  spare has room -> swap;
+ *     else barn exchange (full main for an empty) unless the barn holds its
+ *     limit of full sheaves, in which case the spare is flushed to slabs;
+ *     no empty sheaf anywhere -> allocate one (GFP_NOWAIT), or flush main.
+ *
+ * Lock contracts: "locked" below means the caller holds the slot lock of
+ * *pcsp; functions that drop and retake it say so, and may return holding
+ * the lock of a different slot (migration), as in the kernel.
+ *
+ * Lock order: slot lock -> barn lock -> node list_lock -> page locks.
+ */
+#include <errno.h>
+#include <linux/membarrier.h>
+#include <sched.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+SHEAF_EXPORT struct sheaf_runtime sheaf_rt;
+bool _sheaf_rseq_mode;
+
+static int membarrier(int cmd)
+{
+	return (int)syscall(__NR_membarrier, cmd, 0, 0);
+}
+
+/* Decide the per-CPU mode once, at start-up. */
+void _sheaf_sheaf_setup(void)
+{
+	bool rseq = _sheaf_rseq_ok && !_sheaf_config.percpu_fallback;
+#if !defined(SHEAF_HAVE_RSEQ_ASM) || defined(SHEAF_HAVE_TSAN)
+	rseq = false; /* TSan cannot see through the sections: fallback */
+#endif
+	if (rseq && membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ) != 0)
+		rseq = false;
+	_sheaf_rseq_mode = rseq;
+	sheaf_rt.rseq_offset = _sheaf_rseq_offset;
+	sheaf_rt.slot_field = _sheaf_rseq_mm_cid
+		? (long)offsetof(struct sheaf_rseq_area, mm_cid)
+		: (long)offsetof(struct sheaf_rseq_area, cpu_id);
+	sheaf_rt.inline_ok = rseq && !_sheaf_stats_on && _sheaf_nr_nodes == 1;
+}
+
+/* Size-based capacity (the kernel's 7.0 rule), rounded up to fill the
+ * sheaf's allocation class. */
+unsigned int _sheaf_auto_capacity(unsigned int size)
+{
+	unsigned int cap = size >= PAGE_SIZE ? 4 : size >= 1024 ? 12
+			 : size >= 256 ? 26 : 60;
+	size_t bytes = sizeof(struct slab_sheaf) + cap * sizeof(void *);
+	size_t cls = kmalloc_size_roundup(bytes);
+	cap = (unsigned int)((cls - sizeof(struct slab_sheaf)) / sizeof(void *));
+	return MIN(cap, SHEAF_MAX_CAPACITY);
+}
+
+/* ------------------------------------------------------------ slot lock */
+
+static inline struct sheaf_pcs *pcs_trylock(struct kmem_cache *s,
+					    unsigned int *slotp)
+{
+#ifdef SHEAF_HAVE_RSEQ_ASM
+	if (likely(_sheaf_rseq_mode)) {
+		for (;;) {
+			int r = sheaf_rseq_trylock(s->hot.pcs, slotp);
+			if (likely(r == 0))
+				return &s->hot.pcs[*slotp];
+			if (r == 1)
+				return NULL;
+		}
+	}
+#endif
+	unsigned int slot = sheaf_slot();
+	struct sheaf_pcs *pcs = &s->hot.pcs[slot];
+	uint8_t zero = 0;
+	if (!__atomic_compare_exchange_n(&pcs->lock, &zero, 1, false,
+					 __ATOMIC_SEQ_CST, __ATOMIC_RELAXED))
+		return NULL;
+	if (__atomic_load_n(&pcs->stop, __ATOMIC_SEQ_CST)) {
+		__atomic_store_n(&pcs->lock, 0, __ATOMIC_RELEASE);
+		return NULL;
+	}
+	*slotp = slot;
+	return pcs;
+}
+
+static inline void pcs_unlock(struct sheaf_pcs *pcs)
+{
+	__atomic_store_n(&pcs->lock, 0, __ATOMIC_RELEASE);
+}
+
+/*
+ * Own every slot of s from another thread: set stop everywhere, make every
+ * section in flight restart (membarrier), wait for lock holders.
+ * Caller holds s->flush_lock.
+ */
+static void pcs_remote_lock_all(struct kmem_cache *s)
+{
+	for (unsigned int i = 0; i < _sheaf_nr_slots; i++)
+		__atomic_store_n(&s->hot.pcs[i].stop, 1, __ATOMIC_SEQ_CST);
+	if (_sheaf_rseq_mode)
+		membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ);
+	for (unsigned int i = 0; i < _sheaf_nr_slots; i++)
+		while (__atomic_load_n(&s->hot.pcs[i].lock, __ATOMIC_ACQUIRE))
+			sched_yield();
+}
+
+static void pcs_remote_unlock_all(struct kmem_cache *s)
+{
+	for (unsigned int i = 0; i < _sheaf_nr_slots; i++)
+		__atomic_store_n(&s->hot.pcs[i].stop, 0, __ATOMIC_RELEASE);
+}
+
+/* ---------------------------------------------------- sheaf primitives */
+
+struct slab_sheaf *_sheaf_alloc_sheaf(struct kmem_cache *s, gfp_t gfp,
+				      unsigned int capacity, unsigned int slot)
+{
+	size_t bytes = sizeof(struct slab_sheaf) + (size_t)capacity * sizeof(void *);
+	struct slab_sheaf *sheaf = _sheaf_kmalloc_internal(bytes, gfp & ~__GFP_ZERO);
+	if (!sheaf)
+		return NULL;
+	sheaf->_link[0] = sheaf->_link[1] = NULL;
+	sheaf->cache = s;
+	sheaf->size = 0;
+	sheaf->node = sheaf_node();
+	stat(s, SHEAF_STAT_SHEAF_ALLOC, slot);
+	return sheaf;
+}
+
+void _sheaf_free_sheaf(struct kmem_cache *s, struct slab_sheaf *sheaf,
+		       unsigned int slot)
+{
+	stat(s, SHEAF_STAT_SHEAF_FREE, slot);
+	kfree(sheaf);
+}
+
+/* Fill sheaf to `capacity` objects from slabs; all or nothing. */
+static int refill_sheaf(struct kmem_cache *s, struct slab_sheaf *sheaf,
+			unsigned int capacity, gfp_t gfp, unsigned int slot)
+{
+	size_t want = capacity - sheaf->size;
+	if (!want)
+		return 0;
+	if (!_sheaf_slab_alloc_bulk(s, gfp, sheaf_node(), &sheaf->objects[sheaf->size],
+				    want, slot))
+		return -ENOMEM;
+	sheaf->size = capacity;
+	stat_add(s, SHEAF_STAT_SHEAF_REFILL, slot, want);
+	stat_add(s, SHEAF_STAT_ALLOC_SLOWPATH, slot, want);
+	return 0;
+}
+
+/* Give every object of the sheaf back to its slab; the sheaf stays. */
+void _sheaf_flush_sheaf(struct kmem_cache *s, struct slab_sheaf *sheaf,
+			enum sheaf_stat_item which, unsigned int slot)
+{
+	size_t n = sheaf->size;
+	if (!n)
+		return;
+	_sheaf_slab_free_bulk(s, n, sheaf->objects, slot);
+	sheaf->size = 0;
+	stat_add(s, which, slot, n);
+	stat_add(s, SHEAF_STAT_SHEAF_FLUSH, slot, n);
+	stat_add(s, SHEAF_STAT_FREE_SLOWPATH, slot, n);
+}
+
+static inline struct node_barn *local_barn(struct kmem_cache *s)
+{
+	return s->barn[sheaf_node()];
+}
+
+static inline void swap_sheaves(struct sheaf_pcs *pcs)
+{
+	struct slab_sheaf *t = pcs->main;
+	pcs->main = pcs->spare;
+	pcs->spare = t;
+}
+
+/* ---------------------------------------------------------------- alloc */
+
+/*
+ * Install a full sheaf into a locked slot whose main may have been refilled
+ * meanwhile (the kernel's rules for the relock after a refill).
+ */
+static void install_full(struct kmem_cache *s, struct sheaf_pcs *pcs,
+			 struct slab_sheaf *full, unsigned int slot)
+{
+	struct node_barn *barn = local_barn(s);
+	if (pcs->main->size == 0) {
+		if (!pcs->spare)
+			pcs->spare = pcs->main;
+		else
+			_sheaf_barn_put_empty(barn, pcs->main, true);
+		pcs->main = full;
+	} else if (!pcs->spare) {
+		pcs->spare = full;
+	} else if (pcs->spare->size == 0) {
+		_sheaf_barn_put_empty(barn, pcs->spare, true);
+		pcs->spare = full;
+	} else {
+		_sheaf_barn_put_full(barn, full);
+		stat(s, SHEAF_STAT_BARN_PUT, slot);
+	}
+}
+
+static SHEAF_NOINLINE void *sheaf_alloc_slow(struct kmem_cache *s, gfp_t gfp)
+{
+	unsigned int slot;
+	struct sheaf_pcs *pcs = pcs_trylock(s, &slot);
+	void *obj;
+
+	if (unlikely(!pcs)) {
+		slot = sheaf_slot();
+		stat(s, SHEAF_STAT_SLOT_BUSY, slot);
+		goto from_slab;
+	}
+	if (pcs->main->size)
+		goto pop;
+	if (pcs->spare && pcs->spare->size) {
+		swap_sheaves(pcs);
+		goto pop;
+	}
+	struct node_barn *barn = local_barn(s);
+	struct slab_sheaf *full = _sheaf_barn_replace_empty(barn, pcs->main);
+	if (full) {
+		pcs->main = full;
+		stat(s, SHEAF_STAT_BARN_GET, slot);
+		goto pop;
+	}
+	stat(s, SHEAF_STAT_BARN_GET_FAIL, slot);
+	if (!gfpflags_allow_blocking(gfp)) {
+		pcs_unlock(pcs);
+		goto from_slab;
+	}
+	/* Refill outside the lock, as the kernel does. */
+	struct slab_sheaf *empty = NULL;
+	if (pcs->spare) {
+		empty = pcs->spare;
+		pcs->spare = NULL;
+	} else {
+		empty = _sheaf_barn_get_empty(barn);
+	}
+	pcs_unlock(pcs);
+	if (!empty)
+		empty = _sheaf_alloc_sheaf(s, gfp, s->hot.sheaf_capacity, slot);
+	if (!empty)
+		goto from_slab;
+	if (refill_sheaf(s, empty, s->hot.sheaf_capacity, gfp, slot)) {
+		_sheaf_free_sheaf(s, empty, slot);
+		goto from_slab;
+	}
+	full = empty;
+	pcs = pcs_trylock(s, &slot);
+	if (unlikely(!pcs)) {
+		/* A holder was preempted here: keep one object, park the rest. */
+		obj = full->objects[--full->size];
+		_sheaf_barn_put_full(local_barn(s), full);
+		stat(s, SHEAF_STAT_BARN_PUT, sheaf_slot());
+		stat(s, SHEAF_STAT_ALLOC_CPU_SHEAF, sheaf_slot());
+		return obj;
+	}
+	install_full(s, pcs, full, slot);
+pop:
+	obj = pcs->main->objects[--pcs->main->size];
+	pcs_unlock(pcs);
+	stat(s, SHEAF_STAT_ALLOC_CPU_SHEAF, slot);
+	return obj;
+
+from_slab:
+	stat(s, SHEAF_STAT_ALLOC_SLOWPATH, slot);
+	return _sheaf_alloc_single(s, gfp, NUMA_NO_NODE, false, slot);
+}
+
+void *_sheaf_sheaf_alloc(struct kmem_cache *s, gfp_t gfp, int node)
+{
+	if (unlikely(node != NUMA_NO_NODE) &&
+	    (node != sheaf_node() || (gfp & __GFP_THISNODE))) {
+		unsigned int slot = sheaf_slot();
+		stat(s, SHEAF_STAT_ALLOC_NODE_MISMATCH, slot);
+		stat(s, SHEAF_STAT_ALLOC_SLOWPATH, slot);
+		return _sheaf_alloc_single(s, gfp, node, gfp & __GFP_THISNODE, slot);
+	}
+#ifdef SHEAF_HAVE_RSEQ_ASM
+	if (likely(_sheaf_rseq_mode)) {
+		for (;;) {
+			void *obj;
+			int r = sheaf_rseq_pop(s->hot.pcs, &obj);
+			if (likely(r == 0)) {
+				if (unlikely(_sheaf_stats_on))
+					stat(s, SHEAF_STAT_ALLOC_CPU_SHEAF, sheaf_slot());
+				return obj;
+			}
+			if (r == 1)
+				break;
+		}
+	}
+#endif
+	return sheaf_alloc_slow(s, gfp);
+}
+
+/* ----------------------------------------------------------------- free */
+
+/* Offer an empty sheaf to the barn; free it when the barn has enough. */
+static void offer_empty(struct kmem_cache *s, struct slab_sheaf *empty,
+			unsigned int slot)
+{
+	if (!_sheaf_barn_put_empty(local_barn(s), empty, false))
+		_sheaf_free_sheaf(s, empty, slot);
+}
+
+/*
+ * Install an empty sheaf into a locked slot whose state may have changed
+ * while it was unlocked; afterwards main has room.
+ */
+static void install_empty(struct kmem_cache *s, struct sheaf_pcs *pcs,
+			  struct slab_sheaf *empty, unsigned int slot)
+{
+	unsigned int cap = s->hot.sheaf_capacity;
+	if (pcs->main->size < cap) {
+		if (!pcs->spare)
+			pcs->spare = empty;
+		else
+			offer_empty(s, empty, slot);
+		return;
+	}
+	if (pcs->spare && pcs->spare->size < cap) {
+		swap_sheaves(pcs);
+		offer_empty(s, empty, slot);
+		return;
+	}
+	if (pcs->spare) {
+		/* Both full: the barn takes one past its limit (an undo). */
+		_sheaf_barn_put_full(local_barn(s), pcs->spare);
+		stat(s, SHEAF_STAT_BARN_PUT, slot);
+	}
+	pcs->spare = pcs->main;
+	pcs->main = empty;
+}
+
+/*
+ * Make room in a locked slot's full main.  Returns the locked slot (maybe
+ * another one) with room in main, or NULL with no lock held.
+ */
+static struct sheaf_pcs *replace_full_main(struct kmem_cache *s,
+					   struct sheaf_pcs *pcs,
+					   unsigned int *slotp)
+{
+	unsigned int cap = s->hot.sheaf_capacity;
+	struct node_barn *barn = local_barn(s);
+	struct slab_sheaf *empty;
+	int err;
+
+	if (!pcs->spare) {
+		empty = _sheaf_barn_get_empty(barn);
+		if (empty) {
+			pcs->spare = pcs->main;
+			pcs->main = empty;
+			return pcs;
+		}
+		goto alloc_empty;
+	}
+	if (pcs->spare->size < cap) {
+		swap_sheaves(pcs);
+		return pcs;
+	}
+	empty = _sheaf_barn_replace_full(barn, pcs->main, &err);
+	if (empty) {
+		pcs->main = empty;
+		stat(s, SHEAF_STAT_BARN_PUT, *slotp);
+		return pcs;
+	}
+	if (err == -E2BIG) {
+		/* The barn is at its limit: the full spare goes to slabs. */
+		stat(s, SHEAF_STAT_BARN_PUT_FAIL, *slotp);
+		struct slab_sheaf *spare = pcs->spare;
+		pcs->spare = NULL;
+		pcs_unlock(pcs);
+		_sheaf_flush_sheaf(s, spare, SHEAF_STAT_SHEAF_FLUSH_OTHER, *slotp);
+		pcs = pcs_trylock(s, slotp);
+		if (!pcs) {
+			offer_empty(s, spare, sheaf_slot());
+			return NULL;
+		}
+		install_empty(s, pcs, spare, *slotp);
+		return pcs;
+	}
+
+alloc_empty:
+	pcs_unlock(pcs);
+	empty = _sheaf_alloc_sheaf(s, GFP_NOWAIT, cap, *slotp);
+	pcs = pcs_trylock(s, slotp);
+	if (!pcs) {
+		if (empty)
+			_sheaf_free_sheaf(s, empty, sheaf_slot());
+		return NULL;
+	}
+	if (!empty) {
+		/* No sheaf to be had: flush main to slabs, under the lock. */
+		stat(s, SHEAF_STAT_BARN_PUT_FAIL, *slotp);
+		if (pcs->main->size >= cap)
+			_sheaf_flush_sheaf(s, pcs->main, SHEAF_STAT_SHEAF_FLUSH_MAIN,
+					   *slotp);
+		return pcs;
+	}
+	install_empty(s, pcs, empty, *slotp);
+	return pcs;
+}
+
+static SHEAF_NOINLINE void sheaf_free_slow(struct kmem_cache *s,
+					   struct slab *slab, void *obj)
+{
+	unsigned int slot;
+	struct sheaf_pcs *pcs = pcs_trylock(s, &slot);
+
+	if (unlikely(!pcs)) {
+		slot = sheaf_slot();
+		stat(s, SHEAF_STAT_SLOT_BUSY, slot);
+		goto to_slab;
+	}
+	if (pcs->main->size >= s->hot.sheaf_capacity) {
+		pcs = replace_full_main(s, pcs, &slot);
+		if (!pcs) {
+			slot = sheaf_slot();
+			goto to_slab;
+		}
+	}
+	pcs->main->objects[pcs->main->size++] = obj;
+	pcs_unlock(pcs);
+	stat(s, SHEAF_STAT_FREE_CPU_SHEAF, slot);
+	return;
+
+to_slab:
+	stat(s, SHEAF_STAT_FREE_SLOWPATH, slot);
+	_sheaf_slab_free(s, slab, obj, obj, 1, slot);
+}
+
+void _sheaf_sheaf_free(struct kmem_cache *s, struct slab *slab, void *obj)
+{
+	if (unlikely(_sheaf_nr_nodes > 1) && slab->node != sheaf_node()) {
+		/* Sheaves hold local objects: a remote one goes to its slab. */
+		unsigned int slot = sheaf_slot();
+		stat(s, SHEAF_STAT_FREE_SLOWPATH, slot);
+		_sheaf_slab_free(s, slab, obj, obj, 1, slot);
+		return;
+	}
+#ifdef SHEAF_HAVE_RSEQ_ASM
+	if (likely(_sheaf_rseq_mode)) {
+		for (;;) {
+			int r = sheaf_rseq_push(s->hot.pcs, obj, s->hot.sheaf_capacity);
+			if (likely(r == 0)) {
+				if (unlikely(_sheaf_stats_on))
+					stat(s, SHEAF_STAT_FREE_CPU_SHEAF, sheaf_slot());
+				return;
+			}
+			if (r == 1)
+				break;
+		}
+	}
+#endif
+	sheaf_free_slow(s, slab, obj);
+}
+
+/* ----------------------------------------------------------------- bulk */
+
+int _sheaf_sheaf_alloc_bulk(struct kmem_cache *s, gfp_t gfp, size_t nr, void **p)
+{
+	size_t done = 0;
+	unsigned int slot = 0;
+
+	while (done < nr) {
+		struct sheaf_pcs *pcs = pcs_trylock(s, &slot);
+		if (!pcs)
+			break;
+		struct slab_sheaf *main = pcs->main;
+		if (!main->size) {
+			if (pcs->spare && pcs->spare->size) {
+				swap_sheaves(pcs);
+			} else {
+				struct slab_sheaf *full =
+					_sheaf_barn_replace_empty(local_barn(s), main);
+				if (!full) {
+					pcs_unlock(pcs);
+					break;
+				}
+				pcs->main = full;
+				stat(s, SHEAF_STAT_BARN_GET, slot);
+			}
+			main = pcs->main;
+		}
+		size_t take = MIN(nr - done, (size_t)main->size);
+		main->size -= (unsigned int)take;
+		memcpy(&p[done], &main->objects[main->size], take * sizeof(void *));
+		pcs_unlock(pcs);
+		done += take;
+		stat_add(s, SHEAF_STAT_ALLOC_CPU_SHEAF, slot, take);
+	}
+	if (done < nr) {
+		/* The rest straight from slabs; never back into sheaves. */
+		if (!_sheaf_slab_alloc_bulk(s, gfp, sheaf_node(), &p[done], nr - done,
+					    slot)) {
+			if (done)
+				_sheaf_sheaf_free_bulk(s, done, p);
+			return 0;
+		}
+		stat_add(s, SHEAF_STAT_ALLOC_SLOWPATH, slot, nr - done);
+	}
+	return (int)nr;
+}
+
+/* Objects must have been checked.  Remote-node objects go to their slabs. */
+void _sheaf_sheaf_free_bulk(struct kmem_cache *s, size_t nr, void **p)
+{
+	unsigned int cap = s->hot.sheaf_capacity;
+	unsigned int slot = 0;
+	size_t i = 0;
+	int node = sheaf_node();
+
+	while (i < nr) {
+		struct sheaf_pcs *pcs = pcs_trylock(s, &slot);
+		if (!pcs)
+			break;
+		if (pcs->main->size >= cap) {
+			struct slab_sheaf *empty;
+			int err;
+			if (!pcs->spare) {
+				empty = _sheaf_barn_get_empty(local_barn(s));
+				if (empty) {
+					pcs->spare = pcs->main;
+					pcs->main = empty;
+				}
+			} else if (pcs->spare->size < cap) {
+				swap_sheaves(pcs);
+			} else {
+				empty = _sheaf_barn_replace_full(local_barn(s),
+								 pcs->main, &err);
+				if (empty) {
+					pcs->main = empty;
+					stat(s, SHEAF_STAT_BARN_PUT, slot);
+				}
+			}
+			if (pcs->main->size >= cap) {
+				pcs_unlock(pcs);
+				break;
+			}
+		}
+		struct slab_sheaf *main = pcs->main;
+		size_t pushed = 0;
+		while (i < nr && main->size < cap) {
+			void *obj = p[i++];
+			struct slab *slab = virt_to_slab(obj);
+			if (unlikely(slab->node != node)) {
+				_sheaf_slab_free(s, slab, obj, obj, 1, slot);
+				stat(s, SHEAF_STAT_FREE_SLOWPATH, slot);
+				continue;
+			}
+			main->objects[main->size++] = obj;
+			pushed++;
+		}
+		pcs_unlock(pcs);
+		stat_add(s, SHEAF_STAT_FREE_CPU_SHEAF, slot, pushed);
+	}
+	if (i < nr) {
+		_sheaf_slab_free_bulk(s, nr - i, &p[i], slot);
+		stat_add(s, SHEAF_STAT_FREE_SLOWPATH, slot, nr - i);
+	}
+}
+
+/* ------------------------------------------------- create, flush, destroy */
+
+bool _sheaf_pcs_init(struct kmem_cache *s)
+{
+	for (unsigned int i = 0; i < _sheaf_nr_slots; i++) {
+		struct slab_sheaf *main = _sheaf_alloc_sheaf(s, GFP_KERNEL,
+							     s->hot.sheaf_capacity, i);
+		if (!main) {
+			for (unsigned int j = 0; j < i; j++)
+				_sheaf_free_sheaf(s, s->hot.pcs[j].main, j);
+			return false;
+		}
+		s->hot.pcs[i].main = main;
+	}
+	return true;
+}
+
+/*
+ * Flush every slot (the remote protocol) and every barn: main's objects go
+ * to slabs (the sheaf stays), spare and rcu_free are flushed and freed.
+ */
+void _sheaf_pcs_flush_all(struct kmem_cache *s)
+{
+	pthread_mutex_lock(&s->flush_lock);
+	pcs_remote_lock_all(s);
+	for (unsigned int i = 0; i < _sheaf_nr_slots; i++) {
+		struct sheaf_pcs *pcs = &s->hot.pcs[i];
+		_sheaf_flush_sheaf(s, pcs->main, SHEAF_STAT_SHEAF_FLUSH_MAIN, i);
+		struct slab_sheaf *other[2] = { pcs->spare, pcs->rcu_free };
+		pcs->spare = pcs->rcu_free = NULL;
+		for (int k = 0; k < 2; k++) {
+			if (!other[k])
+				continue;
+			_sheaf_flush_sheaf(s, other[k], SHEAF_STAT_SHEAF_FLUSH_OTHER, i);
+			_sheaf_free_sheaf(s, other[k], i);
+		}
+	}
+	pcs_remote_unlock_all(s);
+	for (unsigned int n = 0; n < _sheaf_nr_nodes; n++)
+		_sheaf_barn_shrink(s, s->barn[n]);
+	pthread_mutex_unlock(&s->flush_lock);
+}
+
+/* After a successful flush with no users left: free the main sheaves. */
+void _sheaf_pcs_destroy(struct kmem_cache *s)
+{
+	for (unsigned int i = 0; i < _sheaf_nr_slots; i++) {
+		_sheaf_free_sheaf(s, s->hot.pcs[i].main, i);
+		s->hot.pcs[i].main = NULL;
+	}
+}
+
+/* Objects cached in sheaves and barns (exact when quiescent). */
+size_t _sheaf_pcs_cached_objects(struct kmem_cache *s)
+{
+	size_t n = 0;
+	pthread_mutex_lock(&s->flush_lock);
+	pcs_remote_lock_all(s);
+	for (unsigned int i = 0; i < _sheaf_nr_slots; i++) {
+		struct sheaf_pcs *pcs = &s->hot.pcs[i];
+		n += pcs->main->size;
+		if (pcs->spare)
+			n += pcs->spare->size;
+		if (pcs->rcu_free)
+			n += pcs->rcu_free->size;
+	}
+	pcs_remote_unlock_all(s);
+	for (unsigned int k = 0; k < _sheaf_nr_nodes; k++)
+		n += _sheaf_barn_objects(s->barn[k], NULL, NULL);
+	pthread_mutex_unlock(&s->flush_lock);
+	return n;
+}
+
+/* fork: own every slot (remote protocol) until the handlers release them. */
+void _sheaf_pcs_lock_all(struct kmem_cache *s)
+{
+	pthread_mutex_lock(&s->flush_lock);
+	pcs_remote_lock_all(s);
+	for (unsigned int n = 0; n < _sheaf_nr_nodes; n++)
+		pthread_mutex_lock(&s->barn[n]->lock);
+}
+
+void _sheaf_pcs_unlock_all(struct kmem_cache *s)
+{
+	for (unsigned int n = 0; n < _sheaf_nr_nodes; n++)
+		pthread_mutex_unlock(&s->barn[n]->lock);
+	pcs_remote_unlock_all(s);
+	pthread_mutex_unlock(&s->flush_lock);
+}
