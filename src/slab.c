@@ -617,8 +617,9 @@ struct slab *_sheaf_check_object(struct kmem_cache *s, const void *obj,
 	struct kmem_cache *owner = slab->slab_cache;
 	if (unlikely(s && owner != s))
 		_sheaf_report_invalid(fn, "object from the wrong cache", obj, s, caller);
-	size_t off = (size_t)((const char *)obj - (const char *)slab_address(slab));
-	if (unlikely(off % owner->size || off / owner->size >= owner->objects))
+	uint64_t off = (uint64_t)((const char *)obj - (const char *)slab_address(slab));
+	uint64_t idx = (uint64_t)(((unsigned __int128)off * owner->hot.reciprocal) >> 64);
+	if (unlikely(idx * owner->size != off || idx >= owner->objects))
 		_sheaf_report_invalid(fn, "invalid pointer (not at an object boundary)",
 				      obj, owner, caller);
 	return slab;

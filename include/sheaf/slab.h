@@ -26,6 +26,7 @@
 #include <stdint.h>
 
 #include <sheaf/stats.h>
+#include <sheaf/rseq.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -330,6 +331,63 @@ size_t sheaf_cache_slabs(struct kmem_cache *s);
  * turns injection off).
  */
 void sheaf_inject_page_failures(long skip, long count);
+
+/* ------------------------------------------------- inline fast paths */
+
+/*
+ * Unless SHEAF_NO_INLINE is defined, kmem_cache_alloc() and
+ * kmem_cache_free() of caches with sheaves run their restartable section
+ * inline in the caller, as the kernel's fast paths are inlined: a call costs
+ * more than the section itself.  Everything else (no sheaves, statistics
+ * on, fallback mode, several nodes, __GFP_ZERO, a pointer that does not
+ * check out, main empty or full) goes to the exported function, which is
+ * the stable ABI and does every check.
+ */
+#if defined(SHEAF_HAVE_RSEQ_ASM) && !defined(SHEAF_NO_INLINE) && !defined(SHEAF_BUILD)
+static inline __attribute__((always_inline)) void *sheaf_alloc_inline(struct kmem_cache *s, gfp_t gfp)
+{
+	const struct sheaf_cache_hot *h = (const struct sheaf_cache_hot *)s;
+	if (__builtin_expect(sheaf_rt.inline_ok && s && h->pcs &&
+			     !(gfp & (~SHEAF_GFP_VALID_MASK | __GFP_ZERO)), 1)) {
+		void *obj;
+		int r;
+		while ((r = sheaf_rseq_pop(h->pcs, &obj)) == 2)
+			;
+		if (__builtin_expect(r == 0, 1))
+			return obj;
+	}
+	return (kmem_cache_alloc)(s, gfp);
+}
+
+static inline __attribute__((always_inline)) void sheaf_free_inline(struct kmem_cache *s, void *obj)
+{
+	const struct sheaf_cache_hot *h = (const struct sheaf_cache_hot *)s;
+	uintptr_t x = (uintptr_t)obj;
+	if (__builtin_expect(sheaf_rt.inline_ok && s && h->pcs && !(x >> 47), 1)) {
+		char *mm = (char *)sheaf_memmap[x >> SHEAF_ARENA_SHIFT];
+		if (__builtin_expect(mm != NULL, 1)) {
+			char *d = mm + (((x & ((1ul << SHEAF_ARENA_SHIFT) - 1)) >> 12) << 6);
+			if (*(const uint8_t *)(d + SHEAF_DESC_FLAGS) & SHEAF_DESC_TAIL)
+				d = *(char *const *)(d + SHEAF_DESC_HEAD);
+			uintptr_t base = (uintptr_t)mm + ((uintptr_t)(d - mm) << 6);
+			uint64_t off = x - base;
+			uint64_t idx = (uint64_t)(((unsigned __int128)off * h->reciprocal) >> 64);
+			if (__builtin_expect(*(struct kmem_cache *const *)(d + SHEAF_DESC_CACHE) == s &&
+					     idx * h->size == off && idx < h->objects, 1)) {
+				int r;
+				while ((r = sheaf_rseq_push(h->pcs, obj, h->sheaf_capacity)) == 2)
+					;
+				if (__builtin_expect(r == 0, 1))
+					return;
+			}
+		}
+	}
+	(kmem_cache_free)(s, obj);
+}
+
+#define kmem_cache_alloc(s, gfp) sheaf_alloc_inline((s), (gfp))
+#define kmem_cache_free(s, obj) sheaf_free_inline((s), (obj))
+#endif
 
 #ifdef __cplusplus
 }
