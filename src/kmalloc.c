@@ -251,7 +251,9 @@ SHEAF_EXPORT void *krealloc(const void *p, size_t new_size, gfp_t gfp)
 SHEAF_EXPORT int sheaf_obj_node(const void *obj)
 {
 	struct slab *d = virt_to_slab(obj);
-	if (!d || !(d->flags & (PG_SLAB | PG_LARGE)))
+	if (!d)
+		return _sheaf_huge_node(obj);
+	if (!(d->flags & (PG_SLAB | PG_LARGE)))
 		return -1;
 	return d->node;
 }

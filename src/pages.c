@@ -340,6 +340,7 @@ void *_sheaf_huge_alloc(size_t size, gfp_t gfp)
 	a->size = len;
 	a->huge = true;
 	a->huge_request = size;
+	a->node = sheaf_node();
 	pthread_mutex_lock(&arena_lock);
 	for (uintptr_t x = (uintptr_t)base; x < (uintptr_t)base + len; x += ARENA_SIZE)
 		__atomic_store_n(&_sheaf_arena_map[x >> ARENA_SHIFT], a, __ATOMIC_RELEASE);
@@ -358,6 +359,12 @@ static struct arena *huge_arena(const void *p)
 	if (!a || !a->huge || (uintptr_t)a->base != x)
 		return NULL;
 	return a;
+}
+
+int _sheaf_huge_node(const void *p)
+{
+	struct arena *a = huge_arena(p);
+	return a ? a->node : -1;
 }
 
 size_t _sheaf_huge_size(const void *p)

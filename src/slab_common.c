@@ -254,6 +254,21 @@ void *_sheaf_slab_alloc(struct kmem_cache *s, gfp_t gfp, int node)
 			break;
 		usleep(1000);
 	}
+	if (unlikely(node != NUMA_NO_NODE) && obj) {
+		/*
+		 * A slot's cached objects may come from another node (slots are
+		 * mm_cids, threads move): check, and go to the node if need be.
+		 */
+		struct slab *slab = virt_to_slab(obj);
+		if (slab->node != node) {
+			unsigned int slot = sheaf_slot();
+			/* Straight back to its slab: the user never saw it, and
+			 * the allocation was counted once already. */
+			_sheaf_slab_free(s, slab, obj, obj, 1, slot);
+			stat(s, SHEAF_STAT_ALLOC_NODE_MISMATCH, slot);
+			obj = _sheaf_alloc_single(s, gfp, node, gfp & __GFP_THISNODE, slot);
+		}
+	}
 	if (obj && (gfp & __GFP_ZERO))
 		memset(obj, 0, s->object_size);
 	return obj;

@@ -153,7 +153,8 @@ static inline struct kmem_cache *
 __kmem_cache_create(const char *name, unsigned int size, unsigned int align,
 		    slab_flags_t flags, void (*ctor)(void *))
 {
-	struct kmem_cache_args kmem_args = { 0 };
+	struct kmem_cache_args kmem_args;
+	__builtin_memset(&kmem_args, 0, sizeof(kmem_args));
 	kmem_args.align = align;
 	kmem_args.ctor = ctor;
 	return __kmem_cache_create_args(name, size, &kmem_args, flags);
@@ -163,7 +164,8 @@ static inline struct kmem_cache *
 __kmem_cache_default_args(const char *name, unsigned int size,
 			  struct kmem_cache_args *args, slab_flags_t flags)
 {
-	struct kmem_cache_args kmem_default_args = { 0 };
+	struct kmem_cache_args kmem_default_args;
+	__builtin_memset(&kmem_default_args, 0, sizeof(kmem_default_args));
 	(void)args;
 	return __kmem_cache_create_args(name, size, &kmem_default_args, flags);
 }
@@ -291,7 +293,11 @@ void *krealloc(const void *p, size_t new_size, gfp_t gfp);
 void kfree(const void *p);
 /* Usable size of a kmalloc'd or slab object (0 for NULL/ZERO_SIZE_PTR). */
 size_t ksize(const void *p);
-/* kmalloc size class that a request of size would use (0: page allocation). */
+/*
+ * Usable size kmalloc(size) gives: its size class up to
+ * KMALLOC_MAX_CACHE_SIZE, the page run (a power of two of pages) up to
+ * 4 MiB, the size rounded to pages above; 0 for size 0.
+ */
 size_t kmalloc_size_roundup(size_t size);
 
 /* -------------------------------------------------- userspace additions */
@@ -302,7 +308,8 @@ unsigned int sheaf_nr_slots(void);
 unsigned int sheaf_nr_nodes(void);
 /* Node the calling thread runs on now. */
 int sheaf_numa_node_id(void);
-/* Node whose memory holds obj (-1 if obj is not libsheaf memory). */
+/* Node whose memory holds obj (-1 if obj is not libsheaf memory); a huge
+ * kmalloc mapping reports the node it was allocated on. */
 int sheaf_obj_node(const void *obj);
 /* Per-CPU mode in use: "rseq" or "fallback". */
 const char *sheaf_percpu_mode(void);

@@ -1,0 +1,203 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_util.h - helpers shared by the libsheaf tests (not a test itself):
+ *  - run a function in a forked child with its stderr captured, to test the
+ *    paths that print a report and abort();
+ *  - capture this process's own stderr around a call, to check the one-line
+ *    messages of bad-argument errors;
+ *  - a small deterministic PRNG.
+ * Everything here is static so each test program includes it once.
+ */
+#ifndef SHEAF_TEST_UTIL_H
+#define SHEAF_TEST_UTIL_H
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define TU_OUT_MAX 16384
+
+struct child_result {
+	int status;             /* as returned by waitpid() */
+	size_t len;             /* bytes of stderr captured */
+	char err[TU_OUT_MAX];   /* the child's stderr, NUL-terminated */
+};
+
+/*
+ * Run fn(arg) in a forked child whose stderr goes to a pipe; the child
+ * exits with status 0 when fn returns (fn may _exit() with its own code).
+ * A child still running after 30 s is killed by SIGALRM, so a hang shows
+ * up as a failure instead of stalling the suite.
+ */
+static inline void run_in_child(void (*fn)(void *), void *arg,
+				struct child_result *r)
+{
+	int fds[2];
+	memset(r, 0, sizeof(*r));
+	r->status = -1;
+	if (pipe(fds) != 0) {
+		perror("pipe");
+		return;
+	}
+	fflush(stdout);
+	fflush(stderr);
+	pid_t pid = fork();
+	if (pid < 0) {
+		perror("fork");
+		close(fds[0]);
+		close(fds[1]);
+		return;
+	}
+	if (pid == 0) {
+		close(fds[0]);
+		dup2(fds[1], STDERR_FILENO);
+		close(fds[1]);
+		signal(SIGABRT, SIG_DFL);
+		signal(SIGALRM, SIG_DFL);
+		alarm(30);
+		fn(arg);
+		fflush(stderr);
+		_exit(0);
+	}
+	close(fds[1]);
+	for (;;) {
+		ssize_t n;
+		if (r->len >= TU_OUT_MAX - 1) {
+			char sink[512];
+			n = read(fds[0], sink, sizeof(sink));
+		} else {
+			n = read(fds[0], r->err + r->len, TU_OUT_MAX - 1 - r->len);
+			if (n > 0)
+				r->len += (size_t)n;
+		}
+		if (n == 0)
+			break;
+		if (n < 0 && errno != EINTR)
+			break;
+	}
+	r->err[r->len] = '\0';
+	close(fds[0]);
+	while (waitpid(pid, &r->status, 0) < 0 && errno == EINTR)
+		;
+}
+
+static inline bool child_aborted(const struct child_result *r)
+{
+	return r->status != -1 && WIFSIGNALED(r->status) &&
+	       WTERMSIG(r->status) == SIGABRT;
+}
+
+static inline bool child_exited_ok(const struct child_result *r)
+{
+	return r->status != -1 && WIFEXITED(r->status) &&
+	       WEXITSTATUS(r->status) == 0;
+}
+
+/* Describe how a child ended, for failure messages. */
+static inline const char *child_how(const struct child_result *r, char *buf,
+				    size_t n)
+{
+	if (r->status == -1)
+		snprintf(buf, n, "not run");
+	else if (WIFSIGNALED(r->status))
+		snprintf(buf, n, "killed by signal %d (%s)",
+			 WTERMSIG(r->status), strsignal(WTERMSIG(r->status)));
+	else
+		snprintf(buf, n, "exited with status %d",
+			 WEXITSTATUS(r->status));
+	return buf;
+}
+
+/*
+ * The address as lowercase hex without "0x" and without leading zeros:
+ * found inside "%p", "0x%lx" and "0x%016lx" renderings alike.
+ */
+static inline const char *addr_hex(const void *p, char *buf, size_t n)
+{
+	snprintf(buf, n, "%lx", (unsigned long)(uintptr_t)p);
+	return buf;
+}
+
+/* ---------------------------------------------- in-process stderr capture */
+
+struct err_capture {
+	int saved_fd;
+	int file_fd;
+	char text[TU_OUT_MAX];
+	size_t len;
+};
+
+static inline void capture_begin(struct err_capture *c)
+{
+	char path[] = "/tmp/sheaf-test-XXXXXX";
+	fflush(stderr);
+	c->len = 0;
+	c->text[0] = '\0';
+	c->file_fd = mkstemp(path);
+	if (c->file_fd < 0) {
+		perror("mkstemp");
+		abort();
+	}
+	unlink(path);
+	c->saved_fd = dup(STDERR_FILENO);
+	dup2(c->file_fd, STDERR_FILENO);
+}
+
+/* Restores stderr and returns what was written meanwhile. */
+static inline const char *capture_end(struct err_capture *c)
+{
+	fflush(stderr);
+	dup2(c->saved_fd, STDERR_FILENO);
+	close(c->saved_fd);
+	off_t off = 0;
+	for (;;) {
+		ssize_t n = pread(c->file_fd, c->text + c->len,
+				  TU_OUT_MAX - 1 - c->len, off);
+		if (n <= 0)
+			break;
+		c->len += (size_t)n;
+		off += n;
+		if (c->len >= TU_OUT_MAX - 1)
+			break;
+	}
+	c->text[c->len] = '\0';
+	close(c->file_fd);
+	return c->text;
+}
+
+static inline size_t count_char(const char *s, char ch)
+{
+	size_t n = 0;
+	for (; *s; s++)
+		n += *s == ch;
+	return n;
+}
+
+/* ------------------------------------------------------------------ PRNG */
+
+/* xorshift64*: small, fast, deterministic per seed. */
+static inline uint64_t rng_next(uint64_t *state)
+{
+	uint64_t x = *state;
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	*state = x;
+	return x * 0x2545F4914F6CDD1Dull;
+}
+
+static inline uint64_t rng_below(uint64_t *state, uint64_t n)
+{
+	return n ? rng_next(state) % n : 0;
+}
+
+#endif /* SHEAF_TEST_UTIL_H */
