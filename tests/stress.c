@@ -719,6 +719,11 @@ int main(int argc, char **argv)
 			FAIL("%s: free_fastpath+free_slowpath %llu, but %llu objects "
 			     "were freed", cache_name[k], (unsigned long long)sf,
 			     (unsigned long long)total.frees[k]);
+		if (sa != sf || (cache_cap[k] == 0 && (sa != total.allocs[k] ||
+							sf != total.frees[k]))) {
+			fprintf(stderr, "stress: %s counters:\n", cache_name[k]);
+			sheaf_stats_print(s, stderr);
+		}
 	}
 
 	unsigned long fails = atomic_load(&failures);
