@@ -51,14 +51,20 @@ static inline bool list_empty(const struct list_head *h)
 
 #define list_entry(ptr, type, member) container_of(ptr, type, member)
 #define list_first_entry(h, type, member) list_entry((h)->next, type, member)
+/*
+ * The iterators never form an entry pointer from the list head itself
+ * (that would be a misaligned object in UBSan's eyes).  _safe allows the
+ * current entry to be removed.
+ */
 #define list_for_each_entry(pos, head, member)                                 \
-	for (pos = list_entry((head)->next, __typeof__(*pos), member);         \
-	     &pos->member != (head);                                           \
-	     pos = list_entry(pos->member.next, __typeof__(*pos), member))
-#define list_for_each_entry_safe(pos, n, head, member)                         \
-	for (pos = list_entry((head)->next, __typeof__(*pos), member),         \
-	     n = list_entry(pos->member.next, __typeof__(*pos), member);       \
-	     &pos->member != (head);                                           \
-	     pos = n, n = list_entry(n->member.next, __typeof__(*n), member))
+	for (struct list_head *__l = (head)->next;                             \
+	     __l != (head) &&                                                  \
+	     ((pos = list_entry(__l, __typeof__(*pos), member)), 1);           \
+	     __l = __l->next)
+#define list_for_each_entry_safe(pos, head, member)                            \
+	for (struct list_head *__l = (head)->next, *__n = __l->next;           \
+	     __l != (head) &&                                                  \
+	     ((pos = list_entry(__l, __typeof__(*pos), member)), 1);           \
+	     __l = __n, __n = __l->next)
 
 #endif

@@ -576,18 +576,18 @@ void _sheaf_shrink_node(struct kmem_cache *s, int node)
 {
 	struct kmem_cache_node *n = get_node(s, node);
 	struct list_head discard;
-	struct slab *slab, *t;
+	struct slab *slab;
 
 	INIT_LIST_HEAD(&discard);
 	pthread_mutex_lock(&n->list_lock);
-	list_for_each_entry_safe(slab, t, &n->partial, slab_list) {
+	list_for_each_entry_safe(slab, &n->partial, slab_list) {
 		if (fc_inuse(READ_ONCE(slab->counters)))
 			continue;
 		remove_partial(n, slab);
 		list_add(&slab->slab_list, &discard);
 	}
 	pthread_mutex_unlock(&n->list_lock);
-	list_for_each_entry_safe(slab, t, &discard, slab_list)
+	list_for_each_entry_safe(slab, &discard, slab_list)
 		_sheaf_discard_slab(s, slab, 0);
 }
 
