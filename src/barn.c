@@ -21,6 +21,15 @@ static inline struct slab_sheaf *link_sheaf(struct list_head *l)
 	return (struct slab_sheaf *)(void *)l;
 }
 
+/* Take the first sheaf of a barn list.  Caller holds barn->lock; *nr > 0. */
+static struct slab_sheaf *pop_locked(struct list_head *list, unsigned int *nr)
+{
+	struct list_head *l = list->next;
+	list_del(l);
+	(*nr)--;
+	return link_sheaf(l);
+}
+
 void _sheaf_barn_init(struct node_barn *barn)
 {
 	pthread_mutex_init(&barn->lock, NULL);
@@ -35,12 +44,8 @@ struct slab_sheaf *_sheaf_barn_get_empty(struct node_barn *barn)
 	if (!READ_ONCE(barn->nr_empty))
 		return NULL;
 	pthread_mutex_lock(&barn->lock);
-	if (barn->nr_empty) {
-		struct list_head *l = barn->sheaves_empty.next;
-		list_del(l);
-		barn->nr_empty--;
-		sheaf = link_sheaf(l);
-	}
+	if (barn->nr_empty)
+		sheaf = pop_locked(&barn->sheaves_empty, &barn->nr_empty);
 	pthread_mutex_unlock(&barn->lock);
 	return sheaf;
 }
@@ -72,17 +77,10 @@ struct slab_sheaf *_sheaf_barn_get_full_or_empty(struct node_barn *barn)
 {
 	struct slab_sheaf *sheaf = NULL;
 	pthread_mutex_lock(&barn->lock);
-	if (barn->nr_full) {
-		struct list_head *l = barn->sheaves_full.next;
-		list_del(l);
-		barn->nr_full--;
-		sheaf = link_sheaf(l);
-	} else if (barn->nr_empty) {
-		struct list_head *l = barn->sheaves_empty.next;
-		list_del(l);
-		barn->nr_empty--;
-		sheaf = link_sheaf(l);
-	}
+	if (barn->nr_full)
+		sheaf = pop_locked(&barn->sheaves_full, &barn->nr_full);
+	else if (barn->nr_empty)
+		sheaf = pop_locked(&barn->sheaves_empty, &barn->nr_empty);
 	pthread_mutex_unlock(&barn->lock);
 	return sheaf;
 }
@@ -99,10 +97,7 @@ struct slab_sheaf *_sheaf_barn_replace_empty(struct node_barn *barn,
 		return NULL;
 	pthread_mutex_lock(&barn->lock);
 	if (barn->nr_full) {
-		struct list_head *l = barn->sheaves_full.next;
-		list_del(l);
-		barn->nr_full--;
-		full = link_sheaf(l);
+		full = pop_locked(&barn->sheaves_full, &barn->nr_full);
 		list_add(sheaf_link(empty), &barn->sheaves_empty);
 		barn->nr_empty++;
 	}
@@ -128,10 +123,7 @@ struct slab_sheaf *_sheaf_barn_replace_full(struct node_barn *barn,
 	}
 	pthread_mutex_lock(&barn->lock);
 	if (barn->nr_empty) {
-		struct list_head *l = barn->sheaves_empty.next;
-		list_del(l);
-		barn->nr_empty--;
-		empty = link_sheaf(l);
+		empty = pop_locked(&barn->sheaves_empty, &barn->nr_empty);
 		list_add(sheaf_link(full), &barn->sheaves_full);
 		barn->nr_full++;
 	} else {
