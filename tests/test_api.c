@@ -31,6 +31,7 @@
 #include <sheaf/stats.h>
 
 #include "test_util.h"
+#include "test_cmocka_util.h"
 
 /* The kmalloc size classes, smallest first. */
 static const size_t kmalloc_classes[] = { 8,   16,  32,   64,   96,   128, 192,
@@ -45,38 +46,6 @@ static size_t class_of(size_t n)
 	return 0;
 }
 
-static int cmp_ptr(const void *a, const void *b)
-{
-	uintptr_t x = (uintptr_t) * (void *const *)a;
-	uintptr_t y = (uintptr_t) * (void *const *)b;
-	return x < y ? -1 : x > y;
-}
-
-/* Objects in p[0..n) are distinct and at least `size` bytes apart. */
-static void assert_disjoint(void **p, size_t n, size_t size)
-{
-	void **q = malloc(n * sizeof(*q));
-	assert_non_null(q);
-	memcpy(q, p, n * sizeof(*q));
-	qsort(q, n, sizeof(*q), cmp_ptr);
-	for (size_t i = 1; i < n; i++) {
-		uintptr_t gap = (uintptr_t)q[i] - (uintptr_t)q[i - 1];
-		if (gap < size)
-			fail_msg("objects %p and %p overlap (gap %zu < size %zu)",
-				 q[i - 1], q[i], (size_t)gap, size);
-	}
-	free(q);
-}
-
-static bool all_bytes(const void *p, size_t n, unsigned char v)
-{
-	const unsigned char *c = p;
-	for (size_t i = 0; i < n; i++)
-		if (c[i] != v)
-			return false;
-	return true;
-}
-
 /* Destroy a cache that must be empty: nothing may be printed. */
 static void destroy_quietly(struct kmem_cache *s)
 {
@@ -87,22 +56,6 @@ static void destroy_quietly(struct kmem_cache *s)
 	if (cap.len)
 		fail_msg("kmem_cache_destroy() of an empty cache printed: %s",
 			 cap.text);
-}
-
-static struct kmem_cache *make_cache(const char *name, unsigned int size,
-				     unsigned int capacity)
-{
-	struct kmem_cache_args args = { 0 };
-	args.sheaf_capacity = capacity;
-	struct kmem_cache *s = kmem_cache_create(name, size, &args, 0);
-	assert_non_null(s);
-	return s;
-}
-
-static int teardown_injection(void **state)
-{
-	sheaf_inject_page_failures(0, 0);
-	return 0;
 }
 
 /* ======================================================== creation forms */
@@ -445,9 +398,7 @@ static void test_alloc_free_basic(void **state)
 	for (size_t i = N - 1; i < N; i -= 2)
 		kmem_cache_free(s, p[i]);
 
-	assert_int_equal(kmem_cache_shrink(s), 0);
-	assert_int_equal(sheaf_cache_objects_inuse(s), 0);
-	assert_int_equal(sheaf_cache_slabs(s), 0);
+	assert_drained(s);
 
 	/* The cache is still usable after a full shrink. */
 	void *again = kmem_cache_alloc(s, GFP_KERNEL);
@@ -476,9 +427,7 @@ static void test_alloc_capacity_cache(void **state)
 		assert_true(all_bytes(p[i], 256, (unsigned char)(i & 0xff)));
 		kmem_cache_free(s, p[i]);
 	}
-	assert_int_equal(kmem_cache_shrink(s), 0);
-	assert_int_equal(sheaf_cache_objects_inuse(s), 0);
-	assert_int_equal(sheaf_cache_slabs(s), 0);
+	assert_drained(s);
 	destroy_quietly(s);
 
 	struct kmem_cache *z = make_cache("no-capacity", 256, 0);
@@ -1252,12 +1201,6 @@ static void check_print(struct kmem_cache *s)
 		assert_int_equal(sum, total);
 	}
 	free(buf);
-}
-
-static int teardown_stats(void **state)
-{
-	sheaf_stats_enable(false);
-	return 0;
 }
 
 /*

@@ -24,26 +24,7 @@
 #include <sheaf/stats.h>
 
 #include "test_util.h"
-
-static int cmp_ptr(const void *a, const void *b)
-{
-	uintptr_t x = (uintptr_t) * (void *const *)a;
-	uintptr_t y = (uintptr_t) * (void *const *)b;
-	return x < y ? -1 : x > y;
-}
-
-static void assert_disjoint(void **p, size_t n, size_t size)
-{
-	void **q = malloc(n * sizeof(*q) + 1);
-	assert_non_null(q);
-	memcpy(q, p, n * sizeof(*q));
-	qsort(q, n, sizeof(*q), cmp_ptr);
-	for (size_t i = 1; i < n; i++)
-		if ((uintptr_t)q[i] - (uintptr_t)q[i - 1] < size)
-			fail_msg("bulk objects %p and %p overlap (size %zu)",
-				 q[i - 1], q[i], size);
-	free(q);
-}
+#include "test_cmocka_util.h"
 
 static void stamp(void *p, size_t size, uint64_t tag)
 {
@@ -59,22 +40,6 @@ static bool stamp_ok(const void *p, size_t size, uint64_t tag)
 		if (w[i] != (tag ^ (i * 0x9E3779B97F4A7C15ull) ^ (uintptr_t)p))
 			return false;
 	return true;
-}
-
-static int teardown_injection(void **state)
-{
-	sheaf_inject_page_failures(0, 0);
-	return 0;
-}
-
-static struct kmem_cache *make_cache(const char *name, unsigned int size,
-				     unsigned int capacity)
-{
-	struct kmem_cache_args args = { 0 };
-	args.sheaf_capacity = capacity;
-	struct kmem_cache *s = kmem_cache_create(name, size, &args, 0);
-	assert_non_null(s);
-	return s;
 }
 
 static void test_bulk_counts(void **state)
@@ -123,9 +88,7 @@ static void test_bulk_counts(void **state)
 			assert_true(stamp_ok(keep[i], SIZE, 7));
 			kmem_cache_free(s, keep[i]);
 		}
-		assert_int_equal(kmem_cache_shrink(s), 0);
-		assert_int_equal(sheaf_cache_objects_inuse(s), 0);
-		assert_int_equal(sheaf_cache_slabs(s), 0);
+		assert_drained(s);
 		kmem_cache_destroy(s);
 	}
 	free(p);
@@ -243,9 +206,7 @@ static void all_or_nothing(unsigned int cap, long skip)
 	kmem_cache_free_bulk(s, BIG, p);
 	for (int i = 0; i < nkeep; i++)
 		kmem_cache_free(s, keep[i]);
-	assert_int_equal(kmem_cache_shrink(s), 0);
-	assert_int_equal(sheaf_cache_objects_inuse(s), 0);
-	assert_int_equal(sheaf_cache_slabs(s), 0);
+	assert_drained(s);
 	kmem_cache_destroy(s);
 	free(p);
 }
@@ -340,12 +301,6 @@ static uint64_t stat_frees(struct kmem_cache *s)
 {
 	return sheaf_stats_get(s, SHEAF_STAT_FREE_FASTPATH) +
 	       sheaf_stats_get(s, SHEAF_STAT_FREE_SLOWPATH);
-}
-
-static int teardown_stats(void **state)
-{
-	sheaf_stats_enable(false);
-	return 0;
 }
 
 /* Counting is on for this test only (the others use the uncounted paths). */

@@ -24,35 +24,7 @@
 #include <sheaf/slab.h>
 
 #include "test_util.h"
-
-static int cmp_ptr(const void *a, const void *b)
-{
-	uintptr_t x = (uintptr_t) * (void *const *)a;
-	uintptr_t y = (uintptr_t) * (void *const *)b;
-	return x < y ? -1 : x > y;
-}
-
-static void assert_disjoint(void **p, size_t n, size_t size)
-{
-	void **q = malloc(n * sizeof(*q));
-	assert_non_null(q);
-	memcpy(q, p, n * sizeof(*q));
-	qsort(q, n, sizeof(*q), cmp_ptr);
-	for (size_t i = 1; i < n; i++)
-		if ((uintptr_t)q[i] - (uintptr_t)q[i - 1] < size)
-			fail_msg("objects %p and %p overlap (size %zu)", q[i - 1],
-				 q[i], size);
-	free(q);
-}
-
-static bool all_bytes(const void *p, size_t n, unsigned char v)
-{
-	const unsigned char *c = p;
-	for (size_t i = 0; i < n; i++)
-		if (c[i] != v)
-			return false;
-	return true;
-}
+#include "test_cmocka_util.h"
 
 /* ============================================================ alignment */
 
@@ -81,9 +53,7 @@ static void check_cache_layout(struct kmem_cache *s, size_t size, size_t align,
 			fail_msg("%s: object %zu clobbered", kmem_cache_name(s), i);
 		kmem_cache_free(s, p[i]);
 	}
-	assert_int_equal(kmem_cache_shrink(s), 0);
-	assert_int_equal(sheaf_cache_objects_inuse(s), 0);
-	assert_int_equal(sheaf_cache_slabs(s), 0);
+	assert_drained(s);
 	free(p);
 }
 
@@ -300,9 +270,7 @@ static void run_ctor_rounds(struct kmem_cache *s, size_t n)
 	}
 	for (size_t i = 0; i < n; i++)
 		free_checked(s, p[i], 99);
-	assert_int_equal(kmem_cache_shrink(s), 0);
-	assert_int_equal(sheaf_cache_objects_inuse(s), 0);
-	assert_int_equal(sheaf_cache_slabs(s), 0);
+	assert_drained(s);
 
 	/* A new slab after a full shrink: the ctor runs again. */
 	unsigned long before = ctor_calls;
