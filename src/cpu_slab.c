@@ -108,18 +108,11 @@ load:;
 	return obj;
 }
 
-void *_sheaf_cpu_alloc(struct kmem_cache *s, gfp_t gfp, int node)
+void *_sheaf_cpu_alloc(struct kmem_cache *s, gfp_t gfp)
 {
 	unsigned int slot;
 	struct kmem_cache_cpu *c;
 
-	if (unlikely(node != NUMA_NO_NODE) &&
-	    (node != sheaf_node() || (gfp & __GFP_THISNODE))) {
-		slot = sheaf_slot();
-		stat(s, SHEAF_STAT_ALLOC_NODE_MISMATCH, slot);
-		stat(s, SHEAF_STAT_ALLOC_SLOWPATH, slot);
-		return _sheaf_alloc_single(s, gfp, node, gfp & __GFP_THISNODE, slot);
-	}
 	for (;;) {
 		slot = sheaf_slot();
 		c = &s->cpu_slab[slot];

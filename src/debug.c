@@ -5,7 +5,6 @@
  * address, the cache and the caller, then abort(), like glibc's
  * "free(): invalid pointer".
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -18,14 +17,4 @@ void _sheaf_report_invalid(const char *fn, const char *what, const void *addr,
 		addr, s ? s->name : "unknown", caller);
 	fflush(stderr);
 	abort();
-}
-
-void _sheaf_warn(const char *fmt, ...)
-{
-	va_list ap;
-	fputs("sheaf: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
 }

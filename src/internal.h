@@ -113,17 +113,11 @@ struct arena {
 	size_t size;         /* ARENA_SIZE, or the mapping size when huge */
 	int node;
 	bool huge;
-	size_t huge_request; /* bytes the caller asked for (huge only) */
 };
 
 extern struct arena *_sheaf_arena_map[ARENA_MAP_SIZE];
 /* sheaf_memmap[addr >> ARENA_SHIFT]: the arena's memmap, NULL if not a slab arena. */
 extern void *sheaf_memmap[ARENA_MAP_SIZE];
-
-static inline struct slab *arena_memmap(struct arena *a)
-{
-	return (struct slab *)a->base;
-}
 
 /* The descriptor of the page holding addr, head-resolved; NULL if not ours. */
 static inline struct slab *virt_to_slab(const void *addr)
@@ -316,8 +310,6 @@ struct kmem_cache {
 	char name[64];
 	struct list_head list;               /* slab_caches, under slab_mutex */
 	size_t meta_size;
-	bool kmalloc;
-	bool internal;                       /* sheaf storage: never sheaves */
 	struct node_barn *barn[MAX_NUMNODES]; /* sheaf caches only */
 	pthread_mutex_t flush_lock;          /* serializes remote slot access */
 };
@@ -393,7 +385,7 @@ struct slab *_sheaf_check_object(struct kmem_cache *s, const void *obj,
 				 const char *fn, void *caller);
 
 /* cpu_slab.c */
-void *_sheaf_cpu_alloc(struct kmem_cache *s, gfp_t gfp, int node);
+void *_sheaf_cpu_alloc(struct kmem_cache *s, gfp_t gfp);
 void _sheaf_cpu_free(struct kmem_cache *s, struct slab *slab, void *obj);
 void _sheaf_cpu_flush_all(struct kmem_cache *s);
 size_t _sheaf_cpu_cached_objects(struct kmem_cache *s);
@@ -450,7 +442,7 @@ size_t _sheaf_barn_objects(struct node_barn *barn, unsigned int *nr_full,
 extern bool _sheaf_rseq_mode;  /* rseq sections in use for sheaves */
 void _sheaf_sheaf_setup(void);
 bool _sheaf_pcs_init(struct kmem_cache *s);
-void *_sheaf_sheaf_alloc(struct kmem_cache *s, gfp_t gfp, int node);
+void *_sheaf_sheaf_alloc(struct kmem_cache *s, gfp_t gfp);
 void _sheaf_sheaf_free(struct kmem_cache *s, struct slab *slab, void *obj);
 int _sheaf_sheaf_alloc_bulk(struct kmem_cache *s, gfp_t gfp, size_t nr, void **p);
 void _sheaf_sheaf_free_bulk(struct kmem_cache *s, size_t nr, void **p);
@@ -471,8 +463,6 @@ unsigned int _sheaf_auto_capacity(unsigned int size);
 SHEAF_NORETURN SHEAF_COLD void _sheaf_report_invalid(const char *fn,
 		const char *what, const void *addr, struct kmem_cache *s,
 		void *caller);
-SHEAF_COLD void _sheaf_warn(const char *fmt, ...)
-	__attribute__((format(printf, 1, 2)));
 
 
 static inline bool sheaf_gfp_ok(gfp_t gfp)

@@ -339,7 +339,6 @@ void *_sheaf_huge_alloc(size_t size, gfp_t gfp)
 	a->base = base;
 	a->size = len;
 	a->huge = true;
-	a->huge_request = size;
 	a->node = sheaf_node();
 	pthread_mutex_lock(&arena_lock);
 	for (uintptr_t x = (uintptr_t)base; x < (uintptr_t)base + len; x += ARENA_SIZE)

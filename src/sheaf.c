@@ -288,15 +288,8 @@ from_slab:
 	return _sheaf_alloc_single(s, gfp, NUMA_NO_NODE, false, slot);
 }
 
-void *_sheaf_sheaf_alloc(struct kmem_cache *s, gfp_t gfp, int node)
+void *_sheaf_sheaf_alloc(struct kmem_cache *s, gfp_t gfp)
 {
-	if (unlikely(node != NUMA_NO_NODE) &&
-	    (node != sheaf_node() || (gfp & __GFP_THISNODE))) {
-		unsigned int slot = sheaf_slot();
-		stat(s, SHEAF_STAT_ALLOC_NODE_MISMATCH, slot);
-		stat(s, SHEAF_STAT_ALLOC_SLOWPATH, slot);
-		return _sheaf_alloc_single(s, gfp, node, gfp & __GFP_THISNODE, slot);
-	}
 #ifdef SHEAF_HAVE_RSEQ_ASM
 	if (likely(_sheaf_rseq_mode)) {
 		for (;;) {

@@ -75,8 +75,6 @@ struct kmem_cache *_sheaf_cache_create(const char *name, unsigned int size,
 	s->object_size = size;
 	s->flags = flags;
 	s->ctor = args->ctor;
-	s->kmalloc = kind == CACHE_KMALLOC;
-	s->internal = kind == CACHE_INTERNAL;
 	pthread_mutex_init(&s->flush_lock, NULL);
 	if (!_sheaf_calculate_sizes(s, args)) {
 		_sheaf_meta_free(mem, total);
@@ -244,30 +242,50 @@ SHEAF_EXPORT void kmem_cache_destroy(struct kmem_cache *s)
 
 /* ------------------------------------------------------------- objects */
 
+/* The per-CPU cache of s (sheaves or the classic cpu slab). */
+static inline void *alloc_cached(struct kmem_cache *s, gfp_t gfp)
+{
+	return cache_has_sheaves(s) ? _sheaf_sheaf_alloc(s, gfp)
+				    : _sheaf_cpu_alloc(s, gfp);
+}
+
+/*
+ * A request for a node: another node than the local one (or
+ * __GFP_THISNODE) bypasses the per-CPU caches; the local node uses them but
+ * checks the object, since a slot's cached objects may come from another
+ * node (slots are mm_cids and threads move).
+ */
+static void *alloc_for_node(struct kmem_cache *s, gfp_t gfp, int node)
+{
+	unsigned int slot;
+	if (node == sheaf_node() && !(gfp & __GFP_THISNODE)) {
+		void *obj = alloc_cached(s, gfp);
+		if (!obj)
+			return NULL;
+		struct slab *slab = virt_to_slab(obj);
+		if (likely(slab->node == node))
+			return obj;
+		/* Straight back to its slab: the user never saw it, and the
+		 * allocation was counted already. */
+		slot = sheaf_slot();
+		_sheaf_slab_free(s, slab, obj, obj, 1, slot);
+	} else {
+		slot = sheaf_slot();
+		stat(s, SHEAF_STAT_ALLOC_SLOWPATH, slot);
+	}
+	stat(s, SHEAF_STAT_ALLOC_NODE_MISMATCH, slot);
+	return _sheaf_alloc_single(s, gfp, node, gfp & __GFP_THISNODE, slot);
+}
+
 void *_sheaf_slab_alloc(struct kmem_cache *s, gfp_t gfp, int node)
 {
 	void *obj;
 	for (;;) {
-		obj = cache_has_sheaves(s) ? _sheaf_sheaf_alloc(s, gfp, node)
-					   : _sheaf_cpu_alloc(s, gfp, node);
+		obj = likely(node == NUMA_NO_NODE) ? alloc_cached(s, gfp)
+						   : alloc_for_node(s, gfp, node);
 		if (likely(obj) || !(gfp & __GFP_NOFAIL))
 			break;
 		usleep(1000);
-	}
-	if (unlikely(node != NUMA_NO_NODE) && obj) {
-		/*
-		 * A slot's cached objects may come from another node (slots are
-		 * mm_cids, threads move): check, and go to the node if need be.
-		 */
-		struct slab *slab = virt_to_slab(obj);
-		if (slab->node != node) {
-			unsigned int slot = sheaf_slot();
-			/* Straight back to its slab: the user never saw it, and
-			 * the allocation was counted once already. */
-			_sheaf_slab_free(s, slab, obj, obj, 1, slot);
-			stat(s, SHEAF_STAT_ALLOC_NODE_MISMATCH, slot);
-			obj = _sheaf_alloc_single(s, gfp, node, gfp & __GFP_THISNODE, slot);
-		}
 	}
 	if (obj && (gfp & __GFP_ZERO))
 		memset(obj, 0, s->object_size);
@@ -332,26 +350,21 @@ SHEAF_EXPORT int kmem_cache_alloc_bulk(struct kmem_cache *s, gfp_t gfp,
 	if (!nr)
 		return 0;
 	if (cache_has_sheaves(s)) {
-		if (!_sheaf_sheaf_alloc_bulk(s, gfp & ~__GFP_ZERO, nr, p))
+		if (!_sheaf_sheaf_alloc_bulk(s, gfp, nr, p))
 			return 0;
-		if (gfp & __GFP_ZERO)
-			for (size_t k = 0; k < nr; k++)
-				memset(p[k], 0, s->object_size);
-		return (int)nr;
+	} else {
+		for (size_t i = 0; i < nr; i++) {
+			p[i] = _sheaf_cpu_alloc(s, gfp);
+			if (unlikely(!p[i])) {
+				kmem_cache_free_bulk(s, i, p);
+				return 0;
+			}
+		}
 	}
-	size_t i;
-	for (i = 0; i < nr; i++) {
-		p[i] = _sheaf_cpu_alloc(s, gfp & ~__GFP_ZERO, NUMA_NO_NODE);
-		if (unlikely(!p[i]))
-			goto fail;
-		if (gfp & __GFP_ZERO)
+	if (gfp & __GFP_ZERO)
+		for (size_t i = 0; i < nr; i++)
 			memset(p[i], 0, s->object_size);
-	}
 	return (int)nr;
-fail:
-	if (i)
-		kmem_cache_free_bulk(s, i, p);
-	return 0;
 }
 
 SHEAF_EXPORT void kmem_cache_free_bulk(struct kmem_cache *s, size_t nr, void **p)
