@@ -386,6 +386,23 @@ static size_t grab_partial_locked(struct kmem_cache *s, struct kmem_cache_node *
 	return got;
 }
 
+/* Up to `want` objects from node's partial slabs, under one lock hold. */
+static size_t grab_from_node(struct kmem_cache *s, int node, void **p,
+			     size_t want, unsigned int slot)
+{
+	struct kmem_cache_node *n = get_node(s, node);
+	size_t got = 0;
+	if (!READ_ONCE(n->nr_partial))
+		return 0;
+	pthread_mutex_lock(&n->list_lock);
+	while (got < want && !list_empty(&n->partial)) {
+		struct slab *slab = list_first_entry(&n->partial, struct slab, slab_list);
+		got += grab_partial_locked(s, n, slab, &p[got], want - got, slot);
+	}
+	pthread_mutex_unlock(&n->list_lock);
+	return got;
+}
+
 /*
  * The internal bulk allocation from slabs (the kernel's refill_objects):
  * all or nothing, nr objects into p from node's partial slabs, then new
@@ -395,18 +412,7 @@ static size_t grab_partial_locked(struct kmem_cache *s, struct kmem_cache_node *
 size_t _sheaf_slab_alloc_bulk(struct kmem_cache *s, gfp_t gfp, int node,
 			      void **p, size_t nr, unsigned int slot)
 {
-	size_t got = 0;
-	struct kmem_cache_node *n = get_node(s, node);
-
-	if (READ_ONCE(n->nr_partial)) {
-		pthread_mutex_lock(&n->list_lock);
-		while (got < nr && !list_empty(&n->partial)) {
-			struct slab *slab = list_first_entry(&n->partial,
-							     struct slab, slab_list);
-			got += grab_partial_locked(s, n, slab, &p[got], nr - got, slot);
-		}
-		pthread_mutex_unlock(&n->list_lock);
-	}
+	size_t got = grab_from_node(s, node, p, nr, slot);
 	while (got < nr) {
 		struct slab *slab = _sheaf_new_slab(s, gfp, node, slot);
 		if (!slab)
@@ -421,21 +427,15 @@ size_t _sheaf_slab_alloc_bulk(struct kmem_cache *s, gfp_t gfp, int node,
 		slab->freelist = o;
 		slab->inuse = taken & 0xffff;
 		if (o) {
+			struct kmem_cache_node *n = get_node(s, node);
 			pthread_mutex_lock(&n->list_lock);
 			add_partial(n, slab);
 			pthread_mutex_unlock(&n->list_lock);
 		}
 	}
-	for (unsigned int i = 1; got < nr && i < _sheaf_nr_nodes; i++) {
-		struct kmem_cache_node *o = get_node(s, (node + (int)i) % (int)_sheaf_nr_nodes);
-		pthread_mutex_lock(&o->list_lock);
-		while (got < nr && !list_empty(&o->partial)) {
-			struct slab *slab = list_first_entry(&o->partial,
-							     struct slab, slab_list);
-			got += grab_partial_locked(s, o, slab, &p[got], nr - got, slot);
-		}
-		pthread_mutex_unlock(&o->list_lock);
-	}
+	for (unsigned int i = 1; got < nr && i < _sheaf_nr_nodes; i++)
+		got += grab_from_node(s, (node + (int)i) % (int)_sheaf_nr_nodes,
+				      &p[got], nr - got, slot);
 	if (got < nr) {
 		if (got)
 			_sheaf_slab_free_bulk(s, got, p, slot);
