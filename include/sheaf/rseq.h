@@ -141,6 +141,33 @@ static inline char *sheaf_rseq_area(void)
 	"4:\n\t"
 
 /*
+ * Start of every section (label 1): %rax = &base[slot] for the slot read
+ * from the rseq area now; bail (5f) if its lock or stop byte is set.
+ */
+#define SHEAF_RSEQ_SLOT                                                        \
+	"1:\n\t"                                                               \
+	"movl (%[rseq], %[field]), %%eax\n\t"                                  \
+	"shlq $6, %%rax\n\t"                                                   \
+	"addq %[base], %%rax\n\t"                                              \
+	"cmpw $0, (%%rax)\n\t"                                                 \
+	"jne 5f\n\t"
+
+/*
+ * End of every section: label 2 right after the commit store; ret = 0 for
+ * committed, 2 from the abort handler (4), 1 for a bail-out (5).
+ */
+#define SHEAF_RSEQ_END                                                         \
+	"2:\n\t"                                                               \
+	"xorl %[ret], %[ret]\n\t"                                              \
+	"jmp 6f\n\t"                                                           \
+	SHEAF_RSEQ_ABORT                                                       \
+	"movl $2, %[ret]\n\t"                                                  \
+	"jmp 6f\n\t"                                                           \
+	"5:\n\t"                                                               \
+	"movl $1, %[ret]\n\t"                                                  \
+	"6:\n\t"
+
+/*
  * Pop: one restartable section.
  *   in:  base = s->pcs, rseq = the thread's rseq area, slot_field
  *   out: returns 0 with *objp = object; 1 = bail (lock/stop set or main
@@ -153,12 +180,7 @@ static inline int sheaf_rseq_pop(struct sheaf_pcs *base, void **objp)
 	void *obj;
 	__asm__ __volatile__(
 		SHEAF_RSEQ_ARM
-		"1:\n\t"
-		"movl (%[rseq], %[field]), %%eax\n\t"
-		"shlq $6, %%rax\n\t"
-		"addq %[base], %%rax\n\t"
-		"cmpw $0, (%%rax)\n\t"
-		"jne 5f\n\t"
+		SHEAF_RSEQ_SLOT
 		"movq 8(%%rax), %%rcx\n\t"
 		"movl 24(%%rcx), %%edx\n\t"
 		"testl %%edx, %%edx\n\t"
@@ -166,15 +188,7 @@ static inline int sheaf_rseq_pop(struct sheaf_pcs *base, void **objp)
 		"subl $1, %%edx\n\t"
 		"movq 32(%%rcx, %%rdx, 8), %[obj]\n\t"
 		"movl %%edx, 24(%%rcx)\n\t"
-		"2:\n\t"
-		"xorl %[ret], %[ret]\n\t"
-		"jmp 6f\n\t"
-		SHEAF_RSEQ_ABORT
-		"movl $2, %[ret]\n\t"
-		"jmp 6f\n\t"
-		"5:\n\t"
-		"movl $1, %[ret]\n\t"
-		"6:\n\t"
+		SHEAF_RSEQ_END
 		: [ret] "=&r"(ret), [obj] "=&r"(obj)
 		: [base] "r"(base), [rseq] "r"(sheaf_rseq_area()),
 		  [field] "r"(sheaf_rt.slot_field)
@@ -196,12 +210,7 @@ static inline int sheaf_rseq_push(struct sheaf_pcs *base, void *obj,
 	int ret;
 	__asm__ __volatile__(
 		SHEAF_RSEQ_ARM
-		"1:\n\t"
-		"movl (%[rseq], %[field]), %%eax\n\t"
-		"shlq $6, %%rax\n\t"
-		"addq %[base], %%rax\n\t"
-		"cmpw $0, (%%rax)\n\t"
-		"jne 5f\n\t"
+		SHEAF_RSEQ_SLOT
 		"movq 8(%%rax), %%rcx\n\t"
 		"movl 24(%%rcx), %%edx\n\t"
 		"cmpl %[cap], %%edx\n\t"
@@ -209,15 +218,7 @@ static inline int sheaf_rseq_push(struct sheaf_pcs *base, void *obj,
 		"movq %[obj], 32(%%rcx, %%rdx, 8)\n\t"
 		"addl $1, %%edx\n\t"
 		"movl %%edx, 24(%%rcx)\n\t"
-		"2:\n\t"
-		"xorl %[ret], %[ret]\n\t"
-		"jmp 6f\n\t"
-		SHEAF_RSEQ_ABORT
-		"movl $2, %[ret]\n\t"
-		"jmp 6f\n\t"
-		"5:\n\t"
-		"movl $1, %[ret]\n\t"
-		"6:\n\t"
+		SHEAF_RSEQ_END
 		: [ret] "=&r"(ret)
 		: [base] "r"(base), [rseq] "r"(sheaf_rseq_area()),
 		  [field] "r"(sheaf_rt.slot_field), [obj] "r"(obj),
@@ -228,38 +229,25 @@ static inline int sheaf_rseq_push(struct sheaf_pcs *base, void *obj,
 
 /*
  * Trylock: one restartable section.
- *   out: 0 = locked, *slotp = the slot; 1 = lock or stop already set;
+ *   out: 0 = locked, *slotp = the slot the section ran on; 1 = lock or
+ *        stop already set;
  *        2 = aborted (retry)
  *   commit: pcs[slot].lock = 1
  */
 static inline int sheaf_rseq_trylock(struct sheaf_pcs *base, unsigned int *slotp)
 {
 	int ret;
-	unsigned int slot;
+	struct sheaf_pcs *pcs;
 	__asm__ __volatile__(
 		SHEAF_RSEQ_ARM
-		"1:\n\t"
-		"movl (%[rseq], %[field]), %k[slot]\n\t"
-		"movl %k[slot], %%eax\n\t"
-		"shlq $6, %%rax\n\t"
-		"addq %[base], %%rax\n\t"
-		"cmpw $0, (%%rax)\n\t"
-		"jne 5f\n\t"
+		SHEAF_RSEQ_SLOT
 		"movb $1, (%%rax)\n\t"
-		"2:\n\t"
-		"xorl %[ret], %[ret]\n\t"
-		"jmp 6f\n\t"
-		SHEAF_RSEQ_ABORT
-		"movl $2, %[ret]\n\t"
-		"jmp 6f\n\t"
-		"5:\n\t"
-		"movl $1, %[ret]\n\t"
-		"6:\n\t"
-		: [ret] "=&r"(ret), [slot] "=&r"(slot)
+		SHEAF_RSEQ_END
+		: [ret] "=&r"(ret), "=&a"(pcs)
 		: [base] "r"(base), [rseq] "r"(sheaf_rseq_area()),
 		  [field] "r"(sheaf_rt.slot_field)
-		: "rax", "memory", "cc");
-	*slotp = slot;
+		: "memory", "cc");
+	*slotp = (unsigned int)(pcs - base); /* %rax: the slot the section used */
 	return ret;
 }
 #endif /* x86-64 */
