@@ -64,8 +64,10 @@
  *
  * Invariants:
  *  - an allocated run of 2^order pages has its head descriptor flagged
- *    PG_SLAB or PG_LARGE with `order` set, and every tail flagged PG_TAIL
- *    with `head` pointing at the head; virt_to_slab() is therefore O(1);
+ *    PG_SLAB or PG_LARGE with `order` set, and every tail flagged PG_TAIL;
+ *    `head` of every page of the run (the head's too) points at the head,
+ *    and for a slab every page's slab_cache names the cache (the inline
+ *    free reads both without a branch); virt_to_slab() is O(1);
  *  - a free block has only its head valid (PG_BUDDY, order, list link);
  *    the descriptors of its other pages may have been zeroed by madvise;
  *  - for a slab: 0 <= inuse <= objects; inuse counts objects not on the
@@ -91,9 +93,9 @@ struct slab {
 		};
 		unsigned __int128 freelist_counters;
 	} __attribute__((aligned(16)));
-	struct kmem_cache *slab_cache;  /* PG_SLAB */
+	struct kmem_cache *slab_cache;  /* every page of a slab */
 	struct list_head slab_list;     /* partial list, or buddy free list */
-	struct slab *head;              /* PG_TAIL */
+	struct slab *head;              /* every page of an allocated run */
 	uint8_t flags;
 	uint8_t order;
 	uint16_t node;
@@ -441,6 +443,7 @@ size_t _sheaf_barn_objects(struct node_barn *barn, unsigned int *nr_full,
 /* sheaf.c */
 extern bool _sheaf_rseq_mode;  /* rseq sections in use for sheaves */
 void _sheaf_sheaf_setup(void);
+void _sheaf_update_inline(struct kmem_cache *s);
 bool _sheaf_pcs_init(struct kmem_cache *s);
 void *_sheaf_sheaf_alloc(struct kmem_cache *s, gfp_t gfp);
 void _sheaf_sheaf_free(struct kmem_cache *s, struct slab *slab, void *obj);

@@ -237,6 +237,7 @@ struct slab *_sheaf_pages_alloc(unsigned int order, int node, gfp_t gfp)
 	d->order = (uint8_t)order;
 	d->node = (uint16_t)node;
 	d->slab_cache = NULL;
+	d->head = d;
 	d->freelist = NULL;
 	d->counters = 0;
 	size_t idx = desc_index(d);
@@ -255,9 +256,12 @@ void _sheaf_pages_free(struct slab *d)
 	struct page_node *pn = &page_nodes[node];
 	size_t idx = desc_index(d);
 
-	for (size_t i = 1; i < (1ul << order); i++)
-		desc_at(d, idx + i)->flags = 0;
-	d->slab_cache = NULL;
+	for (size_t i = 0; i < (1ul << order); i++) {
+		struct slab *t = desc_at(d, idx + i);
+		t->flags = 0;
+		t->slab_cache = NULL;
+		t->head = NULL;
+	}
 
 	pthread_mutex_lock(&pn->lock);
 	pn->nr_free += 1ul << order;

@@ -55,7 +55,19 @@ void _sheaf_sheaf_setup(void)
 	sheaf_rt.slot_field = _sheaf_rseq_mm_cid
 		? (long)offsetof(struct sheaf_rseq_area, mm_cid)
 		: (long)offsetof(struct sheaf_rseq_area, cpu_id);
-	sheaf_rt.inline_ok = rseq && !_sheaf_stats_on && _sheaf_nr_nodes == 1;
+}
+
+/* Whether the inline fast paths of <sheaf/slab.h> may be used now. */
+static bool inline_allowed(void)
+{
+	return _sheaf_rseq_mode && !_sheaf_stats_on && _sheaf_nr_nodes == 1;
+}
+
+/* Publish (or withdraw) a cache's pcs to the inline fast paths. */
+void _sheaf_update_inline(struct kmem_cache *s)
+{
+	__atomic_store_n(&s->hot.inline_pcs, inline_allowed() ? s->hot.pcs : NULL,
+			 __ATOMIC_RELEASE);
 }
 
 /* Size-based capacity (the kernel's 7.0 rule), rounded up to fill the

@@ -97,6 +97,7 @@ struct kmem_cache *_sheaf_cache_create(const char *name, unsigned int size,
 			errno = ENOMEM;
 			return NULL;
 		}
+		_sheaf_update_inline(s);
 	}
 
 	pthread_mutex_lock(&_sheaf_slab_mutex);

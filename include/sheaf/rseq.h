@@ -80,6 +80,9 @@ struct sheaf_pcs {
 /* The start of every struct kmem_cache: what the inline fast paths read. */
 struct sheaf_cache_hot {
 	struct sheaf_pcs *pcs;         /* NULL: the cache has no sheaves */
+	/* pcs while the inline fast paths may be used (rseq mode, one node,
+	 * statistics off), else NULL: one load decides. */
+	struct sheaf_pcs *inline_pcs;
 	unsigned int sheaf_capacity;
 	unsigned int object_size;
 	unsigned int size;             /* object stride in a slab */
@@ -91,22 +94,20 @@ struct sheaf_cache_hot {
 struct sheaf_runtime {
 	long rseq_offset;       /* glibc's __rseq_offset */
 	long slot_field;        /* 24: rseq mm_cid, 4: rseq cpu_id */
-	bool inline_ok;         /* rseq mode, one node and statistics off */
 };
 extern struct sheaf_runtime sheaf_rt;
 
 /*
  * Page descriptors, as far as the inline free needs them: sheaf_memmap[]
  * maps addr >> 28 to the descriptor array of that 256 MiB arena (NULL: not
- * libsheaf slab memory); a 64-byte descriptor per 4 KiB page has the cache
- * at offset 16, the head of a multi-page run at 40 and flags at 48.
+ * libsheaf slab memory); a 64-byte descriptor per 4 KiB page has, for every
+ * page of a slab (head or tail), the cache at offset 16 and the head page's
+ * descriptor at 40 (NULL on pages that are not slab pages).
  */
 extern void *sheaf_memmap[];
 #define SHEAF_ARENA_SHIFT  28
 #define SHEAF_DESC_CACHE   16
 #define SHEAF_DESC_HEAD    40
-#define SHEAF_DESC_FLAGS   48
-#define SHEAF_DESC_TAIL    0x08
 
 #define SHEAF_RSEQ_SIG 0x53053053
 

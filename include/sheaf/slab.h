@@ -351,14 +351,15 @@ void sheaf_inject_page_failures(long skip, long count);
  * the stable ABI and does every check.
  */
 #if defined(SHEAF_HAVE_RSEQ_ASM) && !defined(SHEAF_NO_INLINE) && !defined(SHEAF_BUILD)
-static inline __attribute__((always_inline)) void *sheaf_alloc_inline(struct kmem_cache *s, gfp_t gfp)
+static inline __attribute__((always_inline)) void *
+sheaf_alloc_inline(struct kmem_cache *s, gfp_t gfp)
 {
-	const struct sheaf_cache_hot *h = (const struct sheaf_cache_hot *)s;
-	if (__builtin_expect(sheaf_rt.inline_ok && s && h->pcs &&
+	struct sheaf_pcs *pcs;
+	if (__builtin_expect(s && (pcs = ((const struct sheaf_cache_hot *)s)->inline_pcs) &&
 			     !(gfp & (~SHEAF_GFP_VALID_MASK | __GFP_ZERO)), 1)) {
 		void *obj;
 		int r;
-		while ((r = sheaf_rseq_pop(h->pcs, &obj)) == 2)
+		while ((r = sheaf_rseq_pop(pcs, &obj)) == 2)
 			;
 		if (__builtin_expect(r == 0, 1))
 			return obj;
@@ -366,23 +367,29 @@ static inline __attribute__((always_inline)) void *sheaf_alloc_inline(struct kme
 	return (kmem_cache_alloc)(s, gfp);
 }
 
-static inline __attribute__((always_inline)) void sheaf_free_inline(struct kmem_cache *s, void *obj)
+/*
+ * The inline free checks that obj is an object of s: its page's descriptor
+ * names s, and it sits at an object boundary of its slab (a multiply by the
+ * cache's reciprocal instead of a division).  Anything else goes to the
+ * exported function, which reports it.
+ */
+static inline __attribute__((always_inline)) void
+sheaf_free_inline(struct kmem_cache *s, void *obj)
 {
 	const struct sheaf_cache_hot *h = (const struct sheaf_cache_hot *)s;
+	struct sheaf_pcs *pcs;
 	uintptr_t x = (uintptr_t)obj;
-	if (__builtin_expect(sheaf_rt.inline_ok && s && h->pcs && !(x >> 47), 1)) {
+	if (__builtin_expect(s && (pcs = h->inline_pcs) && !(x >> 47), 1)) {
 		char *mm = (char *)sheaf_memmap[x >> SHEAF_ARENA_SHIFT];
 		if (__builtin_expect(mm != NULL, 1)) {
 			char *d = mm + (((x & ((1ul << SHEAF_ARENA_SHIFT) - 1)) >> 12) << 6);
-			if (*(const uint8_t *)(d + SHEAF_DESC_FLAGS) & SHEAF_DESC_TAIL)
-				d = *(char *const *)(d + SHEAF_DESC_HEAD);
-			uintptr_t base = (uintptr_t)mm + ((uintptr_t)(d - mm) << 6);
-			uint64_t off = x - base;
+			char *head = *(char *const *)(d + SHEAF_DESC_HEAD);
+			uint64_t off = x - ((uintptr_t)mm + ((uintptr_t)(head - mm) << 6));
 			uint64_t idx = (uint64_t)(((unsigned __int128)off * h->reciprocal) >> 64);
 			if (__builtin_expect(*(struct kmem_cache *const *)(d + SHEAF_DESC_CACHE) == s &&
 					     idx * h->size == off && idx < h->objects, 1)) {
 				int r;
-				while ((r = sheaf_rseq_push(h->pcs, obj, h->sheaf_capacity)) == 2)
+				while ((r = sheaf_rseq_push(pcs, obj, h->sheaf_capacity)) == 2)
 					;
 				if (__builtin_expect(r == 0, 1))
 					return;
