@@ -6,22 +6,29 @@
  * Each slot has (freelist, tid) and the frozen slab the freelist belongs
  * to.  Fast alloc: read tid, then freelist; load the next free pointer from
  * the object (it may be stale: arenas are never unmapped and the value is
- * validated); commit with one 16-byte compare-and-swap of (freelist, tid)
- * -> (next, tid + TID_STEP).  Fast free: if the object's slab is the slot's
+ * validated); commit with a compare-and-swap of (freelist, tid) ->
+ * (next, tid + TID_STEP).  Fast free: if the object's slab is the slot's
  * slab, push it the same way.  Any change to the slot bumps tid, so a
- * thread preempted or migrated between its reads and its compare-and-swap
- * fails and retries: this is the kernel's design, where tid also stands in
- * for "still on the same CPU".
+ * thread that was preempted or migrated between its reads and its
+ * compare-and-swap fails and retries: the kernel's design.
  *
- * The slow path owns the slot by setting TID_BUSY with the same
- * compare-and-swap (userspace cannot disable preemption, so the kernel's
- * local_lock becomes this bit).  While it is set every fast path on the
- * slot bails out; a thread that finds the slot busy does not wait: it takes
+ * The compare-and-swap is the kernel's this_cpu_cmpxchg_double: atomic
+ * against its own CPU only.  In rseq mode it is a restartable section
+ * (<sheaf/rseq.h>: sheaf_rseq_cpu_cmpxchg), with no LOCK prefix; in
+ * fallback mode a locked cmpxchg16b, atomic against every CPU.
+ *
+ * The slow path owns the slot by setting TID_BUSY in tid (the kernel's
+ * local_lock); while it is set every fast path on the slot fails its
+ * comparison.  A thread that cannot own the slot does not wait: it takes
  * one object straight from the slab layer, as the kernel does when its
- * trylock fails.  Remote access (flush for shrink, destroy, fork) owns the
- * slot the same way, waiting for a holder to finish.
+ * trylock fails.  Remote access (flush for shrink, destroy, fork) uses the
+ * stop byte and membarrier in rseq mode, and the TID_BUSY compare-and-swap
+ * in fallback mode, under the cache's flush_lock.
  */
+#include <linux/membarrier.h>
 #include <sched.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -30,52 +37,136 @@ static inline unsigned __int128 ft(void *fl, unsigned long tid)
 	return ((unsigned __int128)tid << 64) | (uintptr_t)fl;
 }
 
-/*
- * Own slot c.  wait: spin (yielding) while another thread owns it; else
- * return false at once.  On success *fl and *tid hold the state before.
- */
-static bool slot_acquire(struct kmem_cache_cpu *c, bool wait, void **fl,
-			 unsigned long *tid)
+/* The CPU-local compare-and-swap of (freelist, tid) on slot c. */
+static inline bool cpu_cmpxchg(struct kmem_cache *s, struct kmem_cache_cpu *c,
+			       void *ofl, unsigned long otid, void *nfl,
+			       unsigned long ntid)
 {
-	for (;;) {
+#ifdef SHEAF_HAVE_RSEQ_ASM
+	if (likely(_sheaf_rseq_mode))
+		return sheaf_rseq_cpu_cmpxchg(s->cpu_slab, c, ofl, otid, nfl,
+					      ntid) == 0;
+#endif
+	(void)s;
+	return cmpxchg16(&c->freelist_tid, ft(ofl, otid), ft(nfl, ntid));
+}
+
+/*
+ * Own slot c from the thread's own CPU without waiting.  On success *fl
+ * and *tid hold the state it was in.  false: owned by someone else, being
+ * flushed, or the thread moved off the slot.
+ */
+static bool slot_trylock(struct kmem_cache *s, struct kmem_cache_cpu *c,
+			 void **fl, unsigned long *tid)
+{
+	for (int tries = 0; tries < 4; tries++) {
 		unsigned long t = smp_load_acquire(&c->tid);
 		void *f = READ_ONCE(c->freelist);
-		if (t & TID_BUSY) {
-			if (!wait)
-				return false;
-			sched_yield();
-			continue;
-		}
-		if (cmpxchg16(&c->freelist_tid, ft(f, t), ft(f, t | TID_BUSY))) {
-			*fl = f;
+		if ((t & TID_BUSY) || READ_ONCE(c->stop))
+			return false;
+		bool ok;
+#ifdef SHEAF_HAVE_RSEQ_ASM
+		if (likely(_sheaf_rseq_mode))
+			ok = sheaf_rseq_cpu_settid(s->cpu_slab, c, t, t | TID_BUSY) == 0;
+		else
+#endif
+			ok = cmpxchg16(&c->freelist_tid, ft(f, t), ft(f, t | TID_BUSY));
+		if (ok) {
+			*fl = READ_ONCE(c->freelist);
 			*tid = t;
 			return true;
 		}
 	}
+	return false;
 }
 
-/* Publish a new freelist and give the slot up.  fl_at_acquire: as owned. */
-static void slot_release(struct kmem_cache_cpu *c, void *fl_at_acquire,
-			 unsigned long tid, void *fl)
+/*
+ * Publish a new freelist and give the slot up; may run on any CPU.  While
+ * TID_BUSY is set nobody else changes the slot, so plain stores do in rseq
+ * mode (tid last, with release); fallback mode keeps every change of the
+ * pair a locked compare-and-swap.
+ */
+static void slot_unlock(struct kmem_cache_cpu *c, unsigned long tid, void *fl)
 {
-	bool ok = cmpxchg16(&c->freelist_tid, ft(fl_at_acquire, tid | TID_BUSY),
+	if (_sheaf_rseq_mode) {
+		WRITE_ONCE(c->freelist, (void **)fl);
+		smp_store_release(&c->tid, tid + TID_STEP);
+		return;
+	}
+	void *cur = READ_ONCE(c->freelist);
+	bool ok = cmpxchg16(&c->freelist_tid, ft(cur, tid | TID_BUSY),
 			    ft(fl, tid + TID_STEP));
 	(void)ok; /* nobody else changes an owned slot */
+}
+
+static int membarrier_rseq(void)
+{
+	return (int)syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ,
+			    0, 0);
+}
+
+/*
+ * Own every slot of s from any thread (flush, count, fork).  rseq mode: set
+ * stop everywhere, abort sections in flight with membarrier, wait for slow
+ * path holders to finish.  Fallback: take TID_BUSY on each, waiting.
+ */
+static void cpu_remote_lock_all(struct kmem_cache *s)
+{
+	pthread_mutex_lock(&s->flush_lock);
+	if (_sheaf_rseq_mode) {
+		for (unsigned int i = 0; i < _sheaf_nr_slots; i++)
+			__atomic_store_n(&s->cpu_slab[i].stop, 1, __ATOMIC_SEQ_CST);
+		membarrier_rseq();
+		for (unsigned int i = 0; i < _sheaf_nr_slots; i++)
+			while (smp_load_acquire(&s->cpu_slab[i].tid) & TID_BUSY)
+				sched_yield();
+		return;
+	}
+	for (unsigned int i = 0; i < _sheaf_nr_slots; i++) {
+		struct kmem_cache_cpu *c = &s->cpu_slab[i];
+		for (;;) {
+			unsigned long t = smp_load_acquire(&c->tid);
+			void *f = READ_ONCE(c->freelist);
+			if (!(t & TID_BUSY) &&
+			    cmpxchg16(&c->freelist_tid, ft(f, t), ft(f, t | TID_BUSY)))
+				break;
+			sched_yield();
+		}
+	}
+}
+
+/*
+ * Give every slot back.  tid is bumped so that a reader that saw the state
+ * before the flush fails its compare-and-swap (the freelist may look the
+ * same, NULL, while the slab changed).
+ */
+static void cpu_remote_unlock_all(struct kmem_cache *s)
+{
+	for (unsigned int i = 0; i < _sheaf_nr_slots; i++) {
+		struct kmem_cache_cpu *c = &s->cpu_slab[i];
+		unsigned long tid = READ_ONCE(c->tid) & ~TID_BUSY;
+		if (_sheaf_rseq_mode) {
+			smp_store_release(&c->tid, tid + TID_STEP);
+			__atomic_store_n(&c->stop, 0, __ATOMIC_RELEASE);
+		} else {
+			slot_unlock(c, tid, READ_ONCE(c->freelist));
+		}
+	}
+	pthread_mutex_unlock(&s->flush_lock);
 }
 
 static SHEAF_NOINLINE void *slab_alloc_slow(struct kmem_cache *s, gfp_t gfp,
 					    struct kmem_cache_cpu *c,
 					    unsigned int slot)
 {
-	void *fl0, *fl;
+	void *fl;
 	unsigned long tid;
 
 	stat(s, SHEAF_STAT_ALLOC_SLOWPATH, slot);
-	if (!slot_acquire(c, false, &fl0, &tid)) {
+	if (!slot_trylock(s, c, &fl, &tid)) {
 		stat(s, SHEAF_STAT_SLOT_BUSY, slot);
 		return _sheaf_alloc_single(s, gfp, NUMA_NO_NODE, false, slot);
 	}
-	fl = fl0;
 	struct slab *slab = c->slab;
 	if (fl)
 		goto load; /* another thread refilled it meanwhile */
@@ -96,7 +187,7 @@ static SHEAF_NOINLINE void *slab_alloc_slow(struct kmem_cache *s, gfp_t gfp,
 	} else {
 		slab = _sheaf_new_slab(s, gfp, node, slot);
 		if (!slab) {
-			slot_release(c, fl0, tid, NULL);
+			slot_unlock(c, tid, NULL);
 			return NULL;
 		}
 		fl = _sheaf_freeze_new_slab(slab);
@@ -104,7 +195,7 @@ static SHEAF_NOINLINE void *slab_alloc_slow(struct kmem_cache *s, gfp_t gfp,
 	c->slab = slab;
 load:;
 	void *obj = fl;
-	slot_release(c, fl0, tid, get_freepointer(s, obj));
+	slot_unlock(c, tid, get_freepointer(s, obj));
 	return obj;
 }
 
@@ -118,11 +209,10 @@ void *_sheaf_cpu_alloc(struct kmem_cache *s, gfp_t gfp)
 		c = &s->cpu_slab[slot];
 		unsigned long tid = smp_load_acquire(&c->tid);
 		void *obj = READ_ONCE(c->freelist);
-		if (unlikely(!obj || (tid & TID_BUSY)))
+		if (unlikely(!obj || (tid & TID_BUSY) || READ_ONCE(c->stop)))
 			return slab_alloc_slow(s, gfp, c, slot);
 		void *next = get_freepointer_safe(s, obj);
-		if (likely(cmpxchg16(&c->freelist_tid, ft(obj, tid),
-				     ft(next, tid + TID_STEP)))) {
+		if (likely(cpu_cmpxchg(s, c, obj, tid, next, tid + TID_STEP))) {
 			stat(s, SHEAF_STAT_ALLOC_FASTPATH, slot);
 			return obj;
 		}
@@ -137,15 +227,15 @@ void _sheaf_cpu_free(struct kmem_cache *s, struct slab *slab, void *obj)
 		slot = sheaf_slot();
 		struct kmem_cache_cpu *c = &s->cpu_slab[slot];
 		unsigned long tid = smp_load_acquire(&c->tid);
-		if (unlikely((tid & TID_BUSY) || READ_ONCE(c->slab) != slab))
+		if (unlikely((tid & TID_BUSY) || READ_ONCE(c->stop) ||
+			     READ_ONCE(c->slab) != slab))
 			break;
 		void *fl = READ_ONCE(c->freelist);
 		if (unlikely(fl == obj))
 			_sheaf_report_invalid("kmem_cache_free", "double free of",
 					      obj, s, NULL);
 		set_freepointer(s, obj, fl);
-		if (likely(cmpxchg16(&c->freelist_tid, ft(fl, tid),
-				     ft(obj, tid + TID_STEP)))) {
+		if (likely(cpu_cmpxchg(s, c, fl, tid, obj, tid + TID_STEP))) {
 			stat(s, SHEAF_STAT_FREE_FASTPATH, slot);
 			return;
 		}
@@ -158,35 +248,29 @@ void _sheaf_cpu_free(struct kmem_cache *s, struct slab *slab, void *obj)
 /* Flush every slot: its frozen slab and freelist go back to the node lists. */
 void _sheaf_cpu_flush_all(struct kmem_cache *s)
 {
+	cpu_remote_lock_all(s);
 	for (unsigned int i = 0; i < _sheaf_nr_slots; i++) {
 		struct kmem_cache_cpu *c = &s->cpu_slab[i];
-		void *fl;
-		unsigned long tid;
-		if (!READ_ONCE(c->slab) && !READ_ONCE(c->freelist))
-			continue;
-		slot_acquire(c, true, &fl, &tid);
 		struct slab *slab = c->slab;
+		void *fl = READ_ONCE(c->freelist);
+		if (!slab)
+			continue;
 		c->slab = NULL;
-		if (slab) {
-			stat(s, SHEAF_STAT_CPUSLAB_FLUSH, i);
-			_sheaf_unfreeze(s, slab, fl, i);
-		}
-		slot_release(c, fl, tid, NULL);
+		WRITE_ONCE(c->freelist, NULL);
+		stat(s, SHEAF_STAT_CPUSLAB_FLUSH, i);
+		_sheaf_unfreeze(s, slab, fl, i);
 	}
+	cpu_remote_unlock_all(s);
 }
 
 /* Free objects held by the slots (their freelists and frozen slabs). */
 size_t _sheaf_cpu_cached_objects(struct kmem_cache *s)
 {
 	size_t n = 0;
+	cpu_remote_lock_all(s);
 	for (unsigned int i = 0; i < _sheaf_nr_slots; i++) {
 		struct kmem_cache_cpu *c = &s->cpu_slab[i];
-		void *fl;
-		unsigned long tid;
-		if (!READ_ONCE(c->slab))
-			continue;
-		slot_acquire(c, true, &fl, &tid);
-		for (void *o = fl; o; o = get_freepointer(s, o))
+		for (void *o = READ_ONCE(c->freelist); o; o = get_freepointer(s, o))
 			n++;
 		struct slab *slab = c->slab;
 		if (slab) {
@@ -194,26 +278,18 @@ size_t _sheaf_cpu_cached_objects(struct kmem_cache *s)
 			t.counters = READ_ONCE(slab->counters);
 			n += t.objects - t.inuse;
 		}
-		slot_release(c, fl, tid, fl);
 	}
+	cpu_remote_unlock_all(s);
 	return n;
 }
 
 /* Own every slot of s (fork: nothing may hold one across fork()). */
 void _sheaf_cpu_lock_all(struct kmem_cache *s)
 {
-	void *fl;
-	unsigned long tid;
-	for (unsigned int i = 0; i < _sheaf_nr_slots; i++)
-		slot_acquire(&s->cpu_slab[i], true, &fl, &tid);
+	cpu_remote_lock_all(s);
 }
 
 void _sheaf_cpu_unlock_all(struct kmem_cache *s)
 {
-	for (unsigned int i = 0; i < _sheaf_nr_slots; i++) {
-		struct kmem_cache_cpu *c = &s->cpu_slab[i];
-		unsigned long tid = READ_ONCE(c->tid) & ~TID_BUSY;
-		void *fl = READ_ONCE(c->freelist);
-		slot_release(c, fl, tid, fl);
-	}
+	cpu_remote_unlock_all(s);
 }

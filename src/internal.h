@@ -260,11 +260,12 @@ struct kmem_cache_node {
 /*
  * struct kmem_cache_cpu - the classic per-slot state.
  *
- * (freelist, tid) change together by a 16-byte compare-and-swap.  tid grows
+ * (freelist, tid) change together by a CPU-local compare-and-swap (an rseq
+ * section, or a locked cmpxchg16b in fallback mode).  tid grows
  * by TID_STEP on every operation; TID_BUSY set means one thread owns the
  * slot's slow path (it is the slot "lock" of the classic path): it may change
- * `slab` and will publish a new (freelist, tid) when done.  While BUSY,
- * freelist is NULL and every fast path on the slot bails out.
+ * `slab` and will publish a new (freelist, tid) when done.  While BUSY, or
+ * while a remote flusher has set `stop`, every fast path on the slot fails.
  * Invariant: every object on freelist belongs to `slab`, which is frozen.
  */
 struct kmem_cache_cpu {
@@ -276,7 +277,10 @@ struct kmem_cache_cpu {
 		unsigned __int128 freelist_tid;
 	} __attribute__((aligned(16)));
 	struct slab *slab;
+	uint8_t stop;           /* offset 24: remote owner (rseq mode) */
 } __attribute__((aligned(CACHE_LINE)));
+_Static_assert(__builtin_offsetof(struct kmem_cache_cpu, stop) == 24,
+	       "the rseq sections read stop at offset 24");
 
 #define TID_BUSY 1ul
 #define TID_STEP 2ul
@@ -296,7 +300,7 @@ struct kmem_cache_cpu {
  */
 struct kmem_cache {
 	struct sheaf_cache_hot hot;          /* first: read by inline fast paths */
-	struct kmem_cache_cpu *cpu_slab;     /* [_sheaf_nr_slots] */
+	struct kmem_cache_cpu *cpu_slab;     /* [_sheaf_nr_slots]; classic only */
 	unsigned int size;
 	unsigned int object_size;
 	unsigned int offset;

@@ -49,7 +49,7 @@ struct kmem_cache *_sheaf_cache_create(const char *name, unsigned int size,
 
 	size_t nslots = _sheaf_nr_slots;
 	size_t off_cpu = ALIGN_UP(sizeof(struct kmem_cache), (size_t)CACHE_LINE);
-	size_t off_stats = off_cpu + nslots * sizeof(struct kmem_cache_cpu);
+	size_t off_stats = off_cpu + (cap ? 0 : nslots * sizeof(struct kmem_cache_cpu));
 	size_t off_nodes = off_stats + nslots * sizeof(struct sheaf_stat_slot);
 	size_t off_pcs = off_nodes + _sheaf_nr_nodes * sizeof(struct kmem_cache_node);
 	size_t off_barn = off_pcs + (cap ? nslots * sizeof(struct sheaf_pcs) : 0);
@@ -62,7 +62,7 @@ struct kmem_cache *_sheaf_cache_create(const char *name, unsigned int size,
 	}
 	struct kmem_cache *s = (struct kmem_cache *)mem;
 	s->meta_size = total;
-	s->cpu_slab = (struct kmem_cache_cpu *)(mem + off_cpu);
+	s->cpu_slab = cap ? NULL : (struct kmem_cache_cpu *)(mem + off_cpu);
 	s->stats = (struct sheaf_stat_slot *)(mem + off_stats);
 	for (unsigned int n = 0; n < _sheaf_nr_nodes; n++) {
 		struct kmem_cache_node *kn =
@@ -175,7 +175,8 @@ static void flush_and_shrink(struct kmem_cache *s)
 {
 	if (cache_has_sheaves(s))
 		_sheaf_pcs_flush_all(s);
-	_sheaf_cpu_flush_all(s);
+	else
+		_sheaf_cpu_flush_all(s);
 	for (unsigned int n = 0; n < _sheaf_nr_nodes; n++)
 		_sheaf_shrink_node(s, (int)n);
 }
@@ -192,9 +193,8 @@ SHEAF_EXPORT int kmem_cache_shrink(struct kmem_cache *s)
 static size_t slab_objects_inuse(struct kmem_cache *s)
 {
 	long total = 0;
-	size_t free_objs = _sheaf_cpu_cached_objects(s);
-	if (cache_has_sheaves(s))
-		free_objs += _sheaf_pcs_cached_objects(s);
+	size_t free_objs = cache_has_sheaves(s) ? _sheaf_pcs_cached_objects(s)
+						: _sheaf_cpu_cached_objects(s);
 	for (unsigned int n = 0; n < _sheaf_nr_nodes; n++) {
 		total += atomic_load(&s->node[n]->total_objects);
 		free_objs += _sheaf_node_free_objects(s, (int)n);
@@ -412,7 +412,8 @@ static void prefork(void)
 	list_for_each_entry(s, &_sheaf_slab_caches, list) {
 		if (cache_has_sheaves(s))
 			_sheaf_pcs_lock_all(s);
-		_sheaf_cpu_lock_all(s);
+		else
+			_sheaf_cpu_lock_all(s);
 	}
 	list_for_each_entry(s, &_sheaf_slab_caches, list)
 		for (unsigned int n = 0; n < _sheaf_nr_nodes; n++)
@@ -428,9 +429,10 @@ static void postfork(bool child)
 		for (unsigned int n = 0; n < _sheaf_nr_nodes; n++)
 			pthread_mutex_unlock(&s->node[n]->list_lock);
 	list_for_each_entry(s, &_sheaf_slab_caches, list) {
-		_sheaf_cpu_unlock_all(s);
 		if (cache_has_sheaves(s))
 			_sheaf_pcs_unlock_all(s);
+		else
+			_sheaf_cpu_unlock_all(s);
 	}
 	pthread_mutex_unlock(&_sheaf_slab_mutex);
 }

@@ -251,6 +251,83 @@ static inline int sheaf_rseq_trylock(struct sheaf_pcs *base, unsigned int *slotp
 	*slotp = (unsigned int)(pcs - base); /* %rax: the slot the section used */
 	return ret;
 }
+/*
+ * The classic path (caches without sheaves) keeps per slot (freelist, tid)
+ * and the slot's slab, with a `stop` byte at offset 24, in a 64-byte
+ * struct.  The kernel updates (freelist, tid) with a compare-and-swap that
+ * is atomic only against its own CPU (preemption is off);
+ * these two sections are that operation in userspace.  Both bail (1) when
+ * the thread is no longer on the slot of `c` (it read `c` before the
+ * section), when stop is set, or when the comparison fails.
+ */
+
+/*
+ * CPU-local compare-and-swap of (freelist, tid).
+ *   commit: freelist = new_fl, after tid = new_tid.  An abort between the
+ *   two stores leaves (old freelist, new tid): a valid state (no object
+ *   moved), which makes every optimistic reader retry.
+ */
+static inline int sheaf_rseq_cpu_cmpxchg(void *base, void *c, void *old_fl,
+					 unsigned long old_tid, void *new_fl,
+					 unsigned long new_tid)
+{
+	int ret;
+	__asm__ __volatile__(
+		SHEAF_RSEQ_ARM
+		"1:\n\t"
+		"movl (%[rseq], %[field]), %%eax\n\t"
+		"shlq $6, %%rax\n\t"
+		"addq %[base], %%rax\n\t"
+		"cmpq %[c], %%rax\n\t"
+		"jne 5f\n\t"
+		"cmpb $0, 24(%%rax)\n\t"
+		"jne 5f\n\t"
+		"cmpq %[ofl], (%%rax)\n\t"
+		"jne 5f\n\t"
+		"cmpq %[otid], 8(%%rax)\n\t"
+		"jne 5f\n\t"
+		"movq %[ntid], 8(%%rax)\n\t"
+		"movq %[nfl], (%%rax)\n\t"
+		SHEAF_RSEQ_END
+		: [ret] "=&r"(ret)
+		: [base] "r"(base), [rseq] "r"(sheaf_rseq_area()),
+		  [field] "r"(sheaf_rt.slot_field), [c] "r"(c),
+		  [ofl] "r"(old_fl), [otid] "r"(old_tid), [nfl] "r"(new_fl),
+		  [ntid] "r"(new_tid)
+		: "rax", "memory", "cc");
+	return ret;
+}
+
+/*
+ * CPU-local compare-and-swap of tid alone (taking or checking the slot).
+ *   commit: tid = new_tid.
+ */
+static inline int sheaf_rseq_cpu_settid(void *base, void *c,
+					unsigned long old_tid,
+					unsigned long new_tid)
+{
+	int ret;
+	__asm__ __volatile__(
+		SHEAF_RSEQ_ARM
+		"1:\n\t"
+		"movl (%[rseq], %[field]), %%eax\n\t"
+		"shlq $6, %%rax\n\t"
+		"addq %[base], %%rax\n\t"
+		"cmpq %[c], %%rax\n\t"
+		"jne 5f\n\t"
+		"cmpb $0, 24(%%rax)\n\t"
+		"jne 5f\n\t"
+		"cmpq %[otid], 8(%%rax)\n\t"
+		"jne 5f\n\t"
+		"movq %[ntid], 8(%%rax)\n\t"
+		SHEAF_RSEQ_END
+		: [ret] "=&r"(ret)
+		: [base] "r"(base), [rseq] "r"(sheaf_rseq_area()),
+		  [field] "r"(sheaf_rt.slot_field), [c] "r"(c),
+		  [otid] "r"(old_tid), [ntid] "r"(new_tid)
+		: "rax", "memory", "cc");
+	return ret;
+}
 #endif /* x86-64 */
 
 #ifdef __cplusplus
