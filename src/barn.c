@@ -44,6 +44,7 @@ struct slab_sheaf *_sheaf_barn_get_empty(struct node_barn *barn)
 	if (!READ_ONCE(barn->nr_empty))
 		return NULL;
 	pthread_mutex_lock(&barn->lock);
+	sheaf_debug_yield();
 	if (barn->nr_empty)
 		sheaf = pop_locked(&barn->sheaves_empty, &barn->nr_empty);
 	pthread_mutex_unlock(&barn->lock);
@@ -57,6 +58,7 @@ bool _sheaf_barn_put_empty(struct node_barn *barn, struct slab_sheaf *sheaf,
 	if (!force && READ_ONCE(barn->nr_empty) >= MAX_EMPTY_SHEAVES)
 		return false;
 	pthread_mutex_lock(&barn->lock);
+	sheaf_debug_yield();
 	list_add(sheaf_link(sheaf), &barn->sheaves_empty);
 	barn->nr_empty++;
 	pthread_mutex_unlock(&barn->lock);
@@ -67,6 +69,7 @@ bool _sheaf_barn_put_empty(struct node_barn *barn, struct slab_sheaf *sheaf,
 void _sheaf_barn_put_full(struct node_barn *barn, struct slab_sheaf *sheaf)
 {
 	pthread_mutex_lock(&barn->lock);
+	sheaf_debug_yield();
 	list_add(sheaf_link(sheaf), &barn->sheaves_full);
 	barn->nr_full++;
 	pthread_mutex_unlock(&barn->lock);
@@ -77,6 +80,7 @@ struct slab_sheaf *_sheaf_barn_get_full_or_empty(struct node_barn *barn)
 {
 	struct slab_sheaf *sheaf = NULL;
 	pthread_mutex_lock(&barn->lock);
+	sheaf_debug_yield();
 	if (barn->nr_full)
 		sheaf = pop_locked(&barn->sheaves_full, &barn->nr_full);
 	else if (barn->nr_empty)
@@ -96,6 +100,7 @@ struct slab_sheaf *_sheaf_barn_replace_empty(struct node_barn *barn,
 	if (!READ_ONCE(barn->nr_full))
 		return NULL;
 	pthread_mutex_lock(&barn->lock);
+	sheaf_debug_yield();
 	if (barn->nr_full) {
 		full = pop_locked(&barn->sheaves_full, &barn->nr_full);
 		list_add(sheaf_link(empty), &barn->sheaves_empty);
@@ -122,6 +127,7 @@ struct slab_sheaf *_sheaf_barn_replace_full(struct node_barn *barn,
 		return NULL;
 	}
 	pthread_mutex_lock(&barn->lock);
+	sheaf_debug_yield();
 	if (barn->nr_empty) {
 		empty = pop_locked(&barn->sheaves_empty, &barn->nr_empty);
 		list_add(sheaf_link(full), &barn->sheaves_full);
@@ -140,6 +146,7 @@ void _sheaf_barn_shrink(struct kmem_cache *s, struct node_barn *barn)
 	INIT_LIST_HEAD(&full);
 	INIT_LIST_HEAD(&empty);
 	pthread_mutex_lock(&barn->lock);
+	sheaf_debug_yield();
 	while (!list_empty(&barn->sheaves_full)) {
 		struct list_head *l = barn->sheaves_full.next;
 		list_del(l);
@@ -173,6 +180,7 @@ size_t _sheaf_barn_objects(struct node_barn *barn, unsigned int *nr_full,
 	size_t n = 0;
 	struct list_head *l;
 	pthread_mutex_lock(&barn->lock);
+	sheaf_debug_yield();
 	for (l = barn->sheaves_full.next; l != &barn->sheaves_full; l = l->next)
 		n += link_sheaf(l)->size;
 	if (nr_full)

@@ -74,6 +74,7 @@ static bool slot_trylock(struct kmem_cache *s, struct kmem_cache_cpu *c,
 		if (ok) {
 			*fl = READ_ONCE(c->freelist);
 			*tid = t;
+			sheaf_debug_yield();
 			return true;
 		}
 	}

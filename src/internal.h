@@ -167,6 +167,7 @@ struct sheaf_config {
 	bool percpu_fallback;   /* SHEAF_PERCPU=fallback, or no rseq */
 	int fake_numa;          /* SHEAF_FAKE_NUMA=N (0: off) */
 	int default_capacity;   /* SHEAF_DEFAULT_CAPACITY: -1 auto, 0 off, N */
+	unsigned int yield_every; /* SHEAF_DEBUG_YIELD=N: yield in 1 of N lock holds */
 };
 extern struct sheaf_config _sheaf_config;
 
@@ -232,6 +233,18 @@ static inline unsigned int sheaf_slot(void)
 static inline int sheaf_node(void)
 {
 	return _sheaf_cpu_node[sheaf_cpu()];
+}
+
+/*
+ * Yield injection (SHEAF_DEBUG_YIELD=N, for tests): called right after a
+ * slot, barn or node lock is taken, it yields the CPU about once in N
+ * calls, so other threads on the same CPU run while the lock is held.
+ */
+void _sheaf_debug_yield_slow(void);
+static inline void sheaf_debug_yield(void)
+{
+	if (unlikely(_sheaf_config.yield_every))
+		_sheaf_debug_yield_slow();
 }
 
 /* ================================================================ stats */

@@ -77,6 +77,8 @@ static void read_config(void)
 	else if (v && *v && strcmp(v, "rseq") != 0)
 		fprintf(stderr, "sheaf: ignoring SHEAF_PERCPU=%s (rseq|fallback)\n", v);
 	_sheaf_config.fake_numa = env_int("SHEAF_FAKE_NUMA", 0, 0, MAX_NUMNODES);
+	_sheaf_config.yield_every = (unsigned int)env_int("SHEAF_DEBUG_YIELD", 0, 0,
+							  1 << 30);
 	v = getenv("SHEAF_DEFAULT_CAPACITY");
 	if (v && strcmp(v, "auto") == 0)
 		_sheaf_config.default_capacity = -1;
@@ -119,6 +121,18 @@ static void detect_nodes(void)
 		int node = numa_node_of_cpu((int)c);
 		_sheaf_cpu_node[c] = node < 0 || node >= (int)_sheaf_nr_nodes ? 0 : node;
 	}
+}
+
+void _sheaf_debug_yield_slow(void)
+{
+	static __thread uint64_t x;
+	if (!x)
+		x = (uint64_t)(uintptr_t)&x | 1;
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	if (x % _sheaf_config.yield_every == 0)
+		sched_yield();
 }
 
 void _sheaf_fork_init(void);

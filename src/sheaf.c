@@ -91,8 +91,10 @@ static inline struct sheaf_pcs *pcs_trylock(struct kmem_cache *s,
 	if (likely(_sheaf_rseq_mode)) {
 		for (;;) {
 			int r = sheaf_rseq_trylock(s->hot.pcs, slotp);
-			if (likely(r == 0))
+			if (likely(r == 0)) {
+				sheaf_debug_yield();
 				return &s->hot.pcs[*slotp];
+			}
 			if (r == 1)
 				return NULL;
 		}
@@ -109,6 +111,7 @@ static inline struct sheaf_pcs *pcs_trylock(struct kmem_cache *s,
 		return NULL;
 	}
 	*slotp = slot;
+	sheaf_debug_yield();
 	return pcs;
 }
 

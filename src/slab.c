@@ -258,6 +258,7 @@ struct slab *_sheaf_get_partial(struct kmem_cache *s, int node, void **freelist)
 		if (!READ_ONCE(n->nr_partial))
 			continue;
 		pthread_mutex_lock(&n->list_lock);
+		sheaf_debug_yield();
 		if (!list_empty(&n->partial)) {
 			struct slab *slab = list_first_entry(&n->partial,
 							     struct slab, slab_list);
@@ -315,6 +316,7 @@ static void *alloc_single_node(struct kmem_cache *s, int nid, unsigned int slot)
 	if (!READ_ONCE(n->nr_partial))
 		return NULL;
 	pthread_mutex_lock(&n->list_lock);
+	sheaf_debug_yield();
 	if (!list_empty(&n->partial))
 		obj = pop_partial_locked(s, n,
 			list_first_entry(&n->partial, struct slab, slab_list), slot);
@@ -344,6 +346,7 @@ void *_sheaf_alloc_single(struct kmem_cache *s, gfp_t gfp, int node,
 		if (slab->freelist) {
 			struct kmem_cache_node *n = get_node(s, slab->node);
 			pthread_mutex_lock(&n->list_lock);
+			sheaf_debug_yield();
 			add_partial(n, slab);
 			pthread_mutex_unlock(&n->list_lock);
 		}
@@ -396,6 +399,7 @@ static size_t grab_from_node(struct kmem_cache *s, int node, void **p,
 	if (!READ_ONCE(n->nr_partial))
 		return 0;
 	pthread_mutex_lock(&n->list_lock);
+	sheaf_debug_yield();
 	while (got < want && !list_empty(&n->partial)) {
 		struct slab *slab = list_first_entry(&n->partial, struct slab, slab_list);
 		got += grab_partial_locked(s, n, slab, &p[got], want - got, slot);
@@ -430,6 +434,7 @@ size_t _sheaf_slab_alloc_bulk(struct kmem_cache *s, gfp_t gfp, int node,
 		if (o) {
 			struct kmem_cache_node *n = get_node(s, node);
 			pthread_mutex_lock(&n->list_lock);
+			sheaf_debug_yield();
 			add_partial(n, slab);
 			pthread_mutex_unlock(&n->list_lock);
 		}
@@ -473,6 +478,7 @@ void _sheaf_slab_free(struct kmem_cache *s, struct slab *slab, void *head,
 		if (!was_frozen && (inuse == 0 || old.freelist == NULL)) {
 			n = get_node(s, slab->node);
 			pthread_mutex_lock(&n->list_lock);
+			sheaf_debug_yield();
 		}
 		if (cmpxchg16(slab, old.full, new_.full))
 			break;
@@ -564,6 +570,7 @@ void _sheaf_unfreeze(struct kmem_cache *s, struct slab *slab, void *freelist,
 		_sheaf_discard_slab(s, slab, slot);
 	} else if (new_.freelist) {
 		pthread_mutex_lock(&n->list_lock);
+		sheaf_debug_yield();
 		add_partial(n, slab);
 		pthread_mutex_unlock(&n->list_lock);
 		stat(s, SHEAF_STAT_DEACTIVATE_TO_HEAD, slot);
@@ -581,6 +588,7 @@ void _sheaf_shrink_node(struct kmem_cache *s, int node)
 
 	INIT_LIST_HEAD(&discard);
 	pthread_mutex_lock(&n->list_lock);
+	sheaf_debug_yield();
 	list_for_each_entry_safe(slab, &n->partial, slab_list) {
 		if (fc_inuse(READ_ONCE(slab->counters)))
 			continue;
@@ -599,6 +607,7 @@ size_t _sheaf_node_free_objects(struct kmem_cache *s, int node)
 	struct slab *slab;
 	size_t free_objs = 0;
 	pthread_mutex_lock(&n->list_lock);
+	sheaf_debug_yield();
 	list_for_each_entry(slab, &n->partial, slab_list)
 		free_objs += slab->objects - fc_inuse(READ_ONCE(slab->counters));
 	pthread_mutex_unlock(&n->list_lock);

@@ -676,6 +676,7 @@ int main(int argc, char **argv)
 	double elapsed = now() - t0;
 
 	/* Nothing may be left. */
+	uint64_t slot_busy = 0;
 	size_t live = set_count();
 	if (live)
 		FAIL("%zu objects still in the live set after the run", live);
@@ -719,6 +720,22 @@ int main(int argc, char **argv)
 			FAIL("%s: free_fastpath+free_slowpath %llu, but %llu objects "
 			     "were freed", cache_name[k], (unsigned long long)sf,
 			     (unsigned long long)total.frees[k]);
+		/* Sheaf caches: objects served by sheaves plus those from slabs,
+		 * less the ones that only passed through sheaves on refill and
+		 * flush, are the user's allocations and frees. */
+		uint64_t ua = sheaf_stats_get(s, SHEAF_STAT_ALLOC_CPU_SHEAF) +
+			      sheaf_stats_get(s, SHEAF_STAT_ALLOC_SLOWPATH) -
+			      sheaf_stats_get(s, SHEAF_STAT_SHEAF_REFILL);
+		uint64_t uf = sheaf_stats_get(s, SHEAF_STAT_FREE_CPU_SHEAF) +
+			      sheaf_stats_get(s, SHEAF_STAT_FREE_SLOWPATH) -
+			      sheaf_stats_get(s, SHEAF_STAT_SHEAF_FLUSH);
+		if (cache_cap[k] && (ua != total.allocs[k] || uf != total.frees[k]))
+			FAIL("%s: sheaf counters give %llu allocations and %llu frees, "
+			     "but %llu and %llu happened", cache_name[k],
+			     (unsigned long long)ua, (unsigned long long)uf,
+			     (unsigned long long)total.allocs[k],
+			     (unsigned long long)total.frees[k]);
+		slot_busy += sheaf_stats_get(s, SHEAF_STAT_SLOT_BUSY);
 		if (sa != sf || (cache_cap[k] == 0 && (sa != total.allocs[k] ||
 							sf != total.frees[k]))) {
 			fprintf(stderr, "stress: %s counters:\n", cache_name[k]);
@@ -726,6 +743,10 @@ int main(int argc, char **argv)
 		}
 	}
 
+	/* With yields injected while locks are held, other threads of the same
+	 * CPU must have found slots held and taken the slab-layer fallback. */
+	if (stats && getenv("SHEAF_DEBUG_YIELD") && slot_busy == 0)
+		FAIL("SHEAF_DEBUG_YIELD is set but no operation found a slot held\n");
 	unsigned long fails = atomic_load(&failures);
 	if (!fails) {
 		struct err_capture cap;
