@@ -26,7 +26,7 @@ static struct slab_sheaf *pop_locked(struct list_head *list, unsigned int *nr)
 {
 	struct list_head *l = list->next;
 	list_del(l);
-	(*nr)--;
+	WRITE_ONCE(*nr, *nr - 1);
 	return link_sheaf(l);
 }
 
@@ -35,7 +35,8 @@ void _sheaf_barn_init(struct node_barn *barn)
 	pthread_mutex_init(&barn->lock, NULL);
 	INIT_LIST_HEAD(&barn->sheaves_full);
 	INIT_LIST_HEAD(&barn->sheaves_empty);
-	barn->nr_full = barn->nr_empty = 0;
+	WRITE_ONCE(barn->nr_full, 0);
+	WRITE_ONCE(barn->nr_empty, 0);
 }
 
 struct slab_sheaf *_sheaf_barn_get_empty(struct node_barn *barn)
@@ -60,7 +61,7 @@ bool _sheaf_barn_put_empty(struct node_barn *barn, struct slab_sheaf *sheaf,
 	pthread_mutex_lock(&barn->lock);
 	sheaf_debug_yield();
 	list_add(sheaf_link(sheaf), &barn->sheaves_empty);
-	barn->nr_empty++;
+	WRITE_ONCE(barn->nr_empty, barn->nr_empty + 1);
 	pthread_mutex_unlock(&barn->lock);
 	return true;
 }
@@ -71,7 +72,7 @@ void _sheaf_barn_put_full(struct node_barn *barn, struct slab_sheaf *sheaf)
 	pthread_mutex_lock(&barn->lock);
 	sheaf_debug_yield();
 	list_add(sheaf_link(sheaf), &barn->sheaves_full);
-	barn->nr_full++;
+	WRITE_ONCE(barn->nr_full, barn->nr_full + 1);
 	pthread_mutex_unlock(&barn->lock);
 }
 
@@ -104,7 +105,7 @@ struct slab_sheaf *_sheaf_barn_replace_empty(struct node_barn *barn,
 	if (barn->nr_full) {
 		full = pop_locked(&barn->sheaves_full, &barn->nr_full);
 		list_add(sheaf_link(empty), &barn->sheaves_empty);
-		barn->nr_empty++;
+		WRITE_ONCE(barn->nr_empty, barn->nr_empty + 1);
 	}
 	pthread_mutex_unlock(&barn->lock);
 	return full;
@@ -131,7 +132,7 @@ struct slab_sheaf *_sheaf_barn_replace_full(struct node_barn *barn,
 	if (barn->nr_empty) {
 		empty = pop_locked(&barn->sheaves_empty, &barn->nr_empty);
 		list_add(sheaf_link(full), &barn->sheaves_full);
-		barn->nr_full++;
+		WRITE_ONCE(barn->nr_full, barn->nr_full + 1);
 	} else {
 		*err = -ENOMEM;
 	}
@@ -157,7 +158,8 @@ void _sheaf_barn_shrink(struct kmem_cache *s, struct node_barn *barn)
 		list_del(l);
 		list_add(l, &empty);
 	}
-	barn->nr_full = barn->nr_empty = 0;
+	WRITE_ONCE(barn->nr_full, 0);
+	WRITE_ONCE(barn->nr_empty, 0);
 	pthread_mutex_unlock(&barn->lock);
 	while (!list_empty(&full)) {
 		struct list_head *l = full.next;

@@ -179,7 +179,7 @@ static SHEAF_NOINLINE void *slab_alloc_slow(struct kmem_cache *s, gfp_t gfp,
 		}
 		/* Full and now unfrozen: the next free lists it. */
 		stat(s, SHEAF_STAT_DEACTIVATE_FULL, slot);
-		c->slab = NULL;
+		WRITE_ONCE(c->slab, NULL);
 	}
 	int node = sheaf_node();
 	slab = _sheaf_get_partial(s, node, &fl);
@@ -193,7 +193,7 @@ static SHEAF_NOINLINE void *slab_alloc_slow(struct kmem_cache *s, gfp_t gfp,
 		}
 		fl = _sheaf_freeze_new_slab(slab);
 	}
-	c->slab = slab;
+	WRITE_ONCE(c->slab, slab);
 load:;
 	void *obj = fl;
 	slot_unlock(c, tid, get_freepointer(s, obj));
@@ -256,7 +256,7 @@ void _sheaf_cpu_flush_all(struct kmem_cache *s)
 		void *fl = READ_ONCE(c->freelist);
 		if (!slab)
 			continue;
-		c->slab = NULL;
+		WRITE_ONCE(c->slab, NULL);
 		WRITE_ONCE(c->freelist, NULL);
 		stat(s, SHEAF_STAT_CPUSLAB_FLUSH, i);
 		_sheaf_unfreeze(s, slab, fl, i);

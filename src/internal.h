@@ -121,6 +121,21 @@ extern struct arena *_sheaf_arena_map[ARENA_MAP_SIZE];
 /* sheaf_memmap[addr >> ARENA_SHIFT]: the arena's memmap, NULL if not a slab arena. */
 extern void *sheaf_memmap[ARENA_MAP_SIZE];
 
+/*
+ * Descriptor flags are read without the owner's lock (the buddy allocator
+ * looks at a neighbour's head, kfree at any page): relaxed atomics, with
+ * the ordering coming from the locks and the release/acquire pairs around.
+ */
+static inline uint8_t desc_flags(const struct slab *d)
+{
+	return __atomic_load_n(&d->flags, __ATOMIC_RELAXED);
+}
+
+static inline void set_desc_flags(struct slab *d, uint8_t flags)
+{
+	__atomic_store_n(&d->flags, flags, __ATOMIC_RELAXED);
+}
+
 /* The descriptor of the page holding addr, head-resolved; NULL if not ours. */
 static inline struct slab *virt_to_slab(const void *addr)
 {
@@ -132,7 +147,7 @@ static inline struct slab *virt_to_slab(const void *addr)
 	if (unlikely(!mm))
 		return NULL;
 	struct slab *d = mm + ((x & (ARENA_SIZE - 1)) >> PAGE_SHIFT);
-	if (d->flags & PG_TAIL)
+	if (desc_flags(d) & PG_TAIL)
 		d = d->head;
 	return d;
 }
@@ -343,11 +358,21 @@ static inline void *get_freepointer(struct kmem_cache *s, void *obj)
 	return *(void **)((char *)obj + s->offset);
 }
 
-/* Read the free pointer of an object that may have been reallocated. */
+/*
+ * Read the free pointer of an object that may have been reallocated
+ * meanwhile (the classic fast path; the caller's compare-and-swap rejects a
+ * stale value).  A race by design, like the kernel's data_race(): hidden
+ * from the sanitizers, out of line under TSan so that the attribute holds.
+ */
+#ifdef SHEAF_HAVE_TSAN
+SHEAF_NO_SANITIZE __attribute__((noinline, unused)) static void *
+get_freepointer_safe(struct kmem_cache *s, void *obj)
+#else
 SHEAF_NO_SANITIZE static inline void *
 get_freepointer_safe(struct kmem_cache *s, void *obj)
+#endif
 {
-	return READ_ONCE(*(void **)((char *)obj + s->offset));
+	return *(void *volatile *)((char *)obj + s->offset);
 }
 
 static inline void set_freepointer(struct kmem_cache *s, void *obj, void *fp)
@@ -360,10 +385,18 @@ static inline struct kmem_cache_node *get_node(struct kmem_cache *s, int node)
 	return s->node[node];
 }
 
+/* 16-byte compare-and-swap, sequentially consistent (lock cmpxchg16b). */
 static inline bool cmpxchg16(void *ptr, unsigned __int128 old,
 			     unsigned __int128 new_)
 {
+#ifdef SHEAF_HAVE_TSAN
+	/* TSan models the __atomic form (and not __sync on 16 bytes). */
+	return __atomic_compare_exchange_n((unsigned __int128 *)ptr, &old, new_,
+					   false, __ATOMIC_SEQ_CST,
+					   __ATOMIC_SEQ_CST);
+#else
 	return __sync_bool_compare_and_swap((unsigned __int128 *)ptr, old, new_);
+#endif
 }
 
 /* stats */

@@ -183,7 +183,7 @@ static void do_kfree(const void *p, const char *fn, void *caller)
 			return;
 		}
 		if ((flags & PG_LARGE) && slab_address(d) == p) {
-			d->flags = 0;
+			set_desc_flags(d, 0);
 			_sheaf_pages_free(d);
 			return;
 		}
@@ -253,7 +253,7 @@ SHEAF_EXPORT int sheaf_obj_node(const void *obj)
 	struct slab *d = virt_to_slab(obj);
 	if (!d)
 		return _sheaf_huge_node(obj);
-	if (!(d->flags & (PG_SLAB | PG_LARGE)))
+	if (!(desc_flags(d) & (PG_SLAB | PG_LARGE)))
 		return -1;
 	return d->node;
 }

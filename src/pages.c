@@ -145,7 +145,7 @@ static inline struct slab *desc_at(const struct slab *d, size_t idx)
 static void free_block_add(struct page_node *pn, struct slab *d,
 			   unsigned int order, bool dirty)
 {
-	d->flags = PG_BUDDY | (dirty ? PG_DIRTY : 0);
+	set_desc_flags(d, PG_BUDDY | (dirty ? PG_DIRTY : 0));
 	d->order = (uint8_t)order;
 	list_add(&d->slab_list, &pn->free[order]);
 }
@@ -199,7 +199,7 @@ static struct slab *buddy_take(struct page_node *pn, unsigned int order)
 		return NULL;
 	struct slab *d = list_first_entry(&pn->free[k], struct slab, slab_list);
 	list_del(&d->slab_list);
-	bool dirty = d->flags & PG_DIRTY;
+	bool dirty = desc_flags(d) & PG_DIRTY;
 	size_t idx = desc_index(d);
 	while (k > order) {
 		k--;
@@ -210,7 +210,7 @@ static struct slab *buddy_take(struct page_node *pn, unsigned int order)
 	pn->nr_free -= 1ul << order;
 	if (dirty)
 		pn->dirty -= 1ul << order;
-	d->flags = 0; /* no longer a buddy: concurrent frees must not merge it */
+	set_desc_flags(d, 0); /* no longer a buddy: concurrent frees must not merge it */
 	d->order = (uint8_t)order;
 	return d;
 }
@@ -233,8 +233,6 @@ struct slab *_sheaf_pages_alloc(unsigned int order, int node, gfp_t gfp)
 		if (!gfpflags_allow_blocking(gfp) || !arena_grow(node))
 			return NULL;
 	}
-	d->flags = 0;
-	d->order = (uint8_t)order;
 	d->node = (uint16_t)node;
 	d->slab_cache = NULL;
 	d->head = d;
@@ -244,7 +242,7 @@ struct slab *_sheaf_pages_alloc(unsigned int order, int node, gfp_t gfp)
 	for (size_t i = 1; i < (1ul << order); i++) {
 		struct slab *t = desc_at(d, idx + i);
 		t->head = d;
-		t->flags = PG_TAIL;
+		set_desc_flags(t, PG_TAIL);
 	}
 	return d;
 }
@@ -258,7 +256,7 @@ void _sheaf_pages_free(struct slab *d)
 
 	for (size_t i = 0; i < (1ul << order); i++) {
 		struct slab *t = desc_at(d, idx + i);
-		t->flags = 0;
+		set_desc_flags(t, 0);
 		t->slab_cache = NULL;
 		t->head = NULL;
 	}
@@ -269,18 +267,18 @@ void _sheaf_pages_free(struct slab *d)
 	while (order < MAX_ORDER) {
 		size_t bidx = idx ^ (1ul << order);
 		struct slab *b = desc_at(d, bidx);
-		if (!(b->flags & PG_BUDDY) || b->order != order)
+		if (!(desc_flags(b) & PG_BUDDY) || b->order != order)
 			break;
 		list_del(&b->slab_list);
-		if (!(b->flags & PG_DIRTY))
+		if (!(desc_flags(b) & PG_DIRTY))
 			pn->dirty += 1ul << order;
-		b->flags = 0;
+		set_desc_flags(b, 0);
 		idx &= ~(1ul << order);
 		order++;
 	}
 	struct slab *h = desc_at(d, idx);
 	if (h != d)
-		d->flags = 0;
+		set_desc_flags(d, 0);
 	h->node = (uint16_t)node;
 	free_block_add(pn, h, order, true);
 	bool purge = pn->dirty > DIRTY_LIMIT;
@@ -298,7 +296,7 @@ static void purge_block(struct slab *d)
 	uintptr_t last = ALIGN_DOWN((uintptr_t)(d + pages), PAGE_SIZE);
 	if (last > first)
 		madvise((void *)first, last - first, MADV_DONTNEED);
-	d->flags &= (uint8_t)~PG_DIRTY;
+	set_desc_flags(d, desc_flags(d) & (uint8_t)~PG_DIRTY);
 }
 
 /*
@@ -315,7 +313,7 @@ void _sheaf_pages_purge(bool all)
 			list_for_each_entry(d, &pn->free[k], slab_list) {
 				if (!all && pn->dirty <= DIRTY_LIMIT / 2)
 					break;
-				if (!(d->flags & PG_DIRTY))
+				if (!(desc_flags(d) & PG_DIRTY))
 					continue;
 				purge_block(d);
 				pn->dirty -= 1ul << k;

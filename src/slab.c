@@ -38,7 +38,7 @@ typedef union {
 static inline fc_t slab_read(struct slab *slab)
 {
 	fc_t v;
-	v.freelist = READ_ONCE(slab->freelist);
+	v.freelist = smp_load_acquire(&slab->freelist);
 	v.counters = READ_ONCE(slab->counters);
 	return v;
 }
@@ -215,7 +215,7 @@ void _sheaf_discard_slab(struct kmem_cache *s, struct slab *slab,
 static inline void add_partial(struct kmem_cache_node *n, struct slab *slab)
 {
 	list_add(&slab->slab_list, &n->partial);
-	n->nr_partial++;
+	WRITE_ONCE(n->nr_partial, n->nr_partial + 1);
 	slab->on_partial = 1;
 }
 
@@ -223,7 +223,7 @@ static inline void add_partial(struct kmem_cache_node *n, struct slab *slab)
 static inline void remove_partial(struct kmem_cache_node *n, struct slab *slab)
 {
 	list_del(&slab->slab_list);
-	n->nr_partial--;
+	WRITE_ONCE(n->nr_partial, n->nr_partial - 1);
 	slab->on_partial = 0;
 }
 
@@ -550,7 +550,7 @@ void _sheaf_unfreeze(struct kmem_cache *s, struct slab *slab, void *freelist,
 		cnt++;
 	}
 	fc_t old, new_;
-	if (slab->freelist)
+	if (READ_ONCE(slab->freelist))
 		stat(s, SHEAF_STAT_DEACTIVATE_REMOTE_FREES, slot);
 	do {
 		old = slab_read(slab);
