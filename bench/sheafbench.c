@@ -499,6 +499,45 @@ static int child_main(int ci, int wi, uint64_t iters)
 	return fflush(stdout) ? 1 : 0;
 }
 
+/*
+ * Memory held after a burst: allocate BURST objects of 64 bytes on one
+ * thread, free them all, and report what the cache keeps cached (objects in
+ * sheaves and barns, or the classic per-CPU freelist and slab), then the
+ * same after kmem_cache_shrink().  Runs in the parent, once per cache kind.
+ */
+static void print_memory_burst(void)
+{
+	enum { BURST = 100000 };
+	void **p = malloc(BURST * sizeof(*p));
+	if (!p)
+		out_of_memory();
+	printf("\n### Memory after a burst of %d allocations of 64 bytes, all freed\n\n",
+	       BURST);
+	printf("| cache | cached objects | cached KiB | slabs | after shrink: cached | slabs |\n");
+	printf("|---|---:|---:|---:|---:|---:|\n");
+	for (int k = 0; k < 2; k++) {
+		struct kmem_cache_args args = { 0 };
+		args.sheaf_capacity = k == 0 ? 32 : 0;
+		struct kmem_cache *c = kmem_cache_create(k == 0 ? "burst-sheaf" : "burst-classic",
+							 64, &args, 0);
+		if (!c)
+			die("kmem_cache_create: %s", strerror(errno));
+		for (int i = 0; i < BURST; i++)
+			if (!(p[i] = kmem_cache_alloc(c, GFP_KERNEL)))
+				out_of_memory();
+		for (int i = 0; i < BURST; i++)
+			kmem_cache_free(c, p[i]);
+		size_t held = sheaf_cache_cached_objects(c), slabs = sheaf_cache_slabs(c);
+		kmem_cache_shrink(c);
+		printf("| %s (capacity %u) | %zu | %.1f | %zu | %zu | %zu |\n",
+		       k == 0 ? "sheaf" : "classic", sheaf_cache_capacity(c), held,
+		       (double)held * 64 / 1024, slabs, sheaf_cache_cached_objects(c),
+		       sheaf_cache_slabs(c));
+		kmem_cache_destroy(c);
+	}
+	free(p);
+}
+
 /* ------------------------------------------------------------ parent */
 
 static bool wsel[NW], csel[NC];
@@ -959,6 +998,7 @@ int main(int argc, char **argv)
 		 quick ? "quick" : "full");
 	write_csv(csv ? csv : path);
 
+	print_memory_burst();
 	if (csel[C_SHEAF] && sheaf_capacity_seen != UINT32_MAX)
 		printf("sheaf contender: sheaf_cache_capacity() = %u%s\n",
 		       sheaf_capacity_seen, sheaf_capacity_seen ? "" :

@@ -193,8 +193,7 @@ SHEAF_EXPORT int kmem_cache_shrink(struct kmem_cache *s)
 static size_t slab_objects_inuse(struct kmem_cache *s)
 {
 	long total = 0;
-	size_t free_objs = cache_has_sheaves(s) ? _sheaf_pcs_cached_objects(s)
-						: _sheaf_cpu_cached_objects(s);
+	size_t free_objs = sheaf_cache_cached_objects(s);
 	for (unsigned int n = 0; n < _sheaf_nr_nodes; n++) {
 		total += atomic_load(&s->node[n]->total_objects);
 		free_objs += _sheaf_node_free_objects(s, (int)n);
@@ -205,6 +204,14 @@ static size_t slab_objects_inuse(struct kmem_cache *s)
 SHEAF_EXPORT size_t sheaf_cache_objects_inuse(struct kmem_cache *s)
 {
 	return s ? slab_objects_inuse(s) : 0;
+}
+
+SHEAF_EXPORT size_t sheaf_cache_cached_objects(struct kmem_cache *s)
+{
+	if (!s)
+		return 0;
+	return cache_has_sheaves(s) ? _sheaf_pcs_cached_objects(s)
+				    : _sheaf_cpu_cached_objects(s);
 }
 
 SHEAF_EXPORT size_t sheaf_cache_slabs(struct kmem_cache *s)

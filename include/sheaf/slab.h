@@ -329,6 +329,13 @@ void sheaf_page_info(struct sheaf_page_info *info);
 
 /* Objects allocated and not freed in the cache (slab-level count). */
 size_t sheaf_cache_objects_inuse(struct kmem_cache *s);
+/*
+ * Free objects the cache keeps ready in its per-CPU caches and barns
+ * (sheaves and barns, or the classic per-CPU freelists and frozen slabs):
+ * memory the cache holds that kmem_cache_shrink() gives back.  Exact when
+ * quiescent; briefly stops the per-CPU fast paths of the cache to count.
+ */
+size_t sheaf_cache_cached_objects(struct kmem_cache *s);
 /* Slabs the cache holds, all nodes. */
 size_t sheaf_cache_slabs(struct kmem_cache *s);
 
