@@ -3,6 +3,7 @@
 #               build, run the quick demonstration benchmark
 #   make test   same set-up, build, run every test
 #   make bench  the full benchmark
+#   make instructions  instructions per alloc+free pair (callgrind)
 #   make asan / make tsan   sanitizer builds and their tests
 #   make install PREFIX=/usr/local
 
@@ -15,7 +16,7 @@ DEB_PACKAGES := build-essential cmake pkg-config clang liburcu-dev libcmocka-dev
 	libnuma-dev valgrind gnuplot-nox libjemalloc-dev libgoogle-perftools-dev \
 	libmimalloc-dev
 
-.PHONY: all deps build run test bench asan tsan install clean
+.PHONY: all deps build run test bench instructions asan tsan install clean
 
 all: build
 
@@ -36,6 +37,9 @@ test: build
 
 bench: build
 	./$(BUILD)/bench/sheafbench
+
+instructions: build
+	./tools/instructions.sh $(BUILD)
 
 asan: deps
 	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DSHEAF_SANITIZE=address -DSHEAF_BUILD_BENCH=OFF
