@@ -85,6 +85,9 @@ struct kmem_cache *_sheaf_cache_create(const char *name, unsigned int size,
 	s->hot.size = s->size;
 	s->hot.objects = s->objects;
 	s->hot.reciprocal = (uint64_t)(((unsigned __int128)1 << 64) / s->size) + 1;
+	/* A power-of-two stride up to a page tiles page-aligned slabs exactly:
+	 * an object boundary is then just an aligned address. */
+	s->hot.pow2_mask = IS_POW2(s->size) && s->size <= PAGE_SIZE ? s->size - 1 : 0;
 	if (cap) {
 		s->hot.sheaf_capacity = cap;
 		s->hot.pcs = (struct sheaf_pcs *)(mem + off_pcs);

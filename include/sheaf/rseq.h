@@ -88,6 +88,9 @@ struct sheaf_cache_hot {
 	unsigned int size;             /* object stride in a slab */
 	unsigned int objects;          /* objects per slab */
 	uint64_t reciprocal;           /* ceil(2^64 / size) */
+	/* size - 1 when size is a power of two up to the page size (every
+	 * object boundary is then an aligned address), else 0. */
+	uint64_t pow2_mask;
 };
 
 /* Process-wide state the inline fast paths read (set once at start-up). */
@@ -111,7 +114,14 @@ extern void *sheaf_memmap[];
 
 #define SHEAF_RSEQ_SIG 0x53053053
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(SHEAF_NO_RSEQ_ASM)
+/*
+ * The sections use `asm goto` with outputs (GCC >= 11, clang >= 11): a
+ * bail-out or an abort jumps straight to C labels, so the fast path is the
+ * section plus its fall-through, with no status to materialise and test.
+ */
+#if defined(__x86_64__) && !defined(SHEAF_NO_RSEQ_ASM) &&                      \
+	((defined(__clang__) && __clang_major__ >= 11) ||                      \
+	 (!defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 11))
 #define SHEAF_HAVE_RSEQ_ASM 1
 
 static inline char *sheaf_rseq_area(void)
@@ -124,8 +134,7 @@ static inline char *sheaf_rseq_area(void)
 /*
  * The descriptor of a section [1f, 2f) with abort handler 4f, in section
  * __rseq_cs, and the store of its address into rseq->rseq_cs (offset 8)
- * that arms it.  The abort signature precedes the handler, encoded as an
- * undefined instruction (as librseq does) so disassembly stays sane.
+ * that arms it.
  */
 #define SHEAF_RSEQ_ARM                                                         \
 	".pushsection __rseq_cs, \"aw\"\n\t"                                   \
@@ -136,14 +145,10 @@ static inline char *sheaf_rseq_area(void)
 	".popsection\n\t"                                                      \
 	"leaq 3b(%%rip), %%rax\n\t"                                            \
 	"movq %%rax, 8(%[rseq])\n\t"
-#define SHEAF_RSEQ_ABORT                                                       \
-	".byte 0x0f, 0xb9, 0x3d\n\t"                                           \
-	".long 0x53053053\n\t"                                                 \
-	"4:\n\t"
 
 /*
  * Start of every section (label 1): %rax = &base[slot] for the slot read
- * from the rseq area now; bail (5f) if its lock or stop byte is set.
+ * from the rseq area now; bail if its lock or stop byte is set.
  */
 #define SHEAF_RSEQ_SLOT                                                        \
 	"1:\n\t"                                                               \
@@ -151,114 +156,126 @@ static inline char *sheaf_rseq_area(void)
 	"shlq $6, %%rax\n\t"                                                   \
 	"addq %[base], %%rax\n\t"                                              \
 	"cmpw $0, (%%rax)\n\t"                                                 \
-	"jne 5f\n\t"
+	"jne %l[bail]\n\t"
 
 /*
- * End of every section: label 2 right after the commit store; ret = 0 for
- * committed, 2 from the abort handler (4), 1 for a bail-out (5).
+ * End of every section: label 2 right after the commit store.  The abort
+ * handler (label 4) lives in section __rseq_failure, off the fast path,
+ * preceded by the signature encoded as an undefined instruction (as
+ * librseq does) so that disassembly stays sane; it jumps to C's `abort`.
  */
 #define SHEAF_RSEQ_END                                                         \
 	"2:\n\t"                                                               \
-	"xorl %[ret], %[ret]\n\t"                                              \
-	"jmp 6f\n\t"                                                           \
-	SHEAF_RSEQ_ABORT                                                       \
-	"movl $2, %[ret]\n\t"                                                  \
-	"jmp 6f\n\t"                                                           \
-	"5:\n\t"                                                               \
-	"movl $1, %[ret]\n\t"                                                  \
-	"6:\n\t"
+	".pushsection __rseq_failure, \"ax\"\n\t"                              \
+	".byte 0x0f, 0xb9, 0x3d\n\t"                                           \
+	".long 0x53053053\n\t"                                                 \
+	"4:\n\t"                                                               \
+	"jmp %l[abort]\n\t"                                                    \
+	".popsection\n\t"
 
 /*
- * Pop: one restartable section.
- *   in:  base = s->pcs, rseq = the thread's rseq area, slot_field
- *   out: returns 0 with *objp = object; 1 = bail (lock/stop set or main
- *        empty: take the slow path); 2 = aborted (retry)
- *   commit: main->size = size - 1
+ * Every section function returns 0 when it committed, 1 when it bailed out
+ * (take the slow path) and 2 when the kernel aborted it (run it again).
+ * Once inlined, the compiler turns these into direct jumps.
+ */
+
+/*
+ * Pop.  in: base = s->pcs.  Bails if lock or stop is set or main is empty.
+ *   commit: main->size = size - 1, after loading objects[size - 1].
  */
 static inline int sheaf_rseq_pop(struct sheaf_pcs *base, void **objp)
 {
-	int ret;
 	void *obj;
-	__asm__ __volatile__(
+	__asm__ goto(
 		SHEAF_RSEQ_ARM
 		SHEAF_RSEQ_SLOT
 		"movq 8(%%rax), %%rcx\n\t"
 		"movl 24(%%rcx), %%edx\n\t"
 		"testl %%edx, %%edx\n\t"
-		"jz 5f\n\t"
+		"jz %l[bail]\n\t"
 		"subl $1, %%edx\n\t"
 		"movq 32(%%rcx, %%rdx, 8), %[obj]\n\t"
 		"movl %%edx, 24(%%rcx)\n\t"
 		SHEAF_RSEQ_END
-		: [ret] "=&r"(ret), [obj] "=&r"(obj)
+		: [obj] "=&r"(obj)
 		: [base] "r"(base), [rseq] "r"(sheaf_rseq_area()),
 		  [field] "r"(sheaf_rt.slot_field)
-		: "rax", "rcx", "rdx", "memory", "cc");
+		: "rax", "rcx", "rdx", "memory", "cc"
+		: bail, abort);
 	*objp = obj;
-	return ret;
+	return 0;
+bail:
+	return 1;
+abort:
+	return 2;
 }
 
 /*
- * Push: one restartable section.
- *   in:  base, obj, cap = the cache's sheaf_capacity
- *   out: 0 = pushed; 1 = bail (lock/stop set or main full); 2 = aborted
- *   The object is stored at objects[size] first (harmless if the section
- *   restarts: that slot is above the top); commit: main->size = size + 1
+ * Push.  in: base, obj, cap = the cache's sheaf_capacity.  Bails if lock or
+ * stop is set or main is full.  The object is stored at objects[size]
+ * first (harmless if the section restarts: that slot is above the top).
+ *   commit: main->size = size + 1.
  */
 static inline int sheaf_rseq_push(struct sheaf_pcs *base, void *obj,
 				  unsigned int cap)
 {
-	int ret;
-	__asm__ __volatile__(
+	__asm__ goto(
 		SHEAF_RSEQ_ARM
 		SHEAF_RSEQ_SLOT
 		"movq 8(%%rax), %%rcx\n\t"
 		"movl 24(%%rcx), %%edx\n\t"
 		"cmpl %[cap], %%edx\n\t"
-		"jae 5f\n\t"
+		"jae %l[bail]\n\t"
 		"movq %[obj], 32(%%rcx, %%rdx, 8)\n\t"
 		"addl $1, %%edx\n\t"
 		"movl %%edx, 24(%%rcx)\n\t"
 		SHEAF_RSEQ_END
-		: [ret] "=&r"(ret)
+		:
 		: [base] "r"(base), [rseq] "r"(sheaf_rseq_area()),
 		  [field] "r"(sheaf_rt.slot_field), [obj] "r"(obj),
 		  [cap] "r"(cap)
-		: "rax", "rcx", "rdx", "memory", "cc");
-	return ret;
+		: "rax", "rcx", "rdx", "memory", "cc"
+		: bail, abort);
+	return 0;
+bail:
+	return 1;
+abort:
+	return 2;
 }
 
 /*
- * Trylock: one restartable section.
- *   out: 0 = locked, *slotp = the slot the section ran on; 1 = lock or
- *        stop already set;
- *        2 = aborted (retry)
- *   commit: pcs[slot].lock = 1
+ * Trylock.  Bails if lock or stop is already set.
+ *   commit: pcs[slot].lock = 1; *slotp = the slot the section ran on.
  */
 static inline int sheaf_rseq_trylock(struct sheaf_pcs *base, unsigned int *slotp)
 {
-	int ret;
 	struct sheaf_pcs *pcs;
-	__asm__ __volatile__(
+	__asm__ goto(
 		SHEAF_RSEQ_ARM
 		SHEAF_RSEQ_SLOT
 		"movb $1, (%%rax)\n\t"
 		SHEAF_RSEQ_END
-		: [ret] "=&r"(ret), "=&a"(pcs)
+		: "=&a"(pcs)
 		: [base] "r"(base), [rseq] "r"(sheaf_rseq_area()),
 		  [field] "r"(sheaf_rt.slot_field)
-		: "memory", "cc");
-	*slotp = (unsigned int)(pcs - base); /* %rax: the slot the section used */
-	return ret;
+		: "memory", "cc"
+		: bail, abort);
+	*slotp = (unsigned int)(pcs - base);
+	return 0;
+bail:
+	return 1;
+abort:
+	return 2;
 }
+
 /*
  * The classic path (caches without sheaves) keeps per slot (freelist, tid)
  * and the slot's slab, with a `stop` byte at offset 24, in a 64-byte
  * struct.  The kernel updates (freelist, tid) with a compare-and-swap that
- * is atomic only against its own CPU (preemption is off);
- * these two sections are that operation in userspace.  Both bail (1) when
- * the thread is no longer on the slot of `c` (it read `c` before the
- * section), when stop is set, or when the comparison fails.
+ * is atomic only against its own CPU (preemption is off); these two
+ * sections are that operation in userspace.  Both bail when the thread is
+ * no longer on the slot of `c` (it read `c` before the section), when stop
+ * is set, or when the comparison fails.
  */
 
 /*
@@ -271,62 +288,70 @@ static inline int sheaf_rseq_cpu_cmpxchg(void *base, void *c, void *old_fl,
 					 unsigned long old_tid, void *new_fl,
 					 unsigned long new_tid)
 {
-	int ret;
-	__asm__ __volatile__(
+	__asm__ goto(
 		SHEAF_RSEQ_ARM
 		"1:\n\t"
 		"movl (%[rseq], %[field]), %%eax\n\t"
 		"shlq $6, %%rax\n\t"
 		"addq %[base], %%rax\n\t"
 		"cmpq %[c], %%rax\n\t"
-		"jne 5f\n\t"
+		"jne %l[bail]\n\t"
 		"cmpb $0, 24(%%rax)\n\t"
-		"jne 5f\n\t"
+		"jne %l[bail]\n\t"
 		"cmpq %[ofl], (%%rax)\n\t"
-		"jne 5f\n\t"
+		"jne %l[bail]\n\t"
 		"cmpq %[otid], 8(%%rax)\n\t"
-		"jne 5f\n\t"
+		"jne %l[bail]\n\t"
 		"movq %[ntid], 8(%%rax)\n\t"
 		"movq %[nfl], (%%rax)\n\t"
 		SHEAF_RSEQ_END
-		: [ret] "=&r"(ret)
+		:
 		: [base] "r"(base), [rseq] "r"(sheaf_rseq_area()),
 		  [field] "r"(sheaf_rt.slot_field), [c] "r"(c),
 		  [ofl] "r"(old_fl), [otid] "r"(old_tid), [nfl] "r"(new_fl),
 		  [ntid] "r"(new_tid)
-		: "rax", "memory", "cc");
-	return ret;
+		: "rax", "memory", "cc"
+		: bail, abort);
+	return 0;
+bail:
+	return 1;
+abort:
+	return 2;
 }
 
 /*
- * CPU-local compare-and-swap of tid alone (taking or checking the slot).
+ * CPU-local compare-and-swap of tid alone (taking the slot).
  *   commit: tid = new_tid.
  */
 static inline int sheaf_rseq_cpu_settid(void *base, void *c,
 					unsigned long old_tid,
 					unsigned long new_tid)
 {
-	int ret;
-	__asm__ __volatile__(
+	__asm__ goto(
 		SHEAF_RSEQ_ARM
 		"1:\n\t"
 		"movl (%[rseq], %[field]), %%eax\n\t"
 		"shlq $6, %%rax\n\t"
 		"addq %[base], %%rax\n\t"
 		"cmpq %[c], %%rax\n\t"
-		"jne 5f\n\t"
+		"jne %l[bail]\n\t"
 		"cmpb $0, 24(%%rax)\n\t"
-		"jne 5f\n\t"
+		"jne %l[bail]\n\t"
 		"cmpq %[otid], 8(%%rax)\n\t"
-		"jne 5f\n\t"
+		"jne %l[bail]\n\t"
 		"movq %[ntid], 8(%%rax)\n\t"
 		SHEAF_RSEQ_END
-		: [ret] "=&r"(ret)
+		:
 		: [base] "r"(base), [rseq] "r"(sheaf_rseq_area()),
 		  [field] "r"(sheaf_rt.slot_field), [c] "r"(c),
 		  [otid] "r"(old_tid), [ntid] "r"(new_tid)
-		: "rax", "memory", "cc");
-	return ret;
+		: "rax", "memory", "cc"
+		: bail, abort);
+	return 0;
+bail:
+	return 1;
+abort:
+	return 2;
 }
 #endif /* x86-64 */
 

@@ -376,32 +376,43 @@ sheaf_alloc_inline(struct kmem_cache *s, gfp_t gfp)
 
 /*
  * The inline free checks that obj is an object of s: its page's descriptor
- * names s, and it sits at an object boundary of its slab (a multiply by the
- * cache's reciprocal instead of a division).  Anything else goes to the
- * exported function, which reports it.
+ * names s, and it sits at an object boundary of its slab (an alignment test
+ * for power-of-two sizes, else a multiply by the cache's reciprocal instead
+ * of a division).  Anything else goes to the exported function, which
+ * reports it.
  */
+static inline __attribute__((always_inline)) bool
+sheaf_obj_ok_inline(const struct sheaf_cache_hot *h, struct kmem_cache *s,
+		    uintptr_t x)
+{
+	if (__builtin_expect(x >> 47, 0))
+		return false;
+	char *mm = (char *)sheaf_memmap[x >> SHEAF_ARENA_SHIFT];
+	if (__builtin_expect(mm == NULL, 0))
+		return false;
+	char *d = mm + (((x & ((1ul << SHEAF_ARENA_SHIFT) - 1)) >> 12) << 6);
+	if (__builtin_expect(*(struct kmem_cache *const *)(d + SHEAF_DESC_CACHE) != s, 0))
+		return false;
+	if (__builtin_expect(h->pow2_mask != 0, 1))
+		return (x & h->pow2_mask) == 0;
+	char *head = *(char *const *)(d + SHEAF_DESC_HEAD);
+	uint64_t off = x - ((uintptr_t)mm + ((uintptr_t)(head - mm) << 6));
+	uint64_t idx = (uint64_t)(((unsigned __int128)off * h->reciprocal) >> 64);
+	return idx * h->size == off && idx < h->objects;
+}
+
 static inline __attribute__((always_inline)) void
 sheaf_free_inline(struct kmem_cache *s, void *obj)
 {
 	const struct sheaf_cache_hot *h = (const struct sheaf_cache_hot *)s;
 	struct sheaf_pcs *pcs;
-	uintptr_t x = (uintptr_t)obj;
-	if (__builtin_expect(s && (pcs = h->inline_pcs) && !(x >> 47), 1)) {
-		char *mm = (char *)sheaf_memmap[x >> SHEAF_ARENA_SHIFT];
-		if (__builtin_expect(mm != NULL, 1)) {
-			char *d = mm + (((x & ((1ul << SHEAF_ARENA_SHIFT) - 1)) >> 12) << 6);
-			char *head = *(char *const *)(d + SHEAF_DESC_HEAD);
-			uint64_t off = x - ((uintptr_t)mm + ((uintptr_t)(head - mm) << 6));
-			uint64_t idx = (uint64_t)(((unsigned __int128)off * h->reciprocal) >> 64);
-			if (__builtin_expect(*(struct kmem_cache *const *)(d + SHEAF_DESC_CACHE) == s &&
-					     idx * h->size == off && idx < h->objects, 1)) {
-				int r;
-				while ((r = sheaf_rseq_push(pcs, obj, h->sheaf_capacity)) == 2)
-					;
-				if (__builtin_expect(r == 0, 1))
-					return;
-			}
-		}
+	if (__builtin_expect(s && (pcs = h->inline_pcs) &&
+			     sheaf_obj_ok_inline(h, s, (uintptr_t)obj), 1)) {
+		int r;
+		while ((r = sheaf_rseq_push(pcs, obj, h->sheaf_capacity)) == 2)
+			;
+		if (__builtin_expect(r == 0, 1))
+			return;
 	}
 	(kmem_cache_free)(s, obj);
 }
