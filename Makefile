@@ -12,7 +12,7 @@ BUILD   ?= build
 JOBS    ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-DEB_PACKAGES := build-essential cmake pkg-config clang liburcu-dev libcmocka-dev \
+DEB_PACKAGES := build-essential cmake pkg-config clang libclang-rt-14-dev liburcu-dev libcmocka-dev \
 	libnuma-dev valgrind gnuplot-nox libjemalloc-dev libgoogle-perftools-dev \
 	libmimalloc-dev
 

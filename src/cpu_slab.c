@@ -25,6 +25,7 @@
  * stop byte and membarrier in rseq mode, and the TID_BUSY compare-and-swap
  * in fallback mode, under the cache's flush_lock.
  */
+#include <errno.h>
 #include <linux/membarrier.h>
 #include <sched.h>
 #include <sys/syscall.h>
@@ -244,6 +245,26 @@ void _sheaf_cpu_free(struct kmem_cache *s, struct slab *slab, void *obj)
 	}
 	stat(s, SHEAF_STAT_FREE_SLOWPATH, slot);
 	_sheaf_slab_free(s, slab, obj, obj, 1, slot);
+}
+
+/* The test hook's classic part: hold or release the current slot. */
+int _sheaf_cpu_test_hold(struct kmem_cache *s, bool hold)
+{
+	static __thread struct kmem_cache_cpu *held;
+	static __thread unsigned long held_tid;
+	if (hold) {
+		struct kmem_cache_cpu *c = &s->cpu_slab[sheaf_slot()];
+		void *fl;
+		if (!slot_trylock(s, c, &fl, &held_tid))
+			return -EBUSY;
+		held = c;
+		return 0;
+	}
+	if (!held)
+		return -EINVAL;
+	slot_unlock(held, held_tid, READ_ONCE(held->freelist));
+	held = NULL;
+	return 0;
 }
 
 /* Flush every slot: its frozen slab and freelist go back to the node lists. */

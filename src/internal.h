@@ -442,6 +442,7 @@ void _sheaf_cpu_free(struct kmem_cache *s, struct slab *slab, void *obj);
 void _sheaf_cpu_flush_all(struct kmem_cache *s);
 size_t _sheaf_cpu_cached_objects(struct kmem_cache *s);
 void _sheaf_cpu_lock_all(struct kmem_cache *s);
+int _sheaf_cpu_test_hold(struct kmem_cache *s, bool hold);
 void _sheaf_cpu_unlock_all(struct kmem_cache *s);
 
 /* slab_common.c */
@@ -503,6 +504,7 @@ void _sheaf_pcs_flush_all(struct kmem_cache *s);
 void _sheaf_pcs_destroy(struct kmem_cache *s);
 size_t _sheaf_pcs_cached_objects(struct kmem_cache *s);
 void _sheaf_pcs_lock_all(struct kmem_cache *s);
+int _sheaf_pcs_test_hold(struct kmem_cache *s, bool hold);
 void _sheaf_pcs_unlock_all(struct kmem_cache *s);
 struct slab_sheaf *_sheaf_alloc_sheaf(struct kmem_cache *s, gfp_t gfp,
 				      unsigned int capacity, unsigned int slot);

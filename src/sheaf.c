@@ -590,6 +590,25 @@ void _sheaf_sheaf_free_bulk(struct kmem_cache *s, size_t nr, void **p)
 	}
 }
 
+/* The test hook's sheaf part: hold or release the current slot's lock. */
+int _sheaf_pcs_test_hold(struct kmem_cache *s, bool hold)
+{
+	static __thread struct sheaf_pcs *held;
+	unsigned int slot;
+	if (hold) {
+		struct sheaf_pcs *pcs = pcs_trylock(s, &slot);
+		if (!pcs)
+			return -EBUSY;
+		held = pcs;
+		return 0;
+	}
+	if (!held)
+		return -EINVAL;
+	pcs_unlock(held);
+	held = NULL;
+	return 0;
+}
+
 /* ------------------------------------------------- create, flush, destroy */
 
 bool _sheaf_pcs_init(struct kmem_cache *s)

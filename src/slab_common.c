@@ -209,6 +209,14 @@ SHEAF_EXPORT size_t sheaf_cache_objects_inuse(struct kmem_cache *s)
 	return s ? slab_objects_inuse(s) : 0;
 }
 
+SHEAF_EXPORT int sheaf_test_hold_slot(struct kmem_cache *s, bool hold)
+{
+	if (!s)
+		return -EINVAL;
+	return cache_has_sheaves(s) ? _sheaf_pcs_test_hold(s, hold)
+				    : _sheaf_cpu_test_hold(s, hold);
+}
+
 SHEAF_EXPORT size_t sheaf_cache_cached_objects(struct kmem_cache *s)
 {
 	if (!s)

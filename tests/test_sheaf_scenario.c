@@ -6,6 +6,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include <errno.h>
 #include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -122,6 +123,47 @@ static void test_node_bypass(void **state)
 	kmem_cache_destroy(c);
 }
 
+/*
+ * A held slot lock (a holder preempted on this CPU): alloc and free find the
+ * slot busy and go to the slab layer; nothing reaches the sheaves.  The same
+ * for a classic cache, whose slot lock is TID_BUSY.
+ */
+static void test_trylock_failure(void **state)
+{
+	for (int k = 0; k < 2; k++) {
+		struct kmem_cache *c = k ? fresh("scn-busy") : NULL;
+		if (!k) {
+			struct kmem_cache_args a = { 0 };
+			c = kmem_cache_create("scn-busy-classic", 64, &a, 0);
+			assert_non_null(c);
+			sheaf_stats_reset(c);
+		}
+		void *warm = kmem_cache_alloc(c, GFP_KERNEL); /* slot has objects */
+		assert_non_null(warm);
+		sheaf_stats_reset(c);
+		assert_int_equal(sheaf_test_hold_slot(c, true), 0);
+		assert_int_equal(sheaf_test_hold_slot(c, true), -EBUSY);
+		void *p = kmem_cache_alloc(c, GFP_KERNEL);
+		assert_non_null(p);
+		kmem_cache_free(c, p);
+		assert_int_equal(sheaf_test_hold_slot(c, false), 0);
+		assert_int_equal(sheaf_test_hold_slot(c, false), -EINVAL);
+		assert_int_equal(ST(c, SLOT_BUSY), k ? 2 : 1);
+		assert_int_equal(ST(c, ALLOC_SLOWPATH), 1);
+		assert_int_equal(ST(c, FREE_SLOWPATH), 1);
+		assert_int_equal(ST(c, ALLOC_CPU_SHEAF), 0);
+		assert_int_equal(ST(c, FREE_CPU_SHEAF), 0);
+		assert_int_equal(ST(c, ALLOC_FASTPATH), 0);
+		assert_int_equal(ST(c, FREE_FASTPATH), 0);
+		/* Released: the fast paths serve again. */
+		p = kmem_cache_alloc(c, GFP_KERNEL);
+		kmem_cache_free(c, p);
+		assert_int_equal(ST(c, SLOT_BUSY), k ? 2 : 1);
+		kmem_cache_free(c, warm);
+		kmem_cache_destroy(c);
+	}
+}
+
 int main(void)
 {
 	cpu_set_t set;
@@ -134,6 +176,7 @@ int main(void)
 		cmocka_unit_test(test_nowait_fallback),
 		cmocka_unit_test(test_barn_limit_and_get),
 		cmocka_unit_test(test_node_bypass),
+		cmocka_unit_test(test_trylock_failure),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

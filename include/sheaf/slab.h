@@ -346,6 +346,16 @@ size_t sheaf_cache_slabs(struct kmem_cache *s);
  */
 void sheaf_inject_page_failures(long skip, long count);
 
+/*
+ * Test hook: take (hold = true) the per-CPU slot lock of s on the slot the
+ * calling thread runs on, as a slow path would, or give it back (false).
+ * While it is held every operation on that slot finds it busy and takes
+ * the slab-layer fallback.  The thread must stay on its CPU (pin it).
+ * Returns 0, -EBUSY when the slot is held already, -EINVAL for NULL or when
+ * releasing a slot that is not held.
+ */
+int sheaf_test_hold_slot(struct kmem_cache *s, bool hold);
+
 /* ------------------------------------------------- inline fast paths */
 
 /*
