@@ -711,12 +711,14 @@ int main(int argc, char **argv)
 			FAIL("%s: statistics do not balance: alloc_fastpath+alloc_slowpath "
 			     "%llu, free_fastpath+free_slowpath %llu", cache_name[k],
 			     (unsigned long long)sa, (unsigned long long)sf);
-		if (cache_cap[k] == 0 && sa != total.allocs[k])
+		/* The capacity the cache got (SHEAF_DEFAULT_CAPACITY may give one). */
+		unsigned int cap = sheaf_cache_capacity(s);
+		if (cap == 0 && sa != total.allocs[k])
 			FAIL("%s: alloc_fastpath+alloc_slowpath %llu, but %llu objects "
 			     "were allocated (%llu of them in bulk)", cache_name[k],
 			     (unsigned long long)sa, (unsigned long long)total.allocs[k],
 			     (unsigned long long)total.bulk_objs[k]);
-		if (cache_cap[k] == 0 && sf != total.frees[k])
+		if (cap == 0 && sf != total.frees[k])
 			FAIL("%s: free_fastpath+free_slowpath %llu, but %llu objects "
 			     "were freed", cache_name[k], (unsigned long long)sf,
 			     (unsigned long long)total.frees[k]);
@@ -729,14 +731,14 @@ int main(int argc, char **argv)
 		uint64_t uf = sheaf_stats_get(s, SHEAF_STAT_FREE_CPU_SHEAF) +
 			      sheaf_stats_get(s, SHEAF_STAT_FREE_SLOWPATH) -
 			      sheaf_stats_get(s, SHEAF_STAT_SHEAF_FLUSH);
-		if (cache_cap[k] && (ua != total.allocs[k] || uf != total.frees[k]))
+		if (cap && (ua != total.allocs[k] || uf != total.frees[k]))
 			FAIL("%s: sheaf counters give %llu allocations and %llu frees, "
 			     "but %llu and %llu happened", cache_name[k],
 			     (unsigned long long)ua, (unsigned long long)uf,
 			     (unsigned long long)total.allocs[k],
 			     (unsigned long long)total.frees[k]);
 		slot_busy += sheaf_stats_get(s, SHEAF_STAT_SLOT_BUSY);
-		if (sa != sf || (cache_cap[k] == 0 && (sa != total.allocs[k] ||
+		if (sa != sf || (cap == 0 && (sa != total.allocs[k] ||
 							sf != total.frees[k]))) {
 			fprintf(stderr, "stress: %s counters:\n", cache_name[k]);
 			sheaf_stats_print(s, stderr);

@@ -12,6 +12,8 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 #include <cmocka.h>
 
 #include <sheaf/slab.h>
@@ -45,12 +47,46 @@ static void test_refill(void **state)
 		q[i] = kmem_cache_alloc(c, GFP_KERNEL);
 	assert_int_equal(ST(c, SHEAF_REFILL), CAP);
 	assert_int_equal(ST(c, ALLOC_CPU_SHEAF), CAP);
-	/* Freeing them fills main; one more free swaps in the empty spare. */
 	kmem_cache_free(c, p);
 	for (int i = 0; i < CAP - 1; i++)
 		kmem_cache_free(c, q[i]);
 	assert_int_equal(ST(c, FREE_CPU_SHEAF), CAP);
 	assert_int_equal(ST(c, FREE_SLOWPATH), 0);
+	kmem_cache_destroy(c);
+}
+
+/*
+ * Swap: main and spare trade places with no barn or slab work.  Five
+ * allocations: the second refill reuses the empty spare (no new sheaf).
+ * Five frees: the second swaps the full main with the empty spare.  Then
+ * the allocations drain main and swap in the full spare.
+ */
+static void test_swap(void **state)
+{
+	struct kmem_cache *c = fresh("scn-swap");
+	void *p[CAP + 1];
+	for (int i = 0; i < CAP + 1; i++)
+		p[i] = kmem_cache_alloc(c, GFP_KERNEL);
+	assert_int_equal(ST(c, ALLOC_CPU_SHEAF), CAP + 1);
+	assert_int_equal(ST(c, SHEAF_REFILL), 2 * CAP);
+	assert_int_equal(ST(c, SHEAF_ALLOC), 1);
+	assert_int_equal(ST(c, BARN_GET_FAIL), 2);
+	sheaf_stats_reset(c);
+	for (int i = 0; i < CAP + 1; i++)
+		kmem_cache_free(c, p[i]);
+	assert_int_equal(ST(c, FREE_CPU_SHEAF), CAP + 1);
+	assert_int_equal(ST(c, BARN_PUT) + ST(c, BARN_PUT_FAIL) + ST(c, SHEAF_ALLOC) +
+			 ST(c, SHEAF_FLUSH) + ST(c, FREE_SLOWPATH), 0);
+	sheaf_stats_reset(c);
+	/* main holds CAP - 2 (it got the last CAP - 1 frees), spare CAP - 1:
+	 * the allocations after main runs dry come from the swapped spare. */
+	for (int i = 0; i < CAP + 1; i++)
+		p[i] = kmem_cache_alloc(c, GFP_KERNEL);
+	assert_int_equal(ST(c, ALLOC_CPU_SHEAF), CAP + 1);
+	assert_int_equal(ST(c, BARN_GET) + ST(c, BARN_GET_FAIL) + ST(c, SHEAF_REFILL) +
+			 ST(c, ALLOC_SLOWPATH), 0);
+	for (int i = 0; i < CAP + 1; i++)
+		kmem_cache_free(c, p[i]);
 	kmem_cache_destroy(c);
 }
 
@@ -78,28 +114,44 @@ static void test_barn_limit_and_get(void **state)
 	struct kmem_cache *c = fresh("scn-barn");
 	enum { N = (2 + 10 + 3) * CAP };
 	void *p[N];
+	/* Nothing cached yet: the bulk allocation comes straight from slabs. */
 	assert_int_equal(kmem_cache_alloc_bulk(c, GFP_KERNEL, N, p), N);
+	assert_int_equal(ST(c, ALLOC_SLOWPATH), N);
+	assert_int_equal(ST(c, ALLOC_CPU_SHEAF), 0);
 	sheaf_stats_reset(c);
+	/*
+	 * Frees: main fills; then each CAP frees need an empty sheaf (the barn
+	 * has none, so one is allocated) and the full spare goes to the barn,
+	 * until the barn holds its 10 full sheaves; from then on the full spare
+	 * is flushed to slabs instead (barn_put_fail) and reused empty.
+	 */
 	for (int i = 0; i < N; i++)
 		kmem_cache_free(c, p[i]);
 	assert_int_equal(ST(c, FREE_CPU_SHEAF), N);
-	assert_true(ST(c, BARN_PUT) >= 10);
-	assert_true(ST(c, BARN_PUT_FAIL) >= 1);
-	assert_true(ST(c, SHEAF_FLUSH_OTHER) >= CAP);
-	assert_int_equal(ST(c, SHEAF_FLUSH_OTHER) % CAP, 0);
-	/* Cached now: main + spare + barn, at most (2 + 10) * CAP. */
-	size_t inuse = sheaf_cache_objects_inuse(c);
-	assert_int_equal(inuse, 0);
+	assert_int_equal(ST(c, SHEAF_ALLOC), 11);
+	assert_int_equal(ST(c, BARN_PUT), 10);
+	assert_int_equal(ST(c, BARN_PUT_FAIL), 3);
+	assert_int_equal(ST(c, SHEAF_FLUSH_OTHER), 3 * CAP);
+	assert_int_equal(ST(c, SHEAF_FLUSH), 3 * CAP);
+	assert_int_equal(sheaf_cache_objects_inuse(c), 0);
+	assert_int_equal(sheaf_cache_cached_objects(c), (2 + 10) * CAP);
 
+	/*
+	 * Allocations: main, then the swapped spare, then the 10 full barn
+	 * sheaves (barn_get), then three refills of an empty sheaf from slabs.
+	 */
 	sheaf_stats_reset(c);
 	for (int i = 0; i < N; i++)
 		p[i] = kmem_cache_alloc(c, GFP_KERNEL);
-	assert_true(ST(c, BARN_GET) >= 9);
 	assert_int_equal(ST(c, ALLOC_CPU_SHEAF), N);
+	assert_int_equal(ST(c, BARN_GET), 10);
+	assert_int_equal(ST(c, BARN_GET_FAIL), 3);
+	assert_int_equal(ST(c, SHEAF_REFILL), 3 * CAP);
 	for (int i = 0; i < N; i++)
 		kmem_cache_free(c, p[i]);
 	/* Shrink flushes every slot and barn: no slab memory stays cached. */
 	assert_int_equal(kmem_cache_shrink(c), 0);
+	assert_int_equal(sheaf_cache_cached_objects(c), 0);
 	assert_int_equal(sheaf_cache_slabs(c), 0);
 	kmem_cache_destroy(c);
 }
@@ -148,7 +200,11 @@ static void test_trylock_failure(void **state)
 		kmem_cache_free(c, p);
 		assert_int_equal(sheaf_test_hold_slot(c, false), 0);
 		assert_int_equal(sheaf_test_hold_slot(c, false), -EINVAL);
-		assert_int_equal(ST(c, SLOT_BUSY), k ? 2 : 1);
+		/* Sheaves count a busy slot on free too; the classic path only
+		 * on alloc (its free goes to the slab without trying the lock).
+		 * SHEAF_DEFAULT_CAPACITY may give the "classic" cache sheaves. */
+		bool sheaves = sheaf_cache_capacity(c) != 0;
+		assert_int_equal(ST(c, SLOT_BUSY), sheaves ? 2 : 1);
 		assert_int_equal(ST(c, ALLOC_SLOWPATH), 1);
 		assert_int_equal(ST(c, FREE_SLOWPATH), 1);
 		assert_int_equal(ST(c, ALLOC_CPU_SHEAF), 0);
@@ -158,10 +214,41 @@ static void test_trylock_failure(void **state)
 		/* Released: the fast paths serve again. */
 		p = kmem_cache_alloc(c, GFP_KERNEL);
 		kmem_cache_free(c, p);
-		assert_int_equal(ST(c, SLOT_BUSY), k ? 2 : 1);
+		assert_int_equal(ST(c, SLOT_BUSY), sheaves ? 2 : 1);
 		kmem_cache_free(c, warm);
 		kmem_cache_destroy(c);
 	}
+}
+
+/*
+ * SHEAF_DEFAULT_CAPACITY gives sheaves to caches that did not ask: "auto"
+ * uses the kernel's size-based capacity (60, 26, 12, 4) rounded up so that
+ * the sheaf (32-byte header) fills its kmalloc size class; N gives N.
+ * Debug caches never get sheaves; an explicit capacity wins.
+ */
+static void test_default_capacity(void **state)
+{
+	const char *env = getenv("SHEAF_DEFAULT_CAPACITY");
+	static const unsigned int sizes[] = { 64, 300, 2000, 5000 };
+	static const unsigned int autocap[] = { 60, 28, 12, 4 };
+	for (int i = 0; i < 4; i++) {
+		struct kmem_cache *c = kmem_cache_create("scn-default", sizes[i], NULL, 0);
+		assert_non_null(c);
+		unsigned int want = !env ? 0 : !strcmp(env, "auto") ? autocap[i]
+					     : (unsigned int)atoi(env);
+		assert_int_equal(sheaf_cache_capacity(c), want);
+		kmem_cache_destroy(c);
+	}
+	struct kmem_cache *d = kmem_cache_create("scn-default-debug", 64, NULL,
+						 SLAB_RED_ZONE);
+	assert_non_null(d);
+	assert_int_equal(sheaf_cache_capacity(d), 0);
+	kmem_cache_destroy(d);
+	struct kmem_cache_args a = { .sheaf_capacity = 7 };
+	struct kmem_cache *e = kmem_cache_create("scn-default-explicit", 64, &a, 0);
+	assert_non_null(e);
+	assert_int_equal(sheaf_cache_capacity(e), 7);
+	kmem_cache_destroy(e);
 }
 
 int main(void)
@@ -173,10 +260,12 @@ int main(void)
 	sheaf_stats_enable(true);
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_refill),
+		cmocka_unit_test(test_swap),
 		cmocka_unit_test(test_nowait_fallback),
 		cmocka_unit_test(test_barn_limit_and_get),
 		cmocka_unit_test(test_node_bypass),
 		cmocka_unit_test(test_trylock_failure),
+		cmocka_unit_test(test_default_capacity),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
