@@ -95,7 +95,7 @@ extern char **environ;
 
 /* ------------------------------------------------------------ tables */
 
-enum kind { K_SLAB, K_MALLOC };
+enum kind { K_SLAB, K_SLAB_TRUST, K_MALLOC };
 
 struct contender {
 	const char *name;
@@ -108,6 +108,9 @@ struct contender {
 static const struct contender contenders[] = {
 	{ "sheaf",    K_SLAB,   32, NULL, NULL },
 	{ "classic",  K_SLAB,   0,  NULL, NULL },
+	/* sheaf with the kernel's trusting kmem_cache_free() (SHEAF_TRUST_FREE:
+	 * no check that the object belongs to the cache on the inline path) */
+	{ "sheaf-trust", K_SLAB_TRUST, 32, NULL, NULL },
 	{ "glibc",    K_MALLOC, 0,  NULL, NULL },
 	{ "jemalloc", K_MALLOC, 0,  LIBDIR "libjemalloc.so.2", "libjemalloc" },
 	{ "tcmalloc", K_MALLOC, 0,  LIBDIR "libtcmalloc_minimal.so.4", "libtcmalloc" },
@@ -115,7 +118,7 @@ static const struct contender contenders[] = {
 };
 #define NC ((int)(sizeof(contenders) / sizeof(contenders[0])))
 #define C_SHEAF 0
-#define C_FIRST_PEER 2
+#define C_FIRST_PEER 3
 
 enum wtype { W_HOT, W_BATCH_LIFO, W_BATCH_FIFO, W_REMOTE, W_THREADS };
 
@@ -191,6 +194,14 @@ typedef void (*free_fn)(const struct ctx *, void *);
 
 AI void *slab_alloc(const struct ctx *c) { return kmem_cache_alloc(c->cache, GFP_KERNEL); }
 AI void slab_free(const struct ctx *c, void *p) { kmem_cache_free(c->cache, p); }
+AI void slab_free_trusted(const struct ctx *c, void *p)
+{
+#ifdef SHEAF_HAVE_RSEQ_ASM
+	sheaf_free_inline_trusted(c->cache, p);
+#else
+	kmem_cache_free(c->cache, p);
+#endif
+}
 AI void *libc_alloc(const struct ctx *c) { return malloc(c->size); }
 AI void libc_free(const struct ctx *c, void *p) { (void)c; free(p); }
 
@@ -311,6 +322,7 @@ struct impl {
 		lifo_##k, fifo_##k, produce_##k, consume_##k };
 
 GEN(slab, slab_alloc, slab_free)
+GEN(slabt, slab_alloc, slab_free_trusted)
 GEN(libc, libc_alloc, libc_free)
 
 /* ------------------------------------------------- workload runners */
@@ -437,7 +449,8 @@ static int child_main(int ci, int wi, uint64_t iters)
 {
 	const struct contender *ct = &contenders[ci];
 	const struct workload *wl = &workloads[wi];
-	const struct impl *im = ct->kind == K_SLAB ? &impl_slab : &impl_libc;
+	const struct impl *im = ct->kind == K_SLAB ? &impl_slab :
+				ct->kind == K_SLAB_TRUST ? &impl_slabt : &impl_libc;
 	struct ctx c = { .cache = NULL, .size = wl->size };
 	uint64_t n = iters / wl->iters_div ? iters / wl->iters_div : 1;
 	void *sym = dlsym(RTLD_DEFAULT, "malloc");
@@ -454,7 +467,7 @@ static int child_main(int ci, int wi, uint64_t iters)
 			return 1;
 		}
 	}
-	if (ct->kind == K_SLAB) {
+	if (ct->kind != K_MALLOC) {
 		struct kmem_cache_args args = { 0 };
 		char name[64];
 
