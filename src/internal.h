@@ -346,6 +346,8 @@ struct kmem_cache {
 	size_t meta_size;
 	struct node_barn *barn[MAX_NUMNODES]; /* sheaf caches only */
 	pthread_mutex_t flush_lock;          /* serializes remote slot access */
+	bool rcu_used;                       /* kfree_rcu() has seen the cache */
+	atomic_size_t rcu_recycled;          /* objects recycled through RCU */
 };
 
 static inline bool cache_has_sheaves(const struct kmem_cache *s)
@@ -458,6 +460,7 @@ void _sheaf_slab_free_obj(struct kmem_cache *s, struct slab *slab, void *obj);
 /* kmalloc.c */
 void _sheaf_kmalloc_init(void);
 void *_sheaf_kmalloc_internal(size_t size, gfp_t gfp); /* never sheaves */
+void *_sheaf_obj_start(const void *p); /* object holding p, NULL: not ours */
 
 /* barn.c */
 #define MAX_FULL_SHEAVES  10
@@ -493,6 +496,58 @@ size_t _sheaf_barn_objects(struct node_barn *barn, unsigned int *nr_full,
 
 /* sheaf.c */
 extern bool _sheaf_rseq_mode;  /* rseq sections in use for sheaves */
+/*
+ * The slot lock of a sheaf cache: the rseq trylock section, or in fallback
+ * mode a compare-and-swap of `lock` followed by a check of `stop` (the
+ * remote flusher's Dekker pair).  Returns the locked slot (maybe not the one
+ * the thread was on a moment ago) or NULL.  Release with sheaf_pcs_unlock()
+ * from any CPU.
+ */
+static inline struct sheaf_pcs *sheaf_pcs_trylock(struct kmem_cache *s,
+					    unsigned int *slotp)
+{
+#ifdef SHEAF_HAVE_RSEQ_ASM
+	if (likely(_sheaf_rseq_mode)) {
+		for (;;) {
+			int r = sheaf_rseq_trylock(s->hot.pcs, slotp);
+			if (likely(r == 0)) {
+				sheaf_debug_yield();
+				return &s->hot.pcs[*slotp];
+			}
+			if (r == 1)
+				return NULL;
+		}
+	}
+#endif
+	unsigned int slot = sheaf_slot();
+	struct sheaf_pcs *pcs = &s->hot.pcs[slot];
+	uint8_t zero = 0;
+	if (!__atomic_compare_exchange_n(&pcs->lock, &zero, 1, false,
+					 __ATOMIC_SEQ_CST, __ATOMIC_RELAXED))
+		return NULL;
+	if (__atomic_load_n(&pcs->stop, __ATOMIC_SEQ_CST)) {
+		__atomic_store_n(&pcs->lock, 0, __ATOMIC_RELEASE);
+		return NULL;
+	}
+	*slotp = slot;
+	sheaf_debug_yield();
+	return pcs;
+}
+
+static inline void sheaf_pcs_unlock(struct sheaf_pcs *pcs)
+{
+	__atomic_store_n(&pcs->lock, 0, __ATOMIC_RELEASE);
+}
+
+static inline struct node_barn *sheaf_local_barn(struct kmem_cache *s)
+{
+	return s->barn[sheaf_node()];
+}
+
+void _sheaf_pcs_remote_lock_all(struct kmem_cache *s);   /* holds flush_lock */
+void _sheaf_pcs_remote_unlock_all(struct kmem_cache *s);
+void _sheaf_offer_empty(struct kmem_cache *s, struct slab_sheaf *empty,
+			unsigned int slot);
 void _sheaf_sheaf_setup(void);
 void _sheaf_update_inline(struct kmem_cache *s);
 bool _sheaf_pcs_init(struct kmem_cache *s);
@@ -513,6 +568,13 @@ void _sheaf_free_sheaf(struct kmem_cache *s, struct slab_sheaf *sheaf,
 void _sheaf_flush_sheaf(struct kmem_cache *s, struct slab_sheaf *sheaf,
 			enum sheaf_stat_item which, unsigned int slot);
 unsigned int _sheaf_auto_capacity(unsigned int size);
+
+/* rcu.c */
+void _sheaf_rcu_submit_sheaf(struct kmem_cache *s, struct slab_sheaf *sheaf,
+			     bool recycle, unsigned int slot);
+void _sheaf_rcu_free_slab(struct slab *slab);
+void _sheaf_rcu_before_fork(void);
+void _sheaf_rcu_after_fork(bool child);
 
 /* debug.c */
 SHEAF_NORETURN SHEAF_COLD void _sheaf_report_invalid(const char *fn,

@@ -248,6 +248,27 @@ SHEAF_EXPORT void *krealloc(const void *p, size_t new_size, gfp_t gfp)
 	return n;
 }
 
+/*
+ * The start of the object that contains p (a slab object, a large kmalloc
+ * run, a huge mapping), or NULL when p is not in libsheaf memory.
+ */
+void *_sheaf_obj_start(const void *p)
+{
+	struct slab *d = virt_to_slab(p);
+	if (!d)
+		return _sheaf_huge_size(p) ? (void *)p : NULL;
+	uint8_t flags = __atomic_load_n(&d->flags, __ATOMIC_ACQUIRE);
+	char *base = slab_address(d);
+	if (flags & PG_LARGE)
+		return base;
+	if (!(flags & PG_SLAB))
+		return NULL;
+	struct kmem_cache *s = d->slab_cache;
+	uint64_t off = (uint64_t)((const char *)p - base);
+	uint64_t idx = (uint64_t)(((unsigned __int128)off * s->hot.reciprocal) >> 64);
+	return base + idx * s->size;
+}
+
 SHEAF_EXPORT int sheaf_obj_node(const void *obj)
 {
 	struct slab *d = virt_to_slab(obj);

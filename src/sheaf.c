@@ -84,48 +84,12 @@ unsigned int _sheaf_auto_capacity(unsigned int size)
 
 /* ------------------------------------------------------------ slot lock */
 
-static inline struct sheaf_pcs *pcs_trylock(struct kmem_cache *s,
-					    unsigned int *slotp)
-{
-#ifdef SHEAF_HAVE_RSEQ_ASM
-	if (likely(_sheaf_rseq_mode)) {
-		for (;;) {
-			int r = sheaf_rseq_trylock(s->hot.pcs, slotp);
-			if (likely(r == 0)) {
-				sheaf_debug_yield();
-				return &s->hot.pcs[*slotp];
-			}
-			if (r == 1)
-				return NULL;
-		}
-	}
-#endif
-	unsigned int slot = sheaf_slot();
-	struct sheaf_pcs *pcs = &s->hot.pcs[slot];
-	uint8_t zero = 0;
-	if (!__atomic_compare_exchange_n(&pcs->lock, &zero, 1, false,
-					 __ATOMIC_SEQ_CST, __ATOMIC_RELAXED))
-		return NULL;
-	if (__atomic_load_n(&pcs->stop, __ATOMIC_SEQ_CST)) {
-		__atomic_store_n(&pcs->lock, 0, __ATOMIC_RELEASE);
-		return NULL;
-	}
-	*slotp = slot;
-	sheaf_debug_yield();
-	return pcs;
-}
-
-static inline void pcs_unlock(struct sheaf_pcs *pcs)
-{
-	__atomic_store_n(&pcs->lock, 0, __ATOMIC_RELEASE);
-}
-
 /*
  * Own every slot of s from another thread: set stop everywhere, make every
  * section in flight restart (membarrier), wait for lock holders.
  * Caller holds s->flush_lock.
  */
-static void pcs_remote_lock_all(struct kmem_cache *s)
+void _sheaf_pcs_remote_lock_all(struct kmem_cache *s)
 {
 	for (unsigned int i = 0; i < _sheaf_nr_slots; i++)
 		__atomic_store_n(&s->hot.pcs[i].stop, 1, __ATOMIC_SEQ_CST);
@@ -136,7 +100,7 @@ static void pcs_remote_lock_all(struct kmem_cache *s)
 			sched_yield();
 }
 
-static void pcs_remote_unlock_all(struct kmem_cache *s)
+void _sheaf_pcs_remote_unlock_all(struct kmem_cache *s)
 {
 	for (unsigned int i = 0; i < _sheaf_nr_slots; i++)
 		__atomic_store_n(&s->hot.pcs[i].stop, 0, __ATOMIC_RELEASE);
@@ -144,9 +108,31 @@ static void pcs_remote_unlock_all(struct kmem_cache *s)
 
 /* ---------------------------------------------------- sheaf primitives */
 
+static long inject_sheaf_failures;
+
+SHEAF_EXPORT void sheaf_inject_sheaf_failures(long count)
+{
+	__atomic_store_n(&inject_sheaf_failures, count, __ATOMIC_RELEASE);
+}
+
+static bool fail_sheaf(void)
+{
+	long n = __atomic_load_n(&inject_sheaf_failures, __ATOMIC_ACQUIRE);
+	while (n != 0) {
+		long next = n > 0 ? n - 1 : n;
+		if (__atomic_compare_exchange_n(&inject_sheaf_failures, &n, next,
+						false, __ATOMIC_ACQ_REL,
+						__ATOMIC_ACQUIRE))
+			return true;
+	}
+	return false;
+}
+
 struct slab_sheaf *_sheaf_alloc_sheaf(struct kmem_cache *s, gfp_t gfp,
 				      unsigned int capacity, unsigned int slot)
 {
+	if (unlikely(fail_sheaf()))
+		return NULL;
 	size_t bytes = sizeof(struct slab_sheaf) + (size_t)capacity * sizeof(void *);
 	struct slab_sheaf *sheaf = _sheaf_kmalloc_internal(bytes, gfp & ~__GFP_ZERO);
 	if (!sheaf)
@@ -196,11 +182,6 @@ void _sheaf_flush_sheaf(struct kmem_cache *s, struct slab_sheaf *sheaf,
 	stat_add(s, SHEAF_STAT_FREE_SLOWPATH, slot, n);
 }
 
-static inline struct node_barn *local_barn(struct kmem_cache *s)
-{
-	return s->barn[sheaf_node()];
-}
-
 static inline void swap_sheaves(struct sheaf_pcs *pcs)
 {
 	struct slab_sheaf *t = pcs->main;
@@ -217,7 +198,7 @@ static inline void swap_sheaves(struct sheaf_pcs *pcs)
 static void install_full(struct kmem_cache *s, struct sheaf_pcs *pcs,
 			 struct slab_sheaf *full, unsigned int slot)
 {
-	struct node_barn *barn = local_barn(s);
+	struct node_barn *barn = sheaf_local_barn(s);
 	if (pcs->main->size == 0) {
 		if (!pcs->spare)
 			pcs->spare = pcs->main;
@@ -238,7 +219,7 @@ static void install_full(struct kmem_cache *s, struct sheaf_pcs *pcs,
 static SHEAF_NOINLINE void *sheaf_alloc_slow(struct kmem_cache *s, gfp_t gfp)
 {
 	unsigned int slot;
-	struct sheaf_pcs *pcs = pcs_trylock(s, &slot);
+	struct sheaf_pcs *pcs = sheaf_pcs_trylock(s, &slot);
 	void *obj;
 
 	if (unlikely(!pcs)) {
@@ -252,7 +233,7 @@ static SHEAF_NOINLINE void *sheaf_alloc_slow(struct kmem_cache *s, gfp_t gfp)
 		swap_sheaves(pcs);
 		goto pop;
 	}
-	struct node_barn *barn = local_barn(s);
+	struct node_barn *barn = sheaf_local_barn(s);
 	struct slab_sheaf *full = _sheaf_barn_replace_empty(barn, pcs->main);
 	if (full) {
 		pcs->main = full;
@@ -261,7 +242,7 @@ static SHEAF_NOINLINE void *sheaf_alloc_slow(struct kmem_cache *s, gfp_t gfp)
 	}
 	stat(s, SHEAF_STAT_BARN_GET_FAIL, slot);
 	if (!gfpflags_allow_blocking(gfp)) {
-		pcs_unlock(pcs);
+		sheaf_pcs_unlock(pcs);
 		goto from_slab;
 	}
 	/* Refill outside the lock, as the kernel does. */
@@ -272,7 +253,7 @@ static SHEAF_NOINLINE void *sheaf_alloc_slow(struct kmem_cache *s, gfp_t gfp)
 	} else {
 		empty = _sheaf_barn_get_empty(barn);
 	}
-	pcs_unlock(pcs);
+	sheaf_pcs_unlock(pcs);
 	if (!empty)
 		empty = _sheaf_alloc_sheaf(s, gfp, s->hot.sheaf_capacity, slot);
 	if (!empty)
@@ -282,11 +263,11 @@ static SHEAF_NOINLINE void *sheaf_alloc_slow(struct kmem_cache *s, gfp_t gfp)
 		goto from_slab;
 	}
 	full = empty;
-	pcs = pcs_trylock(s, &slot);
+	pcs = sheaf_pcs_trylock(s, &slot);
 	if (unlikely(!pcs)) {
 		/* A holder was preempted here: keep one object, park the rest. */
 		obj = full->objects[--full->size];
-		_sheaf_barn_put_full(local_barn(s), full);
+		_sheaf_barn_put_full(sheaf_local_barn(s), full);
 		stat(s, SHEAF_STAT_BARN_PUT, sheaf_slot());
 		stat(s, SHEAF_STAT_ALLOC_CPU_SHEAF, sheaf_slot());
 		return obj;
@@ -294,7 +275,7 @@ static SHEAF_NOINLINE void *sheaf_alloc_slow(struct kmem_cache *s, gfp_t gfp)
 	install_full(s, pcs, full, slot);
 pop:
 	obj = pcs->main->objects[--pcs->main->size];
-	pcs_unlock(pcs);
+	sheaf_pcs_unlock(pcs);
 	stat(s, SHEAF_STAT_ALLOC_CPU_SHEAF, slot);
 	return obj;
 
@@ -326,10 +307,10 @@ void *_sheaf_sheaf_alloc(struct kmem_cache *s, gfp_t gfp)
 /* ----------------------------------------------------------------- free */
 
 /* Offer an empty sheaf to the barn; free it when the barn has enough. */
-static void offer_empty(struct kmem_cache *s, struct slab_sheaf *empty,
+void _sheaf_offer_empty(struct kmem_cache *s, struct slab_sheaf *empty,
 			unsigned int slot)
 {
-	if (!_sheaf_barn_put_empty(local_barn(s), empty, false))
+	if (!_sheaf_barn_put_empty(sheaf_local_barn(s), empty, false))
 		_sheaf_free_sheaf(s, empty, slot);
 }
 
@@ -345,17 +326,17 @@ static void install_empty(struct kmem_cache *s, struct sheaf_pcs *pcs,
 		if (!pcs->spare)
 			pcs->spare = empty;
 		else
-			offer_empty(s, empty, slot);
+			_sheaf_offer_empty(s, empty, slot);
 		return;
 	}
 	if (pcs->spare && pcs->spare->size < cap) {
 		swap_sheaves(pcs);
-		offer_empty(s, empty, slot);
+		_sheaf_offer_empty(s, empty, slot);
 		return;
 	}
 	if (pcs->spare) {
 		/* Both full: the barn takes one past its limit (an undo). */
-		_sheaf_barn_put_full(local_barn(s), pcs->spare);
+		_sheaf_barn_put_full(sheaf_local_barn(s), pcs->spare);
 		stat(s, SHEAF_STAT_BARN_PUT, slot);
 	}
 	pcs->spare = pcs->main;
@@ -371,7 +352,7 @@ static struct sheaf_pcs *replace_full_main(struct kmem_cache *s,
 					   unsigned int *slotp)
 {
 	unsigned int cap = s->hot.sheaf_capacity;
-	struct node_barn *barn = local_barn(s);
+	struct node_barn *barn = sheaf_local_barn(s);
 	struct slab_sheaf *empty;
 	int err;
 
@@ -399,11 +380,11 @@ static struct sheaf_pcs *replace_full_main(struct kmem_cache *s,
 		stat(s, SHEAF_STAT_BARN_PUT_FAIL, *slotp);
 		struct slab_sheaf *spare = pcs->spare;
 		pcs->spare = NULL;
-		pcs_unlock(pcs);
+		sheaf_pcs_unlock(pcs);
 		_sheaf_flush_sheaf(s, spare, SHEAF_STAT_SHEAF_FLUSH_OTHER, *slotp);
-		pcs = pcs_trylock(s, slotp);
+		pcs = sheaf_pcs_trylock(s, slotp);
 		if (!pcs) {
-			offer_empty(s, spare, sheaf_slot());
+			_sheaf_offer_empty(s, spare, sheaf_slot());
 			return NULL;
 		}
 		install_empty(s, pcs, spare, *slotp);
@@ -411,9 +392,9 @@ static struct sheaf_pcs *replace_full_main(struct kmem_cache *s,
 	}
 
 alloc_empty:
-	pcs_unlock(pcs);
+	sheaf_pcs_unlock(pcs);
 	empty = _sheaf_alloc_sheaf(s, GFP_NOWAIT, cap, *slotp);
-	pcs = pcs_trylock(s, slotp);
+	pcs = sheaf_pcs_trylock(s, slotp);
 	if (!pcs) {
 		if (empty)
 			_sheaf_free_sheaf(s, empty, sheaf_slot());
@@ -435,7 +416,7 @@ static SHEAF_NOINLINE void sheaf_free_slow(struct kmem_cache *s,
 					   struct slab *slab, void *obj)
 {
 	unsigned int slot;
-	struct sheaf_pcs *pcs = pcs_trylock(s, &slot);
+	struct sheaf_pcs *pcs = sheaf_pcs_trylock(s, &slot);
 
 	if (unlikely(!pcs)) {
 		slot = sheaf_slot();
@@ -450,7 +431,7 @@ static SHEAF_NOINLINE void sheaf_free_slow(struct kmem_cache *s,
 		}
 	}
 	pcs->main->objects[pcs->main->size++] = obj;
-	pcs_unlock(pcs);
+	sheaf_pcs_unlock(pcs);
 	stat(s, SHEAF_STAT_FREE_CPU_SHEAF, slot);
 	return;
 
@@ -493,7 +474,7 @@ int _sheaf_sheaf_alloc_bulk(struct kmem_cache *s, gfp_t gfp, size_t nr, void **p
 	unsigned int slot = 0;
 
 	while (done < nr) {
-		struct sheaf_pcs *pcs = pcs_trylock(s, &slot);
+		struct sheaf_pcs *pcs = sheaf_pcs_trylock(s, &slot);
 		if (!pcs)
 			break;
 		struct slab_sheaf *main = pcs->main;
@@ -502,9 +483,9 @@ int _sheaf_sheaf_alloc_bulk(struct kmem_cache *s, gfp_t gfp, size_t nr, void **p
 				swap_sheaves(pcs);
 			} else {
 				struct slab_sheaf *full =
-					_sheaf_barn_replace_empty(local_barn(s), main);
+					_sheaf_barn_replace_empty(sheaf_local_barn(s), main);
 				if (!full) {
-					pcs_unlock(pcs);
+					sheaf_pcs_unlock(pcs);
 					break;
 				}
 				pcs->main = full;
@@ -515,7 +496,7 @@ int _sheaf_sheaf_alloc_bulk(struct kmem_cache *s, gfp_t gfp, size_t nr, void **p
 		size_t take = MIN(nr - done, (size_t)main->size);
 		main->size -= (unsigned int)take;
 		memcpy(&p[done], &main->objects[main->size], take * sizeof(void *));
-		pcs_unlock(pcs);
+		sheaf_pcs_unlock(pcs);
 		done += take;
 		stat_add(s, SHEAF_STAT_ALLOC_CPU_SHEAF, slot, take);
 	}
@@ -541,14 +522,14 @@ void _sheaf_sheaf_free_bulk(struct kmem_cache *s, size_t nr, void **p)
 	int node = sheaf_node();
 
 	while (i < nr) {
-		struct sheaf_pcs *pcs = pcs_trylock(s, &slot);
+		struct sheaf_pcs *pcs = sheaf_pcs_trylock(s, &slot);
 		if (!pcs)
 			break;
 		if (pcs->main->size >= cap) {
 			struct slab_sheaf *empty;
 			int err;
 			if (!pcs->spare) {
-				empty = _sheaf_barn_get_empty(local_barn(s));
+				empty = _sheaf_barn_get_empty(sheaf_local_barn(s));
 				if (empty) {
 					pcs->spare = pcs->main;
 					pcs->main = empty;
@@ -556,7 +537,7 @@ void _sheaf_sheaf_free_bulk(struct kmem_cache *s, size_t nr, void **p)
 			} else if (pcs->spare->size < cap) {
 				swap_sheaves(pcs);
 			} else {
-				empty = _sheaf_barn_replace_full(local_barn(s),
+				empty = _sheaf_barn_replace_full(sheaf_local_barn(s),
 								 pcs->main, &err);
 				if (empty) {
 					pcs->main = empty;
@@ -564,7 +545,7 @@ void _sheaf_sheaf_free_bulk(struct kmem_cache *s, size_t nr, void **p)
 				}
 			}
 			if (pcs->main->size >= cap) {
-				pcs_unlock(pcs);
+				sheaf_pcs_unlock(pcs);
 				break;
 			}
 		}
@@ -581,7 +562,7 @@ void _sheaf_sheaf_free_bulk(struct kmem_cache *s, size_t nr, void **p)
 			main->objects[main->size++] = obj;
 			pushed++;
 		}
-		pcs_unlock(pcs);
+		sheaf_pcs_unlock(pcs);
 		stat_add(s, SHEAF_STAT_FREE_CPU_SHEAF, slot, pushed);
 	}
 	if (i < nr) {
@@ -596,7 +577,7 @@ int _sheaf_pcs_test_hold(struct kmem_cache *s, bool hold)
 	static __thread struct sheaf_pcs *held;
 	unsigned int slot;
 	if (hold) {
-		struct sheaf_pcs *pcs = pcs_trylock(s, &slot);
+		struct sheaf_pcs *pcs = sheaf_pcs_trylock(s, &slot);
 		if (!pcs)
 			return -EBUSY;
 		held = pcs;
@@ -604,7 +585,7 @@ int _sheaf_pcs_test_hold(struct kmem_cache *s, bool hold)
 	}
 	if (!held)
 		return -EINVAL;
-	pcs_unlock(held);
+	sheaf_pcs_unlock(held);
 	held = NULL;
 	return 0;
 }
@@ -628,25 +609,28 @@ bool _sheaf_pcs_init(struct kmem_cache *s)
 
 /*
  * Flush every slot (the remote protocol) and every barn: main's objects go
- * to slabs (the sheaf stays), spare and rcu_free are flushed and freed.
+ * to slabs (the sheaf stays), spare is flushed and freed, rcu_free goes to
+ * call_rcu() and to slabs after the grace period.
  */
 void _sheaf_pcs_flush_all(struct kmem_cache *s)
 {
 	pthread_mutex_lock(&s->flush_lock);
-	pcs_remote_lock_all(s);
+	_sheaf_pcs_remote_lock_all(s);
 	for (unsigned int i = 0; i < _sheaf_nr_slots; i++) {
 		struct sheaf_pcs *pcs = &s->hot.pcs[i];
 		_sheaf_flush_sheaf(s, pcs->main, SHEAF_STAT_SHEAF_FLUSH_MAIN, i);
-		struct slab_sheaf *other[2] = { pcs->spare, pcs->rcu_free };
-		pcs->spare = pcs->rcu_free = NULL;
-		for (int k = 0; k < 2; k++) {
-			if (!other[k])
-				continue;
-			_sheaf_flush_sheaf(s, other[k], SHEAF_STAT_SHEAF_FLUSH_OTHER, i);
-			_sheaf_free_sheaf(s, other[k], i);
+		if (pcs->spare) {
+			_sheaf_flush_sheaf(s, pcs->spare, SHEAF_STAT_SHEAF_FLUSH_OTHER, i);
+			_sheaf_free_sheaf(s, pcs->spare, i);
+			pcs->spare = NULL;
+		}
+		if (pcs->rcu_free) {
+			/* Its objects wait for a grace period: to slabs after it. */
+			_sheaf_rcu_submit_sheaf(s, pcs->rcu_free, false, i);
+			pcs->rcu_free = NULL;
 		}
 	}
-	pcs_remote_unlock_all(s);
+	_sheaf_pcs_remote_unlock_all(s);
 	for (unsigned int n = 0; n < _sheaf_nr_nodes; n++)
 		_sheaf_barn_shrink(s, s->barn[n]);
 	pthread_mutex_unlock(&s->flush_lock);
@@ -666,7 +650,7 @@ size_t _sheaf_pcs_cached_objects(struct kmem_cache *s)
 {
 	size_t n = 0;
 	pthread_mutex_lock(&s->flush_lock);
-	pcs_remote_lock_all(s);
+	_sheaf_pcs_remote_lock_all(s);
 	for (unsigned int i = 0; i < _sheaf_nr_slots; i++) {
 		struct sheaf_pcs *pcs = &s->hot.pcs[i];
 		n += pcs->main->size;
@@ -675,7 +659,7 @@ size_t _sheaf_pcs_cached_objects(struct kmem_cache *s)
 		if (pcs->rcu_free)
 			n += pcs->rcu_free->size;
 	}
-	pcs_remote_unlock_all(s);
+	_sheaf_pcs_remote_unlock_all(s);
 	for (unsigned int k = 0; k < _sheaf_nr_nodes; k++)
 		n += _sheaf_barn_objects(s->barn[k], NULL, NULL);
 	pthread_mutex_unlock(&s->flush_lock);
@@ -686,7 +670,7 @@ size_t _sheaf_pcs_cached_objects(struct kmem_cache *s)
 void _sheaf_pcs_lock_all(struct kmem_cache *s)
 {
 	pthread_mutex_lock(&s->flush_lock);
-	pcs_remote_lock_all(s);
+	_sheaf_pcs_remote_lock_all(s);
 	for (unsigned int n = 0; n < _sheaf_nr_nodes; n++)
 		pthread_mutex_lock(&s->barn[n]->lock);
 }
@@ -695,6 +679,6 @@ void _sheaf_pcs_unlock_all(struct kmem_cache *s)
 {
 	for (unsigned int n = 0; n < _sheaf_nr_nodes; n++)
 		pthread_mutex_unlock(&s->barn[n]->lock);
-	pcs_remote_unlock_all(s);
+	_sheaf_pcs_remote_unlock_all(s);
 	pthread_mutex_unlock(&s->flush_lock);
 }

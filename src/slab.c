@@ -208,7 +208,10 @@ void _sheaf_discard_slab(struct kmem_cache *s, struct slab *slab,
 	atomic_fetch_sub_explicit(&n->total_objects, s->objects, memory_order_relaxed);
 	stat(s, SHEAF_STAT_FREE_SLAB, slot);
 	__atomic_store_n(&slab->flags, 0, __ATOMIC_RELEASE);
-	_sheaf_pages_free(slab);
+	if (s->flags & SLAB_TYPESAFE_BY_RCU)
+		_sheaf_rcu_free_slab(slab); /* readers may still look inside */
+	else
+		_sheaf_pages_free(slab);
 }
 
 /* Caller holds n->list_lock. */

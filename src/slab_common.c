@@ -10,6 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <sheaf/rcu.h>
+
 #include "internal.h"
 
 pthread_mutex_t _sheaf_slab_mutex = PTHREAD_MUTEX_INITIALIZER;
@@ -239,6 +241,10 @@ SHEAF_EXPORT void kmem_cache_destroy(struct kmem_cache *s)
 {
 	if (!s)
 		return;
+	/* Frees still waiting for a grace period first (the kernel's
+	 * kvfree_rcu_barrier_on_cache()). */
+	if (READ_ONCE(s->rcu_used))
+		kvfree_rcu_barrier_on_cache(s);
 	flush_and_shrink(s);
 	size_t live = slab_objects_inuse(s);
 	if (live) {
@@ -426,6 +432,7 @@ SHEAF_EXPORT void kmem_cache_free_bulk(struct kmem_cache *s, size_t nr, void **p
 static void prefork(void)
 {
 	struct kmem_cache *s;
+	_sheaf_rcu_before_fork();
 	pthread_mutex_lock(&_sheaf_slab_mutex);
 	list_for_each_entry(s, &_sheaf_slab_caches, list) {
 		if (cache_has_sheaves(s))
@@ -453,6 +460,7 @@ static void postfork(bool child)
 			_sheaf_cpu_unlock_all(s);
 	}
 	pthread_mutex_unlock(&_sheaf_slab_mutex);
+	_sheaf_rcu_after_fork(child);
 }
 
 static void postfork_parent(void)

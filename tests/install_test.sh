@@ -18,6 +18,6 @@ libdir=$(pkg-config --variable=libdir libsheaf)
 LD_LIBRARY_PATH=$libdir "$tmp/shared" >/dev/null
 # shellcheck disable=SC2046
 "$cc" "$src/examples/cache.c" $(pkg-config --cflags libsheaf) "$libdir/libsheaf.a" \
-	$(pkg-config --libs-only-other --static libsheaf) -lnuma -lpthread -o "$tmp/static"
+	$(pkg-config --libs --static libsheaf | sed 's/-lsheaf//') -o "$tmp/static"
 "$tmp/static" >/dev/null
 echo "install_test: OK ($libdir)"

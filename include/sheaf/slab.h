@@ -356,6 +356,12 @@ void sheaf_inject_page_failures(long skip, long count);
  */
 int sheaf_test_hold_slot(struct kmem_cache *s, bool hold);
 
+/*
+ * Test hook: make the next `count` allocations of a sheaf fail (count < 0:
+ * all of them; 0: off), to exercise the paths that do without one.
+ */
+void sheaf_inject_sheaf_failures(long count);
+
 /* ------------------------------------------------- inline fast paths */
 
 /*

@@ -61,7 +61,8 @@ extern "C" {
 	X(SHEAF_RETURN_FAST, sheaf_return_fast)           \
 	X(SHEAF_RETURN_SLOW, sheaf_return_slow)           \
 	X(FREE_RCU_SHEAF, free_rcu_sheaf)                 \
-	X(FREE_RCU_SHEAF_FAIL, free_rcu_sheaf_fail)
+	X(FREE_RCU_SHEAF_FAIL, free_rcu_sheaf_fail)                 \
+	X(RCU_SHEAF_RECYCLED, rcu_sheaf_recycled) /* objects back in the barn via RCU */
 
 enum sheaf_stat_item {
 #define SHEAF_STAT_ENUM(e, n) SHEAF_STAT_##e,

@@ -1,0 +1,86 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * <sheaf/rcu.h> - kfree_rcu() and friends, on liburcu.
+ *
+ * libsheaf's RCU engine is liburcu (Debian liburcu-dev), flavor urcu-memb
+ * (liburcu's default flavor).  This header includes <urcu.h>, so a program
+ * gets liburcu's own API under its usual names, not hidden or wrapped:
+ *
+ *   rcu_register_thread() / rcu_unregister_thread()
+ *   rcu_read_lock() / rcu_read_unlock()     readers of RCU-protected data
+ *   synchronize_rcu(), call_rcu(), rcu_barrier()
+ *   struct rcu_head                          embed it for kfree_rcu()
+ *
+ * Link with -lsheaf -lurcu-memb -lurcu-common (pkg-config libsheaf does).
+ *
+ * Rules (liburcu's, and the kernel's):
+ *  - a thread must be registered before its first rcu_read_lock();
+ *  - call_rcu() and kfree_rcu() need a registered thread: libsheaf registers
+ *    a thread that is not registered on its first kfree_rcu() and
+ *    unregisters it when the thread exits; a thread that registers itself
+ *    must do so before its first kfree_rcu();
+ *  - kfree_rcu_mightsleep() may wait for a grace period: never call it
+ *    inside a read-side critical section;
+ *  - kvfree_rcu_barrier(), kvfree_rcu_barrier_on_cache() and
+ *    kmem_cache_destroy() wait for RCU callbacks: never call them from a
+ *    call_rcu() callback or inside a read-side critical section.
+ */
+#ifndef SHEAF_RCU_H
+#define SHEAF_RCU_H
+
+#if defined(RCU_MB) || defined(RCU_SIGNAL) || defined(RCU_QSBR) || defined(RCU_BP)
+#error "libsheaf uses liburcu's urcu-memb flavor: include <sheaf/rcu.h> without selecting another flavor"
+#endif
+#include <urcu.h>
+
+#include <sheaf/slab.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * Free ptr after a grace period.  head: an rcu_head inside the object (the
+ * two-argument form), or NULL (the one-argument form).  ptr NULL: no-op.
+ *
+ * An object of a cache with sheaves goes into the slot's rcu_free sheaf; a
+ * full sheaf is handed to call_rcu() whole and, after the grace period,
+ * becomes a full sheaf in the barn: its objects are allocated again without
+ * going back to their slabs.  Without a sheaf (other caches, kmalloc, no
+ * sheaf to be had, slot busy): call_rcu() on head, or, without a head, a
+ * batch of pointers freed after one grace period, or as a last resort
+ * synchronize_rcu() and an immediate free.  A pointer that is not libsheaf
+ * memory is reported and the process aborts.
+ */
+void sheaf_kvfree_call_rcu(struct rcu_head *head, void *ptr);
+
+#define kfree_rcu(ptr, rhf)                                                    \
+	do {                                                                   \
+		__typeof__(ptr) ___p = (ptr);                                  \
+		if (___p)                                                      \
+			sheaf_kvfree_call_rcu(&___p->rhf, (void *)___p);       \
+	} while (0)
+#define kvfree_rcu(ptr, rhf) kfree_rcu(ptr, rhf)
+#define kfree_rcu_mightsleep(ptr) sheaf_kvfree_call_rcu(NULL, (void *)(ptr))
+#define kvfree_rcu_mightsleep(ptr) kfree_rcu_mightsleep(ptr)
+
+/*
+ * Wait until every kfree_rcu() issued before the call has freed its object:
+ * partly filled rcu_free sheaves of every slot (and the pending pointer
+ * batch) are submitted, then rcu_barrier() waits for all callbacks.
+ */
+void kvfree_rcu_barrier(void);
+
+/* The same for the objects of one cache (kmem_cache_destroy() calls it). */
+void kvfree_rcu_barrier_on_cache(struct kmem_cache *s);
+
+/*
+ * Objects of s that came back through RCU as whole sheaves and were put in
+ * the barn for allocation (never returned to their slabs), since creation.
+ */
+size_t sheaf_rcu_recycled_objects(struct kmem_cache *s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SHEAF_RCU_H */

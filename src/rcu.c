@@ -1,0 +1,332 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * rcu.c - kfree_rcu(): RCU-deferred frees batched in sheaves, on liburcu
+ * (flavor urcu-memb).
+ *
+ * Objects of a cache with sheaves go into the slot's rcu_free sheaf (the
+ * empty spare, else an empty sheaf from the barn, else a new one allocated
+ * with GFP_NOWAIT).  A full rcu_free sheaf is handed to call_rcu() whole,
+ * before the slot is unlocked, so that a barrier that takes the slot next
+ * cannot miss it.  After the grace period rcu_free_sheaf() puts it into the
+ * barn of the node it was filled on as a full sheaf: its objects serve
+ * allocations without ever going back to their slabs.  If the barn holds
+ * its limit of full sheaves, the objects go to their slabs and the empty
+ * sheaf is kept (barn) or freed.
+ *
+ * Everything else takes the per-object path: call_rcu() on the object's own
+ * rcu_head (two-argument form), or a batch of pointers freed after one
+ * grace period (one-argument form), or synchronize_rcu() then free.
+ *
+ * SLAB_TYPESAFE_BY_RCU caches hand an empty slab's pages to call_rcu():
+ * its memory may still be read by readers that found a pointer into it, so
+ * it goes back to the page layer only after a grace period.
+ *
+ * liburcu asks call_rcu() callers to be registered threads: the read-side
+ * lock it takes protects only the lookup of per-CPU call_rcu helper data,
+ * which libsheaf never creates or frees (it uses the default helper
+ * thread), so its own calls are correct from any thread.  Programs that
+ * create per-CPU helpers must register every thread that frees through
+ * RCU (docs/RCU.md).
+ *
+ * Lock order: slot lock -> (call_rcu: liburcu's queue, lock-free) ; the
+ * callbacks run on liburcu's helper thread and take barn and node locks
+ * like any other thread, never a slot lock.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <urcu.h>
+
+#include "internal.h"
+
+_Static_assert(sizeof(struct rcu_head) <= sizeof(((struct slab_sheaf *)0)->_link),
+	       "a sheaf's link must hold a struct rcu_head");
+_Static_assert(sizeof(struct rcu_head) <= sizeof(struct list_head),
+	       "a slab's list link must hold a struct rcu_head");
+
+static inline struct rcu_head *sheaf_rcu_head(struct slab_sheaf *sheaf)
+{
+	return (struct rcu_head *)(void *)sheaf->_link;
+}
+
+static inline struct slab_sheaf *rcu_head_sheaf(struct rcu_head *head)
+{
+	return (struct slab_sheaf *)(void *)head;
+}
+
+/* --------------------------------------------------- sheaf callbacks */
+
+/*
+ * After the grace period: recycle the sheaf into its node's barn as a full
+ * sheaf, or (barn at its limit) give the objects to their slabs.
+ */
+static void rcu_free_sheaf(struct rcu_head *head)
+{
+	struct slab_sheaf *sheaf = rcu_head_sheaf(head);
+	struct kmem_cache *s = sheaf->cache;
+	struct node_barn *barn = s->barn[sheaf->node];
+	unsigned int slot = sheaf_slot();
+
+	if (sheaf->size && READ_ONCE(barn->nr_full) < MAX_FULL_SHEAVES) {
+		size_t n = sheaf->size;
+		_sheaf_barn_put_full(barn, sheaf);
+		stat(s, SHEAF_STAT_BARN_PUT, slot);
+		stat_add(s, SHEAF_STAT_RCU_SHEAF_RECYCLED, slot, n);
+		atomic_fetch_add_explicit(&s->rcu_recycled, n, memory_order_relaxed);
+		return;
+	}
+	if (sheaf->size)
+		stat(s, SHEAF_STAT_BARN_PUT_FAIL, slot);
+	_sheaf_flush_sheaf(s, sheaf, SHEAF_STAT_SHEAF_FLUSH_OTHER, slot);
+	if (!_sheaf_barn_put_empty(barn, sheaf, false))
+		_sheaf_free_sheaf(s, sheaf, slot);
+}
+
+/* After the grace period, on a flush path: objects to slabs, sheaf freed. */
+static void rcu_free_sheaf_nobarn(struct rcu_head *head)
+{
+	struct slab_sheaf *sheaf = rcu_head_sheaf(head);
+	struct kmem_cache *s = sheaf->cache;
+	unsigned int slot = sheaf_slot();
+
+	_sheaf_flush_sheaf(s, sheaf, SHEAF_STAT_SHEAF_FLUSH_OTHER, slot);
+	_sheaf_free_sheaf(s, sheaf, slot);
+}
+
+/*
+ * Hand an rcu_free sheaf to RCU.  recycle: into the barn after the grace
+ * period; else (flush paths) to slabs.  An empty sheaf is just kept or
+ * freed.
+ */
+void _sheaf_rcu_submit_sheaf(struct kmem_cache *s, struct slab_sheaf *sheaf,
+			     bool recycle, unsigned int slot)
+{
+	if (!sheaf->size) {
+		_sheaf_offer_empty(s, sheaf, slot);
+		return;
+	}
+	sheaf->node = sheaf_node();
+	call_rcu(sheaf_rcu_head(sheaf), recycle ? rcu_free_sheaf : rcu_free_sheaf_nobarn);
+}
+
+/*
+ * The sheaf path of kfree_rcu (the kernel's __kfree_rcu_sheaf): false when
+ * the slot is busy or no sheaf can be had; the caller then takes the
+ * per-object path.
+ */
+static bool kfree_rcu_sheaf(struct kmem_cache *s, void *obj)
+{
+	unsigned int slot, cap = s->hot.sheaf_capacity;
+	struct sheaf_pcs *pcs = sheaf_pcs_trylock(s, &slot);
+	if (!pcs)
+		return false;
+	struct slab_sheaf *rf = pcs->rcu_free;
+	if (!rf) {
+		if (pcs->spare && pcs->spare->size == 0) {
+			rf = pcs->spare;
+			pcs->spare = NULL;
+		} else {
+			rf = _sheaf_barn_get_empty(sheaf_local_barn(s));
+		}
+		if (!rf) {
+			sheaf_pcs_unlock(pcs);
+			struct slab_sheaf *empty = _sheaf_alloc_sheaf(s, GFP_NOWAIT, cap, slot);
+			if (!empty)
+				return false;
+			pcs = sheaf_pcs_trylock(s, &slot);
+			if (!pcs) {
+				_sheaf_offer_empty(s, empty, sheaf_slot());
+				return false;
+			}
+			if (pcs->rcu_free) { /* installed meanwhile */
+				_sheaf_offer_empty(s, empty, slot);
+				rf = pcs->rcu_free;
+			} else {
+				rf = empty;
+			}
+		}
+		pcs->rcu_free = rf;
+	}
+	rf->objects[rf->size++] = obj;
+	if (rf->size >= cap) {
+		pcs->rcu_free = NULL;
+		/* Submitted under the slot lock: a barrier cannot miss it. */
+		_sheaf_rcu_submit_sheaf(s, rf, true, slot);
+	}
+	sheaf_pcs_unlock(pcs);
+	stat(s, SHEAF_STAT_FREE_RCU_SHEAF, slot);
+	return true;
+}
+
+/* ------------------------------------------------- per-object paths */
+
+static void kfree_rcu_cb(struct rcu_head *head)
+{
+	kfree(_sheaf_obj_start(head));
+}
+
+/*
+ * The one-argument form without a sheaf: pointers collected in a batch
+ * that is handed to call_rcu() when full (or by a barrier).
+ */
+#define PTR_BATCH 508
+struct ptr_batch {
+	struct rcu_head rcu;
+	size_t n;
+	void *ptrs[PTR_BATCH];
+};
+
+static pthread_mutex_t batch_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct ptr_batch *cur_batch;
+
+static void ptr_batch_cb(struct rcu_head *head)
+{
+	struct ptr_batch *b = (struct ptr_batch *)(void *)head;
+	for (size_t i = 0; i < b->n; i++)
+		kfree(b->ptrs[i]);
+	kfree(b);
+}
+
+/* Caller holds batch_lock. */
+static void batch_submit_locked(void)
+{
+	if (cur_batch && cur_batch->n) {
+		call_rcu(&cur_batch->rcu, ptr_batch_cb);
+		cur_batch = NULL;
+	}
+}
+
+static bool batch_add(void *ptr)
+{
+	pthread_mutex_lock(&batch_lock);
+	if (!cur_batch) {
+		cur_batch = _sheaf_kmalloc_internal(sizeof(*cur_batch), GFP_NOWAIT);
+		if (!cur_batch) {
+			pthread_mutex_unlock(&batch_lock);
+			return false;
+		}
+		cur_batch->n = 0;
+	}
+	cur_batch->ptrs[cur_batch->n++] = ptr;
+	if (cur_batch->n == PTR_BATCH)
+		batch_submit_locked();
+	pthread_mutex_unlock(&batch_lock);
+	return true;
+}
+
+SHEAF_EXPORT void sheaf_kvfree_call_rcu(struct rcu_head *head, void *ptr)
+{
+	if (!ptr)
+		return;
+	sheaf_init();
+	struct slab *slab = virt_to_slab(ptr);
+	if (slab && (desc_flags(slab) & PG_SLAB)) {
+		slab = _sheaf_check_object(NULL, ptr, "kfree_rcu",
+					   __builtin_return_address(0));
+		struct kmem_cache *s = slab->slab_cache;
+		if (!READ_ONCE(s->rcu_used))
+			WRITE_ONCE(s->rcu_used, true);
+		if (cache_has_sheaves(s) &&
+		    (_sheaf_nr_nodes == 1 || slab->node == sheaf_node())) {
+			if (kfree_rcu_sheaf(s, ptr))
+				return;
+			stat(s, SHEAF_STAT_FREE_RCU_SHEAF_FAIL, sheaf_slot());
+		}
+	} else if (!_sheaf_obj_start(ptr) || _sheaf_obj_start(ptr) != ptr) {
+		_sheaf_report_invalid("kfree_rcu", "invalid pointer", ptr, NULL,
+				      __builtin_return_address(0));
+	}
+	if (head) {
+		call_rcu(head, kfree_rcu_cb);
+		return;
+	}
+	if (batch_add(ptr))
+		return;
+	synchronize_rcu();
+	kfree(ptr);
+}
+
+/* ------------------------------------------------------------ barriers */
+
+/* Submit the partly filled rcu_free sheaves of every slot of s. */
+static void submit_rcu_sheaves(struct kmem_cache *s)
+{
+	if (!cache_has_sheaves(s))
+		return;
+	pthread_mutex_lock(&s->flush_lock);
+	_sheaf_pcs_remote_lock_all(s);
+	for (unsigned int i = 0; i < _sheaf_nr_slots; i++) {
+		struct sheaf_pcs *pcs = &s->hot.pcs[i];
+		struct slab_sheaf *rf = pcs->rcu_free;
+		if (rf) {
+			pcs->rcu_free = NULL;
+			_sheaf_rcu_submit_sheaf(s, rf, true, i);
+		}
+	}
+	_sheaf_pcs_remote_unlock_all(s);
+	pthread_mutex_unlock(&s->flush_lock);
+}
+
+static void submit_batch(void)
+{
+	pthread_mutex_lock(&batch_lock);
+	batch_submit_locked();
+	pthread_mutex_unlock(&batch_lock);
+}
+
+SHEAF_EXPORT void kvfree_rcu_barrier_on_cache(struct kmem_cache *s)
+{
+	if (!s)
+		return;
+	submit_rcu_sheaves(s);
+	submit_batch();
+	rcu_barrier();
+}
+
+SHEAF_EXPORT void kvfree_rcu_barrier(void)
+{
+	struct kmem_cache *s;
+	sheaf_init();
+	pthread_mutex_lock(&_sheaf_slab_mutex);
+	list_for_each_entry(s, &_sheaf_slab_caches, list)
+		submit_rcu_sheaves(s);
+	pthread_mutex_unlock(&_sheaf_slab_mutex);
+	submit_batch();
+	rcu_barrier();
+}
+
+SHEAF_EXPORT size_t sheaf_rcu_recycled_objects(struct kmem_cache *s)
+{
+	return s ? atomic_load_explicit(&s->rcu_recycled, memory_order_relaxed) : 0;
+}
+
+/* ------------------------------------------- SLAB_TYPESAFE_BY_RCU slabs */
+
+static void free_slab_rcu(struct rcu_head *head)
+{
+	struct slab *slab = container_of((struct list_head *)(void *)head,
+					 struct slab, slab_list);
+	_sheaf_pages_free(slab);
+}
+
+/* An empty slab of a SLAB_TYPESAFE_BY_RCU cache: pages back after a GP. */
+void _sheaf_rcu_free_slab(struct slab *slab)
+{
+	call_rcu((struct rcu_head *)(void *)&slab->slab_list, free_slab_rcu);
+}
+
+/* ----------------------------------------------------------------- fork */
+
+/* liburcu's helper threads are paused around fork() and restarted after. */
+void _sheaf_rcu_before_fork(void)
+{
+	call_rcu_before_fork();
+}
+
+void _sheaf_rcu_after_fork(bool child)
+{
+	if (child)
+		call_rcu_after_fork_child();
+	else
+		call_rcu_after_fork_parent();
+}

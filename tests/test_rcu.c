@@ -1,0 +1,339 @@
+/*
+ * test_rcu.c - kfree_rcu(): grace periods respected, sheaves recycled,
+ * barriers, destroy with frees pending, fork, SLAB_TYPESAFE_BY_RCU, and the
+ * fallback paths when no sheaf can be had.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include <sheaf/rcu.h>
+#include <sheaf/slab.h>
+
+#include "test_util.h"
+
+struct node {
+	uint64_t id;       /* unique per allocation */
+	uint64_t check;    /* ~id */
+	struct rcu_head rcu;
+	char payload[72];
+};
+
+#define ST(c, x) sheaf_stats_get((c), SHEAF_STAT_##x)
+
+/* ================================================ readers and writers */
+
+#define NSLOTS 64
+static struct node *slots[NSLOTS]; /* RCU-protected (liburcu accessors) */
+static struct kmem_cache *rw_cache;
+static atomic_bool rw_stop;
+static atomic_ulong reads, reuses_seen, writes;
+static atomic_ulong next_id = 1;
+
+static void *writer(void *arg)
+{
+	uint64_t rng = (uintptr_t)arg * 2654435761u + 1;
+	rcu_register_thread();
+	while (!atomic_load(&rw_stop)) {
+		struct node *n = kmem_cache_alloc(rw_cache, GFP_KERNEL);
+		assert_non_null(n);
+		n->id = atomic_fetch_add(&next_id, 1);
+		n->check = ~n->id;
+		memset(n->payload, (int)(n->id & 0xff), sizeof(n->payload));
+		unsigned i = (unsigned)rng_below(&rng, NSLOTS);
+		struct node *old = rcu_xchg_pointer(&slots[i], n);
+		if (old)
+			kfree_rcu(old, rcu);
+		atomic_fetch_add(&writes, 1);
+	}
+	rcu_unregister_thread();
+	return NULL;
+}
+
+/* Hold each object for a while and check it never changes under us. */
+static void *reader(void *arg)
+{
+	uint64_t rng = (uintptr_t)arg * 40503u + 7;
+	rcu_register_thread();
+	while (!atomic_load(&rw_stop)) {
+		rcu_read_lock();
+		struct node *n = rcu_dereference(slots[rng_below(&rng, NSLOTS)]);
+		if (n) {
+			uint64_t id = __atomic_load_n(&n->id, __ATOMIC_RELAXED);
+			for (int k = 0; k < 200; k++) {
+				uint64_t a = __atomic_load_n(&n->id, __ATOMIC_RELAXED);
+				uint64_t b = __atomic_load_n(&n->check, __ATOMIC_RELAXED);
+				unsigned char c = __atomic_load_n(&n->payload[k % 72],
+								  __ATOMIC_RELAXED);
+				if (a != id || b != ~id || c != (unsigned char)(id & 0xff)) {
+					atomic_fetch_add(&reuses_seen, 1);
+					break;
+				}
+			}
+			atomic_fetch_add(&reads, 1);
+		}
+		rcu_read_unlock();
+	}
+	rcu_unregister_thread();
+	return NULL;
+}
+
+static void test_readers_writers(void **state)
+{
+	struct kmem_cache_args args = { .sheaf_capacity = 8 };
+	rw_cache = kmem_cache_create("rcu-rw", sizeof(struct node), &args, 0);
+	assert_non_null(rw_cache);
+	pthread_t w[2], r[2];
+	for (int i = 0; i < 2; i++) {
+		pthread_create(&w[i], NULL, writer, (void *)(uintptr_t)(i + 1));
+		pthread_create(&r[i], NULL, reader, (void *)(uintptr_t)(i + 1));
+	}
+	usleep(1000 * 1000);
+	atomic_store(&rw_stop, true);
+	for (int i = 0; i < 2; i++) {
+		pthread_join(w[i], NULL);
+		pthread_join(r[i], NULL);
+	}
+	print_message("%lu writes, %lu held reads, %zu objects recycled through RCU\n",
+		      atomic_load(&writes), atomic_load(&reads),
+		      sheaf_rcu_recycled_objects(rw_cache));
+	assert_int_equal(atomic_load(&reuses_seen), 0);
+	assert_true(atomic_load(&reads) > 0);
+	/* The sheaf path ran and its sheaves came back for allocation. */
+	assert_true(sheaf_rcu_recycled_objects(rw_cache) > 0);
+	for (int i = 0; i < NSLOTS; i++) {
+		struct node *n = rcu_xchg_pointer(&slots[i], NULL);
+		if (n)
+			kfree_rcu(n, rcu);
+	}
+	kvfree_rcu_barrier_on_cache(rw_cache);
+	assert_int_equal(sheaf_cache_objects_inuse(rw_cache), 0);
+	kmem_cache_destroy(rw_cache);
+}
+
+/* ===================================================== barriers & paths */
+
+static struct kmem_cache *make(const char *name, unsigned int cap, slab_flags_t f)
+{
+	struct kmem_cache_args args;
+	memset(&args, 0, sizeof(args));
+	args.sheaf_capacity = cap;
+	struct kmem_cache *s = kmem_cache_create(name, sizeof(struct node), &args, f);
+	assert_non_null(s);
+	return s;
+}
+
+/* Every form on every kind of object; the barriers see all of them done. */
+static void test_barriers(void **state)
+{
+	struct kmem_cache *sh = make("rcu-bar-sheaf", 8, 0);
+	struct kmem_cache *cl = make("rcu-bar-classic", 0, 0);
+	enum { N = 300 };
+	for (int i = 0; i < N; i++) {
+		struct node *a = kmem_cache_alloc(sh, GFP_KERNEL);
+		struct node *b = kmem_cache_alloc(cl, GFP_KERNEL);
+		struct node *k = kmalloc(sizeof(struct node) + (size_t)(i % 5) * 1000,
+					 GFP_KERNEL);
+		assert_non_null(a);
+		assert_non_null(b);
+		assert_non_null(k);
+		if (i % 2) {
+			kfree_rcu(a, rcu);
+			kfree_rcu(b, rcu);
+			kfree_rcu(k, rcu);
+		} else {
+			kfree_rcu_mightsleep(a);
+			kfree_rcu_mightsleep(b);
+			kvfree_rcu_mightsleep(k);
+		}
+	}
+	/* Partly filled rcu_free sheaves hold objects until a barrier. */
+	kvfree_rcu_barrier_on_cache(sh);
+	assert_int_equal(sheaf_cache_objects_inuse(sh), 0);
+	kvfree_rcu_barrier();
+	assert_int_equal(sheaf_cache_objects_inuse(cl), 0);
+	assert_int_equal(kmem_cache_shrink(sh), 0);
+	assert_int_equal(kmem_cache_shrink(cl), 0);
+	assert_int_equal(sheaf_cache_slabs(sh), 0);
+	assert_int_equal(sheaf_cache_slabs(cl), 0);
+	kfree_rcu((struct node *)NULL, rcu); /* no-op */
+	kmem_cache_destroy(sh);
+	kmem_cache_destroy(cl);
+}
+
+/* Destroy right after kfree_rcu: the destroy waits, prints nothing. */
+static void test_destroy_pending(void **state)
+{
+	for (int round = 0; round < 4; round++) {
+		struct kmem_cache *s = make("rcu-destroy", round % 2 ? 0 : 4, 0);
+		for (int i = 0; i < 1000; i++) {
+			struct node *n = kmem_cache_alloc(s, GFP_KERNEL);
+			assert_non_null(n);
+			kfree_rcu(n, rcu);
+		}
+		struct err_capture cap;
+		capture_begin(&cap);
+		kmem_cache_destroy(s);
+		capture_end(&cap);
+		if (cap.len)
+			fail_msg("destroy with frees pending printed: %s", cap.text);
+	}
+}
+
+/* No sheaf to be had: every kfree_rcu takes the per-object path. */
+static void test_sheaf_alloc_failure(void **state)
+{
+	sheaf_stats_enable(true);
+	struct kmem_cache *s = make("rcu-nosheaf", 4, 0);
+	enum { N = 200 };
+	struct node *p[N];
+	for (int i = 0; i < N; i++)
+		assert_non_null(p[i] = kmem_cache_alloc(s, GFP_KERNEL));
+	/* Leave no empty sheaf in the slot or the barn either. */
+	assert_int_equal(kmem_cache_shrink(s), 0);
+	sheaf_stats_reset(s);
+	sheaf_inject_sheaf_failures(-1);
+	for (int i = 0; i < N; i++) {
+		if (i % 2)
+			kfree_rcu(p[i], rcu);
+		else
+			kfree_rcu_mightsleep(p[i]);
+	}
+	sheaf_inject_sheaf_failures(0);
+	assert_int_equal(ST(s, FREE_RCU_SHEAF_FAIL) + ST(s, FREE_RCU_SHEAF), N);
+	assert_true(ST(s, FREE_RCU_SHEAF_FAIL) > 0);
+	kvfree_rcu_barrier();
+	assert_int_equal(sheaf_cache_objects_inuse(s), 0);
+	sheaf_stats_enable(false);
+	kmem_cache_destroy(s);
+}
+
+/* A held slot: the per-object path, and the counters say so. */
+static void test_slot_busy(void **state)
+{
+	cpu_set_t set;
+	CPU_ZERO(&set);
+	CPU_SET(0, &set);
+	sched_setaffinity(0, sizeof(set), &set);
+	sheaf_stats_enable(true);
+	struct kmem_cache *s = make("rcu-busy", 4, 0);
+	struct node *n = kmem_cache_alloc(s, GFP_KERNEL);
+	assert_non_null(n);
+	sheaf_stats_reset(s);
+	assert_int_equal(sheaf_test_hold_slot(s, true), 0);
+	kfree_rcu(n, rcu);
+	assert_int_equal(sheaf_test_hold_slot(s, false), 0);
+	assert_int_equal(ST(s, FREE_RCU_SHEAF_FAIL), 1);
+	assert_int_equal(ST(s, FREE_RCU_SHEAF), 0);
+	kvfree_rcu_barrier();
+	assert_int_equal(sheaf_cache_objects_inuse(s), 0);
+	sheaf_stats_enable(false);
+	kmem_cache_destroy(s);
+	CPU_ZERO(&set);
+	for (int i = 0; i < CPU_SETSIZE && i < 64; i++)
+		CPU_SET(i, &set);
+	sched_setaffinity(0, sizeof(set), &set);
+}
+
+/* Fork with frees pending: the child allocates, frees and kfree_rcu's. */
+static void test_fork(void **state)
+{
+	struct kmem_cache *s = make("rcu-fork", 8, 0);
+	for (int i = 0; i < 500; i++) {
+		struct node *n = kmem_cache_alloc(s, GFP_KERNEL);
+		assert_non_null(n);
+		kfree_rcu(n, rcu);
+	}
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		/* The child's only thread was registered by the parent's main(). */
+		for (int i = 0; i < 2000; i++) {
+			struct node *n = kmem_cache_alloc(s, GFP_KERNEL);
+			if (!n)
+				_exit(2);
+			if (i % 3)
+				kfree_rcu(n, rcu);
+			else
+				kmem_cache_free(s, n);
+		}
+		kvfree_rcu_barrier();
+		if (sheaf_cache_objects_inuse(s) != 0)
+			_exit(3);
+		_exit(0);
+	}
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	kvfree_rcu_barrier();
+	assert_int_equal(sheaf_cache_objects_inuse(s), 0);
+	kmem_cache_destroy(s);
+}
+
+/*
+ * SLAB_TYPESAFE_BY_RCU: an object may be reused at once, but an empty
+ * slab's pages go back to the page layer only after a grace period.
+ */
+static void test_typesafe_by_rcu(void **state)
+{
+	struct kmem_cache *s = make("rcu-typesafe", 0, SLAB_TYPESAFE_BY_RCU);
+	void *a = kmem_cache_alloc(s, GFP_KERNEL);
+	kmem_cache_free(s, a);
+	void *b = kmem_cache_alloc(s, GFP_KERNEL);
+	assert_ptr_equal(a, b); /* immediate reuse */
+	kmem_cache_free(s, b);
+
+	enum { N = 20000 };
+	void **p = calloc(N, sizeof(*p));
+	assert_non_null(p);
+	for (int i = 0; i < N; i++)
+		assert_non_null(p[i] = kmem_cache_alloc(s, GFP_KERNEL));
+	struct sheaf_page_info full, freed, after;
+	sheaf_page_info(&full);
+	rcu_read_lock(); /* a reader holds a pointer into a slab */
+	struct node *held = p[N / 2];
+	for (int i = 0; i < N; i++)
+		kmem_cache_free(s, p[i]);
+	assert_int_equal(kmem_cache_shrink(s), 0);
+	assert_int_equal(sheaf_cache_slabs(s), 0);
+	sheaf_page_info(&freed);
+	/* The slabs left the cache but their pages wait for the reader. */
+	assert_true(freed.used_pages >= full.used_pages - 2);
+	volatile uint64_t v = held->id; /* still mapped and readable */
+	(void)v;
+	rcu_read_unlock();
+	rcu_barrier();
+	sheaf_page_info(&after);
+	assert_true(after.used_pages < freed.used_pages);
+	free(p);
+	kmem_cache_destroy(s);
+}
+
+int main(void)
+{
+	rcu_register_thread();
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_readers_writers),
+		cmocka_unit_test(test_barriers),
+		cmocka_unit_test(test_destroy_pending),
+		cmocka_unit_test(test_sheaf_alloc_failure),
+		cmocka_unit_test(test_slot_busy),
+		cmocka_unit_test(test_fork),
+		cmocka_unit_test(test_typesafe_by_rcu),
+	};
+	int r = cmocka_run_group_tests(tests, NULL, NULL);
+	rcu_unregister_thread();
+	return r;
+}
