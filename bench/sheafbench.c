@@ -5,9 +5,12 @@
  *              [--iters N] [--csv PATH]          (--help for details)
  *
  * Contenders:
- *   sheaf     kmem_cache_alloc/free, cache created with sheaf_capacity = 32:
- *             the per-CPU sheaves path (classic until sheaves land; the
- *             output prints the capacity the cache reports);
+ *   sheaf     kmem_cache_alloc/free, cache created with the kernel's automatic
+ *             sheaf capacity for the object size (sheaf_auto_capacity(): 60
+ *             for 64-byte objects, 28 for 256): the per-CPU sheaves path,
+ *             inline rseq fast paths, the default checked free;
+ *   sheaf-trust  the same with SHEAF_TRUST_FREE's inline free (the kernel's
+ *             kmem_cache_free() trusts its cache argument);
  *   classic   the same with sheaf_capacity = 0: classic SLUB per-CPU
  *             freelist with its (freelist, tid) cmpxchg16b fast path;
  *   glibc     malloc/free, no LD_PRELOAD;
@@ -33,6 +36,12 @@
  *             the same cache, threads pinned to distinct CPUs: fast path
  *             scaling.  ns per op of one thread (wall / per-thread ops), and
  *             Mops/s of all threads in a table of its own.
+ *   rcu       Allocate a 64-byte object and free it through RCU, at full
+ *             speed (one thread, plus liburcu's callback thread): libsheaf
+ *             sheaves use kfree_rcu(), the classic cache call_rcu() +
+ *             kmem_cache_free(), the peers call_rcu() + free().  Time includes
+ *             the final barrier; also peak RSS and the share of allocations
+ *             served from sheaves recycled through RCU.
  *
  * Method.  Every (contender, workload, repetition) is one child process,
  * this program re-executed with "--child=NAME"; children run strictly one
@@ -73,6 +82,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sys/resource.h>
+
+#include <sheaf/rcu.h>
 #include <sheaf/slab.h>
 
 #ifndef SHEAFBENCH_RESULTS_DIR
@@ -106,11 +118,12 @@ struct contender {
 };
 
 static const struct contender contenders[] = {
-	{ "sheaf",    K_SLAB,   32, NULL, NULL },
+	/* sheaf_capacity 1: the kernel's automatic capacity for the size */
+	{ "sheaf",    K_SLAB,   1, NULL, NULL },
 	{ "classic",  K_SLAB,   0,  NULL, NULL },
 	/* sheaf with the kernel's trusting kmem_cache_free() (SHEAF_TRUST_FREE:
 	 * no check that the object belongs to the cache on the inline path) */
-	{ "sheaf-trust", K_SLAB_TRUST, 32, NULL, NULL },
+	{ "sheaf-trust", K_SLAB_TRUST, 1, NULL, NULL },
 	{ "glibc",    K_MALLOC, 0,  NULL, NULL },
 	{ "jemalloc", K_MALLOC, 0,  LIBDIR "libjemalloc.so.2", "libjemalloc" },
 	{ "tcmalloc", K_MALLOC, 0,  LIBDIR "libtcmalloc_minimal.so.4", "libtcmalloc" },
@@ -120,7 +133,7 @@ static const struct contender contenders[] = {
 #define C_SHEAF 0
 #define C_FIRST_PEER 3
 
-enum wtype { W_HOT, W_BATCH_LIFO, W_BATCH_FIFO, W_REMOTE, W_THREADS };
+enum wtype { W_HOT, W_BATCH_LIFO, W_BATCH_FIFO, W_REMOTE, W_THREADS, W_RCU };
 
 struct workload {
 	const char *name;
@@ -138,6 +151,7 @@ static const struct workload workloads[] = {
 	{ "remote",     W_REMOTE,     64,  2, REMOTE_DIV },
 	{ "hot-64-t1",  W_THREADS,    64,  1, 1 },
 	{ "hot-64-t2",  W_THREADS,    64,  2, 1 },
+	{ "rcu",        W_RCU,        64,  1, REMOTE_DIV },
 };
 #define NW ((int)(sizeof(workloads) / sizeof(workloads[0])))
 
@@ -445,6 +459,65 @@ static double run_remote(struct team *t)
 
 /* ------------------------------------------------------------ child */
 
+/*
+ * rcu: allocate an object and free it through RCU, at full speed.  libsheaf
+ * with sheaves: kfree_rcu() (rcu_free sheaves, recycled into the barn).
+ * classic: the same cache without sheaves, call_rcu() + kmem_cache_free()
+ * per object.  Peers: call_rcu() + free() per object.  The time includes
+ * the barrier that waits for the last callbacks.  Also reports the peak
+ * resident memory and the share of allocations served by recycled sheaves.
+ */
+struct rnode {
+	struct rcu_head rcu;
+	char payload[48];
+};
+static struct kmem_cache *rcu_cache;
+
+static void rnode_cache_free(struct rcu_head *h)
+{
+	kmem_cache_free(rcu_cache, caa_container_of(h, struct rnode, rcu));
+}
+
+static void rnode_free(struct rcu_head *h)
+{
+	free(caa_container_of(h, struct rnode, rcu));
+}
+
+static double run_rcu(const struct contender *ct, struct ctx c, uint64_t n)
+{
+	uint64_t warm = warmup_of(n), total = warm + n, t0 = 0;
+	bool sheaves = ct->kind != K_MALLOC && ct->sheaf_capacity;
+	rcu_cache = c.cache;
+	rcu_register_thread();
+	for (uint64_t i = 0; i < total; i++) {
+		if (i == warm)
+			t0 = now_ns();
+		if (sheaves) {
+			struct rnode *o = use(kmem_cache_alloc(c.cache, GFP_KERNEL));
+			kfree_rcu(o, rcu);
+		} else if (ct->kind != K_MALLOC) {
+			struct rnode *o = use(kmem_cache_alloc(c.cache, GFP_KERNEL));
+			call_rcu(&o->rcu, rnode_cache_free);
+		} else {
+			struct rnode *o = use(malloc(c.size));
+			call_rcu(&o->rcu, rnode_free);
+		}
+	}
+	if (sheaves)
+		kvfree_rcu_barrier();
+	else
+		rcu_barrier();
+	uint64_t t1 = now_ns();
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	printf("M %ld\n", ru.ru_maxrss);
+	if (sheaves)
+		printf("Y %.4f\n", (double)sheaf_rcu_recycled_objects(c.cache) /
+			       (double)total);
+	rcu_unregister_thread();
+	return (double)(t1 - t0) / (double)n;
+}
+
 static int child_main(int ci, int wi, uint64_t iters)
 {
 	const struct contender *ct = &contenders[ci];
@@ -471,7 +544,7 @@ static int child_main(int ci, int wi, uint64_t iters)
 		struct kmem_cache_args args = { 0 };
 		char name[64];
 
-		args.sheaf_capacity = ct->sheaf_capacity;
+		args.sheaf_capacity = ct->sheaf_capacity ? sheaf_auto_capacity(wl->size) : 0;
 		snprintf(name, sizeof(name), "bench-%s", wl->name);
 		c.cache = kmem_cache_create(name, wl->size, &args, 0);
 		if (!c.cache) {
@@ -488,6 +561,9 @@ static int child_main(int ci, int wi, uint64_t iters)
 	case W_BATCH_LIFO:
 	case W_BATCH_FIFO:
 		ns = run_batch(im, c, n, wl->type == W_BATCH_FIFO);
+		break;
+	case W_RCU:
+		ns = run_rcu(ct, c, n);
 		break;
 	case W_REMOTE:
 	case W_THREADS: {
@@ -530,7 +606,7 @@ static void print_memory_burst(void)
 	printf("|---|---:|---:|---:|---:|---:|\n");
 	for (int k = 0; k < 2; k++) {
 		struct kmem_cache_args args = { 0 };
-		args.sheaf_capacity = k == 0 ? 32 : 0;
+		args.sheaf_capacity = k == 0 ? sheaf_auto_capacity(64) : 0;
 		struct kmem_cache *c = kmem_cache_create(k == 0 ? "burst-sheaf" : "burst-classic",
 							 64, &args, 0);
 		if (!c)
@@ -563,6 +639,8 @@ static struct cell {
 	bool failed;
 } cells[NW][NC];
 static double med[NW][NC];		/* medians, -1: none */
+static long peak_rss_kb[NW][NC];	/* largest of the reps (rcu) */
+static double recycled_share[NW][NC] = { { -1 } }; /* last rep (rcu) */
 static char stats_text[16384], notes[8192];
 static unsigned int sheaf_capacity_seen = UINT32_MAX, failures;
 
@@ -645,6 +723,12 @@ static bool run_child(const char *exe, int ci, int wi, uint64_t iters,
 			got = sscanf(line + 2, "%lf", ns) == 1 && *ns > 0;
 		} else if (line[0] == 'E' && line[1] == ' ') {
 			snprintf(err, errlen, "%s", line + 2);
+		} else if (line[0] == 'M' && line[1] == ' ') {
+			long kb = strtol(line + 2, NULL, 10);
+			if (kb > peak_rss_kb[wi][ci])
+				peak_rss_kb[wi][ci] = kb;
+		} else if (line[0] == 'Y' && line[1] == ' ') {
+			recycled_share[wi][ci] = strtod(line + 2, NULL);
 		} else if (line[0] == 'C' && line[1] == ' ' && ci == C_SHEAF) {
 			sheaf_capacity_seen = (unsigned int)strtoul(line + 2, NULL, 10);
 		}
@@ -836,6 +920,31 @@ static void print_tables(void)
 		}
 		printf("\n");
 	}
+
+	for (int wi = 0; wi < NW; wi++) {
+		if (!wsel[wi] || workloads[wi].type != W_RCU)
+			continue;
+		printf("\n### rcu: frees through RCU (libsheaf sheaves: kfree_rcu; "
+		       "classic: call_rcu + kmem_cache_free; peers: call_rcu + free)\n\n");
+		printf("| contender | ns/object | Mobjects/s | peak RSS MiB | "
+		       "allocations from recycled sheaves | throughput vs classic |\n");
+		printf("|---|---:|---:|---:|---:|---:|\n");
+		double cl = med[wi][1];
+		for (int k = 0; k < nc; k++) {
+			int ci = order[k];
+			double v = med[wi][ci];
+			printf("| %s |", contenders[ci].name);
+			print_cell(v, 2, 9);
+			print_cell(v > 0 ? 1000.0 / v : -1, 1, 10);
+			print_cell(peak_rss_kb[wi][ci] ? peak_rss_kb[wi][ci] / 1024.0 : -1, 1, 12);
+			if (recycled_share[wi][ci] >= 0)
+				printf(" %5.1f%% |", 100.0 * recycled_share[wi][ci]);
+			else
+				printf(" - |");
+			print_cell(v > 0 && cl > 0 ? cl / v : -1, 2, 8);
+			printf("\n");
+		}
+	}
 }
 
 static void write_csv(const char *path)
@@ -885,7 +994,7 @@ static void usage(FILE *out)
 "  --help               this text\n"
 "Environment: SHEAF_STATS=1 also prints the libsheaf counters of the sheaf\n"
 "contender's hot-64 cache (counting slows libsheaf down).\n"
-"workloads: hot-64 hot-256 batch-lifo batch-fifo remote hot-64-t1 hot-64-t2\n"
+"workloads: hot-64 hot-256 batch-lifo batch-fifo remote hot-64-t1 hot-64-t2 rcu\n"
 "contenders: sheaf classic glibc jemalloc tcmalloc mimalloc\n",
 		SHEAFBENCH_RESULTS_DIR);
 }

@@ -32,11 +32,12 @@ static struct slab_sheaf *pop_locked(struct list_head *list, unsigned int *nr)
 
 void _sheaf_barn_init(struct node_barn *barn)
 {
-	pthread_mutex_init(&barn->lock, NULL);
+	_sheaf_spinlock_init(&barn->lock);
 	INIT_LIST_HEAD(&barn->sheaves_full);
 	INIT_LIST_HEAD(&barn->sheaves_empty);
 	WRITE_ONCE(barn->nr_full, 0);
 	WRITE_ONCE(barn->nr_empty, 0);
+	atomic_init(&barn->rcu_credit, 0);
 }
 
 struct slab_sheaf *_sheaf_barn_get_empty(struct node_barn *barn)
@@ -74,6 +75,20 @@ void _sheaf_barn_put_full(struct node_barn *barn, struct slab_sheaf *sheaf)
 	list_add(sheaf_link(sheaf), &barn->sheaves_full);
 	WRITE_ONCE(barn->nr_full, barn->nr_full + 1);
 	pthread_mutex_unlock(&barn->lock);
+}
+
+/* A full sheaf, or NULL. */
+struct slab_sheaf *_sheaf_barn_get_full(struct node_barn *barn)
+{
+	struct slab_sheaf *sheaf = NULL;
+	if (!READ_ONCE(barn->nr_full))
+		return NULL;
+	pthread_mutex_lock(&barn->lock);
+	sheaf_debug_yield();
+	if (barn->nr_full)
+		sheaf = pop_locked(&barn->sheaves_full, &barn->nr_full);
+	pthread_mutex_unlock(&barn->lock);
+	return sheaf;
 }
 
 /* A full sheaf if there is one, else an empty one, else NULL. */

@@ -174,6 +174,13 @@ bool _sheaf_fail_page(void);                 /* failure injection */
 void _sheaf_pages_lock_all(void);            /* fork */
 void _sheaf_pages_unlock_all(bool child);
 
+/*
+ * The short, hot locks (barn, node list, page lists) are adaptive mutexes:
+ * they spin briefly before sleeping, as the kernel's spinlocks would not
+ * sleep at all, so that a contended hand-over costs no system call.
+ */
+void _sheaf_spinlock_init(pthread_mutex_t *m);
+
 /* ================================================================ percpu */
 
 /* Configuration, read once from the environment (percpu.c). */
@@ -465,6 +472,8 @@ void *_sheaf_obj_start(const void *p); /* object holding p, NULL: not ours */
 /* barn.c */
 #define MAX_FULL_SHEAVES  10
 #define MAX_EMPTY_SHEAVES 10
+/* Bound on rcu_credit (sheaves): what RCU may recycle past the limit. */
+#define MAX_RCU_CREDIT    16384
 /*
  * struct node_barn - per cache per node store of sheaves, under lock.
  * Invariants: nr_full == length(sheaves_full), every sheaf there has
@@ -472,6 +481,16 @@ void *_sheaf_obj_start(const void *p); /* object holding p, NULL: not ours */
  * length(sheaves_empty), every sheaf there has size == 0.  The limits
  * MAX_FULL_SHEAVES / MAX_EMPTY_SHEAVES are soft: checked when a sheaf is
  * offered, ignored when sheaves are exchanged or an undo puts one back.
+ *
+ * rcu_credit (userspace addition): liburcu hands callbacks over in batches
+ * about 10 ms apart, so at a high kfree_rcu() rate one batch brings back far
+ * more than MAX_FULL_SHEAVES sheaves, while allocations meanwhile asked the
+ * barn for as many.  Each time the allocation path asks the barn for a full
+ * sheaf it earns one credit; the RCU callback may put a recycled sheaf into
+ * the barn past the limit by spending one.  The barn then holds about one
+ * batch's worth of the demand that was really there, never more than
+ * MAX_RCU_CREDIT sheaves past the limit; without that demand the kernel's
+ * limit applies.
  */
 struct node_barn {
 	pthread_mutex_t lock;
@@ -479,12 +498,34 @@ struct node_barn {
 	struct list_head sheaves_empty;
 	unsigned int nr_full;
 	unsigned int nr_empty;
+	atomic_uint rcu_credit;
 } __attribute__((aligned(CACHE_LINE)));
+
+/* An allocation asked the barn for a full sheaf: RCU may recycle one more. */
+static inline void barn_earn_rcu_credit(struct node_barn *barn)
+{
+	if (atomic_load_explicit(&barn->rcu_credit, memory_order_relaxed) < MAX_RCU_CREDIT)
+		atomic_fetch_add_explicit(&barn->rcu_credit, 1, memory_order_relaxed);
+}
+
+/* Spend one credit; false when there is none. */
+static inline bool barn_spend_rcu_credit(struct node_barn *barn)
+{
+	unsigned int c = atomic_load_explicit(&barn->rcu_credit, memory_order_relaxed);
+	while (c) {
+		if (atomic_compare_exchange_weak_explicit(&barn->rcu_credit, &c, c - 1,
+							  memory_order_relaxed,
+							  memory_order_relaxed))
+			return true;
+	}
+	return false;
+}
 
 void _sheaf_barn_init(struct node_barn *barn);
 struct slab_sheaf *_sheaf_barn_get_empty(struct node_barn *barn);
 bool _sheaf_barn_put_empty(struct node_barn *barn, struct slab_sheaf *sheaf, bool force);
 void _sheaf_barn_put_full(struct node_barn *barn, struct slab_sheaf *sheaf);
+struct slab_sheaf *_sheaf_barn_get_full(struct node_barn *barn);
 struct slab_sheaf *_sheaf_barn_get_full_or_empty(struct node_barn *barn);
 struct slab_sheaf *_sheaf_barn_replace_empty(struct node_barn *barn,
 					     struct slab_sheaf *empty);
@@ -567,7 +608,6 @@ void _sheaf_free_sheaf(struct kmem_cache *s, struct slab_sheaf *sheaf,
 		       unsigned int slot);
 void _sheaf_flush_sheaf(struct kmem_cache *s, struct slab_sheaf *sheaf,
 			enum sheaf_stat_item which, unsigned int slot);
-unsigned int _sheaf_auto_capacity(unsigned int size);
 
 /* rcu.c */
 void _sheaf_rcu_submit_sheaf(struct kmem_cache *s, struct slab_sheaf *sheaf,

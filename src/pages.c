@@ -62,7 +62,7 @@ static long inject_skip, inject_count;
 void _sheaf_pages_init(void)
 {
 	for (int n = 0; n < MAX_NUMNODES; n++) {
-		pthread_mutex_init(&page_nodes[n].lock, NULL);
+		_sheaf_spinlock_init(&page_nodes[n].lock);
 		for (int k = 0; k <= MAX_ORDER; k++)
 			INIT_LIST_HEAD(&page_nodes[n].free[k]);
 	}

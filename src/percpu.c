@@ -123,6 +123,15 @@ static void detect_nodes(void)
 	}
 }
 
+void _sheaf_spinlock_init(pthread_mutex_t *m)
+{
+	pthread_mutexattr_t a;
+	pthread_mutexattr_init(&a);
+	pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ADAPTIVE_NP);
+	pthread_mutex_init(m, &a);
+	pthread_mutexattr_destroy(&a);
+}
+
 void _sheaf_debug_yield_slow(void)
 {
 	static __thread uint64_t x;

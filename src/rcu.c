@@ -67,7 +67,8 @@ static void rcu_free_sheaf(struct rcu_head *head)
 	struct node_barn *barn = s->barn[sheaf->node];
 	unsigned int slot = sheaf_slot();
 
-	if (sheaf->size && READ_ONCE(barn->nr_full) < MAX_FULL_SHEAVES) {
+	if (sheaf->size && (READ_ONCE(barn->nr_full) < MAX_FULL_SHEAVES ||
+			    barn_spend_rcu_credit(barn))) {
 		size_t n = sheaf->size;
 		_sheaf_barn_put_full(barn, sheaf);
 		stat(s, SHEAF_STAT_BARN_PUT, slot);
@@ -146,6 +147,10 @@ static bool kfree_rcu_sheaf(struct kmem_cache *s, void *obj)
 			}
 		}
 		pcs->rcu_free = rf;
+		/* Inline kfree_rcu() pushes only into an installed rcu_free:
+		 * this marks the cache for destroy's barrier. */
+		if (!READ_ONCE(s->rcu_used))
+			WRITE_ONCE(s->rcu_used, true);
 	}
 	rf->objects[rf->size++] = obj;
 	if (rf->size >= cap) {

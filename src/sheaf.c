@@ -72,7 +72,7 @@ void _sheaf_update_inline(struct kmem_cache *s)
 
 /* Size-based capacity (the kernel's 7.0 rule), rounded up to fill the
  * sheaf's allocation class. */
-unsigned int _sheaf_auto_capacity(unsigned int size)
+SHEAF_EXPORT unsigned int sheaf_auto_capacity(unsigned int size)
 {
 	unsigned int cap = size >= PAGE_SIZE ? 4 : size >= 1024 ? 12
 			 : size >= 256 ? 26 : 60;
@@ -234,11 +234,26 @@ static SHEAF_NOINLINE void *sheaf_alloc_slow(struct kmem_cache *s, gfp_t gfp)
 		goto pop;
 	}
 	struct node_barn *barn = sheaf_local_barn(s);
-	struct slab_sheaf *full = _sheaf_barn_replace_empty(barn, pcs->main);
-	if (full) {
-		pcs->main = full;
-		stat(s, SHEAF_STAT_BARN_GET, slot);
-		goto pop;
+	/* The slot needs a full sheaf: demand RCU may meet next (rcu_credit). */
+	barn_earn_rcu_credit(barn);
+	struct slab_sheaf *full;
+	if (!pcs->spare) {
+		/* Keep the empty main as the spare (the next kfree_rcu() or
+		 * free wants one) rather than handing it to the barn. */
+		full = _sheaf_barn_get_full(barn);
+		if (full) {
+			pcs->spare = pcs->main;
+			pcs->main = full;
+			stat(s, SHEAF_STAT_BARN_GET, slot);
+			goto pop;
+		}
+	} else {
+		full = _sheaf_barn_replace_empty(barn, pcs->main);
+		if (full) {
+			pcs->main = full;
+			stat(s, SHEAF_STAT_BARN_GET, slot);
+			goto pop;
+		}
 	}
 	stat(s, SHEAF_STAT_BARN_GET_FAIL, slot);
 	if (!gfpflags_allow_blocking(gfp)) {

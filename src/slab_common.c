@@ -44,7 +44,7 @@ struct kmem_cache *_sheaf_cache_create(const char *name, unsigned int size,
 	unsigned int cap = args->sheaf_capacity;
 	if (cap == 0 && kind != CACHE_INTERNAL && _sheaf_config.default_capacity)
 		cap = _sheaf_config.default_capacity < 0
-			? _sheaf_auto_capacity(ALIGN_UP(size, 8u))
+			? sheaf_auto_capacity(ALIGN_UP(size, 8u))
 			: (unsigned int)_sheaf_config.default_capacity;
 	if (flags & SLAB_DEBUG_FLAGS)
 		cap = 0; /* debug caches take the checked slow path only */
@@ -69,7 +69,7 @@ struct kmem_cache *_sheaf_cache_create(const char *name, unsigned int size,
 	for (unsigned int n = 0; n < _sheaf_nr_nodes; n++) {
 		struct kmem_cache_node *kn =
 			(struct kmem_cache_node *)(mem + off_nodes) + n;
-		pthread_mutex_init(&kn->list_lock, NULL);
+		_sheaf_spinlock_init(&kn->list_lock);
 		INIT_LIST_HEAD(&kn->partial);
 		s->node[n] = kn;
 	}

@@ -54,11 +54,44 @@ extern "C" {
  */
 void sheaf_kvfree_call_rcu(struct rcu_head *head, void *ptr);
 
+/*
+ * Inline fast path (unless SHEAF_NO_INLINE): an object of a cache with
+ * sheaves goes into the slot's rcu_free sheaf in one restartable section,
+ * after the same checks as the inline kmem_cache_free(); the push that
+ * fills the sheaf, and everything else, goes to sheaf_kvfree_call_rcu().
+ */
+#if defined(SHEAF_HAVE_RSEQ_ASM) && !defined(SHEAF_NO_INLINE) && !defined(SHEAF_BUILD)
+static inline __attribute__((always_inline)) void
+sheaf_kfree_rcu_inline(struct rcu_head *head, void *ptr)
+{
+	uintptr_t x = (uintptr_t)ptr;
+	char *mm = NULL;
+	char *d = sheaf_desc_inline(x, &mm);
+	if (__builtin_expect(d != NULL, 1)) {
+		struct kmem_cache *s = *(struct kmem_cache *const *)(d + SHEAF_DESC_CACHE);
+		const struct sheaf_cache_hot *h = (const struct sheaf_cache_hot *)s;
+		struct sheaf_pcs *pcs;
+		if (__builtin_expect(s && (pcs = h->inline_pcs) &&
+				     sheaf_boundary_ok_inline(h, mm, d, x), 1)) {
+			int r;
+			while ((r = sheaf_rseq_push_rcu(pcs, ptr, h->sheaf_capacity - 1)) == 2)
+				;
+			if (__builtin_expect(r == 0, 1))
+				return;
+		}
+	}
+	sheaf_kvfree_call_rcu(head, ptr);
+}
+#define SHEAF_KFREE_RCU(head, ptr) sheaf_kfree_rcu_inline((head), (ptr))
+#else
+#define SHEAF_KFREE_RCU(head, ptr) sheaf_kvfree_call_rcu((head), (ptr))
+#endif
+
 #define kfree_rcu(ptr, rhf)                                                    \
 	do {                                                                   \
 		__typeof__(ptr) ___p = (ptr);                                  \
 		if (___p)                                                      \
-			sheaf_kvfree_call_rcu(&___p->rhf, (void *)___p);       \
+			SHEAF_KFREE_RCU(&___p->rhf, (void *)___p);             \
 	} while (0)
 #define kvfree_rcu(ptr, rhf) kfree_rcu(ptr, rhf)
 #define kfree_rcu_mightsleep(ptr) sheaf_kvfree_call_rcu(NULL, (void *)(ptr))

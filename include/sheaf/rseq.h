@@ -211,31 +211,54 @@ abort:
 }
 
 /*
- * Push.  in: base, obj, cap = the cache's sheaf_capacity.  Bails if lock or
- * stop is set or main is full.  The object is stored at objects[size]
- * first (harmless if the section restarts: that slot is above the top).
- *   commit: main->size = size + 1.
+ * Push onto the sheaf at byte offset SHEAF_OFF of the slot (main at 8,
+ * rcu_free at 24), bailing if it is NULL (rcu_free may be) or holds `limit`
+ * objects already.  The object is stored at objects[size] first (harmless
+ * if the section restarts: that slot is above the top).
+ *   commit: sheaf->size = size + 1.
  */
+#define SHEAF_RSEQ_PUSH_SECTION(SHEAF_OFF)                                     \
+	__asm__ goto(                                                          \
+		SHEAF_RSEQ_ARM                                                 \
+		SHEAF_RSEQ_SLOT                                                \
+		"movq " #SHEAF_OFF "(%%rax), %%rcx\n\t"                        \
+		"testq %%rcx, %%rcx\n\t"                                       \
+		"jz %l[bail]\n\t"                                              \
+		"movl 24(%%rcx), %%edx\n\t"                                    \
+		"cmpl %[limit], %%edx\n\t"                                     \
+		"jae %l[bail]\n\t"                                             \
+		"movq %[obj], 32(%%rcx, %%rdx, 8)\n\t"                         \
+		"addl $1, %%edx\n\t"                                           \
+		"movl %%edx, 24(%%rcx)\n\t"                                    \
+		SHEAF_RSEQ_END                                                 \
+		:                                                              \
+		: [base] "r"(base), [rseq] "r"(sheaf_rseq_area()),             \
+		  [field] "r"(sheaf_rt.slot_field), [obj] "r"(obj),            \
+		  [limit] "r"(limit)                                           \
+		: "rax", "rcx", "rdx", "memory", "cc"                          \
+		: bail, abort)
+
+/* Push onto main (free).  limit = the cache's sheaf_capacity. */
 static inline int sheaf_rseq_push(struct sheaf_pcs *base, void *obj,
-				  unsigned int cap)
+				  unsigned int limit)
 {
-	__asm__ goto(
-		SHEAF_RSEQ_ARM
-		SHEAF_RSEQ_SLOT
-		"movq 8(%%rax), %%rcx\n\t"
-		"movl 24(%%rcx), %%edx\n\t"
-		"cmpl %[cap], %%edx\n\t"
-		"jae %l[bail]\n\t"
-		"movq %[obj], 32(%%rcx, %%rdx, 8)\n\t"
-		"addl $1, %%edx\n\t"
-		"movl %%edx, 24(%%rcx)\n\t"
-		SHEAF_RSEQ_END
-		:
-		: [base] "r"(base), [rseq] "r"(sheaf_rseq_area()),
-		  [field] "r"(sheaf_rt.slot_field), [obj] "r"(obj),
-		  [cap] "r"(cap)
-		: "rax", "rcx", "rdx", "memory", "cc"
-		: bail, abort);
+	SHEAF_RSEQ_PUSH_SECTION(8);
+	return 0;
+bail:
+	return 1;
+abort:
+	return 2;
+}
+
+/*
+ * Push onto rcu_free (kfree_rcu).  limit = sheaf_capacity - 1: the push
+ * that fills the sheaf is left to the slow path, which hands the sheaf to
+ * call_rcu().
+ */
+static inline int sheaf_rseq_push_rcu(struct sheaf_pcs *base, void *obj,
+				      unsigned int limit)
+{
+	SHEAF_RSEQ_PUSH_SECTION(24);
 	return 0;
 bail:
 	return 1;

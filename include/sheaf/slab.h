@@ -313,6 +313,13 @@ int sheaf_numa_node_id(void);
 int sheaf_obj_node(const void *obj);
 /* Per-CPU mode in use: "rseq" or "fallback". */
 const char *sheaf_percpu_mode(void);
+/*
+ * The kernel's automatic sheaf capacity for objects of `size` bytes (7.0):
+ * 60 below 256 bytes, 26 below 1 KiB, 12 below a page, 4 above, raised so
+ * that the sheaf fills its allocation class (60, 28, 12, 4 here).  What
+ * SHEAF_DEFAULT_CAPACITY=auto gives.
+ */
+unsigned int sheaf_auto_capacity(unsigned int size);
 /* Sheaf capacity of the cache (0: classic path). */
 unsigned int sheaf_cache_capacity(struct kmem_cache *s);
 
@@ -397,24 +404,43 @@ sheaf_alloc_inline(struct kmem_cache *s, gfp_t gfp)
  * of a division).  Anything else goes to the exported function, which
  * reports it.
  */
-static inline __attribute__((always_inline)) bool
-sheaf_obj_ok_inline(const struct sheaf_cache_hot *h, struct kmem_cache *s,
-		    uintptr_t x)
+/* The descriptor of the page of x (NULL: not a libsheaf arena); *mmp its
+ * arena's descriptor array. */
+static inline __attribute__((always_inline)) char *
+sheaf_desc_inline(uintptr_t x, char **mmp)
 {
 	if (__builtin_expect(x >> 47, 0))
-		return false;
+		return NULL;
 	char *mm = (char *)sheaf_memmap[x >> SHEAF_ARENA_SHIFT];
 	if (__builtin_expect(mm == NULL, 0))
-		return false;
-	char *d = mm + (((x & ((1ul << SHEAF_ARENA_SHIFT) - 1)) >> 12) << 6);
-	if (__builtin_expect(*(struct kmem_cache *const *)(d + SHEAF_DESC_CACHE) != s, 0))
-		return false;
+		return NULL;
+	*mmp = mm;
+	return mm + (((x & ((1ul << SHEAF_ARENA_SHIFT) - 1)) >> 12) << 6);
+}
+
+/* x is at an object boundary of the slab of descriptor d (cache h). */
+static inline __attribute__((always_inline)) bool
+sheaf_boundary_ok_inline(const struct sheaf_cache_hot *h, char *mm, char *d,
+			 uintptr_t x)
+{
 	if (__builtin_expect(h->pow2_mask != 0, 1))
 		return (x & h->pow2_mask) == 0;
 	char *head = *(char *const *)(d + SHEAF_DESC_HEAD);
 	uint64_t off = x - ((uintptr_t)mm + ((uintptr_t)(head - mm) << 6));
 	uint64_t idx = (uint64_t)(((unsigned __int128)off * h->reciprocal) >> 64);
 	return idx * h->size == off && idx < h->objects;
+}
+
+static inline __attribute__((always_inline)) bool
+sheaf_obj_ok_inline(const struct sheaf_cache_hot *h, struct kmem_cache *s,
+		    uintptr_t x)
+{
+	char *mm = NULL;
+	char *d = sheaf_desc_inline(x, &mm);
+	if (__builtin_expect(d == NULL, 0) ||
+	    __builtin_expect(*(struct kmem_cache *const *)(d + SHEAF_DESC_CACHE) != s, 0))
+		return false;
+	return sheaf_boundary_ok_inline(h, mm, d, x);
 }
 
 /*
