@@ -212,18 +212,18 @@ abort:
 
 /*
  * Push onto the sheaf at byte offset SHEAF_OFF of the slot (main at 8,
- * rcu_free at 24), bailing if it is NULL (rcu_free may be) or holds `limit`
- * objects already.  The object is stored at objects[size] first (harmless
+ * rcu_free at 24), bailing if it holds `limit` objects already, or (CHECK =
+ * SHEAF_RSEQ_NONNULL, for rcu_free) if it is NULL.  The object is stored at objects[size] first (harmless
  * if the section restarts: that slot is above the top).
  *   commit: sheaf->size = size + 1.
  */
-#define SHEAF_RSEQ_PUSH_SECTION(SHEAF_OFF)                                     \
+#define SHEAF_RSEQ_NONNULL "testq %%rcx, %%rcx\n\tjz %l[bail]\n\t"
+#define SHEAF_RSEQ_PUSH_SECTION(SHEAF_OFF, CHECK)                              \
 	__asm__ goto(                                                          \
 		SHEAF_RSEQ_ARM                                                 \
 		SHEAF_RSEQ_SLOT                                                \
 		"movq " #SHEAF_OFF "(%%rax), %%rcx\n\t"                        \
-		"testq %%rcx, %%rcx\n\t"                                       \
-		"jz %l[bail]\n\t"                                              \
+		CHECK                                                          \
 		"movl 24(%%rcx), %%edx\n\t"                                    \
 		"cmpl %[limit], %%edx\n\t"                                     \
 		"jae %l[bail]\n\t"                                             \
@@ -242,7 +242,7 @@ abort:
 static inline int sheaf_rseq_push(struct sheaf_pcs *base, void *obj,
 				  unsigned int limit)
 {
-	SHEAF_RSEQ_PUSH_SECTION(8);
+	SHEAF_RSEQ_PUSH_SECTION(8, ""); /* main is never NULL */
 	return 0;
 bail:
 	return 1;
@@ -258,7 +258,7 @@ abort:
 static inline int sheaf_rseq_push_rcu(struct sheaf_pcs *base, void *obj,
 				      unsigned int limit)
 {
-	SHEAF_RSEQ_PUSH_SECTION(24);
+	SHEAF_RSEQ_PUSH_SECTION(24, SHEAF_RSEQ_NONNULL);
 	return 0;
 bail:
 	return 1;
