@@ -412,7 +412,7 @@ static inline bool cmpxchg16(void *ptr, unsigned __int128 old,
 static inline void stat_add(struct kmem_cache *s, enum sheaf_stat_item item,
 			    unsigned int slot, uint64_t n)
 {
-	if (unlikely(_sheaf_stats_on))
+	if (unlikely(READ_ONCE(_sheaf_stats_on)))
 		__atomic_fetch_add(&s->stats[slot].v[item], n, __ATOMIC_RELAXED);
 }
 static inline void stat(struct kmem_cache *s, enum sheaf_stat_item item,
@@ -614,6 +614,8 @@ void _sheaf_rcu_submit_sheaf(struct kmem_cache *s, struct slab_sheaf *sheaf,
 			     bool recycle, unsigned int slot);
 void _sheaf_rcu_free_slab(struct slab *slab);
 void _sheaf_rcu_before_fork(void);
+void _sheaf_rcu_lock_worker(void);
+void _sheaf_rcu_unlock_worker(bool child);
 void _sheaf_rcu_after_fork(bool child);
 
 /* debug.c */

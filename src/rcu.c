@@ -33,36 +33,24 @@
  * like any other thread, never a slot lock.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <urcu.h>
 
 #include "internal.h"
 
-_Static_assert(sizeof(struct rcu_head) <= sizeof(((struct slab_sheaf *)0)->_link),
-	       "a sheaf's link must hold a struct rcu_head");
 _Static_assert(sizeof(struct rcu_head) <= sizeof(struct list_head),
 	       "a slab's list link must hold a struct rcu_head");
 
-static inline struct rcu_head *sheaf_rcu_head(struct slab_sheaf *sheaf)
-{
-	return (struct rcu_head *)(void *)sheaf->_link;
-}
-
-static inline struct slab_sheaf *rcu_head_sheaf(struct rcu_head *head)
-{
-	return (struct slab_sheaf *)(void *)head;
-}
-
-/* --------------------------------------------------- sheaf callbacks */
+/* ------------------------------------------------ after a grace period */
 
 /*
- * After the grace period: recycle the sheaf into its node's barn as a full
- * sheaf, or (barn at its limit) give the objects to their slabs.
+ * Recycle the sheaf into its node's barn as a full sheaf, or (barn at its
+ * limit, no RCU credit) give the objects to their slabs.
  */
-static void rcu_free_sheaf(struct rcu_head *head)
+static void rcu_free_sheaf(struct slab_sheaf *sheaf)
 {
-	struct slab_sheaf *sheaf = rcu_head_sheaf(head);
 	struct kmem_cache *s = sheaf->cache;
 	struct node_barn *barn = s->barn[sheaf->node];
 	unsigned int slot = sheaf_slot();
@@ -83,10 +71,9 @@ static void rcu_free_sheaf(struct rcu_head *head)
 		_sheaf_free_sheaf(s, sheaf, slot);
 }
 
-/* After the grace period, on a flush path: objects to slabs, sheaf freed. */
-static void rcu_free_sheaf_nobarn(struct rcu_head *head)
+/* On a flush path: objects to slabs, sheaf freed. */
+static void rcu_free_sheaf_nobarn(struct slab_sheaf *sheaf)
 {
-	struct slab_sheaf *sheaf = rcu_head_sheaf(head);
 	struct kmem_cache *s = sheaf->cache;
 	unsigned int slot = sheaf_slot();
 
@@ -95,9 +82,117 @@ static void rcu_free_sheaf_nobarn(struct rcu_head *head)
 }
 
 /*
+ * The sheaf worker: full rcu_free sheaves wait for a grace period on a
+ * libsheaf thread rather than in liburcu's call_rcu() queue.
+ *
+ * Why: liburcu's call_rcu() helper sleeps about 10 ms between batches of
+ * callbacks, so at the rate sheaves make possible (tens of millions of
+ * kfree_rcu() a second) ~700k objects would sit waiting at any time, tens of
+ * MiB, and the recycled objects would come back cold.  The worker instead
+ * takes every sheaf submitted so far, waits for one grace period with
+ * liburcu's synchronize_rcu() (a membarrier, well under a millisecond), and
+ * recycles them; sheaves submitted meanwhile form the next batch.  Grace
+ * periods stay liburcu's; only the waiting is batched per sheaf list.
+ *
+ * The list is linked through the sheaf's rcu_head space: _link[0] = next,
+ * _link[1] = how to finish it (recycle or to slabs).
+ *
+ * Invariants (under lock): submitted - completed = sheaves on `pending`,
+ * plus those on `batch` (the current batch, not yet finished), plus
+ * `processing` (the one being finished now).  The worker thread is started
+ * on the first submission (and again in a fork child).  worker.lock is a
+ * leaf: never held while another libsheaf lock is taken.
+ */
+#ifndef SHEAF_RCU_BATCH_US
+#define SHEAF_RCU_BATCH_US 500 /* at least this long between grace periods */
+#endif
+#define FINISH_RECYCLE ((void *)1)
+#define FINISH_SLABS   ((void *)2)
+
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t wake;   /* work submitted */
+	pthread_cond_t done;   /* a batch finished */
+	struct slab_sheaf *pending;
+	struct slab_sheaf *batch;       /* waited a grace period, to finish */
+	struct slab_sheaf *processing;  /* being finished */
+	uint64_t submitted, completed;
+	unsigned int waiters;  /* threads in worker_barrier() */
+	bool started, sleeping;
+} worker = {
+	.lock = PTHREAD_MUTEX_INITIALIZER,
+	.wake = PTHREAD_COND_INITIALIZER,
+	.done = PTHREAD_COND_INITIALIZER,
+};
+
+static void *sheaf_worker(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&worker.lock);
+	for (;;) {
+		while (!worker.pending) {
+			worker.sleeping = true;
+			pthread_cond_wait(&worker.wake, &worker.lock);
+			worker.sleeping = false;
+		}
+		struct slab_sheaf *batch = worker.pending;
+		worker.pending = NULL;
+		pthread_mutex_unlock(&worker.lock);
+
+		synchronize_rcu();
+
+		pthread_mutex_lock(&worker.lock);
+		worker.batch = batch;
+		while ((batch = worker.batch)) {
+			worker.batch = batch->_link[0];
+			worker.processing = batch;
+			pthread_mutex_unlock(&worker.lock);
+			if (batch->_link[1] == FINISH_RECYCLE)
+				rcu_free_sheaf(batch);
+			else
+				rcu_free_sheaf_nobarn(batch);
+			pthread_mutex_lock(&worker.lock);
+			worker.processing = NULL;
+			worker.completed++;
+		}
+		pthread_cond_broadcast(&worker.done);
+		/*
+		 * Let the next batch gather for a while: each grace period
+		 * interrupts every CPU running the process (membarrier), so
+		 * back-to-back ones would tax the allocating threads.
+		 */
+		if (!worker.waiters) { /* a barrier does not wait */
+			pthread_mutex_unlock(&worker.lock);
+			usleep(SHEAF_RCU_BATCH_US);
+			pthread_mutex_lock(&worker.lock);
+		}
+	}
+	return NULL;
+}
+
+/* Caller holds worker.lock. */
+static void worker_start_locked(void)
+{
+	if (worker.started)
+		return;
+	pthread_attr_t attr;
+	pthread_t tid;
+	sigset_t all, old;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old); /* no signals on the worker */
+	if (pthread_create(&tid, &attr, sheaf_worker, NULL) == 0)
+		worker.started = true;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_attr_destroy(&attr);
+}
+
+/*
  * Hand an rcu_free sheaf to RCU.  recycle: into the barn after the grace
  * period; else (flush paths) to slabs.  An empty sheaf is just kept or
- * freed.
+ * freed.  If the worker cannot be started, the sheaf waits for a grace
+ * period here.
  */
 void _sheaf_rcu_submit_sheaf(struct kmem_cache *s, struct slab_sheaf *sheaf,
 			     bool recycle, unsigned int slot)
@@ -107,7 +202,40 @@ void _sheaf_rcu_submit_sheaf(struct kmem_cache *s, struct slab_sheaf *sheaf,
 		return;
 	}
 	sheaf->node = sheaf_node();
-	call_rcu(sheaf_rcu_head(sheaf), recycle ? rcu_free_sheaf : rcu_free_sheaf_nobarn);
+	sheaf->_link[1] = recycle ? FINISH_RECYCLE : FINISH_SLABS;
+	pthread_mutex_lock(&worker.lock);
+	worker_start_locked();
+	if (unlikely(!worker.started)) {
+		pthread_mutex_unlock(&worker.lock);
+		synchronize_rcu();
+		if (recycle)
+			rcu_free_sheaf(sheaf);
+		else
+			rcu_free_sheaf_nobarn(sheaf);
+		return;
+	}
+	sheaf->_link[0] = worker.pending;
+	worker.pending = sheaf;
+	worker.submitted++;
+	if (worker.sleeping)
+		pthread_cond_signal(&worker.wake);
+	pthread_mutex_unlock(&worker.lock);
+}
+
+/* Wait until every sheaf submitted so far has been finished. */
+static void worker_barrier(void)
+{
+	pthread_mutex_lock(&worker.lock);
+	uint64_t target = worker.submitted;
+	if (worker.completed < target)
+		worker_start_locked();
+	worker.waiters++;
+	if (worker.sleeping)
+		pthread_cond_signal(&worker.wake);
+	while (worker.started && worker.completed < target)
+		pthread_cond_wait(&worker.done, &worker.lock);
+	worker.waiters--;
+	pthread_mutex_unlock(&worker.lock);
 }
 
 /*
@@ -285,6 +413,7 @@ SHEAF_EXPORT void kvfree_rcu_barrier_on_cache(struct kmem_cache *s)
 		return;
 	submit_rcu_sheaves(s);
 	submit_batch();
+	worker_barrier();
 	rcu_barrier();
 }
 
@@ -297,6 +426,7 @@ SHEAF_EXPORT void kvfree_rcu_barrier(void)
 		submit_rcu_sheaves(s);
 	pthread_mutex_unlock(&_sheaf_slab_mutex);
 	submit_batch();
+	worker_barrier();
 	rcu_barrier();
 }
 
@@ -322,10 +452,45 @@ void _sheaf_rcu_free_slab(struct slab *slab)
 
 /* ----------------------------------------------------------------- fork */
 
-/* liburcu's helper threads are paused around fork() and restarted after. */
+/*
+ * Around fork(): liburcu's helper threads are paused and restarted, and the
+ * sheaf worker's lock is taken last (it is a leaf).  The child has no
+ * worker thread: the sheaves of the parent's current batch go back to
+ * pending (a second grace period does no harm) and the next submission or
+ * barrier starts a worker.  A sheaf the parent's worker was finishing at
+ * that instant may be half done in the child: it is left alone (its objects
+ * stay unused there) and counted as completed.
+ */
 void _sheaf_rcu_before_fork(void)
 {
 	call_rcu_before_fork();
+}
+
+void _sheaf_rcu_lock_worker(void)
+{
+	pthread_mutex_lock(&worker.lock);
+}
+
+void _sheaf_rcu_unlock_worker(bool child)
+{
+	if (child) {
+		while (worker.batch) {
+			struct slab_sheaf *sheaf = worker.batch;
+			worker.batch = sheaf->_link[0];
+			sheaf->_link[0] = worker.pending;
+			worker.pending = sheaf;
+		}
+		if (worker.processing) {
+			worker.processing = NULL;
+			worker.completed++;
+		}
+		worker.started = worker.sleeping = false;
+		worker.waiters = 0;
+		/* Waiters of the parent do not exist here. */
+		pthread_cond_init(&worker.wake, NULL);
+		pthread_cond_init(&worker.done, NULL);
+	}
+	pthread_mutex_unlock(&worker.lock);
 }
 
 void _sheaf_rcu_after_fork(bool child)

@@ -60,7 +60,7 @@ void _sheaf_sheaf_setup(void)
 /* Whether the inline fast paths of <sheaf/slab.h> may be used now. */
 static bool inline_allowed(void)
 {
-	return _sheaf_rseq_mode && !_sheaf_stats_on && _sheaf_nr_nodes == 1;
+	return _sheaf_rseq_mode && !READ_ONCE(_sheaf_stats_on) && _sheaf_nr_nodes == 1;
 }
 
 /* Publish (or withdraw) a cache's pcs to the inline fast paths. */
@@ -307,7 +307,7 @@ void *_sheaf_sheaf_alloc(struct kmem_cache *s, gfp_t gfp)
 			void *obj;
 			int r = sheaf_rseq_pop(s->hot.pcs, &obj);
 			if (likely(r == 0)) {
-				if (unlikely(_sheaf_stats_on))
+				if (unlikely(READ_ONCE(_sheaf_stats_on)))
 					stat(s, SHEAF_STAT_ALLOC_CPU_SHEAF, sheaf_slot());
 				return obj;
 			}
@@ -469,7 +469,7 @@ void _sheaf_sheaf_free(struct kmem_cache *s, struct slab *slab, void *obj)
 		for (;;) {
 			int r = sheaf_rseq_push(s->hot.pcs, obj, s->hot.sheaf_capacity);
 			if (likely(r == 0)) {
-				if (unlikely(_sheaf_stats_on))
+				if (unlikely(READ_ONCE(_sheaf_stats_on)))
 					stat(s, SHEAF_STAT_FREE_CPU_SHEAF, sheaf_slot());
 				return;
 			}

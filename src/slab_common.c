@@ -444,11 +444,13 @@ static void prefork(void)
 		for (unsigned int n = 0; n < _sheaf_nr_nodes; n++)
 			pthread_mutex_lock(&s->node[n]->list_lock);
 	_sheaf_pages_lock_all();
+	_sheaf_rcu_lock_worker();
 }
 
 static void postfork(bool child)
 {
 	struct kmem_cache *s;
+	_sheaf_rcu_unlock_worker(child);
 	_sheaf_pages_unlock_all(child);
 	list_for_each_entry(s, &_sheaf_slab_caches, list)
 		for (unsigned int n = 0; n < _sheaf_nr_nodes; n++)
