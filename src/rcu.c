@@ -5,11 +5,11 @@
  *
  * Objects of a cache with sheaves go into the slot's rcu_free sheaf (the
  * empty spare, else an empty sheaf from the barn, else a new one allocated
- * with GFP_NOWAIT).  A full rcu_free sheaf is handed to call_rcu() whole,
- * before the slot is unlocked, so that a barrier that takes the slot next
- * cannot miss it.  After the grace period rcu_free_sheaf() puts it into the
- * barn of the node it was filled on as a full sheaf: its objects serve
- * allocations without ever going back to their slabs.  If the barn holds
+ * with GFP_NOWAIT).  A full rcu_free sheaf is handed to RCU whole (the sheaf
+ * worker below), before the slot is unlocked, so that a barrier that takes
+ * the slot next cannot miss it.  After the grace period rcu_free_sheaf()
+ * puts it into the barn of the node it was filled on as a full sheaf: its
+ * objects serve allocations without ever going back to their slabs.  If the barn holds
  * its limit of full sheaves, the objects go to their slabs and the empty
  * sheaf is kept (barn) or freed.
  *
@@ -28,9 +28,9 @@
  * create per-CPU helpers must register every thread that frees through
  * RCU (docs/RCU.md).
  *
- * Lock order: slot lock -> (call_rcu: liburcu's queue, lock-free) ; the
- * callbacks run on liburcu's helper thread and take barn and node locks
- * like any other thread, never a slot lock.
+ * Lock order: slot lock -> worker.lock (a leaf); the worker finishes
+ * sheaves taking barn and node locks like any other thread, never a slot
+ * lock, and liburcu's callbacks (per-object paths) likewise.
  */
 #include <errno.h>
 #include <signal.h>

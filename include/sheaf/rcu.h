@@ -44,9 +44,9 @@ extern "C" {
  * two-argument form), or NULL (the one-argument form).  ptr NULL: no-op.
  *
  * An object of a cache with sheaves goes into the slot's rcu_free sheaf; a
- * full sheaf is handed to call_rcu() whole and, after the grace period,
- * becomes a full sheaf in the barn: its objects are allocated again without
- * going back to their slabs.  Without a sheaf (other caches, kmalloc, no
+ * full sheaf waits for a grace period whole (on libsheaf's sheaf worker,
+ * with liburcu's synchronize_rcu()) and then becomes a full sheaf in the
+ * barn: its objects are allocated again without going back to their slabs.  Without a sheaf (other caches, kmalloc, no
  * sheaf to be had, slot busy): call_rcu() on head, or, without a head, a
  * batch of pointers freed after one grace period, or as a last resort
  * synchronize_rcu() and an immediate free.  A pointer that is not libsheaf
