@@ -300,6 +300,46 @@ size_t ksize(const void *p);
  */
 size_t kmalloc_size_roundup(size_t size);
 
+/* -------------------------------------------------- prefilled sheaves */
+
+/*
+ * Borrow a sheaf holding at least `size` objects of s, to allocate from in
+ * a section that must not fail or block (kmem_cache_alloc_from_sheaf()
+ * never falls back to the cache).  Up to the cache's sheaf_capacity the
+ * slot's spare or a barn sheaf is filled to full capacity; a larger request,
+ * or a cache without sheaves, gets an "oversize" sheaf of exactly `size`
+ * objects.  Returns NULL for size 0, a NULL cache or unknown gfp bits
+ * (errno EINVAL), or when memory runs out (nothing is left allocated).
+ */
+struct slab_sheaf *kmem_cache_prefill_sheaf(struct kmem_cache *s, gfp_t gfp,
+					    unsigned int size);
+
+/*
+ * Make *sheafp hold at least `size` objects: 0, or -EINVAL (NULL cache,
+ * NULL sheafp or *sheafp) or -ENOMEM, in which case the sheaf is unchanged.
+ * A request above the sheaf's capacity replaces it with a new sheaf.
+ */
+int kmem_cache_refill_sheaf(struct kmem_cache *s, gfp_t gfp,
+			    struct slab_sheaf **sheafp, unsigned int size);
+
+/*
+ * Give the sheaf back with its remaining objects (NULL: no-op): it becomes
+ * the slot's spare, or goes topped up (with gfp) into the barn, or is
+ * flushed and freed.  A sheaf of another cache is reported (abort).
+ */
+void kmem_cache_return_sheaf(struct kmem_cache *s, gfp_t gfp,
+			     struct slab_sheaf *sheaf);
+
+/*
+ * One object from the sheaf, NULL when it is empty (never from elsewhere).
+ * gfp matters only for __GFP_ZERO.
+ */
+void *kmem_cache_alloc_from_sheaf(struct kmem_cache *s, gfp_t gfp,
+				  struct slab_sheaf *sheaf);
+
+/* Objects left in the sheaf (0 for NULL). */
+unsigned int kmem_cache_sheaf_size(struct slab_sheaf *sheaf);
+
 /* -------------------------------------------------- userspace additions */
 
 /* Number of per-CPU slots (configured CPUs). */

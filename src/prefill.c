@@ -1,0 +1,203 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * prefill.c - prefilled sheaves: a caller borrows a sheaf holding at least N
+ * objects before a section that must not fail or block, allocates from it
+ * there, and gives it back after (the kernel's kmem_cache_prefill_sheaf()
+ * family, the maple tree's way of preallocating nodes).
+ *
+ * A request up to the cache's sheaf_capacity takes the slot's spare
+ * (sheaf_prefill_fast) or a barn sheaf (sheaf_prefill_slow) and fills it to
+ * full capacity.  A larger request, or a cache without sheaves (capacity 0,
+ * debug caches), gets an "oversize" sheaf of exactly that capacity, filled
+ * with exactly that many objects (sheaf_prefill_oversize) and flushed and
+ * freed when it is returned.  While a sheaf is lent out its capacity and
+ * flags live in its _info (the barn link is unused then).
+ *
+ * Return: the sheaf becomes the spare if the slot has none
+ * (sheaf_return_fast), else it is topped up and put into the barn as a full
+ * sheaf, or flushed and freed when the barn is at its limit or the top-up
+ * fails (sheaf_return_slow).
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define SHEAF_OVERSIZE 1u
+
+static inline bool is_oversize(struct kmem_cache *s, struct slab_sheaf *sheaf)
+{
+	return (sheaf->_info.flags & SHEAF_OVERSIZE) ||
+	       sheaf->_info.capacity != s->hot.sheaf_capacity;
+}
+
+/* Fill sheaf up to `to` objects from slabs: all or nothing. */
+static int fill_to(struct kmem_cache *s, struct slab_sheaf *sheaf,
+		   unsigned int to, gfp_t gfp, unsigned int slot)
+{
+	if (sheaf->size >= to)
+		return 0;
+	size_t want = to - sheaf->size;
+	if (!_sheaf_slab_alloc_bulk(s, gfp & ~__GFP_ZERO, sheaf_node(),
+				    &sheaf->objects[sheaf->size], want, slot))
+		return -ENOMEM;
+	sheaf->size = to;
+	stat_add(s, SHEAF_STAT_SHEAF_REFILL, slot, want);
+	stat_add(s, SHEAF_STAT_ALLOC_SLOWPATH, slot, want);
+	return 0;
+}
+
+/* An oversize sheaf of exactly `size` objects, or NULL with nothing kept. */
+static struct slab_sheaf *prefill_oversize(struct kmem_cache *s, gfp_t gfp,
+					   unsigned int size, unsigned int slot)
+{
+	struct slab_sheaf *sheaf = _sheaf_alloc_sheaf(s, gfp, size, slot);
+	if (!sheaf)
+		return NULL;
+	sheaf->_info.capacity = size;
+	sheaf->_info.flags = SHEAF_OVERSIZE;
+	if (fill_to(s, sheaf, size, gfp, slot)) {
+		_sheaf_free_sheaf(s, sheaf, slot);
+		return NULL;
+	}
+	stat(s, SHEAF_STAT_SHEAF_PREFILL_OVERSIZE, slot);
+	return sheaf;
+}
+
+static inline bool prefill_args_ok(struct kmem_cache *s, gfp_t gfp)
+{
+	if (unlikely(!s || !sheaf_gfp_ok(gfp))) {
+		errno = EINVAL;
+		return false;
+	}
+	return true;
+}
+
+SHEAF_EXPORT struct slab_sheaf *kmem_cache_prefill_sheaf(struct kmem_cache *s,
+							 gfp_t gfp,
+							 unsigned int size)
+{
+	unsigned int slot = sheaf_slot();
+	if (!prefill_args_ok(s, gfp) || size == 0)
+		return NULL;
+	if (!cache_has_sheaves(s) || size > s->hot.sheaf_capacity)
+		return prefill_oversize(s, gfp, size, slot);
+
+	struct slab_sheaf *sheaf = NULL;
+	struct sheaf_pcs *pcs = sheaf_pcs_trylock(s, &slot);
+	if (pcs && pcs->spare) {
+		sheaf = pcs->spare;
+		pcs->spare = NULL;
+		sheaf_pcs_unlock(pcs);
+		stat(s, SHEAF_STAT_SHEAF_PREFILL_FAST, slot);
+	} else {
+		if (pcs)
+			sheaf_pcs_unlock(pcs);
+		sheaf = _sheaf_barn_get_full_or_empty(sheaf_local_barn(s));
+		stat(s, SHEAF_STAT_SHEAF_PREFILL_SLOW, slot);
+		if (sheaf)
+			stat(s, sheaf->size ? SHEAF_STAT_BARN_GET : SHEAF_STAT_BARN_GET_FAIL,
+			     slot);
+	}
+	if (!sheaf) {
+		sheaf = _sheaf_alloc_sheaf(s, gfp, s->hot.sheaf_capacity, slot);
+		if (!sheaf)
+			return NULL;
+	}
+	sheaf->_info.capacity = s->hot.sheaf_capacity;
+	sheaf->_info.flags = 0;
+	/* As the kernel: a regular sheaf goes out full, not just to `size`. */
+	if (sheaf->size < size &&
+	    fill_to(s, sheaf, s->hot.sheaf_capacity, gfp, slot)) {
+		_sheaf_flush_sheaf(s, sheaf, SHEAF_STAT_SHEAF_FLUSH_OTHER, slot);
+		_sheaf_free_sheaf(s, sheaf, slot);
+		return NULL;
+	}
+	return sheaf;
+}
+
+SHEAF_EXPORT void *kmem_cache_alloc_from_sheaf(struct kmem_cache *s, gfp_t gfp,
+					       struct slab_sheaf *sheaf)
+{
+	if (unlikely(!s || !sheaf || !sheaf_gfp_ok(gfp))) {
+		errno = EINVAL;
+		return NULL;
+	}
+	/* Never falls back to the cache: an empty sheaf gives NULL. */
+	if (unlikely(!sheaf->size))
+		return NULL;
+	void *obj = sheaf->objects[--sheaf->size];
+	if (gfp & __GFP_ZERO)
+		memset(obj, 0, s->object_size);
+	stat(s, SHEAF_STAT_ALLOC_CPU_SHEAF, sheaf_slot());
+	return obj;
+}
+
+SHEAF_EXPORT int kmem_cache_refill_sheaf(struct kmem_cache *s, gfp_t gfp,
+					 struct slab_sheaf **sheafp,
+					 unsigned int size)
+{
+	if (!s || !sheafp || !*sheafp || !sheaf_gfp_ok(gfp))
+		return -EINVAL;
+	struct slab_sheaf *sheaf = *sheafp;
+	if (sheaf->size >= size)
+		return 0;
+	if (size <= sheaf->_info.capacity) {
+		/* Regular and oversize sheaves alike: to their own capacity. */
+		return fill_to(s, sheaf, sheaf->_info.capacity, gfp, sheaf_slot());
+	}
+	/* Larger than this sheaf can hold: a new one; the old stays on failure. */
+	struct slab_sheaf *bigger = kmem_cache_prefill_sheaf(s, gfp, size);
+	if (!bigger)
+		return -ENOMEM;
+	kmem_cache_return_sheaf(s, gfp, sheaf);
+	*sheafp = bigger;
+	return 0;
+}
+
+SHEAF_EXPORT void kmem_cache_return_sheaf(struct kmem_cache *s, gfp_t gfp,
+					  struct slab_sheaf *sheaf)
+{
+	unsigned int slot = sheaf_slot();
+	if (!sheaf)
+		return;
+	if (unlikely(!s)) {
+		_sheaf_report_invalid("kmem_cache_return_sheaf", "NULL cache for sheaf",
+				      sheaf, NULL, __builtin_return_address(0));
+	}
+	if (unlikely(sheaf->cache != s))
+		_sheaf_report_invalid("kmem_cache_return_sheaf",
+				      "sheaf of another cache", sheaf, s,
+				      __builtin_return_address(0));
+	if (!cache_has_sheaves(s) || is_oversize(s, sheaf)) {
+		_sheaf_flush_sheaf(s, sheaf, SHEAF_STAT_SHEAF_FLUSH_OTHER, slot);
+		_sheaf_free_sheaf(s, sheaf, slot);
+		return;
+	}
+	struct sheaf_pcs *pcs = sheaf_pcs_trylock(s, &slot);
+	if (pcs) {
+		if (!pcs->spare) {
+			/* Partly used or not: the fast paths cope with any spare. */
+			pcs->spare = sheaf;
+			sheaf_pcs_unlock(pcs);
+			stat(s, SHEAF_STAT_SHEAF_RETURN_FAST, slot);
+			return;
+		}
+		sheaf_pcs_unlock(pcs);
+	}
+	stat(s, SHEAF_STAT_SHEAF_RETURN_SLOW, slot);
+	struct node_barn *barn = sheaf_local_barn(s);
+	if (READ_ONCE(barn->nr_full) >= MAX_FULL_SHEAVES ||
+	    fill_to(s, sheaf, s->hot.sheaf_capacity, gfp, slot)) {
+		_sheaf_flush_sheaf(s, sheaf, SHEAF_STAT_SHEAF_FLUSH_OTHER, slot);
+		_sheaf_free_sheaf(s, sheaf, slot);
+		return;
+	}
+	_sheaf_barn_put_full(barn, sheaf);
+	stat(s, SHEAF_STAT_BARN_PUT, slot);
+}
+
+SHEAF_EXPORT unsigned int kmem_cache_sheaf_size(struct slab_sheaf *sheaf)
+{
+	return sheaf ? sheaf->size : 0;
+}

@@ -1,0 +1,265 @@
+/*
+ * test_prefill.c - prefilled sheaves: kmem_cache_prefill_sheaf(),
+ * kmem_cache_alloc_from_sheaf(), kmem_cache_refill_sheaf(),
+ * kmem_cache_return_sheaf(), kmem_cache_sheaf_size(), with the kernel's
+ * semantics and exact counters, and the guarantee: N allocations after a
+ * prefill of N succeed while every other allocation path fails.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <sched.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <sheaf/slab.h>
+
+#define CAP 16
+#define ST(c, x) sheaf_stats_get((c), SHEAF_STAT_##x)
+
+static struct kmem_cache *make(const char *name, unsigned int cap, slab_flags_t f)
+{
+	struct kmem_cache_args a;
+	memset(&a, 0, sizeof(a));
+	a.sheaf_capacity = cap;
+	struct kmem_cache *s = kmem_cache_create(name, 96, &a, f);
+	assert_non_null(s);
+	sheaf_stats_reset(s);
+	return s;
+}
+
+static void drain(struct kmem_cache *s, struct slab_sheaf *sheaf, void **out,
+		  unsigned int n)
+{
+	for (unsigned int i = 0; i < n; i++) {
+		out[i] = kmem_cache_alloc_from_sheaf(s, GFP_NOWAIT, sheaf);
+		assert_non_null(out[i]);
+		memset(out[i], 0xa5, 96);
+	}
+}
+
+static void free_all(struct kmem_cache *s, void **p, unsigned int n)
+{
+	for (unsigned int i = 0; i < n; i++)
+		kmem_cache_free(s, p[i]);
+}
+
+/* A regular prefill goes out full; return makes it the spare; the next
+ * prefill takes the spare. */
+static void test_prefill_fast_slow(void **state)
+{
+	struct kmem_cache *s = make("pf-basic", CAP, 0);
+	struct slab_sheaf *sh = kmem_cache_prefill_sheaf(s, GFP_KERNEL, 5);
+	assert_non_null(sh);
+	assert_int_equal(kmem_cache_sheaf_size(sh), CAP); /* full, not just 5 */
+	assert_int_equal(ST(s, SHEAF_PREFILL_SLOW), 1);
+	assert_int_equal(ST(s, SHEAF_PREFILL_FAST), 0);
+	assert_int_equal(ST(s, SHEAF_REFILL), CAP);
+	void *p[CAP];
+	drain(s, sh, p, CAP);
+	for (int i = 0; i < CAP; i++)
+		for (int j = 0; j < i; j++)
+			assert_ptr_not_equal(p[i], p[j]);
+	/* Empty: no fallback to the cache. */
+	assert_null(kmem_cache_alloc_from_sheaf(s, GFP_KERNEL, sh));
+	kmem_cache_return_sheaf(s, GFP_KERNEL, sh);
+	assert_int_equal(ST(s, SHEAF_RETURN_FAST), 1);
+	/* The returned (empty) sheaf is the spare: the next prefill takes it. */
+	struct slab_sheaf *sh2 = kmem_cache_prefill_sheaf(s, GFP_KERNEL, 4);
+	assert_ptr_equal(sh2, sh);
+	assert_int_equal(ST(s, SHEAF_PREFILL_FAST), 1);
+	assert_int_equal(kmem_cache_sheaf_size(sh2), CAP);
+	/* A second borrower finds no spare: slow path. */
+	struct slab_sheaf *sh3 = kmem_cache_prefill_sheaf(s, GFP_KERNEL, 4);
+	assert_non_null(sh3);
+	assert_ptr_not_equal(sh3, sh2);
+	assert_int_equal(ST(s, SHEAF_PREFILL_SLOW), 2);
+	kmem_cache_return_sheaf(s, GFP_KERNEL, sh2);     /* spare */
+	kmem_cache_return_sheaf(s, GFP_KERNEL, sh3);     /* barn, topped up */
+	assert_int_equal(ST(s, SHEAF_RETURN_FAST), 2);
+	assert_int_equal(ST(s, SHEAF_RETURN_SLOW), 1);
+	assert_int_equal(ST(s, BARN_PUT), 1);
+	free_all(s, p, CAP);
+	assert_int_equal(kmem_cache_shrink(s), 0);
+	assert_int_equal(sheaf_cache_objects_inuse(s), 0);
+	assert_int_equal(sheaf_cache_slabs(s), 0);
+	kmem_cache_destroy(s);
+}
+
+/* Above sheaf_capacity, or on a cache without sheaves (and a debug cache):
+ * an oversize sheaf of exactly the request, flushed and freed on return. */
+static void test_oversize(void **state)
+{
+	struct kmem_cache *caches[3] = {
+		make("pf-over", CAP, 0),
+		make("pf-classic", 0, 0),
+		make("pf-debug", CAP, SLAB_RED_ZONE),
+	};
+	unsigned int want[3] = { CAP + 10, 7, 3 };
+	for (int k = 0; k < 3; k++) {
+		struct kmem_cache *s = caches[k];
+		struct slab_sheaf *sh = kmem_cache_prefill_sheaf(s, GFP_KERNEL, want[k]);
+		assert_non_null(sh);
+		assert_int_equal(kmem_cache_sheaf_size(sh), want[k]);
+		assert_int_equal(ST(s, SHEAF_PREFILL_OVERSIZE), 1);
+		void *one = kmem_cache_alloc_from_sheaf(s, GFP_KERNEL, sh);
+		assert_non_null(one);
+		assert_int_equal(kmem_cache_sheaf_size(sh), want[k] - 1);
+		kmem_cache_return_sheaf(s, GFP_KERNEL, sh);
+		/* Only the one object taken is still in use. */
+		assert_int_equal(sheaf_cache_objects_inuse(s), 1);
+		kmem_cache_free(s, one);
+		assert_int_equal(kmem_cache_shrink(s), 0);
+		assert_int_equal(sheaf_cache_slabs(s), 0);
+		kmem_cache_destroy(s);
+	}
+}
+
+static void test_errors_and_zero(void **state)
+{
+	struct kmem_cache *s = make("pf-err", CAP, 0);
+	errno = 0;
+	assert_null(kmem_cache_prefill_sheaf(s, GFP_KERNEL, 0));
+	assert_null(kmem_cache_prefill_sheaf(NULL, GFP_KERNEL, 4));
+	assert_int_equal(errno, EINVAL);
+	assert_null(kmem_cache_prefill_sheaf(s, 0x80000000u, 4));
+	assert_int_equal(kmem_cache_refill_sheaf(s, GFP_KERNEL, NULL, 4), -EINVAL);
+	struct slab_sheaf *none = NULL;
+	assert_int_equal(kmem_cache_refill_sheaf(s, GFP_KERNEL, &none, 4), -EINVAL);
+	assert_int_equal(kmem_cache_sheaf_size(NULL), 0);
+	assert_null(kmem_cache_alloc_from_sheaf(s, GFP_KERNEL, NULL));
+	kmem_cache_return_sheaf(s, GFP_KERNEL, NULL); /* no-op */
+
+	/* __GFP_ZERO: dirty objects come back zeroed. */
+	void *p[CAP];
+	for (int i = 0; i < CAP; i++) {
+		p[i] = kmem_cache_alloc(s, GFP_KERNEL);
+		memset(p[i], 0xff, 96);
+	}
+	free_all(s, p, CAP);
+	struct slab_sheaf *sh = kmem_cache_prefill_sheaf(s, GFP_KERNEL, CAP);
+	assert_non_null(sh);
+	for (int i = 0; i < CAP; i++) {
+		unsigned char *o = kmem_cache_alloc_from_sheaf(s, GFP_KERNEL | __GFP_ZERO, sh);
+		assert_non_null(o);
+		for (int b = 0; b < 96; b++)
+			assert_int_equal(o[b], 0);
+		p[i] = o;
+	}
+	kmem_cache_return_sheaf(s, GFP_KERNEL, sh);
+	free_all(s, p, CAP);
+	kmem_cache_destroy(s);
+}
+
+/* Refill: to capacity in place; beyond capacity a new sheaf; on failure the
+ * old sheaf is untouched. */
+static void test_refill(void **state)
+{
+	struct kmem_cache *s = make("pf-refill", CAP, 0);
+	struct slab_sheaf *sh = kmem_cache_prefill_sheaf(s, GFP_KERNEL, 4);
+	assert_non_null(sh);
+	void *p[CAP + 5];
+	drain(s, sh, p, CAP - 2);
+	assert_int_equal(kmem_cache_sheaf_size(sh), 2);
+	struct slab_sheaf *same = sh;
+	assert_int_equal(kmem_cache_refill_sheaf(s, GFP_KERNEL, &sh, 2), 0);
+	assert_int_equal(kmem_cache_sheaf_size(sh), 2); /* already enough */
+	assert_int_equal(kmem_cache_refill_sheaf(s, GFP_KERNEL, &sh, 10), 0);
+	assert_ptr_equal(sh, same);
+	assert_int_equal(kmem_cache_sheaf_size(sh), CAP); /* to full capacity */
+
+	/* Failure keeps the old sheaf: pages and new sheaves both fail. */
+	sheaf_inject_page_failures(0, -1);
+	sheaf_inject_sheaf_failures(-1);
+	assert_int_equal(kmem_cache_refill_sheaf(s, GFP_KERNEL, &sh, CAP + 1000), -ENOMEM);
+	sheaf_inject_sheaf_failures(0);
+	sheaf_inject_page_failures(0, 0);
+	assert_ptr_equal(sh, same);
+	assert_int_equal(kmem_cache_sheaf_size(sh), CAP);
+
+	/* Beyond the capacity: replaced by an oversize sheaf. */
+	assert_int_equal(kmem_cache_refill_sheaf(s, GFP_KERNEL, &sh, CAP + 5), 0);
+	assert_ptr_not_equal(sh, same);
+	assert_true(kmem_cache_sheaf_size(sh) >= CAP + 5);
+	kmem_cache_return_sheaf(s, GFP_KERNEL, sh);
+	free_all(s, p, CAP - 2);
+	assert_int_equal(kmem_cache_shrink(s), 0);
+	assert_int_equal(sheaf_cache_objects_inuse(s), 0);
+	kmem_cache_destroy(s);
+}
+
+/*
+ * The guarantee: after a successful prefill of N, N allocations from the
+ * sheaf succeed with GFP_NOWAIT while every other path fails.
+ */
+static void test_guarantee(void **state)
+{
+	struct kmem_cache *s = make("pf-guarantee", CAP, 0);
+	struct kmem_cache *other = make("pf-other", CAP, 0);
+	unsigned int sizes[2] = { CAP, 3 * CAP };  /* regular and oversize */
+	for (int k = 0; k < 2; k++) {
+		unsigned int n = sizes[k];
+		struct slab_sheaf *sh = kmem_cache_prefill_sheaf(s, GFP_KERNEL, n);
+		assert_non_null(sh);
+		sheaf_inject_page_failures(0, -1);
+		sheaf_inject_sheaf_failures(-1);
+		/* Another cache with nothing cached cannot allocate now. */
+		assert_null(kmem_cache_alloc(other, GFP_NOWAIT));
+		assert_null(kmalloc(100000, GFP_KERNEL));
+		void **p = calloc(n, sizeof(*p));
+		assert_non_null(p);
+		for (unsigned int i = 0; i < n; i++)
+			assert_non_null(p[i] = kmem_cache_alloc_from_sheaf(s, GFP_NOWAIT, sh));
+		sheaf_inject_sheaf_failures(0);
+		sheaf_inject_page_failures(0, 0);
+		kmem_cache_return_sheaf(s, GFP_KERNEL, sh);
+		free_all(s, p, n);
+		free(p);
+	}
+	assert_int_equal(kmem_cache_shrink(s), 0);
+	assert_int_equal(sheaf_cache_objects_inuse(s), 0);
+	kmem_cache_destroy(s);
+	kmem_cache_destroy(other);
+}
+
+/* Out of memory: NULL and nothing left allocated. */
+static void test_prefill_oom(void **state)
+{
+	struct kmem_cache *s = make("pf-oom", CAP, 0);
+	sheaf_inject_page_failures(0, -1);
+	assert_null(kmem_cache_prefill_sheaf(s, GFP_KERNEL, 4));
+	assert_null(kmem_cache_prefill_sheaf(s, GFP_KERNEL, CAP * 4));
+	sheaf_inject_page_failures(0, 0);
+	sheaf_inject_sheaf_failures(-1);
+	assert_null(kmem_cache_prefill_sheaf(s, GFP_KERNEL, CAP * 4));
+	sheaf_inject_sheaf_failures(0);
+	assert_int_equal(sheaf_cache_objects_inuse(s), 0);
+	assert_int_equal(kmem_cache_shrink(s), 0);
+	assert_int_equal(sheaf_cache_slabs(s), 0);
+	kmem_cache_destroy(s);
+}
+
+int main(void)
+{
+	cpu_set_t set;
+	CPU_ZERO(&set);
+	CPU_SET(0, &set);
+	sched_setaffinity(0, sizeof(set), &set);
+	sheaf_stats_enable(true);
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_prefill_fast_slow),
+		cmocka_unit_test(test_oversize),
+		cmocka_unit_test(test_errors_and_zero),
+		cmocka_unit_test(test_refill),
+		cmocka_unit_test(test_guarantee),
+		cmocka_unit_test(test_prefill_oom),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
