@@ -42,6 +42,12 @@
  *             kmem_cache_free(), the peers call_rcu() + free().  Time includes
  *             the final barrier; also peak RSS and the share of allocations
  *             served from sheaves recycled through RCU.
+ *   prealloc-32  Get 32 256-byte objects ready (a maple tree write's worst
+ *             case), use one, give the rest back, free it: sheaves with
+ *             kmem_cache_prefill_sheaf()/alloc_from_sheaf()/return_sheaf();
+ *             classic with kmem_cache_alloc_bulk(32)/free_bulk(31); peers
+ *             with 32 malloc()/31 free().  ns per round.
+ *   bulk-32   The bulk pattern on every libsheaf cache, sheaves or not.
  *
  * Method.  Every (contender, workload, repetition) is one child process,
  * this program re-executed with "--child=NAME"; children run strictly one
@@ -133,7 +139,8 @@ static const struct contender contenders[] = {
 #define C_SHEAF 0
 #define C_FIRST_PEER 3
 
-enum wtype { W_HOT, W_BATCH_LIFO, W_BATCH_FIFO, W_REMOTE, W_THREADS, W_RCU };
+enum wtype { W_HOT, W_BATCH_LIFO, W_BATCH_FIFO, W_REMOTE, W_THREADS, W_RCU,
+	     W_PREALLOC, W_BULK32 };
 
 struct workload {
 	const char *name;
@@ -152,6 +159,8 @@ static const struct workload workloads[] = {
 	{ "hot-64-t1",  W_THREADS,    64,  1, 1 },
 	{ "hot-64-t2",  W_THREADS,    64,  2, 1 },
 	{ "rcu",        W_RCU,        64,  1, REMOTE_DIV },
+	{ "prealloc-32", W_PREALLOC,  256, 1, 16 },
+	{ "bulk-32",    W_BULK32,     256, 1, 16 },
 };
 #define NW ((int)(sizeof(workloads) / sizeof(workloads[0])))
 
@@ -518,6 +527,48 @@ static double run_rcu(const struct contender *ct, struct ctx c, uint64_t n)
 	return (double)(t1 - t0) / (double)n;
 }
 
+/*
+ * prealloc-32: get 32 objects ready for a section that must not fail, use
+ * one, give the rest back, free the one (a maple tree write).  libsheaf with
+ * sheaves: kmem_cache_prefill_sheaf(32) + kmem_cache_alloc_from_sheaf() +
+ * kmem_cache_return_sheaf() + kmem_cache_free().  classic (no sheaves): the
+ * old pattern, kmem_cache_alloc_bulk(32) + kmem_cache_free_bulk(31) +
+ * kmem_cache_free().  Peers: 32 malloc() + 31 free() + free().
+ * bulk-32: the bulk pattern for every libsheaf cache (sheaves or not).
+ */
+static double run_prealloc(const struct contender *ct, struct ctx c,
+			   uint64_t n, bool prefill)
+{
+	void *p[32];
+	uint64_t warm = warmup_of(n), t0 = 0;
+	for (uint64_t i = 0; i < warm + n; i++) {
+		if (i == warm)
+			t0 = now_ns();
+		if (ct->kind == K_MALLOC) {
+			for (int k = 0; k < 32; k++)
+				p[k] = malloc(c.size);
+			use(p[0]);
+			for (int k = 1; k < 32; k++)
+				free(p[k]);
+			free(p[0]);
+		} else if (prefill) {
+			struct slab_sheaf *sh = kmem_cache_prefill_sheaf(c.cache, GFP_KERNEL, 32);
+			if (!sh)
+				out_of_memory();
+			void *o = use(kmem_cache_alloc_from_sheaf(c.cache, GFP_NOWAIT, sh));
+			kmem_cache_return_sheaf(c.cache, GFP_KERNEL, sh);
+			kmem_cache_free(c.cache, o);
+		} else {
+			if (kmem_cache_alloc_bulk(c.cache, GFP_KERNEL, 32, p) != 32)
+				out_of_memory();
+			use(p[0]);
+			kmem_cache_free_bulk(c.cache, 31, &p[1]);
+			kmem_cache_free(c.cache, p[0]);
+		}
+	}
+	return (double)(now_ns() - t0) / (double)n;
+}
+
 static int child_main(int ci, int wi, uint64_t iters)
 {
 	const struct contender *ct = &contenders[ci];
@@ -545,6 +596,11 @@ static int child_main(int ci, int wi, uint64_t iters)
 		char name[64];
 
 		args.sheaf_capacity = ct->sheaf_capacity ? sheaf_auto_capacity(wl->size) : 0;
+		/* A maple-tree-like node cache asks for 32 (the kernel 7.0 rule:
+		 * the requested capacity is a minimum over the automatic one). */
+		if (args.sheaf_capacity && (wl->type == W_PREALLOC || wl->type == W_BULK32) &&
+		    args.sheaf_capacity < 32)
+			args.sheaf_capacity = 32;
 		snprintf(name, sizeof(name), "bench-%s", wl->name);
 		c.cache = kmem_cache_create(name, wl->size, &args, 0);
 		if (!c.cache) {
@@ -564,6 +620,11 @@ static int child_main(int ci, int wi, uint64_t iters)
 		break;
 	case W_RCU:
 		ns = run_rcu(ct, c, n);
+		break;
+	case W_PREALLOC:
+	case W_BULK32:
+		ns = run_prealloc(ct, c, n, wl->type == W_PREALLOC &&
+				  ct->kind != K_MALLOC && sheaf_cache_capacity(c.cache));
 		break;
 	case W_REMOTE:
 	case W_THREADS: {
@@ -995,6 +1056,7 @@ static void usage(FILE *out)
 "Environment: SHEAF_STATS=1 also prints the libsheaf counters of the sheaf\n"
 "contender's hot-64 cache (counting slows libsheaf down).\n"
 "workloads: hot-64 hot-256 batch-lifo batch-fifo remote hot-64-t1 hot-64-t2 rcu\n"
+"           prealloc-32 bulk-32\n"
 "contenders: sheaf classic glibc jemalloc tcmalloc mimalloc\n",
 		SHEAFBENCH_RESULTS_DIR);
 }
