@@ -37,6 +37,7 @@ test: build
 
 bench: build
 	./$(BUILD)/bench/sheafbench
+	./$(BUILD)/bench/vmabench
 
 instructions: build
 	./tools/instructions.sh $(BUILD)

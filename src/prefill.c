@@ -88,6 +88,20 @@ SHEAF_EXPORT struct slab_sheaf *kmem_cache_prefill_sheaf(struct kmem_cache *s,
 	if (pcs && pcs->spare) {
 		sheaf = pcs->spare;
 		pcs->spare = NULL;
+		/*
+		 * Top it up from the slot's main sheaf first: objects the slot
+		 * has cached anyway (often recycled through RCU) rather than
+		 * from slabs.  The sheaf still goes out full.
+		 */
+		if (sheaf->size < size) {
+			struct slab_sheaf *main = pcs->main;
+			unsigned int take = MIN(s->hot.sheaf_capacity - sheaf->size,
+						main->size);
+			main->size -= take;
+			memcpy(&sheaf->objects[sheaf->size], &main->objects[main->size],
+			       take * sizeof(void *));
+			sheaf->size += take;
+		}
 		sheaf_pcs_unlock(pcs);
 		stat(s, SHEAF_STAT_SHEAF_PREFILL_FAST, slot);
 	} else {
