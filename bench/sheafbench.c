@@ -1184,9 +1184,10 @@ int main(int argc, char **argv)
 
 	print_memory_burst();
 	if (csel[C_SHEAF] && sheaf_capacity_seen != UINT32_MAX)
-		printf("sheaf contender: sheaf_cache_capacity() = %u%s\n",
-		       sheaf_capacity_seen, sheaf_capacity_seen ? "" :
-		       " (no sheaves yet: it ran the classic path)");
+		printf("sheaf contender: the kernel's automatic sheaf capacity for the "
+		       "object size (%u for 64 B, %u for 256 B), at least 32 for "
+		       "prealloc-32 and bulk-32 (a maple-like node cache)\n",
+		       sheaf_auto_capacity(64), sheaf_auto_capacity(256));
 	if (stats_text[0])
 		printf("\nlibsheaf statistics of the sheaf contender's hot-64 cache "
 		       "(last run, warm-up included):\n%s", stats_text);
