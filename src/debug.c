@@ -1,12 +1,38 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * debug.c - error reports.  All corruption and misuse goes to one cold,
- * noreturn reporter: one line naming the function, the problem, the
- * address, the cache and the caller, then abort(), like glibc's
- * "free(): invalid pointer".
+ * debug.c - error reports, and slub_debug: the checked slow path of debug
+ * caches.
+ *
+ * A cache with any debug flag (SLAB_CONSISTENCY_CHECKS 'F', SLAB_RED_ZONE
+ * 'Z', SLAB_POISON 'P', SLAB_STORE_USER 'U', SLAB_TRACE 'T'; from the flags
+ * at creation or SLUB_DEBUG in the environment) gets no sheaves and no CPU
+ * cache: every allocation and free takes this file's path, serialized under
+ * the node's list_lock, where the checks run.  Object layout of a debug
+ * cache (offsets from the slot start; the user pointer is the object):
+ *
+ *   | left red zone | object (object_size) | right red zone | free ptr | tracks |
+ *     red_left_pad                          >= 8 bytes          8       2 x track
+ *
+ * Byte values (the kernel's): red zone 0xbb while free, 0xcc while
+ * allocated; a free object is poisoned 0x6b with its last byte 0xa5; bytes
+ * between the end of the used area and the stride are 0x5a.
+ *
+ * Reports follow the kernel's shape: "BUG <cache> (Not tainted): <what>",
+ * the object, its offset in the slab, its allocation and free tracks, a hex
+ * dump, then "FIX <cache>: <repair>".  SHEAF_DEBUG_ABORT=0 continues after
+ * the repair (the damaged object is kept out of use); the default aborts.
  */
+#include <errno.h>
+#include <dlfcn.h>
+#include <execinfo.h>
+#include <fnmatch.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -17,4 +43,597 @@ void _sheaf_report_invalid(const char *fn, const char *what, const void *addr,
 		addr, s ? s->name : "unknown", caller);
 	fflush(stderr);
 	abort();
+}
+
+/* ------------------------------------------------------ SLUB_DEBUG rules */
+
+#define POISON_FREE  0x6b
+#define POISON_END   0xa5
+#define POISON_PAD   0x5a
+#define RED_INACTIVE 0xbb
+#define RED_ACTIVE   0xcc
+#define TRACK_DEPTH  12
+
+/*
+ * struct track - where and when an object was last allocated or freed
+ * (SLAB_STORE_USER).  Stored after the free pointer, alloc track first.
+ */
+struct track {
+	void *addrs[TRACK_DEPTH];
+	int depth;
+	int cpu;
+	int tid;
+	uint64_t when_ns;
+};
+
+struct debug_rule {
+	slab_flags_t flags;   /* 0 with clear: '-' */
+	bool clear;
+	char pattern[64];     /* empty: every cache */
+};
+
+#define MAX_RULES 16
+static struct debug_rule rules[MAX_RULES];
+static int nrules;
+static bool debug_abort = true;
+
+static slab_flags_t flag_of(char c)
+{
+	switch (c) {
+	case 'F': case 'f': return SLAB_CONSISTENCY_CHECKS;
+	case 'Z': case 'z': return SLAB_RED_ZONE;
+	case 'P': case 'p': return SLAB_POISON;
+	case 'U': case 'u': return SLAB_STORE_USER;
+	case 'T': case 't': return SLAB_TRACE;
+	default: return 0;
+	}
+}
+
+/*
+ * SLUB_DEBUG in the kernel's slub_debug= syntax: blocks separated by ';',
+ * each "FLAGS[,cache[,cache...]]"; no letters means F, Z, P and U; '-'
+ * means none; a cache name may be a glob; no cache list means every cache.
+ */
+void _sheaf_debug_setup(void)
+{
+	const char *v = getenv("SHEAF_DEBUG_ABORT");
+	debug_abort = !(v && !strcmp(v, "0"));
+	v = getenv("SLUB_DEBUG");
+	if (!v)
+		return;
+	char buf[1024];
+	snprintf(buf, sizeof(buf), "%s", v);
+	char *save_block = NULL;
+	for (char *block = strtok_r(buf, ";", &save_block); block;
+	     block = strtok_r(NULL, ";", &save_block)) {
+		char *comma = strchr(block, ',');
+		char *names = comma ? comma + 1 : NULL;
+		if (comma)
+			*comma = '\0';
+		struct debug_rule r = { 0 };
+		if (!strcmp(block, "-")) {
+			r.clear = true;
+		} else if (!*block) {
+			r.flags = SLAB_CONSISTENCY_CHECKS | SLAB_RED_ZONE |
+				  SLAB_POISON | SLAB_STORE_USER;
+		} else {
+			for (const char *c = block; *c; c++) {
+				slab_flags_t f = flag_of(*c);
+				if (!f)
+					fprintf(stderr, "sheaf: SLUB_DEBUG: unknown flag '%c' ignored\n", *c);
+				r.flags |= f;
+			}
+		}
+		if (!names || !*names) {
+			if (nrules < MAX_RULES)
+				rules[nrules++] = r;
+			continue;
+		}
+		char *save_name = NULL;
+		for (char *n = strtok_r(names, ",", &save_name); n;
+		     n = strtok_r(NULL, ",", &save_name)) {
+			if (nrules >= MAX_RULES)
+				break;
+			snprintf(r.pattern, sizeof(r.pattern), "%s", n);
+			rules[nrules++] = r;
+		}
+	}
+}
+
+/* The debug flags a cache of this name gets (later rules win). */
+slab_flags_t _sheaf_debug_flags_for(const char *name, slab_flags_t flags)
+{
+	for (int i = 0; i < nrules; i++) {
+		if (rules[i].pattern[0] && fnmatch(rules[i].pattern, name, 0))
+			continue;
+		if (rules[i].clear)
+			flags &= ~SLAB_DEBUG_FLAGS;
+		else
+			flags |= rules[i].flags;
+	}
+	return flags;
+}
+
+/* ------------------------------------------------------------- layout */
+
+/* Lay out a debug cache; object_size, align and flags are set. */
+void _sheaf_debug_layout(struct kmem_cache *s)
+{
+	unsigned int align = s->align;
+	unsigned int pos = 0;
+	s->red_left_pad = (s->flags & SLAB_RED_ZONE) ? ALIGN_UP(8u, align) : 0;
+	/* Object, then a right red zone of at least 8 bytes. */
+	pos = ALIGN_UP(s->object_size, 8u);
+	if (s->flags & SLAB_RED_ZONE)
+		pos += 8;
+	s->offset = pos;                    /* the free pointer, outside the object */
+	pos += sizeof(void *);
+	s->track_off = pos;
+	if (s->flags & SLAB_STORE_USER)
+		pos += 2 * sizeof(struct track);
+	s->inuse = pos;
+	s->size = ALIGN_UP(s->red_left_pad + pos, align);
+}
+
+static inline uint8_t *obj_bytes(const void *obj)
+{
+	return (uint8_t *)obj;
+}
+
+static inline struct track *get_track(struct kmem_cache *s, void *obj, bool freed)
+{
+	return (struct track *)(obj_bytes(obj) + s->track_off) + (freed ? 1 : 0);
+}
+
+static void set_track(struct kmem_cache *s, void *obj, bool freed)
+{
+	if (!(s->flags & SLAB_STORE_USER))
+		return;
+	struct track *t = get_track(s, obj, freed);
+	void *bt[TRACK_DEPTH + 8];
+	int n = backtrace(bt, TRACK_DEPTH + 8);
+	/* Skip libsheaf's own frames: the track starts at the caller. */
+	Dl_info self, fi;
+	int skip = 1;
+	if (dladdr((void *)set_track, &self))
+		while (skip < n && dladdr(bt[skip], &fi) && fi.dli_fbase == self.dli_fbase)
+			skip++;
+	if (skip >= n)
+		skip = n > 3 ? 3 : 0; /* linked statically: one object, count frames */
+	t->depth = MIN(n - skip, TRACK_DEPTH);
+	memcpy(t->addrs, bt + skip, (size_t)t->depth * sizeof(void *));
+	t->cpu = (int)sheaf_cpu();
+	t->tid = (int)syscall(SYS_gettid);
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	t->when_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Red zones to `val`, and (free objects, SLAB_POISON) the poison pattern. */
+static void init_object(struct kmem_cache *s, void *obj, uint8_t val)
+{
+	uint8_t *p = obj_bytes(obj);
+	if (s->flags & SLAB_RED_ZONE) {
+		memset(p - s->red_left_pad, val, s->red_left_pad);
+		memset(p + s->object_size, val, s->offset - s->object_size);
+	}
+	if ((s->flags & SLAB_POISON) && val == RED_INACTIVE) {
+		memset(p, POISON_FREE, s->object_size - 1);
+		p[s->object_size - 1] = POISON_END;
+	}
+}
+
+/* A new slab's object: free, red zones inactive, poisoned, padding set. */
+void _sheaf_debug_new_object(struct kmem_cache *s, void *obj)
+{
+	uint8_t *p = obj_bytes(obj);
+	size_t pad = s->size - s->red_left_pad - s->inuse;
+	memset(p + s->inuse, POISON_PAD, pad);
+	if (s->flags & SLAB_STORE_USER)
+		memset(p + s->track_off, 0, 2 * sizeof(struct track));
+	init_object(s, obj, RED_INACTIVE);
+}
+
+/* -------------------------------------------------------------- reports */
+
+static void hexdump(const char *label, const uint8_t *p, size_t len)
+{
+	for (size_t i = 0; i < len; i += 16) {
+		fprintf(stderr, "%-8s %p: ", label, (const void *)(p + i));
+		for (size_t j = i; j < i + 16 && j < len; j++)
+			fprintf(stderr, "%02x ", p[j]);
+		fputc('\n', stderr);
+	}
+}
+
+static void print_track(const char *what, const struct track *t)
+{
+	if (!t->depth) {
+		fprintf(stderr, "%s: no record\n", what);
+		return;
+	}
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	uint64_t now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	char **syms = backtrace_symbols((void *const *)t->addrs, t->depth);
+	fprintf(stderr, "%s in %s age=%llu us cpu=%d tid=%d\n", what,
+		syms ? syms[0] : "?", (unsigned long long)((now - t->when_ns) / 1000),
+		t->cpu, t->tid);
+	for (int i = 0; i < t->depth; i++)
+		fprintf(stderr, " %s\n", syms ? syms[i] : "?");
+	free(syms);
+}
+
+static void report_header(struct kmem_cache *s, const char *fmt, va_list ap)
+{
+	fprintf(stderr, "=============================================================================\n");
+	fprintf(stderr, "BUG %s (Not tainted): ", s->name);
+	vfprintf(stderr, fmt, ap);
+	fprintf(stderr, "\n-----------------------------------------------------------------------------\n\n");
+}
+
+/* The object's report: tracks, slab, dump of the whole slot. */
+static void report_object(struct kmem_cache *s, struct slab *slab, void *obj)
+{
+	uint8_t *p = obj_bytes(obj);
+	uint8_t *base = slab_address(slab);
+	fprintf(stderr, "Object %p @offset=%zu fp=%p\n\n", obj,
+		(size_t)(p - base), get_freepointer(s, obj));
+	if (s->flags & SLAB_STORE_USER) {
+		print_track("Allocated", get_track(s, obj, false));
+		print_track("Freed", get_track(s, obj, true));
+	}
+	fprintf(stderr, "Slab %p objects=%u used=%u fp=%p\n", base,
+		slab->objects, slab->inuse, slab->freelist);
+	if (s->red_left_pad)
+		hexdump("Redzone", p - s->red_left_pad, s->red_left_pad);
+	hexdump("Object", p, s->object_size);
+	if (s->flags & SLAB_RED_ZONE)
+		hexdump("Redzone", p + s->object_size, s->offset - s->object_size);
+}
+
+static bool report_done(void)
+{
+	fflush(stderr);
+	if (debug_abort)
+		abort();
+	return false;
+}
+
+static __attribute__((format(printf, 4, 5)))
+void report(struct kmem_cache *s, struct slab *slab, void *obj, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	report_header(s, fmt, ap);
+	va_end(ap);
+	if (obj)
+		report_object(s, slab, obj);
+}
+
+/*
+ * Check that [start, start + len) holds `val`; report and repair if not.
+ * Returns false when damaged.
+ */
+static bool check_bytes(struct kmem_cache *s, struct slab *slab, void *obj,
+			const char *what, uint8_t *start, size_t len, uint8_t val)
+{
+	size_t i;
+	for (i = 0; i < len; i++)
+		if (start[i] != val)
+			break;
+	if (i == len)
+		return true;
+	size_t last = len;
+	while (last > i && start[last - 1] == val)
+		last--;
+	report(s, slab, obj, "%s overwritten", what);
+	fprintf(stderr, "\n%p-%p @offset=%zu. First byte 0x%x instead of 0x%x\n",
+		(void *)(start + i), (void *)(start + last - 1),
+		(size_t)(start + i - (uint8_t *)slab_address(slab)), start[i], val);
+	fprintf(stderr, "FIX %s: Restoring %s %p-%p=0x%x\n\n", s->name, what,
+		(void *)(start + i), (void *)(start + last - 1), val);
+	memset(start + i, val, last - i);
+	return report_done();
+}
+
+/* Red zones (and poison of a free object) as they should be. */
+static bool check_object(struct kmem_cache *s, struct slab *slab, void *obj,
+			 uint8_t val)
+{
+	uint8_t *p = obj_bytes(obj);
+	bool ok = true;
+	if (s->flags & SLAB_RED_ZONE) {
+		ok &= check_bytes(s, slab, obj, "Left Redzone", p - s->red_left_pad,
+				  s->red_left_pad, val);
+		ok &= check_bytes(s, slab, obj, "Right Redzone", p + s->object_size,
+				  s->offset - s->object_size, val);
+	}
+	if ((s->flags & SLAB_POISON) && val == RED_INACTIVE) {
+		ok &= check_bytes(s, slab, obj, "Poison", p, s->object_size - 1,
+				  POISON_FREE);
+		ok &= check_bytes(s, slab, obj, "Poison", p + s->object_size - 1, 1,
+				  POISON_END);
+	}
+	return ok;
+}
+
+/* Is obj an object slot of the slab (user pointer)? */
+static bool valid_pointer(struct kmem_cache *s, struct slab *slab, const void *obj)
+{
+	uint8_t *base = slab_address(slab);
+	if ((const uint8_t *)obj < base + s->red_left_pad)
+		return false;
+	uint64_t off = (uint64_t)((const uint8_t *)obj - base - s->red_left_pad);
+	return off % s->size == 0 && off / s->size < s->objects;
+}
+
+/*
+ * Walk the slab's freelist: true if obj is on it.  A corrupt free pointer is
+ * reported and the chain cut there (the rest of the slab kept out of use).
+ */
+static bool on_freelist(struct kmem_cache *s, struct slab *slab, void *obj)
+{
+	void *prev = NULL;
+	unsigned int n = 0;
+	for (void *fp = slab->freelist; fp && n <= slab->objects; n++) {
+		if (fp == obj)
+			return true;
+		if (!valid_pointer(s, slab, fp)) {
+			report(s, slab, prev, "Freechain corrupt");
+			fprintf(stderr, "FIX %s: Isolate the rest of the freelist after %p\n\n",
+				s->name, prev);
+			if (prev)
+				set_freepointer(s, prev, NULL);
+			else
+				slab->freelist = NULL;
+			report_done();
+			return false;
+		}
+		prev = fp;
+		fp = get_freepointer(s, fp);
+	}
+	return false;
+}
+
+/* Slab-level checks (F): counters against the freelist. */
+static bool check_slab(struct kmem_cache *s, struct slab *slab)
+{
+	unsigned int nfree = 0;
+	for (void *fp = slab->freelist; fp && nfree <= slab->objects; nfree++)
+		fp = get_freepointer(s, fp);
+	if (slab->objects != s->objects || slab->inuse + nfree != slab->objects) {
+		report(s, slab, NULL, "Wrong object count. Counter is %u but counted were %u",
+		       slab->inuse, slab->objects - nfree);
+		fprintf(stderr, "Slab %p objects=%u used=%u\n", slab_address(slab),
+			slab->objects, slab->inuse);
+		fprintf(stderr, "FIX %s: Object count adjusted\n\n", s->name);
+		slab->inuse = (slab->objects - nfree) & 0xffff;
+		return report_done();
+	}
+	return true;
+}
+
+static void trace(struct kmem_cache *s, const char *what, void *obj)
+{
+	if (!(s->flags & SLAB_TRACE))
+		return;
+	fprintf(stderr, "TRACE %s %s %p inuse=%u fp=%p\n", s->name, what, obj,
+		s->object_size, get_freepointer(s, obj));
+	hexdump("Object", obj_bytes(obj), s->object_size < 64 ? s->object_size : 64);
+}
+
+/* ----------------------------------------------------- alloc and free */
+
+/* Caller holds n->list_lock. */
+static void list_move_full(struct kmem_cache_node *n, struct slab *slab)
+{
+	if (slab->on_partial) {
+		list_del(&slab->slab_list);
+		WRITE_ONCE(n->nr_partial, n->nr_partial - 1);
+		slab->on_partial = 0;
+	}
+	list_add(&slab->slab_list, &n->full);
+}
+
+void *_sheaf_debug_alloc(struct kmem_cache *s, gfp_t gfp, int node,
+			 unsigned int slot)
+{
+	if (node == NUMA_NO_NODE)
+		node = sheaf_node();
+	struct kmem_cache_node *n = get_node(s, node);
+	void *obj = NULL;
+
+	pthread_mutex_lock(&n->list_lock);
+	for (;;) {
+		struct slab *slab;
+		if (!list_empty(&n->partial)) {
+			slab = list_first_entry(&n->partial, struct slab, slab_list);
+		} else {
+			slab = _sheaf_new_slab(s, gfp, node, slot);
+			if (!slab)
+				break;
+			list_add(&slab->slab_list, &n->partial);
+			WRITE_ONCE(n->nr_partial, n->nr_partial + 1);
+			slab->on_partial = 1;
+		}
+		if ((s->flags & SLAB_CONSISTENCY_CHECKS) && !check_slab(s, slab))
+			continue;
+		obj = slab->freelist;
+		if (!obj) { /* isolated by a repair: out of use */
+			list_move_full(n, slab);
+			continue;
+		}
+		if ((s->flags & SLAB_CONSISTENCY_CHECKS) && !valid_pointer(s, slab, obj)) {
+			report(s, slab, NULL, "Freelist Pointer check fails");
+			fprintf(stderr, "Freelist %p is not an object of slab %p\n"
+				"FIX %s: Slab isolated\n\n", obj, slab_address(slab), s->name);
+			slab->freelist = NULL;
+			list_move_full(n, slab);
+			report_done();
+			continue;
+		}
+		if (!check_object(s, slab, obj, RED_INACTIVE)) {
+			/* Damaged while free: repaired, but kept out of use. */
+			slab->freelist = get_freepointer(s, obj);
+			slab->inuse++;
+			if (!slab->freelist)
+				list_move_full(n, slab);
+			continue;
+		}
+		slab->freelist = get_freepointer(s, obj);
+		slab->inuse++;
+		if (!slab->freelist)
+			list_move_full(n, slab);
+		init_object(s, obj, RED_ACTIVE);
+		set_track(s, obj, false);
+		trace(s, "alloc", obj);
+		break;
+	}
+	pthread_mutex_unlock(&n->list_lock);
+	return obj;
+}
+
+/*
+ * Free with every check.  caller is the user's call site for reports that
+ * abort at once (wrong cache, invalid pointer: the kernel's cache_from_obj).
+ */
+void _sheaf_debug_free(struct kmem_cache *s, struct slab *slab, void *obj,
+		       unsigned int slot)
+{
+	struct kmem_cache_node *n = get_node(s, slab->node);
+	struct slab *discard = NULL;
+
+	pthread_mutex_lock(&n->list_lock);
+	if (!valid_pointer(s, slab, obj)) {
+		report(s, slab, NULL, "Invalid object pointer %p", obj);
+		fprintf(stderr, "FIX %s: Object at %p not freed\n\n", s->name, obj);
+		goto out_report;
+	}
+	if ((s->flags & (SLAB_CONSISTENCY_CHECKS | SLAB_POISON)) &&
+	    on_freelist(s, slab, obj)) {
+		report(s, slab, obj, "Object already free");
+		fprintf(stderr, "FIX %s: Object at %p not freed\n\n", s->name, obj);
+		goto out_report;
+	}
+	if ((s->flags & SLAB_CONSISTENCY_CHECKS) && !check_slab(s, slab))
+		goto out; /* repaired; go on with the free */
+	if (!check_object(s, slab, obj, RED_ACTIVE))
+		goto out; /* repaired, the object kept out of use */
+	set_track(s, obj, true);
+	trace(s, "free", obj);
+	init_object(s, obj, RED_INACTIVE);
+	bool was_full = slab->freelist == NULL;
+	set_freepointer(s, obj, slab->freelist);
+	slab->freelist = obj;
+	slab->inuse--;
+	if (was_full && !slab->on_partial) {
+		list_del(&slab->slab_list);
+		list_add(&slab->slab_list, &n->partial);
+		WRITE_ONCE(n->nr_partial, n->nr_partial + 1);
+		slab->on_partial = 1;
+	}
+	if (!slab->inuse && n->nr_partial > s->min_partial) {
+		list_del(&slab->slab_list);
+		WRITE_ONCE(n->nr_partial, n->nr_partial - 1);
+		slab->on_partial = 0;
+		discard = slab;
+	}
+	stat(s, SHEAF_STAT_FREE_SLOWPATH, slot);
+	goto out;
+out_report:
+	pthread_mutex_unlock(&n->list_lock);
+	report_done();
+	return;
+out:
+	pthread_mutex_unlock(&n->list_lock);
+	if (discard)
+		_sheaf_discard_slab(s, discard, slot);
+}
+
+/* Report that obj, freed to s, belongs to another cache (then abort). */
+void _sheaf_debug_wrong_cache(struct kmem_cache *s, struct slab *slab, void *obj)
+{
+	struct kmem_cache *owner = slab->slab_cache;
+	report(s, NULL, NULL, "Wrong slab cache. %s but object is from %s",
+	       s->name, owner ? owner->name : "none");
+	fprintf(stderr, "Object %p\nFIX %s: Object not freed\n\n", obj, s->name);
+	report_done();
+}
+
+/* ------------------------------------------------ validate, leak report */
+
+/* Check every object of one slab; returns the number of problems. */
+static int validate_slab(struct kmem_cache *s, struct slab *slab)
+{
+	int problems = 0;
+	uint8_t *base = slab_address(slab);
+	if ((s->flags & SLAB_CONSISTENCY_CHECKS) && !check_slab(s, slab))
+		problems++;
+	for (unsigned int i = 0; i < slab->objects; i++) {
+		void *obj = base + s->red_left_pad + (size_t)i * s->size;
+		bool is_free = on_freelist(s, slab, obj);
+		if (!check_object(s, slab, obj, is_free ? RED_INACTIVE : RED_ACTIVE))
+			problems++;
+	}
+	return problems;
+}
+
+SHEAF_EXPORT int kmem_cache_validate(struct kmem_cache *s)
+{
+	int problems = 0;
+	if (!s)
+		return -EINVAL;
+	if (!(s->flags & SLAB_DEBUG_FLAGS))
+		return 0; /* nothing to check against without debug layout */
+	bool saved = debug_abort;
+	debug_abort = false; /* count every problem */
+	for (unsigned int k = 0; k < _sheaf_nr_nodes; k++) {
+		struct kmem_cache_node *n = get_node(s, (int)k);
+		struct slab *slab;
+		pthread_mutex_lock(&n->list_lock);
+		list_for_each_entry(slab, &n->partial, slab_list)
+			problems += validate_slab(s, slab);
+		list_for_each_entry(slab, &n->full, slab_list)
+			problems += validate_slab(s, slab);
+		pthread_mutex_unlock(&n->list_lock);
+	}
+	debug_abort = saved;
+	return problems;
+}
+
+/*
+ * At destroy with live objects: list them, with where they were allocated
+ * (SLAB_STORE_USER), as the kernel's "Objects remaining" report.
+ */
+void _sheaf_debug_leak_report(struct kmem_cache *s, size_t live)
+{
+	fprintf(stderr, "=============================================================================\n");
+	fprintf(stderr, "BUG %s (Not tainted): Objects remaining in %s on __kmem_cache_shutdown()\n",
+		s->name, s->name);
+	fprintf(stderr, "-----------------------------------------------------------------------------\n\n");
+	size_t shown = 0;
+	for (unsigned int k = 0; k < _sheaf_nr_nodes && shown < 16; k++) {
+		struct kmem_cache_node *n = get_node(s, (int)k);
+		struct slab *slab;
+		struct list_head *lists[2] = { &n->partial, &n->full };
+		pthread_mutex_lock(&n->list_lock);
+		for (int l = 0; l < 2; l++)
+			list_for_each_entry(slab, lists[l], slab_list) {
+				uint8_t *base = slab_address(slab);
+				for (unsigned int i = 0; i < slab->objects && shown < 16; i++) {
+					void *obj = base + s->red_left_pad + (size_t)i * s->size;
+					if (on_freelist(s, slab, obj))
+						continue;
+					fprintf(stderr, "Object %p @offset=%zu\n", obj,
+						(size_t)((uint8_t *)obj - base));
+					if (s->flags & SLAB_STORE_USER)
+						print_track("Allocated", get_track(s, obj, false));
+					shown++;
+				}
+			}
+		pthread_mutex_unlock(&n->list_lock);
+	}
+	fprintf(stderr, "%zu objects remaining\n\n", live);
+	fflush(stderr);
 }

@@ -288,6 +288,7 @@ struct kmem_cache_node {
 	pthread_mutex_t list_lock;
 	unsigned long nr_partial;
 	struct list_head partial;
+	struct list_head full;          /* debug caches only: slabs with no free object */
 	atomic_long nr_slabs;
 	atomic_long total_objects;
 } __attribute__((aligned(CACHE_LINE)));
@@ -344,6 +345,8 @@ struct kmem_cache {
 	unsigned int order;
 	unsigned int objects;
 	unsigned int min_partial;
+	unsigned int red_left_pad;           /* debug: left red zone before each object */
+	unsigned int track_off;              /* debug: tracks, from the object */
 	slab_flags_t flags;
 	void (*ctor)(void *);
 	struct sheaf_stat_slot *stats;       /* [_sheaf_nr_slots] */
@@ -619,6 +622,20 @@ void _sheaf_rcu_unlock_worker(bool child);
 void _sheaf_rcu_after_fork(bool child);
 
 /* debug.c */
+void _sheaf_debug_setup(void);
+slab_flags_t _sheaf_debug_flags_for(const char *name, slab_flags_t flags);
+void _sheaf_debug_layout(struct kmem_cache *s);
+void _sheaf_debug_new_object(struct kmem_cache *s, void *obj);
+void *_sheaf_debug_alloc(struct kmem_cache *s, gfp_t gfp, int node, unsigned int slot);
+void _sheaf_debug_free(struct kmem_cache *s, struct slab *slab, void *obj,
+		       unsigned int slot);
+void _sheaf_debug_wrong_cache(struct kmem_cache *s, struct slab *slab, void *obj);
+void _sheaf_debug_leak_report(struct kmem_cache *s, size_t live);
+static inline bool cache_debug(const struct kmem_cache *s)
+{
+	return (s->flags & SLAB_DEBUG_FLAGS) != 0;
+}
+
 SHEAF_NORETURN SHEAF_COLD void _sheaf_report_invalid(const char *fn,
 		const char *what, const void *addr, struct kmem_cache *s,
 		void *caller);

@@ -38,7 +38,19 @@ static int fill_to(struct kmem_cache *s, struct slab_sheaf *sheaf,
 	if (sheaf->size >= to)
 		return 0;
 	size_t want = to - sheaf->size;
-	if (!_sheaf_slab_alloc_bulk(s, gfp & ~__GFP_ZERO, sheaf_node(),
+	if (unlikely(cache_debug(s))) {
+		/* Debug caches: every object through the checked path. */
+		for (size_t i = 0; i < want; i++) {
+			void *o = _sheaf_debug_alloc(s, gfp, NUMA_NO_NODE, slot);
+			if (!o) {
+				while (i--)
+					_sheaf_debug_free(s, virt_to_slab(sheaf->objects[sheaf->size + i]),
+							  sheaf->objects[sheaf->size + i], slot);
+				return -ENOMEM;
+			}
+			sheaf->objects[sheaf->size + i] = o;
+		}
+	} else if (!_sheaf_slab_alloc_bulk(s, gfp & ~__GFP_ZERO, sheaf_node(),
 				    &sheaf->objects[sheaf->size], want, slot))
 		return -ENOMEM;
 	sheaf->size = to;

@@ -175,7 +175,13 @@ void _sheaf_flush_sheaf(struct kmem_cache *s, struct slab_sheaf *sheaf,
 	size_t n = sheaf->size;
 	if (!n)
 		return;
-	_sheaf_slab_free_bulk(s, n, sheaf->objects, slot);
+	if (unlikely(cache_debug(s))) {
+		for (size_t i = 0; i < n; i++)
+			_sheaf_debug_free(s, virt_to_slab(sheaf->objects[i]),
+					  sheaf->objects[i], slot);
+	} else {
+		_sheaf_slab_free_bulk(s, n, sheaf->objects, slot);
+	}
 	sheaf->size = 0;
 	stat_add(s, which, slot, n);
 	stat_add(s, SHEAF_STAT_SHEAF_FLUSH, slot, n);

@@ -145,6 +145,11 @@ bool _sheaf_calculate_sizes(struct kmem_cache *s,
 	s->align = calculate_alignment(s->flags, args->align, s->object_size);
 	size = ALIGN_UP(size, s->align);
 	s->size = size;
+	if (s->flags & SLAB_DEBUG_FLAGS) {
+		/* Red zones, free pointer outside the object, tracks. */
+		_sheaf_debug_layout(s);
+		size = s->size;
+	}
 	s->order = calculate_order(size);
 	if (s->order > MAX_ORDER)
 		return false;
@@ -174,8 +179,11 @@ struct slab *_sheaf_new_slab(struct kmem_cache *s, gfp_t gfp, int node,
 	slab->objects = s->objects & 0x7fff;
 	slab->inuse = 0;
 	slab->frozen = 0;
+	base += s->red_left_pad;
 	for (unsigned int i = 0; i < s->objects; i++) {
 		char *obj = base + (size_t)i * s->size;
+		if (unlikely(cache_debug(s)))
+			_sheaf_debug_new_object(s, obj);
 		if (s->ctor)
 			s->ctor(obj);
 		set_freepointer(s, obj, i + 1 < s->objects ? obj + s->size : NULL);
@@ -630,7 +638,8 @@ struct slab *_sheaf_check_object(struct kmem_cache *s, const void *obj,
 	struct kmem_cache *owner = slab->slab_cache;
 	if (unlikely(s && owner != s))
 		_sheaf_report_invalid(fn, "object from the wrong cache", obj, s, caller);
-	uint64_t off = (uint64_t)((const char *)obj - (const char *)slab_address(slab));
+	uint64_t off = (uint64_t)((const char *)obj - (const char *)slab_address(slab)) -
+		       owner->red_left_pad;
 	uint64_t idx = (uint64_t)(((unsigned __int128)off * owner->hot.reciprocal) >> 64);
 	if (unlikely(idx * owner->size != off || idx >= owner->objects))
 		_sheaf_report_invalid(fn, "invalid pointer (not at an object boundary)",

@@ -41,6 +41,8 @@ struct kmem_cache *_sheaf_cache_create(const char *name, unsigned int size,
 				       const struct kmem_cache_args *args,
 				       slab_flags_t flags, enum cache_kind kind)
 {
+	if (kind != CACHE_INTERNAL)
+		flags = _sheaf_debug_flags_for(name, flags);
 	unsigned int cap = args->sheaf_capacity;
 	if (cap == 0 && kind != CACHE_INTERNAL && _sheaf_config.default_capacity)
 		cap = _sheaf_config.default_capacity < 0
@@ -71,6 +73,7 @@ struct kmem_cache *_sheaf_cache_create(const char *name, unsigned int size,
 			(struct kmem_cache_node *)(mem + off_nodes) + n;
 		_sheaf_spinlock_init(&kn->list_lock);
 		INIT_LIST_HEAD(&kn->partial);
+		INIT_LIST_HEAD(&kn->full);
 		s->node[n] = kn;
 	}
 	snprintf(s->name, sizeof(s->name), "%s", name);
@@ -247,6 +250,8 @@ SHEAF_EXPORT void kmem_cache_destroy(struct kmem_cache *s)
 		kvfree_rcu_barrier_on_cache(s);
 	flush_and_shrink(s);
 	size_t live = slab_objects_inuse(s);
+	if (live && cache_debug(s))
+		_sheaf_debug_leak_report(s, live);
 	if (live) {
 		fprintf(stderr,
 			"sheaf: kmem_cache_destroy(\"%s\"): %zu objects remaining; "
@@ -267,9 +272,15 @@ SHEAF_EXPORT void kmem_cache_destroy(struct kmem_cache *s)
 
 /* ------------------------------------------------------------- objects */
 
-/* The per-CPU cache of s (sheaves or the classic cpu slab). */
+/* The per-CPU cache of s (sheaves or the classic cpu slab); debug caches
+ * have neither: the checked slow path. */
 static inline void *alloc_cached(struct kmem_cache *s, gfp_t gfp)
 {
+	if (unlikely(cache_debug(s))) {
+		unsigned int slot = sheaf_slot();
+		stat(s, SHEAF_STAT_ALLOC_SLOWPATH, slot);
+		return _sheaf_debug_alloc(s, gfp, NUMA_NO_NODE, slot);
+	}
 	return cache_has_sheaves(s) ? _sheaf_sheaf_alloc(s, gfp)
 				    : _sheaf_cpu_alloc(s, gfp);
 }
@@ -283,6 +294,11 @@ static inline void *alloc_cached(struct kmem_cache *s, gfp_t gfp)
 static void *alloc_for_node(struct kmem_cache *s, gfp_t gfp, int node)
 {
 	unsigned int slot;
+	if (unlikely(cache_debug(s))) {
+		slot = sheaf_slot();
+		stat(s, SHEAF_STAT_ALLOC_SLOWPATH, slot);
+		return _sheaf_debug_alloc(s, gfp, node, slot);
+	}
 	if (node == sheaf_node() && !(gfp & __GFP_THISNODE)) {
 		void *obj = alloc_cached(s, gfp);
 		if (!obj)
@@ -319,7 +335,9 @@ void *_sheaf_slab_alloc(struct kmem_cache *s, gfp_t gfp, int node)
 
 void _sheaf_slab_free_obj(struct kmem_cache *s, struct slab *slab, void *obj)
 {
-	if (cache_has_sheaves(s))
+	if (unlikely(cache_debug(s)))
+		_sheaf_debug_free(s, slab, obj, sheaf_slot());
+	else if (cache_has_sheaves(s))
 		_sheaf_sheaf_free(s, slab, obj);
 	else
 		_sheaf_cpu_free(s, slab, obj);
@@ -362,6 +380,13 @@ SHEAF_EXPORT void kmem_cache_free(struct kmem_cache *s, void *obj)
 	if (unlikely(!s))
 		_sheaf_report_invalid("kmem_cache_free", "NULL cache for",
 				      obj, NULL, __builtin_return_address(0));
+	if (unlikely(cache_debug(s))) {
+		struct slab *dslab = virt_to_slab(obj);
+		if (dslab && (desc_flags(dslab) & PG_SLAB) && dslab->slab_cache != s) {
+			_sheaf_debug_wrong_cache(s, dslab, obj);
+			return;
+		}
+	}
 	struct slab *slab = _sheaf_check_object(s, obj, "kmem_cache_free",
 						__builtin_return_address(0));
 	_sheaf_slab_free_obj(s, slab, obj);
@@ -379,7 +404,7 @@ SHEAF_EXPORT int kmem_cache_alloc_bulk(struct kmem_cache *s, gfp_t gfp,
 			return 0;
 	} else {
 		for (size_t i = 0; i < nr; i++) {
-			p[i] = _sheaf_cpu_alloc(s, gfp);
+			p[i] = alloc_cached(s, gfp);
 			if (unlikely(!p[i])) {
 				kmem_cache_free_bulk(s, i, p);
 				return 0;

@@ -300,6 +300,14 @@ size_t ksize(const void *p);
  */
 size_t kmalloc_size_roundup(size_t size);
 
+/*
+ * slub_debug: check every slab and object of a debug cache (red zones,
+ * poison of free objects, the freelist and counters), reporting each
+ * problem in the kernel's shape and repairing it.  Returns the number of
+ * problems (0 for caches without debug flags), -EINVAL for NULL.
+ */
+int kmem_cache_validate(struct kmem_cache *s);
+
 /* -------------------------------------------------- prefilled sheaves */
 
 /*

@@ -1,0 +1,271 @@
+/*
+ * test_debug.c - slub_debug: one "wrong" program per detector, each in a
+ * child process, asserting the report's header and the abort; repair and
+ * continue with SHEAF_DEBUG_ABORT=0; kmem_cache_validate(); SLUB_DEBUG
+ * parsing; debug caches have no sheaves and prefill takes the oversize path.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <sheaf/slab.h>
+
+#include "test_util.h"
+
+#define FZPU (SLAB_CONSISTENCY_CHECKS | SLAB_RED_ZONE | SLAB_POISON | SLAB_STORE_USER)
+
+static struct kmem_cache *dcache(const char *name, unsigned int size)
+{
+	struct kmem_cache *s = kmem_cache_create(name, size, NULL, FZPU);
+	if (!s)
+		abort();
+	return s;
+}
+
+/* The wrong programs (run in a child). */
+static void wrong_right_redzone(void *arg)
+{
+	struct kmem_cache *s = dcache("dbg-rz-right", 40);
+	char *p = kmem_cache_alloc(s, GFP_KERNEL);
+	p[40] = 'x';                    /* one byte past the object */
+	kmem_cache_free(s, p);
+}
+
+static void wrong_left_redzone(void *arg)
+{
+	struct kmem_cache *s = dcache("dbg-rz-left", 40);
+	char *p = kmem_cache_alloc(s, GFP_KERNEL);
+	p[-1] = 'x';                    /* one byte before it */
+	kmem_cache_free(s, p);
+}
+
+static void wrong_use_after_free(void *arg)
+{
+	struct kmem_cache *s = dcache("dbg-uaf", 40);
+	char *p = kmem_cache_alloc(s, GFP_KERNEL);
+	kmem_cache_free(s, p);
+	p[3] = 'x';                     /* write after free */
+	(void)kmem_cache_alloc(s, GFP_KERNEL); /* the poison check finds it */
+}
+
+static void wrong_double_free(void *arg)
+{
+	struct kmem_cache *s = dcache("dbg-double", 40);
+	void *p = kmem_cache_alloc(s, GFP_KERNEL);
+	void *q = kmem_cache_alloc(s, GFP_KERNEL);
+	kmem_cache_free(s, p);
+	kmem_cache_free(s, q);
+	kmem_cache_free(s, p);
+}
+
+static void wrong_cache(void *arg)
+{
+	struct kmem_cache *a = dcache("dbg-cache-a", 40);
+	struct kmem_cache *b = dcache("dbg-cache-b", 40);
+	void *p = kmem_cache_alloc(a, GFP_KERNEL);
+	kmem_cache_free(b, p);
+}
+
+static void wrong_freelist(void *arg)
+{
+	struct kmem_cache *s = dcache("dbg-freelist", 40);
+	void *p[4];
+	for (int i = 0; i < 4; i++)
+		p[i] = kmem_cache_alloc(s, GFP_KERNEL);
+	for (int i = 0; i < 3; i++)
+		kmem_cache_free(s, p[i]);
+	/* Scribble over a free object's free pointer (after its red zone). */
+	*(void **)((char *)p[2] + 48) = (void *)0x1234;
+	kmem_cache_free(s, p[3]);
+}
+
+static void wrong_leak(void *arg)
+{
+	struct kmem_cache *s = dcache("dbg-leak", 40);
+	(void)kmem_cache_alloc(s, GFP_KERNEL);
+	(void)kmem_cache_alloc(s, GFP_KERNEL);
+	kmem_cache_destroy(s);
+	exit(0);
+}
+
+static void expect_report(void (*fn)(void *), const char *header, bool aborts)
+{
+	struct child_result r;
+	run_in_child(fn, NULL, &r);
+	if (aborts && !child_aborted(&r)) {
+		char how[64];
+		fail_msg("expected an abort, got %s; stderr:\n%s",
+			 child_how(&r, how, sizeof(how)), r.err);
+	}
+	if (!strstr(r.err, header))
+		fail_msg("expected \"%s\" in the report; stderr:\n%s", header, r.err);
+	if (!strstr(r.err, "=============="))
+		fail_msg("no report frame; stderr:\n%s", r.err);
+}
+
+static void test_right_redzone(void **state)
+{
+	expect_report(wrong_right_redzone, "BUG dbg-rz-right (Not tainted): Right Redzone overwritten", true);
+}
+
+static void test_left_redzone(void **state)
+{
+	expect_report(wrong_left_redzone, "BUG dbg-rz-left (Not tainted): Left Redzone overwritten", true);
+}
+
+static void test_use_after_free(void **state)
+{
+	expect_report(wrong_use_after_free, "BUG dbg-uaf (Not tainted): Poison overwritten", true);
+}
+
+static void test_double_free(void **state)
+{
+	expect_report(wrong_double_free, "BUG dbg-double (Not tainted): Object already free", true);
+}
+
+static void test_wrong_cache(void **state)
+{
+	expect_report(wrong_cache, "Wrong slab cache. dbg-cache-b but object is from dbg-cache-a", true);
+}
+
+static void test_freelist_corruption(void **state)
+{
+	expect_report(wrong_freelist, "BUG dbg-freelist (Not tainted): Freechain corrupt", true);
+}
+
+static void test_leak_at_destroy(void **state)
+{
+	struct child_result r;
+	run_in_child(wrong_leak, NULL, &r);
+	assert_true(child_exited_ok(&r));
+	if (!strstr(r.err, "Objects remaining in dbg-leak on __kmem_cache_shutdown()") ||
+	    !strstr(r.err, "Allocated in") || !strstr(r.err, "2 objects remaining"))
+		fail_msg("leak report missing parts; stderr:\n%s", r.err);
+}
+
+/* SHEAF_DEBUG_ABORT=0: report, repair, go on; validate counts problems. */
+static void repair_and_validate(void *arg)
+{
+	struct kmem_cache *s = dcache("dbg-repair", 40);
+	char *p = kmem_cache_alloc(s, GFP_KERNEL);
+	char *q = kmem_cache_alloc(s, GFP_KERNEL);
+	if (kmem_cache_validate(s) != 0)
+		exit(10);
+	p[40] = 'x';
+	q[-2] = 'y';
+	int n = kmem_cache_validate(s);
+	if (n != 2)
+		exit(11);
+	/* repaired: clean now */
+	if (kmem_cache_validate(s) != 0)
+		exit(12);
+	kmem_cache_free(s, p);
+	kmem_cache_free(s, q);
+	exit(0);
+}
+
+/* Environment is read at start-up: these children exec this program. */
+static void exec_self(void *arg)
+{
+	char *argv[] = { "test_debug", (char *)arg, NULL };
+	execv("/proc/self/exe", argv);
+	_exit(99);
+}
+
+static void test_validate(void **state)
+{
+	struct child_result r;
+	setenv("SHEAF_DEBUG_ABORT", "0", 1);
+	run_in_child(exec_self, "repair_child", &r);
+	unsetenv("SHEAF_DEBUG_ABORT");
+	if (!child_exited_ok(&r)) {
+		char how[64];
+		fail_msg("validate child: %s; stderr:\n%s", child_how(&r, how, sizeof(how)), r.err);
+	}
+	assert_non_null(strstr(r.err, "FIX dbg-repair: Restoring Right Redzone"));
+	assert_non_null(strstr(r.err, "FIX dbg-repair: Restoring Left Redzone"));
+}
+
+/* Debug caches: no sheaves whatever was asked; prefill goes oversize. */
+static void test_debug_cache_shape(void **state)
+{
+	struct kmem_cache_args a = { .sheaf_capacity = 32 };
+	struct kmem_cache *s = kmem_cache_create("dbg-shape", 100, &a, SLAB_POISON);
+	assert_non_null(s);
+	assert_int_equal(sheaf_cache_capacity(s), 0);
+	unsigned char *p = kmem_cache_alloc(s, GFP_KERNEL);
+	/* A fresh object of a poisoned cache reads the poison. */
+	assert_int_equal(p[0], 0x6b);
+	assert_int_equal(p[99], 0xa5);
+	struct slab_sheaf *sh = kmem_cache_prefill_sheaf(s, GFP_KERNEL, 5);
+	assert_non_null(sh);
+	assert_int_equal(kmem_cache_sheaf_size(sh), 5);
+	void *o = kmem_cache_alloc_from_sheaf(s, GFP_KERNEL, sh);
+	assert_non_null(o);
+	kmem_cache_return_sheaf(s, GFP_KERNEL, sh);
+	kmem_cache_free(s, o);
+	kmem_cache_free(s, p);
+	assert_int_equal(kmem_cache_validate(s), 0);
+	assert_int_equal(kmem_cache_shrink(s), 0);
+	assert_int_equal(sheaf_cache_objects_inuse(s), 0);
+	kmem_cache_destroy(s);
+}
+
+/* SLUB_DEBUG=... from the environment, kernel syntax (in a child). */
+static void env_flags(void *arg)
+{
+	/* Rules are read at start-up: SLUB_DEBUG is set by the parent. */
+	struct kmem_cache *a = kmem_cache_create("envtest-one", 64, NULL, 0);
+	struct kmem_cache *b = kmem_cache_create("other-cache", 64, NULL, 0);
+	struct kmem_cache_args args = { .sheaf_capacity = 8 };
+	struct kmem_cache *c = kmem_cache_create("envtest-two", 64, &args, 0);
+	/* envtest-*: Z -> debug, no sheaves; other-cache: '-' -> none. */
+	if (sheaf_cache_capacity(c) != 0)
+		exit(20);
+	char *p = kmem_cache_alloc(a, GFP_KERNEL);
+	p[64] = 1; /* caught only with Z */
+	kmem_cache_free(a, p);
+	(void)b;
+	exit(0);
+}
+
+static void test_env_syntax(void **state)
+{
+	setenv("SLUB_DEBUG", "Z,envtest-*;-,other-cache", 1);
+	struct child_result r;
+	run_in_child(exec_self, "env_child", &r);
+	unsetenv("SLUB_DEBUG");
+	if (!child_aborted(&r) || !strstr(r.err, "BUG envtest-one (Not tainted): Right Redzone overwritten"))
+		fail_msg("SLUB_DEBUG=Z,envtest-* not applied; stderr:\n%s", r.err);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc > 1 && !strcmp(argv[1], "env_child")) {
+		env_flags(NULL);
+		return 0;
+	}
+	if (argc > 1 && !strcmp(argv[1], "repair_child")) {
+		repair_and_validate(NULL);
+		return 0;
+	}
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_right_redzone),
+		cmocka_unit_test(test_left_redzone),
+		cmocka_unit_test(test_use_after_free),
+		cmocka_unit_test(test_double_free),
+		cmocka_unit_test(test_wrong_cache),
+		cmocka_unit_test(test_freelist_corruption),
+		cmocka_unit_test(test_leak_at_destroy),
+		cmocka_unit_test(test_validate),
+		cmocka_unit_test(test_debug_cache_shape),
+		cmocka_unit_test(test_env_syntax),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
