@@ -33,6 +33,8 @@
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
+#include <valgrind/memcheck.h>
+#include <valgrind/valgrind.h>
 
 #include "internal.h"
 
@@ -43,6 +45,78 @@ void _sheaf_report_invalid(const char *fn, const char *what, const void *addr,
 		addr, s ? s->name : "unknown", caller);
 	fflush(stderr);
 	abort();
+}
+
+/* ---------------------------------------------------- ASan and valgrind */
+
+/* Present when the process runs with AddressSanitizer (weak: else NULL). */
+extern void __asan_poison_memory_region(void const volatile *addr, size_t size)
+	__attribute__((weak));
+extern void __asan_unpoison_memory_region(void const volatile *addr, size_t size)
+	__attribute__((weak));
+
+bool _sheaf_track_on;
+static bool track_valgrind;
+
+void _sheaf_track_setup(void)
+{
+	track_valgrind = RUNNING_ON_VALGRIND;
+	_sheaf_track_on = track_valgrind || __asan_poison_memory_region != NULL;
+}
+
+void _sheaf_track_alloc_slow(struct kmem_cache *s, void *obj)
+{
+	if (cache_debug(s))
+		return;
+	if (__asan_unpoison_memory_region)
+		__asan_unpoison_memory_region(obj, s->object_size);
+	if (track_valgrind)
+		VALGRIND_MALLOCLIKE_BLOCK(obj, s->object_size, 0, 0);
+}
+
+/* An object of a new slab, never allocated: inaccessible but for its free
+ * pointer (so that a read past a neighbour is caught too). */
+void _sheaf_track_new_object(struct kmem_cache *s, void *obj)
+{
+	if (cache_debug(s))
+		return;
+	uint8_t *fp = (uint8_t *)obj + s->offset;
+	if (__asan_poison_memory_region) {
+		__asan_poison_memory_region(obj, s->size);
+		__asan_unpoison_memory_region(fp, sizeof(void *));
+	}
+	if (track_valgrind) {
+		VALGRIND_MAKE_MEM_NOACCESS(obj, s->size);
+		VALGRIND_MAKE_MEM_DEFINED(fp, sizeof(void *));
+	}
+}
+
+void _sheaf_track_free_slow(struct kmem_cache *s, void *obj)
+{
+	if (cache_debug(s))
+		return;
+	uint8_t *fp = (uint8_t *)obj + s->offset;
+	bool fp_inside = s->offset + sizeof(void *) <= s->object_size;
+	if (__asan_poison_memory_region) {
+		__asan_poison_memory_region(obj, s->object_size);
+		if (fp_inside)
+			__asan_unpoison_memory_region(fp, sizeof(void *));
+	}
+	if (track_valgrind) {
+		VALGRIND_FREELIKE_BLOCK(obj, 0);
+		if (fp_inside)
+			VALGRIND_MAKE_MEM_DEFINED(fp, sizeof(void *));
+	}
+}
+
+/* A slab's pages go back to the page layer: whatever comes next there
+ * starts from accessible memory. */
+void _sheaf_track_release(void *addr, size_t len)
+{
+	if (__asan_unpoison_memory_region)
+		__asan_unpoison_memory_region(addr, len);
+	if (track_valgrind)
+		VALGRIND_MAKE_MEM_UNDEFINED(addr, len);
 }
 
 /* ------------------------------------------------------ SLUB_DEBUG rules */

@@ -621,8 +621,36 @@ void _sheaf_rcu_lock_worker(void);
 void _sheaf_rcu_unlock_worker(bool child);
 void _sheaf_rcu_after_fork(bool child);
 
+/*
+ * Telling ASan and valgrind what the allocator does (debug.c).  An object
+ * handed to the user is made accessible; one the user freed is made
+ * inaccessible (ASan poison, valgrind FREELIKE + NOACCESS), and stays so
+ * while it sits in a sheaf, a barn or a slab, except its free pointer word,
+ * which the allocator itself reads and writes.  Objects freed with
+ * kfree_rcu() are made inaccessible only after their grace period.
+ * _sheaf_track_on is set when an ASan runtime or valgrind is present; the
+ * inline fast paths are off then, so every object passes here.  Debug
+ * caches are left alone (their own poison does the job).
+ */
+extern bool _sheaf_track_on;
+void _sheaf_track_alloc_slow(struct kmem_cache *s, void *obj);
+void _sheaf_track_free_slow(struct kmem_cache *s, void *obj);
+void _sheaf_track_release(void *addr, size_t len); /* slab pages back to pages */
+void _sheaf_track_new_object(struct kmem_cache *s, void *obj);
+static inline void track_alloc(struct kmem_cache *s, void *obj)
+{
+	if (unlikely(_sheaf_track_on) && obj)
+		_sheaf_track_alloc_slow(s, obj);
+}
+static inline void track_free(struct kmem_cache *s, void *obj)
+{
+	if (unlikely(_sheaf_track_on))
+		_sheaf_track_free_slow(s, obj);
+}
+
 /* debug.c */
 void _sheaf_debug_setup(void);
+void _sheaf_track_setup(void);
 slab_flags_t _sheaf_debug_flags_for(const char *name, slab_flags_t flags);
 void _sheaf_debug_layout(struct kmem_cache *s);
 void _sheaf_debug_new_object(struct kmem_cache *s, void *obj);

@@ -179,6 +179,7 @@ static void do_kfree(const void *p, const char *fn, void *caller)
 		uint8_t flags = __atomic_load_n(&d->flags, __ATOMIC_ACQUIRE);
 		if (likely(flags & PG_SLAB)) {
 			struct slab *slab = _sheaf_check_object(NULL, p, fn, caller);
+			track_free(slab->slab_cache, (void *)p);
 			_sheaf_slab_free_obj(slab->slab_cache, slab, (void *)p);
 			return;
 		}

@@ -153,6 +153,7 @@ SHEAF_EXPORT void *kmem_cache_alloc_from_sheaf(struct kmem_cache *s, gfp_t gfp,
 	if (unlikely(!sheaf->size))
 		return NULL;
 	void *obj = sheaf->objects[--sheaf->size];
+	track_alloc(s, obj);
 	if (gfp & __GFP_ZERO)
 		memset(obj, 0, s->object_size);
 	stat(s, SHEAF_STAT_ALLOC_CPU_SHEAF, sheaf_slot());

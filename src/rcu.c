@@ -55,6 +55,10 @@ static void rcu_free_sheaf(struct slab_sheaf *sheaf)
 	struct node_barn *barn = s->barn[sheaf->node];
 	unsigned int slot = sheaf_slot();
 
+	/* Readers are done with them: now they are free for ASan/valgrind. */
+	for (unsigned int i = 0; i < sheaf->size; i++)
+		track_free(s, sheaf->objects[i]);
+
 	if (sheaf->size && (READ_ONCE(barn->nr_full) < MAX_FULL_SHEAVES ||
 			    barn_spend_rcu_credit(barn))) {
 		size_t n = sheaf->size;
@@ -76,6 +80,9 @@ static void rcu_free_sheaf_nobarn(struct slab_sheaf *sheaf)
 {
 	struct kmem_cache *s = sheaf->cache;
 	unsigned int slot = sheaf_slot();
+
+	for (unsigned int i = 0; i < sheaf->size; i++)
+		track_free(s, sheaf->objects[i]);
 
 	_sheaf_flush_sheaf(s, sheaf, SHEAF_STAT_SHEAF_FLUSH_OTHER, slot);
 	_sheaf_free_sheaf(s, sheaf, slot);

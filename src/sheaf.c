@@ -60,7 +60,8 @@ void _sheaf_sheaf_setup(void)
 /* Whether the inline fast paths of <sheaf/slab.h> may be used now. */
 static bool inline_allowed(void)
 {
-	return _sheaf_rseq_mode && !READ_ONCE(_sheaf_stats_on) && _sheaf_nr_nodes == 1;
+	return _sheaf_rseq_mode && !READ_ONCE(_sheaf_stats_on) && _sheaf_nr_nodes == 1 &&
+	       !_sheaf_track_on;
 }
 
 /* Publish (or withdraw) a cache's pcs to the inline fast paths. */

@@ -187,6 +187,8 @@ struct slab *_sheaf_new_slab(struct kmem_cache *s, gfp_t gfp, int node,
 		if (s->ctor)
 			s->ctor(obj);
 		set_freepointer(s, obj, i + 1 < s->objects ? obj + s->size : NULL);
+		if (unlikely(_sheaf_track_on))
+			_sheaf_track_new_object(s, obj);
 	}
 	slab->freelist = base;
 	__atomic_store_n(&slab->flags, PG_SLAB, __ATOMIC_RELEASE);
@@ -216,6 +218,8 @@ void _sheaf_discard_slab(struct kmem_cache *s, struct slab *slab,
 	atomic_fetch_sub_explicit(&n->total_objects, s->objects, memory_order_relaxed);
 	stat(s, SHEAF_STAT_FREE_SLAB, slot);
 	__atomic_store_n(&slab->flags, 0, __ATOMIC_RELEASE);
+	if (unlikely(_sheaf_track_on))
+		_sheaf_track_release(slab_address(slab), PAGE_SIZE << slab->order);
 	if (s->flags & SLAB_TYPESAFE_BY_RCU)
 		_sheaf_rcu_free_slab(slab); /* readers may still look inside */
 	else

@@ -328,6 +328,7 @@ void *_sheaf_slab_alloc(struct kmem_cache *s, gfp_t gfp, int node)
 			break;
 		usleep(1000);
 	}
+	track_alloc(s, obj);
 	if (obj && (gfp & __GFP_ZERO))
 		memset(obj, 0, s->object_size);
 	return obj;
@@ -389,6 +390,7 @@ SHEAF_EXPORT void kmem_cache_free(struct kmem_cache *s, void *obj)
 	}
 	struct slab *slab = _sheaf_check_object(s, obj, "kmem_cache_free",
 						__builtin_return_address(0));
+	track_free(s, obj);
 	_sheaf_slab_free_obj(s, slab, obj);
 }
 
@@ -411,6 +413,8 @@ SHEAF_EXPORT int kmem_cache_alloc_bulk(struct kmem_cache *s, gfp_t gfp,
 			}
 		}
 	}
+	for (size_t i = 0; i < nr; i++)
+		track_alloc(s, p[i]);
 	if (gfp & __GFP_ZERO)
 		for (size_t i = 0; i < nr; i++)
 			memset(p[i], 0, s->object_size);
@@ -433,6 +437,7 @@ SHEAF_EXPORT void kmem_cache_free_bulk(struct kmem_cache *s, size_t nr, void **p
 		}
 		struct slab *slab = _sheaf_check_object(s, obj,
 							"kmem_cache_free_bulk", caller);
+		track_free(s, obj);
 		if (!cache_has_sheaves(s)) {
 			_sheaf_slab_free_obj(s, slab, obj);
 			continue;
@@ -440,8 +445,10 @@ SHEAF_EXPORT void kmem_cache_free_bulk(struct kmem_cache *s, size_t nr, void **p
 		/* A run of checked objects goes to the sheaves at once. */
 		size_t j = i + 1;
 		while (j < nr && p[j] &&
-		       _sheaf_check_object(s, p[j], "kmem_cache_free_bulk", caller))
+		       _sheaf_check_object(s, p[j], "kmem_cache_free_bulk", caller)) {
+			track_free(s, p[j]);
 			j++;
+		}
 		_sheaf_sheaf_free_bulk(s, j - i, &p[i]);
 		i = j - 1;
 	}
