@@ -94,6 +94,14 @@ static void wrong_leak(void *arg)
 	exit(0);
 }
 
+static void trace_program(void *arg)
+{
+	struct kmem_cache *s = kmem_cache_create("dbg-trace", 24, NULL, SLAB_TRACE);
+	void *p = kmem_cache_alloc(s, GFP_KERNEL);
+	kmem_cache_free(s, p);
+	kmem_cache_destroy(s);
+}
+
 static void expect_report(void (*fn)(void *), const char *header, bool aborts)
 {
 	struct child_result r;
@@ -137,6 +145,16 @@ static void test_wrong_cache(void **state)
 static void test_freelist_corruption(void **state)
 {
 	expect_report(wrong_freelist, "BUG dbg-freelist (Not tainted): Freechain corrupt", true);
+}
+
+/* T: a line for every allocation and free. */
+static void test_trace(void **state)
+{
+	struct child_result r;
+	run_in_child(trace_program, NULL, &r);
+	assert_true(child_exited_ok(&r));
+	if (!strstr(r.err, "TRACE dbg-trace alloc 0x") || !strstr(r.err, "TRACE dbg-trace free 0x"))
+		fail_msg("no trace lines; stderr:\n%s", r.err);
 }
 
 static void test_leak_at_destroy(void **state)
@@ -263,6 +281,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_wrong_cache),
 		cmocka_unit_test(test_freelist_corruption),
 		cmocka_unit_test(test_leak_at_destroy),
+		cmocka_unit_test(test_trace),
 		cmocka_unit_test(test_validate),
 		cmocka_unit_test(test_debug_cache_shape),
 		cmocka_unit_test(test_env_syntax),
