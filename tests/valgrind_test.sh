@@ -16,6 +16,7 @@ check() {
 check "Invalid read of size 1" 2   # after free, past the end
 check "Invalid write of size 1" 1  # after free
 check "definitely lost" 1          # the leaked object
+check "Invalid free" 1             # the double free
 printf '%s\n' "$out" | grep -q "^fallback$" || { echo "valgrind_test: not in fallback mode"; fail=1; }
 if [ $fail -ne 0 ]; then
 	printf '%s\n' "$out"

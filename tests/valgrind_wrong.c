@@ -2,7 +2,7 @@
  * valgrind_wrong.c - wrong uses of libsheaf objects that valgrind memcheck
  * must report (run by valgrind_test.sh under memcheck): a read after free
  * and a write after free of objects parked in a sheaf, a read past the end
- * of an object, and a leaked object.  Under valgrind libsheaf runs its
+ * of an object, a double free, and a leaked object.  Under valgrind libsheaf runs its
  * fallback per-CPU mode and describes its objects with client requests.
  */
 #include <stdio.h>
@@ -24,6 +24,9 @@ int main(void)
 	leak[0] = c;
 	leak = NULL;                    /* leaked */
 	kmem_cache_free(s, (void *)q);
+	void *d = kmem_cache_alloc(s, GFP_KERNEL);
+	kmem_cache_free(s, d);
+	kmem_cache_free(s, d);          /* double free */
 	printf("%s\n", sheaf_percpu_mode());
 	return 0;
 }
