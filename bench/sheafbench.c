@@ -220,7 +220,7 @@ AI void slab_free(const struct ctx *c, void *p) { kmem_cache_free(c->cache, p); 
 AI void slab_free_trusted(const struct ctx *c, void *p)
 {
 #ifdef SHEAF_HAVE_RSEQ_ASM
-	sheaf_free_inline_trusted(c->cache, p);
+	sheaf_free_inline(c->cache, p, true);
 #else
 	kmem_cache_free(c->cache, p);
 #endif

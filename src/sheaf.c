@@ -223,22 +223,17 @@ static void install_full(struct kmem_cache *s, struct sheaf_pcs *pcs,
 	}
 }
 
-static SHEAF_NOINLINE void *sheaf_alloc_slow(struct kmem_cache *s, gfp_t gfp)
+/*
+ * Give a locked slot whose main is empty a full main without allocating:
+ * the spare if it has objects, else a full sheaf from the barn.  Returns
+ * false when there is none.
+ */
+static bool full_main_from_barn(struct kmem_cache *s, struct sheaf_pcs *pcs,
+				unsigned int slot)
 {
-	unsigned int slot;
-	struct sheaf_pcs *pcs = sheaf_pcs_trylock(s, &slot);
-	void *obj;
-
-	if (unlikely(!pcs)) {
-		slot = sheaf_slot();
-		stat(s, SHEAF_STAT_SLOT_BUSY, slot);
-		goto from_slab;
-	}
-	if (pcs->main->size)
-		goto pop;
 	if (pcs->spare && pcs->spare->size) {
 		swap_sheaves(pcs);
-		goto pop;
+		return true;
 	}
 	struct node_barn *barn = sheaf_local_barn(s);
 	/* The slot needs a full sheaf: demand RCU may meet next (rcu_credit). */
@@ -251,29 +246,40 @@ static SHEAF_NOINLINE void *sheaf_alloc_slow(struct kmem_cache *s, gfp_t gfp)
 		if (full) {
 			pcs->spare = pcs->main;
 			pcs->main = full;
-			stat(s, SHEAF_STAT_BARN_GET, slot);
-			goto pop;
 		}
 	} else {
 		full = _sheaf_barn_replace_empty(barn, pcs->main);
-		if (full) {
+		if (full)
 			pcs->main = full;
-			stat(s, SHEAF_STAT_BARN_GET, slot);
-			goto pop;
-		}
 	}
-	stat(s, SHEAF_STAT_BARN_GET_FAIL, slot);
+	stat(s, full ? SHEAF_STAT_BARN_GET : SHEAF_STAT_BARN_GET_FAIL, slot);
+	return full != NULL;
+}
+
+static SHEAF_NOINLINE void *sheaf_alloc_slow(struct kmem_cache *s, gfp_t gfp)
+{
+	unsigned int slot;
+	struct sheaf_pcs *pcs = sheaf_pcs_trylock(s, &slot);
+	void *obj;
+
+	if (unlikely(!pcs)) {
+		slot = sheaf_slot();
+		stat(s, SHEAF_STAT_SLOT_BUSY, slot);
+		goto from_slab;
+	}
+	if (pcs->main->size || full_main_from_barn(s, pcs, slot))
+		goto pop;
 	if (!gfpflags_allow_blocking(gfp)) {
 		sheaf_pcs_unlock(pcs);
 		goto from_slab;
 	}
 	/* Refill outside the lock, as the kernel does. */
-	struct slab_sheaf *empty = NULL;
+	struct slab_sheaf *empty = NULL, *full;
 	if (pcs->spare) {
 		empty = pcs->spare;
 		pcs->spare = NULL;
 	} else {
-		empty = _sheaf_barn_get_empty(barn);
+		empty = _sheaf_barn_get_empty(sheaf_local_barn(s));
 	}
 	sheaf_pcs_unlock(pcs);
 	if (!empty)
@@ -366,6 +372,40 @@ static void install_empty(struct kmem_cache *s, struct sheaf_pcs *pcs,
 }
 
 /*
+ * Give a locked slot whose main is full a main with room without
+ * allocating: an empty sheaf from the barn when there is no spare, the
+ * spare if it has room, else the barn's exchange of main for an empty
+ * sheaf.  Returns 0, or -ENOMEM (no empty sheaf in the barn) or -E2BIG (the
+ * spare is full too and the barn holds its limit of full sheaves).
+ */
+static int room_from_barn(struct kmem_cache *s, struct sheaf_pcs *pcs,
+			  unsigned int slot)
+{
+	struct node_barn *barn = sheaf_local_barn(s);
+	struct slab_sheaf *empty;
+	int err;
+
+	if (!pcs->spare) {
+		empty = _sheaf_barn_get_empty(barn);
+		if (!empty)
+			return -ENOMEM;
+		pcs->spare = pcs->main;
+		pcs->main = empty;
+		return 0;
+	}
+	if (pcs->spare->size < s->hot.sheaf_capacity) {
+		swap_sheaves(pcs);
+		return 0;
+	}
+	empty = _sheaf_barn_replace_full(barn, pcs->main, &err);
+	if (!empty)
+		return err;
+	pcs->main = empty;
+	stat(s, SHEAF_STAT_BARN_PUT, slot);
+	return 0;
+}
+
+/*
  * Make room in a locked slot's full main.  Returns the locked slot (maybe
  * another one) with room in main, or NULL with no lock held.
  */
@@ -374,29 +414,11 @@ static struct sheaf_pcs *replace_full_main(struct kmem_cache *s,
 					   unsigned int *slotp)
 {
 	unsigned int cap = s->hot.sheaf_capacity;
-	struct node_barn *barn = sheaf_local_barn(s);
 	struct slab_sheaf *empty;
-	int err;
+	int err = room_from_barn(s, pcs, *slotp);
 
-	if (!pcs->spare) {
-		empty = _sheaf_barn_get_empty(barn);
-		if (empty) {
-			pcs->spare = pcs->main;
-			pcs->main = empty;
-			return pcs;
-		}
-		goto alloc_empty;
-	}
-	if (pcs->spare->size < cap) {
-		swap_sheaves(pcs);
+	if (!err)
 		return pcs;
-	}
-	empty = _sheaf_barn_replace_full(barn, pcs->main, &err);
-	if (empty) {
-		pcs->main = empty;
-		stat(s, SHEAF_STAT_BARN_PUT, *slotp);
-		return pcs;
-	}
 	if (err == -E2BIG) {
 		/* The barn is at its limit: the full spare goes to slabs. */
 		stat(s, SHEAF_STAT_BARN_PUT_FAIL, *slotp);
@@ -413,7 +435,7 @@ static struct sheaf_pcs *replace_full_main(struct kmem_cache *s,
 		return pcs;
 	}
 
-alloc_empty:
+	/* No empty sheaf in the barn: allocate one, unlocked. */
 	sheaf_pcs_unlock(pcs);
 	empty = _sheaf_alloc_sheaf(s, GFP_NOWAIT, cap, *slotp);
 	pcs = sheaf_pcs_trylock(s, slotp);
@@ -499,22 +521,11 @@ int _sheaf_sheaf_alloc_bulk(struct kmem_cache *s, gfp_t gfp, size_t nr, void **p
 		struct sheaf_pcs *pcs = sheaf_pcs_trylock(s, &slot);
 		if (!pcs)
 			break;
-		struct slab_sheaf *main = pcs->main;
-		if (!main->size) {
-			if (pcs->spare && pcs->spare->size) {
-				swap_sheaves(pcs);
-			} else {
-				struct slab_sheaf *full =
-					_sheaf_barn_replace_empty(sheaf_local_barn(s), main);
-				if (!full) {
-					sheaf_pcs_unlock(pcs);
-					break;
-				}
-				pcs->main = full;
-				stat(s, SHEAF_STAT_BARN_GET, slot);
-			}
-			main = pcs->main;
+		if (!pcs->main->size && !full_main_from_barn(s, pcs, slot)) {
+			sheaf_pcs_unlock(pcs);
+			break;
 		}
+		struct slab_sheaf *main = pcs->main;
 		size_t take = MIN(nr - done, (size_t)main->size);
 		main->size -= (unsigned int)take;
 		memcpy(&p[done], &main->objects[main->size], take * sizeof(void *));
@@ -547,29 +558,9 @@ void _sheaf_sheaf_free_bulk(struct kmem_cache *s, size_t nr, void **p)
 		struct sheaf_pcs *pcs = sheaf_pcs_trylock(s, &slot);
 		if (!pcs)
 			break;
-		if (pcs->main->size >= cap) {
-			struct slab_sheaf *empty;
-			int err;
-			if (!pcs->spare) {
-				empty = _sheaf_barn_get_empty(sheaf_local_barn(s));
-				if (empty) {
-					pcs->spare = pcs->main;
-					pcs->main = empty;
-				}
-			} else if (pcs->spare->size < cap) {
-				swap_sheaves(pcs);
-			} else {
-				empty = _sheaf_barn_replace_full(sheaf_local_barn(s),
-								 pcs->main, &err);
-				if (empty) {
-					pcs->main = empty;
-					stat(s, SHEAF_STAT_BARN_PUT, slot);
-				}
-			}
-			if (pcs->main->size >= cap) {
-				sheaf_pcs_unlock(pcs);
-				break;
-			}
+		if (pcs->main->size >= cap && room_from_barn(s, pcs, slot)) {
+			sheaf_pcs_unlock(pcs);
+			break;
 		}
 		struct slab_sheaf *main = pcs->main;
 		size_t pushed = 0;

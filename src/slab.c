@@ -378,6 +378,20 @@ void *_sheaf_alloc_single(struct kmem_cache *s, gfp_t gfp, int node,
 }
 
 /*
+ * Move objects from the freelist chain starting at o into p[*got..want);
+ * returns the rest of the chain.
+ */
+static void *take_chain(struct kmem_cache *s, void *o, void **p, size_t want,
+			size_t *got)
+{
+	while (o && *got < want) {
+		p[(*got)++] = o;
+		o = get_freepointer(s, o);
+	}
+	return o;
+}
+
+/*
  * Take up to `want` objects from one slab on n's partial list (several at
  * once: walk the freelist, one compare-and-swap).  Caller holds list_lock.
  */
@@ -389,13 +403,8 @@ static size_t grab_partial_locked(struct kmem_cache *s, struct kmem_cache_node *
 	size_t got;
 	do {
 		old = slab_read(slab);
-		void *o = old.freelist;
 		got = 0;
-		while (o && got < want) {
-			p[got++] = o;
-			o = get_freepointer(s, o);
-		}
-		new_.freelist = o;
+		new_.freelist = take_chain(s, old.freelist, p, want, &got);
 		new_.counters = fc_set(old.counters,
 				       fc_inuse(old.counters) + (unsigned int)got, 0);
 	} while (!cmpxchg16(slab, old.full, new_.full) &&
@@ -437,16 +446,10 @@ size_t _sheaf_slab_alloc_bulk(struct kmem_cache *s, gfp_t gfp, int node,
 		struct slab *slab = _sheaf_new_slab(s, gfp, node, slot);
 		if (!slab)
 			break;
-		void *o = slab->freelist;
-		unsigned int taken = 0;
-		while (o && got < nr) {
-			p[got++] = o;
-			o = get_freepointer(s, o);
-			taken++;
-		}
-		slab->freelist = o;
-		slab->inuse = taken & 0xffff;
-		if (o) {
+		size_t before = got;
+		slab->freelist = take_chain(s, slab->freelist, p, nr, &got);
+		slab->inuse = (got - before) & 0xffff;
+		if (slab->freelist) {
 			struct kmem_cache_node *n = get_node(s, node);
 			pthread_mutex_lock(&n->list_lock);
 			sheaf_debug_yield();

@@ -492,34 +492,21 @@ sheaf_obj_ok_inline(const struct sheaf_cache_hot *h, struct kmem_cache *s,
 }
 
 /*
- * The kernel's kmem_cache_free() trusts its cache argument (unless
- * hardened); so does this variant: no check that obj belongs to s.  A
+ * Push obj onto main.  With trust = false, obj must check out as an object
+ * of s first.  The kernel's kmem_cache_free() trusts its cache argument
+ * (unless hardened); trust = true does so too (only obj != NULL): a
  * pointer that is not an object of s is then not reported and corrupts the
- * cache.  Used for kmem_cache_free() when SHEAF_TRUST_FREE is defined
- * before <sheaf/slab.h> is included.
+ * cache.  kmem_cache_free() trusts when SHEAF_TRUST_FREE is defined before
+ * <sheaf/slab.h> is included.
  */
 static inline __attribute__((always_inline)) void
-sheaf_free_inline_trusted(struct kmem_cache *s, void *obj)
-{
-	const struct sheaf_cache_hot *h = (const struct sheaf_cache_hot *)s;
-	struct sheaf_pcs *pcs;
-	if (__builtin_expect(s && obj && (pcs = h->inline_pcs), 1)) {
-		int r;
-		while ((r = sheaf_rseq_push(pcs, obj, h->sheaf_capacity)) == 2)
-			;
-		if (__builtin_expect(r == 0, 1))
-			return;
-	}
-	(kmem_cache_free)(s, obj);
-}
-
-static inline __attribute__((always_inline)) void
-sheaf_free_inline(struct kmem_cache *s, void *obj)
+sheaf_free_inline(struct kmem_cache *s, void *obj, bool trust)
 {
 	const struct sheaf_cache_hot *h = (const struct sheaf_cache_hot *)s;
 	struct sheaf_pcs *pcs;
 	if (__builtin_expect(s && (pcs = h->inline_pcs) &&
-			     sheaf_obj_ok_inline(h, s, (uintptr_t)obj), 1)) {
+			     (trust ? obj != NULL
+				    : sheaf_obj_ok_inline(h, s, (uintptr_t)obj)), 1)) {
 		int r;
 		while ((r = sheaf_rseq_push(pcs, obj, h->sheaf_capacity)) == 2)
 			;
@@ -531,9 +518,9 @@ sheaf_free_inline(struct kmem_cache *s, void *obj)
 
 #define kmem_cache_alloc(s, gfp) sheaf_alloc_inline((s), (gfp))
 #ifdef SHEAF_TRUST_FREE
-#define kmem_cache_free(s, obj) sheaf_free_inline_trusted((s), (obj))
+#define kmem_cache_free(s, obj) sheaf_free_inline((s), (obj), true)
 #else
-#define kmem_cache_free(s, obj) sheaf_free_inline((s), (obj))
+#define kmem_cache_free(s, obj) sheaf_free_inline((s), (obj), false)
 #endif
 #endif
 
