@@ -626,7 +626,7 @@ out:
 }
 
 /* Report that obj, freed to s, belongs to another cache (then abort). */
-void _sheaf_debug_wrong_cache(struct kmem_cache *s, struct slab *slab, void *obj)
+void _sheaf_debug_wrong_cache(struct kmem_cache *s, struct slab *slab, const void *obj)
 {
 	struct kmem_cache *owner = slab->slab_cache;
 	report(s, NULL, NULL, "Wrong slab cache. %s but object is from %s",

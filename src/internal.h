@@ -657,7 +657,7 @@ void _sheaf_debug_new_object(struct kmem_cache *s, void *obj);
 void *_sheaf_debug_alloc(struct kmem_cache *s, gfp_t gfp, int node, unsigned int slot);
 void _sheaf_debug_free(struct kmem_cache *s, struct slab *slab, void *obj,
 		       unsigned int slot);
-void _sheaf_debug_wrong_cache(struct kmem_cache *s, struct slab *slab, void *obj);
+void _sheaf_debug_wrong_cache(struct kmem_cache *s, struct slab *slab, const void *obj);
 void _sheaf_debug_leak_report(struct kmem_cache *s, size_t live);
 static inline bool cache_debug(const struct kmem_cache *s)
 {

@@ -634,7 +634,8 @@ size_t _sheaf_node_free_objects(struct kmem_cache *s, int node)
 
 /*
  * Check that obj is an object of s (s NULL: of any cache) and return its
- * slab; otherwise report and abort.
+ * slab; otherwise report and abort, except for an object of another cache
+ * freed to a debug cache: slub_debug's report, and NULL (do not free it).
  */
 struct slab *_sheaf_check_object(struct kmem_cache *s, const void *obj,
 				 const char *fn, void *caller)
@@ -643,8 +644,14 @@ struct slab *_sheaf_check_object(struct kmem_cache *s, const void *obj,
 	if (unlikely(!slab || !(__atomic_load_n(&slab->flags, __ATOMIC_ACQUIRE) & PG_SLAB)))
 		_sheaf_report_invalid(fn, "invalid pointer", obj, s, caller);
 	struct kmem_cache *owner = slab->slab_cache;
-	if (unlikely(s && owner != s))
+	if (unlikely(s && owner != s)) {
+		if (cache_debug(s)) {
+			/* slub_debug's report; the object is not freed. */
+			_sheaf_debug_wrong_cache(s, slab, obj);
+			return NULL;
+		}
 		_sheaf_report_invalid(fn, "object from the wrong cache", obj, s, caller);
+	}
 	uint64_t off = (uint64_t)((const char *)obj - (const char *)slab_address(slab)) -
 		       owner->red_left_pad;
 	uint64_t idx = (uint64_t)(((unsigned __int128)off * owner->hot.reciprocal) >> 64);

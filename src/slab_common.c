@@ -381,15 +381,10 @@ SHEAF_EXPORT void kmem_cache_free(struct kmem_cache *s, void *obj)
 	if (unlikely(!s))
 		_sheaf_report_invalid("kmem_cache_free", "NULL cache for",
 				      obj, NULL, __builtin_return_address(0));
-	if (unlikely(cache_debug(s))) {
-		struct slab *dslab = virt_to_slab(obj);
-		if (dslab && (desc_flags(dslab) & PG_SLAB) && dslab->slab_cache != s) {
-			_sheaf_debug_wrong_cache(s, dslab, obj);
-			return;
-		}
-	}
 	struct slab *slab = _sheaf_check_object(s, obj, "kmem_cache_free",
 						__builtin_return_address(0));
+	if (unlikely(!slab))
+		return;
 	track_free(s, obj);
 	_sheaf_slab_free_obj(s, slab, obj);
 }
@@ -437,6 +432,8 @@ SHEAF_EXPORT void kmem_cache_free_bulk(struct kmem_cache *s, size_t nr, void **p
 		}
 		struct slab *slab = _sheaf_check_object(s, obj,
 							"kmem_cache_free_bulk", caller);
+		if (unlikely(!slab))
+			continue;
 		track_free(s, obj);
 		if (!cache_has_sheaves(s)) {
 			_sheaf_slab_free_obj(s, slab, obj);

@@ -72,6 +72,15 @@ static void wrong_cache(void *arg)
 	kmem_cache_free(b, p);
 }
 
+/* The same through kmem_cache_free_bulk(): the same report. */
+static void wrong_cache_bulk(void *arg)
+{
+	struct kmem_cache *a = dcache("dbg-cache-a", 40);
+	struct kmem_cache *b = dcache("dbg-cache-b", 40);
+	void *p[2] = { kmem_cache_alloc(b, GFP_KERNEL), kmem_cache_alloc(a, GFP_KERNEL) };
+	kmem_cache_free_bulk(b, 2, p);
+}
+
 static void wrong_freelist(void *arg)
 {
 	struct kmem_cache *s = dcache("dbg-freelist", 40);
@@ -140,6 +149,7 @@ static void test_double_free(void **state)
 static void test_wrong_cache(void **state)
 {
 	expect_report(wrong_cache, "Wrong slab cache. dbg-cache-b but object is from dbg-cache-a", true);
+	expect_report(wrong_cache_bulk, "Wrong slab cache. dbg-cache-b but object is from dbg-cache-a", true);
 }
 
 static void test_freelist_corruption(void **state)
