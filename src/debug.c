@@ -64,47 +64,64 @@ void _sheaf_track_setup(void)
 	_sheaf_track_on = track_valgrind || __asan_poison_memory_region != NULL;
 }
 
+/*
+ * ASan leaves debug caches alone: their checks read and write red zones and
+ * poison that ASan would report.  Valgrind describes them too (memcheck
+ * then finds what slub_debug finds, as KASAN does next to slub_debug in the
+ * kernel); the debug code runs inside meta_access_begin/end, valgrind's
+ * error reporting off, as the kernel's metadata_access_enable/disable.
+ * Free pointers stay accessible but in debug caches, where only the debug
+ * code reads them.
+ */
+static inline void meta_access_begin(void)
+{
+	if (track_valgrind)
+		VALGRIND_DISABLE_ERROR_REPORTING;
+}
+
+static inline void meta_access_end(void)
+{
+	if (track_valgrind)
+		VALGRIND_ENABLE_ERROR_REPORTING;
+}
+
 void _sheaf_track_alloc_slow(struct kmem_cache *s, void *obj)
 {
-	if (cache_debug(s))
-		return;
-	if (__asan_unpoison_memory_region)
+	if (__asan_unpoison_memory_region && !cache_debug(s))
 		__asan_unpoison_memory_region(obj, s->object_size);
 	if (track_valgrind)
 		VALGRIND_MALLOCLIKE_BLOCK(obj, s->object_size, 0, 0);
 }
 
-/* An object of a new slab, never allocated: inaccessible but for its free
- * pointer (so that a read past a neighbour is caught too). */
+/* An object of a new slab, never allocated: inaccessible, with its red
+ * zones and metadata, but for a non-debug cache's free pointer (so that a
+ * read past a neighbour is caught too). */
 void _sheaf_track_new_object(struct kmem_cache *s, void *obj)
 {
-	if (cache_debug(s))
-		return;
 	uint8_t *fp = (uint8_t *)obj + s->offset;
-	if (__asan_poison_memory_region) {
+	if (__asan_poison_memory_region && !cache_debug(s)) {
 		__asan_poison_memory_region(obj, s->size);
 		__asan_unpoison_memory_region(fp, sizeof(void *));
 	}
 	if (track_valgrind) {
-		VALGRIND_MAKE_MEM_NOACCESS(obj, s->size);
-		VALGRIND_MAKE_MEM_DEFINED(fp, sizeof(void *));
+		VALGRIND_MAKE_MEM_NOACCESS((uint8_t *)obj - s->red_left_pad, s->size);
+		if (!cache_debug(s))
+			VALGRIND_MAKE_MEM_DEFINED(fp, sizeof(void *));
 	}
 }
 
 void _sheaf_track_free_slow(struct kmem_cache *s, void *obj)
 {
-	if (cache_debug(s))
-		return;
 	uint8_t *fp = (uint8_t *)obj + s->offset;
 	bool fp_inside = s->offset + sizeof(void *) <= s->object_size;
-	if (__asan_poison_memory_region) {
+	if (__asan_poison_memory_region && !cache_debug(s)) {
 		__asan_poison_memory_region(obj, s->object_size);
 		if (fp_inside)
 			__asan_unpoison_memory_region(fp, sizeof(void *));
 	}
 	if (track_valgrind) {
 		VALGRIND_FREELIKE_BLOCK(obj, 0);
-		if (fp_inside)
+		if (fp_inside && !cache_debug(s))
 			VALGRIND_MAKE_MEM_DEFINED(fp, sizeof(void *));
 	}
 }
@@ -300,12 +317,14 @@ static void init_object(struct kmem_cache *s, void *obj, uint8_t val)
 /* A new slab's object: free, red zones inactive, poisoned, padding set. */
 void _sheaf_debug_new_object(struct kmem_cache *s, void *obj)
 {
+	meta_access_begin();
 	uint8_t *p = obj_bytes(obj);
 	size_t pad = s->size - s->red_left_pad - s->inuse;
 	memset(p + s->inuse, POISON_PAD, pad);
 	if (s->flags & SLAB_STORE_USER)
 		memset(p + s->track_off, 0, 2 * sizeof(struct track));
 	init_object(s, obj, RED_INACTIVE);
+	meta_access_end();
 }
 
 /* -------------------------------------------------------------- reports */
@@ -518,6 +537,7 @@ void *_sheaf_debug_alloc(struct kmem_cache *s, gfp_t gfp, int node,
 	struct kmem_cache_node *n = get_node(s, node);
 	void *obj = NULL;
 
+	meta_access_begin();
 	pthread_mutex_lock(&n->list_lock);
 	for (;;) {
 		struct slab *slab;
@@ -565,6 +585,7 @@ void *_sheaf_debug_alloc(struct kmem_cache *s, gfp_t gfp, int node,
 		break;
 	}
 	pthread_mutex_unlock(&n->list_lock);
+	meta_access_end();
 	return obj;
 }
 
@@ -578,6 +599,7 @@ void _sheaf_debug_free(struct kmem_cache *s, struct slab *slab, void *obj,
 	struct kmem_cache_node *n = get_node(s, slab->node);
 	struct slab *discard = NULL;
 
+	meta_access_begin();
 	pthread_mutex_lock(&n->list_lock);
 	if (!valid_pointer(s, slab, obj)) {
 		report(s, slab, NULL, "Invalid object pointer %p", obj);
@@ -618,9 +640,11 @@ void _sheaf_debug_free(struct kmem_cache *s, struct slab *slab, void *obj,
 out_report:
 	pthread_mutex_unlock(&n->list_lock);
 	report_done();
+	meta_access_end();
 	return;
 out:
 	pthread_mutex_unlock(&n->list_lock);
+	meta_access_end();
 	if (discard)
 		_sheaf_discard_slab(s, discard, slot);
 }
@@ -662,6 +686,7 @@ SHEAF_EXPORT int kmem_cache_validate(struct kmem_cache *s)
 		return 0; /* nothing to check against without debug layout */
 	bool saved = debug_abort;
 	debug_abort = false; /* count every problem */
+	meta_access_begin();
 	for (unsigned int k = 0; k < _sheaf_nr_nodes; k++) {
 		struct kmem_cache_node *n = get_node(s, (int)k);
 		struct slab *slab;
@@ -672,6 +697,7 @@ SHEAF_EXPORT int kmem_cache_validate(struct kmem_cache *s)
 			problems += validate_slab(s, slab);
 		pthread_mutex_unlock(&n->list_lock);
 	}
+	meta_access_end();
 	debug_abort = saved;
 	return problems;
 }
@@ -687,6 +713,7 @@ void _sheaf_debug_leak_report(struct kmem_cache *s, size_t live)
 		s->name, s->name);
 	fprintf(stderr, "-----------------------------------------------------------------------------\n\n");
 	size_t shown = 0;
+	meta_access_begin();
 	for (unsigned int k = 0; k < _sheaf_nr_nodes && shown < 16; k++) {
 		struct kmem_cache_node *n = get_node(s, (int)k);
 		struct slab *slab;
@@ -708,6 +735,7 @@ void _sheaf_debug_leak_report(struct kmem_cache *s, size_t live)
 			}
 		pthread_mutex_unlock(&n->list_lock);
 	}
+	meta_access_end();
 	fprintf(stderr, "%zu objects remaining\n\n", live);
 	fflush(stderr);
 }

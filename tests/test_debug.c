@@ -273,8 +273,31 @@ static void test_env_syntax(void **state)
 		fail_msg("SLUB_DEBUG=Z,envtest-* not applied; stderr:\n%s", r.err);
 }
 
+/* Each wrong program by name, for valgrind_debug_test.sh (memcheck). */
+static const struct {
+	const char *name;
+	void (*fn)(void *);
+} wrong_programs[] = {
+	{ "right_redzone", wrong_right_redzone },
+	{ "left_redzone", wrong_left_redzone },
+	{ "use_after_free", wrong_use_after_free },
+	{ "double_free", wrong_double_free },
+	{ "wrong_cache", wrong_cache },
+	{ "freelist", wrong_freelist },
+	{ "leak", wrong_leak },
+};
+
 int main(int argc, char **argv)
 {
+	if (argc > 2 && !strcmp(argv[1], "--wrong")) {
+		for (size_t i = 0; i < sizeof(wrong_programs) / sizeof(wrong_programs[0]); i++)
+			if (!strcmp(argv[2], wrong_programs[i].name)) {
+				wrong_programs[i].fn(NULL);
+				return 0;
+			}
+		fprintf(stderr, "test_debug: no wrong program %s\n", argv[2]);
+		return 2;
+	}
 	if (argc > 1 && !strcmp(argv[1], "env_child")) {
 		env_flags(NULL);
 		return 0;
