@@ -167,6 +167,7 @@ void _sheaf_pages_purge(bool all);
 void *_sheaf_huge_alloc(size_t size, gfp_t gfp);
 bool _sheaf_huge_free(const void *p);        /* false: not a huge mapping */
 size_t _sheaf_huge_size(const void *p);      /* 0: not a huge mapping */
+void *_sheaf_huge_start(const void *p);      /* start of the mapping containing p */
 int _sheaf_huge_node(const void *p);         /* -1: not a huge mapping */
 void *_sheaf_meta_alloc(size_t size);        /* zeroed, page granular */
 void _sheaf_meta_free(void *p, size_t size);

@@ -257,7 +257,7 @@ void *_sheaf_obj_start(const void *p)
 {
 	struct slab *d = virt_to_slab(p);
 	if (!d)
-		return _sheaf_huge_size(p) ? (void *)p : NULL;
+		return _sheaf_huge_start(p);
 	uint8_t flags = __atomic_load_n(&d->flags, __ATOMIC_ACQUIRE);
 	char *base = slab_address(d);
 	if (flags & PG_LARGE)

@@ -350,16 +350,30 @@ void *_sheaf_huge_alloc(size_t size, gfp_t gfp)
 	return base;
 }
 
-static struct arena *huge_arena(const void *p)
+/* The huge mapping containing p (anywhere in it), or NULL. */
+static struct arena *huge_arena_of(const void *p)
 {
 	uintptr_t x = (uintptr_t)p;
 	if (x >> ADDR_BITS)
 		return NULL;
 	struct arena *a = __atomic_load_n(&_sheaf_arena_map[x >> ARENA_SHIFT],
 					  __ATOMIC_ACQUIRE);
-	if (!a || !a->huge || (uintptr_t)a->base != x)
+	if (!a || !a->huge || x - (uintptr_t)a->base >= a->size)
 		return NULL;
 	return a;
+}
+
+/* The huge mapping that starts at p, or NULL. */
+static struct arena *huge_arena(const void *p)
+{
+	struct arena *a = huge_arena_of(p);
+	return a && a->base == p ? a : NULL;
+}
+
+void *_sheaf_huge_start(const void *p)
+{
+	struct arena *a = huge_arena_of(p);
+	return a ? a->base : NULL;
 }
 
 int _sheaf_huge_node(const void *p)
