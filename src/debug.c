@@ -300,7 +300,18 @@ static void set_track(struct kmem_cache *s, void *obj, bool freed)
 	t->when_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-/* Red zones to `val`, and (free objects, SLAB_POISON) the poison pattern. */
+/*
+ * P poisons free objects but those that keep their contents while free:
+ * constructed ones and SLAB_TYPESAFE_BY_RCU ones (the kernel's
+ * __OBJECT_POISON rule).  Their red zones are still checked.
+ */
+static inline bool object_poison(const struct kmem_cache *s)
+{
+	return (s->flags & SLAB_POISON) && !s->ctor &&
+	       !(s->flags & SLAB_TYPESAFE_BY_RCU);
+}
+
+/* Red zones to `val`, and (free objects, object_poison) the poison pattern. */
 static void init_object(struct kmem_cache *s, void *obj, uint8_t val)
 {
 	uint8_t *p = obj_bytes(obj);
@@ -308,7 +319,7 @@ static void init_object(struct kmem_cache *s, void *obj, uint8_t val)
 		memset(p - s->red_left_pad, val, s->red_left_pad);
 		memset(p + s->object_size, val, s->offset - s->object_size);
 	}
-	if ((s->flags & SLAB_POISON) && val == RED_INACTIVE) {
+	if (object_poison(s) && val == RED_INACTIVE) {
 		memset(p, POISON_FREE, s->object_size - 1);
 		p[s->object_size - 1] = POISON_END;
 	}
@@ -442,7 +453,7 @@ static bool check_object(struct kmem_cache *s, struct slab *slab, void *obj,
 		ok &= check_bytes(s, slab, obj, "Right Redzone", p + s->object_size,
 				  s->offset - s->object_size, val);
 	}
-	if ((s->flags & SLAB_POISON) && val == RED_INACTIVE) {
+	if (object_poison(s) && val == RED_INACTIVE) {
 		ok &= check_bytes(s, slab, obj, "Poison", p, s->object_size - 1,
 				  POISON_FREE);
 		ok &= check_bytes(s, slab, obj, "Poison", p + s->object_size - 1, 1,

@@ -273,6 +273,52 @@ static void test_env_syntax(void **state)
 		fail_msg("SLUB_DEBUG=Z,envtest-* not applied; stderr:\n%s", r.err);
 }
 
+/*
+ * Constructed and SLAB_TYPESAFE_BY_RCU objects keep their contents while
+ * free, so P does not poison them (the kernel's rule); red zones are still
+ * checked.  (They were poisoned, and the first allocation after the
+ * constructor reported "Poison overwritten".)
+ */
+static void ctor_fill(void *obj)
+{
+	memset(obj, 0x5c, 48);
+}
+
+static void right_ctor_poison(void *arg)
+{
+	struct kmem_cache_args a = { .ctor = ctor_fill };
+	struct kmem_cache *c = kmem_cache_create("dbg-ctor", 48, &a, FZPU);
+	struct kmem_cache *t = kmem_cache_create("dbg-typesafe", 48, NULL,
+						 FZPU | SLAB_TYPESAFE_BY_RCU);
+	if (!c || !t)
+		abort();
+	for (int r = 0; r < 3; r++) {
+		unsigned char *p = kmem_cache_alloc(c, GFP_KERNEL);
+		unsigned char *q = kmem_cache_alloc(t, GFP_KERNEL);
+		for (int i = 0; i < 48; i++)
+			if (p[i] != 0x5c)
+				_exit(3); /* constructed state lost */
+		q[0] = 1;
+		kmem_cache_free(c, p);
+		kmem_cache_free(t, q);
+	}
+	if (kmem_cache_validate(c) || kmem_cache_validate(t))
+		_exit(4);
+	kmem_cache_destroy(c);
+	kmem_cache_destroy(t);
+}
+
+static void test_ctor_not_poisoned(void **state)
+{
+	struct child_result r;
+	run_in_child(right_ctor_poison, NULL, &r);
+	if (!child_exited_ok(&r) || r.len) {
+		char how[64];
+		fail_msg("ctor/typesafe debug cache: %s; stderr:\n%s",
+			 child_how(&r, how, sizeof(how)), r.err);
+	}
+}
+
 /* Each wrong program by name, for valgrind_debug_test.sh (memcheck). */
 static const struct {
 	const char *name;
@@ -317,6 +363,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_trace),
 		cmocka_unit_test(test_validate),
 		cmocka_unit_test(test_debug_cache_shape),
+		cmocka_unit_test(test_ctor_not_poisoned),
 		cmocka_unit_test(test_env_syntax),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
