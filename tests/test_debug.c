@@ -199,6 +199,25 @@ static void repair_and_validate(void *arg)
 }
 
 /* Environment is read at start-up: these children exec this program. */
+/*
+ * A free into a slab whose object count is wrong: the count is repaired
+ * and the free goes on (the object was leaked: the free was skipped).
+ */
+static void count_repair(void *arg)
+{
+	struct kmem_cache *s = dcache("dbg-count", 40);
+	char *p[4];
+	for (int i = 0; i < 4; i++)
+		p[i] = kmem_cache_alloc(s, GFP_KERNEL);
+	kmem_cache_free(s, p[0]);
+	kmem_cache_free(s, p[1]);
+	*(void **)(p[1] + 48) = NULL; /* truncate the freelist after p[1] */
+	kmem_cache_free(s, p[2]);     /* finds the count wrong */
+	if (kmem_cache_alloc(s, GFP_KERNEL) != p[2])
+		exit(13);               /* p[2] was not freed */
+	exit(0);
+}
+
 static void exec_self(void *arg)
 {
 	char *argv[] = { "test_debug", (char *)arg, NULL };
@@ -218,6 +237,20 @@ static void test_validate(void **state)
 	}
 	assert_non_null(strstr(r.err, "FIX dbg-repair: Restoring Right Redzone"));
 	assert_non_null(strstr(r.err, "FIX dbg-repair: Restoring Left Redzone"));
+}
+
+static void test_count_repair(void **state)
+{
+	struct child_result r;
+	setenv("SHEAF_DEBUG_ABORT", "0", 1);
+	run_in_child(exec_self, "count_child", &r);
+	unsetenv("SHEAF_DEBUG_ABORT");
+	if (!child_exited_ok(&r) || !strstr(r.err, "Wrong object count") ||
+	    !strstr(r.err, "FIX dbg-count: Object count adjusted")) {
+		char how[64];
+		fail_msg("count repair child: %s; stderr:\n%s",
+			 child_how(&r, how, sizeof(how)), r.err);
+	}
 }
 
 /* Debug caches: no sheaves whatever was asked; prefill goes oversize. */
@@ -348,6 +381,10 @@ int main(int argc, char **argv)
 		env_flags(NULL);
 		return 0;
 	}
+	if (argc > 1 && !strcmp(argv[1], "count_child")) {
+		count_repair(NULL);
+		return 0;
+	}
 	if (argc > 1 && !strcmp(argv[1], "repair_child")) {
 		repair_and_validate(NULL);
 		return 0;
@@ -364,6 +401,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_validate),
 		cmocka_unit_test(test_debug_cache_shape),
 		cmocka_unit_test(test_ctor_not_poisoned),
+		cmocka_unit_test(test_count_repair),
 		cmocka_unit_test(test_env_syntax),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
