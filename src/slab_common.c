@@ -403,7 +403,9 @@ SHEAF_EXPORT int kmem_cache_alloc_bulk(struct kmem_cache *s, gfp_t gfp,
 		for (size_t i = 0; i < nr; i++) {
 			p[i] = alloc_cached(s, gfp);
 			if (unlikely(!p[i])) {
-				kmem_cache_free_bulk(s, i, p);
+				/* Back untracked: the user never had them. */
+				for (size_t j = 0; j < i; j++)
+					_sheaf_slab_free_obj(s, virt_to_slab(p[j]), p[j]);
 				return 0;
 			}
 		}
