@@ -466,6 +466,7 @@ struct kmem_cache *_sheaf_cache_create(const char *name, unsigned int size,
 				       const struct kmem_cache_args *args,
 				       slab_flags_t flags, enum cache_kind kind);
 void *_sheaf_slab_alloc(struct kmem_cache *s, gfp_t gfp, int node);
+void _sheaf_nofail_wait(void);
 void _sheaf_slab_free_obj(struct kmem_cache *s, struct slab *slab, void *obj);
 
 /* kmalloc.c */

@@ -98,7 +98,10 @@ static void *kmalloc_large(size_t size, gfp_t gfp, int node)
 		__atomic_store_n(&d->flags, PG_LARGE, __ATOMIC_RELEASE);
 		p = slab_address(d);
 	} else {
-		if (size > KMALLOC_MAX_SIZE || !gfpflags_allow_blocking(gfp))
+		/* Mapping may block: only for callers that allow it, or that
+		 * must not fail (__GFP_NOFAIL, the kernel's rule over NOWAIT). */
+		if (size > KMALLOC_MAX_SIZE ||
+		    !(gfpflags_allow_blocking(gfp) || (gfp & __GFP_NOFAIL)))
 			return NULL;
 		p = _sheaf_huge_alloc(size, gfp);
 		if (!p)
@@ -129,6 +132,7 @@ static inline void *do_kmalloc(size_t size, gfp_t gfp, int node)
 		p = kmalloc_large(size, gfp, node);
 		if (p || !(gfp & __GFP_NOFAIL) || size > KMALLOC_MAX_SIZE)
 			break;
+		_sheaf_nofail_wait();
 	}
 	return p;
 }

@@ -318,6 +318,12 @@ static void *alloc_for_node(struct kmem_cache *s, gfp_t gfp, int node)
 	return _sheaf_alloc_single(s, gfp, node, gfp & __GFP_THISNODE, slot);
 }
 
+/* Between two tries of a __GFP_NOFAIL allocation: let memory come back. */
+void _sheaf_nofail_wait(void)
+{
+	usleep(1000);
+}
+
 void *_sheaf_slab_alloc(struct kmem_cache *s, gfp_t gfp, int node)
 {
 	void *obj;
@@ -326,7 +332,7 @@ void *_sheaf_slab_alloc(struct kmem_cache *s, gfp_t gfp, int node)
 						   : alloc_for_node(s, gfp, node);
 		if (likely(obj) || !(gfp & __GFP_NOFAIL))
 			break;
-		usleep(1000);
+		_sheaf_nofail_wait();
 	}
 	track_alloc(s, obj);
 	if (obj && (gfp & __GFP_ZERO))

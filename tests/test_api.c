@@ -696,6 +696,34 @@ static void test_oom_injection(void **state)
 	destroy_quietly(s);
 }
 
+/*
+ * kmalloc(__GFP_NOFAIL) without blocking: a page run retries through
+ * injected failures, a dedicated mapping is made anyway (it spun forever:
+ * the mapping path refused every non-blocking request).
+ */
+static void nofail_nowait(void *arg)
+{
+	sheaf_inject_page_failures(0, 3);
+	void *run = kmalloc(64 << 10, GFP_NOWAIT | __GFP_NOFAIL);
+	sheaf_inject_page_failures(0, 0);
+	void *huge = kmalloc(8 << 20, GFP_NOWAIT | __GFP_NOFAIL);
+	if (!run || !huge)
+		_exit(3);
+	kfree(run);
+	kfree(huge);
+}
+
+static void test_kmalloc_nofail_nowait(void **state)
+{
+	struct child_result r;
+	run_in_child(nofail_nowait, NULL, &r);
+	if (!child_exited_ok(&r)) {
+		char how[64];
+		fail_msg("kmalloc(GFP_NOWAIT | __GFP_NOFAIL): %s; stderr:\n%s",
+			 child_how(&r, how, sizeof(how)), r.err);
+	}
+}
+
 static void test_oom_nofail(void **state)
 {
 	struct kmem_cache *s = make_cache("oom-nofail", 64, 0);
@@ -1355,6 +1383,7 @@ int main(void)
 		cmocka_unit_test(test_size_name),
 		cmocka_unit_test_teardown(test_oom_injection, teardown_injection),
 		cmocka_unit_test_teardown(test_oom_nofail, teardown_injection),
+		cmocka_unit_test(test_kmalloc_nofail_nowait),
 		cmocka_unit_test(test_kmalloc_every_class),
 		cmocka_unit_test(test_kmalloc_large),
 		cmocka_unit_test(test_kmalloc_roundup_large),
