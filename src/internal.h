@@ -425,6 +425,15 @@ static inline void stat(struct kmem_cache *s, enum sheaf_stat_item item,
 	stat_add(s, item, slot, 1);
 }
 
+/* The smallest page order holding size bytes. */
+static inline unsigned int get_order(size_t size)
+{
+	unsigned int order = 0;
+	while ((PAGE_SIZE << order) < size)
+		order++;
+	return order;
+}
+
 /* slab.c */
 bool _sheaf_calculate_sizes(struct kmem_cache *s, const struct kmem_cache_args *args);
 struct slab *_sheaf_new_slab(struct kmem_cache *s, gfp_t gfp, int node,
@@ -448,6 +457,8 @@ void _sheaf_shrink_node(struct kmem_cache *s, int node);
 size_t _sheaf_node_free_objects(struct kmem_cache *s, int node);
 struct slab *_sheaf_check_object(struct kmem_cache *s, const void *obj,
 				 const char *fn, void *caller);
+struct slab *_sheaf_check_object_in(struct kmem_cache *s, struct slab *slab,
+				    const void *obj, const char *fn, void *caller);
 
 /* cpu_slab.c */
 void *_sheaf_cpu_alloc(struct kmem_cache *s, gfp_t gfp);

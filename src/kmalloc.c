@@ -68,13 +68,6 @@ void _sheaf_kmalloc_init(void)
 	}
 }
 
-static unsigned int run_order(size_t size)
-{
-	unsigned int order = 0;
-	while ((PAGE_SIZE << order) < size)
-		order++;
-	return order;
-}
 
 SHEAF_EXPORT size_t kmalloc_size_roundup(size_t size)
 {
@@ -83,7 +76,7 @@ SHEAF_EXPORT size_t kmalloc_size_roundup(size_t size)
 	if (size <= KMALLOC_MAX_CACHE_SIZE)
 		return kmalloc_sizes[kmalloc_index(size)];
 	if (size <= MAX_RUN_SIZE)
-		return PAGE_SIZE << run_order(size);
+		return PAGE_SIZE << get_order(size);
 	return ALIGN_UP(size, PAGE_SIZE);
 }
 
@@ -91,7 +84,7 @@ static void *kmalloc_large(size_t size, gfp_t gfp, int node)
 {
 	void *p;
 	if (size <= MAX_RUN_SIZE) {
-		struct slab *d = _sheaf_pages_alloc(run_order(size),
+		struct slab *d = _sheaf_pages_alloc(get_order(size),
 			node == NUMA_NO_NODE ? sheaf_node() : node, gfp);
 		if (!d)
 			return NULL;
@@ -182,7 +175,7 @@ static void do_kfree(const void *p, const char *fn, void *caller)
 	if (likely(d)) {
 		uint8_t flags = __atomic_load_n(&d->flags, __ATOMIC_ACQUIRE);
 		if (likely(flags & PG_SLAB)) {
-			struct slab *slab = _sheaf_check_object(NULL, p, fn, caller);
+			struct slab *slab = _sheaf_check_object_in(NULL, d, p, fn, caller);
 			track_free(slab->slab_cache, (void *)p);
 			_sheaf_slab_free_obj(slab->slab_cache, slab, (void *)p);
 			return;
@@ -211,7 +204,7 @@ static size_t do_ksize(const void *p, void *caller)
 	if (d) {
 		uint8_t flags = __atomic_load_n(&d->flags, __ATOMIC_ACQUIRE);
 		if (flags & PG_SLAB)
-			return _sheaf_check_object(NULL, p, "ksize", caller)
+			return _sheaf_check_object_in(NULL, d, p, "ksize", caller)
 				->slab_cache->object_size;
 		if ((flags & PG_LARGE) && slab_address(d) == p)
 			return PAGE_SIZE << d->order;

@@ -82,13 +82,6 @@ static unsigned int calculate_alignment(slab_flags_t flags, unsigned int align,
 	return ALIGN_UP(align, (unsigned int)sizeof(void *));
 }
 
-static unsigned int get_order(size_t size)
-{
-	unsigned int order = 0;
-	while ((PAGE_SIZE << order) < size)
-		order++;
-	return order;
-}
 
 /*
  * The kernel's rule: the smallest order (up to 3) that holds at least
@@ -633,16 +626,14 @@ size_t _sheaf_node_free_objects(struct kmem_cache *s, int node)
 }
 
 /*
- * Check that obj is an object of s (s NULL: of any cache) and return its
- * slab; otherwise report and abort, except for an object of another cache
- * freed to a debug cache: slub_debug's report, and NULL (do not free it).
+ * Check that obj, in slab (a PG_SLAB descriptor), is an object of s (s
+ * NULL: of any cache) and return slab; otherwise report and abort, except
+ * for an object of another cache freed to a debug cache: slub_debug's
+ * report, and NULL (do not free it).
  */
-struct slab *_sheaf_check_object(struct kmem_cache *s, const void *obj,
-				 const char *fn, void *caller)
+struct slab *_sheaf_check_object_in(struct kmem_cache *s, struct slab *slab,
+				    const void *obj, const char *fn, void *caller)
 {
-	struct slab *slab = virt_to_slab(obj);
-	if (unlikely(!slab || !(__atomic_load_n(&slab->flags, __ATOMIC_ACQUIRE) & PG_SLAB)))
-		_sheaf_report_invalid(fn, "invalid pointer", obj, s, caller);
 	struct kmem_cache *owner = slab->slab_cache;
 	if (unlikely(s && owner != s)) {
 		if (cache_debug(s)) {
@@ -652,11 +643,30 @@ struct slab *_sheaf_check_object(struct kmem_cache *s, const void *obj,
 		}
 		_sheaf_report_invalid(fn, "object from the wrong cache", obj, s, caller);
 	}
-	uint64_t off = (uint64_t)((const char *)obj - (const char *)slab_address(slab)) -
-		       owner->red_left_pad;
-	uint64_t idx = (uint64_t)(((unsigned __int128)off * owner->hot.reciprocal) >> 64);
-	if (unlikely(idx * owner->size != off || idx >= owner->objects))
+	bool ok;
+	if (likely(owner->hot.pow2_mask && !owner->red_left_pad)) {
+		/* Power-of-two objects tile the slab: alignment is enough. */
+		ok = !((uintptr_t)obj & owner->hot.pow2_mask);
+	} else {
+		uint64_t off = (uint64_t)((const char *)obj -
+					  (const char *)slab_address(slab)) -
+			       owner->red_left_pad;
+		uint64_t idx = (uint64_t)(((unsigned __int128)off *
+					   owner->hot.reciprocal) >> 64);
+		ok = idx * owner->size == off && idx < owner->objects;
+	}
+	if (unlikely(!ok))
 		_sheaf_report_invalid(fn, "invalid pointer (not at an object boundary)",
 				      obj, owner, caller);
 	return slab;
+}
+
+/* The same from the pointer alone. */
+struct slab *_sheaf_check_object(struct kmem_cache *s, const void *obj,
+				 const char *fn, void *caller)
+{
+	struct slab *slab = virt_to_slab(obj);
+	if (unlikely(!slab || !(__atomic_load_n(&slab->flags, __ATOMIC_ACQUIRE) & PG_SLAB)))
+		_sheaf_report_invalid(fn, "invalid pointer", obj, s, caller);
+	return _sheaf_check_object_in(s, slab, obj, fn, caller);
 }

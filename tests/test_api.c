@@ -1082,6 +1082,15 @@ static void test_bad_free_interior(void **state)
 	struct bad_free b2 = { .what = "kmem_cache_free(obj + 8)", .cache = s,
 			       .ptr = o + 8, .kw = KW_INVALID, .want_name = true };
 	expect_abort(&b2);
+	/* A size that is not a power of two: the division path. */
+	struct kmem_cache *s96 = make_cache("interior-96", 96, 0);
+	unsigned char *o96 = kmem_cache_alloc(s96, GFP_KERNEL);
+	assert_non_null(o96);
+	struct bad_free b2b = { .what = "kmem_cache_free(obj96 + 32)", .cache = s96,
+				.ptr = o96 + 32, .kw = KW_INVALID, .want_name = true };
+	expect_abort(&b2b);
+	kmem_cache_free(s96, o96);
+	destroy_quietly(s96);
 
 	unsigned char *k = kmalloc(100, GFP_KERNEL);
 	assert_non_null(k);
