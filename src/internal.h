@@ -424,6 +424,12 @@ static inline void stat(struct kmem_cache *s, enum sheaf_stat_item item,
 {
 	stat_add(s, item, slot, 1);
 }
+/* Count on the calling thread's slot, read only when counting is on. */
+static inline void stat_here(struct kmem_cache *s, enum sheaf_stat_item item)
+{
+	if (unlikely(READ_ONCE(_sheaf_stats_on)))
+		__atomic_fetch_add(&s->stats[sheaf_slot()].v[item], 1, __ATOMIC_RELAXED);
+}
 
 /* The smallest page order holding size bytes. */
 static inline unsigned int get_order(size_t size)

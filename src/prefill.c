@@ -156,7 +156,7 @@ SHEAF_EXPORT void *kmem_cache_alloc_from_sheaf(struct kmem_cache *s, gfp_t gfp,
 	track_alloc(s, obj);
 	if (gfp & __GFP_ZERO)
 		memset(obj, 0, s->object_size);
-	stat(s, SHEAF_STAT_ALLOC_CPU_SHEAF, sheaf_slot());
+	stat_here(s, SHEAF_STAT_ALLOC_CPU_SHEAF);
 	return obj;
 }
 

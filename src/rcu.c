@@ -370,7 +370,7 @@ SHEAF_EXPORT void sheaf_kvfree_call_rcu(struct rcu_head *head, void *ptr)
 		    (_sheaf_nr_nodes == 1 || slab->node == sheaf_node())) {
 			if (kfree_rcu_sheaf(s, ptr))
 				return;
-			stat(s, SHEAF_STAT_FREE_RCU_SHEAF_FAIL, sheaf_slot());
+			stat_here(s, SHEAF_STAT_FREE_RCU_SHEAF_FAIL);
 		}
 	} else if (!_sheaf_obj_start(ptr) || _sheaf_obj_start(ptr) != ptr) {
 		_sheaf_report_invalid("kfree_rcu", "invalid pointer", ptr, NULL,

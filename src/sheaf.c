@@ -296,8 +296,8 @@ static SHEAF_NOINLINE void *sheaf_alloc_slow(struct kmem_cache *s, gfp_t gfp)
 		/* A holder was preempted here: keep one object, park the rest. */
 		obj = full->objects[--full->size];
 		_sheaf_barn_put_full(sheaf_local_barn(s), full);
-		stat(s, SHEAF_STAT_BARN_PUT, sheaf_slot());
-		stat(s, SHEAF_STAT_ALLOC_CPU_SHEAF, sheaf_slot());
+		stat_here(s, SHEAF_STAT_BARN_PUT);
+		stat_here(s, SHEAF_STAT_ALLOC_CPU_SHEAF);
 		return obj;
 	}
 	install_full(s, pcs, full, slot);
@@ -320,8 +320,7 @@ void *_sheaf_sheaf_alloc(struct kmem_cache *s, gfp_t gfp)
 			void *obj;
 			int r = sheaf_rseq_pop(s->hot.pcs, &obj);
 			if (likely(r == 0)) {
-				if (unlikely(READ_ONCE(_sheaf_stats_on)))
-					stat(s, SHEAF_STAT_ALLOC_CPU_SHEAF, sheaf_slot());
+				stat_here(s, SHEAF_STAT_ALLOC_CPU_SHEAF);
 				return obj;
 			}
 			if (r == 1)
@@ -498,8 +497,7 @@ void _sheaf_sheaf_free(struct kmem_cache *s, struct slab *slab, void *obj)
 		for (;;) {
 			int r = sheaf_rseq_push(s->hot.pcs, obj, s->hot.sheaf_capacity);
 			if (likely(r == 0)) {
-				if (unlikely(READ_ONCE(_sheaf_stats_on)))
-					stat(s, SHEAF_STAT_FREE_CPU_SHEAF, sheaf_slot());
+				stat_here(s, SHEAF_STAT_FREE_CPU_SHEAF);
 				return;
 			}
 			if (r == 1)
