@@ -180,8 +180,7 @@ void _sheaf_barn_shrink(struct kmem_cache *s, struct node_barn *barn)
 		struct list_head *l = full.next;
 		list_del(l);
 		struct slab_sheaf *sheaf = link_sheaf(l);
-		_sheaf_flush_sheaf(s, sheaf, SHEAF_STAT_SHEAF_FLUSH_OTHER, 0);
-		_sheaf_free_sheaf(s, sheaf, 0);
+		_sheaf_discard_sheaf(s, sheaf, 0);
 	}
 	while (!list_empty(&empty)) {
 		struct list_head *l = empty.next;

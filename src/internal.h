@@ -630,6 +630,8 @@ void _sheaf_free_sheaf(struct kmem_cache *s, struct slab_sheaf *sheaf,
 		       unsigned int slot);
 void _sheaf_flush_sheaf(struct kmem_cache *s, struct slab_sheaf *sheaf,
 			enum sheaf_stat_item which, unsigned int slot);
+void _sheaf_discard_sheaf(struct kmem_cache *s, struct slab_sheaf *sheaf,
+			  unsigned int slot);
 
 /* rcu.c */
 void _sheaf_rcu_submit_sheaf(struct kmem_cache *s, struct slab_sheaf *sheaf,

@@ -135,8 +135,7 @@ SHEAF_EXPORT struct slab_sheaf *kmem_cache_prefill_sheaf(struct kmem_cache *s,
 	/* As the kernel: a regular sheaf goes out full, not just to `size`. */
 	if (sheaf->size < size &&
 	    fill_to(s, sheaf, s->hot.sheaf_capacity, gfp, slot)) {
-		_sheaf_flush_sheaf(s, sheaf, SHEAF_STAT_SHEAF_FLUSH_OTHER, slot);
-		_sheaf_free_sheaf(s, sheaf, slot);
+		_sheaf_discard_sheaf(s, sheaf, slot);
 		return NULL;
 	}
 	return sheaf;
@@ -197,8 +196,7 @@ SHEAF_EXPORT void kmem_cache_return_sheaf(struct kmem_cache *s, gfp_t gfp,
 				      "sheaf of another cache", sheaf, s,
 				      __builtin_return_address(0));
 	if (!cache_has_sheaves(s) || is_oversize(s, sheaf)) {
-		_sheaf_flush_sheaf(s, sheaf, SHEAF_STAT_SHEAF_FLUSH_OTHER, slot);
-		_sheaf_free_sheaf(s, sheaf, slot);
+		_sheaf_discard_sheaf(s, sheaf, slot);
 		return;
 	}
 	struct sheaf_pcs *pcs = sheaf_pcs_trylock(s, &slot);
@@ -216,8 +214,7 @@ SHEAF_EXPORT void kmem_cache_return_sheaf(struct kmem_cache *s, gfp_t gfp,
 	struct node_barn *barn = sheaf_local_barn(s);
 	if (READ_ONCE(barn->nr_full) >= MAX_FULL_SHEAVES ||
 	    fill_to(s, sheaf, s->hot.sheaf_capacity, gfp, slot)) {
-		_sheaf_flush_sheaf(s, sheaf, SHEAF_STAT_SHEAF_FLUSH_OTHER, slot);
-		_sheaf_free_sheaf(s, sheaf, slot);
+		_sheaf_discard_sheaf(s, sheaf, slot);
 		return;
 	}
 	_sheaf_barn_put_full(barn, sheaf);

@@ -84,8 +84,7 @@ static void rcu_free_sheaf_nobarn(struct slab_sheaf *sheaf)
 	for (unsigned int i = 0; i < sheaf->size; i++)
 		track_free(s, sheaf->objects[i]);
 
-	_sheaf_flush_sheaf(s, sheaf, SHEAF_STAT_SHEAF_FLUSH_OTHER, slot);
-	_sheaf_free_sheaf(s, sheaf, slot);
+	_sheaf_discard_sheaf(s, sheaf, slot);
 }
 
 /*

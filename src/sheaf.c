@@ -189,6 +189,14 @@ void _sheaf_flush_sheaf(struct kmem_cache *s, struct slab_sheaf *sheaf,
 	stat_add(s, SHEAF_STAT_FREE_SLOWPATH, slot, n);
 }
 
+/* Flush a sheaf's objects to their slabs and free the sheaf. */
+void _sheaf_discard_sheaf(struct kmem_cache *s, struct slab_sheaf *sheaf,
+			  unsigned int slot)
+{
+	_sheaf_flush_sheaf(s, sheaf, SHEAF_STAT_SHEAF_FLUSH_OTHER, slot);
+	_sheaf_free_sheaf(s, sheaf, slot);
+}
+
 static inline void swap_sheaves(struct sheaf_pcs *pcs)
 {
 	struct slab_sheaf *t = pcs->main;
@@ -631,8 +639,7 @@ void _sheaf_pcs_flush_all(struct kmem_cache *s)
 		struct sheaf_pcs *pcs = &s->hot.pcs[i];
 		_sheaf_flush_sheaf(s, pcs->main, SHEAF_STAT_SHEAF_FLUSH_MAIN, i);
 		if (pcs->spare) {
-			_sheaf_flush_sheaf(s, pcs->spare, SHEAF_STAT_SHEAF_FLUSH_OTHER, i);
-			_sheaf_free_sheaf(s, pcs->spare, i);
+			_sheaf_discard_sheaf(s, pcs->spare, i);
 			pcs->spare = NULL;
 		}
 		if (pcs->rcu_free) {
