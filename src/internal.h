@@ -632,6 +632,8 @@ void _sheaf_flush_sheaf(struct kmem_cache *s, struct slab_sheaf *sheaf,
 			enum sheaf_stat_item which, unsigned int slot);
 void _sheaf_discard_sheaf(struct kmem_cache *s, struct slab_sheaf *sheaf,
 			  unsigned int slot);
+int _sheaf_refill_sheaf(struct kmem_cache *s, struct slab_sheaf *sheaf,
+			unsigned int to, gfp_t gfp, unsigned int slot);
 
 /* rcu.c */
 void _sheaf_rcu_submit_sheaf(struct kmem_cache *s, struct slab_sheaf *sheaf,

@@ -31,34 +31,6 @@ static inline bool is_oversize(struct kmem_cache *s, struct slab_sheaf *sheaf)
 	       sheaf->_info.capacity != s->hot.sheaf_capacity;
 }
 
-/* Fill sheaf up to `to` objects from slabs: all or nothing. */
-static int fill_to(struct kmem_cache *s, struct slab_sheaf *sheaf,
-		   unsigned int to, gfp_t gfp, unsigned int slot)
-{
-	if (sheaf->size >= to)
-		return 0;
-	size_t want = to - sheaf->size;
-	if (unlikely(cache_debug(s))) {
-		/* Debug caches: every object through the checked path. */
-		for (size_t i = 0; i < want; i++) {
-			void *o = _sheaf_debug_alloc(s, gfp, NUMA_NO_NODE, slot);
-			if (!o) {
-				while (i--)
-					_sheaf_debug_free(s, virt_to_slab(sheaf->objects[sheaf->size + i]),
-							  sheaf->objects[sheaf->size + i], slot);
-				return -ENOMEM;
-			}
-			sheaf->objects[sheaf->size + i] = o;
-		}
-	} else if (!_sheaf_slab_alloc_bulk(s, gfp & ~__GFP_ZERO, sheaf_node(),
-				    &sheaf->objects[sheaf->size], want, slot))
-		return -ENOMEM;
-	sheaf->size = to;
-	stat_add(s, SHEAF_STAT_SHEAF_REFILL, slot, want);
-	stat_add(s, SHEAF_STAT_ALLOC_SLOWPATH, slot, want);
-	return 0;
-}
-
 /* An oversize sheaf of exactly `size` objects, or NULL with nothing kept. */
 static struct slab_sheaf *prefill_oversize(struct kmem_cache *s, gfp_t gfp,
 					   unsigned int size, unsigned int slot)
@@ -68,7 +40,7 @@ static struct slab_sheaf *prefill_oversize(struct kmem_cache *s, gfp_t gfp,
 		return NULL;
 	sheaf->_info.capacity = size;
 	sheaf->_info.flags = SHEAF_OVERSIZE;
-	if (fill_to(s, sheaf, size, gfp, slot)) {
+	if (_sheaf_refill_sheaf(s, sheaf, size, gfp, slot)) {
 		_sheaf_free_sheaf(s, sheaf, slot);
 		return NULL;
 	}
@@ -134,7 +106,7 @@ SHEAF_EXPORT struct slab_sheaf *kmem_cache_prefill_sheaf(struct kmem_cache *s,
 	sheaf->_info.flags = 0;
 	/* As the kernel: a regular sheaf goes out full, not just to `size`. */
 	if (sheaf->size < size &&
-	    fill_to(s, sheaf, s->hot.sheaf_capacity, gfp, slot)) {
+	    _sheaf_refill_sheaf(s, sheaf, s->hot.sheaf_capacity, gfp, slot)) {
 		_sheaf_discard_sheaf(s, sheaf, slot);
 		return NULL;
 	}
@@ -170,7 +142,7 @@ SHEAF_EXPORT int kmem_cache_refill_sheaf(struct kmem_cache *s, gfp_t gfp,
 		return 0;
 	if (size <= sheaf->_info.capacity) {
 		/* Regular and oversize sheaves alike: to their own capacity. */
-		return fill_to(s, sheaf, sheaf->_info.capacity, gfp, sheaf_slot());
+		return _sheaf_refill_sheaf(s, sheaf, sheaf->_info.capacity, gfp, sheaf_slot());
 	}
 	/* Larger than this sheaf can hold: a new one; the old stays on failure. */
 	struct slab_sheaf *bigger = kmem_cache_prefill_sheaf(s, gfp, size);
@@ -213,7 +185,7 @@ SHEAF_EXPORT void kmem_cache_return_sheaf(struct kmem_cache *s, gfp_t gfp,
 	stat(s, SHEAF_STAT_SHEAF_RETURN_SLOW, slot);
 	struct node_barn *barn = sheaf_local_barn(s);
 	if (READ_ONCE(barn->nr_full) >= MAX_FULL_SHEAVES ||
-	    fill_to(s, sheaf, s->hot.sheaf_capacity, gfp, slot)) {
+	    _sheaf_refill_sheaf(s, sheaf, s->hot.sheaf_capacity, gfp, slot)) {
 		_sheaf_discard_sheaf(s, sheaf, slot);
 		return;
 	}

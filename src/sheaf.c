@@ -154,16 +154,31 @@ void _sheaf_free_sheaf(struct kmem_cache *s, struct slab_sheaf *sheaf,
 }
 
 /* Fill sheaf to `capacity` objects from slabs; all or nothing. */
-static int refill_sheaf(struct kmem_cache *s, struct slab_sheaf *sheaf,
-			unsigned int capacity, gfp_t gfp, unsigned int slot)
+/*
+ * Fill sheaf up to `to` objects from slabs: all or nothing (-ENOMEM, the
+ * sheaf as it was).  Debug caches take every object through the checked
+ * path (prefilled sheaves of debug caches).
+ */
+int _sheaf_refill_sheaf(struct kmem_cache *s, struct slab_sheaf *sheaf,
+			unsigned int to, gfp_t gfp, unsigned int slot)
 {
-	size_t want = capacity - sheaf->size;
-	if (!want)
+	if (sheaf->size >= to)
 		return 0;
-	if (!_sheaf_slab_alloc_bulk(s, gfp, sheaf_node(), &sheaf->objects[sheaf->size],
-				    want, slot))
+	size_t want = to - sheaf->size;
+	void **p = &sheaf->objects[sheaf->size];
+	if (unlikely(cache_debug(s))) {
+		for (size_t i = 0; i < want; i++) {
+			p[i] = _sheaf_debug_alloc(s, gfp, NUMA_NO_NODE, slot);
+			if (!p[i]) {
+				while (i--)
+					_sheaf_debug_free(s, virt_to_slab(p[i]), p[i], slot);
+				return -ENOMEM;
+			}
+		}
+	} else if (!_sheaf_slab_alloc_bulk(s, gfp, sheaf_node(), p, want, slot)) {
 		return -ENOMEM;
-	sheaf->size = capacity;
+	}
+	sheaf->size = to;
 	stat_add(s, SHEAF_STAT_SHEAF_REFILL, slot, want);
 	stat_add(s, SHEAF_STAT_ALLOC_SLOWPATH, slot, want);
 	return 0;
@@ -294,7 +309,7 @@ static SHEAF_NOINLINE void *sheaf_alloc_slow(struct kmem_cache *s, gfp_t gfp)
 		empty = _sheaf_alloc_sheaf(s, gfp, s->hot.sheaf_capacity, slot);
 	if (!empty)
 		goto from_slab;
-	if (refill_sheaf(s, empty, s->hot.sheaf_capacity, gfp, slot)) {
+	if (_sheaf_refill_sheaf(s, empty, s->hot.sheaf_capacity, gfp, slot)) {
 		_sheaf_free_sheaf(s, empty, slot);
 		goto from_slab;
 	}
