@@ -167,6 +167,9 @@ struct debug_rule {
 static struct debug_rule rules[MAX_RULES];
 static int nrules;
 static bool debug_abort = true;
+/* Set on a thread while it runs kmem_cache_validate(): its reports count,
+ * they do not abort (other threads' reports still do). */
+static __thread bool validating;
 
 static slab_flags_t flag_of(char c)
 {
@@ -399,7 +402,7 @@ static void report_object(struct kmem_cache *s, struct slab *slab, void *obj)
 static bool report_done(void)
 {
 	fflush(stderr);
-	if (debug_abort)
+	if (debug_abort && !validating)
 		abort();
 	return false;
 }
@@ -695,8 +698,7 @@ SHEAF_EXPORT int kmem_cache_validate(struct kmem_cache *s)
 		return -EINVAL;
 	if (!(s->flags & SLAB_DEBUG_FLAGS))
 		return 0; /* nothing to check against without debug layout */
-	bool saved = debug_abort;
-	debug_abort = false; /* count every problem */
+	validating = true; /* count every problem */
 	meta_access_begin();
 	for (unsigned int k = 0; k < _sheaf_nr_nodes; k++) {
 		struct kmem_cache_node *n = get_node(s, (int)k);
@@ -709,7 +711,7 @@ SHEAF_EXPORT int kmem_cache_validate(struct kmem_cache *s)
 		pthread_mutex_unlock(&n->list_lock);
 	}
 	meta_access_end();
-	debug_abort = saved;
+	validating = false;
 	return problems;
 }
 

@@ -5,6 +5,7 @@
  * parsing; debug caches have no sheaves and prefill takes the oversize path.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -352,6 +353,42 @@ static void test_ctor_not_poisoned(void **state)
 	}
 }
 
+/*
+ * kmem_cache_validate() counts problems without aborting, but only on its
+ * own thread: a report elsewhere during a validate still aborts (validate
+ * switched abort off for the whole process).
+ */
+static volatile int validating;
+
+static void *validate_loop(void *arg)
+{
+	struct kmem_cache *big = arg;
+	validating = 1;
+	for (;;)
+		(void)kmem_cache_validate(big);
+	return NULL;
+}
+
+static void wrong_during_validate(void *arg)
+{
+	struct kmem_cache *big = dcache("dbg-validate-big", 64);
+	for (int i = 0; i < 50000; i++)
+		(void)kmem_cache_alloc(big, GFP_KERNEL);
+	pthread_t t;
+	pthread_create(&t, NULL, validate_loop, big);
+	while (!validating)
+		;
+	usleep(2000); /* well inside a validate: each takes milliseconds */
+	wrong_right_redzone(NULL);
+	_exit(5);     /* not aborted */
+}
+
+static void test_validate_abort_thread(void **state)
+{
+	expect_report(wrong_during_validate,
+		      "BUG dbg-rz-right (Not tainted): Right Redzone overwritten", true);
+}
+
 /* Each wrong program by name, for valgrind_debug_test.sh (memcheck). */
 static const struct {
 	const char *name;
@@ -402,6 +439,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_debug_cache_shape),
 		cmocka_unit_test(test_ctor_not_poisoned),
 		cmocka_unit_test(test_count_repair),
+		cmocka_unit_test(test_validate_abort_thread),
 		cmocka_unit_test(test_env_syntax),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
