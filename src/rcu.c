@@ -281,10 +281,6 @@ static bool kfree_rcu_sheaf(struct kmem_cache *s, void *obj)
 			}
 		}
 		pcs->rcu_free = rf;
-		/* Inline kfree_rcu() pushes only into an installed rcu_free:
-		 * this marks the cache for destroy's barrier. */
-		if (!READ_ONCE(s->rcu_used))
-			WRITE_ONCE(s->rcu_used, true);
 	}
 	rf->objects[rf->size++] = obj;
 	if (rf->size >= cap) {
@@ -360,8 +356,8 @@ SHEAF_EXPORT void sheaf_kvfree_call_rcu(struct rcu_head *head, void *ptr)
 	sheaf_init();
 	struct slab *slab = virt_to_slab(ptr);
 	if (slab && (desc_flags(slab) & PG_SLAB)) {
-		slab = _sheaf_check_object(NULL, ptr, "kfree_rcu",
-					   __builtin_return_address(0));
+		slab = _sheaf_check_object_in(NULL, slab, ptr, "kfree_rcu",
+					      __builtin_return_address(0));
 		struct kmem_cache *s = slab->slab_cache;
 		if (!READ_ONCE(s->rcu_used))
 			WRITE_ONCE(s->rcu_used, true);
@@ -371,7 +367,7 @@ SHEAF_EXPORT void sheaf_kvfree_call_rcu(struct rcu_head *head, void *ptr)
 				return;
 			stat_here(s, SHEAF_STAT_FREE_RCU_SHEAF_FAIL);
 		}
-	} else if (!_sheaf_obj_start(ptr) || _sheaf_obj_start(ptr) != ptr) {
+	} else if (_sheaf_obj_start(ptr) != ptr) {
 		_sheaf_report_invalid("kfree_rcu", "invalid pointer", ptr, NULL,
 				      __builtin_return_address(0));
 	}
