@@ -640,6 +640,7 @@ void _sheaf_rcu_submit_sheaf(struct kmem_cache *s, struct slab_sheaf *sheaf,
 			     bool recycle, unsigned int slot);
 void _sheaf_rcu_free_slab(struct slab *slab);
 void _sheaf_rcu_before_fork(void);
+void _sheaf_rcu_quiesce_worker(void);
 void _sheaf_rcu_lock_worker(void);
 void _sheaf_rcu_unlock_worker(bool child);
 void _sheaf_rcu_after_fork(bool child);

@@ -119,16 +119,20 @@ static struct {
 	pthread_mutex_t lock;
 	pthread_cond_t wake;   /* work submitted */
 	pthread_cond_t done;   /* a batch finished */
+	pthread_cond_t idle;   /* the worker finished a batch (busy cleared) */
 	struct slab_sheaf *pending;
 	struct slab_sheaf *batch;       /* waited a grace period, to finish */
 	struct slab_sheaf *processing;  /* being finished */
 	uint64_t submitted, completed;
 	unsigned int waiters;  /* threads in worker_barrier() */
 	bool started, sleeping;
+	bool busy;             /* a batch taken: in its grace period or finishing */
+	bool forking;          /* fork() under way: take no new batch */
 } worker = {
 	.lock = PTHREAD_MUTEX_INITIALIZER,
 	.wake = PTHREAD_COND_INITIALIZER,
 	.done = PTHREAD_COND_INITIALIZER,
+	.idle = PTHREAD_COND_INITIALIZER,
 };
 
 static void *sheaf_worker(void *arg)
@@ -136,13 +140,14 @@ static void *sheaf_worker(void *arg)
 	(void)arg;
 	pthread_mutex_lock(&worker.lock);
 	for (;;) {
-		while (!worker.pending) {
+		while (!worker.pending || worker.forking) {
 			worker.sleeping = true;
 			pthread_cond_wait(&worker.wake, &worker.lock);
 			worker.sleeping = false;
 		}
 		struct slab_sheaf *batch = worker.pending;
 		worker.pending = NULL;
+		worker.busy = true;
 		pthread_mutex_unlock(&worker.lock);
 
 		synchronize_rcu();
@@ -161,6 +166,8 @@ static void *sheaf_worker(void *arg)
 			worker.processing = NULL;
 			worker.completed++;
 		}
+		worker.busy = false;
+		pthread_cond_broadcast(&worker.idle);
 		pthread_cond_broadcast(&worker.done);
 		/*
 		 * Let the next batch gather for a while: each grace period
@@ -468,6 +475,23 @@ void _sheaf_rcu_before_fork(void)
 	call_rcu_before_fork();
 }
 
+/*
+ * First thing before fork(), before any other libsheaf lock: let the
+ * worker finish the batch it holds (its grace period and the finishing,
+ * which takes barn, slab and page locks) and take no new one, so that the
+ * child inherits neither liburcu's grace-period state mid-wait nor a batch
+ * held only by the worker.  So fork() must not be called inside an RCU
+ * read-side section (the grace period would wait for the forking thread).
+ */
+void _sheaf_rcu_quiesce_worker(void)
+{
+	pthread_mutex_lock(&worker.lock);
+	worker.forking = true;
+	while (worker.busy)
+		pthread_cond_wait(&worker.idle, &worker.lock);
+	pthread_mutex_unlock(&worker.lock);
+}
+
 void _sheaf_rcu_lock_worker(void)
 {
 	pthread_mutex_lock(&worker.lock);
@@ -475,6 +499,9 @@ void _sheaf_rcu_lock_worker(void)
 
 void _sheaf_rcu_unlock_worker(bool child)
 {
+	worker.forking = false;
+	if (!child && worker.pending && worker.sleeping)
+		pthread_cond_signal(&worker.wake);
 	if (child) {
 		while (worker.batch) {
 			struct slab_sheaf *sheaf = worker.batch;
@@ -491,6 +518,7 @@ void _sheaf_rcu_unlock_worker(bool child)
 		/* Waiters of the parent do not exist here. */
 		pthread_cond_init(&worker.wake, NULL);
 		pthread_cond_init(&worker.done, NULL);
+		pthread_cond_init(&worker.idle, NULL);
 	}
 	pthread_mutex_unlock(&worker.lock);
 }

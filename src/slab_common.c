@@ -469,6 +469,7 @@ SHEAF_EXPORT void kmem_cache_free_bulk(struct kmem_cache *s, size_t nr, void **p
 static void prefork(void)
 {
 	struct kmem_cache *s;
+	_sheaf_rcu_quiesce_worker();
 	_sheaf_rcu_before_fork();
 	pthread_mutex_lock(&_sheaf_slab_mutex);
 	list_for_each_entry(s, &_sheaf_slab_caches, list) {

@@ -313,6 +313,69 @@ static void test_fork(void **state)
 }
 
 /*
+ * Fork while the sheaf worker waits in synchronize_rcu() (a reader holds
+ * the grace period open): the child's barrier completes.  (The child
+ * inherited liburcu's grace-period state mid-wait and the batch only in
+ * the worker's locals: its barrier waited for ever.)
+ */
+static volatile int reader_in, reader_release;
+
+static void *gp_reader(void *arg)
+{
+	(void)arg;
+	rcu_register_thread();
+	rcu_read_lock();
+	reader_in = 1;
+	while (!reader_release)
+		usleep(1000);
+	rcu_read_unlock();
+	rcu_unregister_thread();
+	return NULL;
+}
+
+static void *release_later(void *arg)
+{
+	(void)arg;
+	usleep(100000);
+	reader_release = 1;
+	return NULL;
+}
+
+static void test_fork_in_grace_period(void **state)
+{
+	struct kmem_cache *s = make("rcu-fork-gp", 8, 0);
+	pthread_t r, rel;
+	reader_in = reader_release = 0;
+	assert_int_equal(pthread_create(&r, NULL, gp_reader, NULL), 0);
+	while (!reader_in)
+		usleep(1000);
+	for (int i = 0; i < 64; i++) { /* full sheaves: submitted */
+		struct node *n = kmem_cache_alloc(s, GFP_KERNEL);
+		assert_non_null(n);
+		kfree_rcu(n, rcu);
+	}
+	usleep(30000); /* the worker is in synchronize_rcu() now */
+	assert_int_equal(pthread_create(&rel, NULL, release_later, NULL), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		alarm(10);
+		kvfree_rcu_barrier();
+		_exit(sheaf_cache_objects_inuse(s) == 0 ? 0 : 3);
+	}
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	pthread_join(rel, NULL);
+	pthread_join(r, NULL);
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		fail_msg("child: %s %d", WIFEXITED(status) ? "exit" : "signal",
+			 WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+	kvfree_rcu_barrier();
+	assert_int_equal(sheaf_cache_objects_inuse(s), 0);
+	kmem_cache_destroy(s);
+}
+
+/*
  * SLAB_TYPESAFE_BY_RCU: an object may be reused at once, but an empty
  * slab's pages go back to the page layer only after a grace period.
  */
@@ -362,6 +425,7 @@ int main(void)
 		cmocka_unit_test(test_sheaf_alloc_failure),
 		cmocka_unit_test(test_slot_busy),
 		cmocka_unit_test(test_fork),
+		cmocka_unit_test(test_fork_in_grace_period),
 		cmocka_unit_test(test_typesafe_by_rcu),
 	};
 	int r = cmocka_run_group_tests(tests, NULL, NULL);
