@@ -261,11 +261,8 @@ SHEAF_EXPORT void kmem_cache_destroy(struct kmem_cache *s)
 	pthread_mutex_lock(&_sheaf_slab_mutex);
 	list_del(&s->list);
 	pthread_mutex_unlock(&_sheaf_slab_mutex);
-	if (cache_has_sheaves(s)) {
-		_sheaf_pcs_destroy(s);
-		for (unsigned int n = 0; n < _sheaf_nr_nodes; n++)
-			_sheaf_shrink_node(s, (int)n);
-	}
+	if (cache_has_sheaves(s))
+		_sheaf_pcs_destroy(s); /* the empty mains, to the sheaf store */
 	_sheaf_pages_purge(false);
 	_sheaf_meta_free(s, s->meta_size);
 }
