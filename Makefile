@@ -2,7 +2,8 @@
 #   make run    install missing Debian packages (or print the apt-get line),
 #               build, run the quick demonstration benchmark
 #   make test   same set-up, build, run every test
-#   make bench  the full benchmark
+#   make bench  the full benchmark suite: table, CSV, plots, instruction
+#               counts, docs/PERFORMANCE.md regenerated
 #   make instructions  instructions per alloc+free pair (callgrind)
 #   make asan / make tsan   sanitizer builds and their tests
 #   make install PREFIX=/usr/local
@@ -30,14 +31,13 @@ build: deps $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
 
 run: build
-	./$(BUILD)/bench/sheafbench --quick
+	./bench/report.sh $(BUILD) quick
 
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
 bench: build
-	./$(BUILD)/bench/sheafbench
-	./$(BUILD)/bench/vmabench
+	./bench/report.sh $(BUILD) full
 
 instructions: build
 	./tools/instructions.sh $(BUILD)
