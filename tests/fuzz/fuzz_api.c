@@ -447,11 +447,15 @@ static void op_kfree(void)
 static void inject(bool on)
 {
 	if (on) {
+		char spec[64];
 		sheaf_inject_page_failures((long)next(8), next(2) ? -1L : 1L + (long)next(16));
 		sheaf_inject_sheaf_failures(next(2) ? -1L : 1L + (long)next(8));
+		snprintf(spec, sizeof(spec), "%u,%u,%u,-1%s", 1 + next(4), next(101),
+			 64 * next(8), next(4) ? "" : ",nowait");
+		CHECK(sheaf_fault_set(SHEAF_FAULT_SLAB, spec) == 0, "spec %s refused", spec);
 	} else {
-		sheaf_inject_page_failures(0, 0);
-		sheaf_inject_sheaf_failures(0);
+		for (int i = 0; i < SHEAF_FAULT_NR; i++)
+			sheaf_fault_set((enum sheaf_fault)i, NULL);
 	}
 	injecting = on;
 }
