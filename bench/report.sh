@@ -23,6 +23,8 @@ res=$root/bench/results
 bench=$build/bench/sheafbench
 [ -x "$bench" ] || { echo "report: $bench missing: build first" >&2; exit 1; }
 mkdir -p "$res"
+# the commit measured (taken now: the tree may change while the run goes on)
+commit=$(git -C "$root" describe --always --dirty 2>/dev/null || echo unknown)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
@@ -63,7 +65,7 @@ grep '^Machine: ' "$txt" | sed 's/^Machine: //' | tr '|' '\n' |
 grep '^Run: ' "$txt" | sed 's/^Run: /- run: /' >> "$tmp/machine"
 {
 	printf -- '- date: %s\n' "$(date -u '+%Y-%m-%d %H:%M UTC')"
-	printf -- '- commit: %s\n' "$(git -C "$root" describe --always --dirty 2>/dev/null || echo unknown)"
+	printf -- '- commit: %s\n' "$commit"
 } >> "$tmp/machine"
 
 # The run's tables: from the first heading to the end, without the CSV line.

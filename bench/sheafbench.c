@@ -1153,10 +1153,12 @@ static void print_tables(void)
 		}
 	}
 
-	for (int wi = 0, first = 1; wi < NW; wi++) {
+	bool first = true;
+	for (int wi = 0; wi < NW; wi++) {
 		if (!wsel[wi] || workloads[wi].type != W_THREADS)
 			continue;
-		if (first--) {
+		if (first) {
+			first = false;
 			printf("\n### Scaling: the hot-64 loop in 1 to %u threads, "
 			       "Mops/s of all threads (higher is better; %u CPUs)\n\n",
 			       2 * usable_cpus() > MAX_THREADS ? MAX_THREADS : 2 * usable_cpus(),

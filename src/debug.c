@@ -107,8 +107,10 @@ void _sheaf_track_alloc_slow(struct kmem_cache *s, void *obj)
 {
 	if (__asan_unpoison_memory_region && !cache_debug(s))
 		__asan_unpoison_memory_region(obj, s->object_size);
+	/* A constructed object (a cache with a constructor) is handed out in
+	 * its constructed state: defined, not fresh undefined memory. */
 	if (track_valgrind)
-		VALGRIND_MALLOCLIKE_BLOCK(obj, s->object_size, 0, 0);
+		VALGRIND_MALLOCLIKE_BLOCK(obj, s->object_size, 0, s->ctor != NULL);
 }
 
 /* An object of a new slab, never allocated: inaccessible, with its red
@@ -128,18 +130,22 @@ void _sheaf_track_new_object(struct kmem_cache *s, void *obj)
 	}
 }
 
+/*
+ * The free pointer word stays accessible in a free object of a non-debug
+ * cache, wherever it lies: inside the object, after it, or across its end
+ * (objects smaller than a pointer: the word covers the object and its
+ * padding, and FREELIKE made the object part inaccessible).
+ */
 void _sheaf_track_free_slow(struct kmem_cache *s, void *obj)
 {
 	uint8_t *fp = (uint8_t *)obj + s->offset;
-	bool fp_inside = s->offset + sizeof(void *) <= s->object_size;
 	if (__asan_poison_memory_region && !cache_debug(s)) {
 		__asan_poison_memory_region(obj, s->object_size);
-		if (fp_inside)
-			__asan_unpoison_memory_region(fp, sizeof(void *));
+		__asan_unpoison_memory_region(fp, sizeof(void *));
 	}
 	if (track_valgrind) {
 		VALGRIND_FREELIKE_BLOCK(obj, 0);
-		if (fp_inside && !cache_debug(s))
+		if (!cache_debug(s))
 			VALGRIND_MAKE_MEM_DEFINED(fp, sizeof(void *));
 	}
 }

@@ -749,6 +749,8 @@ int main(int argc, char **argv)
 		/* Under injection the slow-path counters also count the tries
 		 * that failed (as the kernel's alloc_slowpath does): they
 		 * cannot balance against what the threads got. */
+		if (stats)
+			slot_busy += sheaf_stats_get(s, SHEAF_STAT_SLOT_BUSY);
 		if (!stats || faults)
 			continue;
 		uint64_t sa = sheaf_stats_get(s, SHEAF_STAT_ALLOC_FASTPATH) +
@@ -785,7 +787,6 @@ int main(int argc, char **argv)
 			     (unsigned long long)ua, (unsigned long long)uf,
 			     (unsigned long long)total.allocs[k],
 			     (unsigned long long)total.frees[k]);
-		slot_busy += sheaf_stats_get(s, SHEAF_STAT_SLOT_BUSY);
 		if (sa != sf || (cap == 0 && (sa != total.allocs[k] ||
 							sf != total.frees[k]))) {
 			fprintf(stderr, "stress: %s counters:\n", cache_name[k]);
