@@ -809,12 +809,39 @@ struct fault_attr {
 	_Atomic long skip;		/* calls to let through first */
 	_Atomic unsigned long calls;	/* calls past space and skip */
 	_Atomic unsigned long injected;
-	unsigned long interval;		/* fail only every interval-th call */
-	unsigned int probability;	/* percent */
-	bool nowait_only;		/* only allocations that may not block */
-	bool verbose;
-	char glob[64];			/* failslab: cache names ("" = all) */
+	/* Settings: atomics too, since sheaf_fault_set() may change them
+	 * while other threads test the point. */
+	_Atomic unsigned long interval;	/* fail only every interval-th call */
+	_Atomic unsigned int probability; /* percent */
+	_Atomic bool nowait_only;	/* only allocations that may not block */
+	_Atomic bool verbose;
+	const char *_Atomic glob;	/* failslab: cache names (NULL = all),
+					 * an interned string, never changed */
 };
+
+/* Interned cache-name globs: written once each, read without locks. */
+#define FAULT_GLOBS 32
+static char glob_pool[FAULT_GLOBS][64];
+static unsigned int nglobs;
+static pthread_mutex_t glob_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* The pool's copy of g, or NULL when the pool is full or g too long. */
+static const char *intern_glob(const char *g)
+{
+	const char *r = NULL;
+	if (strlen(g) >= sizeof(glob_pool[0]))
+		return NULL;
+	pthread_mutex_lock(&glob_lock);
+	for (unsigned int i = 0; i < nglobs && !r; i++)
+		if (!strcmp(glob_pool[i], g))
+			r = glob_pool[i];
+	if (!r && nglobs < FAULT_GLOBS) {
+		strcpy(glob_pool[nglobs], g);
+		r = glob_pool[nglobs++];
+	}
+	pthread_mutex_unlock(&glob_lock);
+	return r;
+}
 
 static struct fault_attr faults[SHEAF_FAULT_NR];
 static const char *const fault_env[SHEAF_FAULT_NR] = {
@@ -858,9 +885,11 @@ bool _sheaf_should_fail(enum sheaf_fault which, struct kmem_cache *s,
 
 	if (!atomic_load_explicit(&f->on, memory_order_acquire) || (gfp & __GFP_NOFAIL))
 		return false;
-	if (f->nowait_only && gfpflags_allow_blocking(gfp))
+	if (atomic_load_explicit(&f->nowait_only, memory_order_relaxed) &&
+	    gfpflags_allow_blocking(gfp))
 		return false;
-	if (f->glob[0] && (!s || fnmatch(f->glob, s->name, 0) != 0))
+	const char *glob = atomic_load_explicit(&f->glob, memory_order_acquire);
+	if (glob && (!s || fnmatch(glob, s->name, 0) != 0))
 		return false;
 	v = atomic_load(&f->skip);
 	while (v > 0)
@@ -870,9 +899,11 @@ bool _sheaf_should_fail(enum sheaf_fault which, struct kmem_cache *s,
 	while (v > (long)size)
 		if (atomic_compare_exchange_weak(&f->space, &v, v - (long)size))
 			return false;
-	if (f->interval > 1 && (atomic_fetch_add(&f->calls, 1) + 1) % f->interval)
+	unsigned long interval = atomic_load_explicit(&f->interval, memory_order_relaxed);
+	if (interval > 1 && (atomic_fetch_add(&f->calls, 1) + 1) % interval)
 		return false;
-	if (f->probability <= fault_random100())
+	if (atomic_load_explicit(&f->probability, memory_order_relaxed) <=
+	    fault_random100())
 		return false;
 	t = atomic_load(&f->times);
 	do {
@@ -883,23 +914,23 @@ bool _sheaf_should_fail(enum sheaf_fault which, struct kmem_cache *s,
 				 * it is only updated outside allocations) */
 		atomic_store(&f->on, false);
 	atomic_fetch_add(&f->injected, 1);
-	if (f->verbose)
+	if (atomic_load_explicit(&f->verbose, memory_order_relaxed))
 		fprintf(stderr, "sheaf: %s: injected failure (%s, %zu bytes)\n",
 			fault_name[which], s ? s->name : "pages", size);
 	return true;
 }
 
-/* Arm one point: everything zeroed first (off), then the new settings. */
+/* Arm one point: off first, then the new settings (glob: interned). */
 static void fault_arm(struct fault_attr *f, unsigned long interval,
 		      unsigned int probability, long space, long times, long skip,
 		      const char *glob, bool nowait, bool verbose)
 {
 	atomic_store(&f->on, false);
-	f->interval = interval;
-	f->probability = probability;
-	f->nowait_only = nowait;
-	f->verbose = verbose;
-	snprintf(f->glob, sizeof(f->glob), "%s", glob ? glob : "");
+	atomic_store(&f->interval, interval);
+	atomic_store(&f->probability, probability);
+	atomic_store(&f->nowait_only, nowait);
+	atomic_store(&f->verbose, verbose);
+	atomic_store(&f->glob, glob);
 	atomic_store(&f->space, space);
 	atomic_store(&f->skip, skip);
 	atomic_store(&f->calls, 0);
@@ -915,7 +946,8 @@ static int fault_parse_set(enum sheaf_fault which, const char *spec)
 {
 	unsigned long interval;
 	long probability, space, times;
-	char buf[256], *save = NULL, *tok, *glob = NULL;
+	char buf[256], *save = NULL, *tok, *gtok = NULL;
+	const char *glob = NULL;
 	bool nowait = false, verbose = false;
 	int n = 0;
 
@@ -934,7 +966,7 @@ static int fault_parse_set(enum sheaf_fault which, const char *spec)
 		return -EINVAL;
 	for (tok = strtok_r(buf + n, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
 		if (!strncmp(tok, "cache=", 6) && tok[6] && which == SHEAF_FAULT_SLAB)
-			glob = tok + 6;
+			gtok = tok + 6;
 		else if (!strcmp(tok, "nowait"))
 			nowait = true;
 		else if (!strcmp(tok, "verbose"))
@@ -942,8 +974,8 @@ static int fault_parse_set(enum sheaf_fault which, const char *spec)
 		else
 			return -EINVAL;
 	}
-	if (glob && strlen(glob) >= sizeof(faults[which].glob))
-		return -EINVAL;
+	if (gtok && !(glob = intern_glob(gtok)))
+		return -EINVAL;	/* too long, or 32 different globs already */
 	fault_arm(&faults[which], interval, (unsigned int)probability, space, times,
 		  0, glob, nowait, verbose);
 	return 0;
@@ -955,6 +987,8 @@ SHEAF_EXPORT int sheaf_fault_set(enum sheaf_fault which, const char *spec)
 		return -EINVAL;
 	sheaf_init();
 	int rc = fault_parse_set(which, spec);
+	if (rc)			/* as documented: a refused spec leaves it off */
+		fault_arm(&faults[which], 1, 0, 0, 0, 0, NULL, false, false);
 	fault_update_any();
 	return rc;
 }

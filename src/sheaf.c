@@ -67,8 +67,12 @@ static bool inline_allowed(void)
 /* Publish (or withdraw) a cache's pcs to the inline fast paths. */
 void _sheaf_update_inline(struct kmem_cache *s)
 {
-	__atomic_store_n(&s->hot.inline_pcs, inline_allowed() ? s->hot.pcs : NULL,
-			 __ATOMIC_RELEASE);
+	struct sheaf_pcs *want = inline_allowed() ? s->hot.pcs : NULL;
+	/* Stored only when it changes: the inline paths of <sheaf/slab.h>
+	 * read it with a plain load, and rewriting the same value at every
+	 * refresh would race with them for nothing. */
+	if (__atomic_load_n(&s->hot.inline_pcs, __ATOMIC_RELAXED) != want)
+		__atomic_store_n(&s->hot.inline_pcs, want, __ATOMIC_RELEASE);
 }
 
 /* After a change of what inline_allowed() depends on (statistics, faults). */

@@ -49,7 +49,9 @@ static void test_bad_specs(void **state)
 	assert_int_equal(sheaf_fault_set(SHEAF_FAULT_NR, "1,10,0,-1"), -EINVAL);
 	assert_int_equal(sheaf_fault_set((enum sheaf_fault)-1, NULL), -EINVAL);
 	assert_int_equal(sheaf_fault_injected(SHEAF_FAULT_NR), 0);
-	/* a refused spec leaves the point off */
+	/* a refused spec leaves the point off, even one that was armed */
+	assert_int_equal(sheaf_fault_set(SHEAF_FAULT_SLAB, "1,100,0,-1"), 0);
+	assert_int_equal(sheaf_fault_set(SHEAF_FAULT_SLAB, "1,100,0,-1,bad"), -EINVAL);
 	struct kmem_cache *s = make("flt-bad", 64, 0);
 	void *p = kmem_cache_alloc(s, GFP_KERNEL);
 	assert_non_null(p);
