@@ -80,6 +80,7 @@ struct kmem_cache *_sheaf_cache_create(const char *name, unsigned int size,
 	s->object_size = size;
 	s->flags = flags;
 	s->ctor = args->ctor;
+	s->kind = (uint8_t)kind;
 	pthread_mutex_init(&s->flush_lock, NULL);
 	if (!_sheaf_calculate_sizes(s, args)) {
 		_sheaf_meta_free(mem, total);
@@ -468,6 +469,7 @@ static void prefork(void)
 	struct kmem_cache *s;
 	_sheaf_rcu_quiesce_worker();
 	_sheaf_rcu_before_fork();
+	_sheaf_info_prefork();
 	pthread_mutex_lock(&_sheaf_slab_mutex);
 	list_for_each_entry(s, &_sheaf_slab_caches, list) {
 		if (cache_has_sheaves(s))
@@ -497,6 +499,7 @@ static void postfork(bool child)
 			_sheaf_cpu_unlock_all(s);
 	}
 	pthread_mutex_unlock(&_sheaf_slab_mutex);
+	_sheaf_info_postfork(child);
 	_sheaf_rcu_after_fork(child);
 }
 
