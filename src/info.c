@@ -318,6 +318,18 @@ void _sheaf_info_init(void)
 	}
 }
 
+/*
+ * The library is about to abort the process (a report, SLAB_PANIC): no
+ * atexit handler will run, so the page goes now.  Lock-free: the aborting
+ * thread may hold any lock.  (A process killed by a signal leaves its page;
+ * sheafinfo calls it stale, and the next process with the pid replaces it.)
+ */
+void _sheaf_info_abort(void)
+{
+	if (READ_ONCE(info.page))
+		shm_unlink(info.name);
+}
+
 /* fork: no snapshot may be half done in the child (before the slab mutex). */
 void _sheaf_info_prefork(void)
 {

@@ -642,6 +642,7 @@ int _sheaf_refill_sheaf(struct kmem_cache *s, struct slab_sheaf *sheaf,
 void _sheaf_info_init(void);
 void _sheaf_info_prefork(void);
 void _sheaf_info_postfork(bool child);
+void _sheaf_info_abort(void);  /* the library aborts the process: unlink the page */
 
 /* rcu.c */
 void _sheaf_rcu_submit_sheaf(struct kmem_cache *s, struct slab_sheaf *sheaf,

@@ -30,8 +30,10 @@ static struct kmem_cache *create_fail(const char *name, slab_flags_t flags,
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fputc('\n', stderr);
-	if (flags & SLAB_PANIC)
+	if (flags & SLAB_PANIC) {
+		_sheaf_info_abort();
 		abort();
+	}
 	errno = EINVAL;
 	return NULL;
 }
@@ -159,6 +161,7 @@ __kmem_cache_create_args(const char *name, unsigned int size,
 	struct kmem_cache *s = _sheaf_cache_create(name, size, args, flags, CACHE_USER);
 	if (!s && (flags & SLAB_PANIC)) {
 		fprintf(stderr, "sheaf: kmem_cache_create(\"%s\"): out of memory\n", name);
+		_sheaf_info_abort();
 		abort();
 	}
 	return s;
