@@ -308,6 +308,8 @@ void _sheaf_info_init(void)
 	pthread_t t;
 	int err = pthread_create(&t, &a, publisher, NULL);
 	pthread_attr_destroy(&a);
+	if (!err)
+		pthread_setname_np(t, "sheaf-stats");
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (err) {
 		fprintf(stderr, "sheaf: SHEAF_STATS: cannot start the publisher thread: %s; "

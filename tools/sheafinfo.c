@@ -217,7 +217,8 @@ static int page_refresh(struct page *pg)
 		uint32_t a = __atomic_load_n(&h->answered, __ATOMIC_ACQUIRE);
 		if ((int32_t)(a - mine) >= 0)
 			return 0;
-		if (h->flags & SHEAF_INFO_P_EXITED || !alive(pg->pid))
+		if ((__atomic_load_n(&h->flags, __ATOMIC_RELAXED) & SHEAF_INFO_P_EXITED) ||
+		    !alive(pg->pid))
 			return -2;
 		uint64_t t = now_ms();
 		if (t >= deadline) {
@@ -231,20 +232,29 @@ static int page_refresh(struct page *pg)
 	}
 }
 
-/* A consistent copy of the page (seqcount). */
-static void page_copy(struct page *pg)
+/*
+ * A consistent copy of the page (seqcount).  False, with the message
+ * printed, when it stays half written (the process died while copying a
+ * snapshot in).
+ */
+static bool page_copy(struct page *pg)
 {
 	struct sheaf_info_header *h = pg->h;
+	uint64_t deadline = now_ms() + ANSWER_TIMEOUT_MS;
 	for (;;) {
 		uint32_t s1 = __atomic_load_n(&h->seq, __ATOMIC_ACQUIRE);
-		if (s1 & 1) {
-			sched_yield();
-			continue;
+		if (!(s1 & 1)) {
+			memcpy(pg->copy, h, pg->size);
+			__atomic_thread_fence(__ATOMIC_ACQUIRE);
+			if (__atomic_load_n(&h->seq, __ATOMIC_RELAXED) == s1)
+				return true;
 		}
-		memcpy(pg->copy, h, pg->size);
-		__atomic_thread_fence(__ATOMIC_ACQUIRE);
-		if (__atomic_load_n(&h->seq, __ATOMIC_RELAXED) == s1)
-			return;
+		if (now_ms() >= deadline) {
+			fprintf(stderr, "%s: the page of process %d stays half written\n",
+				prog, (int)pg->pid);
+			return false;
+		}
+		sched_yield();
 	}
 }
 
@@ -255,9 +265,8 @@ static int show_once(struct page *pg, unsigned int flags, const char *sort)
 		fprintf(stderr, "%s: process %d exited\n", prog, (int)pg->pid);
 		return 1;
 	}
-	if (r)
+	if (r || !page_copy(pg))
 		return 1;
-	page_copy(pg);
 	if (sheaf_info_print(stdout, pg->copy, flags, sort)) {
 		fprintf(stderr, "%s: process %d published a page sheafinfo cannot print\n",
 			prog, (int)pg->pid);
@@ -276,9 +285,8 @@ static int watch(struct page *pg, unsigned int flags, const char *sort, double s
 			printf("process %d exited\n", (int)pg->pid);
 			return 0;
 		}
-		if (r)
+		if (r || !page_copy(pg))
 			return 1;
-		page_copy(pg);
 		if (!(flags & SHEAF_INFO_JSON))
 			fputs("\033[H\033[2J", stdout);
 		sheaf_info_print(stdout, pg->copy, flags, sort);
@@ -315,14 +323,16 @@ static int list_publishers(void)
 		}
 		if (!found++)
 			printf("%7s %6s %s\n", "PID", "Caches", "Command");
+		bool ok = false;
 		if (page_open((pid_t)pid, &pg, true)) {
-			page_copy(&pg);
-			printf("%7ld %6u %s\n", pid, pg.copy->total_caches, comm);
+			ok = page_copy(&pg);
+			if (ok)
+				printf("%7ld %6u %s\n", pid, pg.copy->total_caches, comm);
 			page_close(&pg);
-		} else {
+		}
+		if (!ok)
 			printf("%7ld %6s (stale, foreign or unreadable: sheafinfo %ld says why)\n",
 			       pid, "-", pid);
-		}
 	}
 	closedir(d);
 	if (!found) {
