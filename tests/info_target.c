@@ -11,6 +11,7 @@
  *
  *   alloc CACHE N     allocate N objects (CACHE: sheaf, classic, kmalloc)
  *   free CACHE N      free the N most recent
+ *   caches - N        create N more caches (named info-extra-<i>, 8 bytes)
  *   fork              fork a child that exits normally (runs atexit)
  *   exit              free nothing, exit(0)
  *
@@ -139,6 +140,14 @@ int main(void)
 				else
 					kfree(o);
 				p->frees++;
+			}
+		} else if (f == 3 && !strcmp(cmd, "caches")) {
+			static unsigned long extra;
+			for (unsigned long i = 0; i < n; i++) {
+				char name[32];
+				snprintf(name, sizeof(name), "info-extra-%lu", extra++);
+				if (!kmem_cache_create(name, 8, NULL, 0))
+					return 1;
 			}
 		} else if (f >= 1 && !strcmp(cmd, "fork")) {
 			fflush(stdout);

@@ -30,6 +30,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -92,8 +93,11 @@ struct proc {
 	char reply[65536];
 };
 
-/* Start info_target; stats: value of SHEAF_STATS, NULL for unset. */
-static void start_target(struct proc *p, const char *stats)
+/*
+ * Start info_target; stats: value of SHEAF_STATS, NULL for unset; interval:
+ * SHEAF_STATS_INTERVAL (NULL: an hour, so that only requests refresh).
+ */
+static void start_target_iv(struct proc *p, const char *stats, const char *interval)
 {
 	int to[2], from[2];
 	assert_int_equal(pipe2(to, O_CLOEXEC), 0);
@@ -108,7 +112,7 @@ static void start_target(struct proc *p, const char *stats)
 			setenv("SHEAF_STATS", stats, 1);
 		else
 			unsetenv("SHEAF_STATS");
-		setenv("SHEAF_STATS_INTERVAL", "3600000", 1);
+		setenv("SHEAF_STATS_INTERVAL", interval ? interval : "3600000", 1);
 		execl(target, target, (char *)NULL);
 		_exit(127);
 	}
@@ -124,6 +128,24 @@ static void start_target(struct proc *p, const char *stats)
 	int rpid;
 	assert_int_equal(sscanf(p->reply, "ready %d", &rpid), 1);
 	assert_int_equal(rpid, pid);
+}
+
+static void start_target(struct proc *p, const char *stats)
+{
+	start_target_iv(p, stats, NULL);
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
+}
+
+static void nap(void)
+{
+	struct timespec ts = { 0, 10 * 1000000L };
+	nanosleep(&ts, NULL);
 }
 
 /* One command; the reply line is kept in p->reply. */
@@ -626,6 +648,124 @@ static void test_exit_table(void **state)
 	free(text);
 }
 
+/* Count of needle in hay. */
+static unsigned int count(const char *hay, const char *needle)
+{
+	unsigned int n = 0;
+	for (const char *s = hay; (s = strstr(s, needle)); s++)
+		n++;
+	return n;
+}
+
+/* More caches than the page holds: the first 256, and the count. */
+static void test_truncated(void **state)
+{
+	struct proc p;
+	char *out, *err;
+	start_target(&p, "1");
+	command(&p, "caches - %u", SHEAF_INFO_MAX_CACHES + 20);
+	assert_int_equal(run_tool(&out, &err, "--json", "-a", pid_str(p.pid), NULL), 0);
+	assert_non_null(strstr(out, "\"truncated\": true"));
+	assert_true(json_value(out, "total_caches") >= SHEAF_INFO_MAX_CACHES + 22);
+	assert_int_equal(count(out, "{\"name\": "), SHEAF_INFO_MAX_CACHES);
+	free(out);
+	free(err);
+	assert_int_equal(run_tool(&out, &err, "-a", pid_str(p.pid), NULL), 0);
+	char msg[96];
+	snprintf(msg, sizeof(msg), "more caches not published: the page holds %u",
+		 SHEAF_INFO_MAX_CACHES);
+	assert_non_null(strstr(out, msg));
+	free(out);
+	free(err);
+	assert_int_equal(end_target(&p, true), 0);
+}
+
+/* Without any reader, the publisher rewrites the page every interval. */
+static void test_periodic(void **state)
+{
+	struct proc p;
+	char name[64];
+	start_target_iv(&p, "1", "20");
+	snprintf(name, sizeof(name), SHEAF_INFO_SHM_PREFIX "%d", (int)p.pid);
+	int fd = shm_open(name, O_RDONLY, 0);
+	assert_true(fd >= 0);
+	struct sheaf_info_header *h = mmap(NULL, sizeof(*h), PROT_READ, MAP_SHARED, fd, 0);
+	close(fd);
+	assert_true(h != MAP_FAILED);
+	uint64_t g0 = __atomic_load_n(&h->generation, __ATOMIC_ACQUIRE);
+	uint64_t deadline = now_ms() + 30000;  /* generous: 3 periods of 20 ms */
+	while (__atomic_load_n(&h->generation, __ATOMIC_ACQUIRE) < g0 + 3 &&
+	       now_ms() < deadline)
+		nap();
+	assert_true(__atomic_load_n(&h->generation, __ATOMIC_ACQUIRE) >= g0 + 3);
+	assert_int_equal(__atomic_load_n(&h->request, __ATOMIC_ACQUIRE), 0);
+	assert_int_equal(h->interval_ms, 20);
+	munmap(h, sizeof(*h));
+	assert_int_equal(end_target(&p, true), 0);
+}
+
+/*
+ * The last "info-sheaf" row of a -w output: its Inuse, or -1.  pread: the
+ * file offset is shared with the writing sheafinfo.
+ */
+static long last_inuse(int fd)
+{
+	static char text[1 << 20];
+	ssize_t n = 0, r;
+	while (n < (ssize_t)sizeof(text) - 1 &&
+	       (r = pread(fd, text + n, sizeof(text) - 1 - (size_t)n, n)) > 0)
+		n += r;
+	text[n] = 0;
+	char *row = NULL;
+	for (char *s = text; (s = strstr(s, "\ninfo-sheaf ")); s++)
+		row = s;
+	unsigned int objsize, inuse;
+	if (!row || sscanf(row, "\ninfo-sheaf %u %u", &objsize, &inuse) != 2)
+		return -1;
+	return (long)inuse;
+}
+
+/* -w: redraws with new figures, ends when the process exits. */
+static void test_watch(void **state)
+{
+	struct proc p;
+	start_target(&p, "1");
+	command(&p, "alloc sheaf 10");
+	char o[] = "/tmp/sheafinfo-watch-XXXXXX";
+	int fo = mkostemp(o, O_CLOEXEC);
+	assert_true(fo >= 0);
+	unlink(o);
+	pid_t tool = fork();
+	assert_true(tool >= 0);
+	if (tool == 0) {
+		dup2(fo, 1);
+		execl(sheafinfo, sheafinfo, "-w", "0.1", pid_str(p.pid), (char *)NULL);
+		_exit(127);
+	}
+	remember(tool);
+	uint64_t deadline = now_ms() + 30000;  /* generous */
+	while (last_inuse(fo) != 10 && now_ms() < deadline)
+		nap();
+	assert_int_equal(last_inuse(fo), 10);
+	command(&p, "alloc sheaf 5");
+	while (last_inuse(fo) != 15 && now_ms() < deadline)
+		nap();
+	assert_int_equal(last_inuse(fo), 15);
+	assert_int_equal(end_target(&p, true), 0);
+	int st = 0;
+	while (waitpid(tool, &st, WNOHANG) == 0 && now_ms() < deadline)
+		nap();
+	forget(tool);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
+	char *text = slurp(fo);
+	char line[64];
+	snprintf(line, sizeof(line), "process %d exited\n", (int)p.pid);
+	assert_non_null(strstr(text, line));
+	assert_non_null(strstr(text, "\033[H\033[2J"));
+	free(text);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 3) {
@@ -643,6 +783,9 @@ int main(int argc, char **argv)
 		cmocka_unit_test_teardown(test_stale_page, cleanup),
 		cmocka_unit_test_teardown(test_stopped_process, cleanup),
 		cmocka_unit_test_teardown(test_exit_table, cleanup),
+		cmocka_unit_test_teardown(test_truncated, cleanup),
+		cmocka_unit_test_teardown(test_periodic, cleanup),
+		cmocka_unit_test_teardown(test_watch, cleanup),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
