@@ -22,8 +22,10 @@
  *
  * fork: the child does not publish (its copy of the mapping is dropped; the
  * publisher thread does not exist there, and the object belongs to the
- * parent, which unlinks it).  With SHEAF_STATS=exit the child still prints
- * its own table at exit.
+ * parent, which unlinks it).  Not under its own pid either: after the usual
+ * fork() + exec() no exit handler runs, so each such child would leave a
+ * stale page.  With SHEAF_STATS=exit the child still prints its own table
+ * at exit.
  *
  * Lock order: info.lock, then the slab mutex and the cache locks below it.
  */
