@@ -2,12 +2,21 @@
 #   make run    install missing Debian packages (or print the apt-get line),
 #               build, run the quick demonstration benchmark
 #   make test   same set-up, build, run every test
-#   make bench  the full benchmark
+#   make bench  the full benchmark suite: table, CSV, plots, instruction
+#               counts, docs/PERFORMANCE.md regenerated
 #   make instructions  instructions per alloc+free pair (callgrind)
 #   make asan / make tsan   sanitizer builds and their tests
+#   make matrix    gcc and clang, Release and Debug builds and their tests
+#   make memcheck  the unit tests under valgrind memcheck
+#   make fuzz FUZZ_TIME=60     libFuzzer on the API harness (clang, ASan)
+#   make soak DURATION=600     stress runs with random configurations and
+#                              failure injection for a set time
+#   make ci        everything CI runs (.ci/run)
 #   make install PREFIX=/usr/local
 
 PREFIX  ?= /usr/local
+FUZZ_TIME ?= 60
+DURATION ?= 600
 BUILD   ?= build
 JOBS    ?= $(shell nproc)
 CMAKE_FLAGS ?=
@@ -16,7 +25,8 @@ DEB_PACKAGES := build-essential cmake pkg-config clang libclang-rt-14-dev liburc
 	libnuma-dev valgrind gnuplot-nox libjemalloc-dev libgoogle-perftools-dev \
 	libmimalloc-dev
 
-.PHONY: all deps build run test bench instructions asan tsan install clean
+.PHONY: all deps build run test bench instructions asan tsan matrix memcheck \
+	fuzz soak ci install clean
 
 all: build
 
@@ -30,14 +40,13 @@ build: deps $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
 
 run: build
-	./$(BUILD)/bench/sheafbench --quick
+	./bench/report.sh $(BUILD) quick
 
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
 bench: build
-	./$(BUILD)/bench/sheafbench
-	./$(BUILD)/bench/vmabench
+	./bench/report.sh $(BUILD) full
 
 instructions: build
 	./tools/instructions.sh $(BUILD)
@@ -52,8 +61,39 @@ tsan: deps
 	cmake --build build-tsan -j $(JOBS)
 	cd build-tsan && SHEAF_PERCPU=fallback ctest --output-on-failure -j $(JOBS) -L stress
 
+# Compilers x build types; each build runs every test.  The default build
+# (gcc, RelWithDebInfo) is `make test`.
+matrix: deps
+	CC=clang CXX=clang++ cmake -S . -B build-clang-release -DCMAKE_BUILD_TYPE=Release
+	cmake --build build-clang-release -j $(JOBS)
+	cd build-clang-release && ctest --output-on-failure -j $(JOBS)
+	CC=gcc CXX=g++ cmake -S . -B build-gcc-debug -DCMAKE_BUILD_TYPE=Debug -DSHEAF_BUILD_BENCH=OFF
+	cmake --build build-gcc-debug -j $(JOBS)
+	cd build-gcc-debug && ctest --output-on-failure -j $(JOBS)
+	CC=clang CXX=clang++ cmake -S . -B build-clang-debug -DCMAKE_BUILD_TYPE=Debug -DSHEAF_BUILD_BENCH=OFF
+	cmake --build build-clang-debug -j $(JOBS)
+	cd build-clang-debug && ctest --output-on-failure -j $(JOBS) -L unit
+
+memcheck: deps
+	cmake -S . -B build-memcheck -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSHEAF_MEMCHECK=ON -DSHEAF_BUILD_BENCH=OFF
+	cmake --build build-memcheck -j $(JOBS)
+	cd build-memcheck && ctest --output-on-failure -j $(JOBS) -L memcheck
+
+fuzz: deps
+	CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+		-DSHEAF_SANITIZE=address -DSHEAF_FUZZ=ON -DSHEAF_BUILD_BENCH=OFF
+	cmake --build build-fuzz -j $(JOBS) --target fuzz_api
+	./tools/fuzz.sh build-fuzz $(FUZZ_TIME)
+
+soak: build
+	./tools/soak.sh $(BUILD) $(DURATION)
+
+ci:
+	./.ci/run
+
 install: build
 	cmake --install $(BUILD) --prefix $(PREFIX)
 
 clean:
-	rm -rf $(BUILD) build-asan build-tsan
+	rm -rf $(BUILD) build-asan build-tsan build-fuzz build-memcheck build-clang-release \
+		build-gcc-debug build-clang-debug

@@ -32,10 +32,12 @@
  *             through a lock-free single-producer/single-consumer ring to a
  *             consumer thread on another CPU that frees them: every free is
  *             a cross-CPU free.  ns per object = wall time / objects.
- *   hot-64-t1, hot-64-t2  The hot-64 loop in 1 and in 2 threads at once on
- *             the same cache, threads pinned to distinct CPUs: fast path
- *             scaling.  ns per op of one thread (wall / per-thread ops), and
- *             Mops/s of all threads in a table of its own.
+ *   hot-64-t1 .. hot-64-tN  Scaling: the hot-64 loop in 1 to N threads at
+ *             once on the same cache, N = twice the CPUs we may use (at most
+ *             MAX_THREADS), threads pinned round-robin to those CPUs (beyond
+ *             one per CPU, threads share CPUs and are preempted inside their
+ *             fast paths).  ns per op of one thread (wall / per-thread ops),
+ *             and Mops/s of all threads in a table of its own.
  *   rcu       Allocate a 64-byte object and free it through RCU, at full
  *             speed (one thread, plus liburcu's callback thread): libsheaf
  *             sheaves use kfree_rcu(), the classic cache call_rcu() +
@@ -48,6 +50,11 @@
  *             classic with kmem_cache_alloc_bulk(32)/free_bulk(31); peers
  *             with 32 malloc()/31 free().  ns per round.
  *   bulk-32   The bulk pattern on every libsheaf cache, sheaves or not.
+ *   vma       VMA-like churn on lib/rtree (an RCU range tree in the maple
+ *             tree's role) with a lockless reader thread: ns per tree write
+ *             (see run_vma()).
+ * Every child also reports its peak resident memory (getrusage).
+ * sheaf-trust runs only where its inline free is on the path.
  *
  * Method.  Every (contender, workload, repetition) is one child process,
  * this program re-executed with "--child=NAME"; children run strictly one
@@ -93,6 +100,8 @@
 #include <sheaf/rcu.h>
 #include <sheaf/slab.h>
 
+#include "rtree.h"
+
 #ifndef SHEAFBENCH_RESULTS_DIR
 #define SHEAFBENCH_RESULTS_DIR "bench/results"
 #endif
@@ -108,6 +117,7 @@
 #define RING_SIZE 1024u		/* remote: ring slots (power of two) */
 #define RING_BATCH 32u		/* remote: producer publishes every 32 */
 #define REMOTE_DIV 4		/* remote: objects = iterations / 4 */
+#define VMA_DIV 25		/* vma: tree writes = iterations / 25 */
 
 extern char **environ;
 
@@ -140,29 +150,72 @@ static const struct contender contenders[] = {
 #define C_FIRST_PEER 3
 
 enum wtype { W_HOT, W_BATCH_LIFO, W_BATCH_FIFO, W_REMOTE, W_THREADS, W_RCU,
-	     W_PREALLOC, W_BULK32 };
+	     W_PREALLOC, W_BULK32, W_VMA };
 
 struct workload {
-	const char *name;
+	char name[16];
 	enum wtype type;
 	unsigned int size;
 	unsigned int threads;
 	unsigned int iters_div;	/* operations = base iterations / iters_div */
+	bool same_as_sheaf;	/* sheaf-trust runs the very same code: skip it */
 };
 
-static const struct workload workloads[] = {
-	{ "hot-64",     W_HOT,        64,  1, 1 },
-	{ "hot-256",    W_HOT,        256, 1, 1 },
-	{ "batch-lifo", W_BATCH_LIFO, 64,  1, 1 },
-	{ "batch-fifo", W_BATCH_FIFO, 64,  1, 1 },
-	{ "remote",     W_REMOTE,     64,  2, REMOTE_DIV },
-	{ "hot-64-t1",  W_THREADS,    64,  1, 1 },
-	{ "hot-64-t2",  W_THREADS,    64,  2, 1 },
-	{ "rcu",        W_RCU,        64,  1, REMOTE_DIV },
-	{ "prealloc-32", W_PREALLOC,  256, 1, 16 },
-	{ "bulk-32",    W_BULK32,     256, 1, 16 },
-};
-#define NW ((int)(sizeof(workloads) / sizeof(workloads[0])))
+#define MAX_THREADS 16		/* scaling: 1 .. min(2 x CPUs, this) threads */
+#define MAXW 32
+
+/*
+ * The table is built at start-up (build_workloads()), the same way in the
+ * parent and in every child: the scaling entries hot-64-t1 .. hot-64-tN go
+ * up to twice the number of CPUs this process may run on.
+ */
+static struct workload workloads[MAXW];
+static int NW;
+
+static void add_workload(const char *name, enum wtype type, unsigned int size,
+			 unsigned int threads, unsigned int iters_div, bool same)
+{
+	struct workload *w = &workloads[NW++];
+	snprintf(w->name, sizeof(w->name), "%s", name);
+	w->type = type;
+	w->size = size;
+	w->threads = threads;
+	w->iters_div = iters_div;
+	w->same_as_sheaf = same;
+}
+
+static unsigned int usable_cpus(void)
+{
+	cpu_set_t set;
+	if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0)
+		return (unsigned int)CPU_COUNT(&set);
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n > 0 ? (unsigned int)n : 1;
+}
+
+static void build_workloads(void)
+{
+	unsigned int maxt = 2 * usable_cpus();
+	char name[16];
+
+	if (maxt > MAX_THREADS)
+		maxt = MAX_THREADS;
+	add_workload("hot-64", W_HOT, 64, 1, 1, false);
+	add_workload("hot-256", W_HOT, 256, 1, 1, false);
+	add_workload("batch-lifo", W_BATCH_LIFO, 64, 1, 1, false);
+	add_workload("batch-fifo", W_BATCH_FIFO, 64, 1, 1, false);
+	add_workload("remote", W_REMOTE, 64, 2, REMOTE_DIV, false);
+	for (unsigned int t = 1; t <= maxt; t++) {
+		snprintf(name, sizeof(name), "hot-64-t%u", t);
+		add_workload(name, W_THREADS, 64, t, 1, false);
+	}
+	/* These free through kfree_rcu(), return_sheaf() or free_bulk(): the
+	 * inline free that sheaf-trust changes is not on their path. */
+	add_workload("rcu", W_RCU, 64, 1, REMOTE_DIV, true);
+	add_workload("prealloc-32", W_PREALLOC, 256, 1, 16, true);
+	add_workload("bulk-32", W_BULK32, 256, 1, 16, true);
+	add_workload("vma", W_VMA, sizeof(struct rtree_node), 2, VMA_DIV, true);
+}
 
 /* ------------------------------------------------------------ helpers */
 
@@ -382,7 +435,7 @@ struct team {
 	uint64_t n;
 	unsigned int nthreads;
 	bool remote;		/* producer (idx 0) and consumer (idx 1) */
-	int cpus[2];		/* first two CPUs we may run on, -1: none */
+	int cpus[MAX_THREADS];	/* thread i runs on cpus[i]; -1: not pinned */
 	_Atomic unsigned int ready;
 	_Atomic int go;
 };
@@ -397,7 +450,7 @@ static void *worker_main(void *arg)
 	void *keep = NULL;
 	unsigned int spins = 0;
 
-	if (t->cpus[t->nthreads - 1] >= 0) {	/* else: fewer CPUs than threads */
+	if (t->cpus[w->idx] >= 0) {
 		cpu_set_t set;
 		CPU_ZERO(&set);
 		CPU_SET(t->cpus[w->idx], &set);
@@ -426,16 +479,19 @@ static void *worker_main(void *arg)
 /* Runs the team; returns wall time from the first start to the last end. */
 static uint64_t run_team(struct team *t)
 {
-	struct worker w[2];
+	struct worker w[MAX_THREADS];
 	unsigned int spins = 0;
+	int allowed[CPU_SETSIZE], nallowed = 0;
 	cpu_set_t set;
-	int found = 0;
 
-	t->cpus[0] = t->cpus[1] = -1;
+	/* Threads go round-robin over the CPUs we may use: with more threads
+	 * than CPUs, several share one (and are preempted in their sections). */
 	if (sched_getaffinity(0, sizeof(set), &set) == 0)
-		for (int cpu = 0; cpu < CPU_SETSIZE && found < 2; cpu++)
+		for (int cpu = 0; cpu < CPU_SETSIZE; cpu++)
 			if (CPU_ISSET(cpu, &set))
-				t->cpus[found++] = cpu;
+				allowed[nallowed++] = cpu;
+	for (unsigned int i = 0; i < t->nthreads; i++)
+		t->cpus[i] = nallowed ? allowed[i % (unsigned int)nallowed] : -1;
 	atomic_store(&t->ready, 0);
 	atomic_store(&t->go, 0);
 	atomic_store(&ring.head, 0);
@@ -517,9 +573,6 @@ static double run_rcu(const struct contender *ct, struct ctx c, uint64_t n)
 	else
 		rcu_barrier();
 	uint64_t t1 = now_ns();
-	struct rusage ru;
-	getrusage(RUSAGE_SELF, &ru);
-	printf("M %ld\n", ru.ru_maxrss);
 	if (sheaves)
 		printf("Y %.4f\n", (double)sheaf_rcu_recycled_objects(c.cache) /
 			       (double)total);
@@ -569,6 +622,122 @@ static double run_prealloc(const struct contender *ct, struct ctx c,
 	return (double)(now_ns() - t0) / (double)n;
 }
 
+/*
+ * vma: VMA-like churn on the RCU range tree of lib/rtree (the maple tree's
+ * role): a tree of about VMA_LIVE page-aligned ranges in a 64 GiB space,
+ * one writer doing mmap/munmap-like operations (half inserts of a random
+ * range where a lookup and a next-entry search show it free, half removals
+ * of a random live range) while a reader thread does lockless lookups of
+ * random addresses under rcu_read_lock().  Each write reserves its worst
+ * case of nodes before the writer lock and frees the nodes it replaced
+ * through RCU: sheaf with kmem_cache_prefill_sheaf() and kfree_rcu() on a
+ * cache with sheaves (capacity 32, the maple node cache's), classic with
+ * kmem_cache_alloc_bulk()/free_bulk() and call_rcu() on the cache without
+ * sheaves, peers with malloc()/free() and call_rcu().  ns per write; the
+ * reader's lookups per second are printed as "X".
+ */
+#define VMA_PAGE 4096ull
+#define VMA_SPACE (1ull << 36)
+#define VMA_LIVE 2000
+
+static struct rtree vma_tree;
+static _Atomic bool vma_stop;
+static _Atomic uint64_t vma_lookups;
+
+static uint64_t xorshift(uint64_t *x)
+{
+	*x ^= *x << 13;
+	*x ^= *x >> 7;
+	*x ^= *x << 17;
+	return *x;
+}
+
+static void *vma_reader(void *arg)
+{
+	uint64_t rng = 0x9e3779b97f4a7c15ull, n = 0;
+	(void)arg;
+	rcu_register_thread();
+	while (!atomic_load_explicit(&vma_stop, memory_order_relaxed)) {
+		struct rtree_entry e;
+		rcu_read_lock();
+		(void)rtree_find(&vma_tree, xorshift(&rng) % VMA_SPACE, &e);
+		rcu_read_unlock();
+		n++;
+	}
+	atomic_fetch_add(&vma_lookups, n);
+	rcu_unregister_thread();
+	return NULL;
+}
+
+struct vma { uint64_t s, e; };
+
+/* One writer operation: insert a random free range or remove a live one. */
+static void vma_op(struct vma *live, size_t *nlive, uint64_t *rng, bool insert)
+{
+	if (insert && *nlive < 2 * VMA_LIVE) {
+		uint64_t len = VMA_PAGE * (1 + xorshift(rng) % 16);
+		uint64_t s = (xorshift(rng) % (VMA_SPACE - len)) & ~(VMA_PAGE - 1);
+		struct rtree_entry e;
+		rcu_read_lock();
+		bool busy = rtree_find(&vma_tree, s, &e) ||
+			    (rtree_find_after(&vma_tree, s, &e) && e.start < s + len);
+		rcu_read_unlock();
+		if (!busy) {
+			int rc = rtree_insert(&vma_tree, s, s + len, (void *)(uintptr_t)s);
+			if (rc == -ENOMEM)
+				out_of_memory();
+			if (rc == 0)
+				live[(*nlive)++] = (struct vma){ s, s + len };
+		}
+	} else if (*nlive) {
+		size_t i = xorshift(rng) % *nlive;
+		if (rtree_remove(&vma_tree, live[i].s, live[i].e) != 0) {
+			printf("E rtree_remove failed\n");
+			_exit(1);
+		}
+		live[i] = live[--*nlive];
+	}
+}
+
+static double run_vma(const struct contender *ct, struct ctx c, uint64_t n)
+{
+	enum rtree_kind kind = ct->kind == K_MALLOC ? RTREE_MALLOC :
+			       sheaf_cache_capacity(c.cache) ? RTREE_SHEAVES : RTREE_BULK;
+	struct vma *live = calloc(2 * VMA_LIVE, sizeof(*live));
+	uint64_t rng = 12345, warm = warmup_of(n);
+	size_t nlive = 0;
+	pthread_t rt;
+
+	if (!live)
+		out_of_memory();
+	rcu_register_thread();
+	if (rtree_init(&vma_tree, kind, c.cache) != 0)
+		out_of_memory();
+	while (nlive < VMA_LIVE)
+		vma_op(live, &nlive, &rng, true);
+	for (uint64_t op = 0; op < warm; op++)
+		vma_op(live, &nlive, &rng, (op & 1) == 0);
+	if (pthread_create(&rt, NULL, vma_reader, NULL) != 0)
+		die("pthread_create failed");
+	uint64_t t0 = now_ns();
+	for (uint64_t op = 0; op < n; op++)
+		vma_op(live, &nlive, &rng, (op & 1) == 0);
+	uint64_t t1 = now_ns();
+	atomic_store(&vma_stop, true);
+	pthread_join(rt, NULL);
+	printf("X %.0f\n", (double)atomic_load(&vma_lookups) / ((double)(t1 - t0) / 1e9));
+	while (nlive)
+		vma_op(live, &nlive, &rng, false);
+	if (kind == RTREE_SHEAVES)
+		kvfree_rcu_barrier();
+	else
+		rcu_barrier();
+	rtree_destroy(&vma_tree);
+	rcu_unregister_thread();
+	free(live);
+	return (double)(t1 - t0) / (double)n;
+}
+
 static int child_main(int ci, int wi, uint64_t iters)
 {
 	const struct contender *ct = &contenders[ci];
@@ -598,11 +767,12 @@ static int child_main(int ci, int wi, uint64_t iters)
 		args.sheaf_capacity = ct->sheaf_capacity ? sheaf_auto_capacity(wl->size) : 0;
 		/* A maple-tree-like node cache asks for 32 (the kernel 7.0 rule:
 		 * the requested capacity is a minimum over the automatic one). */
-		if (args.sheaf_capacity && (wl->type == W_PREALLOC || wl->type == W_BULK32) &&
-		    args.sheaf_capacity < 32)
+		if (args.sheaf_capacity && (wl->type == W_PREALLOC || wl->type == W_BULK32 ||
+					    wl->type == W_VMA) && args.sheaf_capacity < 32)
 			args.sheaf_capacity = 32;
 		snprintf(name, sizeof(name), "bench-%s", wl->name);
-		c.cache = kmem_cache_create(name, wl->size, &args, 0);
+		c.cache = kmem_cache_create(name, wl->size, &args,
+					    wl->type == W_VMA ? SLAB_HWCACHE_ALIGN : 0);
 		if (!c.cache) {
 			printf("E kmem_cache_create(%s): %s\n", name, strerror(errno));
 			return 1;
@@ -621,6 +791,9 @@ static int child_main(int ci, int wi, uint64_t iters)
 	case W_RCU:
 		ns = run_rcu(ct, c, n);
 		break;
+	case W_VMA:
+		ns = run_vma(ct, c, n);
+		break;
 	case W_PREALLOC:
 	case W_BULK32:
 		ns = run_prealloc(ct, c, n, wl->type == W_PREALLOC &&
@@ -636,6 +809,9 @@ static int child_main(int ci, int wi, uint64_t iters)
 	default:
 		return 1;
 	}
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	printf("M %ld\n", ru.ru_maxrss);	/* peak resident KiB, whole child */
 	printf("R %.4f\n", ns);
 
 	if (c.cache) {
@@ -690,7 +866,7 @@ static void print_memory_burst(void)
 
 /* ------------------------------------------------------------ parent */
 
-static bool wsel[NW], csel[NC];
+static bool wsel[MAXW], csel[NC];
 static int order[NC], nc;		/* selected, available contenders */
 static unsigned int reps;
 static char **envs[NC];			/* each contender's environment */
@@ -698,10 +874,12 @@ static struct cell {
 	double *v;			/* one value per successful rep */
 	unsigned int nv;
 	bool failed;
-} cells[NW][NC];
-static double med[NW][NC];		/* medians, -1: none */
-static long peak_rss_kb[NW][NC];	/* largest of the reps (rcu) */
-static double recycled_share[NW][NC] = { { -1 } }; /* last rep (rcu) */
+} cells[MAXW][NC];
+static double med[MAXW][NC];		/* medians, -1: none */
+static long peak_rss_kb[MAXW][NC];	/* largest of the reps, KiB */
+static double recycled_share[MAXW][NC];	/* last rep (rcu); -1: none */
+static double lookups_sum[MAXW][NC];	/* vma: reader lookups/s, summed */
+static unsigned int lookups_n[MAXW][NC];
 static char stats_text[16384], notes[8192];
 static unsigned int sheaf_capacity_seen = UINT32_MAX, failures;
 
@@ -748,7 +926,7 @@ static bool run_child(const char *exe, int ci, int wi, uint64_t iters,
 	pid_t pid;
 
 	snprintf(a1, sizeof(a1), "--child=%s", contenders[ci].name);
-	snprintf(a2, sizeof(a2), "--workload=%s", workloads[wi].name);
+	snprintf(a2, sizeof(a2), "--workload=%.15s", workloads[wi].name);
 	snprintf(a3, sizeof(a3), "--iters=%llu", (unsigned long long)iters);
 	err[0] = '\0';
 	if (pipe2(fd, O_CLOEXEC) != 0)
@@ -788,6 +966,9 @@ static bool run_child(const char *exe, int ci, int wi, uint64_t iters,
 			long kb = strtol(line + 2, NULL, 10);
 			if (kb > peak_rss_kb[wi][ci])
 				peak_rss_kb[wi][ci] = kb;
+		} else if (line[0] == 'X' && line[1] == ' ') {
+			lookups_sum[wi][ci] += strtod(line + 2, NULL);
+			lookups_n[wi][ci]++;
 		} else if (line[0] == 'Y' && line[1] == ' ') {
 			recycled_share[wi][ci] = strtod(line + 2, NULL);
 		} else if (line[0] == 'C' && line[1] == ' ' && ci == C_SHEAF) {
@@ -854,9 +1035,10 @@ static void print_facts(bool quick, uint64_t iters)
 	       "gcc ", __VERSION__);
 #endif
 	printf("Run: %s, median of %u reps, %llu iterations per run (remote: %llu "
-	       "objects; hot-64-t2: per thread), batches of %d\n",
+	       "objects; hot-64-tN: per thread; vma: %llu writes), batches of %d\n",
 	       quick ? "quick" : "full", reps, (unsigned long long)iters,
-	       (unsigned long long)(iters / REMOTE_DIV), BATCH);
+	       (unsigned long long)(iters / REMOTE_DIV),
+	       (unsigned long long)(iters / VMA_DIV), BATCH);
 #ifndef __OPTIMIZE__
 	printf("WARNING: sheafbench was built without optimisation\n");
 #endif
@@ -871,12 +1053,17 @@ static void run_all(const char *exe, uint64_t iters)
 	double ns;
 
 	for (int wi = 0; wi < NW; wi++)
-		total += wsel[wi] * reps * (unsigned int)nc;
+		for (int k = 0; k < nc; k++)
+			total += wsel[wi] && !(workloads[wi].same_as_sheaf &&
+				contenders[order[k]].kind == K_SLAB_TRUST) ? reps : 0;
 	for (unsigned int r = 0; r < reps; r++) {
 		for (int wi = 0; wi < NW; wi++) {
 			for (int k = 0; wsel[wi] && k < nc; k++) {
 				int ci = order[(k + (int)r) % nc];	/* rotate */
 				struct cell *c = &cells[wi][ci];
+				if (workloads[wi].same_as_sheaf &&
+				    contenders[ci].kind == K_SLAB_TRUST)
+					continue;
 				step++;
 				if (c->failed)
 					continue;
@@ -966,12 +1153,16 @@ static void print_tables(void)
 		}
 	}
 
-	for (int wi = 0, first = 1; wi < NW; wi++) {
+	bool first = true;
+	for (int wi = 0; wi < NW; wi++) {
 		if (!wsel[wi] || workloads[wi].type != W_THREADS)
 			continue;
-		if (first--) {
-			printf("\n### Throughput, Mops/s of all threads (higher is "
-			       "better)\n\n");
+		if (first) {
+			first = false;
+			printf("\n### Scaling: the hot-64 loop in 1 to %u threads, "
+			       "Mops/s of all threads (higher is better; %u CPUs)\n\n",
+			       2 * usable_cpus() > MAX_THREADS ? MAX_THREADS : 2 * usable_cpus(),
+			       usable_cpus());
 			print_header(" threads |", "--------:|");
 		}
 		printf("| %-10s | %7u |", workloads[wi].name, workloads[wi].threads);
@@ -994,6 +1185,8 @@ static void print_tables(void)
 		for (int k = 0; k < nc; k++) {
 			int ci = order[k];
 			double v = med[wi][ci];
+			if (v < 0)
+				continue;
 			printf("| %s |", contenders[ci].name);
 			print_cell(v, 2, 9);
 			print_cell(v > 0 ? 1000.0 / v : -1, 1, 10);
@@ -1005,6 +1198,52 @@ static void print_tables(void)
 			print_cell(v > 0 && cl > 0 ? cl / v : -1, 2, 8);
 			printf("\n");
 		}
+	}
+}
+
+/* vma: writes and the lockless reader's lookups. */
+static void print_vma_table(void)
+{
+	for (int wi = 0; wi < NW; wi++) {
+		if (!wsel[wi] || workloads[wi].type != W_VMA)
+			continue;
+		printf("\n### vma: VMA-like churn on the RCU range tree (node allocation: "
+		       "sheaf = prefilled sheaves + kfree_rcu; classic = alloc_bulk/"
+		       "free_bulk + call_rcu; peers = malloc/free + call_rcu)\n\n");
+		printf("| contender | ns/write | writes/s (M) | reader lookups/s (M) | "
+		       "writes vs classic |\n|---|---:|---:|---:|---:|\n");
+		double cl = med[wi][1];
+		for (int k = 0; k < nc; k++) {
+			int ci = order[k];
+			double v = med[wi][ci];
+			if (v < 0)
+				continue;
+			printf("| %s |", contenders[ci].name);
+			print_cell(v, 1, 8);
+			print_cell(1000.0 / v, 3, 8);
+			print_cell(lookups_n[wi][ci] ? lookups_sum[wi][ci] /
+				   lookups_n[wi][ci] / 1e6 : -1, 2, 8);
+			print_cell(cl > 0 ? cl / v : -1, 2, 8);
+			printf("\n");
+		}
+	}
+}
+
+/* Peak resident memory of each child (whole process), every workload. */
+static void print_rss_table(void)
+{
+	printf("\n### Peak resident memory of the measuring process, MiB (the largest "
+	       "of the repetitions; lower is better)\n\n");
+	print_header("", "");
+	for (int wi = 0; wi < NW; wi++) {
+		if (!wsel[wi])
+			continue;
+		printf("| %-10s |", workloads[wi].name);
+		for (int k = 0; k < nc; k++) {
+			long kb = med[wi][order[k]] > 0 ? peak_rss_kb[wi][order[k]] : 0;
+			print_cell(kb ? kb / 1024.0 : -1, 1, 10);
+		}
+		printf("\n");
 	}
 }
 
@@ -1024,16 +1263,23 @@ static void write_csv(const char *path)
 		note("cannot write %s: %s", path, strerror(errno));
 		return;
 	}
-	fprintf(f, "workload,contender,threads,size,median_ns,min_ns,max_ns,reps\n");
+	fprintf(f, "workload,contender,threads,size,median_ns,min_ns,max_ns,reps,"
+		"mops_all_threads,ratio_to_sheaf,peak_rss_kib,extra\n");
 	for (int wi = 0; wi < NW; wi++)
 		for (int k = 0; k < nc; k++) {
 			struct cell *c = &cells[wi][order[k]];	/* sorted by median() */
 			if (!wsel[wi] || med[wi][order[k]] < 0)
 				continue;
-			fprintf(f, "%s,%s,%u,%u,%.4f,%.4f,%.4f,%u\n", workloads[wi].name,
-				contenders[order[k]].name, workloads[wi].threads,
-				workloads[wi].size, med[wi][order[k]], c->v[0],
-				c->v[c->nv - 1], c->nv);
+			int ci = order[k];
+			double m = med[wi][ci], sh = med[wi][C_SHEAF];
+			/* extra: vma reader lookups/s; rcu recycled share */
+			double extra = lookups_n[wi][ci] ? lookups_sum[wi][ci] / lookups_n[wi][ci] :
+				       recycled_share[wi][ci] >= 0 ? recycled_share[wi][ci] : -1;
+			fprintf(f, "%s,%s,%u,%u,%.4f,%.4f,%.4f,%u,%.4f,%.4f,%ld,%.4f\n",
+				workloads[wi].name, contenders[ci].name, workloads[wi].threads,
+				workloads[wi].size, m, c->v[0], c->v[c->nv - 1], c->nv,
+				(workloads[wi].type == W_THREADS ? workloads[wi].threads : 1) *
+				1000.0 / m, sh > 0 ? m / sh : -1.0, peak_rss_kb[wi][ci], extra);
 		}
 	if (fclose(f) != 0)
 		note("error writing %s", path);
@@ -1055,10 +1301,10 @@ static void usage(FILE *out)
 "  --help               this text\n"
 "Environment: SHEAF_STATS=1 also prints the libsheaf counters of the sheaf\n"
 "contender's hot-64 cache (counting slows libsheaf down).\n"
-"workloads: hot-64 hot-256 batch-lifo batch-fifo remote hot-64-t1 hot-64-t2 rcu\n"
-"           prealloc-32 bulk-32\n"
-"contenders: sheaf classic glibc jemalloc tcmalloc mimalloc\n",
-		SHEAFBENCH_RESULTS_DIR);
+"workloads: hot-64 hot-256 batch-lifo batch-fifo remote hot-64-t1 .. hot-64-tN\n"
+"           (N = 2 x CPUs, at most %d) rcu prealloc-32 bulk-32 vma\n"
+"contenders: sheaf classic sheaf-trust glibc jemalloc tcmalloc mimalloc\n",
+		SHEAFBENCH_RESULTS_DIR, MAX_THREADS);
 }
 
 /* "--name value" or "--name=value"; NULL if argv[*i] is not --name. */
@@ -1107,6 +1353,7 @@ int main(int argc, char **argv)
 	const char *csv = NULL, *child = NULL, *v;
 	char exe[4096], path[4096];
 
+	build_workloads();
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--quick"))
 			quick = true;
@@ -1169,6 +1416,8 @@ int main(int argc, char **argv)
 	for (int wi = 0; wi < NW; wi++) {
 		wsel[wi] = wsel[wi] || !any_w;
 		for (int ci = 0; ci < NC; ci++)
+			recycled_share[wi][ci] = -1;
+		for (int ci = 0; ci < NC; ci++)
 			if (!(cells[wi][ci].v = calloc(reps, sizeof(double))))
 				die("out of memory");
 	}
@@ -1178,6 +1427,8 @@ int main(int argc, char **argv)
 		for (int ci = 0; ci < NC; ci++)
 			med[wi][ci] = csel[ci] && wsel[wi] ? median(&cells[wi][ci]) : -1;
 	print_tables();
+	print_vma_table();
+	print_rss_table();
 	snprintf(path, sizeof(path), "%s/%s.csv", SHEAFBENCH_RESULTS_DIR,
 		 quick ? "quick" : "full");
 	write_csv(csv ? csv : path);

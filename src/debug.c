@@ -59,9 +59,27 @@ extern void __asan_unpoison_memory_region(void const volatile *addr, size_t size
 bool _sheaf_track_on;
 static bool track_valgrind;
 
+/*
+ * Whether the valgrind tool we run under checks memory accesses.  Only
+ * memcheck uses the MALLOCLIKE/FREELIKE/NOACCESS client requests; under
+ * callgrind, cachegrind, massif or none, announcing every object costs
+ * about a hundred instructions per alloc+free pair for nothing (and skews
+ * callgrind's instruction counts).  Valgrind preloads its tool's
+ * vgpreload_<tool>-<arch>.so; when that cannot be seen, keep announcing.
+ */
+static bool valgrind_checks_memory(void)
+{
+	const char *pre = getenv("LD_PRELOAD");
+	if (!RUNNING_ON_VALGRIND)
+		return false;
+	if (!pre || !strstr(pre, "vgpreload_"))
+		return true;
+	return strstr(pre, "vgpreload_memcheck") != NULL;
+}
+
 void _sheaf_track_setup(void)
 {
-	track_valgrind = RUNNING_ON_VALGRIND;
+	track_valgrind = valgrind_checks_memory();
 	_sheaf_track_on = track_valgrind || __asan_poison_memory_region != NULL;
 }
 
@@ -90,8 +108,10 @@ void _sheaf_track_alloc_slow(struct kmem_cache *s, void *obj)
 {
 	if (__asan_unpoison_memory_region && !cache_debug(s))
 		__asan_unpoison_memory_region(obj, s->object_size);
+	/* A constructed object (a cache with a constructor) is handed out in
+	 * its constructed state: defined, not fresh undefined memory. */
 	if (track_valgrind)
-		VALGRIND_MALLOCLIKE_BLOCK(obj, s->object_size, 0, 0);
+		VALGRIND_MALLOCLIKE_BLOCK(obj, s->object_size, 0, s->ctor != NULL);
 }
 
 /* An object of a new slab, never allocated: inaccessible, with its red
@@ -111,18 +131,22 @@ void _sheaf_track_new_object(struct kmem_cache *s, void *obj)
 	}
 }
 
+/*
+ * The free pointer word stays accessible in a free object of a non-debug
+ * cache, wherever it lies: inside the object, after it, or across its end
+ * (objects smaller than a pointer: the word covers the object and its
+ * padding, and FREELIKE made the object part inaccessible).
+ */
 void _sheaf_track_free_slow(struct kmem_cache *s, void *obj)
 {
 	uint8_t *fp = (uint8_t *)obj + s->offset;
-	bool fp_inside = s->offset + sizeof(void *) <= s->object_size;
 	if (__asan_poison_memory_region && !cache_debug(s)) {
 		__asan_poison_memory_region(obj, s->object_size);
-		if (fp_inside)
-			__asan_unpoison_memory_region(fp, sizeof(void *));
+		__asan_unpoison_memory_region(fp, sizeof(void *));
 	}
 	if (track_valgrind) {
 		VALGRIND_FREELIKE_BLOCK(obj, 0);
-		if (fp_inside && !cache_debug(s))
+		if (!cache_debug(s))
 			VALGRIND_MAKE_MEM_DEFINED(fp, sizeof(void *));
 	}
 }
@@ -754,4 +778,224 @@ void _sheaf_debug_leak_report(struct kmem_cache *s, size_t live)
 	meta_access_end();
 	fprintf(stderr, "%zu objects remaining\n\n", live);
 	fflush(stderr);
+}
+
+/* ------------------------------------------------------ fault injection */
+
+/*
+ * Failure injection with the kernel's fault_attr semantics
+ * (Documentation/fault-injection), at three points: slab allocations
+ * (failslab: kmem_cache_alloc*, kmalloc of the size classes, bulk
+ * allocations, sheaves themselves), the page layer (page runs, arena
+ * growth, huge mappings) and sheaf allocation alone.
+ *
+ * A call "may fail" only if: times != 0, the space budget is used up (each
+ * call that passes subtracts its size), it is the interval-th call
+ * (interval > 1), and a random draw below 100 is under probability.  A
+ * failure then decrements times (-1: unlimited).  Extensions: skip (let
+ * that many calls pass first, for the tests' sheaf_inject_*), a cache-name
+ * glob and nowait-only for failslab, verbose (one stderr line per failure).
+ * __GFP_NOFAIL allocations never fail.  Lock-free: the counters are
+ * atomics and the random state is per thread, so that a fork never finds
+ * a lock held here.
+ *
+ * Invariants: on == (times != 0); _sheaf_fault_any is true while some
+ * point is on (it may stay true after the last failure was used: it is
+ * recomputed by sheaf_fault_set() and the sheaf_inject_* calls only, never
+ * inside an allocation, which may hold the cache list lock); the hot paths
+ * read nothing but _sheaf_fault_any, and it keeps the inline paths off.
+ */
+struct fault_attr {
+	_Atomic bool on;
+	_Atomic long times;		/* failures left, -1: no limit */
+	_Atomic long space;		/* budget of sizes before failing */
+	_Atomic long skip;		/* calls to let through first */
+	_Atomic unsigned long calls;	/* calls past space and skip */
+	_Atomic unsigned long injected;
+	unsigned long interval;		/* fail only every interval-th call */
+	unsigned int probability;	/* percent */
+	bool nowait_only;		/* only allocations that may not block */
+	bool verbose;
+	char glob[64];			/* failslab: cache names ("" = all) */
+};
+
+static struct fault_attr faults[SHEAF_FAULT_NR];
+static const char *const fault_env[SHEAF_FAULT_NR] = {
+	"SHEAF_FAILSLAB", "SHEAF_FAILPAGE", "SHEAF_FAILSHEAF",
+};
+static const char *const fault_name[SHEAF_FAULT_NR] = {
+	"failslab", "failpage", "failsheaf",
+};
+bool _sheaf_fault_any;		/* some point is armed: no inline paths */
+
+static __thread uint64_t fault_rnd;
+
+static unsigned int fault_random100(void)
+{
+	if (!fault_rnd)
+		fault_rnd = (uint64_t)(uintptr_t)&fault_rnd ^ 0x9e3779b97f4a7c15ull ^
+			    (uint64_t)syscall(SYS_gettid);
+	fault_rnd ^= fault_rnd << 13;
+	fault_rnd ^= fault_rnd >> 7;
+	fault_rnd ^= fault_rnd << 17;
+	return (unsigned int)(fault_rnd % 100);
+}
+
+static void fault_update_any(void)
+{
+	bool any = false;
+	for (int i = 0; i < SHEAF_FAULT_NR; i++)
+		any |= atomic_load(&faults[i].on);
+	if (any != READ_ONCE(_sheaf_fault_any)) {
+		WRITE_ONCE(_sheaf_fault_any, any);
+		if (_sheaf_initialized)
+			_sheaf_refresh_inline_all();
+	}
+}
+
+bool _sheaf_should_fail(enum sheaf_fault which, struct kmem_cache *s,
+			size_t size, gfp_t gfp)
+{
+	struct fault_attr *f = &faults[which];
+	long t, v;
+
+	if (!atomic_load_explicit(&f->on, memory_order_acquire) || (gfp & __GFP_NOFAIL))
+		return false;
+	if (f->nowait_only && gfpflags_allow_blocking(gfp))
+		return false;
+	if (f->glob[0] && (!s || fnmatch(f->glob, s->name, 0) != 0))
+		return false;
+	v = atomic_load(&f->skip);
+	while (v > 0)
+		if (atomic_compare_exchange_weak(&f->skip, &v, v - 1))
+			return false;
+	v = atomic_load(&f->space);
+	while (v > (long)size)
+		if (atomic_compare_exchange_weak(&f->space, &v, v - (long)size))
+			return false;
+	if (f->interval > 1 && (atomic_fetch_add(&f->calls, 1) + 1) % f->interval)
+		return false;
+	if (f->probability <= fault_random100())
+		return false;
+	t = atomic_load(&f->times);
+	do {
+		if (t == 0)
+			return false;
+	} while (t > 0 && !atomic_compare_exchange_weak(&f->times, &t, t - 1));
+	if (t == 1)		/* that was the last one (_sheaf_fault_any stays:
+				 * it is only updated outside allocations) */
+		atomic_store(&f->on, false);
+	atomic_fetch_add(&f->injected, 1);
+	if (f->verbose)
+		fprintf(stderr, "sheaf: %s: injected failure (%s, %zu bytes)\n",
+			fault_name[which], s ? s->name : "pages", size);
+	return true;
+}
+
+/* Arm one point: everything zeroed first (off), then the new settings. */
+static void fault_arm(struct fault_attr *f, unsigned long interval,
+		      unsigned int probability, long space, long times, long skip,
+		      const char *glob, bool nowait, bool verbose)
+{
+	atomic_store(&f->on, false);
+	f->interval = interval;
+	f->probability = probability;
+	f->nowait_only = nowait;
+	f->verbose = verbose;
+	snprintf(f->glob, sizeof(f->glob), "%s", glob ? glob : "");
+	atomic_store(&f->space, space);
+	atomic_store(&f->skip, skip);
+	atomic_store(&f->calls, 0);
+	atomic_store(&f->times, times);
+	atomic_store(&f->on, times != 0);
+}
+
+/*
+ * "interval,probability,space,times[,cache=GLOB][,nowait][,verbose]" (the
+ * kernel's failslab= boot syntax and its debugfs knobs), "" or "0" for off.
+ */
+static int fault_parse_set(enum sheaf_fault which, const char *spec)
+{
+	unsigned long interval;
+	long probability, space, times;
+	char buf[256], *save = NULL, *tok, *glob = NULL;
+	bool nowait = false, verbose = false;
+	int n = 0;
+
+	if (!spec || !spec[0] || !strcmp(spec, "0")) {
+		fault_arm(&faults[which], 1, 0, 0, 0, 0, NULL, false, false);
+		return 0;
+	}
+	if (strlen(spec) >= sizeof(buf))
+		return -EINVAL;
+	strcpy(buf, spec);
+	if (sscanf(buf, "%lu,%ld,%ld,%ld%n", &interval, &probability, &space,
+		   &times, &n) != 4 || (buf[n] && buf[n] != ','))
+		return -EINVAL;
+	if (interval == 0 || probability < 0 || probability > 100 || space < 0 ||
+	    times < -1)
+		return -EINVAL;
+	for (tok = strtok_r(buf + n, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		if (!strncmp(tok, "cache=", 6) && tok[6] && which == SHEAF_FAULT_SLAB)
+			glob = tok + 6;
+		else if (!strcmp(tok, "nowait"))
+			nowait = true;
+		else if (!strcmp(tok, "verbose"))
+			verbose = true;
+		else
+			return -EINVAL;
+	}
+	if (glob && strlen(glob) >= sizeof(faults[which].glob))
+		return -EINVAL;
+	fault_arm(&faults[which], interval, (unsigned int)probability, space, times,
+		  0, glob, nowait, verbose);
+	return 0;
+}
+
+SHEAF_EXPORT int sheaf_fault_set(enum sheaf_fault which, const char *spec)
+{
+	if ((unsigned int)which >= SHEAF_FAULT_NR)
+		return -EINVAL;
+	sheaf_init();
+	int rc = fault_parse_set(which, spec);
+	fault_update_any();
+	return rc;
+}
+
+SHEAF_EXPORT uint64_t sheaf_fault_injected(enum sheaf_fault which)
+{
+	if ((unsigned int)which >= SHEAF_FAULT_NR)
+		return 0;
+	return atomic_load(&faults[which].injected);
+}
+
+/* The tests' older hooks, on the same mechanism. */
+SHEAF_EXPORT void sheaf_inject_page_failures(long skip, long count)
+{
+	sheaf_init();
+	fault_arm(&faults[SHEAF_FAULT_PAGE], 1, 100, 0, count < 0 ? -1 : count,
+		  skip < 0 ? 0 : skip, NULL, false, false);
+	fault_update_any();
+}
+
+SHEAF_EXPORT void sheaf_inject_sheaf_failures(long count)
+{
+	sheaf_init();
+	fault_arm(&faults[SHEAF_FAULT_SHEAF], 1, 100, 0, count < 0 ? -1 : count, 0,
+		  NULL, false, false);
+	fault_update_any();
+}
+
+/* At init: the environment's settings; a bad one is reported, not used. */
+void _sheaf_fault_setup(void)
+{
+	for (int i = 0; i < SHEAF_FAULT_NR; i++) {
+		const char *v = getenv(fault_env[i]);
+		if (v && fault_parse_set((enum sheaf_fault)i, v) != 0)
+			fprintf(stderr, "sheaf: %s=\"%s\" ignored: expected "
+				"interval,probability,space,times[,cache=GLOB]"
+				"[,nowait][,verbose]\n", fault_env[i], v);
+	}
+	for (int i = 0; i < SHEAF_FAULT_NR; i++)
+		_sheaf_fault_any |= atomic_load(&faults[i].on);
 }

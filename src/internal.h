@@ -171,7 +171,6 @@ void *_sheaf_huge_start(const void *p);      /* start of the mapping containing 
 int _sheaf_huge_node(const void *p);         /* -1: not a huge mapping */
 void *_sheaf_meta_alloc(size_t size);        /* zeroed, page granular */
 void _sheaf_meta_free(void *p, size_t size);
-bool _sheaf_fail_page(void);                 /* failure injection */
 void _sheaf_pages_lock_all(void);            /* fork */
 void _sheaf_pages_unlock_all(bool child);
 
@@ -616,6 +615,7 @@ void _sheaf_offer_empty(struct kmem_cache *s, struct slab_sheaf *empty,
 			unsigned int slot);
 void _sheaf_sheaf_setup(void);
 void _sheaf_update_inline(struct kmem_cache *s);
+void _sheaf_refresh_inline_all(void);   /* takes slab_mutex */
 bool _sheaf_pcs_init(struct kmem_cache *s);
 void *_sheaf_sheaf_alloc(struct kmem_cache *s, gfp_t gfp);
 void _sheaf_sheaf_free(struct kmem_cache *s, struct slab *slab, void *obj);
@@ -683,6 +683,17 @@ static inline void track_free(struct kmem_cache *s, void *obj)
 
 /* debug.c */
 void _sheaf_debug_setup(void);
+/* Failure injection (debug.c): the hot paths test only _sheaf_fault_any. */
+extern bool _sheaf_fault_any;
+void _sheaf_fault_setup(void);
+bool _sheaf_should_fail(enum sheaf_fault which, struct kmem_cache *s,
+			size_t size, gfp_t gfp);
+static inline bool should_fail(enum sheaf_fault which, struct kmem_cache *s,
+			       size_t size, gfp_t gfp)
+{
+	return unlikely(READ_ONCE(_sheaf_fault_any)) &&
+	       _sheaf_should_fail(which, s, size, gfp);
+}
 void _sheaf_track_setup(void);
 slab_flags_t _sheaf_debug_flags_for(const char *name, slab_flags_t flags);
 void _sheaf_debug_layout(struct kmem_cache *s);

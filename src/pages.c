@@ -54,11 +54,6 @@ static size_t nr_arenas;
 static size_t huge_bytes;
 static bool real_numa;
 
-/* Failure injection. */
-static pthread_mutex_t inject_lock = PTHREAD_MUTEX_INITIALIZER;
-static bool inject_on;
-static long inject_skip, inject_count;
-
 void _sheaf_pages_init(void)
 {
 	for (int n = 0; n < MAX_NUMNODES; n++) {
@@ -70,34 +65,6 @@ void _sheaf_pages_init(void)
 		    numa_num_configured_nodes() > 1;
 }
 
-SHEAF_EXPORT void sheaf_inject_page_failures(long skip, long count)
-{
-	pthread_mutex_lock(&inject_lock);
-	inject_skip = skip < 0 ? 0 : skip;
-	inject_count = count;
-	__atomic_store_n(&inject_on, count != 0, __ATOMIC_RELEASE);
-	pthread_mutex_unlock(&inject_lock);
-}
-
-bool _sheaf_fail_page(void)
-{
-	bool fail = false;
-
-	if (likely(!__atomic_load_n(&inject_on, __ATOMIC_ACQUIRE)))
-		return false;
-	pthread_mutex_lock(&inject_lock);
-	if (inject_count != 0) {
-		if (inject_skip > 0) {
-			inject_skip--;
-		} else {
-			fail = true;
-			if (inject_count > 0 && --inject_count == 0)
-				__atomic_store_n(&inject_on, false, __ATOMIC_RELEASE);
-		}
-	}
-	pthread_mutex_unlock(&inject_lock);
-	return fail;
-}
 
 /* Map `size` bytes aligned to `align` (a power of two), or NULL. */
 static void *map_aligned(size_t size, size_t align)
@@ -217,7 +184,7 @@ static struct slab *buddy_take(struct page_node *pn, unsigned int order)
 
 struct slab *_sheaf_pages_alloc(unsigned int order, int node, gfp_t gfp)
 {
-	if (_sheaf_fail_page())
+	if (should_fail(SHEAF_FAULT_PAGE, NULL, PAGE_SIZE << order, gfp))
 		return NULL;
 	if (node < 0 || node >= (int)_sheaf_nr_nodes)
 		node = 0;
@@ -325,7 +292,7 @@ void _sheaf_pages_purge(bool all)
 
 void *_sheaf_huge_alloc(size_t size, gfp_t gfp)
 {
-	if (_sheaf_fail_page())
+	if (should_fail(SHEAF_FAULT_PAGE, NULL, size, gfp))
 		return NULL;
 	size_t len = ALIGN_UP(size, PAGE_SIZE);
 	if (len < size)
@@ -431,13 +398,11 @@ void _sheaf_pages_lock_all(void)
 	pthread_mutex_lock(&arena_lock);
 	for (unsigned int n = 0; n < _sheaf_nr_nodes; n++)
 		pthread_mutex_lock(&page_nodes[n].lock);
-	pthread_mutex_lock(&inject_lock);
 }
 
 void _sheaf_pages_unlock_all(bool child)
 {
 	(void)child;
-	pthread_mutex_unlock(&inject_lock);
 	for (unsigned int n = _sheaf_nr_nodes; n-- > 0;)
 		pthread_mutex_unlock(&page_nodes[n].lock);
 	pthread_mutex_unlock(&arena_lock);

@@ -160,6 +160,7 @@ static void do_init(void)
 	detect_nodes();
 	_sheaf_stats_on = _sheaf_config.stats;
 	_sheaf_debug_setup();
+	_sheaf_fault_setup();
 	_sheaf_track_setup();
 	_sheaf_pages_init();
 	_sheaf_sheaf_setup();

@@ -48,9 +48,10 @@ static struct slab_sheaf *prefill_oversize(struct kmem_cache *s, gfp_t gfp,
 	return sheaf;
 }
 
-static inline bool prefill_args_ok(struct kmem_cache *s, gfp_t gfp)
+static inline bool prefill_args_ok(struct kmem_cache *s, gfp_t gfp,
+				   unsigned int size)
 {
-	if (unlikely(!s || !sheaf_gfp_ok(gfp))) {
+	if (unlikely(!s || !sheaf_gfp_ok(gfp) || size == 0)) {
 		errno = EINVAL;
 		return false;
 	}
@@ -62,7 +63,7 @@ SHEAF_EXPORT struct slab_sheaf *kmem_cache_prefill_sheaf(struct kmem_cache *s,
 							 unsigned int size)
 {
 	unsigned int slot = sheaf_slot();
-	if (!prefill_args_ok(s, gfp) || size == 0)
+	if (!prefill_args_ok(s, gfp, size))
 		return NULL;
 	if (!cache_has_sheaves(s) || size > s->hot.sheaf_capacity)
 		return prefill_oversize(s, gfp, size, slot);

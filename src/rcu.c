@@ -302,9 +302,38 @@ static bool kfree_rcu_sheaf(struct kmem_cache *s, void *obj)
 
 /* ------------------------------------------------- per-object paths */
 
+/*
+ * Callbacks libsheaf has given to liburcu's call_rcu() and that have not
+ * finished: incremented before call_rcu(), decremented at the end of the
+ * callback.  A kvfree_rcu barrier needs liburcu's rcu_barrier() (which
+ * waits for the call_rcu helper thread, asleep up to 10 ms between
+ * batches) only when this is not zero: what went through rcu sheaves is
+ * waited for by worker_barrier().
+ */
+static _Atomic long cb_pending;
+
+static void queue_cb(struct rcu_head *head, void (*fn)(struct rcu_head *))
+{
+	atomic_fetch_add_explicit(&cb_pending, 1, memory_order_relaxed);
+	call_rcu(head, fn);
+}
+
+static void cb_done(void)
+{
+	atomic_fetch_sub_explicit(&cb_pending, 1, memory_order_release);
+}
+
+/* liburcu's rcu_barrier(), when a libsheaf callback may be outstanding. */
+static void cb_barrier(void)
+{
+	if (atomic_load_explicit(&cb_pending, memory_order_acquire) != 0)
+		rcu_barrier();
+}
+
 static void kfree_rcu_cb(struct rcu_head *head)
 {
 	kfree(_sheaf_obj_start(head));
+	cb_done();
 }
 
 /*
@@ -327,13 +356,14 @@ static void ptr_batch_cb(struct rcu_head *head)
 	for (size_t i = 0; i < b->n; i++)
 		kfree(b->ptrs[i]);
 	kfree(b);
+	cb_done();
 }
 
 /* Caller holds batch_lock. */
 static void batch_submit_locked(void)
 {
 	if (cur_batch && cur_batch->n) {
-		call_rcu(&cur_batch->rcu, ptr_batch_cb);
+		queue_cb(&cur_batch->rcu, ptr_batch_cb);
 		cur_batch = NULL;
 	}
 }
@@ -379,7 +409,7 @@ SHEAF_EXPORT void sheaf_kvfree_call_rcu(struct rcu_head *head, void *ptr)
 				      __builtin_return_address(0));
 	}
 	if (head) {
-		call_rcu(head, kfree_rcu_cb);
+		queue_cb(head, kfree_rcu_cb);
 		return;
 	}
 	if (batch_add(ptr))
@@ -423,7 +453,7 @@ SHEAF_EXPORT void kvfree_rcu_barrier_on_cache(struct kmem_cache *s)
 	submit_rcu_sheaves(s);
 	submit_batch();
 	worker_barrier();
-	rcu_barrier();
+	cb_barrier();
 }
 
 SHEAF_EXPORT void kvfree_rcu_barrier(void)
@@ -436,7 +466,7 @@ SHEAF_EXPORT void kvfree_rcu_barrier(void)
 	pthread_mutex_unlock(&_sheaf_slab_mutex);
 	submit_batch();
 	worker_barrier();
-	rcu_barrier();
+	cb_barrier();
 }
 
 SHEAF_EXPORT size_t sheaf_rcu_recycled_objects(struct kmem_cache *s)
@@ -451,12 +481,13 @@ static void free_slab_rcu(struct rcu_head *head)
 	struct slab *slab = container_of((struct list_head *)(void *)head,
 					 struct slab, slab_list);
 	_sheaf_pages_free(slab);
+	cb_done();
 }
 
 /* An empty slab of a SLAB_TYPESAFE_BY_RCU cache: pages back after a GP. */
 void _sheaf_rcu_free_slab(struct slab *slab)
 {
-	call_rcu((struct rcu_head *)(void *)&slab->slab_list, free_slab_rcu);
+	queue_cb((struct rcu_head *)(void *)&slab->slab_list, free_slab_rcu);
 }
 
 /* ----------------------------------------------------------------- fork */

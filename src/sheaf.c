@@ -61,7 +61,7 @@ void _sheaf_sheaf_setup(void)
 static bool inline_allowed(void)
 {
 	return _sheaf_rseq_mode && !READ_ONCE(_sheaf_stats_on) && _sheaf_nr_nodes == 1 &&
-	       !_sheaf_track_on;
+	       !_sheaf_track_on && !READ_ONCE(_sheaf_fault_any);
 }
 
 /* Publish (or withdraw) a cache's pcs to the inline fast paths. */
@@ -69,6 +69,17 @@ void _sheaf_update_inline(struct kmem_cache *s)
 {
 	__atomic_store_n(&s->hot.inline_pcs, inline_allowed() ? s->hot.pcs : NULL,
 			 __ATOMIC_RELEASE);
+}
+
+/* After a change of what inline_allowed() depends on (statistics, faults). */
+void _sheaf_refresh_inline_all(void)
+{
+	struct kmem_cache *s;
+	pthread_mutex_lock(&_sheaf_slab_mutex);
+	list_for_each_entry(s, &_sheaf_slab_caches, list)
+		if (cache_has_sheaves(s))
+			_sheaf_update_inline(s);
+	pthread_mutex_unlock(&_sheaf_slab_mutex);
 }
 
 /* Size-based capacity (the kernel's 7.0 rule), rounded up to fill the
@@ -109,32 +120,12 @@ void _sheaf_pcs_remote_unlock_all(struct kmem_cache *s)
 
 /* ---------------------------------------------------- sheaf primitives */
 
-static long inject_sheaf_failures;
-
-SHEAF_EXPORT void sheaf_inject_sheaf_failures(long count)
-{
-	__atomic_store_n(&inject_sheaf_failures, count, __ATOMIC_RELEASE);
-}
-
-static bool fail_sheaf(void)
-{
-	long n = __atomic_load_n(&inject_sheaf_failures, __ATOMIC_ACQUIRE);
-	while (n != 0) {
-		long next = n > 0 ? n - 1 : n;
-		if (__atomic_compare_exchange_n(&inject_sheaf_failures, &n, next,
-						false, __ATOMIC_ACQ_REL,
-						__ATOMIC_ACQUIRE))
-			return true;
-	}
-	return false;
-}
-
 struct slab_sheaf *_sheaf_alloc_sheaf(struct kmem_cache *s, gfp_t gfp,
 				      unsigned int capacity, unsigned int slot)
 {
-	if (unlikely(fail_sheaf()))
-		return NULL;
 	size_t bytes = sizeof(struct slab_sheaf) + (size_t)capacity * sizeof(void *);
+	if (should_fail(SHEAF_FAULT_SHEAF, s, bytes, gfp))
+		return NULL;
 	struct slab_sheaf *sheaf = _sheaf_kmalloc_internal(bytes, gfp & ~__GFP_ZERO);
 	if (!sheaf)
 		return NULL;

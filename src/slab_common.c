@@ -328,6 +328,8 @@ void _sheaf_nofail_wait(void)
 void *_sheaf_slab_alloc(struct kmem_cache *s, gfp_t gfp, int node)
 {
 	void *obj;
+	if (should_fail(SHEAF_FAULT_SLAB, s, s->object_size, gfp))
+		return NULL;
 	for (;;) {
 		obj = likely(node == NUMA_NO_NODE) ? alloc_cached(s, gfp)
 						   : alloc_for_node(s, gfp, node);
@@ -401,7 +403,7 @@ SHEAF_EXPORT int kmem_cache_alloc_bulk(struct kmem_cache *s, gfp_t gfp,
 {
 	if (!alloc_args_ok(s, gfp, NUMA_NO_NODE) || (nr && !p))
 		return 0;
-	if (!nr)
+	if (!nr || should_fail(SHEAF_FAULT_SLAB, s, s->object_size, gfp))
 		return 0;
 	if (cache_has_sheaves(s)) {
 		if (!_sheaf_sheaf_alloc_bulk(s, gfp, nr, p))

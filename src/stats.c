@@ -75,10 +75,5 @@ SHEAF_EXPORT void sheaf_stats_enable(bool on)
 	sheaf_init();
 	__atomic_store_n(&_sheaf_stats_on, on, __ATOMIC_RELAXED);
 	/* The inline fast paths do not count: they are off while counting. */
-	struct kmem_cache *s;
-	pthread_mutex_lock(&_sheaf_slab_mutex);
-	list_for_each_entry(s, &_sheaf_slab_caches, list)
-		if (cache_has_sheaves(s))
-			_sheaf_update_inline(s);
-	pthread_mutex_unlock(&_sheaf_slab_mutex);
+	_sheaf_refresh_inline_all();
 }

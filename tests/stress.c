@@ -8,7 +8,11 @@
  *  - forced migrations (sched_setaffinity flipping each thread's CPU mask);
  *  - bulk alloc/free (also with a NULL cache), alloc_node, zalloc, kfree of
  *    cache objects, concurrent kmem_cache_shrink() and statistics reads;
- *  - thread churn: the run is split in rounds with new threads each.
+ *  - thread churn: the run is split in rounds with new threads each;
+ *  - with STRESS_FAULTS=1, failure injection switched at random every few
+ *    milliseconds (sheaf_fault_set: slab, page and sheaf points, various
+ *    probabilities, nowait-only or not): failed allocations are counted and
+ *    must leave nothing behind; everything else is checked as usual.
  * Every object is stamped over its whole size on allocation (address, cache,
  * size, serial) and checked on free; a striped hash set of live addresses
  * catches an object handed out twice.  Afterwards every cache must be empty
@@ -275,6 +279,7 @@ struct counters {
 	uint64_t migrations;
 	uint64_t shrinks;
 	uint64_t nowait_fail;
+	uint64_t fault_fail;		/* failed while faults were injected */
 };
 
 struct thread {
@@ -295,6 +300,7 @@ static int allowed_cpus[CPU_SETSIZE];
 static int nallowed;
 static unsigned int nodes;
 static struct counters total;
+static bool faults;			/* STRESS_FAULTS=1 */
 
 static void note_alloc(struct thread *t, struct obj *o, const char *how)
 {
@@ -391,6 +397,10 @@ static void do_alloc(struct thread *t)
 		} else {
 			o.p = kmalloc(o.size, GFP_KERNEL);
 		}
+		if (!o.p && faults) {
+			t->c.fault_fail++;
+			return;
+		}
 		if (!o.p)
 			DIE("kmalloc(%u) failed", o.size);
 		if (ksize(o.p) < o.size)
@@ -419,6 +429,10 @@ static void do_alloc(struct thread *t)
 		} else {
 			o.p = kmem_cache_alloc(s, GFP_KERNEL);
 		}
+		if (!o.p && faults) {
+			t->c.fault_fail++;
+			return;
+		}
 		if (!o.p)
 			DIE("kmem_cache_alloc(%s) failed", cache_name[o.kind]);
 	}
@@ -432,6 +446,10 @@ static void do_bulk_alloc(struct thread *t)
 	unsigned int k = (unsigned int)rng_below(&t->rng, NR_CACHES);
 	size_t n = 1 + rng_below(&t->rng, 64);
 	int got = kmem_cache_alloc_bulk(caches[k], GFP_KERNEL, n, p);
+	if (got == 0 && faults) {
+		t->c.fault_fail++;
+		return;
+	}
 	if ((size_t)got != n)
 		DIE("alloc_bulk(%s, %zu) returned %d", cache_name[k], n, got);
 	for (size_t i = 0; i < n; i++) {
@@ -574,6 +592,28 @@ static void add_counters(struct counters *dst, const struct counters *src)
 	dst->migrations += src->migrations;
 	dst->shrinks += src->shrinks;
 	dst->nowait_fail += src->nowait_fail;
+	dst->fault_fail += src->fault_fail;
+}
+
+/* STRESS_FAULTS: a new random setting of the three injection points. */
+static void shuffle_faults(uint64_t *rng)
+{
+	static const char *const slab[] = { "0", "1,1,0,-1", "1,5,0,-1", "1,20,0,-1",
+					    "1,10,0,-1,nowait", "7,100,0,-1",
+					    "1,50,0,-1,cache=stress-*" };
+	static const char *const page[] = { "0", "0", "1,2,0,-1", "1,10,0,-1",
+					    "3,100,0,50" };
+	static const char *const sheaf[] = { "0", "0", "1,10,0,-1", "1,100,0,-1" };
+	if (sheaf_fault_set(SHEAF_FAULT_SLAB, slab[rng_below(rng, 7)]) ||
+	    sheaf_fault_set(SHEAF_FAULT_PAGE, page[rng_below(rng, 5)]) ||
+	    sheaf_fault_set(SHEAF_FAULT_SHEAF, sheaf[rng_below(rng, 4)]))
+		DIE("sheaf_fault_set refused a valid setting");
+}
+
+static void faults_off(void)
+{
+	for (int i = 0; i < SHEAF_FAULT_NR; i++)
+		sheaf_fault_set((enum sheaf_fault)i, NULL);
 }
 
 static void run_round(double seconds, uint64_t seed)
@@ -594,8 +634,10 @@ static void run_round(double seconds, uint64_t seed)
 	}
 	/* Meanwhile, read statistics and accounting concurrently. */
 	double end = now() + seconds;
-	uint64_t sink = 0;
+	uint64_t sink = 0, frng = seed * 31 + 7;
 	while (now() < end) {
+		if (faults)
+			shuffle_faults(&frng);
 		struct sheaf_page_info pi;
 		for (int k = 0; k < NR_CACHES; k++) {
 			sink += sheaf_stats_get(caches[k], SHEAF_STAT_ALLOC_FASTPATH);
@@ -610,6 +652,8 @@ static void run_round(double seconds, uint64_t seed)
 	atomic_store(&stop, true);
 	for (int i = 0; i < nthreads; i++)
 		pthread_join(threads[i].tid, NULL);
+	if (faults)
+		faults_off();
 
 	/* Everything still queued is freed here, by a thread that never
 	 * allocated it. */
@@ -644,6 +688,7 @@ int main(int argc, char **argv)
 		seconds = atof(env);
 	if (seconds <= 0)
 		seconds = 2.0;
+	faults = getenv("STRESS_FAULTS") && atoi(getenv("STRESS_FAULTS")) > 0;
 
 	if (sched_getaffinity(0, sizeof(allowed), &allowed) != 0) {
 		perror("sched_getaffinity");
@@ -701,7 +746,12 @@ int main(int argc, char **argv)
 
 		if (total.allocs[k] == 0)
 			FAIL("%s: no allocation happened", cache_name[k]);
-		if (!stats)
+		/* Under injection the slow-path counters also count the tries
+		 * that failed (as the kernel's alloc_slowpath does): they
+		 * cannot balance against what the threads got. */
+		if (stats)
+			slot_busy += sheaf_stats_get(s, SHEAF_STAT_SLOT_BUSY);
+		if (!stats || faults)
 			continue;
 		uint64_t sa = sheaf_stats_get(s, SHEAF_STAT_ALLOC_FASTPATH) +
 			      sheaf_stats_get(s, SHEAF_STAT_ALLOC_SLOWPATH);
@@ -737,7 +787,6 @@ int main(int argc, char **argv)
 			     (unsigned long long)ua, (unsigned long long)uf,
 			     (unsigned long long)total.allocs[k],
 			     (unsigned long long)total.frees[k]);
-		slot_busy += sheaf_stats_get(s, SHEAF_STAT_SLOT_BUSY);
 		if (sa != sf || (cap == 0 && (sa != total.allocs[k] ||
 							sf != total.frees[k]))) {
 			fprintf(stderr, "stress: %s counters:\n", cache_name[k]);
@@ -768,13 +817,17 @@ int main(int argc, char **argv)
 	}
 	printf("stress: %s: %d threads on %d cpus, %u nodes, %s, stats %s, %.1f s, "
 	       "%llu allocs, %llu frees (%llu remote), %llu migrations, %llu shrinks, "
-	       "%llu nowait failures\n",
+	       "%llu nowait failures, %llu injected failures (%llu failed allocations)\n",
 	       fails ? "FAILED" : "OK", nthreads, nallowed, nodes,
 	       sheaf_percpu_mode(), stats ? "on" : "off", elapsed,
 	       (unsigned long long)allocs,
 	       (unsigned long long)frees, (unsigned long long)total.remote_frees,
 	       (unsigned long long)total.migrations,
 	       (unsigned long long)total.shrinks,
-	       (unsigned long long)total.nowait_fail);
+	       (unsigned long long)total.nowait_fail,
+	       (unsigned long long)(sheaf_fault_injected(SHEAF_FAULT_SLAB) +
+				    sheaf_fault_injected(SHEAF_FAULT_PAGE) +
+				    sheaf_fault_injected(SHEAF_FAULT_SHEAF)),
+	       (unsigned long long)total.fault_fail);
 	return fails ? 1 : 0;
 }

@@ -127,6 +127,8 @@ static void test_errors_and_zero(void **state)
 	struct kmem_cache *s = make("pf-err", CAP, 0);
 	errno = 0;
 	assert_null(kmem_cache_prefill_sheaf(s, GFP_KERNEL, 0));
+	assert_int_equal(errno, EINVAL);	/* as documented (found by fuzz_api) */
+	errno = 0;
 	assert_null(kmem_cache_prefill_sheaf(NULL, GFP_KERNEL, 4));
 	assert_int_equal(errno, EINVAL);
 	assert_null(kmem_cache_prefill_sheaf(s, 0x80000000u, 4));

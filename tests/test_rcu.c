@@ -394,6 +394,11 @@ static void test_typesafe_by_rcu(void **state)
 	for (int i = 0; i < N; i++)
 		assert_non_null(p[i] = kmem_cache_alloc(s, GFP_KERNEL));
 	struct sheaf_page_info full, freed, after;
+	/* Page counts are process-wide: let the RCU work of the earlier tests
+	 * (the sheaf worker freeing slabs after grace periods) finish first,
+	 * so that only this test moves them. */
+	kvfree_rcu_barrier();
+	rcu_barrier();
 	sheaf_page_info(&full);
 	rcu_read_lock(); /* a reader holds a pointer into a slab */
 	struct node *held = p[N / 2];

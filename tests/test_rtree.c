@@ -191,7 +191,9 @@ static void model_run(enum rtree_kind kind, uint64_t seed, int ops)
 	}
 	assert_int_equal(t.height, 1);
 	check_all(&t);
+	/* kfree_rcu'd nodes (sheaves) and call_rcu'd ones (bulk, malloc) */
 	kvfree_rcu_barrier();
+	rcu_barrier();
 	rtree_destroy(&t);
 	if (cache) {
 		assert_int_equal(sheaf_cache_objects_inuse(cache), 0);

@@ -100,7 +100,10 @@ sheaf_kfree_rcu_inline(struct rcu_head *head, void *ptr)
 /*
  * Wait until every kfree_rcu() issued before the call has freed its object:
  * partly filled rcu_free sheaves of every slot (and the pending pointer
- * batch) are submitted, then rcu_barrier() waits for all callbacks.
+ * batch) are submitted and waited for, and liburcu's rcu_barrier() is
+ * called when libsheaf has callbacks of its own in liburcu's queue.  As in
+ * the kernel, it does not wait for the caller's own call_rcu() callbacks:
+ * rcu_barrier() does that.
  */
 void kvfree_rcu_barrier(void);
 

@@ -395,9 +395,36 @@ size_t sheaf_cache_cached_objects(struct kmem_cache *s);
 size_t sheaf_cache_slabs(struct kmem_cache *s);
 
 /*
+ * Failure injection with the kernel's fault-injection semantics, at three
+ * points: SHEAF_FAULT_SLAB (failslab: kmem_cache_alloc*, kmalloc of the
+ * size classes, kmem_cache_alloc_bulk, and sheaves, which are allocated
+ * from internal caches), SHEAF_FAULT_PAGE (page runs, new arenas, huge
+ * kmalloc mappings), SHEAF_FAULT_SHEAF (sheaf allocation only).
+ *
+ * spec: "interval,probability,space,times" as the kernel's failslab= boot
+ * option (fail every interval-th eligible call, with probability percent,
+ * once `space` bytes of requests have passed, at most `times` times, -1:
+ * no limit; "1,10,0,-1" fails about 10% of allocations), then optional
+ * ",cache=GLOB" (SHEAF_FAULT_SLAB only: caches whose name matches),
+ * ",nowait" (only allocations that may not block, as the kernel's
+ * ignore-gfp-wait) and ",verbose" (one stderr line per failure).
+ * NULL, "" or "0" turns the point off.  __GFP_NOFAIL allocations never
+ * fail; a prefilled sheaf still delivers what it holds.  While a point is
+ * armed the inline fast paths are off (every allocation is checked).
+ * The environment sets the same at start: SHEAF_FAILSLAB, SHEAF_FAILPAGE,
+ * SHEAF_FAILSHEAF.  Returns 0, or -EINVAL (bad spec or point; the point is
+ * then off).
+ */
+enum sheaf_fault { SHEAF_FAULT_SLAB, SHEAF_FAULT_PAGE, SHEAF_FAULT_SHEAF,
+		   SHEAF_FAULT_NR };
+int sheaf_fault_set(enum sheaf_fault which, const char *spec);
+/* Failures injected at a point since the start (0 for a bad point). */
+uint64_t sheaf_fault_injected(enum sheaf_fault which);
+
+/*
  * Page-level failure injection, for tests: after `skip` more page
  * allocations, fail the next `count` (count < 0: all of them; count 0
- * turns injection off).
+ * turns injection off).  The same as SHEAF_FAULT_PAGE with a skip.
  */
 void sheaf_inject_page_failures(long skip, long count);
 
@@ -413,7 +440,8 @@ int sheaf_test_hold_slot(struct kmem_cache *s, bool hold);
 
 /*
  * Test hook: make the next `count` allocations of a sheaf fail (count < 0:
- * all of them; 0: off), to exercise the paths that do without one.
+ * all of them; 0: off), to exercise the paths that do without one
+ * (SHEAF_FAULT_SHEAF with interval 1 and probability 100).
  */
 void sheaf_inject_sheaf_failures(long count);
 

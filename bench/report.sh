@@ -1,0 +1,140 @@
+#!/bin/sh
+# The benchmark suite in one command.
+#
+#   bench/report.sh BUILD_DIR full    (make bench)
+#       sheafbench, every workload and contender, median of 7
+#         -> table on the terminal (progress line on stderr while it runs),
+#            bench/results/full.txt and full.csv
+#       instructions per hot alloc+free pair (perf stat, else callgrind)
+#         -> bench/results/instructions.txt
+#       gnuplot -> docs/img/bench-{throughput,scaling,rss}.png
+#       docs/PERFORMANCE.md regenerated from bench/PERFORMANCE.md.in
+#   bench/report.sh BUILD_DIR quick   (make run: under a minute)
+#       sheafbench --quick -> bench/results/quick.{txt,csv}, and plots
+#       bench/results/quick-*.png when gnuplot is there
+#
+# Extra sheafbench options may follow (e.g. --reps 3), for both modes.
+set -eu
+build=$1
+mode=$2
+shift 2
+root=$(cd "$(dirname "$0")/.." && pwd)
+res=$root/bench/results
+bench=$build/bench/sheafbench
+[ -x "$bench" ] || { echo "report: $bench missing: build first" >&2; exit 1; }
+mkdir -p "$res"
+# the commit measured (taken now: the tree may change while the run goes on)
+commit=$(git -C "$root" describe --always --dirty 2>/dev/null || echo unknown)
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+run_bench() { # output-name sheafbench-args...
+	out=$1
+	shift
+	# the exit status of sheafbench, not of tee (no pipefail in sh)
+	{ "$bench" "$@" || echo $? > "$tmp/rc"; } | tee "$res/$out.txt"
+	if [ -s "$tmp/rc" ]; then
+		echo "report: sheafbench failed (status $(cat "$tmp/rc")), see the notes above" >&2
+		exit 1
+	fi
+}
+
+if [ "$mode" = quick ]; then
+	run_bench quick --quick "$@"
+	if command -v gnuplot >/dev/null; then
+		"$root/bench/plot.sh" "$res/quick.csv" "$res/quick"
+	fi
+	exit 0
+fi
+[ "$mode" = full ] || { echo "usage: report.sh BUILD_DIR full|quick [sheafbench options]" >&2; exit 2; }
+
+run_bench full "$@"
+echo
+echo "Instructions per hot-64 alloc+free pair:"
+"$root/tools/instructions.sh" "$build" | tee "$res/instructions.txt"
+echo
+"$root/bench/plot.sh" "$res/full.csv" "$root/docs/img/bench"
+
+# ---------------------------------------------------------------- the doc
+csv=$res/full.csv
+txt=$res/full.txt
+
+# Machine facts: the "Machine:" line of the run, one bullet per field.
+grep '^Machine: ' "$txt" | sed 's/^Machine: //' | tr '|' '\n' |
+	sed 's/^ *//; s/ *$//; s/^/- /' > "$tmp/machine"
+grep '^Run: ' "$txt" | sed 's/^Run: /- run: /' >> "$tmp/machine"
+{
+	printf -- '- date: %s\n' "$(date -u '+%Y-%m-%d %H:%M UTC')"
+	printf -- '- commit: %s\n' "$commit"
+} >> "$tmp/machine"
+
+# The run's tables: from the first heading to the end, without the CSV line.
+awk '/^### / { on = 1 } on && !/^CSV: / { print }' "$txt" > "$tmp/tables"
+
+# Key figures, computed from the CSV (columns by name).
+awk -F, -v ncpu="$(getconf _NPROCESSORS_ONLN)" '
+	NR == 1 { for (i = 1; i <= NF; i++) col[$i] = i; next }
+	{
+		w = $col["workload"]; c = $col["contender"]
+		ns[w, c] = $col["median_ns"]; mops[w, c] = $col["mops_all_threads"]
+		rss[w, c] = $col["peak_rss_kib"]; seen[w] = 1
+		if (c != "sheaf" && c != "classic" && c != "sheaf-trust") peer[c] = 1
+	}
+	function best(w,   p, b) {
+		bn = ""
+		for (p in peer)
+			if ((w, p) in ns && (bn == "" || ns[w, p] < ns[w, bn])) bn = p
+		return bn
+	}
+	function line(w, what,   b) {
+		if (!((w, "sheaf") in ns)) return
+		printf "- **%s** (%s): sheaf %.2f ns", w, what, ns[w, "sheaf"]
+		if ((w, "classic") in ns)
+			printf ", %.2fx faster than classic", ns[w, "classic"] / ns[w, "sheaf"]
+		b = best(w)
+		if (b != "")
+			printf ", %.2fx the time of the best peer (%s, %.2f ns)", ns[w, "sheaf"] / ns[w, b], b, ns[w, b]
+		print ""
+	}
+	END {
+		line("hot-64", "alloc+free pair, 64 B")
+		line("hot-256", "alloc+free pair, 256 B")
+		line("batch-lifo", "1000 objects, freed newest first")
+		line("batch-fifo", "1000 objects, freed oldest first")
+		line("remote", "per object freed on another CPU")
+		line("rcu", "per object freed through RCU")
+		line("prealloc-32", "32 objects made ready per round")
+		line("bulk-32", "the bulk pattern on each cache")
+		line("vma", "per range-tree write")
+		if (("hot-64-t1", "sheaf") in mops) {
+			n = 0
+			for (t = 1; ("hot-64-t" t, "sheaf") in mops; t++) n = t
+			k = ncpu < n ? ncpu : n
+			printf "- **scaling** (hot-64, sheaf): %.1f Mops/s in 1 thread, %.1f in %d (%.2fx), %.1f in %d\n",
+				mops["hot-64-t1", "sheaf"], mops["hot-64-t" k, "sheaf"], k,
+				mops["hot-64-t" k, "sheaf"] / mops["hot-64-t1", "sheaf"],
+				mops["hot-64-t" n, "sheaf"], n
+		}
+		if (("rcu", "sheaf") in rss && ("rcu", "classic") in rss)
+			printf "- **rcu memory**: peak RSS %.1f MiB with kfree_rcu sheaves, %.1f MiB with call_rcu + kmem_cache_free\n",
+				rss["rcu", "sheaf"] / 1024, rss["rcu", "classic"] / 1024
+	}' "$csv" > "$tmp/key"
+
+cat > "$tmp/plots" <<'EOF'
+![throughput per workload](img/bench-throughput.png)
+
+![scaling of the hot loop with threads](img/bench-scaling.png)
+
+![peak resident memory per workload](img/bench-rss.png)
+EOF
+
+awk -v machine="$tmp/machine" -v tables="$tmp/tables" -v key="$tmp/key" \
+    -v plots="$tmp/plots" -v instr="$res/instructions.txt" '
+	function put(f,   l) { while ((getline l < f) > 0) print l; close(f) }
+	/^@@MACHINE@@$/ { put(machine); next }
+	/^@@KEY@@$/ { put(key); next }
+	/^@@TABLES@@$/ { put(tables); next }
+	/^@@PLOTS@@$/ { put(plots); next }
+	/^@@INSTRUCTIONS@@$/ { put(instr); next }
+	{ print }' "$root/bench/PERFORMANCE.md.in" > "$root/docs/PERFORMANCE.md"
+echo "docs/PERFORMANCE.md regenerated"

@@ -1,0 +1,332 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_fault - failure injection (sheaf_fault_set, SHEAF_FAILSLAB): the
+ * kernel's interval/probability/space/times semantics, the cache filter
+ * and nowait-only, __GFP_NOFAIL, the prefilled sheaf's guarantee, every
+ * API's documented error under injection, and nothing lost afterwards.
+ * Run twice by CTest: once plain, once with SHEAF_FAILSLAB set in the
+ * environment (test_env_spec checks it was taken).
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <sheaf/rcu.h>
+#include <sheaf/slab.h>
+
+static struct kmem_cache *make(const char *name, unsigned int size, unsigned int cap)
+{
+	struct kmem_cache_args a = { 0 };
+	a.sheaf_capacity = cap;
+	struct kmem_cache *s = kmem_cache_create(name, size, &a, 0);
+	assert_non_null(s);
+	return s;
+}
+
+static void all_off(void)
+{
+	for (int i = 0; i < SHEAF_FAULT_NR; i++)
+		assert_int_equal(sheaf_fault_set((enum sheaf_fault)i, NULL), 0);
+}
+
+static void test_bad_specs(void **state)
+{
+	static const char *const bad[] = {
+		"x", "1,10,0", "0,10,0,-1", "1,101,0,-1", "1,-1,0,-1", "1,10,-5,-1",
+		"1,10,0,-2", "1,10,0,-1,bogus", "1,10,0,-1,cache=", "1,10,0,-1x",
+	};
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_int_equal(sheaf_fault_set(SHEAF_FAULT_SLAB, bad[i]), -EINVAL);
+	/* a cache filter only means something for slab allocations */
+	assert_int_equal(sheaf_fault_set(SHEAF_FAULT_PAGE, "1,10,0,-1,cache=a*"), -EINVAL);
+	assert_int_equal(sheaf_fault_set(SHEAF_FAULT_NR, "1,10,0,-1"), -EINVAL);
+	assert_int_equal(sheaf_fault_set((enum sheaf_fault)-1, NULL), -EINVAL);
+	assert_int_equal(sheaf_fault_injected(SHEAF_FAULT_NR), 0);
+	/* a refused spec leaves the point off */
+	struct kmem_cache *s = make("flt-bad", 64, 0);
+	void *p = kmem_cache_alloc(s, GFP_KERNEL);
+	assert_non_null(p);
+	kmem_cache_free(s, p);
+	kmem_cache_destroy(s);
+	all_off();
+}
+
+/* "1,100,0,3": exactly three failures, then allocations succeed again. */
+static void test_times(void **state)
+{
+	(void)state;
+	all_off();
+	struct kmem_cache *s = make("flt-times", 64, 0);
+	uint64_t before = sheaf_fault_injected(SHEAF_FAULT_SLAB);
+	assert_int_equal(sheaf_fault_set(SHEAF_FAULT_SLAB, "1,100,0,3"), 0);
+	for (int i = 0; i < 3; i++)
+		assert_null(kmem_cache_alloc(s, GFP_KERNEL));
+	void *p = kmem_cache_alloc(s, GFP_KERNEL);
+	assert_non_null(p);
+	kmem_cache_free(s, p);
+	assert_int_equal(sheaf_fault_injected(SHEAF_FAULT_SLAB) - before, 3);
+	assert_int_equal(sheaf_cache_objects_inuse(s), 0);
+	kmem_cache_destroy(s);
+	all_off();
+}
+
+/* interval 3: every third call fails; space: the first 9 x 64 bytes pass. */
+static void test_interval_and_space(void **state)
+{
+	(void)state;
+	all_off();
+	/* no sheaves: a sheaf cache allocates sheaves from internal caches,
+	 * and those calls count too (as kmalloc'd sheaves do in the kernel) */
+	struct kmem_cache *s = make("flt-iv", 64, 0);
+	void *p[12];
+	assert_int_equal(sheaf_fault_set(SHEAF_FAULT_SLAB, "3,100,0,-1"), 0);
+	for (int i = 0; i < 9; i++) {
+		p[i] = kmem_cache_alloc(s, GFP_KERNEL);
+		if (i % 3 == 2)
+			assert_null(p[i]);
+		else
+			assert_non_null(p[i]);
+	}
+	for (int i = 0; i < 9; i++)
+		kmem_cache_free(s, p[i]);	/* NULL: no-op */
+
+	/* space 640 on 64-byte objects: 640 > 64 ... 128 > 64 pass (9 calls,
+	 * leaving 64), then 64 > 64 is false: the 10th fails */
+	assert_int_equal(sheaf_fault_set(SHEAF_FAULT_SLAB, "1,100,640,-1"), 0);
+	for (int i = 0; i < 9; i++) {
+		p[i] = kmem_cache_alloc(s, GFP_KERNEL);
+		assert_non_null(p[i]);
+	}
+	assert_null(kmem_cache_alloc(s, GFP_KERNEL));
+	all_off();
+	for (int i = 0; i < 9; i++)
+		kmem_cache_free(s, p[i]);
+	assert_int_equal(sheaf_cache_objects_inuse(s), 0);
+	kmem_cache_destroy(s);
+}
+
+/* probability 10: about a tenth of 20000 allocations fail. */
+static void test_probability(void **state)
+{
+	(void)state;
+	all_off();
+	struct kmem_cache *s = make("flt-prob", 32, 0);
+	unsigned int failed = 0;
+	assert_int_equal(sheaf_fault_set(SHEAF_FAULT_SLAB, "1,10,0,-1"), 0);
+	for (int i = 0; i < 20000; i++) {
+		void *p = kmem_cache_alloc(s, GFP_KERNEL);
+		if (!p)
+			failed++;
+		kmem_cache_free(s, p);
+	}
+	all_off();
+	/* binomial(20000, 0.1): mean 2000, standard deviation 42 */
+	assert_in_range(failed, 1600, 2400);
+	kmem_cache_destroy(s);
+}
+
+/* cache=GLOB fails only the matching caches; nowait only non-blocking gfp;
+ * __GFP_NOFAIL never. */
+static void test_filters(void **state)
+{
+	(void)state;
+	all_off();
+	struct kmem_cache *a = make("flt-a1", 64, 0), *b = make("flt-b1", 64, 0);
+	assert_int_equal(sheaf_fault_set(SHEAF_FAULT_SLAB, "1,100,0,-1,cache=flt-a*"), 0);
+	assert_null(kmem_cache_alloc(a, GFP_KERNEL));
+	void *p = kmem_cache_alloc(b, GFP_KERNEL);
+	assert_non_null(p);
+	kmem_cache_free(b, p);
+	p = kmem_cache_alloc(a, GFP_KERNEL | __GFP_NOFAIL);
+	assert_non_null(p);
+	kmem_cache_free(a, p);
+
+	assert_int_equal(sheaf_fault_set(SHEAF_FAULT_SLAB, "1,100,0,-1,nowait"), 0);
+	p = kmem_cache_alloc(a, GFP_KERNEL);
+	assert_non_null(p);
+	kmem_cache_free(a, p);
+	assert_null(kmem_cache_alloc(a, GFP_NOWAIT));
+	assert_null(kmalloc(100, GFP_ATOMIC));
+	p = kmalloc(100, GFP_KERNEL);
+	assert_non_null(p);
+	kfree(p);
+	all_off();
+	kmem_cache_destroy(a);
+	kmem_cache_destroy(b);
+}
+
+/*
+ * Every API under total failure gives its documented answer, and after
+ * the injection stops nothing is left allocated.
+ */
+static void test_api_errors(void **state)
+{
+	(void)state;
+	all_off();
+	struct kmem_cache *s = make("flt-api", 128, 16), *c = make("flt-api-c", 128, 0);
+	void *p[40];
+	assert_int_equal(sheaf_fault_set(SHEAF_FAULT_SLAB, "1,100,0,-1"), 0);
+	errno = 0;
+	assert_null(kmem_cache_alloc(s, GFP_KERNEL));
+	assert_null(kmem_cache_zalloc(c, GFP_KERNEL));
+	assert_null(kmem_cache_alloc_node(s, GFP_KERNEL, 0));
+	assert_int_equal(kmem_cache_alloc_bulk(s, GFP_KERNEL, 40, p), 0);
+	assert_int_equal(kmem_cache_alloc_bulk(c, GFP_KERNEL, 40, p), 0);
+	assert_null(kmalloc(200, GFP_KERNEL));
+	assert_null(kcalloc(4, 50, GFP_KERNEL));
+	void *k = NULL;
+	all_off();
+	k = kmalloc(64, GFP_KERNEL);
+	assert_non_null(k);
+	memset(k, 0x5a, 64);
+	assert_int_equal(sheaf_fault_set(SHEAF_FAULT_SLAB, "1,100,0,-1"), 0);
+	/* krealloc to a bigger class fails and leaves the old object intact */
+	assert_null(krealloc(k, 1000, GFP_KERNEL));
+	for (int i = 0; i < 64; i++)
+		assert_int_equal(((unsigned char *)k)[i], 0x5a);
+
+	/* page-level: big kmalloc runs and huge mappings, new slabs */
+	all_off();
+	assert_int_equal(sheaf_fault_set(SHEAF_FAULT_PAGE, "1,100,0,-1"), 0);
+	assert_null(kmalloc(64 * 1024, GFP_KERNEL));
+	assert_null(kmalloc(8u << 20, GFP_KERNEL));
+	assert_null(kmem_cache_prefill_sheaf(c, GFP_KERNEL, 500));	/* needs slabs */
+	assert_int_equal(sheaf_fault_injected(SHEAF_FAULT_PAGE) > 0, 1);
+	all_off();
+	kfree(k);
+	assert_int_equal(sheaf_cache_objects_inuse(s), 0);
+	assert_int_equal(sheaf_cache_objects_inuse(c), 0);
+	kmem_cache_destroy(s);
+	kmem_cache_destroy(c);
+}
+
+/* A prefilled sheaf delivers what it holds while every allocation fails. */
+static void test_prefill_promise(void **state)
+{
+	(void)state;
+	all_off();
+	struct kmem_cache *s = make("flt-pf", 256, 32);
+	for (unsigned int n = 8; n <= 64; n *= 2) {	/* normal and oversize */
+		struct slab_sheaf *sh = kmem_cache_prefill_sheaf(s, GFP_KERNEL, n);
+		assert_non_null(sh);
+		void *p[64];
+		for (int i = 0; i < SHEAF_FAULT_NR; i++)
+			assert_int_equal(sheaf_fault_set((enum sheaf_fault)i,
+							 "1,100,0,-1"), 0);
+		for (unsigned int i = 0; i < n; i++) {
+			p[i] = kmem_cache_alloc_from_sheaf(s, GFP_NOWAIT, sh);
+			assert_non_null(p[i]);
+		}
+		assert_null(kmem_cache_alloc(s, GFP_NOWAIT));
+		/* giving it back under failure: flushed or kept, never lost */
+		kmem_cache_return_sheaf(s, GFP_NOWAIT, sh);
+		for (unsigned int i = 0; i < n; i++)
+			kmem_cache_free(s, p[i]);
+		all_off();
+		assert_int_equal(sheaf_cache_objects_inuse(s), 0);
+	}
+	kmem_cache_destroy(s);
+}
+
+/* Random injection on every point over mixed work: nothing lost. */
+static void test_random_nothing_lost(void **state)
+{
+	(void)state;
+	all_off();
+	struct kmem_cache *s = make("flt-rnd", 96, 0), *c = make("flt-rnd-c", 40, 0);
+	struct kmem_cache_args a = { 0 };
+	a.sheaf_capacity = sheaf_auto_capacity(96);
+	kmem_cache_destroy(s);
+	s = kmem_cache_create("flt-rnd", 96, &a, 0);
+	assert_non_null(s);
+	void *live[2][256];
+	unsigned int nl[2] = { 0, 0 };
+	uint64_t rng = 12345, fails = 0;
+	assert_int_equal(sheaf_fault_set(SHEAF_FAULT_SLAB, "1,10,0,-1"), 0);
+	assert_int_equal(sheaf_fault_set(SHEAF_FAULT_PAGE, "1,5,0,-1"), 0);
+	assert_int_equal(sheaf_fault_set(SHEAF_FAULT_SHEAF, "1,20,0,-1"), 0);
+	for (int it = 0; it < 200000; it++) {
+		rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+		unsigned int k = rng & 1, op = (unsigned int)(rng >> 8) % 10;
+		struct kmem_cache *x = k ? c : s;
+		if (op < 4 && nl[k] < 256) {
+			void *p = kmem_cache_alloc(x, GFP_KERNEL);
+			if (p)
+				live[k][nl[k]++] = p;
+			else
+				fails++;
+		} else if (op < 5 && nl[k] + 16 <= 256) {
+			if (kmem_cache_alloc_bulk(x, GFP_KERNEL, 16, &live[k][nl[k]]) == 16)
+				nl[k] += 16;
+			else
+				fails++;
+		} else if (op < 6 && nl[k] >= 8) {
+			nl[k] -= 8;
+			kmem_cache_free_bulk(x, 8, &live[k][nl[k]]);
+		} else if (op < 7) {
+			struct slab_sheaf *sh = kmem_cache_prefill_sheaf(x, GFP_KERNEL, 20);
+			if (sh)
+				kmem_cache_return_sheaf(x, GFP_KERNEL, sh);
+			else
+				fails++;
+		} else if (op < 8) {
+			kmem_cache_shrink(x);
+		} else if (nl[k]) {
+			unsigned int i = (unsigned int)(rng >> 20) % nl[k];
+			kmem_cache_free(x, live[k][i]);
+			live[k][i] = live[k][--nl[k]];
+		}
+	}
+	all_off();
+	assert_true(fails > 0);
+	for (unsigned int k = 0; k < 2; k++) {
+		kmem_cache_free_bulk(k ? c : s, nl[k], live[k]);
+		assert_int_equal(sheaf_cache_objects_inuse(k ? c : s), 0);
+		kmem_cache_shrink(k ? c : s);
+		assert_int_equal(sheaf_cache_slabs(k ? c : s), 0);
+	}
+	kmem_cache_destroy(s);
+	kmem_cache_destroy(c);
+}
+
+/* Under SHEAF_FAILSLAB (the second CTest run) the setting was taken. */
+static void test_env_spec(void **state)
+{
+	(void)state;
+	const char *v = getenv("SHEAF_FAILSLAB");
+	if (!v)
+		skip();
+	/* the environment asks for cache "flt-env*" to fail every time */
+	struct kmem_cache *s = make("flt-env", 64, 0);
+	assert_null(kmem_cache_alloc(s, GFP_KERNEL));
+	assert_true(sheaf_fault_injected(SHEAF_FAULT_SLAB) >= 1);
+	all_off();
+	void *p = kmem_cache_alloc(s, GFP_KERNEL);
+	assert_non_null(p);
+	kmem_cache_free(s, p);
+	kmem_cache_destroy(s);
+}
+
+int main(void)
+{
+	/* test_env_spec first: the others switch the points off */
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_env_spec),
+		cmocka_unit_test(test_bad_specs),
+		cmocka_unit_test(test_times),
+		cmocka_unit_test(test_interval_and_space),
+		cmocka_unit_test(test_probability),
+		cmocka_unit_test(test_filters),
+		cmocka_unit_test(test_api_errors),
+		cmocka_unit_test(test_prefill_promise),
+		cmocka_unit_test(test_random_nothing_lost),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
