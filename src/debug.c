@@ -44,6 +44,7 @@ void _sheaf_report_invalid(const char *fn, const char *what, const void *addr,
 	fprintf(stderr, "sheaf: %s(): %s %p (cache %s, caller %p)\n", fn, what,
 		addr, s ? s->name : "unknown", caller);
 	fflush(stderr);
+	_sheaf_info_abort();
 	abort();
 }
 
@@ -426,8 +427,10 @@ static void report_object(struct kmem_cache *s, struct slab *slab, void *obj)
 static bool report_done(void)
 {
 	fflush(stderr);
-	if (debug_abort && !validating)
+	if (debug_abort && !validating) {
+		_sheaf_info_abort();
 		abort();
+	}
 	return false;
 }
 

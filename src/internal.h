@@ -185,7 +185,9 @@ void _sheaf_spinlock_init(pthread_mutex_t *m);
 
 /* Configuration, read once from the environment (percpu.c). */
 struct sheaf_config {
-	bool stats;
+	bool stats;             /* SHEAF_STATS=1 or exit: count and publish */
+	bool stats_exit;        /* SHEAF_STATS=exit: print the table at exit */
+	unsigned int stats_interval_ms; /* SHEAF_STATS_INTERVAL: publishing period */
 	bool percpu_fallback;   /* SHEAF_PERCPU=fallback, or no rseq */
 	int fake_numa;          /* SHEAF_FAKE_NUMA=N (0: off) */
 	int default_capacity;   /* SHEAF_DEFAULT_CAPACITY: -1 auto, 0 off, N */
@@ -358,6 +360,7 @@ struct kmem_cache {
 	pthread_mutex_t flush_lock;          /* serializes remote slot access */
 	bool rcu_used;                       /* kfree_rcu() has seen the cache */
 	atomic_size_t rcu_recycled;          /* objects recycled through RCU */
+	uint8_t kind;                        /* enum cache_kind (for sheafinfo) */
 };
 
 static inline bool cache_has_sheaves(const struct kmem_cache *s)
@@ -634,6 +637,12 @@ void _sheaf_discard_sheaf(struct kmem_cache *s, struct slab_sheaf *sheaf,
 			  unsigned int slot);
 int _sheaf_refill_sheaf(struct kmem_cache *s, struct slab_sheaf *sheaf,
 			unsigned int to, gfp_t gfp, unsigned int slot);
+
+/* info.c: publishing the statistics for sheafinfo (SHEAF_STATS) */
+void _sheaf_info_init(void);
+void _sheaf_info_prefork(void);
+void _sheaf_info_postfork(bool child);
+void _sheaf_info_abort(void);  /* the library aborts the process: unlink the page */
 
 /* rcu.c */
 void _sheaf_rcu_submit_sheaf(struct kmem_cache *s, struct slab_sheaf *sheaf,

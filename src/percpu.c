@@ -71,6 +71,9 @@ static void read_config(void)
 {
 	const char *v = getenv("SHEAF_STATS");
 	_sheaf_config.stats = v && *v && strcmp(v, "0") != 0;
+	_sheaf_config.stats_exit = v && strcmp(v, "exit") == 0;
+	_sheaf_config.stats_interval_ms =
+		(unsigned int)env_int("SHEAF_STATS_INTERVAL", 1000, 10, 3600000);
 	v = getenv("SHEAF_PERCPU");
 	if (v && strcmp(v, "fallback") == 0)
 		_sheaf_config.percpu_fallback = true;
@@ -164,6 +167,7 @@ static void do_init(void)
 	_sheaf_kmalloc_init();
 	_sheaf_fork_init();
 	__atomic_store_n(&_sheaf_initialized, true, __ATOMIC_RELEASE);
+	_sheaf_info_init();
 }
 
 void _sheaf_init_slow(void)

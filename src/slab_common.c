@@ -30,8 +30,10 @@ static struct kmem_cache *create_fail(const char *name, slab_flags_t flags,
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fputc('\n', stderr);
-	if (flags & SLAB_PANIC)
+	if (flags & SLAB_PANIC) {
+		_sheaf_info_abort();
 		abort();
+	}
 	errno = EINVAL;
 	return NULL;
 }
@@ -80,6 +82,7 @@ struct kmem_cache *_sheaf_cache_create(const char *name, unsigned int size,
 	s->object_size = size;
 	s->flags = flags;
 	s->ctor = args->ctor;
+	s->kind = (uint8_t)kind;
 	pthread_mutex_init(&s->flush_lock, NULL);
 	if (!_sheaf_calculate_sizes(s, args)) {
 		_sheaf_meta_free(mem, total);
@@ -158,6 +161,7 @@ __kmem_cache_create_args(const char *name, unsigned int size,
 	struct kmem_cache *s = _sheaf_cache_create(name, size, args, flags, CACHE_USER);
 	if (!s && (flags & SLAB_PANIC)) {
 		fprintf(stderr, "sheaf: kmem_cache_create(\"%s\"): out of memory\n", name);
+		_sheaf_info_abort();
 		abort();
 	}
 	return s;
@@ -470,6 +474,7 @@ static void prefork(void)
 	struct kmem_cache *s;
 	_sheaf_rcu_quiesce_worker();
 	_sheaf_rcu_before_fork();
+	_sheaf_info_prefork();
 	pthread_mutex_lock(&_sheaf_slab_mutex);
 	list_for_each_entry(s, &_sheaf_slab_caches, list) {
 		if (cache_has_sheaves(s))
@@ -499,6 +504,7 @@ static void postfork(bool child)
 			_sheaf_cpu_unlock_all(s);
 	}
 	pthread_mutex_unlock(&_sheaf_slab_mutex);
+	_sheaf_info_postfork(child);
 	_sheaf_rcu_after_fork(child);
 }
 

@@ -3,10 +3,12 @@
 // cxx_header.cc - <sheaf/slab.h> compiles as C++ without warnings
 // (-Wall -Wextra -Werror) and both kmem_cache_create() overloads work: the
 // kmem_cache_args form (also with NULL args) and the legacy
-// (align, flags, ctor) form.  Exits 0 on success.
+// (align, flags, ctor) form; <sheaf/info.h> too.  Exits 0 on success.
+#include <sheaf/info.h>
 #include <sheaf/slab.h>
 #include <sheaf/stats.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 
@@ -48,6 +50,8 @@ int main()
 	ok = ok && k && ksize(k) == 128;
 	kfree(k);
 	ok = ok && std::strcmp(sheaf_stat_name(SHEAF_STAT_ALLOC_FASTPATH), "alloc_fastpath") == 0;
+	ok = ok && std::strstr(sheaf_info_sort_keys, "allocs") != nullptr &&
+	     sheaf_info_print(stdout, nullptr, SHEAF_INFO_JSON, nullptr) == -EINVAL;
 
 	kmem_cache_destroy(a);
 	kmem_cache_destroy(b);

@@ -20,4 +20,10 @@ LD_LIBRARY_PATH=$libdir "$tmp/shared" >/dev/null
 "$cc" "$src/examples/cache.c" $(pkg-config --cflags libsheaf) "$libdir/libsheaf.a" \
 	$(pkg-config --libs --static libsheaf | sed 's/-lsheaf//') -o "$tmp/static"
 "$tmp/static" >/dev/null
+# sheafinfo is installed, and the static library publishes and prints the
+# exit table too.
+"$tmp/prefix/bin/sheafinfo" --help >/dev/null
+SHEAF_STATS=exit "$tmp/static" >/dev/null 2>"$tmp/exit.txt"
+grep -q "^libsheaf caches of process [0-9]* at exit" "$tmp/exit.txt" ||
+	{ echo "install_test: no exit table:"; cat "$tmp/exit.txt"; exit 1; }
 echo "install_test: OK ($libdir)"

@@ -8,6 +8,8 @@
  * the process is quiescent.  They are only maintained when the process was
  * started with SHEAF_STATS=1 (or sheaf_stats_enable(true) was called before
  * the first cache was created); when off they cost one predictable branch.
+ * SHEAF_STATS=1 or exit also publishes them for the sheafinfo tool
+ * (<sheaf/info.h>, docs/STATS.md).
  */
 #ifndef SHEAF_STATS_H
 #define SHEAF_STATS_H

@@ -1,0 +1,304 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * info_format.c - the sheafinfo table and JSON, from a published snapshot.
+ *
+ * One formatter for both users: the library (SHEAF_STATS=exit prints its
+ * last snapshot with it) and tools/sheafinfo.c (which compiles this file
+ * in, so that the tool does not load the allocator it inspects).  It only
+ * reads the snapshot given: no allocation (it runs at exit inside the
+ * allocator, whose rule is no malloc), no global state.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <string.h>
+#include <time.h>
+
+#include <sheaf/info.h>
+
+#include "compiler.h"
+
+static const char *const info_stat_names[SHEAF_STAT_NR] = {
+#define INFO_STAT_NAME(e, n) #n,
+	SHEAF_STAT_ITEMS(INFO_STAT_NAME)
+#undef INFO_STAT_NAME
+};
+
+SHEAF_EXPORT const char sheaf_info_sort_keys[] =
+	"name objsize objects total slabs memory allocs frees refill flush";
+
+static const struct sheaf_info_cache *rec(const struct sheaf_info_header *h,
+					  unsigned int i)
+{
+	return (const struct sheaf_info_cache *)((const char *)h + h->header_size +
+						 (size_t)i * h->record_size);
+}
+
+static uint64_t sub0(uint64_t a, uint64_t b)
+{
+	return a > b ? a - b : 0;
+}
+
+/*
+ * Allocations the program made (each object once): served by a sheaf, by
+ * the classic cpu freelist, or by the slab layer directly.  alloc_slowpath
+ * also counts the objects refilled into sheaves, which are counted again
+ * when a sheaf hands them out, hence the subtraction; frees alike with the
+ * objects flushed from sheaves.
+ */
+static uint64_t info_allocs(const struct sheaf_info_cache *c)
+{
+	const uint64_t *v = c->stats;
+	return v[SHEAF_STAT_ALLOC_CPU_SHEAF] + v[SHEAF_STAT_ALLOC_FASTPATH] +
+	       sub0(v[SHEAF_STAT_ALLOC_SLOWPATH], v[SHEAF_STAT_SHEAF_REFILL]);
+}
+
+static uint64_t info_frees(const struct sheaf_info_cache *c)
+{
+	const uint64_t *v = c->stats;
+	return v[SHEAF_STAT_FREE_CPU_SHEAF] + v[SHEAF_STAT_FREE_FASTPATH] +
+	       sub0(v[SHEAF_STAT_FREE_SLOWPATH], v[SHEAF_STAT_SHEAF_FLUSH]);
+}
+
+enum sort_key { K_NAME, K_OBJSIZE, K_OBJECTS, K_TOTAL, K_SLABS, K_MEMORY,
+		K_ALLOCS, K_FREES, K_REFILL, K_FLUSH, K_BAD };
+
+static enum sort_key parse_key(const char *sort)
+{
+	static const char *const keys[] = { "name", "objsize", "objects", "total",
+		"slabs", "memory", "allocs", "frees", "refill", "flush" };
+	if (!sort)
+		return K_NAME;
+	for (unsigned int i = 0; i < ARRAY_SIZE(keys); i++)
+		if (strcmp(sort, keys[i]) == 0)
+			return (enum sort_key)i;
+	return K_BAD;
+}
+
+static uint64_t key_value(const struct sheaf_info_cache *c, enum sort_key k)
+{
+	switch (k) {
+	case K_OBJSIZE: return c->object_size;
+	case K_OBJECTS: return c->objects_inuse;
+	case K_TOTAL:   return c->objects_total;
+	case K_SLABS:   return c->slabs;
+	case K_MEMORY:  return c->bytes;
+	case K_ALLOCS:  return info_allocs(c);
+	case K_FREES:   return info_frees(c);
+	case K_REFILL:  return c->stats[SHEAF_STAT_SHEAF_REFILL];
+	case K_FLUSH:   return c->stats[SHEAF_STAT_SHEAF_FLUSH];
+	default:        return 0;
+	}
+}
+
+/* a goes before b: largest first, then by name. */
+static bool before(const struct sheaf_info_cache *a,
+		   const struct sheaf_info_cache *b, enum sort_key k)
+{
+	if (k != K_NAME) {
+		uint64_t x = key_value(a, k), y = key_value(b, k);
+		if (x != y)
+			return x > y;
+	}
+	return strncmp(a->name, b->name, sizeof(a->name)) < 0;
+}
+
+/* Hidden without SHEAF_INFO_ALL: internal caches, and caches never used. */
+static bool shown(const struct sheaf_info_cache *c, unsigned int flags)
+{
+	if (flags & SHEAF_INFO_ALL)
+		return true;
+	if (c->flags & SHEAF_INFO_C_INTERNAL)
+		return false;
+	return c->slabs || info_allocs(c) || info_frees(c);
+}
+
+/* A count in at most 7 characters: 1234567, 12.3M, 1.2G. */
+static const char *count_str(char *buf, size_t len, uint64_t v)
+{
+	if (v < 10000000)
+		snprintf(buf, len, "%" PRIu64, v);
+	else if (v < 1000000000ull)
+		snprintf(buf, len, "%.1fM", (double)v / 1e6);
+	else if (v < 1000000000000ull)
+		snprintf(buf, len, "%.1fG", (double)v / 1e9);
+	else
+		snprintf(buf, len, "%.1fT", (double)v / 1e12);
+	return buf;
+}
+
+static const char *bytes_str(char *buf, size_t len, uint64_t v)
+{
+	if (v < 10240)
+		snprintf(buf, len, "%" PRIu64, v);
+	else if (v < (10ull << 20))
+		snprintf(buf, len, "%.1fK", (double)v / 1024);
+	else if (v < (10ull << 30))
+		snprintf(buf, len, "%.1fM", (double)v / (1 << 20));
+	else
+		snprintf(buf, len, "%.1fG", (double)v / (1 << 30));
+	return buf;
+}
+
+/* "87" (percent of `all` that `part` is), "-" when there is nothing. */
+static const char *share_str(char *buf, size_t len, uint64_t part, uint64_t all,
+			     bool sheaves)
+{
+	if (!sheaves || !all)
+		snprintf(buf, len, "-");
+	else
+		snprintf(buf, len, "%u", (unsigned int)(part * 100.0 / (double)all + 0.5));
+	return buf;
+}
+
+static void json_string(FILE *out, const char *s, size_t max)
+{
+	fputc('"', out);
+	for (size_t i = 0; i < max && s[i]; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		if (ch == '"' || ch == '\\')
+			fprintf(out, "\\%c", ch);
+		else if (ch < 0x20)
+			fprintf(out, "\\u%04x", ch);
+		else
+			fputc(ch, out);
+	}
+	fputc('"', out);
+}
+
+static void print_json(FILE *out, const struct sheaf_info_header *h,
+		       const uint16_t *idx, unsigned int n)
+{
+	fprintf(out, "{\"pid\": %d, \"start_time\": %" PRIu64
+		", \"generation\": %" PRIu64 ", \"time_ns\": %" PRIu64
+		", \"interval_ms\": %u, \"percpu_mode\": \"%s\", \"exited\": %s"
+		", \"nr_slots\": %u, \"nr_nodes\": %u, \"page_size\": %u"
+		", \"total_caches\": %u, \"truncated\": %s,\n \"caches\": [",
+		h->pid, h->start_time, h->generation, h->time_ns, h->interval_ms,
+		h->flags & SHEAF_INFO_P_RSEQ ? "rseq" : "fallback",
+		h->flags & SHEAF_INFO_P_EXITED ? "true" : "false",
+		h->nr_slots, h->nr_nodes, h->page_size, h->total_caches,
+		h->total_caches > h->nr_caches ? "true" : "false");
+	for (unsigned int i = 0; i < n; i++) {
+		const struct sheaf_info_cache *c = rec(h, idx[i]);
+		fprintf(out, "%s\n  {\"name\": ", i ? "," : "");
+		json_string(out, c->name, sizeof(c->name));
+		fprintf(out, ", \"object_size\": %u, \"size\": %u, \"objects_per_slab\": %u"
+			", \"order\": %u, \"sheaf_capacity\": %u, \"sheaves\": %s"
+			", \"debug\": %s, \"kmalloc\": %s, \"internal\": %s"
+			", \"slab_flags\": %u, \"slabs\": %" PRIu64
+			", \"objects_total\": %" PRIu64 ", \"objects_inuse\": %" PRIu64
+			", \"objects_cached\": %" PRIu64 ", \"objects_partial_free\": %" PRIu64
+			", \"barn_full\": %" PRIu64 ", \"barn_empty\": %" PRIu64
+			", \"bytes\": %" PRIu64 ", \"allocs\": %" PRIu64
+			", \"frees\": %" PRIu64 ",\n   \"stats\": {",
+			c->object_size, c->size, c->objects_per_slab, c->order,
+			c->sheaf_capacity,
+			c->flags & SHEAF_INFO_C_SHEAVES ? "true" : "false",
+			c->flags & SHEAF_INFO_C_DEBUG ? "true" : "false",
+			c->flags & SHEAF_INFO_C_KMALLOC ? "true" : "false",
+			c->flags & SHEAF_INFO_C_INTERNAL ? "true" : "false",
+			c->slab_flags, c->slabs, c->objects_total, c->objects_inuse,
+			c->objects_cached, c->objects_partial_free, c->barn_full,
+			c->barn_empty, c->bytes, info_allocs(c), info_frees(c));
+		for (unsigned int k = 0; k < SHEAF_STAT_NR; k++)
+			fprintf(out, "%s\"%s\": %" PRIu64, k ? ", " : "",
+				info_stat_names[k], c->stats[k]);
+		fputs("}}", out);
+	}
+	fputs("\n ]}\n", out);
+}
+
+static void print_table(FILE *out, const struct sheaf_info_header *h,
+			const uint16_t *idx, unsigned int n, unsigned int hidden)
+{
+	char when[64] = "";
+	time_t t = (time_t)(h->time_ns / 1000000000ull);
+	struct tm tm;
+	if (localtime_r(&t, &tm))
+		strftime(when, sizeof(when), "%H:%M:%S", &tm);
+	fprintf(out, "libsheaf caches of process %d%s, %s, snapshot %" PRIu64
+		" (%s mode, %u slot%s, %u node%s)\n",
+		h->pid, h->flags & SHEAF_INFO_P_EXITED ? " at exit" : "", when,
+		h->generation, h->flags & SHEAF_INFO_P_RSEQ ? "rseq" : "fallback",
+		h->nr_slots, h->nr_slots == 1 ? "" : "s",
+		h->nr_nodes, h->nr_nodes == 1 ? "" : "s");
+	fprintf(out, "%-20s %7s %7s %7s %6s %4s %7s %4s %7s %4s %7s %7s %5s %5s %7s %s\n",
+		"Name", "Objsize", "Inuse", "Total", "Slabs", "Cap", "Allocs",
+		"Shf%", "Frees", "Shf%", "Refill", "Flush", "BarnF", "BarnE",
+		"Memory", "Flg");
+	for (unsigned int i = 0; i < n; i++) {
+		const struct sheaf_info_cache *c = rec(h, idx[i]);
+		char b[12][24], fl[8];
+		bool sh = c->flags & SHEAF_INFO_C_SHEAVES;
+		uint64_t allocs = info_allocs(c), frees = info_frees(c);
+		unsigned int f = 0;
+		if (sh)
+			fl[f++] = 'S';
+		if (c->flags & SHEAF_INFO_C_DEBUG)
+			fl[f++] = 'D';
+		if (c->flags & SHEAF_INFO_C_KMALLOC)
+			fl[f++] = 'k';
+		if (c->flags & SHEAF_INFO_C_INTERNAL)
+			fl[f++] = 'i';
+		fl[f] = 0;
+		fprintf(out, "%-20.64s %7u %7s %7s %6s %4u %7s %4s %7s %4s %7s %7s %5s %5s %7s %s\n",
+			c->name, c->object_size,
+			count_str(b[0], sizeof(b[0]), c->objects_inuse),
+			count_str(b[1], sizeof(b[1]), c->objects_total),
+			count_str(b[2], sizeof(b[2]), c->slabs),
+			c->sheaf_capacity,
+			count_str(b[3], sizeof(b[3]), allocs),
+			share_str(b[4], sizeof(b[4]), c->stats[SHEAF_STAT_ALLOC_CPU_SHEAF],
+				  allocs, sh),
+			count_str(b[5], sizeof(b[5]), frees),
+			share_str(b[6], sizeof(b[6]), c->stats[SHEAF_STAT_FREE_CPU_SHEAF],
+				  frees, sh),
+			count_str(b[7], sizeof(b[7]), c->stats[SHEAF_STAT_SHEAF_REFILL]),
+			count_str(b[8], sizeof(b[8]), c->stats[SHEAF_STAT_SHEAF_FLUSH]),
+			sh ? count_str(b[9], sizeof(b[9]), c->barn_full) : "-",
+			sh ? count_str(b[10], sizeof(b[10]), c->barn_empty) : "-",
+			bytes_str(b[11], sizeof(b[11]), c->bytes), fl);
+	}
+	if (h->total_caches > h->nr_caches)
+		fprintf(out, "(%u more caches not published: the page holds %u)\n",
+			h->total_caches - h->nr_caches, h->max_caches);
+	if (hidden)
+		fprintf(out, "(%u internal or unused caches hidden; -a shows them)\n",
+			hidden);
+}
+
+SHEAF_EXPORT int sheaf_info_print(FILE *out, const struct sheaf_info_header *h,
+				  unsigned int flags, const char *sort)
+{
+	uint16_t idx[SHEAF_INFO_MAX_CACHES];
+	enum sort_key key = parse_key(sort);
+	if (!out || !h || key == K_BAD)
+		return -EINVAL;
+	if (h->magic != SHEAF_INFO_MAGIC || h->version != SHEAF_INFO_VERSION ||
+	    h->header_size != sizeof(*h) ||
+	    h->record_size != sizeof(struct sheaf_info_cache) ||
+	    h->nr_stats != SHEAF_STAT_NR || h->nr_caches > h->max_caches ||
+	    h->nr_caches > SHEAF_INFO_MAX_CACHES)
+		return -EINVAL;
+	unsigned int n = 0, hidden = 0;
+	for (unsigned int i = 0; i < h->nr_caches; i++) {
+		const struct sheaf_info_cache *c = rec(h, i);
+		if (!shown(c, flags)) {
+			hidden++;
+			continue;
+		}
+		/* Insertion sort: a few hundred records at most. */
+		unsigned int j = n++;
+		while (j && before(c, rec(h, idx[j - 1]), key)) {
+			idx[j] = idx[j - 1];
+			j--;
+		}
+		idx[j] = (uint16_t)i;
+	}
+	if (flags & SHEAF_INFO_JSON)
+		print_json(out, h, idx, n);
+	else
+		print_table(out, h, idx, n, hidden);
+	return 0;
+}
