@@ -199,6 +199,14 @@ extern unsigned int _sheaf_nr_nodes;
 extern int _sheaf_cpu_node[];           /* slot/cpu -> node */
 extern bool _sheaf_stats_on;            /* hot flag for counters */
 extern bool _sheaf_initialized;
+/*
+ * True on the thread running sheaf_init()'s one-time set-up, while it runs:
+ * an allocation it makes through the C library (libsheaf-malloc's malloc)
+ * must not enter sheaf_init() again (its pthread_once would wait for
+ * itself).  All of libsheaf's thread-locals are initial-exec (CMake), so
+ * that reading one never calls __tls_get_addr, which may allocate.
+ */
+extern __thread bool _sheaf_in_init;
 
 void _sheaf_init_slow(void);
 static inline void sheaf_init(void)
@@ -490,6 +498,13 @@ void _sheaf_slab_free_obj(struct kmem_cache *s, struct slab *slab, void *obj);
 void _sheaf_kmalloc_init(void);
 void *_sheaf_kmalloc_internal(size_t size, gfp_t gfp); /* never sheaves */
 void *_sheaf_obj_start(const void *p); /* object holding p, NULL: not ours */
+extern const bool _sheaf_kmalloc_sheaves; /* kmalloc caches with sheaves */
+/* The kmalloc cache of size 1..KMALLOC_MAX_CACHE_SIZE (after init). */
+struct kmem_cache *_sheaf_kmalloc_cache(size_t size);
+/* kmalloc(), kfree(), ksize() with the function named in reports. */
+void *_sheaf_kmalloc(size_t size, gfp_t gfp);
+void _sheaf_kfree(const void *p, const char *fn, void *caller);
+size_t _sheaf_ksize(const void *p, const char *fn, void *caller);
 
 /* barn.c */
 #define MAX_FULL_SHEAVES  10

@@ -17,6 +17,15 @@ static const unsigned int kmalloc_sizes[] = {
 #define NR_KMALLOC ARRAY_SIZE(kmalloc_sizes)
 
 static struct kmem_cache *kmalloc_caches[NR_KMALLOC];
+
+/*
+ * Whether the kmalloc caches get sheaves with the size-based capacity
+ * (sheaf_auto_capacity()), as every kmalloc cache has in the kernel since
+ * 7.0.  libsheaf itself leaves them on the classic path unless
+ * SHEAF_DEFAULT_CAPACITY asks; the malloc replacement (preload.c, linked
+ * only into libsheaf-malloc) overrides this weak definition with true.
+ */
+__attribute__((weak)) const bool _sheaf_kmalloc_sheaves = false;
 /* Where sheaves themselves come from: classic caches, never with sheaves. */
 static struct kmem_cache *sheaf_store[NR_KMALLOC];
 
@@ -59,6 +68,8 @@ void _sheaf_kmalloc_init(void)
 		}
 	}
 	for (unsigned int i = 0; i < NR_KMALLOC; i++) {
+		args.sheaf_capacity = _sheaf_kmalloc_sheaves
+			? sheaf_auto_capacity(kmalloc_sizes[i]) : 0;
 		kmalloc_caches[i] = _sheaf_cache_create(names[i], kmalloc_sizes[i],
 							&args, 0, CACHE_KMALLOC);
 		if (!kmalloc_caches[i]) {
@@ -106,6 +117,12 @@ static void *kmalloc_large(size_t size, gfp_t gfp, int node)
 	return p;
 }
 
+/* The kmalloc cache serving size (1..KMALLOC_MAX_CACHE_SIZE), after init. */
+struct kmem_cache *_sheaf_kmalloc_cache(size_t size)
+{
+	return kmalloc_caches[kmalloc_index(size)];
+}
+
 static inline void *do_kmalloc(size_t size, gfp_t gfp, int node)
 {
 	sheaf_init();
@@ -128,6 +145,11 @@ static inline void *do_kmalloc(size_t size, gfp_t gfp, int node)
 		_sheaf_nofail_wait();
 	}
 	return p;
+}
+
+void *_sheaf_kmalloc(size_t size, gfp_t gfp)
+{
+	return do_kmalloc(size, gfp, NUMA_NO_NODE);
 }
 
 void *_sheaf_kmalloc_internal(size_t size, gfp_t gfp)
@@ -167,7 +189,7 @@ SHEAF_EXPORT void *kcalloc(size_t n, size_t size, gfp_t gfp)
 }
 
 /* Free p, reporting `fn` as the function on a bad pointer. */
-static void do_kfree(const void *p, const char *fn, void *caller)
+void _sheaf_kfree(const void *p, const char *fn, void *caller)
 {
 	if (unlikely(ZERO_OR_NULL_PTR(p)))
 		return;
@@ -193,10 +215,10 @@ static void do_kfree(const void *p, const char *fn, void *caller)
 
 SHEAF_EXPORT void kfree(const void *p)
 {
-	do_kfree(p, "kfree", __builtin_return_address(0));
+	_sheaf_kfree(p, "kfree", __builtin_return_address(0));
 }
 
-static size_t do_ksize(const void *p, void *caller)
+size_t _sheaf_ksize(const void *p, const char *fn, void *caller)
 {
 	if (ZERO_OR_NULL_PTR(p))
 		return 0;
@@ -204,7 +226,7 @@ static size_t do_ksize(const void *p, void *caller)
 	if (d) {
 		uint8_t flags = __atomic_load_n(&d->flags, __ATOMIC_ACQUIRE);
 		if (flags & PG_SLAB)
-			return _sheaf_check_object_in(NULL, d, p, "ksize", caller)
+			return _sheaf_check_object_in(NULL, d, p, fn, caller)
 				->slab_cache->object_size;
 		if ((flags & PG_LARGE) && slab_address(d) == p)
 			return PAGE_SIZE << d->order;
@@ -213,12 +235,12 @@ static size_t do_ksize(const void *p, void *caller)
 		if (sz)
 			return sz;
 	}
-	_sheaf_report_invalid("ksize", "invalid pointer", p, NULL, caller);
+	_sheaf_report_invalid(fn, "invalid pointer", p, NULL, caller);
 }
 
 SHEAF_EXPORT size_t ksize(const void *p)
 {
-	return do_ksize(p, __builtin_return_address(0));
+	return _sheaf_ksize(p, "ksize", __builtin_return_address(0));
 }
 
 SHEAF_EXPORT void *krealloc(const void *p, size_t new_size, gfp_t gfp)
@@ -227,10 +249,10 @@ SHEAF_EXPORT void *krealloc(const void *p, size_t new_size, gfp_t gfp)
 	if (ZERO_OR_NULL_PTR(p))
 		return do_kmalloc(new_size, gfp, NUMA_NO_NODE);
 	if (new_size == 0) {
-		do_kfree(p, "krealloc", caller);
+		_sheaf_kfree(p, "krealloc", caller);
 		return ZERO_SIZE_PTR;
 	}
-	size_t old = do_ksize(p, caller);
+	size_t old = _sheaf_ksize(p, "krealloc", caller);
 	if (new_size <= old) {
 		if (gfp & __GFP_ZERO)
 			memset((char *)p + new_size, 0, old - new_size);
@@ -242,7 +264,7 @@ SHEAF_EXPORT void *krealloc(const void *p, size_t new_size, gfp_t gfp)
 	memcpy(n, p, old);
 	if (gfp & __GFP_ZERO)
 		memset((char *)n + old, 0, new_size - old);
-	do_kfree(p, "krealloc", caller);
+	_sheaf_kfree(p, "krealloc", caller);
 	return n;
 }
 
