@@ -498,7 +498,7 @@ void _sheaf_slab_free_obj(struct kmem_cache *s, struct slab *slab, void *obj);
 void _sheaf_kmalloc_init(void);
 void *_sheaf_kmalloc_internal(size_t size, gfp_t gfp); /* never sheaves */
 void *_sheaf_obj_start(const void *p); /* object holding p, NULL: not ours */
-extern const bool _sheaf_kmalloc_sheaves; /* kmalloc caches with sheaves */
+extern bool _sheaf_kmalloc_sheaves; /* kmalloc caches with sheaves */
 /* The kmalloc cache of size 1..KMALLOC_MAX_CACHE_SIZE (after init). */
 struct kmem_cache *_sheaf_kmalloc_cache(size_t size);
 /* kmalloc(), kfree(), ksize() with the function named in reports. */

@@ -25,7 +25,7 @@ static struct kmem_cache *kmalloc_caches[NR_KMALLOC];
  * SHEAF_DEFAULT_CAPACITY asks; the malloc replacement (preload.c, linked
  * only into libsheaf-malloc) overrides this weak definition with true.
  */
-__attribute__((weak)) const bool _sheaf_kmalloc_sheaves = false;
+__attribute__((weak)) bool _sheaf_kmalloc_sheaves = false;
 /* Where sheaves themselves come from: classic caches, never with sheaves. */
 static struct kmem_cache *sheaf_store[NR_KMALLOC];
 
@@ -297,4 +297,12 @@ SHEAF_EXPORT int sheaf_obj_node(const void *obj)
 	if (!(desc_flags(d) & (PG_SLAB | PG_LARGE)))
 		return -1;
 	return d->node;
+}
+
+SHEAF_EXPORT struct kmem_cache *sheaf_obj_cache(const void *obj)
+{
+	struct slab *d = virt_to_slab(obj);
+	if (!d || !(desc_flags(d) & PG_SLAB))
+		return NULL;
+	return d->slab_cache;
 }

@@ -53,9 +53,11 @@
 static struct kmem_cache *malloc_cache[NR_MALLOC_IDX];
 
 /* Every kmalloc cache gets sheaves (overrides kmalloc.c's weak false). */
-const bool _sheaf_kmalloc_sheaves = true;
+bool _sheaf_kmalloc_sheaves = true;
 static bool malloc_ready;
-static bool malloc_verbose;
+static int malloc_verbose; /* SHEAF_MALLOC_VERBOSE */
+
+static void malloc_report(const char *when);
 
 /* ------------------------------------------------------------- boot area */
 
@@ -117,13 +119,16 @@ static SHEAF_NOINLINE void malloc_setup(void)
 {
 	sheaf_init();
 	const char *v = getenv("SHEAF_MALLOC_VERBOSE");
-	malloc_verbose = v && *v && strcmp(v, "0") != 0;
+	bool first = !__atomic_load_n(&malloc_ready, __ATOMIC_ACQUIRE);
+	malloc_verbose = v ? atoi(v) : 0;
 	for (size_t i = 0; i < NR_MALLOC_IDX; i++) {
 		size_t size = MAX(i * MALLOC_ALIGN, MALLOC_ALIGN);
 		__atomic_store_n(&malloc_cache[i], _sheaf_kmalloc_cache(size),
 				 __ATOMIC_RELEASE);
 	}
 	__atomic_store_n(&malloc_ready, true, __ATOMIC_RELEASE);
+	if (malloc_verbose && first)
+		malloc_report("start");
 }
 
 /*
@@ -393,22 +398,28 @@ SHEAF_EXPORT int malloc_trim(size_t pad)
 }
 
 /*
- * SHEAF_MALLOC_VERBOSE=1: one line on stderr at exit, from every process,
- * so that a test can see the library was in use.
+ * SHEAF_MALLOC_VERBOSE=1: one line on stderr when a process starts using
+ * the library (so that a test can see it was in use: some programs close
+ * stderr before they exit); 2: another at exit, with the page counts.
  */
-__attribute__((destructor)) static void malloc_report(void)
+static void malloc_report(const char *when)
 {
-	if (!__atomic_load_n(&malloc_ready, __ATOMIC_ACQUIRE) || !malloc_verbose)
-		return;
 	struct sheaf_page_info pi;
 	char line[256];
 	sheaf_page_info(&pi);
+	const char *prog = program_invocation_short_name;
 	int n = snprintf(line, sizeof(line),
-			 "libsheaf-malloc: %s (pid %d): %s, %zu pages in use, "
+			 "libsheaf-malloc: %s (pid %d) %s: %s, %zu pages in use, "
 			 "%zu bytes in huge mappings, %zu bytes at start-up\n",
-			 program_invocation_short_name, (int)getpid(),
-			 sheaf_percpu_mode(), pi.used_pages,
-			 pi.huge_bytes, __atomic_load_n(&boot_used, __ATOMIC_RELAXED));
+			 prog ? prog : "?", (int)getpid(), when, sheaf_percpu_mode(),
+			 pi.used_pages, pi.huge_bytes,
+			 __atomic_load_n(&boot_used, __ATOMIC_RELAXED));
 	if (n > 0 && write(2, line, MIN((size_t)n, sizeof(line) - 1)) < 0)
 		return;
+}
+
+__attribute__((destructor)) static void malloc_report_exit(void)
+{
+	if (__atomic_load_n(&malloc_ready, __ATOMIC_ACQUIRE) && malloc_verbose >= 2)
+		malloc_report("exit");
 }

@@ -359,6 +359,9 @@ int sheaf_numa_node_id(void);
 /* Node whose memory holds obj (-1 if obj is not libsheaf memory); a huge
  * kmalloc mapping reports the node it was allocated on. */
 int sheaf_obj_node(const void *obj);
+/* The cache of the slab holding obj (a kmalloc size class for kmalloc'd
+ * objects); NULL for large kmalloc, huge mappings and foreign memory. */
+struct kmem_cache *sheaf_obj_cache(const void *obj);
 /* Per-CPU mode in use: "rseq" or "fallback". */
 const char *sheaf_percpu_mode(void);
 /*
