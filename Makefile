@@ -3,6 +3,7 @@
 #               build, run the quick demonstration benchmark
 #   make test   same set-up, build, run every test
 #   make bench  the full benchmark
+#   make mallocbench  libsheaf-malloc against glibc, jemalloc, tcmalloc, mimalloc
 #   make instructions  instructions per alloc+free pair (callgrind)
 #   make asan / make tsan   sanitizer builds and their tests
 #   make install PREFIX=/usr/local
@@ -14,9 +15,9 @@ CMAKE_FLAGS ?=
 
 DEB_PACKAGES := build-essential cmake pkg-config clang libclang-rt-14-dev liburcu-dev libcmocka-dev \
 	libnuma-dev valgrind gnuplot-nox libjemalloc-dev libgoogle-perftools-dev \
-	libmimalloc-dev
+	libmimalloc-dev python3 sqlite3 git
 
-.PHONY: all deps build run test bench instructions asan tsan install clean
+.PHONY: all deps build run test bench mallocbench instructions asan tsan install clean
 
 all: build
 
@@ -38,6 +39,9 @@ test: build
 bench: build
 	./$(BUILD)/bench/sheafbench
 	./$(BUILD)/bench/vmabench
+
+mallocbench: build
+	./$(BUILD)/bench/mallocbench
 
 instructions: build
 	./tools/instructions.sh $(BUILD)

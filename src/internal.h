@@ -68,6 +68,10 @@
  *    `head` of every page of the run (the head's too) points at the head,
  *    and for a slab every page's slab_cache names the cache (the inline
  *    free reads both without a branch); virt_to_slab() is O(1);
+ *  - a run waiting in a per-CPU run cache of large kmalloc (kmalloc.c) is
+ *    allocated as far as the buddy allocator knows, with head flags 0
+ *    (neither PG_LARGE nor PG_BUDDY: kfree() reports it, the buddy does
+ *    not merge it) and its tails still PG_TAIL;
  *  - a free block has only its head valid (PG_BUDDY, order, list link);
  *    the descriptors of its other pages may have been zeroed by madvise;
  *  - for a slab: 0 <= inuse <= objects; inuse counts objects not on the

@@ -26,6 +26,7 @@ static struct kmem_cache *kmalloc_caches[NR_KMALLOC];
  * only into libsheaf-malloc) overrides this weak definition with true.
  */
 __attribute__((weak)) bool _sheaf_kmalloc_sheaves = false;
+static void run_cache_init(void);
 /* Where sheaves themselves come from: classic caches, never with sheaves. */
 static struct kmem_cache *sheaf_store[NR_KMALLOC];
 
@@ -77,6 +78,7 @@ void _sheaf_kmalloc_init(void)
 			abort();
 		}
 	}
+	run_cache_init();
 }
 
 
@@ -91,12 +93,83 @@ SHEAF_EXPORT size_t kmalloc_size_roundup(size_t size)
 	return ALIGN_UP(size, PAGE_SIZE);
 }
 
+/*
+ * Per-CPU caches of free runs for large kmalloc, the kernel's per-CPU page
+ * lists: with the malloc replacement (where a program's 10-64 KiB buffers
+ * would otherwise take the buddy allocator's node lock, split and merge on
+ * every malloc and free), one cache per order RUN_CACHE_MIN..MAX, each slot
+ * a sheaf of up to RUN_CACHE_RUNS run addresses, popped and pushed by the
+ * same restartable sections as object sheaves (no lock, no atomic).  Only
+ * in rseq mode with one node (a run must go back to its own node's buddy
+ * lists); at most RUN_CACHE_RUNS runs of each order stay per slot, dirty.
+ * A cached run's head has flags 0 (internal.h), so a second kfree() of it
+ * is reported.
+ */
+#define RUN_CACHE_MIN  2	/* 16 KiB: sizes above KMALLOC_MAX_CACHE_SIZE */
+#define RUN_CACHE_MAX  4	/* 64 KiB */
+#define RUN_CACHE_RUNS 8u
+static struct sheaf_pcs *run_cache[RUN_CACHE_MAX - RUN_CACHE_MIN + 1];
+
+static void run_cache_init(void)
+{
+#ifdef SHEAF_HAVE_RSEQ_ASM
+	if (!_sheaf_kmalloc_sheaves || !_sheaf_rseq_mode || _sheaf_nr_nodes != 1)
+		return;
+	size_t sheaf_bytes = sizeof(struct slab_sheaf) + RUN_CACHE_RUNS * sizeof(void *);
+	for (unsigned int o = RUN_CACHE_MIN; o <= RUN_CACHE_MAX; o++) {
+		size_t bytes = _sheaf_nr_slots * (sizeof(struct sheaf_pcs) + sheaf_bytes);
+		char *mem = _sheaf_meta_alloc(bytes);
+		if (!mem)
+			return; /* no cache: every run from the buddy lists */
+		struct sheaf_pcs *pcs = (struct sheaf_pcs *)mem;
+		char *sheaves = mem + _sheaf_nr_slots * sizeof(struct sheaf_pcs);
+		for (unsigned int i = 0; i < _sheaf_nr_slots; i++) {
+			struct slab_sheaf *sh = (struct slab_sheaf *)(sheaves + i * sheaf_bytes);
+			sh->_info.capacity = RUN_CACHE_RUNS;
+			pcs[i].main = sh;
+		}
+		run_cache[o - RUN_CACHE_MIN] = pcs;
+	}
+#endif
+}
+
+/* A cached run of `order` for the local node, or NULL. */
+static inline struct slab *run_cache_get(unsigned int order, int node)
+{
+#ifdef SHEAF_HAVE_RSEQ_ASM
+	void *run;
+	struct sheaf_pcs *pcs;
+	if (order >= RUN_CACHE_MIN && order <= RUN_CACHE_MAX && node == NUMA_NO_NODE &&
+	    (pcs = run_cache[order - RUN_CACHE_MIN]) && sheaf_pcs_pop_inline(pcs, &run))
+		return virt_to_slab(run);
+#endif
+	return NULL;
+}
+
+/* Keep the run of d (flags already 0) in the cache: false when full. */
+static inline bool run_cache_put(struct slab *d)
+{
+#ifdef SHEAF_HAVE_RSEQ_ASM
+	struct sheaf_pcs *pcs;
+	unsigned int order = d->order;
+	return order >= RUN_CACHE_MIN && order <= RUN_CACHE_MAX &&
+	       (pcs = run_cache[order - RUN_CACHE_MIN]) &&
+	       sheaf_pcs_push_inline(pcs, slab_address(d), RUN_CACHE_RUNS);
+#else
+	(void)d;
+	return false;
+#endif
+}
+
 static void *kmalloc_large(size_t size, gfp_t gfp, int node)
 {
 	void *p;
 	if (size <= MAX_RUN_SIZE) {
-		struct slab *d = _sheaf_pages_alloc(get_order(size),
-			node == NUMA_NO_NODE ? sheaf_node() : node, gfp);
+		unsigned int order = get_order(size);
+		struct slab *d = run_cache_get(order, node);
+		if (!d)
+			d = _sheaf_pages_alloc(order,
+				node == NUMA_NO_NODE ? sheaf_node() : node, gfp);
 		if (!d)
 			return NULL;
 		__atomic_store_n(&d->flags, PG_LARGE, __ATOMIC_RELEASE);
@@ -204,7 +277,8 @@ void _sheaf_kfree(const void *p, const char *fn, void *caller)
 		}
 		if ((flags & PG_LARGE) && slab_address(d) == p) {
 			set_desc_flags(d, 0);
-			_sheaf_pages_free(d);
+			if (!run_cache_put(d))
+				_sheaf_pages_free(d);
 			return;
 		}
 	} else if (_sheaf_huge_free(p)) {

@@ -318,7 +318,7 @@ static void test_aligned_errors(void **state)
 	static const size_t bad[] = { 0, 1, 2, 4, 3, 12, 24, 48, 4097, SIZE_MAX };
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		errno = 0;
-		assert_int_equal(posix_memalign(&p, bad[i], 16), EINVAL);
+		assert_int_equal(posix_memalign(&p, opaque(bad[i]), 16), EINVAL);
 		assert_int_equal(errno, 0);
 		assert_ptr_equal(p, (void *)1); /* untouched */
 	}
@@ -326,19 +326,19 @@ static void test_aligned_errors(void **state)
 	static const size_t bad2[] = { 0, 3, 24, 48, 4097, SIZE_MAX };
 	for (size_t i = 0; i < sizeof(bad2) / sizeof(bad2[0]); i++) {
 		errno = 0;
-		assert_null(aligned_alloc(bad2[i], 16));
+		assert_null(aligned_alloc(opaque(bad2[i]), 16));
 		assert_int_equal(errno, EINVAL);
 	}
 	/* memalign rounds a non-power of two up (glibc); absurd ones fail. */
-	p = memalign(24, 10);
+	p = memalign(opaque(24), 10);
 	assert_non_null(p);
 	assert_int_equal((uintptr_t)p % 32, 0);
 	free(p);
-	p = memalign(3000, 10);
+	p = memalign(opaque(3000), 10);
 	assert_int_equal((uintptr_t)p % 4096, 0);
 	free(p);
 	errno = 0;
-	assert_null(memalign(SIZE_MAX, 10));
+	assert_null(memalign(opaque(SIZE_MAX), 10));
 	assert_int_equal(errno, EINVAL);
 	/* Alignments above an arena (256 MiB) are not served. */
 	errno = 0;
@@ -496,6 +496,16 @@ static void do_usable(void *p)
 	(void)!malloc_usable_size(p);
 }
 
+/* A page run freed twice: the second free finds it in a per-CPU run
+ * cache (or the buddy lists) and reports it. */
+static void do_double_free_run(void *arg)
+{
+	size_t n = (size_t)(uintptr_t)arg;
+	void *p = malloc(n);
+	free(p);
+	free(p);
+}
+
 static void test_invalid_free(void **state)
 {
 	(void)state;
@@ -511,6 +521,9 @@ static void test_invalid_free(void **state)
 	expect_abort(do_free, h + 64, "sheaf: free(): invalid pointer");
 	expect_abort(do_realloc, &on_stack, "sheaf: realloc(): invalid pointer");
 	expect_abort(do_usable, p + 8, "sheaf: malloc_usable_size(): invalid pointer");
+	for (size_t n = 10000; n <= 300000; n *= 2)
+		expect_abort(do_double_free_run, (void *)(uintptr_t)n,
+			     "sheaf: free(): invalid pointer");
 	free(p);
 	free(q);
 	free(h);
