@@ -105,9 +105,15 @@ struct slab {
 	uint16_t node;
 	uint8_t on_partial;  /* on the node's partial list (list_lock) */
 	uint8_t pad2[3];
-	unsigned long pad3;
+	/* Every page of a slab of a cache with sheaves: the cache's slots
+	 * (s->hot.pcs), so that free() finds them one load earlier. */
+	struct sheaf_pcs *pcs;
 };
 _Static_assert(sizeof(struct slab) == 64, "struct slab must be 64 bytes");
+_Static_assert(offsetof(struct slab, slab_cache) == SHEAF_DESC_CACHE &&
+	       offsetof(struct slab, head) == SHEAF_DESC_HEAD &&
+	       offsetof(struct slab, pcs) == SHEAF_DESC_PCS,
+	       "<sheaf/rseq.h> descriptor offsets");
 
 /*
  * struct arena - one 256 MiB aligned mapping (or a huge kmalloc mapping).

@@ -255,8 +255,12 @@ SHEAF_EXPORT void free(void *p)
 			return;
 		goto slow;
 miss:
+		/* The slots from the descriptor (one load less than through
+		 * h; h's fields only feed branches). */
 		free_hint = h;
-		if (free_push(h, mm, d, p))
+		if (h && h->inline_pcs && sheaf_boundary_ok_inline(h, mm, d, x) &&
+		    sheaf_pcs_push_inline(*(struct sheaf_pcs *const *)(d + SHEAF_DESC_PCS),
+					  p, h->sheaf_capacity))
 			return;
 	}
 slow:
