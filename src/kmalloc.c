@@ -107,7 +107,7 @@ SHEAF_EXPORT size_t kmalloc_size_roundup(size_t size)
  */
 #define RUN_CACHE_MIN  2	/* 16 KiB: sizes above KMALLOC_MAX_CACHE_SIZE */
 #define RUN_CACHE_MAX  4	/* 64 KiB */
-#define RUN_CACHE_RUNS 8u
+#define RUN_CACHE_RUNS 16u
 static struct sheaf_pcs *run_cache[RUN_CACHE_MAX - RUN_CACHE_MIN + 1];
 
 static void run_cache_init(void)

@@ -147,24 +147,23 @@ static inline bool malloc_init(void)
 
 /* ------------------------------------------------------------ allocation */
 
-/* The inline sheaf pop for size, or NULL (take malloc_slow). */
-static inline __attribute__((always_inline)) void *malloc_fast(size_t size)
+/* The inline sheaf pop for size into *objp; false: take malloc_slow(). */
+static inline __attribute__((always_inline)) bool malloc_fast(size_t size, void **objp)
 {
 #ifdef SHEAF_HAVE_RSEQ_ASM
 	if (likely(size <= KMALLOC_MAX_CACHE_SIZE)) {
 		struct kmem_cache *s = __atomic_load_n(&malloc_cache[MALLOC_IDX(size)],
 						       __ATOMIC_ACQUIRE);
 		struct sheaf_pcs *pcs;
-		void *obj;
 		if (likely(s && (pcs = __atomic_load_n(&s->hot.inline_pcs,
-						       __ATOMIC_ACQUIRE))) &&
-		    sheaf_pcs_pop_inline(pcs, &obj))
-			return obj;
+						       __ATOMIC_ACQUIRE))))
+			return sheaf_pcs_pop_inline(pcs, objp);
 	}
 #else
 	(void)size;
+	(void)objp;
 #endif
-	return NULL;
+	return false;
 }
 
 /* Everything malloc_fast() does not do; extra: __GFP_ZERO or 0. */
@@ -180,9 +179,9 @@ static SHEAF_NOINLINE void *malloc_slow(size_t size, gfp_t extra)
 
 SHEAF_EXPORT void *malloc(size_t size)
 {
-	void *p = malloc_fast(size);
-	if (likely(p))
-		return p;
+	void *obj;
+	if (likely(malloc_fast(size, &obj)))
+		return obj;
 	return malloc_slow(size, 0);
 }
 
@@ -193,8 +192,8 @@ SHEAF_EXPORT void *calloc(size_t n, size_t size)
 		errno = ENOMEM;
 		return NULL;
 	}
-	void *p = malloc_fast(bytes);
-	if (likely(p))
+	void *p;
+	if (likely(malloc_fast(bytes, &p)))
 		return memset(p, 0, bytes);
 	/* Zeroed below: page runs by kmalloc, huge mappings come zeroed,
 	 * the boot area is never reused. */
