@@ -368,6 +368,30 @@ static void test_valloc_pvalloc(void **state)
 	}
 }
 
+/* malloc_trim(): sheaves and barns flushed, empty slabs and idle pages
+ * given back. */
+static void test_malloc_trim(void **state)
+{
+	(void)state;
+	enum { N = 100000 };
+	void **v = malloc(N * sizeof(*v));
+	assert_non_null(v);
+	for (int i = 0; i < N; i++) {
+		v[i] = malloc(64 + (size_t)(i % 4) * 200);
+		memset(v[i], 1, 64);
+	}
+	struct sheaf_page_info before, after;
+	sheaf_page_info(&before);
+	for (int i = 0; i < N; i++)
+		free(v[i]);
+	free(v);
+	assert_int_equal(malloc_trim(0), 1);
+	sheaf_page_info(&after);
+	assert_int_equal(after.dirty_pages, 0);
+	/* The 100000 objects' slabs (tens of MiB) went back to the free lists. */
+	assert_true(after.used_pages + 2000 < before.used_pages);
+}
+
 /* --------------------------------------------------------------- fork */
 
 static volatile int stop_threads;
@@ -551,6 +575,7 @@ int main(void)
 		cmocka_unit_test(test_aligned),
 		cmocka_unit_test(test_aligned_errors),
 		cmocka_unit_test(test_valloc_pvalloc),
+		cmocka_unit_test(test_malloc_trim),
 		cmocka_unit_test(test_fork_with_threads),
 		cmocka_unit_test(test_invalid_free),
 	};
