@@ -4,11 +4,12 @@
 # identical.  With SHEAF_MALLOC_VERBOSE=1 the library prints one line per
 # process at exit: its presence for the program proves the library was in use.
 #   malloc_programs.sh LIBSHEAF_MALLOC_SO BIN_DIR SOURCE_DIR
-# Skips (77) without the programs.
+# Skips (77) without the programs.  Any libsheaf variable in the
+# environment applies (e.g. SHEAF_PERCPU=fallback).
 set -eu
-lib=$1
-bin=$2
-src=$3
+lib=$(realpath "$1")	# absolute: the runs happen in a temporary directory
+bin=$(realpath "$2")
+src=$(realpath "$3")
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 export LC_ALL=C
