@@ -91,8 +91,8 @@ static void *boot_alloc(size_t size, size_t align)
 		if (size > BOOT_SIZE || start + size > BOOT_SIZE) {
 			static const char msg[] =
 				"libsheaf-malloc: start-up area exhausted\n";
-			if (write(2, msg, sizeof(msg) - 1) < 0)
-				errno = ENOMEM;
+			ssize_t r = write(2, msg, sizeof(msg) - 1);
+			(void)r;
 			errno = ENOMEM;
 			return NULL;
 		}
