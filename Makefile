@@ -4,6 +4,7 @@
 #   make test   same set-up, build, run every test
 #   make bench  the full benchmark suite: table, CSV, plots, instruction
 #               counts, docs/PERFORMANCE.md regenerated
+#   make mallocbench  libsheaf-malloc against glibc, jemalloc, tcmalloc, mimalloc
 #   make instructions  instructions per alloc+free pair (callgrind)
 #   make asan / make tsan   sanitizer builds and their tests
 #   make matrix    gcc and clang, Release and Debug builds and their tests
@@ -23,10 +24,10 @@ CMAKE_FLAGS ?=
 
 DEB_PACKAGES := build-essential cmake pkg-config clang libclang-rt-14-dev liburcu-dev libcmocka-dev \
 	libnuma-dev valgrind gnuplot-nox libjemalloc-dev libgoogle-perftools-dev \
-	libmimalloc-dev
+	libmimalloc-dev python3 sqlite3 git
 
-.PHONY: all deps build run test bench instructions asan tsan matrix memcheck \
-	fuzz soak ci install clean
+.PHONY: all deps build run test bench mallocbench instructions asan tsan matrix \
+	memcheck fuzz soak ci install clean
 
 all: build
 
@@ -47,6 +48,9 @@ test: build
 
 bench: build
 	./bench/report.sh $(BUILD) full
+
+mallocbench: build
+	./$(BUILD)/bench/mallocbench
 
 instructions: build
 	./tools/instructions.sh $(BUILD)

@@ -257,6 +257,19 @@ void _sheaf_debug_setup(void)
 			rules[nrules++] = r;
 		}
 	}
+	/*
+	 * glibc's first backtrace() loads the unwinder with dlopen, which
+	 * allocates: do it now, inside sheaf_init(), rather than in the first
+	 * tracked allocation under a node lock (under libsheaf-malloc that
+	 * allocation would come back into the locked cache).
+	 */
+	for (int i = 0; i < nrules; i++) {
+		if (rules[i].flags & SLAB_STORE_USER) {
+			void *bt[2];
+			backtrace(bt, 2);
+			break;
+		}
+	}
 }
 
 /* The debug flags a cache of this name gets (later rules win). */

@@ -68,6 +68,10 @@
  *    `head` of every page of the run (the head's too) points at the head,
  *    and for a slab every page's slab_cache names the cache (the inline
  *    free reads both without a branch); virt_to_slab() is O(1);
+ *  - a run waiting in a per-CPU run cache of large kmalloc (kmalloc.c) is
+ *    allocated as far as the buddy allocator knows, with head flags 0
+ *    (neither PG_LARGE nor PG_BUDDY: kfree() reports it, the buddy does
+ *    not merge it) and its tails still PG_TAIL;
  *  - a free block has only its head valid (PG_BUDDY, order, list link);
  *    the descriptors of its other pages may have been zeroed by madvise;
  *  - for a slab: 0 <= inuse <= objects; inuse counts objects not on the
@@ -101,9 +105,15 @@ struct slab {
 	uint16_t node;
 	uint8_t on_partial;  /* on the node's partial list (list_lock) */
 	uint8_t pad2[3];
-	unsigned long pad3;
+	/* Every page of a slab of a cache with sheaves: the cache's slots
+	 * (s->hot.pcs), so that free() finds them one load earlier. */
+	struct sheaf_pcs *pcs;
 };
 _Static_assert(sizeof(struct slab) == 64, "struct slab must be 64 bytes");
+_Static_assert(offsetof(struct slab, slab_cache) == SHEAF_DESC_CACHE &&
+	       offsetof(struct slab, head) == SHEAF_DESC_HEAD &&
+	       offsetof(struct slab, pcs) == SHEAF_DESC_PCS,
+	       "<sheaf/rseq.h> descriptor offsets");
 
 /*
  * struct arena - one 256 MiB aligned mapping (or a huge kmalloc mapping).
@@ -200,6 +210,14 @@ extern unsigned int _sheaf_nr_nodes;
 extern int _sheaf_cpu_node[];           /* slot/cpu -> node */
 extern bool _sheaf_stats_on;            /* hot flag for counters */
 extern bool _sheaf_initialized;
+/*
+ * True on the thread running sheaf_init()'s one-time set-up, while it runs:
+ * an allocation it makes through the C library (libsheaf-malloc's malloc)
+ * must not enter sheaf_init() again (its pthread_once would wait for
+ * itself).  All of libsheaf's thread-locals are initial-exec (CMake), so
+ * that reading one never calls __tls_get_addr, which may allocate.
+ */
+extern __thread bool _sheaf_in_init;
 
 void _sheaf_init_slow(void);
 static inline void sheaf_init(void)
@@ -492,6 +510,13 @@ void _sheaf_slab_free_obj(struct kmem_cache *s, struct slab *slab, void *obj);
 void _sheaf_kmalloc_init(void);
 void *_sheaf_kmalloc_internal(size_t size, gfp_t gfp); /* never sheaves */
 void *_sheaf_obj_start(const void *p); /* object holding p, NULL: not ours */
+extern bool _sheaf_kmalloc_sheaves; /* kmalloc caches with sheaves */
+/* The kmalloc cache of size 1..KMALLOC_MAX_CACHE_SIZE (after init). */
+struct kmem_cache *_sheaf_kmalloc_cache(size_t size);
+/* kmalloc(), kfree(), ksize() with the function named in reports. */
+void *_sheaf_kmalloc(size_t size, gfp_t gfp);
+void _sheaf_kfree(const void *p, const char *fn, void *caller);
+size_t _sheaf_ksize(const void *p, const char *fn, void *caller);
 
 /* barn.c */
 #define MAX_FULL_SHEAVES  10

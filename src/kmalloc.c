@@ -17,6 +17,16 @@ static const unsigned int kmalloc_sizes[] = {
 #define NR_KMALLOC ARRAY_SIZE(kmalloc_sizes)
 
 static struct kmem_cache *kmalloc_caches[NR_KMALLOC];
+
+/*
+ * Whether the kmalloc caches get sheaves with the size-based capacity
+ * (sheaf_auto_capacity()), as every kmalloc cache has in the kernel since
+ * 7.0.  libsheaf itself leaves them on the classic path unless
+ * SHEAF_DEFAULT_CAPACITY asks; the malloc replacement (preload.c, linked
+ * only into libsheaf-malloc) overrides this weak definition with true.
+ */
+__attribute__((weak)) bool _sheaf_kmalloc_sheaves = false;
+static void run_cache_init(void);
 /* Where sheaves themselves come from: classic caches, never with sheaves. */
 static struct kmem_cache *sheaf_store[NR_KMALLOC];
 
@@ -59,6 +69,8 @@ void _sheaf_kmalloc_init(void)
 		}
 	}
 	for (unsigned int i = 0; i < NR_KMALLOC; i++) {
+		args.sheaf_capacity = _sheaf_kmalloc_sheaves
+			? sheaf_auto_capacity(kmalloc_sizes[i]) : 0;
 		kmalloc_caches[i] = _sheaf_cache_create(names[i], kmalloc_sizes[i],
 							&args, 0, CACHE_KMALLOC);
 		if (!kmalloc_caches[i]) {
@@ -66,6 +78,7 @@ void _sheaf_kmalloc_init(void)
 			abort();
 		}
 	}
+	run_cache_init();
 }
 
 
@@ -80,12 +93,83 @@ SHEAF_EXPORT size_t kmalloc_size_roundup(size_t size)
 	return ALIGN_UP(size, PAGE_SIZE);
 }
 
+/*
+ * Per-CPU caches of free runs for large kmalloc, the kernel's per-CPU page
+ * lists: with the malloc replacement (where a program's 10-64 KiB buffers
+ * would otherwise take the buddy allocator's node lock, split and merge on
+ * every malloc and free), one cache per order RUN_CACHE_MIN..MAX, each slot
+ * a sheaf of up to RUN_CACHE_RUNS run addresses, popped and pushed by the
+ * same restartable sections as object sheaves (no lock, no atomic).  Only
+ * in rseq mode with one node (a run must go back to its own node's buddy
+ * lists); at most RUN_CACHE_RUNS runs of each order stay per slot, dirty.
+ * A cached run's head has flags 0 (internal.h), so a second kfree() of it
+ * is reported.
+ */
+#define RUN_CACHE_MIN  2	/* 16 KiB: sizes above KMALLOC_MAX_CACHE_SIZE */
+#define RUN_CACHE_MAX  4	/* 64 KiB */
+#define RUN_CACHE_RUNS 16u
+static struct sheaf_pcs *run_cache[RUN_CACHE_MAX - RUN_CACHE_MIN + 1];
+
+static void run_cache_init(void)
+{
+#ifdef SHEAF_HAVE_RSEQ_ASM
+	if (!_sheaf_kmalloc_sheaves || !_sheaf_rseq_mode || _sheaf_nr_nodes != 1)
+		return;
+	size_t sheaf_bytes = sizeof(struct slab_sheaf) + RUN_CACHE_RUNS * sizeof(void *);
+	for (unsigned int o = RUN_CACHE_MIN; o <= RUN_CACHE_MAX; o++) {
+		size_t bytes = _sheaf_nr_slots * (sizeof(struct sheaf_pcs) + sheaf_bytes);
+		char *mem = _sheaf_meta_alloc(bytes);
+		if (!mem)
+			return; /* no cache: every run from the buddy lists */
+		struct sheaf_pcs *pcs = (struct sheaf_pcs *)mem;
+		char *sheaves = mem + _sheaf_nr_slots * sizeof(struct sheaf_pcs);
+		for (unsigned int i = 0; i < _sheaf_nr_slots; i++) {
+			struct slab_sheaf *sh = (struct slab_sheaf *)(sheaves + i * sheaf_bytes);
+			sh->_info.capacity = RUN_CACHE_RUNS;
+			pcs[i].main = sh;
+		}
+		run_cache[o - RUN_CACHE_MIN] = pcs;
+	}
+#endif
+}
+
+/* A cached run of `order` for the local node, or NULL. */
+static inline struct slab *run_cache_get(unsigned int order, int node)
+{
+#ifdef SHEAF_HAVE_RSEQ_ASM
+	void *run;
+	struct sheaf_pcs *pcs;
+	if (order >= RUN_CACHE_MIN && order <= RUN_CACHE_MAX && node == NUMA_NO_NODE &&
+	    (pcs = run_cache[order - RUN_CACHE_MIN]) && sheaf_pcs_pop_inline(pcs, &run))
+		return virt_to_slab(run);
+#endif
+	return NULL;
+}
+
+/* Keep the run of d (flags already 0) in the cache: false when full. */
+static inline bool run_cache_put(struct slab *d)
+{
+#ifdef SHEAF_HAVE_RSEQ_ASM
+	struct sheaf_pcs *pcs;
+	unsigned int order = d->order;
+	return order >= RUN_CACHE_MIN && order <= RUN_CACHE_MAX &&
+	       (pcs = run_cache[order - RUN_CACHE_MIN]) &&
+	       sheaf_pcs_push_inline(pcs, slab_address(d), RUN_CACHE_RUNS);
+#else
+	(void)d;
+	return false;
+#endif
+}
+
 static void *kmalloc_large(size_t size, gfp_t gfp, int node)
 {
 	void *p;
 	if (size <= MAX_RUN_SIZE) {
-		struct slab *d = _sheaf_pages_alloc(get_order(size),
-			node == NUMA_NO_NODE ? sheaf_node() : node, gfp);
+		unsigned int order = get_order(size);
+		struct slab *d = run_cache_get(order, node);
+		if (!d)
+			d = _sheaf_pages_alloc(order,
+				node == NUMA_NO_NODE ? sheaf_node() : node, gfp);
 		if (!d)
 			return NULL;
 		__atomic_store_n(&d->flags, PG_LARGE, __ATOMIC_RELEASE);
@@ -104,6 +188,12 @@ static void *kmalloc_large(size_t size, gfp_t gfp, int node)
 	if (gfp & __GFP_ZERO)
 		memset(p, 0, size);
 	return p;
+}
+
+/* The kmalloc cache serving size (1..KMALLOC_MAX_CACHE_SIZE), after init. */
+struct kmem_cache *_sheaf_kmalloc_cache(size_t size)
+{
+	return kmalloc_caches[kmalloc_index(size)];
 }
 
 static inline void *do_kmalloc(size_t size, gfp_t gfp, int node)
@@ -128,6 +218,11 @@ static inline void *do_kmalloc(size_t size, gfp_t gfp, int node)
 		_sheaf_nofail_wait();
 	}
 	return p;
+}
+
+void *_sheaf_kmalloc(size_t size, gfp_t gfp)
+{
+	return do_kmalloc(size, gfp, NUMA_NO_NODE);
 }
 
 void *_sheaf_kmalloc_internal(size_t size, gfp_t gfp)
@@ -167,7 +262,7 @@ SHEAF_EXPORT void *kcalloc(size_t n, size_t size, gfp_t gfp)
 }
 
 /* Free p, reporting `fn` as the function on a bad pointer. */
-static void do_kfree(const void *p, const char *fn, void *caller)
+void _sheaf_kfree(const void *p, const char *fn, void *caller)
 {
 	if (unlikely(ZERO_OR_NULL_PTR(p)))
 		return;
@@ -182,7 +277,8 @@ static void do_kfree(const void *p, const char *fn, void *caller)
 		}
 		if ((flags & PG_LARGE) && slab_address(d) == p) {
 			set_desc_flags(d, 0);
-			_sheaf_pages_free(d);
+			if (!run_cache_put(d))
+				_sheaf_pages_free(d);
 			return;
 		}
 	} else if (_sheaf_huge_free(p)) {
@@ -193,10 +289,10 @@ static void do_kfree(const void *p, const char *fn, void *caller)
 
 SHEAF_EXPORT void kfree(const void *p)
 {
-	do_kfree(p, "kfree", __builtin_return_address(0));
+	_sheaf_kfree(p, "kfree", __builtin_return_address(0));
 }
 
-static size_t do_ksize(const void *p, void *caller)
+size_t _sheaf_ksize(const void *p, const char *fn, void *caller)
 {
 	if (ZERO_OR_NULL_PTR(p))
 		return 0;
@@ -204,7 +300,7 @@ static size_t do_ksize(const void *p, void *caller)
 	if (d) {
 		uint8_t flags = __atomic_load_n(&d->flags, __ATOMIC_ACQUIRE);
 		if (flags & PG_SLAB)
-			return _sheaf_check_object_in(NULL, d, p, "ksize", caller)
+			return _sheaf_check_object_in(NULL, d, p, fn, caller)
 				->slab_cache->object_size;
 		if ((flags & PG_LARGE) && slab_address(d) == p)
 			return PAGE_SIZE << d->order;
@@ -213,12 +309,12 @@ static size_t do_ksize(const void *p, void *caller)
 		if (sz)
 			return sz;
 	}
-	_sheaf_report_invalid("ksize", "invalid pointer", p, NULL, caller);
+	_sheaf_report_invalid(fn, "invalid pointer", p, NULL, caller);
 }
 
 SHEAF_EXPORT size_t ksize(const void *p)
 {
-	return do_ksize(p, __builtin_return_address(0));
+	return _sheaf_ksize(p, "ksize", __builtin_return_address(0));
 }
 
 SHEAF_EXPORT void *krealloc(const void *p, size_t new_size, gfp_t gfp)
@@ -227,10 +323,10 @@ SHEAF_EXPORT void *krealloc(const void *p, size_t new_size, gfp_t gfp)
 	if (ZERO_OR_NULL_PTR(p))
 		return do_kmalloc(new_size, gfp, NUMA_NO_NODE);
 	if (new_size == 0) {
-		do_kfree(p, "krealloc", caller);
+		_sheaf_kfree(p, "krealloc", caller);
 		return ZERO_SIZE_PTR;
 	}
-	size_t old = do_ksize(p, caller);
+	size_t old = _sheaf_ksize(p, "krealloc", caller);
 	if (new_size <= old) {
 		if (gfp & __GFP_ZERO)
 			memset((char *)p + new_size, 0, old - new_size);
@@ -242,7 +338,7 @@ SHEAF_EXPORT void *krealloc(const void *p, size_t new_size, gfp_t gfp)
 	memcpy(n, p, old);
 	if (gfp & __GFP_ZERO)
 		memset((char *)n + old, 0, new_size - old);
-	do_kfree(p, "krealloc", caller);
+	_sheaf_kfree(p, "krealloc", caller);
 	return n;
 }
 
@@ -275,4 +371,12 @@ SHEAF_EXPORT int sheaf_obj_node(const void *obj)
 	if (!(desc_flags(d) & (PG_SLAB | PG_LARGE)))
 		return -1;
 	return d->node;
+}
+
+SHEAF_EXPORT struct kmem_cache *sheaf_obj_cache(const void *obj)
+{
+	struct slab *d = virt_to_slab(obj);
+	if (!d || !(desc_flags(d) & PG_SLAB))
+		return NULL;
+	return d->slab_cache;
 }

@@ -38,6 +38,7 @@ unsigned int _sheaf_nr_nodes = 1;
 int _sheaf_cpu_node[MAX_SLOTS];
 bool _sheaf_stats_on;
 bool _sheaf_initialized;
+__thread bool _sheaf_in_init;
 ptrdiff_t _sheaf_rseq_offset;
 bool _sheaf_rseq_ok;
 bool _sheaf_rseq_mm_cid;
@@ -151,6 +152,7 @@ void _sheaf_fork_init(void);
 
 static void do_init(void)
 {
+	_sheaf_in_init = true;
 	read_config();
 	long ncpu = sysconf(_SC_NPROCESSORS_CONF);
 	if (ncpu < 1)
@@ -168,6 +170,7 @@ static void do_init(void)
 	_sheaf_fork_init();
 	__atomic_store_n(&_sheaf_initialized, true, __ATOMIC_RELEASE);
 	_sheaf_info_init();
+	_sheaf_in_init = false;
 }
 
 void _sheaf_init_slow(void)

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Install into a temporary prefix and build the README's example against it
-# with pkg-config, shared and static; both must run.
+# with pkg-config, shared and static; both must run; and preload the
+# installed libsheaf-malloc.so into a program.
 #   install_test.sh BUILD_DIR SOURCE_DIR CC
 set -eu
 build=$1
@@ -26,4 +27,12 @@ LD_LIBRARY_PATH=$libdir "$tmp/shared" >/dev/null
 SHEAF_STATS=exit "$tmp/static" >/dev/null 2>"$tmp/exit.txt"
 grep -q "^libsheaf caches of process [0-9]* at exit" "$tmp/exit.txt" ||
 	{ echo "install_test: no exit table:"; cat "$tmp/exit.txt"; exit 1; }
+# The malloc replacement is installed next to it and preloads.
+[ -f "$libdir/libsheaf-malloc.so" ] && [ -f "$libdir/libsheaf-malloc.a" ] ||
+	{ echo "install_test: libsheaf-malloc not installed"; exit 1; }
+# (Not into the example: a process must not load libsheaf.so and
+# libsheaf-malloc.so both; the latter holds the whole API.)
+LD_PRELOAD=$libdir/libsheaf-malloc.so SHEAF_MALLOC_VERBOSE=1 ls "$tmp" 2>&1 >/dev/null |
+	grep -q "^libsheaf-malloc: ls " ||
+	{ echo "install_test: the installed libsheaf-malloc.so does not preload"; exit 1; }
 echo "install_test: OK ($libdir)"

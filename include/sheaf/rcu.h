@@ -64,21 +64,14 @@ void sheaf_kvfree_call_rcu(struct rcu_head *head, void *ptr);
 static inline __attribute__((always_inline)) void
 sheaf_kfree_rcu_inline(struct rcu_head *head, void *ptr)
 {
-	uintptr_t x = (uintptr_t)ptr;
-	char *mm = NULL;
-	char *d = sheaf_desc_inline(x, &mm);
-	if (__builtin_expect(d != NULL, 1)) {
-		struct kmem_cache *s = *(struct kmem_cache *const *)(d + SHEAF_DESC_CACHE);
-		const struct sheaf_cache_hot *h = (const struct sheaf_cache_hot *)s;
-		struct sheaf_pcs *pcs;
-		if (__builtin_expect(s && (pcs = h->inline_pcs) &&
-				     sheaf_boundary_ok_inline(h, mm, d, x), 1)) {
-			int r;
-			while ((r = sheaf_rseq_push_rcu(pcs, ptr, h->sheaf_capacity - 1)) == 2)
-				;
-			if (__builtin_expect(r == 0, 1))
-				return;
-		}
+	const struct sheaf_cache_hot *h = sheaf_obj_cache_inline((uintptr_t)ptr);
+	if (__builtin_expect(h != NULL, 1)) {
+		int r;
+		while ((r = sheaf_rseq_push_rcu(h->inline_pcs, ptr,
+						h->sheaf_capacity - 1)) == 2)
+			;
+		if (__builtin_expect(r == 0, 1))
+			return;
 	}
 	sheaf_kvfree_call_rcu(head, ptr);
 }

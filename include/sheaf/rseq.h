@@ -105,12 +105,15 @@ extern struct sheaf_runtime sheaf_rt;
  * maps addr >> 28 to the descriptor array of that 256 MiB arena (NULL: not
  * libsheaf slab memory); a 64-byte descriptor per 4 KiB page has, for every
  * page of a slab (head or tail), the cache at offset 16 and the head page's
- * descriptor at 40 (NULL on pages that are not slab pages).
+ * descriptor at 40 (NULL on pages that are not slab pages), and at 56 the
+ * cache's per-slot array (struct sheaf_cache_hot.pcs; valid only when the
+ * cache at 16 is not NULL).
  */
 extern void *sheaf_memmap[];
 #define SHEAF_ARENA_SHIFT  28
 #define SHEAF_DESC_CACHE   16
 #define SHEAF_DESC_HEAD    40
+#define SHEAF_DESC_PCS     56
 
 #define SHEAF_RSEQ_SIG 0x53053053
 

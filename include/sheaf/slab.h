@@ -359,6 +359,9 @@ int sheaf_numa_node_id(void);
 /* Node whose memory holds obj (-1 if obj is not libsheaf memory); a huge
  * kmalloc mapping reports the node it was allocated on. */
 int sheaf_obj_node(const void *obj);
+/* The cache of the slab holding obj (a kmalloc size class for kmalloc'd
+ * objects); NULL for large kmalloc, huge mappings and foreign memory. */
+struct kmem_cache *sheaf_obj_cache(const void *obj);
 /* Per-CPU mode in use: "rseq" or "fallback". */
 const char *sheaf_percpu_mode(void);
 /*
@@ -447,30 +450,29 @@ void sheaf_inject_sheaf_failures(long count);
 
 /* ------------------------------------------------- inline fast paths */
 
+#if defined(SHEAF_HAVE_RSEQ_ASM)
 /*
- * Unless SHEAF_NO_INLINE is defined, kmem_cache_alloc() and
- * kmem_cache_free() of caches with sheaves run their restartable section
- * inline in the caller, as the kernel's fast paths are inlined: a call costs
- * more than the section itself.  Everything else (no sheaves, statistics
- * on, fallback mode, several nodes, __GFP_ZERO, a pointer that does not
- * check out, main empty or full) goes to the exported function, which is
- * the stable ABI and does every check.
+ * The building blocks, also used by the library itself (the malloc
+ * replacement, libsheaf-malloc): one pop or push on the calling thread's
+ * slot of `pcs`, rerun while the kernel aborts it.  False: the section
+ * bailed out (slot busy, main empty or full), take a slow path.
  */
-#if defined(SHEAF_HAVE_RSEQ_ASM) && !defined(SHEAF_NO_INLINE) && !defined(SHEAF_BUILD)
-static inline __attribute__((always_inline)) void *
-sheaf_alloc_inline(struct kmem_cache *s, gfp_t gfp)
+static inline __attribute__((always_inline)) bool
+sheaf_pcs_pop_inline(struct sheaf_pcs *pcs, void **objp)
 {
-	struct sheaf_pcs *pcs;
-	if (__builtin_expect(s && (pcs = ((const struct sheaf_cache_hot *)s)->inline_pcs) &&
-			     !(gfp & (~SHEAF_GFP_VALID_MASK | __GFP_ZERO)), 1)) {
-		void *obj;
-		int r;
-		while ((r = sheaf_rseq_pop(pcs, &obj)) == 2)
-			;
-		if (__builtin_expect(r == 0, 1))
-			return obj;
-	}
-	return (kmem_cache_alloc)(s, gfp);
+	int r;
+	while ((r = sheaf_rseq_pop(pcs, objp)) == 2)
+		;
+	return __builtin_expect(r == 0, 1);
+}
+
+static inline __attribute__((always_inline)) bool
+sheaf_pcs_push_inline(struct sheaf_pcs *pcs, void *obj, unsigned int capacity)
+{
+	int r;
+	while ((r = sheaf_rseq_push(pcs, obj, capacity)) == 2)
+		;
+	return __builtin_expect(r == 0, 1);
 }
 
 /*
@@ -520,6 +522,61 @@ sheaf_obj_ok_inline(const struct sheaf_cache_hot *h, struct kmem_cache *s,
 }
 
 /*
+ * The cache of x as its page descriptor names it, when that cache has
+ * inline sheaves and x is at one of its object boundaries; else NULL (not
+ * a slab object, a bad pointer, no inline sheaves: the caller's slow path
+ * decides and reports).  kfree()-style fast paths start here.
+ */
+static inline __attribute__((always_inline)) const struct sheaf_cache_hot *
+sheaf_obj_cache_inline(uintptr_t x)
+{
+	char *mm = NULL;
+	char *d = sheaf_desc_inline(x, &mm);
+	if (__builtin_expect(d != NULL, 1)) {
+		const struct sheaf_cache_hot *h =
+			*(const struct sheaf_cache_hot *const *)(d + SHEAF_DESC_CACHE);
+		if (__builtin_expect(h && h->inline_pcs &&
+				     sheaf_boundary_ok_inline(h, mm, d, x), 1))
+			return h;
+	}
+	return NULL;
+}
+
+/*
+ * kfree()'s fast path: obj pushed onto the main sheaf of its cache's slot.
+ * False: nothing was done; take the slow path.
+ */
+static inline __attribute__((always_inline)) bool
+sheaf_kfree_inline(void *obj)
+{
+	const struct sheaf_cache_hot *h = sheaf_obj_cache_inline((uintptr_t)obj);
+	return h && sheaf_pcs_push_inline(h->inline_pcs, obj, h->sheaf_capacity);
+}
+#endif
+
+/*
+ * Unless SHEAF_NO_INLINE is defined, kmem_cache_alloc() and
+ * kmem_cache_free() of caches with sheaves run their restartable section
+ * inline in the caller, as the kernel's fast paths are inlined: a call costs
+ * more than the section itself.  Everything else (no sheaves, statistics
+ * on, fallback mode, several nodes, __GFP_ZERO, a pointer that does not
+ * check out, main empty or full) goes to the exported function, which is
+ * the stable ABI and does every check.
+ */
+#if defined(SHEAF_HAVE_RSEQ_ASM) && !defined(SHEAF_NO_INLINE) && !defined(SHEAF_BUILD)
+static inline __attribute__((always_inline)) void *
+sheaf_alloc_inline(struct kmem_cache *s, gfp_t gfp)
+{
+	struct sheaf_pcs *pcs;
+	void *obj;
+	if (__builtin_expect(s && (pcs = ((const struct sheaf_cache_hot *)s)->inline_pcs) &&
+			     !(gfp & (~SHEAF_GFP_VALID_MASK | __GFP_ZERO)), 1) &&
+	    sheaf_pcs_pop_inline(pcs, &obj))
+		return obj;
+	return (kmem_cache_alloc)(s, gfp);
+}
+
+/*
  * Push obj onto main.  With trust = false, obj must check out as an object
  * of s first.  The kernel's kmem_cache_free() trusts its cache argument
  * (unless hardened); trust = true does so too (only obj != NULL): a
@@ -534,13 +591,9 @@ sheaf_free_inline(struct kmem_cache *s, void *obj, bool trust)
 	struct sheaf_pcs *pcs;
 	if (__builtin_expect(s && (pcs = h->inline_pcs) &&
 			     (trust ? obj != NULL
-				    : sheaf_obj_ok_inline(h, s, (uintptr_t)obj)), 1)) {
-		int r;
-		while ((r = sheaf_rseq_push(pcs, obj, h->sheaf_capacity)) == 2)
-			;
-		if (__builtin_expect(r == 0, 1))
-			return;
-	}
+				    : sheaf_obj_ok_inline(h, s, (uintptr_t)obj)), 1) &&
+	    sheaf_pcs_push_inline(pcs, obj, h->sheaf_capacity))
+		return;
 	(kmem_cache_free)(s, obj);
 }
 

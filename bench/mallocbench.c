@@ -1,0 +1,900 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * mallocbench - libsheaf-malloc against glibc, jemalloc, tcmalloc and
+ * mimalloc on server-like workloads, all through malloc()/free().
+ *   mallocbench [--quick] [--workload A,B] [--contender A,B] [--reps N]
+ *               [--scale X] [--csv PATH]          (--help for details)
+ *
+ * Contenders: one binary, re-executed per measurement with LD_PRELOAD of
+ *   sheaf     libsheaf-malloc.so (this build);
+ *   glibc     nothing (the C library's malloc);
+ *   jemalloc, tcmalloc (minimal), mimalloc: the Debian .so.
+ * Each child checks that dlsym("malloc") resolves into the expected library.
+ *
+ * Workloads (each one function below, the same code for every contender):
+ *   larson    4 threads, each with 1000 slots: free a random slot's object,
+ *             allocate a random size of 8..1000 bytes into it, write it.
+ *             Every 2000 operations a thread hands its slot array to a
+ *             shared FIFO and takes the oldest one there (filled by another
+ *             thread): objects are freed by other threads than their
+ *             allocators, as in Larson and Krishnan's server simulation.
+ *             More threads than CPUs on purpose.
+ *   xmalloc   2 threads, each producing batches of 128 objects (8..512
+ *             bytes, written) for the other and freeing the batches it
+ *             receives (lock-free single-producer rings): every free is
+ *             remote, as in xmalloc-test's producer/consumer pattern.
+ *   hot-64-t1, hot-64-t2  malloc(64) + free() at once, 1 and 2 threads
+ *             (pinned to distinct CPUs): the fixed-size fast path.
+ *   mixed     1 thread: a batch of 1000 objects of mixed sizes (70% 8-128,
+ *             25% 129-2048, 5% 2049-32768 bytes), each written, freed in a
+ *             shuffled order; repeated.
+ * Reported: ns per malloc+free pair (larson/xmalloc: wall time over all
+ * operations of all threads; -t2: wall time over one thread's pairs), Mops/s
+ * of all threads, and each child's peak resident memory (getrusage).
+ *
+ * Method (as sheafbench): every (contender, workload, repetition) is one
+ * child process; repetitions interleaved across contenders, the order
+ * rotating; medians reported, and peak RSS as the largest of the
+ * repetitions.  The machine is shared and noisy: compare within one run.
+ */
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <gnu/libc-version.h>
+#include <pthread.h>
+#include <sched.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+#ifndef MALLOCBENCH_LIBDIR
+#define MALLOCBENCH_LIBDIR "/usr/lib/x86_64-linux-gnu"
+#endif
+#ifndef MALLOCBENCH_SHEAF_MALLOC
+#define MALLOCBENCH_SHEAF_MALLOC "libsheaf-malloc.so"
+#endif
+#ifndef MALLOCBENCH_RESULTS_DIR
+#define MALLOCBENCH_RESULTS_DIR "bench/results"
+#endif
+
+struct contender {
+	const char *name;
+	const char *preload;	/* NULL: none */
+	const char *malloc_from; /* substring of the file malloc resolves to */
+};
+
+enum { C_SHEAF, C_GLIBC, C_JEMALLOC, C_TCMALLOC, C_MIMALLOC, NC };
+
+static const struct contender contenders[NC] = {
+	[C_SHEAF] = { "sheaf", MALLOCBENCH_SHEAF_MALLOC, "libsheaf-malloc" },
+	[C_GLIBC] = { "glibc", NULL, "libc.so" },
+	[C_JEMALLOC] = { "jemalloc", MALLOCBENCH_LIBDIR "/libjemalloc.so.2", "libjemalloc" },
+	[C_TCMALLOC] = { "tcmalloc", MALLOCBENCH_LIBDIR "/libtcmalloc_minimal.so.4",
+			 "libtcmalloc" },
+	[C_MIMALLOC] = { "mimalloc", MALLOCBENCH_LIBDIR "/libmimalloc.so.2", "libmimalloc" },
+};
+
+enum wtype { W_LARSON, W_XMALLOC, W_HOT, W_MIXED };
+
+struct workload {
+	const char *name;
+	enum wtype type;
+	unsigned int threads;
+	uint64_t ops;		/* per thread (larson, hot), objects per thread
+				 * (xmalloc), pairs (mixed); at --scale 1 */
+	bool fixed;		/* a fixed-size workload */
+};
+
+enum { NW = 5 };
+static const struct workload workloads[NW] = {
+	{ "larson", W_LARSON, 4, 3000000, false },
+	{ "xmalloc", W_XMALLOC, 2, 6000000, false },
+	{ "hot-64-t1", W_HOT, 1, 40000000, true },
+	{ "hot-64-t2", W_HOT, 2, 40000000, true },
+	{ "mixed", W_MIXED, 1, 10000000, false },
+};
+
+static void __attribute__((noreturn, format(printf, 1, 2))) die(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fputs("mallocbench: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(2);
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static inline uint32_t rnd(uint32_t *x)
+{
+	*x ^= *x << 13;
+	*x ^= *x >> 17;
+	*x ^= *x << 5;
+	return *x;
+}
+
+static void *xmalloc(size_t n)
+{
+	void *p = malloc(n);
+	if (!p) {
+		printf("E out of memory (%zu bytes)\n", n);
+		exit(1);
+	}
+	return p;
+}
+
+/* Keep a result alive without a branch the compiler can drop. */
+static inline void touch(void *p, size_t n)
+{
+	*(volatile char *)p = (char)n;
+}
+
+static void pin(unsigned int i)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	cpu_set_t set;
+	if (n < 2)
+		return;
+	CPU_ZERO(&set);
+	CPU_SET((int)(i % (unsigned int)n), &set);
+	pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+}
+
+/* -------------------------------------------------------------- threads */
+
+struct team;
+struct worker {
+	struct team *t;
+	unsigned int idx;
+	pthread_t th;
+};
+
+struct team {
+	unsigned int nthreads;
+	uint64_t ops;
+	void *(*fn)(struct worker *);
+	bool pinned;
+	unsigned int ready;	/* start barrier */
+	bool go;
+};
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	struct team *t = w->t;
+	if (t->pinned)
+		pin(w->idx);
+	__atomic_add_fetch(&t->ready, 1, __ATOMIC_ACQ_REL);
+	while (!__atomic_load_n(&t->go, __ATOMIC_ACQUIRE))
+		sched_yield();
+	return t->fn(w);
+}
+
+/* Run fn on every thread; wall time from the start signal to the last join. */
+static uint64_t run_team(struct team *t)
+{
+	struct worker w[64];
+	for (unsigned int i = 0; i < t->nthreads; i++) {
+		w[i] = (struct worker){ .t = t, .idx = i };
+		if (pthread_create(&w[i].th, NULL, worker_main, &w[i]))
+			die("pthread_create");
+	}
+	while (__atomic_load_n(&t->ready, __ATOMIC_ACQUIRE) < t->nthreads)
+		sched_yield();
+	uint64_t t0 = now_ns();
+	__atomic_store_n(&t->go, true, __ATOMIC_RELEASE);
+	for (unsigned int i = 0; i < t->nthreads; i++)
+		pthread_join(w[i].th, NULL);
+	return now_ns() - t0;
+}
+
+/* --------------------------------------------------------------- larson */
+
+#define LARSON_SLOTS 1000
+#define LARSON_ROUND 2000
+#define LARSON_MIN 8
+#define LARSON_MAX 1000
+
+/*
+ * The shared FIFO of slot arrays, under a mutex (one hand-over per round).
+ * 2 * threads arrays in all; each thread holds one while it runs, so a
+ * swap (put mine, take the oldest) always takes another thread's array.
+ */
+static pthread_mutex_t larson_lock = PTHREAD_MUTEX_INITIALIZER;
+static void ***larson_fifo;
+static unsigned int larson_head, larson_len, larson_cap;
+
+static void **larson_fill(uint32_t *x)
+{
+	void **a = xmalloc(LARSON_SLOTS * sizeof(*a));
+	for (int i = 0; i < LARSON_SLOTS; i++) {
+		size_t n = LARSON_MIN + rnd(x) % (LARSON_MAX - LARSON_MIN + 1);
+		a[i] = xmalloc(n);
+		touch(a[i], n);
+	}
+	return a;
+}
+
+/* Put `mine` (NULL: nothing) at the tail, take the head (NULL: nothing). */
+static void **larson_swap(void **mine, bool take)
+{
+	void **a = NULL;
+	pthread_mutex_lock(&larson_lock);
+	if (mine)
+		larson_fifo[(larson_head + larson_len++) % larson_cap] = mine;
+	if (take) {
+		a = larson_fifo[larson_head];
+		larson_head = (larson_head + 1) % larson_cap;
+		larson_len--;
+	}
+	pthread_mutex_unlock(&larson_lock);
+	return a;
+}
+
+static void *larson_worker(struct worker *w)
+{
+	uint32_t x = 0x9e3779b9u * (w->idx + 1);
+	void **a = larson_swap(NULL, true);
+	for (uint64_t done = 0; done < w->t->ops; done += LARSON_ROUND) {
+		for (int k = 0; k < LARSON_ROUND; k++) {
+			uint32_t r = rnd(&x);
+			unsigned int i = r % LARSON_SLOTS;
+			size_t n = LARSON_MIN + (r >> 10) % (LARSON_MAX - LARSON_MIN + 1);
+			free(a[i]);
+			a[i] = xmalloc(n);
+			touch(a[i], n);
+		}
+		a = larson_swap(a, true);
+	}
+	larson_swap(a, false);
+	return NULL;
+}
+
+static double run_larson(const struct workload *wl, uint64_t ops)
+{
+	uint32_t x = 12345;
+	larson_cap = 2 * wl->threads + 1;
+	larson_fifo = xmalloc(larson_cap * sizeof(*larson_fifo));
+	larson_head = larson_len = 0;
+	for (unsigned int i = 0; i < 2 * wl->threads; i++)
+		larson_swap(larson_fill(&x), false);
+	struct team t = { .nthreads = wl->threads, .ops = ops, .fn = larson_worker };
+	uint64_t ns = run_team(&t);
+	while (larson_len) {
+		void **a = larson_swap(NULL, true);
+		for (int k = 0; k < LARSON_SLOTS; k++)
+			free(a[k]);
+		free(a);
+	}
+	free(larson_fifo);
+	return (double)ns / (double)(ops * wl->threads);
+}
+
+/* -------------------------------------------------------------- xmalloc */
+
+#define XM_BATCH 128
+#define XM_RING 64	/* batches in flight per direction */
+
+struct xm_ring {
+	void **slot[XM_RING];
+	uint64_t head __attribute__((aligned(64)));	/* consumer */
+	uint64_t tail __attribute__((aligned(64)));	/* producer */
+} __attribute__((aligned(64)));
+
+static struct xm_ring xm_rings[2];
+
+static void *xmalloc_worker(struct worker *w)
+{
+	struct xm_ring *out = &xm_rings[w->idx], *in = &xm_rings[!w->idx];
+	uint32_t x = 0x51ed27u * (w->idx + 1);
+	uint64_t made = 0, freed = 0, total = w->t->ops;
+	while (made < total || freed < total) {
+		bool progress = false;
+		uint64_t tail = out->tail;
+		if (made < total &&
+		    tail - __atomic_load_n(&out->head, __ATOMIC_ACQUIRE) < XM_RING) {
+			void **b = xmalloc(XM_BATCH * sizeof(*b));
+			for (int i = 0; i < XM_BATCH; i++) {
+				size_t n = 8 + rnd(&x) % 505;
+				b[i] = xmalloc(n);
+				touch(b[i], n);
+			}
+			out->slot[tail % XM_RING] = b;
+			__atomic_store_n(&out->tail, tail + 1, __ATOMIC_RELEASE);
+			made += XM_BATCH;
+			progress = true;
+		}
+		uint64_t head = in->head;
+		if (head != __atomic_load_n(&in->tail, __ATOMIC_ACQUIRE)) {
+			void **b = in->slot[head % XM_RING];
+			__atomic_store_n(&in->head, head + 1, __ATOMIC_RELEASE);
+			for (int i = 0; i < XM_BATCH; i++)
+				free(b[i]);
+			free(b);
+			freed += XM_BATCH;
+			progress = true;
+		}
+		if (!progress)
+			sched_yield();
+	}
+	return NULL;
+}
+
+static double run_xmalloc(const struct workload *wl, uint64_t ops)
+{
+	ops = (ops + XM_BATCH - 1) / XM_BATCH * XM_BATCH;
+	struct team t = { .nthreads = 2, .ops = ops, .fn = xmalloc_worker };
+	(void)wl;
+	return (double)run_team(&t) / (double)(2 * ops);
+}
+
+/* ------------------------------------------------------------------ hot */
+
+static void *hot_worker(struct worker *w)
+{
+	void *keep = xmalloc(64);	/* one live object, as sheafbench */
+	for (uint64_t i = 0; i < w->t->ops; i++) {
+		void *p = malloc(64);
+		__asm__ volatile("" : : "r"(p) : "memory");
+		free(p);
+	}
+	free(keep);
+	return NULL;
+}
+
+static double run_hot(const struct workload *wl, uint64_t ops)
+{
+	struct team warm = { .nthreads = 1, .ops = ops / 10 + 1, .fn = hot_worker };
+	run_team(&warm);
+	struct team t = { .nthreads = wl->threads, .ops = ops, .fn = hot_worker,
+			  .pinned = wl->threads > 1 };
+	return (double)run_team(&t) / (double)ops;
+}
+
+/* ---------------------------------------------------------------- mixed */
+
+#define MIX_BATCH 1000
+
+static double run_mixed(const struct workload *wl, uint64_t ops)
+{
+	static size_t size[MIX_BATCH];
+	static unsigned int order[MIX_BATCH];
+	static void *obj[MIX_BATCH];
+	uint32_t x = 777;
+	(void)wl;
+	for (int i = 0; i < MIX_BATCH; i++) {
+		uint32_t r = rnd(&x) % 100;
+		size[i] = r < 70 ? 8 + rnd(&x) % 121 : r < 95 ? 129 + rnd(&x) % 1920
+							   : 2049 + rnd(&x) % 30720;
+		order[i] = (unsigned int)i;
+	}
+	for (int i = MIX_BATCH - 1; i > 0; i--) {	/* shuffle */
+		unsigned int j = rnd(&x) % (unsigned int)(i + 1), t = order[i];
+		order[i] = order[j];
+		order[j] = t;
+	}
+	uint64_t rounds = ops / MIX_BATCH ? ops / MIX_BATCH : 1, t0 = 0;
+	for (uint64_t r = 0; r < rounds + rounds / 10 + 1; r++) {
+		if (r == rounds / 10 + 1)
+			t0 = now_ns();	/* after the warm-up rounds */
+		for (int i = 0; i < MIX_BATCH; i++) {
+			obj[i] = xmalloc(size[i]);
+			touch(obj[i], size[i]);
+		}
+		for (int i = 0; i < MIX_BATCH; i++)
+			free(obj[order[i]]);
+	}
+	return (double)(now_ns() - t0) / (double)(rounds * MIX_BATCH);
+}
+
+/* ---------------------------------------------------------------- child */
+
+static int child_main(int ci, int wi, double scale)
+{
+	const struct workload *wl = &workloads[wi];
+	uint64_t ops = (uint64_t)((double)wl->ops * scale);
+	void *sym = dlsym(RTLD_DEFAULT, "malloc");
+	Dl_info di;
+	double ns = 0;
+	struct rusage ru;
+
+	alarm(300);
+	if (ops < 1000)
+		ops = 1000;
+	if (!sym || !dladdr(sym, &di) || !di.dli_fname)
+		di.dli_fname = "?";
+	if (!strstr(di.dli_fname, contenders[ci].malloc_from)) {
+		printf("E malloc comes from %s, not %s\n", di.dli_fname,
+		       contenders[ci].malloc_from);
+		return 1;
+	}
+	switch (wl->type) {
+	case W_LARSON:
+		ns = run_larson(wl, ops);
+		break;
+	case W_XMALLOC:
+		ns = run_xmalloc(wl, ops);
+		break;
+	case W_HOT:
+		ns = run_hot(wl, ops);
+		break;
+	case W_MIXED:
+		ns = run_mixed(wl, ops);
+		break;
+	}
+	getrusage(RUSAGE_SELF, &ru);
+	printf("R %.4f\nM %ld\n", ns, ru.ru_maxrss);
+	return fflush(stdout) ? 1 : 0;
+}
+
+/* --------------------------------------------------------------- parent */
+
+struct cell {
+	double *v;
+	unsigned int nv;
+	long rss_kb;		/* largest of the reps */
+	bool failed;
+};
+
+static struct cell cells[NW][NC];
+static double med[NW][NC];
+static bool wsel[NW], csel[NC];
+static int order[NC], nc;
+static unsigned int reps;
+static char **envs[NC];
+static char notes[8192];
+static unsigned int failures;
+
+static void __attribute__((format(printf, 1, 2))) note(const char *fmt, ...)
+{
+	size_t len = strlen(notes);
+	va_list ap;
+	if (len + 8 >= sizeof(notes))
+		return;
+	va_start(ap, fmt);
+	strcat(notes, "- ");
+	vsnprintf(notes + len + 2, sizeof(notes) - len - 3, fmt, ap);
+	va_end(ap);
+	strcat(notes, "\n");
+}
+
+static char **make_env(const char *preload)
+{
+	size_t n = 0, k = 0;
+	while (environ[n])
+		n++;
+	char **e = calloc(n + 2, sizeof(*e));
+	if (!e)
+		die("out of memory");
+	for (size_t i = 0; i < n; i++)
+		if (strncmp(environ[i], "LD_PRELOAD=", 11) != 0)
+			e[k++] = environ[i];
+	if (preload && asprintf(&e[k], "LD_PRELOAD=%s", preload) < 0)
+		die("out of memory");
+	return e;
+}
+
+static bool run_child(const char *exe, int ci, int wi, double scale, double *ns,
+		      long *rss, char *err, size_t errlen)
+{
+	char a0[] = "mallocbench", a1[64], a2[64], a3[64];
+	char *argv[] = { a0, a1, a2, a3, NULL };
+	posix_spawn_file_actions_t fa;
+	int fd[2], status, rc;
+	bool got = false;
+	pid_t pid;
+
+	snprintf(a1, sizeof(a1), "--child=%s", contenders[ci].name);
+	snprintf(a2, sizeof(a2), "--workload=%s", workloads[wi].name);
+	snprintf(a3, sizeof(a3), "--scale=%.6f", scale);
+	err[0] = '\0';
+	*rss = 0;
+	if (pipe2(fd, O_CLOEXEC) != 0)
+		die("pipe: %s", strerror(errno));
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, fd[1], STDOUT_FILENO);
+	fflush(NULL);
+	rc = posix_spawn(&pid, exe, &fa, NULL, argv, envs[ci]);
+	posix_spawn_file_actions_destroy(&fa);
+	close(fd[1]);
+	if (rc != 0) {
+		close(fd[0]);
+		snprintf(err, errlen, "posix_spawn: %s", strerror(rc));
+		return false;
+	}
+	FILE *f = fdopen(fd[0], "r");
+	char line[512];
+	if (!f)
+		die("fdopen: %s", strerror(errno));
+	while (fgets(line, sizeof(line), f)) {
+		line[strcspn(line, "\n")] = '\0';
+		if (line[0] == 'R' && line[1] == ' ')
+			got = sscanf(line + 2, "%lf", ns) == 1 && *ns > 0;
+		else if (line[0] == 'M' && line[1] == ' ')
+			*rss = strtol(line + 2, NULL, 10);
+		else if (line[0] == 'E' && line[1] == ' ')
+			snprintf(err, errlen, "%.200s", line + 2);
+	}
+	fclose(f);
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			die("waitpid: %s", strerror(errno));
+	if (WIFSIGNALED(status))
+		snprintf(err, errlen, "killed by signal %d (%s)", WTERMSIG(status),
+			 strsignal(WTERMSIG(status)));
+	else if (WEXITSTATUS(status) != 0 && !err[0])
+		snprintf(err, errlen, "exit status %d", WEXITSTATUS(status));
+	else if (!got && !err[0])
+		snprintf(err, errlen, "no result");
+	return got && !err[0];
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+static double median(struct cell *c)
+{
+	if (c->failed || c->nv == 0)
+		return -1;
+	qsort(c->v, c->nv, sizeof(double), cmp_double);
+	return c->nv % 2 ? c->v[c->nv / 2] : (c->v[c->nv / 2 - 1] + c->v[c->nv / 2]) / 2;
+}
+
+static void run_all(const char *exe, double scale)
+{
+	bool tty = isatty(STDERR_FILENO);
+	unsigned int step = 0, total = 0;
+	char err[256];
+	double ns;
+	long rss;
+
+	for (int wi = 0; wi < NW; wi++)
+		total += wsel[wi] * reps * (unsigned int)nc;
+	for (unsigned int r = 0; r < reps; r++)
+		for (int wi = 0; wi < NW; wi++)
+			for (int k = 0; wsel[wi] && k < nc; k++) {
+				int ci = order[(k + (int)r) % nc];
+				struct cell *c = &cells[wi][ci];
+				step++;
+				if (c->failed)
+					continue;
+				if (tty)
+					fprintf(stderr, "\r\033[K[%u/%u] %s %s (rep %u/%u) ...",
+						step, total, contenders[ci].name,
+						workloads[wi].name, r + 1, reps);
+				if (run_child(exe, ci, wi, scale, &ns, &rss, err, sizeof(err))) {
+					c->v[c->nv++] = ns;
+					if (rss > c->rss_kb)
+						c->rss_kb = rss;
+					continue;
+				}
+				c->failed = true;
+				failures++;
+				note("%s %s failed (rep %u): %s", contenders[ci].name,
+				     workloads[wi].name, r + 1, err);
+			}
+	if (tty)
+		fprintf(stderr, "\r\033[K");
+}
+
+static void print_cell(double v, int decimals, int width)
+{
+	char s[32] = "-";
+	if (v >= 0)
+		snprintf(s, sizeof(s), "%.*f", decimals, v);
+	printf(" %*s |", width, s);
+}
+
+static void print_header(const char *extra, const char *sep)
+{
+	printf("| workload  |%s", extra);
+	for (int k = 0; k < nc; k++)
+		printf(" %9s |", contenders[order[k]].name);
+	printf("\n|-----------|%s", sep);
+	for (int k = 0; k < nc; k++)
+		printf("----------:|");
+	printf("\n");
+}
+
+/* The best (lowest) median among the peers other than sheaf and glibc's
+ * own column, and among all peers; -1 when none. */
+static double best_peer(int wi, bool with_glibc, int *who)
+{
+	double best = -1;
+	*who = -1;
+	for (int ci = 0; ci < NC; ci++) {
+		if (ci == C_SHEAF || (!with_glibc && ci == C_GLIBC) || med[wi][ci] <= 0)
+			continue;
+		if (best < 0 || med[wi][ci] < best)
+			best = med[wi][ci], *who = ci;
+	}
+	return best;
+}
+
+static void print_tables(void)
+{
+	printf("\n### ns per malloc+free pair (median of %u; lower is better)\n\n", reps);
+	print_header(" threads |", "--------:|");
+	for (int wi = 0; wi < NW; wi++) {
+		if (!wsel[wi])
+			continue;
+		printf("| %-9s | %7u |", workloads[wi].name, workloads[wi].threads);
+		for (int k = 0; k < nc; k++)
+			print_cell(med[wi][order[k]], 2, 9);
+		printf("\n");
+	}
+	printf("\n### Throughput, Mops/s of all threads (higher is better)\n\n");
+	print_header(" threads |", "--------:|");
+	for (int wi = 0; wi < NW; wi++) {
+		if (!wsel[wi])
+			continue;
+		/* hot-64-t2: ns is over one thread's pairs, both ran at once. */
+		unsigned int mult = workloads[wi].type == W_HOT ? workloads[wi].threads : 1;
+		printf("| %-9s | %7u |", workloads[wi].name, workloads[wi].threads);
+		for (int k = 0; k < nc; k++) {
+			double v = med[wi][order[k]];
+			print_cell(v > 0 ? mult * 1000.0 / v : -1, 1, 9);
+		}
+		printf("\n");
+	}
+	printf("\n### Peak RSS, MiB (largest of the repetitions)\n\n");
+	print_header(" threads |", "--------:|");
+	for (int wi = 0; wi < NW; wi++) {
+		if (!wsel[wi])
+			continue;
+		printf("| %-9s | %7u |", workloads[wi].name, workloads[wi].threads);
+		for (int k = 0; k < nc; k++) {
+			struct cell *c = &cells[wi][order[k]];
+			print_cell(c->rss_kb > 0 && !c->failed ? c->rss_kb / 1024.0 : -1, 1, 9);
+		}
+		printf("\n");
+	}
+	if (!csel[C_SHEAF])
+		return;
+	printf("\n### Ratios: contender time / sheaf time (> 1: sheaf is faster)\n\n");
+	printf("| workload  |");
+	for (int k = 0; k < nc; k++)
+		if (order[k] != C_SHEAF)
+			printf(" %9s |", contenders[order[k]].name);
+	printf(" sheaf/best peer | best peer | sheaf RSS / best peer RSS |\n|-----------|");
+	for (int k = 1; k < nc; k++)
+		printf("----------:|");
+	printf("----------------:|-----------|--------------------------:|\n");
+	for (int wi = 0; wi < NW; wi++) {
+		double s = med[wi][C_SHEAF];
+		int who;
+		if (!wsel[wi])
+			continue;
+		printf("| %-9s |", workloads[wi].name);
+		for (int k = 0; k < nc; k++) {
+			int ci = order[k];
+			if (ci == C_SHEAF)
+				continue;
+			print_cell(s > 0 && med[wi][ci] > 0 ? med[wi][ci] / s : -1, 2, 9);
+		}
+		double best = best_peer(wi, true, &who);
+		print_cell(s > 0 && best > 0 ? s / best : -1, 2, 15);
+		printf(" %-9s |", who >= 0 ? contenders[who].name : "-");
+		long brss = who >= 0 ? cells[wi][who].rss_kb : 0;
+		print_cell(brss > 0 && cells[wi][C_SHEAF].rss_kb > 0
+				   ? (double)cells[wi][C_SHEAF].rss_kb / (double)brss : -1, 2, 25);
+		printf("\n");
+	}
+	printf("\nTargets (this run):\n");
+	for (int wi = 0; wi < NW; wi++) {
+		double s = med[wi][C_SHEAF], g = med[wi][C_GLIBC];
+		int who;
+		double best = best_peer(wi, true, &who);
+		if (!wsel[wi] || s <= 0)
+			continue;
+		printf("- %-9s: %s glibc (%.2fx), %s the best peer %s (sheaf time %.2fx of "
+		       "its)%s\n", workloads[wi].name,
+		       g > 0 && s < g ? "ahead of" : "NOT ahead of", g > 0 ? g / s : 0,
+		       best > 0 && s < best ? "ahead of" :
+		       best > 0 && s <= 1.2 * best ? "within 1.2x of" : "NOT within 1.2x of",
+		       who >= 0 ? contenders[who].name : "-", best > 0 ? s / best : 0,
+		       workloads[wi].fixed ? " [fixed-size: target ahead of all]" : "");
+	}
+}
+
+static void write_csv(const char *path)
+{
+	char dir[4096];
+	FILE *f;
+	snprintf(dir, sizeof(dir), "%s", path);
+	for (char *p = dir + 1; *p; p++)
+		if (*p == '/') {
+			*p = '\0';
+			(void)mkdir(dir, 0777);
+			*p = '/';
+		}
+	if (!(f = fopen(path, "w"))) {
+		note("cannot write %s: %s", path, strerror(errno));
+		return;
+	}
+	fprintf(f, "workload,contender,threads,median_ns,min_ns,max_ns,mops,peak_rss_kib,reps\n");
+	for (int wi = 0; wi < NW; wi++)
+		for (int k = 0; k < nc; k++) {
+			int ci = order[k];
+			struct cell *c = &cells[wi][ci];
+			if (!wsel[wi] || med[wi][ci] < 0)
+				continue;
+			unsigned int mult = workloads[wi].type == W_HOT ? workloads[wi].threads : 1;
+			fprintf(f, "%s,%s,%u,%.4f,%.4f,%.4f,%.2f,%ld,%u\n", workloads[wi].name,
+				contenders[ci].name, workloads[wi].threads, med[wi][ci], c->v[0],
+				c->v[c->nv - 1], mult * 1000.0 / med[wi][ci], c->rss_kb, c->nv);
+		}
+	if (fclose(f) != 0)
+		note("error writing %s", path);
+	else
+		printf("\nCSV: %s\n", path);
+}
+
+static int find_name(const char *name, bool contender)
+{
+	for (int i = 0; i < (contender ? NC : NW); i++)
+		if (!strcmp(name, contender ? contenders[i].name : workloads[i].name))
+			return i;
+	return -1;
+}
+
+static void parse_list(const char *s, bool *sel, bool contender)
+{
+	char buf[512], *tok, *save = NULL;
+	snprintf(buf, sizeof(buf), "%s", s);
+	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		int i = find_name(tok, contender);
+		if (i < 0)
+			die("unknown %s '%s' (see --help)", contender ? "contender" : "workload", tok);
+		sel[i] = true;
+	}
+}
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+"usage: mallocbench [options]\n"
+"  --quick              a tenth of the operations, 3 reps\n"
+"  --workload A[,B]     larson xmalloc hot-64-t1 hot-64-t2 mixed\n"
+"  --contender A[,B]    sheaf glibc jemalloc tcmalloc mimalloc\n"
+"  --reps N             repetitions, median reported (default 5, quick 3)\n"
+"  --scale X            multiply every workload's operations by X\n"
+"  --csv PATH           CSV output (default %s/malloc-{full,quick}.csv)\n"
+"libsheaf-malloc: %s\n", MALLOCBENCH_RESULTS_DIR, MALLOCBENCH_SHEAF_MALLOC);
+}
+
+static const char *optval(int argc, char **argv, int *i, const char *name)
+{
+	size_t l = strlen(name);
+	const char *a = argv[*i];
+	if (strncmp(a, name, l) != 0 || (a[l] != '=' && a[l] != '\0'))
+		return NULL;
+	if (a[l] == '=')
+		return a + l + 1;
+	if (*i + 1 >= argc)
+		die("%s needs a value", name);
+	return argv[++*i];
+}
+
+int main(int argc, char **argv)
+{
+	bool quick = false, any_w = false, any_c = false;
+	double scale = 0;
+	unsigned long r = 0;
+	const char *csv = NULL, *child = NULL, *v;
+	char exe[4096], path[4096];
+
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--quick"))
+			quick = true;
+		else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
+			return usage(stdout), 0;
+		else if ((v = optval(argc, argv, &i, "--workload")))
+			parse_list(v, wsel, false), any_w = true;
+		else if ((v = optval(argc, argv, &i, "--contender")))
+			parse_list(v, csel, true), any_c = true;
+		else if ((v = optval(argc, argv, &i, "--reps")))
+			r = strtoul(v, NULL, 10);
+		else if ((v = optval(argc, argv, &i, "--scale")))
+			scale = strtod(v, NULL);
+		else if ((v = optval(argc, argv, &i, "--csv")))
+			csv = v;
+		else if ((v = optval(argc, argv, &i, "--child")))
+			child = v;
+		else
+			usage(stderr), die("unknown option '%s'", argv[i]);
+	}
+	if (scale <= 0)
+		scale = quick ? 0.1 : 1.0;
+	if (r > 1000)
+		die("--reps: at most 1000");
+	reps = r ? (unsigned int)r : quick ? 3 : 5;
+
+	if (child) {
+		int ci = find_name(child, true), wi = 0;
+		while (wi < NW && !wsel[wi])
+			wi++;
+		if (ci < 0 || wi == NW)
+			die("--child needs a known contender and a --workload");
+		return child_main(ci, wi, scale);
+	}
+
+	ssize_t len = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (len <= 0)
+		die("readlink /proc/self/exe: %s", strerror(errno));
+	exe[len] = '\0';
+	char model[256] = "unknown CPU", line[512];
+	FILE *f = fopen("/proc/cpuinfo", "r");
+	while (f && fgets(line, sizeof(line), f)) {
+		char *c = strchr(line, ':');
+		if (!strncmp(line, "model name", 10) && c) {
+			c += 1 + strspn(c + 1, " \t");
+			c[strcspn(c, "\n")] = '\0';
+			snprintf(model, sizeof(model), "%s", c);
+			break;
+		}
+	}
+	if (f)
+		fclose(f);
+	printf("Machine: %s | nproc %ld | glibc %s\n", model,
+	       sysconf(_SC_NPROCESSORS_ONLN), gnu_get_libc_version());
+	printf("Run: %s, median of %u reps, scale %.3g\n", quick ? "quick" : "full",
+	       reps, scale);
+#ifndef __OPTIMIZE__
+	printf("WARNING: mallocbench was built without optimisation\n");
+#endif
+	for (int ci = 0; ci < NC; ci++) {
+		bool want = csel[ci] || !any_c;
+		csel[ci] = false;
+		if (!want)
+			continue;
+		if (contenders[ci].preload && access(contenders[ci].preload, R_OK)) {
+			note("%s skipped: %s not found", contenders[ci].name,
+			     contenders[ci].preload);
+			continue;
+		}
+		csel[ci] = true;
+		envs[ci] = make_env(contenders[ci].preload);
+		order[nc++] = ci;
+	}
+	if (nc == 0)
+		fputs(notes, stderr), die("no contender to run");
+	for (int wi = 0; wi < NW; wi++) {
+		wsel[wi] = wsel[wi] || !any_w;
+		for (int ci = 0; ci < NC; ci++)
+			if (!(cells[wi][ci].v = calloc(reps, sizeof(double))))
+				die("out of memory");
+	}
+	run_all(exe, scale);
+	for (int wi = 0; wi < NW; wi++)
+		for (int ci = 0; ci < NC; ci++)
+			med[wi][ci] = csel[ci] && wsel[wi] ? median(&cells[wi][ci]) : -1;
+	print_tables();
+	snprintf(path, sizeof(path), "%s/malloc-%s.csv", MALLOCBENCH_RESULTS_DIR,
+		 quick ? "quick" : "full");
+	write_csv(csv ? csv : path);
+	if (notes[0])
+		printf("\nNotes:\n%s", notes);
+	return failures ? 1 : 0;
+}

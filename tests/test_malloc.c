@@ -1,0 +1,583 @@
+/*
+ * test_malloc.c - conformance of libsheaf-malloc's malloc family, linked
+ * statically (libsheaf-malloc.a): every allocation of this process, the C
+ * library's and cmocka's included, goes through it.
+ *
+ * Each function: size 0, huge sizes, overflow, every power-of-two
+ * alignment up to the page size (and beyond), realloc growth and shrink
+ * keeping the contents, glibc's errno conventions; the kmalloc caches with
+ * their size-based sheaf capacity; fork with threads allocating; a bad
+ * free() reported in one line and aborting.
+ */
+#include <errno.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include <sheaf/slab.h>
+
+#define PAGE 4096ul
+
+/* Sizes the compiler cannot see (it warns about the ones meant to fail). */
+static size_t opaque(size_t x)
+{
+	volatile size_t v = x;
+	return v;
+}
+
+/* p is memory of libsheaf (a slab object, a page run or a huge mapping). */
+static void assert_ours(const void *p)
+{
+	if (sheaf_obj_node(p) < 0)
+		fail_msg("%p is not libsheaf memory", p);
+}
+
+static void fill(void *p, size_t n, unsigned int seed)
+{
+	unsigned char *c = p;
+	for (size_t i = 0; i < n; i++)
+		c[i] = (unsigned char)(seed + i * 7);
+}
+
+static void check(const void *p, size_t n, unsigned int seed)
+{
+	const unsigned char *c = p;
+	for (size_t i = 0; i < n; i++)
+		if (c[i] != (unsigned char)(seed + i * 7))
+			fail_msg("byte %zu of %p changed", i, p);
+}
+
+/* Sizes around every class boundary, page runs and a huge mapping. */
+static const size_t sizes[] = {
+	0, 1, 7, 8, 9, 15, 16, 17, 24, 31, 32, 33, 63, 64, 65, 95, 96, 97,
+	127, 128, 129, 191, 192, 193, 255, 256, 257, 511, 512, 513, 1000,
+	1024, 1025, 2047, 2048, 2049, 4095, 4096, 4097, 8191, 8192, 8193,
+	12288, 65536, 100000, 1ul << 20, (4ul << 20) - 1, 4ul << 20,
+	(4ul << 20) + 1, 9ul << 20,
+};
+#define NR_SIZES (sizeof(sizes) / sizeof(sizes[0]))
+
+static void test_malloc_sizes(void **state)
+{
+	(void)state;
+	void *p[NR_SIZES];
+	for (size_t i = 0; i < NR_SIZES; i++) {
+		p[i] = malloc(sizes[i]);
+		assert_non_null(p[i]);
+		assert_ours(p[i]);
+		assert_int_equal((uintptr_t)p[i] % 16, 0);
+		assert_true(malloc_usable_size(p[i]) >= sizes[i]);
+		assert_true(malloc_usable_size(p[i]) >= 16);
+		fill(p[i], malloc_usable_size(p[i]), (unsigned int)i);
+	}
+	for (size_t i = 0; i < NR_SIZES; i++) {
+		check(p[i], malloc_usable_size(p[i]), (unsigned int)i);
+		free(p[i]);
+	}
+	/* malloc(0): a unique pointer that free() takes. */
+	void *a = malloc(0), *b = malloc(0);
+	assert_non_null(a);
+	assert_non_null(b);
+	assert_ptr_not_equal(a, b);
+	free(a);
+	free(b);
+	free(NULL);
+	assert_int_equal(malloc_usable_size(NULL), 0);
+}
+
+/* Every small size is 16-byte aligned (max_align_t), 8 included. */
+static void test_malloc_alignment_16(void **state)
+{
+	(void)state;
+	void *p[256];
+	for (size_t n = 1; n <= 256; n++) {
+		p[n - 1] = malloc(n);
+		assert_non_null(p[n - 1]);
+		assert_int_equal((uintptr_t)p[n - 1] % _Alignof(max_align_t), 0);
+	}
+	for (size_t n = 0; n < 256; n++)
+		free(p[n]);
+}
+
+/* The kmalloc caches have sheaves with the kernel's size-based capacity. */
+static void test_kmalloc_sheaves(void **state)
+{
+	(void)state;
+	static const unsigned int classes[] = {
+		16, 32, 64, 96, 128, 192, 256, 512, 1024, 2048, 4096, 8192,
+	};
+	for (size_t i = 0; i < sizeof(classes) / sizeof(classes[0]); i++) {
+		void *p = malloc(classes[i]);
+		struct kmem_cache *s = sheaf_obj_cache(p);
+		assert_non_null(s);
+		assert_int_equal(kmem_cache_size(s), classes[i]);
+		assert_int_equal(sheaf_cache_capacity(s), sheaf_auto_capacity(classes[i]));
+		assert_true(sheaf_cache_capacity(s) > 0);
+		free(p);
+	}
+	/* kmalloc() shares them. */
+	void *k = kmalloc(64, GFP_KERNEL);
+	void *m = malloc(64);
+	assert_ptr_equal(sheaf_obj_cache(k), sheaf_obj_cache(m));
+	free(k);
+	kfree(m);
+}
+
+static void test_malloc_huge_fails(void **state)
+{
+	(void)state;
+	static const size_t huge[] = {
+		SIZE_MAX, SIZE_MAX - 4096, (size_t)PTRDIFF_MAX + 1, 1ul << 50,
+	};
+	for (size_t i = 0; i < sizeof(huge) / sizeof(huge[0]); i++) {
+		errno = 0;
+		assert_null(malloc(opaque(huge[i])));
+		assert_int_equal(errno, ENOMEM);
+		errno = 0;
+		assert_null(calloc(1, opaque(huge[i])));
+		assert_int_equal(errno, ENOMEM);
+		void *p;
+		errno = 0;
+		assert_int_equal(posix_memalign(&p, 64, huge[i]), ENOMEM);
+		assert_int_equal(errno, 0); /* posix_memalign leaves errno */
+		errno = 0;
+		assert_null(aligned_alloc(64, huge[i]));
+		assert_int_equal(errno, ENOMEM);
+		errno = 0;
+		assert_null(memalign(PAGE, huge[i]));
+		assert_int_equal(errno, ENOMEM);
+		errno = 0;
+		assert_null(valloc(huge[i]));
+		assert_int_equal(errno, ENOMEM);
+		errno = 0;
+		assert_null(pvalloc(huge[i]));
+		assert_int_equal(errno, ENOMEM);
+	}
+}
+
+static void test_calloc_zero(void **state)
+{
+	(void)state;
+	/* Overflow of n * size. */
+	errno = 0;
+	assert_null(calloc(opaque(SIZE_MAX / 2), 3));
+	assert_int_equal(errno, ENOMEM);
+	errno = 0;
+	assert_null(calloc(opaque((size_t)1 << 33), (size_t)1 << 31));
+	assert_int_equal(errno, ENOMEM);
+	/* Zeroed even when the memory was used before. */
+	for (size_t i = 0; i < NR_SIZES; i++) {
+		size_t n = sizes[i];
+		void *d = malloc(n ? n : 1);
+		memset(d, 0xa5, n ? n : 1);
+		free(d);
+		unsigned char *z = calloc(1, n);
+		assert_non_null(z);
+		assert_ours(z);
+		for (size_t j = 0; j < n; j++)
+			if (z[j])
+				fail_msg("calloc(1, %zu): byte %zu is %#x", n, j, z[j]);
+		free(z);
+	}
+	void *z0 = calloc(0, 0);
+	assert_non_null(z0);
+	free(z0);
+}
+
+static void test_realloc_content(void **state)
+{
+	(void)state;
+	/* Growth through every class, page runs and a huge mapping... */
+	size_t n = 1;
+	unsigned char *p = malloc(n);
+	fill(p, n, 3);
+	while (n < (12ul << 20)) {
+		size_t m = n * 2 + 3;
+		p = realloc(p, m);
+		assert_non_null(p);
+		assert_ours(p);
+		assert_int_equal((uintptr_t)p % 16, 0);
+		check(p, n, 3);
+		fill(p, m, 3);
+		n = m;
+	}
+	/* ...and back down, keeping the prefix. */
+	while (n > 1) {
+		size_t m = n / 3;
+		p = realloc(p, m ? m : 1);
+		assert_non_null(p);
+		assert_ours(p);
+		check(p, m ? m : 1, 3);
+		n = m ? m : 1;
+	}
+	free(p);
+
+	/* Shrinking a page run to a small size gives the run back. */
+	unsigned char *big = malloc(1 << 20);
+	fill(big, 100, 9);
+	unsigned char *small = realloc(big, 100);
+	check(small, 100, 9);
+	assert_true(malloc_usable_size(small) < PAGE);
+	free(small);
+
+	/* NULL behaves as malloc; size 0 frees and returns NULL (glibc). */
+	p = realloc(NULL, 40);
+	assert_non_null(p);
+	assert_ours(p);
+	assert_null(realloc(p, 0));
+
+	/* Failure leaves the block as it was. */
+	p = malloc(100);
+	fill(p, 100, 5);
+	errno = 0;
+	assert_null(realloc(p, opaque(SIZE_MAX - 64)));
+	assert_int_equal(errno, ENOMEM);
+	check(p, 100, 5);
+	free(p);
+}
+
+static void test_reallocarray(void **state)
+{
+	(void)state;
+	int *a = reallocarray(NULL, 10, sizeof(int));
+	assert_non_null(a);
+	for (int i = 0; i < 10; i++)
+		a[i] = i;
+	errno = 0;
+	assert_null(reallocarray(a, opaque(SIZE_MAX / 2), 4));
+	assert_int_equal(errno, ENOMEM);
+	for (int i = 0; i < 10; i++)
+		assert_int_equal(a[i], i);
+	a = reallocarray(a, 100000, sizeof(int));
+	assert_non_null(a);
+	for (int i = 0; i < 10; i++)
+		assert_int_equal(a[i], i);
+	free(a);
+}
+
+/* Every alignment from 1 to 4 MiB (and one huge), with several sizes. */
+static void test_aligned(void **state)
+{
+	(void)state;
+	static const size_t asz[] = { 0, 1, 24, 100, 4095, 4097, 70000, 5ul << 20 };
+	for (size_t align = 1; align <= (8ul << 20); align *= 2) {
+		for (size_t k = 0; k < sizeof(asz) / sizeof(asz[0]); k++) {
+			size_t n = asz[k];
+			void *p = NULL;
+			if (align >= sizeof(void *)) {
+				assert_int_equal(posix_memalign(&p, align, n), 0);
+				assert_ours(p);
+				assert_int_equal((uintptr_t)p % align, 0);
+				assert_true(malloc_usable_size(p) >= n);
+				fill(p, n, 1);
+				free(p);
+			}
+			p = aligned_alloc(align, n);
+			assert_non_null(p);
+			assert_ours(p);
+			assert_int_equal((uintptr_t)p % align, 0);
+			assert_true(malloc_usable_size(p) >= n);
+			fill(p, n, 2);
+			free(p);
+			p = memalign(align, n);
+			assert_non_null(p);
+			assert_int_equal((uintptr_t)p % align, 0);
+			assert_true(malloc_usable_size(p) >= n);
+			free(p);
+		}
+	}
+	/* Many at once: distinct and aligned. */
+	void *v[64];
+	for (int i = 0; i < 64; i++) {
+		v[i] = aligned_alloc(256, 48);
+		assert_int_equal((uintptr_t)v[i] % 256, 0);
+	}
+	for (int i = 0; i < 64; i++)
+		for (int j = 0; j < i; j++)
+			assert_ptr_not_equal(v[i], v[j]);
+	for (int i = 0; i < 64; i++)
+		free(v[i]);
+}
+
+static void test_aligned_errors(void **state)
+{
+	(void)state;
+	void *p = (void *)1;
+	/* posix_memalign: a power of two multiple of sizeof(void *). */
+	static const size_t bad[] = { 0, 1, 2, 4, 3, 12, 24, 48, 4097, SIZE_MAX };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		errno = 0;
+		assert_int_equal(posix_memalign(&p, opaque(bad[i]), 16), EINVAL);
+		assert_int_equal(errno, 0);
+		assert_ptr_equal(p, (void *)1); /* untouched */
+	}
+	/* aligned_alloc: a power of two. */
+	static const size_t bad2[] = { 0, 3, 24, 48, 4097, SIZE_MAX };
+	for (size_t i = 0; i < sizeof(bad2) / sizeof(bad2[0]); i++) {
+		errno = 0;
+		assert_null(aligned_alloc(opaque(bad2[i]), 16));
+		assert_int_equal(errno, EINVAL);
+	}
+	/* memalign rounds a non-power of two up (glibc); absurd ones fail. */
+	p = memalign(opaque(24), 10);
+	assert_non_null(p);
+	assert_int_equal((uintptr_t)p % 32, 0);
+	free(p);
+	p = memalign(opaque(3000), 10);
+	assert_int_equal((uintptr_t)p % 4096, 0);
+	free(p);
+	errno = 0;
+	assert_null(memalign(opaque(SIZE_MAX), 10));
+	assert_int_equal(errno, EINVAL);
+	/* Alignments above an arena (256 MiB) are not served. */
+	errno = 0;
+	assert_null(aligned_alloc(1ul << 30, 10));
+	assert_int_equal(errno, ENOMEM);
+}
+
+static void test_valloc_pvalloc(void **state)
+{
+	(void)state;
+	static const size_t vs[] = { 0, 1, 4095, 4096, 4097, 100000 };
+	for (size_t i = 0; i < sizeof(vs) / sizeof(vs[0]); i++) {
+		void *p = valloc(vs[i]);
+		assert_non_null(p);
+		assert_ours(p);
+		assert_int_equal((uintptr_t)p % PAGE, 0);
+		assert_true(malloc_usable_size(p) >= vs[i]);
+		free(p);
+		p = pvalloc(vs[i]);
+		assert_non_null(p);
+		assert_int_equal((uintptr_t)p % PAGE, 0);
+		/* The size rounded up to whole pages is usable (one at least). */
+		size_t want = vs[i] ? (vs[i] + PAGE - 1) / PAGE * PAGE : PAGE;
+		assert_true(malloc_usable_size(p) >= want);
+		memset(p, 1, want);
+		free(p);
+	}
+}
+
+/* malloc_trim(): sheaves and barns flushed, empty slabs and idle pages
+ * given back. */
+static void test_malloc_trim(void **state)
+{
+	(void)state;
+	enum { N = 100000 };
+	void **v = malloc(N * sizeof(*v));
+	assert_non_null(v);
+	for (int i = 0; i < N; i++) {
+		v[i] = malloc(64 + (size_t)(i % 4) * 200);
+		memset(v[i], 1, 64);
+	}
+	struct sheaf_page_info before, after;
+	sheaf_page_info(&before);
+	for (int i = 0; i < N; i++)
+		free(v[i]);
+	free(v);
+	assert_int_equal(malloc_trim(0), 1);
+	sheaf_page_info(&after);
+	assert_int_equal(after.dirty_pages, 0);
+	/* The 100000 objects' slabs (tens of MiB) went back to the free lists. */
+	assert_true(after.used_pages + 2000 < before.used_pages);
+}
+
+/* --------------------------------------------------------------- fork */
+
+static volatile int stop_threads;
+
+static void *churn(void *arg)
+{
+	unsigned int x = (unsigned int)(uintptr_t)arg;
+	void *slot[64] = { 0 };
+	while (!__atomic_load_n(&stop_threads, __ATOMIC_RELAXED)) {
+		x = x * 1103515245u + 12345u;
+		unsigned int i = (x >> 8) % 64;
+		free(slot[i]);
+		size_t n = (x >> 16) % 3 == 0 ? 16 + (x >> 4) % 20000 : 8 + (x >> 20) % 300;
+		slot[i] = malloc(n);
+		memset(slot[i], 1, n < 64 ? n : 64);
+	}
+	for (int i = 0; i < 64; i++)
+		free(slot[i]);
+	return NULL;
+}
+
+static void *child_thread(void *arg)
+{
+	(void)arg;
+	void *p = malloc(1000);
+	free(p);
+	return NULL;
+}
+
+/*
+ * fork() while other threads allocate and free: the child allocates at
+ * once (every size class, a page run, a huge mapping, a thread) and exits
+ * 0; a lock left held at the fork would hang it (the alarm ends it then).
+ */
+static void test_fork_with_threads(void **state)
+{
+	(void)state;
+	pthread_t t[3];
+	stop_threads = 0;
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(pthread_create(&t[i], NULL, churn,
+						(void *)(uintptr_t)(i + 1)), 0);
+	for (int round = 0; round < 30; round++) {
+		pid_t pid = fork();
+		assert_true(pid >= 0);
+		if (pid == 0) {
+			alarm(20);
+			void *v[200];
+			for (int i = 0; i < 200; i++) {
+				v[i] = malloc((size_t)(i * 41) % 9000);
+				if (!v[i] || sheaf_obj_node(v[i]) < 0)
+					_exit(2);
+			}
+			for (int i = 0; i < 200; i++)
+				free(v[i]);
+			void *big = malloc(5u << 20);
+			void *run = malloc(100000);
+			free(big);
+			free(run);
+			pthread_t ct;
+			if (pthread_create(&ct, NULL, child_thread, NULL) ||
+			    pthread_join(ct, NULL))
+				_exit(3);
+			_exit(0);
+		}
+		int status;
+		assert_int_equal(waitpid(pid, &status, 0), pid);
+		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+			fail_msg("child round %d: status %#x", round, status);
+	}
+	__atomic_store_n(&stop_threads, 1, __ATOMIC_RELAXED);
+	for (int i = 0; i < 3; i++)
+		pthread_join(t[i], NULL);
+}
+
+/* ------------------------------------------------------- invalid free */
+
+/*
+ * Run fn(arg) in a child with stderr on a pipe: it must die of SIGABRT
+ * after exactly one line that starts with `expect`.
+ */
+static void expect_abort(void (*fn)(void *), void *arg, const char *expect)
+{
+	int fd[2];
+	assert_int_equal(pipe(fd), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		dup2(fd[1], 2);
+		close(fd[0]);
+		signal(SIGABRT, SIG_DFL);
+		fn(arg);
+		_exit(0);
+	}
+	close(fd[1]);
+	char buf[512];
+	size_t len = 0;
+	ssize_t r;
+	while (len < sizeof(buf) - 1 && (r = read(fd[0], buf + len, sizeof(buf) - 1 - len)) > 0)
+		len += (size_t)r;
+	buf[len] = '\0';
+	close(fd[0]);
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGABRT)
+		fail_msg("expected SIGABRT, status %#x, output \"%s\"", status, buf);
+	if (strncmp(buf, expect, strlen(expect)) != 0)
+		fail_msg("expected \"%s...\", got \"%s\"", expect, buf);
+	char *nl = strchr(buf, '\n');
+	assert_non_null(nl);
+	assert_int_equal(nl[1], '\0'); /* one line */
+}
+
+static void do_free(void *p)
+{
+	free(p);
+}
+
+static void do_realloc(void *p)
+{
+	free(realloc(p, 100));
+}
+
+static void do_usable(void *p)
+{
+	(void)!malloc_usable_size(p);
+}
+
+/* A page run freed twice: the second free finds it in a per-CPU run
+ * cache (or the buddy lists) and reports it. */
+static void do_double_free_run(void *arg)
+{
+	size_t n = (size_t)(uintptr_t)arg;
+	void *p = malloc(n);
+	free(p);
+	free(p);
+}
+
+static void test_invalid_free(void **state)
+{
+	(void)state;
+	int on_stack;
+	static int in_data;
+	expect_abort(do_free, &on_stack, "sheaf: free(): invalid pointer");
+	expect_abort(do_free, &in_data, "sheaf: free(): invalid pointer");
+	char *p = malloc(64);
+	expect_abort(do_free, p + 16, "sheaf: free(): invalid pointer");
+	char *q = malloc(100000);
+	expect_abort(do_free, q + PAGE, "sheaf: free(): invalid pointer");
+	char *h = malloc(6u << 20);
+	expect_abort(do_free, h + 64, "sheaf: free(): invalid pointer");
+	expect_abort(do_realloc, &on_stack, "sheaf: realloc(): invalid pointer");
+	expect_abort(do_usable, p + 8, "sheaf: malloc_usable_size(): invalid pointer");
+	for (size_t n = 10000; n <= 300000; n *= 2)
+		expect_abort(do_double_free_run, (void *)(uintptr_t)n,
+			     "sheaf: free(): invalid pointer");
+	free(p);
+	free(q);
+	free(h);
+}
+
+int main(void)
+{
+	/* The library must be this process's malloc. */
+	char *probe = malloc(10);
+	if (probe)
+		memset(probe, 0, 10);
+	if (sheaf_obj_node(probe) < 0) {
+		fprintf(stderr, "test_malloc: malloc is not libsheaf-malloc's\n");
+		return 1;
+	}
+	free(probe);
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_malloc_sizes),
+		cmocka_unit_test(test_malloc_alignment_16),
+		cmocka_unit_test(test_kmalloc_sheaves),
+		cmocka_unit_test(test_malloc_huge_fails),
+		cmocka_unit_test(test_calloc_zero),
+		cmocka_unit_test(test_realloc_content),
+		cmocka_unit_test(test_reallocarray),
+		cmocka_unit_test(test_aligned),
+		cmocka_unit_test(test_aligned_errors),
+		cmocka_unit_test(test_valloc_pvalloc),
+		cmocka_unit_test(test_malloc_trim),
+		cmocka_unit_test(test_fork_with_threads),
+		cmocka_unit_test(test_invalid_free),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
