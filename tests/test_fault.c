@@ -298,6 +298,46 @@ static void test_random_nothing_lost(void **state)
 	kmem_cache_destroy(c);
 }
 
+/*
+ * Caches without sheaves under page and slab failures: after they are
+ * destroyed, every page they took is back in the page layer's free
+ * accounting (sheaf caches also park sheaves in internal caches, which
+ * keep their own slabs, so they are checked at the slab level above).
+ */
+static void test_pages_back_after_destroy(void **state)
+{
+	(void)state;
+	all_off();
+	struct sheaf_page_info before, after;
+	sheaf_page_info(&before);
+	struct kmem_cache *c[3] = { make("flt-pg-a", 24, 0), make("flt-pg-b", 700, 0),
+				    make("flt-pg-c", 3000, 0) };
+	static void *p[3][2000];
+	unsigned int n[3] = { 0, 0, 0 }, fails = 0;
+	assert_int_equal(sheaf_fault_set(SHEAF_FAULT_PAGE, "1,20,0,-1"), 0);
+	assert_int_equal(sheaf_fault_set(SHEAF_FAULT_SLAB, "1,5,0,-1"), 0);
+	for (int it = 0; it < 6000; it++) {
+		unsigned int k = (unsigned int)it % 3;
+		if (it % 7 == 6 && n[k] >= 30) {
+			n[k] -= 30;
+			kmem_cache_free_bulk(c[k], 30, &p[k][n[k]]);
+		} else if (n[k] + 8 <= 2000) {
+			if (kmem_cache_alloc_bulk(c[k], GFP_KERNEL, 8, &p[k][n[k]]) == 8)
+				n[k] += 8;
+			else
+				fails++;
+		}
+	}
+	all_off();
+	assert_true(fails > 0);
+	for (unsigned int k = 0; k < 3; k++) {
+		kmem_cache_free_bulk(c[k], n[k], p[k]);
+		kmem_cache_destroy(c[k]);
+	}
+	sheaf_page_info(&after);
+	assert_int_equal(after.used_pages, before.used_pages);
+}
+
 /* Under SHEAF_FAILSLAB (the second CTest run) the setting was taken. */
 static void test_env_spec(void **state)
 {
@@ -329,6 +369,7 @@ int main(void)
 		cmocka_unit_test(test_api_errors),
 		cmocka_unit_test(test_prefill_promise),
 		cmocka_unit_test(test_random_nothing_lost),
+		cmocka_unit_test(test_pages_back_after_destroy),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
