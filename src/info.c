@@ -69,28 +69,6 @@ static long futex(uint32_t *uaddr, int op, uint32_t val,
 	return syscall(SYS_futex, uaddr, op, val, ts, NULL, 0);
 }
 
-/* Field 22 of /proc/self/stat: start time in clock ticks since boot. */
-static uint64_t self_start_time(void)
-{
-	char buf[1024];
-	int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	ssize_t n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = 0;
-	char *p = strrchr(buf, ')');   /* the command name may hold spaces */
-	if (!p)
-		return 0;
-	p++;
-	/* After ')' come fields 3, 4, ...: skip 19 of them. */
-	for (int field = 3; field < 22 && p; field++)
-		p = strchr(p + 1, ' ');
-	return p ? strtoull(p + 1, NULL, 10) : 0;
-}
-
 static void collect_cache(struct kmem_cache *s, struct sheaf_info_cache *r)
 {
 	memset(r, 0, sizeof(*r));
@@ -292,7 +270,7 @@ void _sheaf_info_init(void)
 	info.scratch = _sheaf_meta_alloc(info.size);
 	if (!info.scratch)
 		return;
-	info.start_time = self_start_time();
+	info.start_time = sheaf_info_start_time(getpid());
 	if (atexit(info_exit) != 0)
 		return;
 	if (!create_page()) {

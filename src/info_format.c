@@ -9,10 +9,13 @@
  * allocator, whose rule is no malloc), no global state.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <string.h>
+#include <stdlib.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <sheaf/info.h>
 
@@ -23,6 +26,33 @@ static const char *const info_stat_names[SHEAF_STAT_NR] = {
 	SHEAF_STAT_ITEMS(INFO_STAT_NAME)
 #undef INFO_STAT_NAME
 };
+
+/*
+ * Field 22 of /proc/PID/stat (start time in clock ticks since boot), 0 when
+ * it cannot be read: what the publisher writes into the page's header and
+ * what the reader compares it with, so that both parse it the same way.
+ */
+SHEAF_EXPORT uint64_t sheaf_info_start_time(pid_t pid)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	char *p = strrchr(buf, ')');   /* the command name may hold spaces */
+	if (!p)
+		return 0;
+	p++;
+	/* After ')' come fields 3, 4, ...: skip 19 of them. */
+	for (int field = 3; field < 22 && p; field++)
+		p = strchr(p + 1, ' ');
+	return p ? strtoull(p + 1, NULL, 10) : 0;
+}
 
 SHEAF_EXPORT const char sheaf_info_sort_keys[] =
 	"name objsize objects total slabs memory allocs frees refill flush";

@@ -69,28 +69,6 @@ static int alive(pid_t pid)
 	return kill(pid, 0) == 0 || errno == EPERM;
 }
 
-/* Field 22 of /proc/PID/stat, 0 when it cannot be read. */
-static uint64_t start_time(pid_t pid)
-{
-	char path[64], buf[1024];
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	ssize_t n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = 0;
-	char *p = strrchr(buf, ')');
-	if (!p)
-		return 0;
-	p++;
-	for (int field = 3; field < 22 && p; field++)
-		p = strchr(p + 1, ' ');
-	return p ? strtoull(p + 1, NULL, 10) : 0;
-}
-
 static bool header_ok(const struct sheaf_info_header *h)
 {
 	return h->magic == SHEAF_INFO_MAGIC && h->version == SHEAF_INFO_VERSION &&
@@ -174,7 +152,7 @@ static bool page_open(pid_t pid, struct page *pg, bool quiet)
 				"(the file can be removed)\n", prog, name, (int)pid);
 		goto fail;
 	}
-	uint64_t st_now = start_time(pid);
+	uint64_t st_now = sheaf_info_start_time(pid);
 	if (st_now && h->start_time && st_now != h->start_time) {
 		if (!quiet)
 			fprintf(stderr, "%s: stale /dev/shm%s: pid %d now belongs to another "

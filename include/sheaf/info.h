@@ -35,6 +35,7 @@
 
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 #include <sheaf/stats.h>
 
@@ -128,6 +129,10 @@ struct sheaf_info_cache {
  */
 int sheaf_info_print(FILE *out, const struct sheaf_info_header *snap,
 		     unsigned int flags, const char *sort);
+
+/* Field 22 of /proc/PID/stat (the process's start time, the header's
+ * start_time), 0 when it cannot be read. */
+uint64_t sheaf_info_start_time(pid_t pid);
 
 /* The sort keys sheaf_info_print() accepts, space separated. */
 extern const char sheaf_info_sort_keys[];
