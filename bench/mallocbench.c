@@ -74,15 +74,21 @@ struct contender {
 	const char *malloc_from; /* substring of the file malloc resolves to */
 };
 
-enum { C_SHEAF, C_GLIBC, C_JEMALLOC, C_TCMALLOC, C_MIMALLOC, NC };
+enum { C_SHEAF, C_GLIBC, C_JEMALLOC, C_TCMALLOC, C_MIMALLOC, C_SHEAF_B, NC };
 
-static const struct contender contenders[NC] = {
+/*
+ * sheaf-b: another build of libsheaf-malloc, named by MALLOCBENCH_SHEAF_B
+ * (run only when that is set): an A/B comparison of two versions,
+ * interleaved in one run like every other contender.
+ */
+static struct contender contenders[NC] = {
 	[C_SHEAF] = { "sheaf", MALLOCBENCH_SHEAF_MALLOC, "libsheaf-malloc" },
 	[C_GLIBC] = { "glibc", NULL, "libc.so" },
 	[C_JEMALLOC] = { "jemalloc", MALLOCBENCH_LIBDIR "/libjemalloc.so.2", "libjemalloc" },
 	[C_TCMALLOC] = { "tcmalloc", MALLOCBENCH_LIBDIR "/libtcmalloc_minimal.so.4",
 			 "libtcmalloc" },
 	[C_MIMALLOC] = { "mimalloc", MALLOCBENCH_LIBDIR "/libmimalloc.so.2", "libmimalloc" },
+	[C_SHEAF_B] = { "sheaf-b", NULL, "libsheaf-malloc" },
 };
 
 enum wtype { W_LARSON, W_XMALLOC, W_HOT, W_MIXED };
@@ -624,7 +630,8 @@ static double best_peer(int wi, bool with_glibc, int *who)
 	double best = -1;
 	*who = -1;
 	for (int ci = 0; ci < NC; ci++) {
-		if (ci == C_SHEAF || (!with_glibc && ci == C_GLIBC) || med[wi][ci] <= 0)
+		if (ci == C_SHEAF || ci == C_SHEAF_B || (!with_glibc && ci == C_GLIBC) ||
+		    med[wi][ci] <= 0)
 			continue;
 		if (best < 0 || med[wi][ci] < best)
 			best = med[wi][ci], *who = ci;
@@ -777,7 +784,9 @@ static void usage(FILE *out)
 "usage: mallocbench [options]\n"
 "  --quick              a tenth of the operations, 3 reps\n"
 "  --workload A[,B]     larson xmalloc hot-64-t1 hot-64-t2 mixed\n"
-"  --contender A[,B]    sheaf glibc jemalloc tcmalloc mimalloc\n"
+"  --contender A[,B]    sheaf glibc jemalloc tcmalloc mimalloc sheaf-b\n"
+"                       (sheaf-b: the libsheaf-malloc.so that the variable\n"
+"                       MALLOCBENCH_SHEAF_B names, for an A/B comparison)\n"
 "  --reps N             repetitions, median reported (default 5, quick 3)\n"
 "  --scale X            multiply every workload's operations by X\n"
 "  --csv PATH           CSV output (default %s/malloc-{full,quick}.csv)\n"
@@ -864,9 +873,12 @@ int main(int argc, char **argv)
 #ifndef __OPTIMIZE__
 	printf("WARNING: mallocbench was built without optimisation\n");
 #endif
+	contenders[C_SHEAF_B].preload = getenv("MALLOCBENCH_SHEAF_B");
 	for (int ci = 0; ci < NC; ci++) {
 		bool want = csel[ci] || !any_c;
 		csel[ci] = false;
+		if (ci == C_SHEAF_B && !contenders[ci].preload)
+			continue;
 		if (!want)
 			continue;
 		if (contenders[ci].preload && access(contenders[ci].preload, R_OK)) {

@@ -55,6 +55,7 @@ void _sheaf_sheaf_setup(void)
 	sheaf_rt.slot_field = _sheaf_rseq_mm_cid
 		? (long)offsetof(struct sheaf_rseq_area, mm_cid)
 		: (long)offsetof(struct sheaf_rseq_area, cpu_id);
+	sheaf_rt.slot_off = sheaf_rt.rseq_offset + sheaf_rt.slot_field;
 }
 
 /* Whether the inline fast paths of <sheaf/slab.h> may be used now. */

@@ -97,6 +97,9 @@ struct sheaf_cache_hot {
 struct sheaf_runtime {
 	long rseq_offset;       /* glibc's __rseq_offset */
 	long slot_field;        /* 24: rseq mm_cid, 4: rseq cpu_id */
+	/* rseq_offset + slot_field: the slot number's %fs-relative address,
+	 * so that a section reads it with one instruction. */
+	long slot_off;
 };
 extern struct sheaf_runtime sheaf_rt;
 
@@ -127,17 +130,11 @@ extern void *sheaf_memmap[];
 	 (!defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 11))
 #define SHEAF_HAVE_RSEQ_ASM 1
 
-static inline char *sheaf_rseq_area(void)
-{
-	char *tp;
-	__asm__("mov %%fs:0, %0" : "=r"(tp));
-	return tp + sheaf_rt.rseq_offset;
-}
-
 /*
  * The descriptor of a section [1f, 2f) with abort handler 4f, in section
  * __rseq_cs, and the store of its address into rseq->rseq_cs (offset 8)
- * that arms it.
+ * that arms it.  The thread's rseq area is addressed %fs-relative:
+ * [roff] = sheaf_rt.rseq_offset, [soff] = sheaf_rt.slot_off.
  */
 #define SHEAF_RSEQ_ARM                                                         \
 	".pushsection __rseq_cs, \"aw\"\n\t"                                   \
@@ -147,7 +144,7 @@ static inline char *sheaf_rseq_area(void)
 	".quad 1f, (2f - 1f), 4f\n\t"                                          \
 	".popsection\n\t"                                                      \
 	"leaq 3b(%%rip), %%rax\n\t"                                            \
-	"movq %%rax, 8(%[rseq])\n\t"
+	"movq %%rax, %%fs:8(%[roff])\n\t"
 
 /*
  * Start of every section (label 1): %rax = &base[slot] for the slot read
@@ -155,7 +152,7 @@ static inline char *sheaf_rseq_area(void)
  */
 #define SHEAF_RSEQ_SLOT                                                        \
 	"1:\n\t"                                                               \
-	"movl (%[rseq], %[field]), %%eax\n\t"                                  \
+	"movl %%fs:(%[soff]), %%eax\n\t"                                  \
 	"shlq $6, %%rax\n\t"                                                   \
 	"addq %[base], %%rax\n\t"                                              \
 	"cmpw $0, (%%rax)\n\t"                                                 \
@@ -201,8 +198,8 @@ static inline int sheaf_rseq_pop(struct sheaf_pcs *base, void **objp)
 		"movl %%edx, 24(%%rcx)\n\t"
 		SHEAF_RSEQ_END
 		: [obj] "=&r"(obj)
-		: [base] "r"(base), [rseq] "r"(sheaf_rseq_area()),
-		  [field] "r"(sheaf_rt.slot_field)
+		: [base] "r"(base), [roff] "r"(sheaf_rt.rseq_offset),
+		  [soff] "r"(sheaf_rt.slot_off)
 		: "rax", "rcx", "rdx", "memory", "cc"
 		: bail, abort);
 	*objp = obj;
@@ -235,8 +232,8 @@ abort:
 		"movl %%edx, 24(%%rcx)\n\t"                                    \
 		SHEAF_RSEQ_END                                                 \
 		:                                                              \
-		: [base] "r"(base), [rseq] "r"(sheaf_rseq_area()),             \
-		  [field] "r"(sheaf_rt.slot_field), [obj] "r"(obj),            \
+		: [base] "r"(base), [roff] "r"(sheaf_rt.rseq_offset),             \
+		  [soff] "r"(sheaf_rt.slot_off), [obj] "r"(obj),            \
 		  [limit] "r"(limit)                                           \
 		: "rax", "rcx", "rdx", "memory", "cc"                          \
 		: bail, abort)
@@ -282,8 +279,8 @@ static inline int sheaf_rseq_trylock(struct sheaf_pcs *base, unsigned int *slotp
 		"movb $1, (%%rax)\n\t"
 		SHEAF_RSEQ_END
 		: "=&a"(pcs)
-		: [base] "r"(base), [rseq] "r"(sheaf_rseq_area()),
-		  [field] "r"(sheaf_rt.slot_field)
+		: [base] "r"(base), [roff] "r"(sheaf_rt.rseq_offset),
+		  [soff] "r"(sheaf_rt.slot_off)
 		: "memory", "cc"
 		: bail, abort);
 	*slotp = (unsigned int)(pcs - base);
@@ -317,7 +314,7 @@ static inline int sheaf_rseq_cpu_cmpxchg(void *base, void *c, void *old_fl,
 	__asm__ goto(
 		SHEAF_RSEQ_ARM
 		"1:\n\t"
-		"movl (%[rseq], %[field]), %%eax\n\t"
+		"movl %%fs:(%[soff]), %%eax\n\t"
 		"shlq $6, %%rax\n\t"
 		"addq %[base], %%rax\n\t"
 		"cmpq %[c], %%rax\n\t"
@@ -332,8 +329,8 @@ static inline int sheaf_rseq_cpu_cmpxchg(void *base, void *c, void *old_fl,
 		"movq %[nfl], (%%rax)\n\t"
 		SHEAF_RSEQ_END
 		:
-		: [base] "r"(base), [rseq] "r"(sheaf_rseq_area()),
-		  [field] "r"(sheaf_rt.slot_field), [c] "r"(c),
+		: [base] "r"(base), [roff] "r"(sheaf_rt.rseq_offset),
+		  [soff] "r"(sheaf_rt.slot_off), [c] "r"(c),
 		  [ofl] "r"(old_fl), [otid] "r"(old_tid), [nfl] "r"(new_fl),
 		  [ntid] "r"(new_tid)
 		: "rax", "memory", "cc"
@@ -356,7 +353,7 @@ static inline int sheaf_rseq_cpu_settid(void *base, void *c,
 	__asm__ goto(
 		SHEAF_RSEQ_ARM
 		"1:\n\t"
-		"movl (%[rseq], %[field]), %%eax\n\t"
+		"movl %%fs:(%[soff]), %%eax\n\t"
 		"shlq $6, %%rax\n\t"
 		"addq %[base], %%rax\n\t"
 		"cmpq %[c], %%rax\n\t"
@@ -368,8 +365,8 @@ static inline int sheaf_rseq_cpu_settid(void *base, void *c,
 		"movq %[ntid], 8(%%rax)\n\t"
 		SHEAF_RSEQ_END
 		:
-		: [base] "r"(base), [rseq] "r"(sheaf_rseq_area()),
-		  [field] "r"(sheaf_rt.slot_field), [c] "r"(c),
+		: [base] "r"(base), [roff] "r"(sheaf_rt.rseq_offset),
+		  [soff] "r"(sheaf_rt.slot_off), [c] "r"(c),
 		  [otid] "r"(old_tid), [ntid] "r"(new_tid)
 		: "rax", "memory", "cc"
 		: bail, abort);
