@@ -30,6 +30,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Hidden aliases of the exported tables the inline paths read (sheaf.c,
+ * pages.c): the library reaches them without a GOT load. */
+#define SHEAF_RT _sheaf_rt_local
+#define SHEAF_MEMMAP _sheaf_memmap_local
+struct sheaf_runtime;
+extern struct sheaf_runtime _sheaf_rt_local __attribute__((visibility("hidden")));
+extern void *_sheaf_memmap_local[] __attribute__((visibility("hidden")));
 #include <sheaf/slab.h>
 #include <sheaf/rseq.h>
 
@@ -131,6 +138,7 @@ extern struct arena *_sheaf_arena_map[ARENA_MAP_SIZE];
 /* sheaf_memmap[addr >> ARENA_SHIFT]: the arena's memmap, NULL if not a slab arena. */
 extern void *sheaf_memmap[ARENA_MAP_SIZE];
 
+
 /*
  * Descriptor flags are read without the owner's lock (the buddy allocator
  * looks at a neighbour's head, kfree at any page): relaxed atomics, with
@@ -152,7 +160,7 @@ static inline struct slab *virt_to_slab(const void *addr)
 	uintptr_t x = (uintptr_t)addr;
 	if (unlikely(x >> ADDR_BITS))
 		return NULL;
-	struct slab *mm = __atomic_load_n((struct slab **)&sheaf_memmap[x >> ARENA_SHIFT],
+	struct slab *mm = __atomic_load_n((struct slab **)&_sheaf_memmap_local[x >> ARENA_SHIFT],
 					  __ATOMIC_ACQUIRE);
 	if (unlikely(!mm))
 		return NULL;

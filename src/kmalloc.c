@@ -127,6 +127,7 @@ static void run_cache_init(void)
 			struct slab_sheaf *sh = (struct slab_sheaf *)(sheaves + i * sheaf_bytes);
 			sh->_info.capacity = RUN_CACHE_RUNS;
 			pcs[i].main = sh;
+			pcs[i].capacity = RUN_CACHE_RUNS;
 		}
 		run_cache[o - RUN_CACHE_MIN] = pcs;
 	}

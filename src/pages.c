@@ -30,6 +30,13 @@
 
 struct arena *_sheaf_arena_map[ARENA_MAP_SIZE];
 SHEAF_EXPORT void *sheaf_memmap[ARENA_MAP_SIZE];
+/*
+ * The library's own copy, read without a GOT load.  Not an alias: a
+ * program's inline paths may read sheaf_memmap from a copy relocated into
+ * the executable, which the library then reaches only through its GOT, so
+ * both are written (arena_grow(), the only writer).
+ */
+void *_sheaf_memmap_local[ARENA_MAP_SIZE];
 
 #define MEMMAP_PAGES ((ARENA_PAGES * sizeof(struct slab)) >> PAGE_SHIFT) /* 1024 */
 #define DIRTY_LIMIT  (8192ul) /* pages (32 MiB) of dirty free memory per node */
@@ -148,6 +155,8 @@ static bool arena_grow(int node)
 	pn->total += ARENA_PAGES - MEMMAP_PAGES;
 	__atomic_store_n(&_sheaf_arena_map[(uintptr_t)base >> ARENA_SHIFT], a,
 			 __ATOMIC_RELEASE);
+	__atomic_store_n(&_sheaf_memmap_local[(uintptr_t)base >> ARENA_SHIFT], (void *)base,
+			 __ATOMIC_RELEASE);
 	__atomic_store_n(&sheaf_memmap[(uintptr_t)base >> ARENA_SHIFT], (void *)base,
 			 __ATOMIC_RELEASE);
 	nr_arenas++;
@@ -225,6 +234,7 @@ void _sheaf_pages_free(struct slab *d)
 		struct slab *t = desc_at(d, idx + i);
 		set_desc_flags(t, 0);
 		t->slab_cache = NULL;
+		t->pcs = NULL; /* free() pushes to a non-NULL pcs */
 		t->head = NULL;
 	}
 

@@ -211,47 +211,28 @@ static SHEAF_NOINLINE void free_slow(void *p, const char *fn, void *caller)
 
 #ifdef SHEAF_HAVE_RSEQ_ASM
 /*
- * struct free_hint - the cache of this thread's previous free() and how
- * many frees in a row named it.
- *
- * The fast free reads the descriptor's cache h, and the main sheaf it
- * pushes onto is h's: an address at the end of a chain of dependent loads
- * (object -> arena memmap -> descriptor -> slots -> main sheaf), and the
- * next malloc() of that class reads the size that push stored, so in a
- * malloc/free loop of one size the chain's latency is paid each time (12 ns
- * per pair against 4 for kmem_cache_free() with its cache known, on the
- * 2-CPU VM).  When h is the hint, the push can use the hint's fields
- * instead: their addresses are known before the descriptor is read, and the
- * comparison is a predicted branch, not a data dependency.  But when sizes
- * alternate that branch mispredicts (two classes at random: 14 ns per pair
- * against 7 without it), so the hint is used only after `run` frees in a
- * row named it (HINT_RUN): both regimes keep their branches predictable.
- * Invariant: run == 0, or hint is what the descriptors of the last `run`
- * frees named (NULL included: large runs, foreign pointers).
+ * free(p): the page descriptor of p names the slots of its cache (NULL:
+ * not a page of a slab of a cache with sheaves, see SHEAF_DESC_PCS), and
+ * the inline_mask of their info line (struct sheaf_pcs_info, in
+ * <sheaf/rseq.h>) says whether p may be pushed at once: it is the
+ * class's alignment mask while the inline paths are on and the stride is a
+ * power of two, so the test is also the object-boundary check.  The push
+ * then reads its limit from the slot.  Neither needs the cache itself:
+ * p -> arena memmap -> descriptor -> slots -> main sheaf is the whole
+ * chain of dependent loads.  Strides that are not powers of two (96, 192),
+ * and every case the inline paths are off, take free_cache(), which checks
+ * through the cache as kfree()'s inline path does.
  */
-struct free_hint {
-	const struct sheaf_cache_hot *hint;
-	unsigned long run;
-};
-#define HINT_RUN 8
-static __thread struct free_hint free_hint;
-
-/*
- * Push p, an object of the slab of descriptor d (arena memmap mm), onto the
- * main sheaf of cache h (NULL: false), through its slots: h's own (hint
- * path) or the descriptor's copy (from_desc).
- */
-static inline __attribute__((always_inline)) bool
-free_push(const struct sheaf_cache_hot *h, bool from_desc, char *mm, char *d,
-	  void *p)
+static SHEAF_NOINLINE void free_cache(void *p, char *mm, char *d, void *caller)
 {
+	const struct sheaf_cache_hot *h =
+		*(const struct sheaf_cache_hot *const *)(d + SHEAF_DESC_CACHE);
 	struct sheaf_pcs *pcs;
-	if (!h || !(pcs = h->inline_pcs) ||
-	    !sheaf_boundary_ok_inline(h, mm, d, (uintptr_t)p))
-		return false;
-	if (from_desc)
-		pcs = *(struct sheaf_pcs *const *)(d + SHEAF_DESC_PCS);
-	return sheaf_pcs_push_inline(pcs, p, h->sheaf_capacity);
+	if (h && (pcs = h->inline_pcs) &&
+	    sheaf_boundary_ok_inline(h, mm, d, (uintptr_t)p) &&
+	    sheaf_pcs_push_inline(pcs, p, h->sheaf_capacity))
+		return;
+	free_slow(p, "free", caller);
 }
 
 SHEAF_EXPORT void free(void *p)
@@ -260,30 +241,16 @@ SHEAF_EXPORT void free(void *p)
 	char *mm = NULL;
 	char *d = sheaf_desc_inline(x, &mm);
 	if (likely(d != NULL)) {
-		const struct sheaf_cache_hot *h =
-			*(const struct sheaf_cache_hot *const *)(d + SHEAF_DESC_CACHE);
-		const struct sheaf_cache_hot *hint = free_hint.hint;
-		unsigned long run = free_hint.run;
-		if (run >= HINT_RUN) {
-			/*
-			 * h == hint, compared where the compiler cannot see
-			 * it: it would otherwise read the fields through h
-			 * (the same value), bringing the data dependency back.
-			 */
-			__asm__ goto("cmpq %0, %1\n\tjne %l[miss]"
-				     : : "r"(h), "r"(hint) : "cc" : miss);
-			if (likely(free_push(hint, false, mm, d, p)))
-				return;
-			goto slow;
-miss:
-			run = 0;
-		}
-		/* Branch-free bookkeeping; the slots from the descriptor
-		 * (h's fields only feed branches). */
-		free_hint.run = h == hint ? run + 1 : 0;
-		free_hint.hint = h;
-		if (free_push(h, true, mm, d, p))
+		struct sheaf_pcs *pcs = *(struct sheaf_pcs *const *)(d + SHEAF_DESC_PCS);
+		if (likely(pcs != NULL)) {
+			if (likely((x & sheaf_pcs_info(pcs)->inline_mask) == 0)) {
+				if (likely(sheaf_pcs_push_slot_inline(pcs, p)))
+					return;
+				goto slow;
+			}
+			free_cache(p, mm, d, __builtin_return_address(0));
 			return;
+		}
 	}
 slow:
 	free_slow(p, "free", __builtin_return_address(0));

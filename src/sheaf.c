@@ -34,6 +34,8 @@
 #include "internal.h"
 
 SHEAF_EXPORT struct sheaf_runtime sheaf_rt;
+/* The library's own copy (see _sheaf_memmap_local in pages.c). */
+struct sheaf_runtime _sheaf_rt_local;
 bool _sheaf_rseq_mode;
 
 static int membarrier(int cmd)
@@ -56,6 +58,7 @@ void _sheaf_sheaf_setup(void)
 		? (long)offsetof(struct sheaf_rseq_area, mm_cid)
 		: (long)offsetof(struct sheaf_rseq_area, cpu_id);
 	sheaf_rt.slot_off = sheaf_rt.rseq_offset + sheaf_rt.slot_field;
+	_sheaf_rt_local = sheaf_rt;
 }
 
 /* Whether the inline fast paths of <sheaf/slab.h> may be used now. */
@@ -69,6 +72,11 @@ static bool inline_allowed(void)
 void _sheaf_update_inline(struct kmem_cache *s)
 {
 	struct sheaf_pcs *want = inline_allowed() ? s->hot.pcs : NULL;
+	/* What descriptor-based free() paths test (struct sheaf_pcs_info). */
+	uint64_t mask = want && s->hot.pow2_mask ? s->hot.pow2_mask : ~0ull;
+	struct sheaf_pcs_info *info = (struct sheaf_pcs_info *)s->hot.pcs - 1;
+	if (s->hot.pcs && __atomic_load_n(&info->inline_mask, __ATOMIC_RELAXED) != mask)
+		__atomic_store_n(&info->inline_mask, mask, __ATOMIC_RELEASE);
 	/* Stored only when it changes: the inline paths of <sheaf/slab.h>
 	 * read it with a plain load, and rewriting the same value at every
 	 * refresh would race with them for nothing. */
@@ -624,6 +632,7 @@ int _sheaf_pcs_test_hold(struct kmem_cache *s, bool hold)
 
 bool _sheaf_pcs_init(struct kmem_cache *s)
 {
+	((struct sheaf_pcs_info *)s->hot.pcs - 1)->inline_mask = ~0ull; /* _sheaf_update_inline() */
 	for (unsigned int i = 0; i < _sheaf_nr_slots; i++) {
 		struct slab_sheaf *main = _sheaf_alloc_sheaf(s, GFP_KERNEL,
 							     s->hot.sheaf_capacity, i);
@@ -633,6 +642,7 @@ bool _sheaf_pcs_init(struct kmem_cache *s)
 			return false;
 		}
 		s->hot.pcs[i].main = main;
+		s->hot.pcs[i].capacity = s->hot.sheaf_capacity;
 	}
 	return true;
 }

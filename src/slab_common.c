@@ -10,9 +10,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <sheaf/rcu.h>
-
 #include "internal.h"
+
+#include <sheaf/rcu.h>
 
 pthread_mutex_t _sheaf_slab_mutex = PTHREAD_MUTEX_INITIALIZER;
 struct list_head _sheaf_slab_caches = LIST_HEAD_INIT(_sheaf_slab_caches);
@@ -57,7 +57,9 @@ struct kmem_cache *_sheaf_cache_create(const char *name, unsigned int size,
 	size_t off_cpu = ALIGN_UP(sizeof(struct kmem_cache), (size_t)CACHE_LINE);
 	size_t off_stats = off_cpu + (cap ? 0 : nslots * sizeof(struct kmem_cache_cpu));
 	size_t off_nodes = off_stats + nslots * sizeof(struct sheaf_stat_slot);
-	size_t off_pcs = off_nodes + _sheaf_nr_nodes * sizeof(struct kmem_cache_node);
+	/* The slots follow their read-mostly info line (struct sheaf_pcs_info). */
+	size_t off_pcs = off_nodes + _sheaf_nr_nodes * sizeof(struct kmem_cache_node) +
+			 (cap ? sizeof(struct sheaf_pcs_info) : 0);
 	size_t off_barn = off_pcs + (cap ? nslots * sizeof(struct sheaf_pcs) : 0);
 	size_t total = off_barn + (cap ? _sheaf_nr_nodes * sizeof(struct node_barn) : 0);
 

@@ -70,12 +70,35 @@ struct slab_sheaf {
 struct sheaf_pcs {
 	uint8_t lock;          /* set by the slot trylock section */
 	uint8_t stop;          /* set by a remote flusher */
-	uint8_t _pad[6];
+	uint8_t _pad[2];
+	uint32_t capacity;     /* the cache's sheaf_capacity (constant) */
 	struct slab_sheaf *main;
 	struct slab_sheaf *spare;
 	struct slab_sheaf *rcu_free;
 	uint64_t _pad2[4];
 } __attribute__((aligned(64)));
+
+/*
+ * struct sheaf_pcs_info - the line just before a cache's slot 0
+ * (sheaf_pcs_info(pcs)), written only when the inline paths are switched
+ * on or off, so that every CPU keeps it cached (slot lines are written by
+ * their slot's slow paths).  free()-style paths that reach the slots from a
+ * page descriptor (SHEAF_DESC_PCS) without the cache read inline_mask: an
+ * object address x may take the inline push when (x & inline_mask) == 0.
+ * It is the cache's pow2_mask while the inline paths may be used and the
+ * stride is a power of two, else ~0 (take the path through the cache,
+ * which checks everything).
+ */
+struct sheaf_pcs_info {
+	uint64_t inline_mask;
+	uint64_t _pad[7];
+} __attribute__((aligned(64)));
+
+static inline const struct sheaf_pcs_info *sheaf_pcs_info(const struct sheaf_pcs *pcs)
+{
+	return (const struct sheaf_pcs_info *)(const void *)pcs - 1;
+}
+#define SHEAF_PCS_CAPACITY 4
 
 /* The start of every struct kmem_cache: what the inline fast paths read. */
 struct sheaf_cache_hot {
@@ -102,6 +125,10 @@ struct sheaf_runtime {
 	long slot_off;
 };
 extern struct sheaf_runtime sheaf_rt;
+/* The library itself reads these through hidden aliases (no GOT load). */
+#ifndef SHEAF_RT
+#define SHEAF_RT sheaf_rt
+#endif
 
 /*
  * Page descriptors, as far as the inline free needs them: sheaf_memmap[]
@@ -113,6 +140,9 @@ extern struct sheaf_runtime sheaf_rt;
  * cache at 16 is not NULL).
  */
 extern void *sheaf_memmap[];
+#ifndef SHEAF_MEMMAP
+#define SHEAF_MEMMAP sheaf_memmap
+#endif
 #define SHEAF_ARENA_SHIFT  28
 #define SHEAF_DESC_CACHE   16
 #define SHEAF_DESC_HEAD    40
@@ -198,8 +228,8 @@ static inline int sheaf_rseq_pop(struct sheaf_pcs *base, void **objp)
 		"movl %%edx, 24(%%rcx)\n\t"
 		SHEAF_RSEQ_END
 		: [obj] "=&r"(obj)
-		: [base] "r"(base), [roff] "r"(sheaf_rt.rseq_offset),
-		  [soff] "r"(sheaf_rt.slot_off)
+		: [base] "r"(base), [roff] "r"(SHEAF_RT.rseq_offset),
+		  [soff] "r"(SHEAF_RT.slot_off)
 		: "rax", "rcx", "rdx", "memory", "cc"
 		: bail, abort);
 	*objp = obj;
@@ -232,11 +262,40 @@ abort:
 		"movl %%edx, 24(%%rcx)\n\t"                                    \
 		SHEAF_RSEQ_END                                                 \
 		:                                                              \
-		: [base] "r"(base), [roff] "r"(sheaf_rt.rseq_offset),             \
-		  [soff] "r"(sheaf_rt.slot_off), [obj] "r"(obj),            \
+		: [base] "r"(base), [roff] "r"(SHEAF_RT.rseq_offset),             \
+		  [soff] "r"(SHEAF_RT.slot_off), [obj] "r"(obj),            \
 		  [limit] "r"(limit)                                           \
 		: "rax", "rcx", "rdx", "memory", "cc"                          \
 		: bail, abort)
+
+/*
+ * Push onto main, the limit read from the slot's capacity (free() paths
+ * that know the slots but not the cache).
+ */
+static inline int sheaf_rseq_push_slot(struct sheaf_pcs *base, void *obj)
+{
+	__asm__ goto(
+		SHEAF_RSEQ_ARM
+		SHEAF_RSEQ_SLOT
+		"movq 8(%%rax), %%rcx\n\t"
+		"movl 24(%%rcx), %%edx\n\t"
+		"cmpl 4(%%rax), %%edx\n\t"
+		"jae %l[bail]\n\t"
+		"movq %[obj], 32(%%rcx, %%rdx, 8)\n\t"
+		"addl $1, %%edx\n\t"
+		"movl %%edx, 24(%%rcx)\n\t"
+		SHEAF_RSEQ_END
+		:
+		: [base] "r"(base), [roff] "r"(SHEAF_RT.rseq_offset),
+		  [soff] "r"(SHEAF_RT.slot_off), [obj] "r"(obj)
+		: "rax", "rcx", "rdx", "memory", "cc"
+		: bail, abort);
+	return 0;
+bail:
+	return 1;
+abort:
+	return 2;
+}
 
 /* Push onto main (free).  limit = the cache's sheaf_capacity. */
 static inline int sheaf_rseq_push(struct sheaf_pcs *base, void *obj,
@@ -279,8 +338,8 @@ static inline int sheaf_rseq_trylock(struct sheaf_pcs *base, unsigned int *slotp
 		"movb $1, (%%rax)\n\t"
 		SHEAF_RSEQ_END
 		: "=&a"(pcs)
-		: [base] "r"(base), [roff] "r"(sheaf_rt.rseq_offset),
-		  [soff] "r"(sheaf_rt.slot_off)
+		: [base] "r"(base), [roff] "r"(SHEAF_RT.rseq_offset),
+		  [soff] "r"(SHEAF_RT.slot_off)
 		: "memory", "cc"
 		: bail, abort);
 	*slotp = (unsigned int)(pcs - base);
@@ -329,8 +388,8 @@ static inline int sheaf_rseq_cpu_cmpxchg(void *base, void *c, void *old_fl,
 		"movq %[nfl], (%%rax)\n\t"
 		SHEAF_RSEQ_END
 		:
-		: [base] "r"(base), [roff] "r"(sheaf_rt.rseq_offset),
-		  [soff] "r"(sheaf_rt.slot_off), [c] "r"(c),
+		: [base] "r"(base), [roff] "r"(SHEAF_RT.rseq_offset),
+		  [soff] "r"(SHEAF_RT.slot_off), [c] "r"(c),
 		  [ofl] "r"(old_fl), [otid] "r"(old_tid), [nfl] "r"(new_fl),
 		  [ntid] "r"(new_tid)
 		: "rax", "memory", "cc"
@@ -365,8 +424,8 @@ static inline int sheaf_rseq_cpu_settid(void *base, void *c,
 		"movq %[ntid], 8(%%rax)\n\t"
 		SHEAF_RSEQ_END
 		:
-		: [base] "r"(base), [roff] "r"(sheaf_rt.rseq_offset),
-		  [soff] "r"(sheaf_rt.slot_off), [c] "r"(c),
+		: [base] "r"(base), [roff] "r"(SHEAF_RT.rseq_offset),
+		  [soff] "r"(SHEAF_RT.slot_off), [c] "r"(c),
 		  [otid] "r"(old_tid), [ntid] "r"(new_tid)
 		: "rax", "memory", "cc"
 		: bail, abort);

@@ -475,6 +475,16 @@ sheaf_pcs_push_inline(struct sheaf_pcs *pcs, void *obj, unsigned int capacity)
 	return __builtin_expect(r == 0, 1);
 }
 
+/* Push with the limit the slot holds (pcs->capacity). */
+static inline __attribute__((always_inline)) bool
+sheaf_pcs_push_slot_inline(struct sheaf_pcs *pcs, void *obj)
+{
+	int r;
+	while ((r = sheaf_rseq_push_slot(pcs, obj)) == 2)
+		;
+	return __builtin_expect(r == 0, 1);
+}
+
 /*
  * The inline free checks that obj is an object of s: its page's descriptor
  * names s, and it sits at an object boundary of its slab (an alignment test
@@ -489,7 +499,7 @@ sheaf_desc_inline(uintptr_t x, char **mmp)
 {
 	if (__builtin_expect(x >> 47, 0))
 		return NULL;
-	char *mm = (char *)sheaf_memmap[x >> SHEAF_ARENA_SHIFT];
+	char *mm = (char *)SHEAF_MEMMAP[x >> SHEAF_ARENA_SHIFT];
 	if (__builtin_expect(mm == NULL, 0))
 		return NULL;
 	*mmp = mm;
