@@ -2,8 +2,9 @@
 /*
  * barn.c - the per-node store of full and empty sheaves of a cache.
  *
- * Lock contract: every function takes and drops barn->lock itself; callers
- * may hold a slot lock (order: slot -> barn -> node list_lock).  Counts are
+ * Lock contract: every function takes and drops barn->lock (a spinlock)
+ * itself; callers may hold a slot lock (order: slot -> barn -> node
+ * list_lock).  Nothing that may block or allocate runs under it.  Counts are
  * read racily for the limit checks, as the kernel does: overshoot is rare
  * and harmless.
  */
@@ -11,30 +12,40 @@
 
 #include "internal.h"
 
-static inline struct list_head *sheaf_link(struct slab_sheaf *sheaf)
+/* The stacks are linked through the sheaf's _link[0]. */
+static inline void push_locked(struct slab_sheaf **top, unsigned int *nr,
+			       struct slab_sheaf *sheaf)
 {
-	return (struct list_head *)sheaf->_link;
+	sheaf->_link[0] = *top;
+	*top = sheaf;
+	WRITE_ONCE(*nr, *nr + 1);
 }
 
-static inline struct slab_sheaf *link_sheaf(struct list_head *l)
+/* Take the top sheaf of a stack.  Caller holds barn->lock; *nr > 0. */
+static inline struct slab_sheaf *pop_locked(struct slab_sheaf **top, unsigned int *nr)
 {
-	return (struct slab_sheaf *)(void *)l;
-}
-
-/* Take the first sheaf of a barn list.  Caller holds barn->lock; *nr > 0. */
-static struct slab_sheaf *pop_locked(struct list_head *list, unsigned int *nr)
-{
-	struct list_head *l = list->next;
-	list_del(l);
+	struct slab_sheaf *sheaf = *top;
+	*top = sheaf->_link[0];
+	sheaf->_link[0] = NULL; /* as it was before the push */
 	WRITE_ONCE(*nr, *nr - 1);
-	return link_sheaf(l);
+	return sheaf;
+}
+
+static inline void barn_lock(struct node_barn *barn)
+{
+	pthread_spin_lock(&barn->lock);
+	sheaf_debug_yield();
+}
+
+static inline void barn_unlock(struct node_barn *barn)
+{
+	pthread_spin_unlock(&barn->lock);
 }
 
 void _sheaf_barn_init(struct node_barn *barn)
 {
-	_sheaf_spinlock_init(&barn->lock);
-	INIT_LIST_HEAD(&barn->sheaves_full);
-	INIT_LIST_HEAD(&barn->sheaves_empty);
+	pthread_spin_init(&barn->lock, PTHREAD_PROCESS_PRIVATE);
+	barn->full = barn->empty = NULL;
 	WRITE_ONCE(barn->nr_full, 0);
 	WRITE_ONCE(barn->nr_empty, 0);
 	atomic_init(&barn->rcu_credit, 0);
@@ -45,11 +56,10 @@ struct slab_sheaf *_sheaf_barn_get_empty(struct node_barn *barn)
 	struct slab_sheaf *sheaf = NULL;
 	if (!READ_ONCE(barn->nr_empty))
 		return NULL;
-	pthread_mutex_lock(&barn->lock);
-	sheaf_debug_yield();
+	barn_lock(barn);
 	if (barn->nr_empty)
-		sheaf = pop_locked(&barn->sheaves_empty, &barn->nr_empty);
-	pthread_mutex_unlock(&barn->lock);
+		sheaf = pop_locked(&barn->empty, &barn->nr_empty);
+	barn_unlock(barn);
 	return sheaf;
 }
 
@@ -59,22 +69,18 @@ bool _sheaf_barn_put_empty(struct node_barn *barn, struct slab_sheaf *sheaf,
 {
 	if (!force && READ_ONCE(barn->nr_empty) >= MAX_EMPTY_SHEAVES)
 		return false;
-	pthread_mutex_lock(&barn->lock);
-	sheaf_debug_yield();
-	list_add(sheaf_link(sheaf), &barn->sheaves_empty);
-	WRITE_ONCE(barn->nr_empty, barn->nr_empty + 1);
-	pthread_mutex_unlock(&barn->lock);
+	barn_lock(barn);
+	push_locked(&barn->empty, &barn->nr_empty, sheaf);
+	barn_unlock(barn);
 	return true;
 }
 
 /* Put a full sheaf, ignoring the limit (callers check it). */
 void _sheaf_barn_put_full(struct node_barn *barn, struct slab_sheaf *sheaf)
 {
-	pthread_mutex_lock(&barn->lock);
-	sheaf_debug_yield();
-	list_add(sheaf_link(sheaf), &barn->sheaves_full);
-	WRITE_ONCE(barn->nr_full, barn->nr_full + 1);
-	pthread_mutex_unlock(&barn->lock);
+	barn_lock(barn);
+	push_locked(&barn->full, &barn->nr_full, sheaf);
+	barn_unlock(barn);
 }
 
 /* A full sheaf, or NULL. */
@@ -83,11 +89,10 @@ struct slab_sheaf *_sheaf_barn_get_full(struct node_barn *barn)
 	struct slab_sheaf *sheaf = NULL;
 	if (!READ_ONCE(barn->nr_full))
 		return NULL;
-	pthread_mutex_lock(&barn->lock);
-	sheaf_debug_yield();
+	barn_lock(barn);
 	if (barn->nr_full)
-		sheaf = pop_locked(&barn->sheaves_full, &barn->nr_full);
-	pthread_mutex_unlock(&barn->lock);
+		sheaf = pop_locked(&barn->full, &barn->nr_full);
+	barn_unlock(barn);
 	return sheaf;
 }
 
@@ -95,13 +100,12 @@ struct slab_sheaf *_sheaf_barn_get_full(struct node_barn *barn)
 struct slab_sheaf *_sheaf_barn_get_full_or_empty(struct node_barn *barn)
 {
 	struct slab_sheaf *sheaf = NULL;
-	pthread_mutex_lock(&barn->lock);
-	sheaf_debug_yield();
+	barn_lock(barn);
 	if (barn->nr_full)
-		sheaf = pop_locked(&barn->sheaves_full, &barn->nr_full);
+		sheaf = pop_locked(&barn->full, &barn->nr_full);
 	else if (barn->nr_empty)
-		sheaf = pop_locked(&barn->sheaves_empty, &barn->nr_empty);
-	pthread_mutex_unlock(&barn->lock);
+		sheaf = pop_locked(&barn->empty, &barn->nr_empty);
+	barn_unlock(barn);
 	return sheaf;
 }
 
@@ -115,14 +119,12 @@ struct slab_sheaf *_sheaf_barn_replace_empty(struct node_barn *barn,
 	struct slab_sheaf *full = NULL;
 	if (!READ_ONCE(barn->nr_full))
 		return NULL;
-	pthread_mutex_lock(&barn->lock);
-	sheaf_debug_yield();
+	barn_lock(barn);
 	if (barn->nr_full) {
-		full = pop_locked(&barn->sheaves_full, &barn->nr_full);
-		list_add(sheaf_link(empty), &barn->sheaves_empty);
-		WRITE_ONCE(barn->nr_empty, barn->nr_empty + 1);
+		full = pop_locked(&barn->full, &barn->nr_full);
+		push_locked(&barn->empty, &barn->nr_empty, empty);
 	}
-	pthread_mutex_unlock(&barn->lock);
+	barn_unlock(barn);
 	return full;
 }
 
@@ -142,50 +144,35 @@ struct slab_sheaf *_sheaf_barn_replace_full(struct node_barn *barn,
 		*err = -ENOMEM;
 		return NULL;
 	}
-	pthread_mutex_lock(&barn->lock);
-	sheaf_debug_yield();
+	barn_lock(barn);
 	if (barn->nr_empty) {
-		empty = pop_locked(&barn->sheaves_empty, &barn->nr_empty);
-		list_add(sheaf_link(full), &barn->sheaves_full);
-		WRITE_ONCE(barn->nr_full, barn->nr_full + 1);
+		empty = pop_locked(&barn->empty, &barn->nr_empty);
+		push_locked(&barn->full, &barn->nr_full, full);
 	} else {
 		*err = -ENOMEM;
 	}
-	pthread_mutex_unlock(&barn->lock);
+	barn_unlock(barn);
 	return empty;
 }
 
 /* Empty the barn: flush full sheaves to slabs, free every sheaf. */
 void _sheaf_barn_shrink(struct kmem_cache *s, struct node_barn *barn)
 {
-	struct list_head full, empty;
-	INIT_LIST_HEAD(&full);
-	INIT_LIST_HEAD(&empty);
-	pthread_mutex_lock(&barn->lock);
-	sheaf_debug_yield();
-	while (!list_empty(&barn->sheaves_full)) {
-		struct list_head *l = barn->sheaves_full.next;
-		list_del(l);
-		list_add(l, &full);
-	}
-	while (!list_empty(&barn->sheaves_empty)) {
-		struct list_head *l = barn->sheaves_empty.next;
-		list_del(l);
-		list_add(l, &empty);
-	}
+	barn_lock(barn);
+	struct slab_sheaf *full = barn->full, *empty = barn->empty;
+	barn->full = barn->empty = NULL;
 	WRITE_ONCE(barn->nr_full, 0);
 	WRITE_ONCE(barn->nr_empty, 0);
-	pthread_mutex_unlock(&barn->lock);
-	while (!list_empty(&full)) {
-		struct list_head *l = full.next;
-		list_del(l);
-		struct slab_sheaf *sheaf = link_sheaf(l);
-		_sheaf_discard_sheaf(s, sheaf, 0);
+	barn_unlock(barn);
+	while (full) {
+		struct slab_sheaf *next = full->_link[0];
+		_sheaf_discard_sheaf(s, full, 0);
+		full = next;
 	}
-	while (!list_empty(&empty)) {
-		struct list_head *l = empty.next;
-		list_del(l);
-		_sheaf_free_sheaf(s, link_sheaf(l), 0);
+	while (empty) {
+		struct slab_sheaf *next = empty->_link[0];
+		_sheaf_free_sheaf(s, empty, 0);
+		empty = next;
 	}
 }
 
@@ -194,15 +181,13 @@ size_t _sheaf_barn_objects(struct node_barn *barn, unsigned int *nr_full,
 			   unsigned int *nr_empty)
 {
 	size_t n = 0;
-	struct list_head *l;
-	pthread_mutex_lock(&barn->lock);
-	sheaf_debug_yield();
-	for (l = barn->sheaves_full.next; l != &barn->sheaves_full; l = l->next)
-		n += link_sheaf(l)->size;
+	barn_lock(barn);
+	for (struct slab_sheaf *f = barn->full; f; f = f->_link[0])
+		n += f->size;
 	if (nr_full)
 		*nr_full = barn->nr_full;
 	if (nr_empty)
 		*nr_empty = barn->nr_empty;
-	pthread_mutex_unlock(&barn->lock);
+	barn_unlock(barn);
 	return n;
 }

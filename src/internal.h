@@ -533,11 +533,18 @@ size_t _sheaf_ksize(const void *p, const char *fn, void *caller);
 #define MAX_RCU_CREDIT    16384
 /*
  * struct node_barn - per cache per node store of sheaves, under lock.
- * Invariants: nr_full == length(sheaves_full), every sheaf there has
- * size == capacity (a recycled rcu sheaf may hold fewer); nr_empty ==
- * length(sheaves_empty), every sheaf there has size == 0.  The limits
- * MAX_FULL_SHEAVES / MAX_EMPTY_SHEAVES are soft: checked when a sheaf is
- * offered, ignored when sheaves are exchanged or an undo puts one back.
+ * Invariants: nr_full == length(full), every sheaf there has size ==
+ * capacity (a recycled rcu sheaf may hold fewer); nr_empty ==
+ * length(empty), every sheaf there has size == 0.  Both are LIFO stacks
+ * linked through the sheaves' _link[0]: a push writes only the pushed
+ * sheaf's header and a pop reads only the popped one's, so an exchange
+ * touches the barn's line and the two sheaves it moves, nothing else.  The
+ * limits MAX_FULL_SHEAVES / MAX_EMPTY_SHEAVES are soft: checked when a
+ * sheaf is offered, ignored when sheaves are exchanged or an undo puts one
+ * back.
+ *
+ * lock is a spinlock, as the kernel's: it is held for a few loads and
+ * stores, never across a call that may block.
  *
  * rcu_credit (userspace addition): liburcu hands callbacks over in batches
  * about 10 ms apart, so at a high kfree_rcu() rate one batch brings back far
@@ -550,12 +557,12 @@ size_t _sheaf_ksize(const void *p, const char *fn, void *caller);
  * limit applies.
  */
 struct node_barn {
-	pthread_mutex_t lock;
-	struct list_head sheaves_full;
-	struct list_head sheaves_empty;
+	pthread_spinlock_t lock;
 	unsigned int nr_full;
 	unsigned int nr_empty;
 	atomic_uint rcu_credit;
+	struct slab_sheaf *full;
+	struct slab_sheaf *empty;
 } __attribute__((aligned(CACHE_LINE)));
 
 /* An allocation asked the barn for a full sheaf: RCU may recycle one more. */

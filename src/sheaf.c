@@ -711,13 +711,13 @@ void _sheaf_pcs_lock_all(struct kmem_cache *s)
 	pthread_mutex_lock(&s->flush_lock);
 	_sheaf_pcs_remote_lock_all(s);
 	for (unsigned int n = 0; n < _sheaf_nr_nodes; n++)
-		pthread_mutex_lock(&s->barn[n]->lock);
+		pthread_spin_lock(&s->barn[n]->lock);
 }
 
 void _sheaf_pcs_unlock_all(struct kmem_cache *s)
 {
 	for (unsigned int n = 0; n < _sheaf_nr_nodes; n++)
-		pthread_mutex_unlock(&s->barn[n]->lock);
+		pthread_spin_unlock(&s->barn[n]->lock);
 	_sheaf_pcs_remote_unlock_all(s);
 	pthread_mutex_unlock(&s->flush_lock);
 }
