@@ -656,6 +656,9 @@ void _sheaf_offer_empty(struct kmem_cache *s, struct slab_sheaf *empty,
 void _sheaf_sheaf_setup(void);
 void _sheaf_update_inline(struct kmem_cache *s);
 void _sheaf_refresh_inline_all(void);   /* takes slab_mutex */
+/* Called after every cache's inline_pcs was refreshed: libsheaf-malloc
+ * (preload.c) overrides this weak no-op to follow in its size table. */
+void _sheaf_inline_changed(void);
 bool _sheaf_pcs_init(struct kmem_cache *s);
 void *_sheaf_sheaf_alloc(struct kmem_cache *s, gfp_t gfp);
 void _sheaf_sheaf_free(struct kmem_cache *s, struct slab *slab, void *obj);

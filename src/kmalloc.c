@@ -101,13 +101,15 @@ SHEAF_EXPORT size_t kmalloc_size_roundup(size_t size)
  * a sheaf of up to RUN_CACHE_RUNS run addresses, popped and pushed by the
  * same restartable sections as object sheaves (no lock, no atomic).  Only
  * in rseq mode with one node (a run must go back to its own node's buddy
- * lists); at most RUN_CACHE_RUNS runs of each order stay per slot, dirty.
+ * lists); at most RUN_CACHE_BYTES of each order stay per slot, dirty.
  * A cached run's head has flags 0 (internal.h), so a second kfree() of it
  * is reported.
  */
 #define RUN_CACHE_MIN  2	/* 16 KiB: sizes above KMALLOC_MAX_CACHE_SIZE */
 #define RUN_CACHE_MAX  4	/* 64 KiB */
-#define RUN_CACHE_RUNS 16u
+/* Runs kept per slot and order: 1 MiB of each order (64, 32, 16 runs). */
+#define RUN_CACHE_BYTES (1u << 20)
+#define RUN_CACHE_RUNS(order) (RUN_CACHE_BYTES >> PAGE_SHIFT >> (order))
 static struct sheaf_pcs *run_cache[RUN_CACHE_MAX - RUN_CACHE_MIN + 1];
 
 static void run_cache_init(void)
@@ -115,8 +117,11 @@ static void run_cache_init(void)
 #ifdef SHEAF_HAVE_RSEQ_ASM
 	if (!_sheaf_kmalloc_sheaves || !_sheaf_rseq_mode || _sheaf_nr_nodes != 1)
 		return;
-	size_t sheaf_bytes = sizeof(struct slab_sheaf) + RUN_CACHE_RUNS * sizeof(void *);
 	for (unsigned int o = RUN_CACHE_MIN; o <= RUN_CACHE_MAX; o++) {
+		/* Whole cache lines: slots' sheaves never share one. */
+		size_t sheaf_bytes = ALIGN_UP(sizeof(struct slab_sheaf) +
+					      RUN_CACHE_RUNS(o) * sizeof(void *),
+					      (size_t)CACHE_LINE);
 		size_t bytes = _sheaf_nr_slots * (sizeof(struct sheaf_pcs) + sheaf_bytes);
 		char *mem = _sheaf_meta_alloc(bytes);
 		if (!mem)
@@ -125,9 +130,9 @@ static void run_cache_init(void)
 		char *sheaves = mem + _sheaf_nr_slots * sizeof(struct sheaf_pcs);
 		for (unsigned int i = 0; i < _sheaf_nr_slots; i++) {
 			struct slab_sheaf *sh = (struct slab_sheaf *)(sheaves + i * sheaf_bytes);
-			sh->_info.capacity = RUN_CACHE_RUNS;
+			sh->_info.capacity = RUN_CACHE_RUNS(o);
 			pcs[i].main = sh;
-			pcs[i].capacity = RUN_CACHE_RUNS;
+			pcs[i].capacity = RUN_CACHE_RUNS(o);
 		}
 		run_cache[o - RUN_CACHE_MIN] = pcs;
 	}
@@ -155,7 +160,7 @@ static inline bool run_cache_put(struct slab *d)
 	unsigned int order = d->order;
 	return order >= RUN_CACHE_MIN && order <= RUN_CACHE_MAX &&
 	       (pcs = run_cache[order - RUN_CACHE_MIN]) &&
-	       sheaf_pcs_push_inline(pcs, slab_address(d), RUN_CACHE_RUNS);
+	       sheaf_pcs_push_slot_inline(pcs, slab_address(d));
 #else
 	(void)d;
 	return false;

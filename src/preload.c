@@ -13,11 +13,11 @@
  *   .. 4 MiB       a page run of the buddy allocator (a power of two of pages)
  *   above          a mapping of its own, unmapped by free()
  *
- * Fast paths: malloc is the table malloc_cache[(size + 15) / 16] and the
- * inline pop of <sheaf/slab.h> (sheaf_pcs_pop_inline); free is
- * sheaf_kfree_inline: the page descriptor names the cache, the address is
- * checked to be an object boundary, and the object is pushed onto the
- * slot's main sheaf.  Everything else goes to kmalloc.c's slow paths
+ * Fast paths: malloc is the table malloc_pcs[(size + 15) / 16] (the
+ * class's slots) and the inline pop of <sheaf/slab.h>
+ * (sheaf_pcs_pop_inline); free reads the slots from the page descriptor,
+ * checks the object boundary against their info line and pushes onto the
+ * slot's main sheaf (free() below).  Everything else goes to kmalloc.c's slow paths
  * (_sheaf_kmalloc, _sheaf_kfree, _sheaf_ksize), which report a pointer the
  * library does not own in one line and abort, as glibc does.
  *
@@ -51,6 +51,29 @@
  * Written once (idempotently) with release stores; read with acquire.
  */
 static struct kmem_cache *malloc_cache[NR_MALLOC_IDX];
+
+/*
+ * malloc_pcs[i]: malloc_cache[i]->hot.inline_pcs, what the fast path pops
+ * from (NULL: take malloc_slow(), which also initialises).  Follows the
+ * caches' inline switch (statistics, failure injection) through
+ * _sheaf_inline_changed().  One load instead of two on every malloc().
+ */
+static struct sheaf_pcs *malloc_pcs[NR_MALLOC_IDX];
+
+static void malloc_pcs_refresh(void)
+{
+	for (size_t i = 0; i < NR_MALLOC_IDX; i++) {
+		struct kmem_cache *s = __atomic_load_n(&malloc_cache[i], __ATOMIC_ACQUIRE);
+		__atomic_store_n(&malloc_pcs[i],
+				 s ? __atomic_load_n(&s->hot.inline_pcs, __ATOMIC_ACQUIRE) : NULL,
+				 __ATOMIC_RELEASE);
+	}
+}
+
+void _sheaf_inline_changed(void)
+{
+	malloc_pcs_refresh();
+}
 
 /* Every kmalloc cache gets sheaves (overrides kmalloc.c's weak false). */
 bool _sheaf_kmalloc_sheaves = true;
@@ -126,6 +149,7 @@ static SHEAF_NOINLINE void malloc_setup(void)
 		__atomic_store_n(&malloc_cache[i], _sheaf_kmalloc_cache(size),
 				 __ATOMIC_RELEASE);
 	}
+	malloc_pcs_refresh();
 	__atomic_store_n(&malloc_ready, true, __ATOMIC_RELEASE);
 	if (malloc_verbose && first)
 		malloc_report("start");
@@ -152,11 +176,9 @@ static inline __attribute__((always_inline)) bool malloc_fast(size_t size, void 
 {
 #ifdef SHEAF_HAVE_RSEQ_ASM
 	if (likely(size <= KMALLOC_MAX_CACHE_SIZE)) {
-		struct kmem_cache *s = __atomic_load_n(&malloc_cache[MALLOC_IDX(size)],
-						       __ATOMIC_ACQUIRE);
-		struct sheaf_pcs *pcs;
-		if (likely(s && (pcs = __atomic_load_n(&s->hot.inline_pcs,
-						       __ATOMIC_ACQUIRE))))
+		struct sheaf_pcs *pcs = __atomic_load_n(&malloc_pcs[MALLOC_IDX(size)],
+							__ATOMIC_ACQUIRE);
+		if (likely(pcs))
 			return sheaf_pcs_pop_inline(pcs, objp);
 	}
 #else

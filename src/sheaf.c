@@ -93,6 +93,11 @@ void _sheaf_refresh_inline_all(void)
 		if (cache_has_sheaves(s))
 			_sheaf_update_inline(s);
 	pthread_mutex_unlock(&_sheaf_slab_mutex);
+	_sheaf_inline_changed();
+}
+
+__attribute__((weak)) void _sheaf_inline_changed(void)
+{
 }
 
 /* Size-based capacity (the kernel's 7.0 rule), rounded up to fill the

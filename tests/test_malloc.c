@@ -392,6 +392,38 @@ static void test_malloc_trim(void **state)
 	assert_true(after.used_pages + 2000 < before.used_pages);
 }
 
+/*
+ * The fast paths follow the inline switch at run time: while failure
+ * injection is armed every allocation must reach the checked path (the
+ * size table's copy of the class's slots must be withdrawn, or malloc()
+ * would keep popping the sheaf), and once it is off again malloc() works.
+ */
+static void test_inline_switch(void **state)
+{
+	(void)state;
+	void *warm[8];
+	for (int i = 0; i < 8; i++)
+		warm[i] = malloc(opaque(64));
+	for (int i = 0; i < 8; i++)
+		free(warm[i]); /* the slot's main sheaf now holds objects */
+	uint64_t before = sheaf_fault_injected(SHEAF_FAULT_SLAB);
+	assert_int_equal(sheaf_fault_set(SHEAF_FAULT_SLAB, "1,100,0,-1,cache=kmalloc-64"), 0);
+	errno = 0;
+	void *p = malloc(opaque(64));
+	assert_null(p);
+	assert_int_equal(errno, ENOMEM);
+	assert_true(sheaf_fault_injected(SHEAF_FAULT_SLAB) > before);
+	void *q = malloc(opaque(128)); /* another cache: not injected */
+	assert_non_null(q);
+	free(q);
+	assert_int_equal(sheaf_fault_set(SHEAF_FAULT_SLAB, "0"), 0);
+	before = sheaf_fault_injected(SHEAF_FAULT_SLAB);
+	p = malloc(opaque(64));
+	assert_non_null(p);
+	free(p);
+	assert_int_equal(sheaf_fault_injected(SHEAF_FAULT_SLAB), before);
+}
+
 /* --------------------------------------------------------------- fork */
 
 static volatile int stop_threads;
@@ -576,6 +608,7 @@ int main(void)
 		cmocka_unit_test(test_aligned_errors),
 		cmocka_unit_test(test_valloc_pvalloc),
 		cmocka_unit_test(test_malloc_trim),
+		cmocka_unit_test(test_inline_switch),
 		cmocka_unit_test(test_fork_with_threads),
 		cmocka_unit_test(test_invalid_free),
 	};
