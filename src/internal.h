@@ -651,6 +651,10 @@ static inline struct node_barn *sheaf_local_barn(struct kmem_cache *s)
 
 void _sheaf_pcs_remote_lock_all(struct kmem_cache *s);   /* holds flush_lock */
 void _sheaf_pcs_remote_unlock_all(struct kmem_cache *s);
+void _sheaf_slots_remote_lock(struct sheaf_pcs *pcs);   /* any slot array */
+void _sheaf_slots_remote_unlock(struct sheaf_pcs *pcs);
+/* Give every run kept in the large-kmalloc run caches back (malloc_trim). */
+void _sheaf_run_cache_drain(void);
 void _sheaf_offer_empty(struct kmem_cache *s, struct slab_sheaf *empty,
 			unsigned int slot);
 void _sheaf_sheaf_setup(void);

@@ -167,6 +167,33 @@ static inline bool run_cache_put(struct slab *d)
 #endif
 }
 
+/*
+ * Empty every slot's run cache into the buddy lists (malloc_trim()).  The
+ * slots are owned with the remote protocol of the sheaf slots; a fork()
+ * meanwhile leaves the child's run caches stopped (bypassed: every large
+ * kmalloc takes the buddy lists), which is still correct.
+ */
+void _sheaf_run_cache_drain(void)
+{
+#ifdef SHEAF_HAVE_RSEQ_ASM
+	static pthread_mutex_t drain_lock = PTHREAD_MUTEX_INITIALIZER;
+	pthread_mutex_lock(&drain_lock);
+	for (unsigned int o = RUN_CACHE_MIN; o <= RUN_CACHE_MAX; o++) {
+		struct sheaf_pcs *pcs = run_cache[o - RUN_CACHE_MIN];
+		if (!pcs)
+			continue;
+		_sheaf_slots_remote_lock(pcs);
+		for (unsigned int i = 0; i < _sheaf_nr_slots; i++) {
+			struct slab_sheaf *sh = pcs[i].main;
+			while (sh->size)
+				_sheaf_pages_free(virt_to_slab(sh->objects[--sh->size]));
+		}
+		_sheaf_slots_remote_unlock(pcs);
+	}
+	pthread_mutex_unlock(&drain_lock);
+#endif
+}
+
 static void *kmalloc_large(size_t size, gfp_t gfp, int node)
 {
 	void *p;

@@ -444,8 +444,8 @@ SHEAF_EXPORT void *pvalloc(size_t size)
 /* ----------------------------------------------------------------- extras */
 
 /*
- * malloc_trim(): flush every kmalloc cache's sheaves and barns, release
- * empty slabs and give idle pages back.  Returns 1 (memory may have been
+ * malloc_trim(): empty the large-kmalloc run caches, flush every kmalloc
+ * cache's sheaves and barns, release empty slabs and give idle pages back.  Returns 1 (memory may have been
  * released), 0 before the first allocation.
  */
 SHEAF_EXPORT int malloc_trim(size_t pad)
@@ -454,6 +454,7 @@ SHEAF_EXPORT int malloc_trim(size_t pad)
 	if (!__atomic_load_n(&malloc_ready, __ATOMIC_ACQUIRE))
 		return 0;
 	struct kmem_cache *last = NULL;
+	_sheaf_run_cache_drain(); /* purged by the shrinks below */
 	for (size_t i = 0; i < NR_MALLOC_IDX; i++) {
 		if (malloc_cache[i] != last)
 			kmem_cache_shrink(malloc_cache[i]);

@@ -115,25 +115,36 @@ SHEAF_EXPORT unsigned int sheaf_auto_capacity(unsigned int size)
 /* ------------------------------------------------------------ slot lock */
 
 /*
- * Own every slot of s from another thread: set stop everywhere, make every
- * section in flight restart (membarrier), wait for lock holders.
- * Caller holds s->flush_lock.
+ * Own every slot of the array pcs from another thread: set stop
+ * everywhere, make every section in flight restart (membarrier), wait for
+ * lock holders.  The caller serialises remote owners of the array.
  */
-void _sheaf_pcs_remote_lock_all(struct kmem_cache *s)
+void _sheaf_slots_remote_lock(struct sheaf_pcs *pcs)
 {
 	for (unsigned int i = 0; i < _sheaf_nr_slots; i++)
-		__atomic_store_n(&s->hot.pcs[i].stop, 1, __ATOMIC_SEQ_CST);
+		__atomic_store_n(&pcs[i].stop, 1, __ATOMIC_SEQ_CST);
 	if (_sheaf_rseq_mode)
 		membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ);
 	for (unsigned int i = 0; i < _sheaf_nr_slots; i++)
-		while (__atomic_load_n(&s->hot.pcs[i].lock, __ATOMIC_ACQUIRE))
+		while (__atomic_load_n(&pcs[i].lock, __ATOMIC_ACQUIRE))
 			sched_yield();
+}
+
+void _sheaf_slots_remote_unlock(struct sheaf_pcs *pcs)
+{
+	for (unsigned int i = 0; i < _sheaf_nr_slots; i++)
+		__atomic_store_n(&pcs[i].stop, 0, __ATOMIC_RELEASE);
+}
+
+/* Every slot of s (caller holds s->flush_lock). */
+void _sheaf_pcs_remote_lock_all(struct kmem_cache *s)
+{
+	_sheaf_slots_remote_lock(s->hot.pcs);
 }
 
 void _sheaf_pcs_remote_unlock_all(struct kmem_cache *s)
 {
-	for (unsigned int i = 0; i < _sheaf_nr_slots; i++)
-		__atomic_store_n(&s->hot.pcs[i].stop, 0, __ATOMIC_RELEASE);
+	_sheaf_slots_remote_unlock(s->hot.pcs);
 }
 
 /* ---------------------------------------------------- sheaf primitives */

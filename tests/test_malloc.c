@@ -392,6 +392,28 @@ static void test_malloc_trim(void **state)
 	assert_true(after.used_pages + 2000 < before.used_pages);
 }
 
+/* Runs of 16-64 KiB kept by the per-CPU run caches go back on a trim. */
+static void test_malloc_trim_runs(void **state)
+{
+	(void)state;
+	enum { R = 48 };
+	void *r[R];
+	struct sheaf_page_info base, after;
+	malloc_trim(0);
+	sheaf_page_info(&base);
+	for (int i = 0; i < R; i++) {
+		r[i] = malloc((size_t)(12 << 10) << (i % 3)); /* orders 2, 3, 4 */
+		assert_non_null(r[i]);
+		memset(r[i], 1, 4096);
+	}
+	for (int i = 0; i < R; i++)
+		free(r[i]); /* up to 1 MiB of each order stays cached (rseq mode) */
+	assert_int_equal(malloc_trim(0), 1);
+	sheaf_page_info(&after);
+	assert_true(after.used_pages <= base.used_pages + 8);
+	assert_int_equal(after.dirty_pages, 0);
+}
+
 /*
  * The fast paths follow the inline switch at run time: while failure
  * injection is armed every allocation must reach the checked path (the
@@ -608,6 +630,7 @@ int main(void)
 		cmocka_unit_test(test_aligned_errors),
 		cmocka_unit_test(test_valloc_pvalloc),
 		cmocka_unit_test(test_malloc_trim),
+		cmocka_unit_test(test_malloc_trim_runs),
 		cmocka_unit_test(test_inline_switch),
 		cmocka_unit_test(test_fork_with_threads),
 		cmocka_unit_test(test_invalid_free),
