@@ -33,6 +33,7 @@
 /* Hidden aliases of the exported tables the inline paths read (sheaf.c,
  * pages.c): the library reaches them without a GOT load. */
 #define SHEAF_RT _sheaf_rt_local
+#define SHEAF_RT_HIDDEN 1
 #define SHEAF_MEMMAP _sheaf_memmap_local
 struct sheaf_runtime;
 extern struct sheaf_runtime _sheaf_rt_local __attribute__((visibility("hidden")));

@@ -245,8 +245,9 @@ static SHEAF_NOINLINE void free_slow(void *p, const char *fn, void *caller)
  * and every case the inline paths are off, take free_cache(), which checks
  * through the cache as kfree()'s inline path does.
  */
-static SHEAF_NOINLINE void free_cache(void *p, char *mm, char *d, void *caller)
+static SHEAF_NOINLINE void free_cache(void *p, char *mm, void *caller)
 {
+	char *d = mm + ((((uintptr_t)p & ((1ul << SHEAF_ARENA_SHIFT) - 1)) >> 12) << 6);
 	const struct sheaf_cache_hot *h =
 		*(const struct sheaf_cache_hot *const *)(d + SHEAF_DESC_CACHE);
 	struct sheaf_pcs *pcs;
@@ -257,21 +258,36 @@ static SHEAF_NOINLINE void free_cache(void *p, char *mm, char *d, void *caller)
 	free_slow(p, "free", caller);
 }
 
+/* (x & inline_mask) == 0, as one test with a memory operand. */
+static inline __attribute__((always_inline)) bool inline_ok(uintptr_t x,
+							    const struct sheaf_pcs *pcs)
+{
+	__asm__ goto("testq %0, %1\n\tjnz %l[no]"
+		     : : "r"(x), "m"(sheaf_pcs_info(pcs)->inline_mask) : "cc" : no);
+	return true;
+no:
+	return false;
+}
+
 SHEAF_EXPORT void free(void *p)
 {
-	uintptr_t x = (uintptr_t)p;
-	char *mm = NULL;
-	char *d = sheaf_desc_inline(x, &mm);
-	if (likely(d != NULL)) {
-		struct sheaf_pcs *pcs = *(struct sheaf_pcs *const *)(d + SHEAF_DESC_PCS);
-		if (likely(pcs != NULL)) {
-			if (likely((x & sheaf_pcs_info(pcs)->inline_mask) == 0)) {
-				if (likely(sheaf_pcs_push_slot_inline(pcs, p)))
-					return;
-				goto slow;
+	uintptr_t x = (uintptr_t)p, idx = x >> SHEAF_ARENA_SHIFT;
+	if (likely(idx < SHEAF_ARENA_ENTRIES)) {
+		char *mm = (char *)SHEAF_MEMMAP[idx];
+		if (likely(mm != NULL)) {
+			/* The descriptor's slots: mm + page index * 64 + 56. */
+			struct sheaf_pcs *pcs = *(struct sheaf_pcs *const *)
+				(mm + ((x >> 6) & (((1ul << SHEAF_ARENA_SHIFT) - 1) >> 6 & ~63ul)) +
+				 SHEAF_DESC_PCS);
+			if (likely(pcs != NULL)) {
+				if (likely(inline_ok(x, pcs))) {
+					if (likely(sheaf_pcs_push_slot_inline(pcs, p)))
+						return;
+					goto slow;
+				}
+				free_cache(p, mm, __builtin_return_address(0));
+				return;
 			}
-			free_cache(p, mm, d, __builtin_return_address(0));
-			return;
 		}
 	}
 slow:

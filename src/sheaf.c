@@ -36,6 +36,8 @@
 SHEAF_EXPORT struct sheaf_runtime sheaf_rt;
 /* The library's own copy (see _sheaf_memmap_local in pages.c). */
 struct sheaf_runtime _sheaf_rt_local;
+_Static_assert(offsetof(struct sheaf_runtime, slot_off) == 16,
+	       "SHEAF_RSEQ_LOAD_SOFF reads slot_off at offset 16");
 bool _sheaf_rseq_mode;
 
 static int membarrier(int cmd)

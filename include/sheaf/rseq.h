@@ -136,14 +136,16 @@ extern struct sheaf_runtime sheaf_rt;
  * libsheaf slab memory); a 64-byte descriptor per 4 KiB page has, for every
  * page of a slab (head or tail), the cache at offset 16 and the head page's
  * descriptor at 40 (NULL on pages that are not slab pages), and at 56 the
- * cache's per-slot array (struct sheaf_cache_hot.pcs; valid only when the
- * cache at 16 is not NULL).
+ * cache's per-slot array (struct sheaf_cache_hot.pcs) on every page of a
+ * slab of a cache with sheaves, NULL on every other page.  Addresses are
+ * below 2^47: sheaf_memmap has SHEAF_ARENA_ENTRIES entries.
  */
 extern void *sheaf_memmap[];
 #ifndef SHEAF_MEMMAP
 #define SHEAF_MEMMAP sheaf_memmap
 #endif
 #define SHEAF_ARENA_SHIFT  28
+#define SHEAF_ARENA_ENTRIES (1ul << (47 - SHEAF_ARENA_SHIFT))
 #define SHEAF_DESC_CACHE   16
 #define SHEAF_DESC_HEAD    40
 #define SHEAF_DESC_PCS     56
@@ -164,8 +166,23 @@ extern void *sheaf_memmap[];
  * The descriptor of a section [1f, 2f) with abort handler 4f, in section
  * __rseq_cs, and the store of its address into rseq->rseq_cs (offset 8)
  * that arms it.  The thread's rseq area is addressed %fs-relative:
- * [roff] = sheaf_rt.rseq_offset, [soff] = sheaf_rt.slot_off.
+ * [roff] = sheaf_rt.rseq_offset, [soff] = sheaf_rt.slot_off, both memory
+ * operands (loaded inside the section's asm: no address kept in a
+ * register across the restart loop).
  */
+#ifdef SHEAF_RT_HIDDEN
+/* The library: its private copy of sheaf_rt, a hidden symbol, read
+ * RIP-relative (slot_off at offset 16). */
+#define SHEAF_RSEQ_LOAD_ROFF "movq %c[rt](%%rip), %%rcx\n\t"
+#define SHEAF_RSEQ_LOAD_SOFF "movq %c[rt]+16(%%rip), %%rax\n\t"
+#define SHEAF_RSEQ_OFF_INPUTS , [rt] "i"(&SHEAF_RT)
+#else
+#define SHEAF_RSEQ_LOAD_ROFF "movq %[roff], %%rcx\n\t"
+#define SHEAF_RSEQ_LOAD_SOFF "movq %[soff], %%rax\n\t"
+#define SHEAF_RSEQ_OFF_INPUTS                                                  \
+	, [roff] "m"(SHEAF_RT.rseq_offset), [soff] "m"(SHEAF_RT.slot_off)
+#endif
+
 #define SHEAF_RSEQ_ARM                                                         \
 	".pushsection __rseq_cs, \"aw\"\n\t"                                   \
 	".balign 32\n\t"                                                       \
@@ -173,8 +190,9 @@ extern void *sheaf_memmap[];
 	".long 0, 0\n\t"                                                       \
 	".quad 1f, (2f - 1f), 4f\n\t"                                          \
 	".popsection\n\t"                                                      \
+	SHEAF_RSEQ_LOAD_ROFF                                                   \
 	"leaq 3b(%%rip), %%rax\n\t"                                            \
-	"movq %%rax, %%fs:8(%[roff])\n\t"
+	"movq %%rax, %%fs:8(%%rcx)\n\t"
 
 /*
  * Start of every section (label 1): %rax = &base[slot] for the slot read
@@ -182,7 +200,8 @@ extern void *sheaf_memmap[];
  */
 #define SHEAF_RSEQ_SLOT                                                        \
 	"1:\n\t"                                                               \
-	"movl %%fs:(%[soff]), %%eax\n\t"                                  \
+	SHEAF_RSEQ_LOAD_SOFF                                                   \
+	"movl %%fs:(%%rax), %%eax\n\t"                                        \
 	"shlq $6, %%rax\n\t"                                                   \
 	"addq %[base], %%rax\n\t"                                              \
 	"cmpw $0, (%%rax)\n\t"                                                 \
@@ -224,13 +243,12 @@ static inline int sheaf_rseq_pop(struct sheaf_pcs *base, void **objp)
 		"testl %%edx, %%edx\n\t"
 		"jz %l[bail]\n\t"
 		"subl $1, %%edx\n\t"
-		"movq 32(%%rcx, %%rdx, 8), %[obj]\n\t"
+		"movq 32(%%rcx, %%rdx, 8), %%rax\n\t"
 		"movl %%edx, 24(%%rcx)\n\t"
 		SHEAF_RSEQ_END
-		: [obj] "=&r"(obj)
-		: [base] "r"(base), [roff] "r"(SHEAF_RT.rseq_offset),
-		  [soff] "r"(SHEAF_RT.slot_off)
-		: "rax", "rcx", "rdx", "memory", "cc"
+		: "=&a"(obj)
+		: [base] "r"(base) SHEAF_RSEQ_OFF_INPUTS
+		: "rcx", "rdx", "memory", "cc"
 		: bail, abort);
 	*objp = obj;
 	return 0;
@@ -262,8 +280,7 @@ abort:
 		"movl %%edx, 24(%%rcx)\n\t"                                    \
 		SHEAF_RSEQ_END                                                 \
 		:                                                              \
-		: [base] "r"(base), [roff] "r"(SHEAF_RT.rseq_offset),             \
-		  [soff] "r"(SHEAF_RT.slot_off), [obj] "r"(obj),            \
+		: [base] "r"(base) SHEAF_RSEQ_OFF_INPUTS, [obj] "r"(obj),       \
 		  [limit] "r"(limit)                                           \
 		: "rax", "rcx", "rdx", "memory", "cc"                          \
 		: bail, abort)
@@ -286,8 +303,7 @@ static inline int sheaf_rseq_push_slot(struct sheaf_pcs *base, void *obj)
 		"movl %%edx, 24(%%rcx)\n\t"
 		SHEAF_RSEQ_END
 		:
-		: [base] "r"(base), [roff] "r"(SHEAF_RT.rseq_offset),
-		  [soff] "r"(SHEAF_RT.slot_off), [obj] "r"(obj)
+		: [base] "r"(base) SHEAF_RSEQ_OFF_INPUTS, [obj] "r"(obj)
 		: "rax", "rcx", "rdx", "memory", "cc"
 		: bail, abort);
 	return 0;
@@ -338,9 +354,8 @@ static inline int sheaf_rseq_trylock(struct sheaf_pcs *base, unsigned int *slotp
 		"movb $1, (%%rax)\n\t"
 		SHEAF_RSEQ_END
 		: "=&a"(pcs)
-		: [base] "r"(base), [roff] "r"(SHEAF_RT.rseq_offset),
-		  [soff] "r"(SHEAF_RT.slot_off)
-		: "memory", "cc"
+		: [base] "r"(base) SHEAF_RSEQ_OFF_INPUTS
+		: "rcx", "memory", "cc"
 		: bail, abort);
 	*slotp = (unsigned int)(pcs - base);
 	return 0;
@@ -373,7 +388,8 @@ static inline int sheaf_rseq_cpu_cmpxchg(void *base, void *c, void *old_fl,
 	__asm__ goto(
 		SHEAF_RSEQ_ARM
 		"1:\n\t"
-		"movl %%fs:(%[soff]), %%eax\n\t"
+		SHEAF_RSEQ_LOAD_SOFF
+		"movl %%fs:(%%rax), %%eax\n\t"
 		"shlq $6, %%rax\n\t"
 		"addq %[base], %%rax\n\t"
 		"cmpq %[c], %%rax\n\t"
@@ -388,11 +404,10 @@ static inline int sheaf_rseq_cpu_cmpxchg(void *base, void *c, void *old_fl,
 		"movq %[nfl], (%%rax)\n\t"
 		SHEAF_RSEQ_END
 		:
-		: [base] "r"(base), [roff] "r"(SHEAF_RT.rseq_offset),
-		  [soff] "r"(SHEAF_RT.slot_off), [c] "r"(c),
+		: [base] "r"(base) SHEAF_RSEQ_OFF_INPUTS, [c] "r"(c),
 		  [ofl] "r"(old_fl), [otid] "r"(old_tid), [nfl] "r"(new_fl),
 		  [ntid] "r"(new_tid)
-		: "rax", "memory", "cc"
+		: "rax", "rcx", "memory", "cc"
 		: bail, abort);
 	return 0;
 bail:
@@ -412,7 +427,8 @@ static inline int sheaf_rseq_cpu_settid(void *base, void *c,
 	__asm__ goto(
 		SHEAF_RSEQ_ARM
 		"1:\n\t"
-		"movl %%fs:(%[soff]), %%eax\n\t"
+		SHEAF_RSEQ_LOAD_SOFF
+		"movl %%fs:(%%rax), %%eax\n\t"
 		"shlq $6, %%rax\n\t"
 		"addq %[base], %%rax\n\t"
 		"cmpq %[c], %%rax\n\t"
@@ -424,10 +440,9 @@ static inline int sheaf_rseq_cpu_settid(void *base, void *c,
 		"movq %[ntid], 8(%%rax)\n\t"
 		SHEAF_RSEQ_END
 		:
-		: [base] "r"(base), [roff] "r"(SHEAF_RT.rseq_offset),
-		  [soff] "r"(SHEAF_RT.slot_off), [c] "r"(c),
+		: [base] "r"(base) SHEAF_RSEQ_OFF_INPUTS, [c] "r"(c),
 		  [otid] "r"(old_tid), [ntid] "r"(new_tid)
-		: "rax", "memory", "cc"
+		: "rax", "rcx", "memory", "cc"
 		: bail, abort);
 	return 0;
 bail:

@@ -497,9 +497,10 @@ sheaf_pcs_push_slot_inline(struct sheaf_pcs *pcs, void *obj)
 static inline __attribute__((always_inline)) char *
 sheaf_desc_inline(uintptr_t x, char **mmp)
 {
-	if (__builtin_expect(x >> 47, 0))
+	uintptr_t idx = x >> SHEAF_ARENA_SHIFT;
+	if (__builtin_expect(idx >= SHEAF_ARENA_ENTRIES, 0))
 		return NULL;
-	char *mm = (char *)SHEAF_MEMMAP[x >> SHEAF_ARENA_SHIFT];
+	char *mm = (char *)SHEAF_MEMMAP[idx];
 	if (__builtin_expect(mm == NULL, 0))
 		return NULL;
 	*mmp = mm;
