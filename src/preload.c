@@ -235,15 +235,15 @@ static SHEAF_NOINLINE void free_slow(void *p, const char *fn, void *caller)
 /*
  * free(p): the page descriptor of p names the slots of its cache (NULL:
  * not a page of a slab of a cache with sheaves, see SHEAF_DESC_PCS), and
- * the inline_mask of their info line (struct sheaf_pcs_info, in
- * <sheaf/rseq.h>) says whether p may be pushed at once: it is the
- * class's alignment mask while the inline paths are on and the stride is a
- * power of two, so the test is also the object-boundary check.  The push
- * then reads its limit from the slot.  Neither needs the cache itself:
+ * their info line (struct sheaf_pcs_info, in <sheaf/rseq.h>) checks that p
+ * is an object boundary with one multiply and one compare, whatever the
+ * stride (so sizes of 96 and 192 bytes take no unpredictable branch), and
+ * fails while the inline paths are off.  The push then reads its limit
+ * from the slot.  Neither needs the cache itself:
  * p -> arena memmap -> descriptor -> slots -> main sheaf is the whole
- * chain of dependent loads.  Strides that are not powers of two (96, 192),
- * and every case the inline paths are off, take free_cache(), which checks
- * through the cache as kfree()'s inline path does.
+ * chain of dependent loads.  Everything else (inline paths off, a pointer
+ * that is not an object boundary) takes free_cache(), which checks through
+ * the cache as kfree()'s inline path does, and reports.
  */
 static SHEAF_NOINLINE void free_cache(void *p, char *mm, void *caller)
 {
@@ -258,17 +258,6 @@ static SHEAF_NOINLINE void free_cache(void *p, char *mm, void *caller)
 	free_slow(p, "free", caller);
 }
 
-/* (x & inline_mask) == 0, as one test with a memory operand. */
-static inline __attribute__((always_inline)) bool inline_ok(uintptr_t x,
-							    const struct sheaf_pcs *pcs)
-{
-	__asm__ goto("testq %0, %1\n\tjnz %l[no]"
-		     : : "r"(x), "m"(sheaf_pcs_info(pcs)->inline_mask) : "cc" : no);
-	return true;
-no:
-	return false;
-}
-
 SHEAF_EXPORT void free(void *p)
 {
 	uintptr_t x = (uintptr_t)p, idx = x >> SHEAF_ARENA_SHIFT;
@@ -280,7 +269,7 @@ SHEAF_EXPORT void free(void *p)
 				(mm + ((x >> 6) & (((1ul << SHEAF_ARENA_SHIFT) - 1) >> 6 & ~63ul)) +
 				 SHEAF_DESC_PCS);
 			if (likely(pcs != NULL)) {
-				if (likely(inline_ok(x, pcs))) {
+				if (likely(sheaf_pcs_info_ok(pcs, x))) {
 					if (likely(sheaf_pcs_push_slot_inline(pcs, p)))
 						return;
 					goto slow;

@@ -75,10 +75,20 @@ void _sheaf_update_inline(struct kmem_cache *s)
 {
 	struct sheaf_pcs *want = inline_allowed() ? s->hot.pcs : NULL;
 	/* What descriptor-based free() paths test (struct sheaf_pcs_info). */
-	uint64_t mask = want && s->hot.pow2_mask ? s->hot.pow2_mask : ~0ull;
-	struct sheaf_pcs_info *info = (struct sheaf_pcs_info *)s->hot.pcs - 1;
-	if (s->hot.pcs && __atomic_load_n(&info->inline_mask, __ATOMIC_RELAXED) != mask)
-		__atomic_store_n(&info->inline_mask, mask, __ATOMIC_RELEASE);
+	if (s->hot.pcs) {
+		struct sheaf_pcs_info *info = (struct sheaf_pcs_info *)s->hot.pcs - 1;
+		size_t slab_bytes = (size_t)PAGE_SIZE << s->order;
+		uint64_t mul = UINT64_MAX / s->size + 1;
+		uint64_t r = (uint64_t)s->size * mul;
+		uint64_t limit = r ? (uint64_t)s->objects * r
+				   : (size_t)s->objects * s->size == slab_bytes;
+		if (!want || s->red_left_pad || slab_bytes > (1ull << 32))
+			limit = 0;
+		info->offmask = slab_bytes - 1;
+		info->mul = mul;
+		if (__atomic_load_n(&info->limit, __ATOMIC_RELAXED) != limit)
+			__atomic_store_n(&info->limit, limit, __ATOMIC_RELEASE);
+	}
 	/* Stored only when it changes: the inline paths of <sheaf/slab.h>
 	 * read it with a plain load, and rewriting the same value at every
 	 * refresh would race with them for nothing. */
@@ -650,7 +660,7 @@ int _sheaf_pcs_test_hold(struct kmem_cache *s, bool hold)
 
 bool _sheaf_pcs_init(struct kmem_cache *s)
 {
-	((struct sheaf_pcs_info *)s->hot.pcs - 1)->inline_mask = ~0ull; /* _sheaf_update_inline() */
+	((struct sheaf_pcs_info *)s->hot.pcs - 1)->limit = 0; /* _sheaf_update_inline() */
 	for (unsigned int i = 0; i < _sheaf_nr_slots; i++) {
 		struct slab_sheaf *main = _sheaf_alloc_sheaf(s, GFP_KERNEL,
 							     s->hot.sheaf_capacity, i);

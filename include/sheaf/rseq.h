@@ -83,22 +83,40 @@ struct sheaf_pcs {
  * (sheaf_pcs_info(pcs)), written only when the inline paths are switched
  * on or off, so that every CPU keeps it cached (slot lines are written by
  * their slot's slow paths).  free()-style paths that reach the slots from a
- * page descriptor (SHEAF_DESC_PCS) without the cache read inline_mask: an
- * object address x may take the inline push when (x & inline_mask) == 0.
- * It is the cache's pow2_mask while the inline paths may be used and the
- * stride is a power of two, else ~0 (take the path through the cache,
- * which checks everything).
+ * page descriptor (SHEAF_DESC_PCS) without the cache use it to check that
+ * an address x is an object boundary, exactly and without a branch on the
+ * kind of stride (sheaf_pcs_info_ok()):
+ *
+ *   off = x & offmask         offset in the slab (slabs are aligned to
+ *                             their size: buddy blocks)
+ *   ok  = off * mul < limit   (mod 2^64)
+ *
+ * mul = floor((2^64 - 1) / size) + 1: off * mul (mod 2^64) is below mul
+ * exactly when size divides off (Lemire's divisibility test, off < 2^32),
+ * and is then index * r with r = size * mul mod 2^64, so limit = objects *
+ * r also bounds the index.  A power-of-two size has r = 0: every multiple
+ * gives 0, and limit = 1 (its objects tile the slab).  limit = 0 while the
+ * inline paths are off: every test fails, and the caller takes the path
+ * through the cache, which checks everything.
  */
 struct sheaf_pcs_info {
-	uint64_t inline_mask;
-	uint64_t _pad[7];
+	uint64_t offmask;
+	uint64_t mul;
+	uint64_t limit;
+	uint64_t _pad[5];
 } __attribute__((aligned(64)));
 
 static inline const struct sheaf_pcs_info *sheaf_pcs_info(const struct sheaf_pcs *pcs)
 {
 	return (const struct sheaf_pcs_info *)(const void *)pcs - 1;
 }
-#define SHEAF_PCS_CAPACITY 4
+
+static inline __attribute__((always_inline)) bool
+sheaf_pcs_info_ok(const struct sheaf_pcs *pcs, uintptr_t x)
+{
+	const struct sheaf_pcs_info *info = sheaf_pcs_info(pcs);
+	return (uint64_t)((x & info->offmask) * info->mul) < info->limit;
+}
 
 /* The start of every struct kmem_cache: what the inline fast paths read. */
 struct sheaf_cache_hot {
