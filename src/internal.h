@@ -113,14 +113,11 @@ struct slab {
 	uint16_t node;
 	uint8_t on_partial;  /* on the node's partial list (list_lock) */
 	uint8_t pad2[3];
-	/* Every page of a slab of a cache with sheaves: the cache's slots
-	 * (s->hot.pcs), so that free() finds them one load earlier. */
-	struct sheaf_pcs *pcs;
+	void *pad3;
 };
 _Static_assert(sizeof(struct slab) == 64, "struct slab must be 64 bytes");
 _Static_assert(offsetof(struct slab, slab_cache) == SHEAF_DESC_CACHE &&
-	       offsetof(struct slab, head) == SHEAF_DESC_HEAD &&
-	       offsetof(struct slab, pcs) == SHEAF_DESC_PCS,
+	       offsetof(struct slab, head) == SHEAF_DESC_HEAD,
 	       "<sheaf/rseq.h> descriptor offsets");
 
 /*
@@ -136,6 +133,17 @@ struct arena {
 };
 
 extern struct arena *_sheaf_arena_map[ARENA_MAP_SIZE];
+/*
+ * _sheaf_pcsmap[addr >> ARENA_SHIFT]: the arena's dense page map of slots,
+ * one pointer per page: the cache's per-slot array (s->hot.pcs) on every
+ * page of a slab of a cache with sheaves, NULL on every other page.  Eight
+ * pages per cache line where the descriptors take a line each, so the
+ * free() of libsheaf-malloc, which reads it for every pointer, misses the
+ * cache far less.  new_slab() sets a slab's entries, pages_free() clears a
+ * run's.  Allocated with the arena (512 KiB, touched as used), never freed.
+ */
+extern struct sheaf_pcs **_sheaf_pcsmap[ARENA_MAP_SIZE];
+void _sheaf_pcsmap_set(struct slab *d, size_t npages, struct sheaf_pcs *pcs);
 /* sheaf_memmap[addr >> ARENA_SHIFT]: the arena's memmap, NULL if not a slab arena. */
 extern void *sheaf_memmap[ARENA_MAP_SIZE];
 

@@ -37,6 +37,7 @@ SHEAF_EXPORT void *sheaf_memmap[ARENA_MAP_SIZE];
  * both are written (arena_grow(), the only writer).
  */
 void *_sheaf_memmap_local[ARENA_MAP_SIZE];
+struct sheaf_pcs **_sheaf_pcsmap[ARENA_MAP_SIZE];
 
 #define MEMMAP_PAGES ((ARENA_PAGES * sizeof(struct slab)) >> PAGE_SHIFT) /* 1024 */
 #define DIRTY_LIMIT  (8192ul) /* pages (32 MiB) of dirty free memory per node */
@@ -115,6 +116,15 @@ static inline struct slab *desc_at(const struct slab *d, size_t idx)
 	return (struct slab *)mm + idx;
 }
 
+/* Set the page-map entries of the npages pages from descriptor d on. */
+void _sheaf_pcsmap_set(struct slab *d, size_t npages, struct sheaf_pcs *pcs)
+{
+	struct sheaf_pcs **pm = _sheaf_pcsmap[(uintptr_t)d >> ARENA_SHIFT];
+	size_t idx = desc_index(d);
+	for (size_t i = 0; i < npages; i++)
+		__atomic_store_n(&pm[idx + i], pcs, __ATOMIC_RELEASE);
+}
+
 /* Caller holds pn->lock. */
 static void free_block_add(struct page_node *pn, struct slab *d,
 			   unsigned int order, bool dirty)
@@ -134,7 +144,10 @@ static bool arena_grow(int node)
 		return false;
 	}
 	struct arena *a = _sheaf_meta_alloc(sizeof(*a));
-	if (!a) {
+	struct sheaf_pcs **pcsmap = _sheaf_meta_alloc(ARENA_PAGES * sizeof(*pcsmap));
+	if (!a || !pcsmap) {
+		_sheaf_meta_free(a, sizeof(*a));
+		_sheaf_meta_free(pcsmap, ARENA_PAGES * sizeof(*pcsmap));
 		munmap(base, ARENA_SIZE);
 		pthread_mutex_unlock(&arena_lock);
 		return false;
@@ -154,6 +167,8 @@ static bool arena_grow(int node)
 	pn->nr_free += ARENA_PAGES - MEMMAP_PAGES;
 	pn->total += ARENA_PAGES - MEMMAP_PAGES;
 	__atomic_store_n(&_sheaf_arena_map[(uintptr_t)base >> ARENA_SHIFT], a,
+			 __ATOMIC_RELEASE);
+	__atomic_store_n(&_sheaf_pcsmap[(uintptr_t)base >> ARENA_SHIFT], pcsmap,
 			 __ATOMIC_RELEASE);
 	__atomic_store_n(&_sheaf_memmap_local[(uintptr_t)base >> ARENA_SHIFT], (void *)base,
 			 __ATOMIC_RELEASE);
@@ -234,10 +249,10 @@ void _sheaf_pages_free(struct slab *d)
 		struct slab *t = desc_at(d, idx + i);
 		set_desc_flags(t, 0);
 		t->slab_cache = NULL;
-		t->pcs = NULL; /* free() pushes to a non-NULL pcs */
 		t->head = NULL;
 	}
 
+	_sheaf_pcsmap_set(d, 1ul << order, NULL); /* free() pushes to a non-NULL one */
 	pthread_mutex_lock(&pn->lock);
 	pn->nr_free += 1ul << order;
 	pn->dirty += 1ul << order;

@@ -233,20 +233,22 @@ static SHEAF_NOINLINE void free_slow(void *p, const char *fn, void *caller)
 
 #ifdef SHEAF_HAVE_RSEQ_ASM
 /*
- * free(p): the page descriptor of p names the slots of its cache (NULL:
- * not a page of a slab of a cache with sheaves, see SHEAF_DESC_PCS), and
+ * free(p): the arena's dense page map (sheaf_pcsmap, <sheaf/rseq.h>) names
+ * the slots of p's cache (NULL: not a page of a slab of a cache with
+ * sheaves), and
  * their info line (struct sheaf_pcs_info, in <sheaf/rseq.h>) checks that p
  * is an object boundary with one multiply and one compare, whatever the
  * stride (so sizes of 96 and 192 bytes take no unpredictable branch), and
  * fails while the inline paths are off.  The push then reads its limit
  * from the slot.  Neither needs the cache itself:
- * p -> arena memmap -> descriptor -> slots -> main sheaf is the whole
+ * p -> arena page map -> slots -> main sheaf is the whole
  * chain of dependent loads.  Everything else (inline paths off, a pointer
  * that is not an object boundary) takes free_cache(), which checks through
  * the cache as kfree()'s inline path does, and reports.
  */
-static SHEAF_NOINLINE void free_cache(void *p, char *mm, void *caller)
+static SHEAF_NOINLINE void free_cache(void *p, void *caller)
 {
+	char *mm = SHEAF_MEMMAP[(uintptr_t)p >> SHEAF_ARENA_SHIFT];
 	char *d = mm + ((((uintptr_t)p & ((1ul << SHEAF_ARENA_SHIFT) - 1)) >> 12) << 6);
 	const struct sheaf_cache_hot *h =
 		*(const struct sheaf_cache_hot *const *)(d + SHEAF_DESC_CACHE);
@@ -262,19 +264,17 @@ SHEAF_EXPORT void free(void *p)
 {
 	uintptr_t x = (uintptr_t)p, idx = x >> SHEAF_ARENA_SHIFT;
 	if (likely(idx < SHEAF_ARENA_ENTRIES)) {
-		char *mm = (char *)SHEAF_MEMMAP[idx];
-		if (likely(mm != NULL)) {
-			/* The descriptor's slots: mm + page index * 64 + 56. */
-			struct sheaf_pcs *pcs = *(struct sheaf_pcs *const *)
-				(mm + ((x >> 6) & (((1ul << SHEAF_ARENA_SHIFT) - 1) >> 6 & ~63ul)) +
-				 SHEAF_DESC_PCS);
+		struct sheaf_pcs **pm = _sheaf_pcsmap[idx];
+		if (likely(pm != NULL)) {
+			struct sheaf_pcs *pcs =
+				pm[(x & ((1ul << SHEAF_ARENA_SHIFT) - 1)) >> PAGE_SHIFT];
 			if (likely(pcs != NULL)) {
 				if (likely(sheaf_pcs_info_ok(pcs, x))) {
 					if (likely(sheaf_pcs_push_slot_inline(pcs, p)))
 						return;
 					goto slow;
 				}
-				free_cache(p, mm, __builtin_return_address(0));
+				free_cache(p, __builtin_return_address(0));
 				return;
 			}
 		}
@@ -282,6 +282,7 @@ SHEAF_EXPORT void free(void *p)
 slow:
 	free_slow(p, "free", __builtin_return_address(0));
 }
+
 #else
 SHEAF_EXPORT void free(void *p)
 {

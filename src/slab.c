@@ -166,10 +166,10 @@ struct slab *_sheaf_new_slab(struct kmem_cache *s, gfp_t gfp, int node,
 	if (!slab)
 		return NULL;
 	char *base = slab_address(slab);
-	for (size_t i = 0; i < (1ul << s->order); i++) {
+	for (size_t i = 0; i < (1ul << s->order); i++)
 		slab[i].slab_cache = s;
-		slab[i].pcs = s->hot.pcs;
-	}
+	if (s->hot.pcs)
+		_sheaf_pcsmap_set(slab, 1ul << s->order, s->hot.pcs);
 	slab->on_partial = 0;
 	slab->objects = s->objects & 0x7fff;
 	slab->inuse = 0;

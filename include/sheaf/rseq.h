@@ -83,9 +83,9 @@ struct sheaf_pcs {
  * (sheaf_pcs_info(pcs)), written only when the inline paths are switched
  * on or off, so that every CPU keeps it cached (slot lines are written by
  * their slot's slow paths).  free()-style paths that reach the slots from a
- * page descriptor (SHEAF_DESC_PCS) without the cache use it to check that
- * an address x is an object boundary, exactly and without a branch on the
- * kind of stride (sheaf_pcs_info_ok()):
+ * page (the library's dense page map of slots) without the cache use it
+ * to check that an address x is an object boundary, exactly and without a
+ * branch on the kind of stride (sheaf_pcs_info_ok()):
  *
  *   off = x & offmask         offset in the slab (slabs are aligned to
  *                             their size: buddy blocks)
@@ -153,9 +153,7 @@ extern struct sheaf_runtime sheaf_rt;
  * maps addr >> 28 to the descriptor array of that 256 MiB arena (NULL: not
  * libsheaf slab memory); a 64-byte descriptor per 4 KiB page has, for every
  * page of a slab (head or tail), the cache at offset 16 and the head page's
- * descriptor at 40 (NULL on pages that are not slab pages), and at 56 the
- * cache's per-slot array (struct sheaf_cache_hot.pcs) on every page of a
- * slab of a cache with sheaves, NULL on every other page.  Addresses are
+ * descriptor at 40 (NULL on pages that are not slab pages).  Addresses are
  * below 2^47: sheaf_memmap has SHEAF_ARENA_ENTRIES entries.
  */
 extern void *sheaf_memmap[];
@@ -166,7 +164,6 @@ extern void *sheaf_memmap[];
 #define SHEAF_ARENA_ENTRIES (1ul << (47 - SHEAF_ARENA_SHIFT))
 #define SHEAF_DESC_CACHE   16
 #define SHEAF_DESC_HEAD    40
-#define SHEAF_DESC_PCS     56
 
 #define SHEAF_RSEQ_SIG 0x53053053
 
