@@ -275,28 +275,34 @@ abort:
 
 /*
  * Push onto the sheaf at byte offset SHEAF_OFF of the slot (main at 8,
- * rcu_free at 24), bailing if it holds `limit` objects already, or (CHECK =
- * SHEAF_RSEQ_NONNULL, for rcu_free) if it is NULL.  The object is stored at objects[size] first (harmless
- * if the section restarts: that slot is above the top).
+ * rcu_free at 24), bailing if it holds LIMIT objects already (the register
+ * operand SHEAF_RSEQ_LIMIT_REG with LIMIT_INPUT SHEAF_RSEQ_LIMIT_REG_INPUT,
+ * or the slot's capacity SHEAF_RSEQ_LIMIT_SLOT with no input), or (CHECK =
+ * SHEAF_RSEQ_NONNULL, for rcu_free) if it is NULL.  The object is stored
+ * at objects[size] first (harmless if the section restarts: that slot is
+ * above the top).
  *   commit: sheaf->size = size + 1.
  */
 #define SHEAF_RSEQ_NONNULL "testq %%rcx, %%rcx\n\tjz %l[bail]\n\t"
-#define SHEAF_RSEQ_PUSH_SECTION(SHEAF_OFF, CHECK)                              \
+#define SHEAF_RSEQ_LIMIT_REG "%[limit]"
+#define SHEAF_RSEQ_LIMIT_REG_INPUT , [limit] "r"(limit)
+#define SHEAF_RSEQ_LIMIT_SLOT "4(%%rax)"
+#define SHEAF_RSEQ_PUSH_SECTION(SHEAF_OFF, CHECK, LIMIT, LIMIT_INPUT)          \
 	__asm__ goto(                                                          \
 		SHEAF_RSEQ_ARM                                                 \
 		SHEAF_RSEQ_SLOT                                                \
 		"movq " #SHEAF_OFF "(%%rax), %%rcx\n\t"                        \
 		CHECK                                                          \
 		"movl 24(%%rcx), %%edx\n\t"                                    \
-		"cmpl %[limit], %%edx\n\t"                                     \
+		"cmpl " LIMIT ", %%edx\n\t"                                    \
 		"jae %l[bail]\n\t"                                             \
 		"movq %[obj], 32(%%rcx, %%rdx, 8)\n\t"                         \
 		"addl $1, %%edx\n\t"                                           \
 		"movl %%edx, 24(%%rcx)\n\t"                                    \
 		SHEAF_RSEQ_END                                                 \
 		:                                                              \
-		: [base] "r"(base) SHEAF_RSEQ_OFF_INPUTS, [obj] "r"(obj),       \
-		  [limit] "r"(limit)                                           \
+		: [base] "r"(base) SHEAF_RSEQ_OFF_INPUTS,                      \
+		  [obj] "r"(obj) LIMIT_INPUT                                   \
 		: "rax", "rcx", "rdx", "memory", "cc"                          \
 		: bail, abort)
 
@@ -306,21 +312,7 @@ abort:
  */
 static inline int sheaf_rseq_push_slot(struct sheaf_pcs *base, void *obj)
 {
-	__asm__ goto(
-		SHEAF_RSEQ_ARM
-		SHEAF_RSEQ_SLOT
-		"movq 8(%%rax), %%rcx\n\t"
-		"movl 24(%%rcx), %%edx\n\t"
-		"cmpl 4(%%rax), %%edx\n\t"
-		"jae %l[bail]\n\t"
-		"movq %[obj], 32(%%rcx, %%rdx, 8)\n\t"
-		"addl $1, %%edx\n\t"
-		"movl %%edx, 24(%%rcx)\n\t"
-		SHEAF_RSEQ_END
-		:
-		: [base] "r"(base) SHEAF_RSEQ_OFF_INPUTS, [obj] "r"(obj)
-		: "rax", "rcx", "rdx", "memory", "cc"
-		: bail, abort);
+	SHEAF_RSEQ_PUSH_SECTION(8, "", SHEAF_RSEQ_LIMIT_SLOT, );
 	return 0;
 bail:
 	return 1;
@@ -332,7 +324,7 @@ abort:
 static inline int sheaf_rseq_push(struct sheaf_pcs *base, void *obj,
 				  unsigned int limit)
 {
-	SHEAF_RSEQ_PUSH_SECTION(8, ""); /* main is never NULL */
+	SHEAF_RSEQ_PUSH_SECTION(8, "", SHEAF_RSEQ_LIMIT_REG, SHEAF_RSEQ_LIMIT_REG_INPUT);
 	return 0;
 bail:
 	return 1;
@@ -348,7 +340,8 @@ abort:
 static inline int sheaf_rseq_push_rcu(struct sheaf_pcs *base, void *obj,
 				      unsigned int limit)
 {
-	SHEAF_RSEQ_PUSH_SECTION(24, SHEAF_RSEQ_NONNULL);
+	SHEAF_RSEQ_PUSH_SECTION(24, SHEAF_RSEQ_NONNULL, SHEAF_RSEQ_LIMIT_REG,
+				SHEAF_RSEQ_LIMIT_REG_INPUT);
 	return 0;
 bail:
 	return 1;
