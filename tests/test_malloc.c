@@ -593,6 +593,22 @@ static void test_invalid_free(void **state)
 	expect_abort(do_free, &in_data, "sheaf: free(): invalid pointer");
 	char *p = malloc(64);
 	expect_abort(do_free, p + 16, "sheaf: free(): invalid pointer");
+	/*
+	 * Pointers inside objects that are aligned like an object of a
+	 * smaller class: the strides that are not powers of two (96, 192:
+	 * offsets that are multiples of 32 and 64), a page inside an 8 KiB
+	 * object, half a kmalloc-1k object.  free()'s boundary test is exact
+	 * for every stride (struct sheaf_pcs_info).
+	 */
+	static const struct { size_t size, off; } inside[] = {
+		{ 96, 32 }, { 96, 64 }, { 192, 64 }, { 192, 128 }, { 8192, PAGE },
+		{ 1000, 512 },
+	};
+	for (size_t i = 0; i < sizeof(inside) / sizeof(inside[0]); i++) {
+		char *o = malloc(inside[i].size);
+		expect_abort(do_free, o + inside[i].off, "sheaf: free(): invalid pointer");
+		free(o);
+	}
 	char *q = malloc(100000);
 	expect_abort(do_free, q + PAGE, "sheaf: free(): invalid pointer");
 	char *h = malloc(6u << 20);
