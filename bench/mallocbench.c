@@ -56,7 +56,8 @@
 #include <time.h>
 #include <unistd.h>
 
-extern char **environ;
+#include "harness.h"
+
 
 #ifndef MALLOCBENCH_LIBDIR
 #define MALLOCBENCH_LIBDIR "/usr/lib/x86_64-linux-gnu"
@@ -110,24 +111,6 @@ static const struct workload workloads[NW] = {
 	{ "hot-64-t2", W_HOT, 2, 40000000, true },
 	{ "mixed", W_MIXED, 1, 10000000, false },
 };
-
-static void __attribute__((noreturn, format(printf, 1, 2))) die(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	fputs("mallocbench: ", stderr);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	exit(2);
-}
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static inline uint32_t rnd(uint32_t *x)
 {
@@ -201,15 +184,15 @@ static uint64_t run_team(struct team *t)
 	for (unsigned int i = 0; i < t->nthreads; i++) {
 		w[i] = (struct worker){ .t = t, .idx = i };
 		if (pthread_create(&w[i].th, NULL, worker_main, &w[i]))
-			die("pthread_create");
+			bench_die("pthread_create");
 	}
 	while (__atomic_load_n(&t->ready, __ATOMIC_ACQUIRE) < t->nthreads)
 		sched_yield();
-	uint64_t t0 = now_ns();
+	uint64_t t0 = bench_now_ns();
 	__atomic_store_n(&t->go, true, __ATOMIC_RELEASE);
 	for (unsigned int i = 0; i < t->nthreads; i++)
 		pthread_join(w[i].th, NULL);
-	return now_ns() - t0;
+	return bench_now_ns() - t0;
 }
 
 /* --------------------------------------------------------------- larson */
@@ -400,7 +383,7 @@ static double run_mixed(const struct workload *wl, uint64_t ops)
 	uint64_t rounds = ops / MIX_BATCH ? ops / MIX_BATCH : 1, t0 = 0;
 	for (uint64_t r = 0; r < rounds + rounds / 10 + 1; r++) {
 		if (r == rounds / 10 + 1)
-			t0 = now_ns();	/* after the warm-up rounds */
+			t0 = bench_now_ns();	/* after the warm-up rounds */
 		for (int i = 0; i < MIX_BATCH; i++) {
 			obj[i] = xmalloc(size[i]);
 			touch(obj[i], size[i]);
@@ -408,7 +391,7 @@ static double run_mixed(const struct workload *wl, uint64_t ops)
 		for (int i = 0; i < MIX_BATCH; i++)
 			free(obj[order[i]]);
 	}
-	return (double)(now_ns() - t0) / (double)(rounds * MIX_BATCH);
+	return (double)(bench_now_ns() - t0) / (double)(rounds * MIX_BATCH);
 }
 
 /* ---------------------------------------------------------------- child */
@@ -466,37 +449,7 @@ static bool wsel[NW], csel[NC];
 static int order[NC], nc;
 static unsigned int reps;
 static char **envs[NC];
-static char notes[8192];
 static unsigned int failures;
-
-static void __attribute__((format(printf, 1, 2))) note(const char *fmt, ...)
-{
-	size_t len = strlen(notes);
-	va_list ap;
-	if (len + 8 >= sizeof(notes))
-		return;
-	va_start(ap, fmt);
-	strcat(notes, "- ");
-	vsnprintf(notes + len + 2, sizeof(notes) - len - 3, fmt, ap);
-	va_end(ap);
-	strcat(notes, "\n");
-}
-
-static char **make_env(const char *preload)
-{
-	size_t n = 0, k = 0;
-	while (environ[n])
-		n++;
-	char **e = calloc(n + 2, sizeof(*e));
-	if (!e)
-		die("out of memory");
-	for (size_t i = 0; i < n; i++)
-		if (strncmp(environ[i], "LD_PRELOAD=", 11) != 0)
-			e[k++] = environ[i];
-	if (preload && asprintf(&e[k], "LD_PRELOAD=%s", preload) < 0)
-		die("out of memory");
-	return e;
-}
 
 static bool run_child(const char *exe, int ci, int wi, double scale, double *ns,
 		      long *rss, char *err, size_t errlen)
@@ -514,7 +467,7 @@ static bool run_child(const char *exe, int ci, int wi, double scale, double *ns,
 	err[0] = '\0';
 	*rss = 0;
 	if (pipe2(fd, O_CLOEXEC) != 0)
-		die("pipe: %s", strerror(errno));
+		bench_die("pipe: %s", strerror(errno));
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_adddup2(&fa, fd[1], STDOUT_FILENO);
 	fflush(NULL);
@@ -529,7 +482,7 @@ static bool run_child(const char *exe, int ci, int wi, double scale, double *ns,
 	FILE *f = fdopen(fd[0], "r");
 	char line[512];
 	if (!f)
-		die("fdopen: %s", strerror(errno));
+		bench_die("fdopen: %s", strerror(errno));
 	while (fgets(line, sizeof(line), f)) {
 		line[strcspn(line, "\n")] = '\0';
 		if (line[0] == 'R' && line[1] == ' ')
@@ -542,7 +495,7 @@ static bool run_child(const char *exe, int ci, int wi, double scale, double *ns,
 	fclose(f);
 	while (waitpid(pid, &status, 0) < 0)
 		if (errno != EINTR)
-			die("waitpid: %s", strerror(errno));
+			bench_die("waitpid: %s", strerror(errno));
 	if (WIFSIGNALED(status))
 		snprintf(err, errlen, "killed by signal %d (%s)", WTERMSIG(status),
 			 strsignal(WTERMSIG(status)));
@@ -553,18 +506,11 @@ static bool run_child(const char *exe, int ci, int wi, double scale, double *ns,
 	return got && !err[0];
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
-
 static double median(struct cell *c)
 {
 	if (c->failed || c->nv == 0)
 		return -1;
-	qsort(c->v, c->nv, sizeof(double), cmp_double);
-	return c->nv % 2 ? c->v[c->nv / 2] : (c->v[c->nv / 2 - 1] + c->v[c->nv / 2]) / 2;
+	return bench_median(c->v, c->nv);
 }
 
 static void run_all(const char *exe, double scale)
@@ -597,19 +543,11 @@ static void run_all(const char *exe, double scale)
 				}
 				c->failed = true;
 				failures++;
-				note("%s %s failed (rep %u): %s", contenders[ci].name,
+				bench_note("%s %s failed (rep %u): %s", contenders[ci].name,
 				     workloads[wi].name, r + 1, err);
 			}
 	if (tty)
 		fprintf(stderr, "\r\033[K");
-}
-
-static void print_cell(double v, int decimals, int width)
-{
-	char s[32] = "-";
-	if (v >= 0)
-		snprintf(s, sizeof(s), "%.*f", decimals, v);
-	printf(" %*s |", width, s);
 }
 
 static void print_header(const char *extra, const char *sep)
@@ -648,7 +586,7 @@ static void print_tables(void)
 			continue;
 		printf("| %-9s | %7u |", workloads[wi].name, workloads[wi].threads);
 		for (int k = 0; k < nc; k++)
-			print_cell(med[wi][order[k]], 2, 9);
+			bench_print_cell(med[wi][order[k]], 2, 9);
 		printf("\n");
 	}
 	printf("\n### Throughput, Mops/s of all threads (higher is better)\n\n");
@@ -661,7 +599,7 @@ static void print_tables(void)
 		printf("| %-9s | %7u |", workloads[wi].name, workloads[wi].threads);
 		for (int k = 0; k < nc; k++) {
 			double v = med[wi][order[k]];
-			print_cell(v > 0 ? mult * 1000.0 / v : -1, 1, 9);
+			bench_print_cell(v > 0 ? mult * 1000.0 / v : -1, 1, 9);
 		}
 		printf("\n");
 	}
@@ -673,7 +611,7 @@ static void print_tables(void)
 		printf("| %-9s | %7u |", workloads[wi].name, workloads[wi].threads);
 		for (int k = 0; k < nc; k++) {
 			struct cell *c = &cells[wi][order[k]];
-			print_cell(c->rss_kb > 0 && !c->failed ? c->rss_kb / 1024.0 : -1, 1, 9);
+			bench_print_cell(c->rss_kb > 0 && !c->failed ? c->rss_kb / 1024.0 : -1, 1, 9);
 		}
 		printf("\n");
 	}
@@ -698,13 +636,13 @@ static void print_tables(void)
 			int ci = order[k];
 			if (ci == C_SHEAF)
 				continue;
-			print_cell(s > 0 && med[wi][ci] > 0 ? med[wi][ci] / s : -1, 2, 9);
+			bench_print_cell(s > 0 && med[wi][ci] > 0 ? med[wi][ci] / s : -1, 2, 9);
 		}
 		double best = best_peer(wi, true, &who);
-		print_cell(s > 0 && best > 0 ? s / best : -1, 2, 15);
+		bench_print_cell(s > 0 && best > 0 ? s / best : -1, 2, 15);
 		printf(" %-9s |", who >= 0 ? contenders[who].name : "-");
 		long brss = who >= 0 ? cells[wi][who].rss_kb : 0;
-		print_cell(brss > 0 && cells[wi][C_SHEAF].rss_kb > 0
+		bench_print_cell(brss > 0 && cells[wi][C_SHEAF].rss_kb > 0
 				   ? (double)cells[wi][C_SHEAF].rss_kb / (double)brss : -1, 2, 25);
 		printf("\n");
 	}
@@ -737,7 +675,7 @@ static void write_csv(const char *path)
 			*p = '/';
 		}
 	if (!(f = fopen(path, "w"))) {
-		note("cannot write %s: %s", path, strerror(errno));
+		bench_note("cannot write %s: %s", path, strerror(errno));
 		return;
 	}
 	fprintf(f, "workload,contender,threads,median_ns,min_ns,max_ns,mops,peak_rss_kib,reps\n");
@@ -753,7 +691,7 @@ static void write_csv(const char *path)
 				c->v[c->nv - 1], mult * 1000.0 / med[wi][ci], c->rss_kb, c->nv);
 		}
 	if (fclose(f) != 0)
-		note("error writing %s", path);
+		bench_note("error writing %s", path);
 	else
 		printf("\nCSV: %s\n", path);
 }
@@ -773,7 +711,7 @@ static void parse_list(const char *s, bool *sel, bool contender)
 	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
 		int i = find_name(tok, contender);
 		if (i < 0)
-			die("unknown %s '%s' (see --help)", contender ? "contender" : "workload", tok);
+			bench_die("unknown %s '%s' (see --help)", contender ? "contender" : "workload", tok);
 		sel[i] = true;
 	}
 }
@@ -793,21 +731,9 @@ static void usage(FILE *out)
 "libsheaf-malloc: %s\n", MALLOCBENCH_RESULTS_DIR, MALLOCBENCH_SHEAF_MALLOC);
 }
 
-static const char *optval(int argc, char **argv, int *i, const char *name)
-{
-	size_t l = strlen(name);
-	const char *a = argv[*i];
-	if (strncmp(a, name, l) != 0 || (a[l] != '=' && a[l] != '\0'))
-		return NULL;
-	if (a[l] == '=')
-		return a + l + 1;
-	if (*i + 1 >= argc)
-		die("%s needs a value", name);
-	return argv[++*i];
-}
-
 int main(int argc, char **argv)
 {
+	bench_prog = "mallocbench";
 	bool quick = false, any_w = false, any_c = false;
 	double scale = 0;
 	unsigned long r = 0;
@@ -819,25 +745,25 @@ int main(int argc, char **argv)
 			quick = true;
 		else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
 			return usage(stdout), 0;
-		else if ((v = optval(argc, argv, &i, "--workload")))
+		else if ((v = bench_optval(argc, argv, &i, "--workload")))
 			parse_list(v, wsel, false), any_w = true;
-		else if ((v = optval(argc, argv, &i, "--contender")))
+		else if ((v = bench_optval(argc, argv, &i, "--contender")))
 			parse_list(v, csel, true), any_c = true;
-		else if ((v = optval(argc, argv, &i, "--reps")))
+		else if ((v = bench_optval(argc, argv, &i, "--reps")))
 			r = strtoul(v, NULL, 10);
-		else if ((v = optval(argc, argv, &i, "--scale")))
+		else if ((v = bench_optval(argc, argv, &i, "--scale")))
 			scale = strtod(v, NULL);
-		else if ((v = optval(argc, argv, &i, "--csv")))
+		else if ((v = bench_optval(argc, argv, &i, "--csv")))
 			csv = v;
-		else if ((v = optval(argc, argv, &i, "--child")))
+		else if ((v = bench_optval(argc, argv, &i, "--child")))
 			child = v;
 		else
-			usage(stderr), die("unknown option '%s'", argv[i]);
+			usage(stderr), bench_die("unknown option '%s'", argv[i]);
 	}
 	if (scale <= 0)
 		scale = quick ? 0.1 : 1.0;
 	if (r > 1000)
-		die("--reps: at most 1000");
+		bench_die("--reps: at most 1000");
 	reps = r ? (unsigned int)r : quick ? 3 : 5;
 
 	if (child) {
@@ -845,13 +771,13 @@ int main(int argc, char **argv)
 		while (wi < NW && !wsel[wi])
 			wi++;
 		if (ci < 0 || wi == NW)
-			die("--child needs a known contender and a --workload");
+			bench_die("--child needs a known contender and a --workload");
 		return child_main(ci, wi, scale);
 	}
 
 	ssize_t len = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 	if (len <= 0)
-		die("readlink /proc/self/exe: %s", strerror(errno));
+		bench_die("readlink /proc/self/exe: %s", strerror(errno));
 	exe[len] = '\0';
 	char model[256] = "unknown CPU", line[512];
 	FILE *f = fopen("/proc/cpuinfo", "r");
@@ -882,21 +808,21 @@ int main(int argc, char **argv)
 		if (!want)
 			continue;
 		if (contenders[ci].preload && access(contenders[ci].preload, R_OK)) {
-			note("%s skipped: %s not found", contenders[ci].name,
+			bench_note("%s skipped: %s not found", contenders[ci].name,
 			     contenders[ci].preload);
 			continue;
 		}
 		csel[ci] = true;
-		envs[ci] = make_env(contenders[ci].preload);
+		envs[ci] = bench_env(contenders[ci].preload);
 		order[nc++] = ci;
 	}
 	if (nc == 0)
-		fputs(notes, stderr), die("no contender to run");
+		fputs(bench_notes, stderr), bench_die("no contender to run");
 	for (int wi = 0; wi < NW; wi++) {
 		wsel[wi] = wsel[wi] || !any_w;
 		for (int ci = 0; ci < NC; ci++)
 			if (!(cells[wi][ci].v = calloc(reps, sizeof(double))))
-				die("out of memory");
+				bench_die("out of memory");
 	}
 	run_all(exe, scale);
 	for (int wi = 0; wi < NW; wi++)
@@ -906,7 +832,7 @@ int main(int argc, char **argv)
 	snprintf(path, sizeof(path), "%s/malloc-%s.csv", MALLOCBENCH_RESULTS_DIR,
 		 quick ? "quick" : "full");
 	write_csv(csv ? csv : path);
-	if (notes[0])
-		printf("\nNotes:\n%s", notes);
+	if (bench_notes[0])
+		printf("\nNotes:\n%s", bench_notes);
 	return failures ? 1 : 0;
 }

@@ -100,6 +100,7 @@
 #include <sheaf/rcu.h>
 #include <sheaf/slab.h>
 
+#include "harness.h"
 #include "rtree.h"
 
 #ifndef SHEAFBENCH_RESULTS_DIR
@@ -119,7 +120,6 @@
 #define REMOTE_DIV 4		/* remote: objects = iterations / 4 */
 #define VMA_DIV 25		/* vma: tree writes = iterations / 25 */
 
-extern char **environ;
 
 /* ------------------------------------------------------------ tables */
 
@@ -218,25 +218,6 @@ static void build_workloads(void)
 }
 
 /* ------------------------------------------------------------ helpers */
-
-static void __attribute__((noreturn, format(printf, 1, 2)))
-die(const char *fmt, ...)
-{
-	va_list ap;
-	fputs("sheafbench: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	exit(2);
-}
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 /* Spin-wait step; yields the CPU now and then (matters with one CPU). */
 static inline void backoff(unsigned int *spins)
@@ -409,9 +390,9 @@ static double run_hot(const struct impl *im, struct ctx c, uint64_t n)
 {
 	void *keep = im->alloc1(c);
 	im->hot(c, warmup_of(n));
-	uint64_t t0 = now_ns();
+	uint64_t t0 = bench_now_ns();
 	im->hot(c, n);
-	uint64_t t1 = now_ns();
+	uint64_t t1 = bench_now_ns();
 	im->free1(c, keep);
 	return (double)(t1 - t0) / (double)n;
 }
@@ -422,9 +403,9 @@ static double run_batch(const struct impl *im, struct ctx c, uint64_t n, bool fi
 	uint64_t rounds = n / BATCH ? n / BATCH : 1;
 	void (*loop)(struct ctx, void **, uint64_t) = fifo ? im->fifo : im->lifo;
 	loop(c, v, warmup_of(rounds));
-	uint64_t t0 = now_ns();
+	uint64_t t0 = bench_now_ns();
 	loop(c, v, rounds);
-	uint64_t t1 = now_ns();
+	uint64_t t1 = bench_now_ns();
 	return (double)(t1 - t0) / (double)(rounds * BATCH);
 }
 
@@ -463,14 +444,14 @@ static void *worker_main(void *arg)
 	atomic_fetch_add(&t->ready, 1);
 	while (!atomic_load_explicit(&t->go, memory_order_acquire))
 		backoff(&spins);
-	w->t0 = now_ns();
+	w->t0 = bench_now_ns();
 	if (!t->remote)
 		im->hot(t->c, t->n);
 	else if (w->idx == 0)
 		im->produce(t->c, &ring, t->n);
 	else
 		im->consume(t->c, &ring, t->n);
-	w->t1 = now_ns();
+	w->t1 = bench_now_ns();
 	if (keep)
 		im->free1(t->c, keep);
 	return NULL;
@@ -499,7 +480,7 @@ static uint64_t run_team(struct team *t)
 	for (unsigned int i = 0; i < t->nthreads; i++) {
 		w[i] = (struct worker){ .t = t, .idx = i };
 		if (pthread_create(&w[i].th, NULL, worker_main, &w[i]) != 0)
-			die("pthread_create failed");
+			bench_die("pthread_create failed");
 	}
 	while (atomic_load(&t->ready) < t->nthreads)
 		backoff(&spins);
@@ -556,7 +537,7 @@ static double run_rcu(const struct contender *ct, struct ctx c, uint64_t n)
 	rcu_register_thread();
 	for (uint64_t i = 0; i < total; i++) {
 		if (i == warm)
-			t0 = now_ns();
+			t0 = bench_now_ns();
 		if (sheaves) {
 			struct rnode *o = use(kmem_cache_alloc(c.cache, GFP_KERNEL));
 			kfree_rcu(o, rcu);
@@ -572,7 +553,7 @@ static double run_rcu(const struct contender *ct, struct ctx c, uint64_t n)
 		kvfree_rcu_barrier();
 	else
 		rcu_barrier();
-	uint64_t t1 = now_ns();
+	uint64_t t1 = bench_now_ns();
 	if (sheaves)
 		printf("Y %.4f\n", (double)sheaf_rcu_recycled_objects(c.cache) /
 			       (double)total);
@@ -596,7 +577,7 @@ static double run_prealloc(const struct contender *ct, struct ctx c,
 	uint64_t warm = warmup_of(n), t0 = 0;
 	for (uint64_t i = 0; i < warm + n; i++) {
 		if (i == warm)
-			t0 = now_ns();
+			t0 = bench_now_ns();
 		if (ct->kind == K_MALLOC) {
 			for (int k = 0; k < 32; k++)
 				p[k] = malloc(c.size);
@@ -619,7 +600,7 @@ static double run_prealloc(const struct contender *ct, struct ctx c,
 			kmem_cache_free(c.cache, p[0]);
 		}
 	}
-	return (double)(now_ns() - t0) / (double)n;
+	return (double)(bench_now_ns() - t0) / (double)n;
 }
 
 /*
@@ -718,11 +699,11 @@ static double run_vma(const struct contender *ct, struct ctx c, uint64_t n)
 	for (uint64_t op = 0; op < warm; op++)
 		vma_op(live, &nlive, &rng, (op & 1) == 0);
 	if (pthread_create(&rt, NULL, vma_reader, NULL) != 0)
-		die("pthread_create failed");
-	uint64_t t0 = now_ns();
+		bench_die("pthread_create failed");
+	uint64_t t0 = bench_now_ns();
 	for (uint64_t op = 0; op < n; op++)
 		vma_op(live, &nlive, &rng, (op & 1) == 0);
-	uint64_t t1 = now_ns();
+	uint64_t t1 = bench_now_ns();
 	atomic_store(&vma_stop, true);
 	pthread_join(rt, NULL);
 	printf("X %.0f\n", (double)atomic_load(&vma_lookups) / ((double)(t1 - t0) / 1e9));
@@ -847,7 +828,7 @@ static void print_memory_burst(void)
 		struct kmem_cache *c = kmem_cache_create(k == 0 ? "burst-sheaf" : "burst-classic",
 							 64, &args, 0);
 		if (!c)
-			die("kmem_cache_create: %s", strerror(errno));
+			bench_die("kmem_cache_create: %s", strerror(errno));
 		for (int i = 0; i < BURST; i++)
 			if (!(p[i] = kmem_cache_alloc(c, GFP_KERNEL)))
 				out_of_memory();
@@ -880,39 +861,8 @@ static long peak_rss_kb[MAXW][NC];	/* largest of the reps, KiB */
 static double recycled_share[MAXW][NC];	/* last rep (rcu); -1: none */
 static double lookups_sum[MAXW][NC];	/* vma: reader lookups/s, summed */
 static unsigned int lookups_n[MAXW][NC];
-static char stats_text[16384], notes[8192];
+static char stats_text[16384];
 static unsigned int sheaf_capacity_seen = UINT32_MAX, failures;
-
-static void __attribute__((format(printf, 1, 2))) note(const char *fmt, ...)
-{
-	size_t len = strlen(notes);
-	va_list ap;
-	if (len + 8 >= sizeof(notes))
-		return;
-	va_start(ap, fmt);
-	notes[len++] = '-';
-	notes[len++] = ' ';
-	vsnprintf(notes + len, sizeof(notes) - len - 1, fmt, ap);
-	va_end(ap);
-	strcat(notes, "\n");
-}
-
-/* The environment without any LD_PRELOAD, plus ours for the peers. */
-static char **make_env(const char *preload)
-{
-	size_t n = 0, k = 0;
-	while (environ[n])
-		n++;
-	char **e = calloc(n + 2, sizeof(*e));
-	if (!e)
-		die("out of memory");
-	for (size_t i = 0; i < n; i++)
-		if (strncmp(environ[i], "LD_PRELOAD=", 11) != 0)
-			e[k++] = environ[i];
-	if (preload && asprintf(&e[k], "LD_PRELOAD=%s", preload) < 0)
-		die("out of memory");
-	return e;
-}
 
 /* One child run: true and *ns on success, else a reason in err. */
 static bool run_child(const char *exe, int ci, int wi, uint64_t iters,
@@ -930,7 +880,7 @@ static bool run_child(const char *exe, int ci, int wi, uint64_t iters,
 	snprintf(a3, sizeof(a3), "--iters=%llu", (unsigned long long)iters);
 	err[0] = '\0';
 	if (pipe2(fd, O_CLOEXEC) != 0)
-		die("pipe: %s", strerror(errno));
+		bench_die("pipe: %s", strerror(errno));
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_adddup2(&fa, fd[1], STDOUT_FILENO);
 	fflush(NULL);
@@ -947,7 +897,7 @@ static bool run_child(const char *exe, int ci, int wi, uint64_t iters,
 	char *line = NULL;
 	size_t cap = 0;
 	if (!f)
-		die("fdopen: %s", strerror(errno));
+		bench_die("fdopen: %s", strerror(errno));
 	while (getline(&line, &cap, f) > 0) {
 		if (in_stats) {
 			size_t len = strlen(stats_text);
@@ -979,7 +929,7 @@ static bool run_child(const char *exe, int ci, int wi, uint64_t iters,
 	fclose(f);
 	while (waitpid(pid, &status, 0) < 0)
 		if (errno != EINTR)
-			die("waitpid: %s", strerror(errno));
+			bench_die("waitpid: %s", strerror(errno));
 	if (WIFSIGNALED(status))
 		snprintf(err, errlen, "killed by signal %d (%s)", WTERMSIG(status),
 			 strsignal(WTERMSIG(status)));
@@ -990,21 +940,12 @@ static bool run_child(const char *exe, int ci, int wi, uint64_t iters,
 	return got && !err[0];
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
-
 /* Median of a cell (sorting its values); -1 when there is none. */
 static double median(struct cell *c)
 {
 	if (c->failed || c->nv == 0)
 		return -1;
-	qsort(c->v, c->nv, sizeof(double), cmp_double);
-	if (c->nv % 2)
-		return c->v[c->nv / 2];
-	return (c->v[c->nv / 2 - 1] + c->v[c->nv / 2]) / 2;
+	return bench_median(c->v, c->nv);
 }
 
 static void print_facts(bool quick, uint64_t iters)
@@ -1077,21 +1018,13 @@ static void run_all(const char *exe, uint64_t iters)
 				}
 				c->failed = true;
 				failures++;
-				note("%s %s failed (rep %u): %s", contenders[ci].name,
+				bench_note("%s %s failed (rep %u): %s", contenders[ci].name,
 				     workloads[wi].name, r + 1, err);
 			}
 		}
 	}
 	if (tty)
 		fprintf(stderr, "\r\033[K");
-}
-
-static void print_cell(double v, int decimals, int width)
-{
-	char s[32] = "-";
-	if (v >= 0)
-		snprintf(s, sizeof(s), "%.*f", decimals, v);
-	printf(" %*s |", width, s);
 }
 
 /* Header row and separator: "| workload | <extra> | name... |". */
@@ -1116,7 +1049,7 @@ static void print_tables(void)
 		printf("| %-10s | %7u | %4u |", workloads[wi].name,
 		       workloads[wi].threads, workloads[wi].size);
 		for (int k = 0; k < nc; k++)
-			print_cell(med[wi][order[k]], 2, 10);
+			bench_print_cell(med[wi][order[k]], 2, 10);
 		printf("\n");
 	}
 
@@ -1144,11 +1077,11 @@ static void print_tables(void)
 				double v = med[wi][ci];
 				if (ci == C_SHEAF)
 					continue;
-				print_cell(s > 0 && v > 0 ? v / s : -1, 2, 14);
+				bench_print_cell(s > 0 && v > 0 ? v / s : -1, 2, 14);
 				if (ci >= C_FIRST_PEER && v > 0 && (best < 0 || v < best))
 					best = v, bi = ci;
 			}
-			print_cell(s > 0 && best > 0 ? s / best : -1, 2, 15);
+			bench_print_cell(s > 0 && best > 0 ? s / best : -1, 2, 15);
 			printf(" %-9s |\n", bi >= 0 ? contenders[bi].name : "-");
 		}
 	}
@@ -1168,7 +1101,7 @@ static void print_tables(void)
 		printf("| %-10s | %7u |", workloads[wi].name, workloads[wi].threads);
 		for (int k = 0; k < nc; k++) {
 			double v = med[wi][order[k]];
-			print_cell(v > 0 ? workloads[wi].threads * 1000.0 / v : -1, 1, 10);
+			bench_print_cell(v > 0 ? workloads[wi].threads * 1000.0 / v : -1, 1, 10);
 		}
 		printf("\n");
 	}
@@ -1188,14 +1121,14 @@ static void print_tables(void)
 			if (v < 0)
 				continue;
 			printf("| %s |", contenders[ci].name);
-			print_cell(v, 2, 9);
-			print_cell(v > 0 ? 1000.0 / v : -1, 1, 10);
-			print_cell(peak_rss_kb[wi][ci] ? peak_rss_kb[wi][ci] / 1024.0 : -1, 1, 12);
+			bench_print_cell(v, 2, 9);
+			bench_print_cell(v > 0 ? 1000.0 / v : -1, 1, 10);
+			bench_print_cell(peak_rss_kb[wi][ci] ? peak_rss_kb[wi][ci] / 1024.0 : -1, 1, 12);
 			if (recycled_share[wi][ci] >= 0)
 				printf(" %5.1f%% |", 100.0 * recycled_share[wi][ci]);
 			else
 				printf(" - |");
-			print_cell(v > 0 && cl > 0 ? cl / v : -1, 2, 8);
+			bench_print_cell(v > 0 && cl > 0 ? cl / v : -1, 2, 8);
 			printf("\n");
 		}
 	}
@@ -1219,11 +1152,11 @@ static void print_vma_table(void)
 			if (v < 0)
 				continue;
 			printf("| %s |", contenders[ci].name);
-			print_cell(v, 1, 8);
-			print_cell(1000.0 / v, 3, 8);
-			print_cell(lookups_n[wi][ci] ? lookups_sum[wi][ci] /
+			bench_print_cell(v, 1, 8);
+			bench_print_cell(1000.0 / v, 3, 8);
+			bench_print_cell(lookups_n[wi][ci] ? lookups_sum[wi][ci] /
 				   lookups_n[wi][ci] / 1e6 : -1, 2, 8);
-			print_cell(cl > 0 ? cl / v : -1, 2, 8);
+			bench_print_cell(cl > 0 ? cl / v : -1, 2, 8);
 			printf("\n");
 		}
 	}
@@ -1241,7 +1174,7 @@ static void print_rss_table(void)
 		printf("| %-10s |", workloads[wi].name);
 		for (int k = 0; k < nc; k++) {
 			long kb = med[wi][order[k]] > 0 ? peak_rss_kb[wi][order[k]] : 0;
-			print_cell(kb ? kb / 1024.0 : -1, 1, 10);
+			bench_print_cell(kb ? kb / 1024.0 : -1, 1, 10);
 		}
 		printf("\n");
 	}
@@ -1260,7 +1193,7 @@ static void write_csv(const char *path)
 			*p = '/';
 		}
 	if (!(f = fopen(path, "w"))) {
-		note("cannot write %s: %s", path, strerror(errno));
+		bench_note("cannot write %s: %s", path, strerror(errno));
 		return;
 	}
 	fprintf(f, "workload,contender,threads,size,median_ns,min_ns,max_ns,reps,"
@@ -1282,7 +1215,7 @@ static void write_csv(const char *path)
 				1000.0 / m, sh > 0 ? m / sh : -1.0, peak_rss_kb[wi][ci], extra);
 		}
 	if (fclose(f) != 0)
-		note("error writing %s", path);
+		bench_note("error writing %s", path);
 	else
 		printf("\nCSV: %s\n", path);
 }
@@ -1308,19 +1241,6 @@ static void usage(FILE *out)
 }
 
 /* "--name value" or "--name=value"; NULL if argv[*i] is not --name. */
-static const char *optval(int argc, char **argv, int *i, const char *name)
-{
-	size_t l = strlen(name);
-	const char *a = argv[*i];
-	if (strncmp(a, name, l) != 0 || (a[l] != '=' && a[l] != '\0'))
-		return NULL;
-	if (a[l] == '=')
-		return a + l + 1;
-	if (*i + 1 >= argc)
-		die("%s needs a value (see --help)", name);
-	return argv[++*i];
-}
-
 static uint64_t parse_count(const char *s, const char *what)
 {
 	unsigned long long v;
@@ -1328,7 +1248,7 @@ static uint64_t parse_count(const char *s, const char *what)
 	errno = 0;
 	v = strtoull(s, &end, 10);
 	if (errno || end == s || *end || v == 0 || s[0] == '-')
-		die("bad %s '%s'", what, s);
+		bench_die("bad %s '%s'", what, s);
 	return v;
 }
 
@@ -1339,7 +1259,7 @@ static bool parse_list(const char *s, bool *sel, bool contender)
 	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
 		int i = find_name(tok, contender);
 		if (i < 0)
-			die("unknown %s '%s' (see --help)",
+			bench_die("unknown %s '%s' (see --help)",
 			    contender ? "contender" : "workload", tok);
 		sel[i] = true;
 	}
@@ -1348,6 +1268,7 @@ static bool parse_list(const char *s, bool *sel, bool contender)
 
 int main(int argc, char **argv)
 {
+	bench_prog = "sheafbench";
 	bool quick = false, any_w = false, any_c = false;
 	uint64_t iters = 0, r = 0;
 	const char *csv = NULL, *child = NULL, *v;
@@ -1359,25 +1280,25 @@ int main(int argc, char **argv)
 			quick = true;
 		else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
 			return usage(stdout), 0;
-		else if ((v = optval(argc, argv, &i, "--workload")))
+		else if ((v = bench_optval(argc, argv, &i, "--workload")))
 			any_w = parse_list(v, wsel, false);
-		else if ((v = optval(argc, argv, &i, "--contender")))
+		else if ((v = bench_optval(argc, argv, &i, "--contender")))
 			any_c = parse_list(v, csel, true);
-		else if ((v = optval(argc, argv, &i, "--reps")))
+		else if ((v = bench_optval(argc, argv, &i, "--reps")))
 			r = parse_count(v, "--reps");
-		else if ((v = optval(argc, argv, &i, "--iters")))
+		else if ((v = bench_optval(argc, argv, &i, "--iters")))
 			iters = parse_count(v, "--iters");
-		else if ((v = optval(argc, argv, &i, "--csv")))
+		else if ((v = bench_optval(argc, argv, &i, "--csv")))
 			csv = v;
-		else if ((v = optval(argc, argv, &i, "--child")))
+		else if ((v = bench_optval(argc, argv, &i, "--child")))
 			child = v;
 		else
-			usage(stderr), die("unknown option '%s'", argv[i]);
+			usage(stderr), bench_die("unknown option '%s'", argv[i]);
 	}
 	if (!iters)
 		iters = quick ? 5000000 : 50000000;
 	if (r > 1000)
-		die("--reps: at most 1000");
+		bench_die("--reps: at most 1000");
 	reps = r ? (unsigned int)r : quick ? 3 : 7;
 
 	if (child) {			/* hidden: one measurement, see run_child */
@@ -1385,17 +1306,17 @@ int main(int argc, char **argv)
 		while (wi < NW && !wsel[wi])
 			wi++;
 		if (ci < 0 || wi == NW)
-			die("--child needs a known contender and a --workload");
+			bench_die("--child needs a known contender and a --workload");
 		return child_main(ci, wi, iters);
 	}
 
 	ssize_t len = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 	if (len <= 0)
-		die("readlink /proc/self/exe: %s", strerror(errno));
+		bench_die("readlink /proc/self/exe: %s", strerror(errno));
 	exe[len] = '\0';
 	print_facts(quick, iters);
 	if (sheaf_stats_enabled())
-		note("SHEAF_STATS is on: libsheaf counts events, which slows the sheaf "
+		bench_note("SHEAF_STATS is on: libsheaf counts events, which slows the sheaf "
 		     "and classic contenders");
 	for (int ci = 0; ci < NC; ci++) {
 		bool want = csel[ci] || !any_c;
@@ -1403,23 +1324,23 @@ int main(int argc, char **argv)
 		if (!want)
 			continue;
 		if (contenders[ci].preload && access(contenders[ci].preload, R_OK)) {
-			note("%s skipped: %s not found", contenders[ci].name,
+			bench_note("%s skipped: %s not found", contenders[ci].name,
 			     contenders[ci].preload);
 			continue;
 		}
 		csel[ci] = true;
-		envs[ci] = make_env(contenders[ci].preload);
+		envs[ci] = bench_env(contenders[ci].preload);
 		order[nc++] = ci;
 	}
 	if (nc == 0)
-		fputs(notes, stderr), die("no contender to run");
+		fputs(bench_notes, stderr), bench_die("no contender to run");
 	for (int wi = 0; wi < NW; wi++) {
 		wsel[wi] = wsel[wi] || !any_w;
 		for (int ci = 0; ci < NC; ci++)
 			recycled_share[wi][ci] = -1;
 		for (int ci = 0; ci < NC; ci++)
 			if (!(cells[wi][ci].v = calloc(reps, sizeof(double))))
-				die("out of memory");
+				bench_die("out of memory");
 	}
 
 	run_all(exe, iters);
@@ -1443,8 +1364,8 @@ int main(int argc, char **argv)
 		printf("\nlibsheaf statistics of the sheaf contender's hot-64 cache "
 		       "(last run, warm-up included):\n%s", stats_text);
 	else if (sheaf_stats_enabled() && csel[C_SHEAF] && wsel[0])
-		note("SHEAF_STATS is set but the sheaf child printed no statistics");
-	if (notes[0])
-		printf("\nNotes:\n%s", notes);
+		bench_note("SHEAF_STATS is set but the sheaf child printed no statistics");
+	if (bench_notes[0])
+		printf("\nNotes:\n%s", bench_notes);
 	return failures ? 1 : 0;
 }
