@@ -30,14 +30,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Hidden aliases of the exported tables the inline paths read (sheaf.c,
- * pages.c): the library reaches them without a GOT load. */
+/* The library's sections read its own hidden copy of sheaf_rt (sheaf.c),
+ * RIP-relative, not the exported one through the GOT. */
 #define SHEAF_RT _sheaf_rt_local
 #define SHEAF_RT_HIDDEN 1
-#define SHEAF_MEMMAP _sheaf_memmap_local
 struct sheaf_runtime;
 extern struct sheaf_runtime _sheaf_rt_local __attribute__((visibility("hidden")));
-extern void *_sheaf_memmap_local[] __attribute__((visibility("hidden")));
 #include <sheaf/slab.h>
 #include <sheaf/rseq.h>
 
@@ -143,10 +141,50 @@ extern struct arena *_sheaf_arena_map[ARENA_MAP_SIZE];
  * run's.  Allocated with the arena (512 KiB, touched as used), never freed.
  */
 extern struct sheaf_pcs **_sheaf_pcsmap[ARENA_MAP_SIZE];
+
+/*
+ * struct sheaf_pcs_info - the line just before a cache's slot 0
+ * (sheaf_pcs_info(pcs), allocated with the slots by cache creation),
+ * written only when the inline paths are switched
+ * on or off, so that every CPU keeps it cached (slot lines are written by
+ * their slot's slow paths).  free()-style paths that reach the slots from a
+ * page (the library's dense page map of slots) without the cache use it
+ * to check that an address x is an object boundary, exactly and without a
+ * branch on the kind of stride (sheaf_pcs_info_ok()):
+ *
+ *   off = x & offmask         offset in the slab (slabs are aligned to
+ *                             their size: buddy blocks)
+ *   ok  = off * mul < limit   (mod 2^64)
+ *
+ * mul = floor((2^64 - 1) / size) + 1: off * mul (mod 2^64) is below mul
+ * exactly when size divides off (Lemire's divisibility test, off < 2^32),
+ * and is then index * r with r = size * mul mod 2^64, so limit = objects *
+ * r also bounds the index.  A power-of-two size has r = 0: every multiple
+ * gives 0, and limit = 1 (its objects tile the slab).  limit = 0 while the
+ * inline paths are off: every test fails, and the caller takes the path
+ * through the cache, which checks everything.
+ */
+struct sheaf_pcs_info {
+	uint64_t offmask;
+	uint64_t mul;
+	uint64_t limit;
+	uint64_t _pad[5];
+} __attribute__((aligned(64)));
+
+static inline const struct sheaf_pcs_info *sheaf_pcs_info(const struct sheaf_pcs *pcs)
+{
+	return (const struct sheaf_pcs_info *)(const void *)pcs - 1;
+}
+
+static inline __attribute__((always_inline)) bool
+sheaf_pcs_info_ok(const struct sheaf_pcs *pcs, uintptr_t x)
+{
+	const struct sheaf_pcs_info *info = sheaf_pcs_info(pcs);
+	return (uint64_t)((x & info->offmask) * info->mul) < info->limit;
+}
 void _sheaf_pcsmap_set(struct slab *d, size_t npages, struct sheaf_pcs *pcs);
 /* sheaf_memmap[addr >> ARENA_SHIFT]: the arena's memmap, NULL if not a slab arena. */
 extern void *sheaf_memmap[ARENA_MAP_SIZE];
-
 
 /*
  * Descriptor flags are read without the owner's lock (the buddy allocator
@@ -169,7 +207,7 @@ static inline struct slab *virt_to_slab(const void *addr)
 	uintptr_t x = (uintptr_t)addr;
 	if (unlikely(x >> ADDR_BITS))
 		return NULL;
-	struct slab *mm = __atomic_load_n((struct slab **)&_sheaf_memmap_local[x >> ARENA_SHIFT],
+	struct slab *mm = __atomic_load_n((struct slab **)&sheaf_memmap[x >> ARENA_SHIFT],
 					  __ATOMIC_ACQUIRE);
 	if (unlikely(!mm))
 		return NULL;

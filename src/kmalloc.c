@@ -130,7 +130,6 @@ static void run_cache_init(void)
 		char *sheaves = mem + _sheaf_nr_slots * sizeof(struct sheaf_pcs);
 		for (unsigned int i = 0; i < _sheaf_nr_slots; i++) {
 			struct slab_sheaf *sh = (struct slab_sheaf *)(sheaves + i * sheaf_bytes);
-			sh->_info.capacity = RUN_CACHE_RUNS(o);
 			pcs[i].main = sh;
 			pcs[i].capacity = RUN_CACHE_RUNS(o);
 		}
@@ -160,7 +159,7 @@ static inline bool run_cache_put(struct slab *d)
 	unsigned int order = d->order;
 	return order >= RUN_CACHE_MIN && order <= RUN_CACHE_MAX &&
 	       (pcs = run_cache[order - RUN_CACHE_MIN]) &&
-	       sheaf_pcs_push_slot_inline(pcs, slab_address(d));
+	       sheaf_pcs_push_inline(pcs, slab_address(d));
 #else
 	(void)d;
 	return false;

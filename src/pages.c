@@ -30,13 +30,6 @@
 
 struct arena *_sheaf_arena_map[ARENA_MAP_SIZE];
 SHEAF_EXPORT void *sheaf_memmap[ARENA_MAP_SIZE];
-/*
- * The library's own copy, read without a GOT load.  Not an alias: a
- * program's inline paths may read sheaf_memmap from a copy relocated into
- * the executable, which the library then reaches only through its GOT, so
- * both are written (arena_grow(), the only writer).
- */
-void *_sheaf_memmap_local[ARENA_MAP_SIZE];
 struct sheaf_pcs **_sheaf_pcsmap[ARENA_MAP_SIZE];
 
 #define MEMMAP_PAGES ((ARENA_PAGES * sizeof(struct slab)) >> PAGE_SHIFT) /* 1024 */
@@ -169,8 +162,6 @@ static bool arena_grow(int node)
 	__atomic_store_n(&_sheaf_arena_map[(uintptr_t)base >> ARENA_SHIFT], a,
 			 __ATOMIC_RELEASE);
 	__atomic_store_n(&_sheaf_pcsmap[(uintptr_t)base >> ARENA_SHIFT], pcsmap,
-			 __ATOMIC_RELEASE);
-	__atomic_store_n(&_sheaf_memmap_local[(uintptr_t)base >> ARENA_SHIFT], (void *)base,
 			 __ATOMIC_RELEASE);
 	__atomic_store_n(&sheaf_memmap[(uintptr_t)base >> ARENA_SHIFT], (void *)base,
 			 __ATOMIC_RELEASE);

@@ -15,10 +15,11 @@
  *
  * Fast paths: malloc is the table malloc_pcs[(size + 15) / 16] (the
  * class's slots) and the inline pop of <sheaf/slab.h>
- * (sheaf_pcs_pop_inline); free reads the slots from the page descriptor,
- * checks the object boundary against their info line and pushes onto the
- * slot's main sheaf (free() below).  Everything else goes to kmalloc.c's slow paths
- * (_sheaf_kmalloc, _sheaf_kfree, _sheaf_ksize), which report a pointer the
+ * (sheaf_pcs_pop_inline); free reads the slots from the arena's page
+ * map, checks the object boundary against their info line and pushes onto
+ * the slot's main sheaf (free() below).  Everything else goes to
+ * kmalloc.c's slow paths (_sheaf_kmalloc, _sheaf_kfree, _sheaf_ksize),
+ * which report a pointer the
  * library does not own in one line and abort, as glibc does.
  *
  * Start-up: the table is all NULL until sheaf_init() has run, so the first
@@ -233,33 +234,17 @@ static SHEAF_NOINLINE void free_slow(void *p, const char *fn, void *caller)
 
 #ifdef SHEAF_HAVE_RSEQ_ASM
 /*
- * free(p): the arena's dense page map (sheaf_pcsmap, <sheaf/rseq.h>) names
+ * free(p): the arena's dense page map (_sheaf_pcsmap, internal.h) names
  * the slots of p's cache (NULL: not a page of a slab of a cache with
- * sheaves), and
- * their info line (struct sheaf_pcs_info, in <sheaf/rseq.h>) checks that p
- * is an object boundary with one multiply and one compare, whatever the
+ * sheaves), and their info line (struct sheaf_pcs_info) checks that p is
+ * an object boundary with one multiply and one compare, whatever the
  * stride (so sizes of 96 and 192 bytes take no unpredictable branch), and
- * fails while the inline paths are off.  The push then reads its limit
- * from the slot.  Neither needs the cache itself:
- * p -> arena page map -> slots -> main sheaf is the whole
- * chain of dependent loads.  Everything else (inline paths off, a pointer
- * that is not an object boundary) takes free_cache(), which checks through
- * the cache as kfree()'s inline path does, and reports.
+ * fails while the inline paths are off.  The push reads its limit from the
+ * slot.  Neither needs the cache itself: p -> arena page map -> slots ->
+ * main sheaf is the whole chain of dependent loads.  A pointer that fails
+ * the test takes the inline kfree() path, which checks through the cache,
+ * then kfree()'s slow path, which reports.
  */
-static SHEAF_NOINLINE void free_cache(void *p, void *caller)
-{
-	char *mm = SHEAF_MEMMAP[(uintptr_t)p >> SHEAF_ARENA_SHIFT];
-	char *d = mm + ((((uintptr_t)p & ((1ul << SHEAF_ARENA_SHIFT) - 1)) >> 12) << 6);
-	const struct sheaf_cache_hot *h =
-		*(const struct sheaf_cache_hot *const *)(d + SHEAF_DESC_CACHE);
-	struct sheaf_pcs *pcs;
-	if (h && (pcs = h->inline_pcs) &&
-	    sheaf_boundary_ok_inline(h, mm, d, (uintptr_t)p) &&
-	    sheaf_pcs_push_inline(pcs, p, h->sheaf_capacity))
-		return;
-	free_slow(p, "free", caller);
-}
-
 SHEAF_EXPORT void free(void *p)
 {
 	uintptr_t x = (uintptr_t)p, idx = x >> SHEAF_ARENA_SHIFT;
@@ -270,19 +255,16 @@ SHEAF_EXPORT void free(void *p)
 				pm[(x & ((1ul << SHEAF_ARENA_SHIFT) - 1)) >> PAGE_SHIFT];
 			if (likely(pcs != NULL)) {
 				if (likely(sheaf_pcs_info_ok(pcs, x))) {
-					if (likely(sheaf_pcs_push_slot_inline(pcs, p)))
+					if (likely(sheaf_pcs_push_inline(pcs, p)))
 						return;
-					goto slow;
+				} else if (sheaf_kfree_inline(p)) {
+					return;
 				}
-				free_cache(p, __builtin_return_address(0));
-				return;
 			}
 		}
 	}
-slow:
 	free_slow(p, "free", __builtin_return_address(0));
 }
-
 #else
 SHEAF_EXPORT void free(void *p)
 {
@@ -451,8 +433,9 @@ SHEAF_EXPORT void *pvalloc(size_t size)
 
 /*
  * malloc_trim(): empty the large-kmalloc run caches, flush every kmalloc
- * cache's sheaves and barns, release empty slabs and give idle pages back.  Returns 1 (memory may have been
- * released), 0 before the first allocation.
+ * cache's sheaves and barns, release empty slabs and give idle pages back.
+ * Returns 1 (memory may have been released), 0 before the first
+ * allocation.
  */
 SHEAF_EXPORT int malloc_trim(size_t pad)
 {

@@ -34,10 +34,15 @@
 #include "internal.h"
 
 SHEAF_EXPORT struct sheaf_runtime sheaf_rt;
-/* The library's own copy (see _sheaf_memmap_local in pages.c). */
+/*
+ * The library's own copy, read RIP-relative by its sections.  Not an
+ * alias: a program's inline paths may read sheaf_rt from a copy relocated
+ * into the executable, which the library reaches only through its GOT, so
+ * both are written (_sheaf_sheaf_setup(), the only writer).
+ */
 struct sheaf_runtime _sheaf_rt_local;
-_Static_assert(offsetof(struct sheaf_runtime, slot_off) == 16,
-	       "SHEAF_RSEQ_LOAD_SOFF reads slot_off at offset 16");
+_Static_assert(offsetof(struct sheaf_runtime, slot_off) == 8,
+	       "SHEAF_RSEQ_LOAD_SOFF reads slot_off at offset 8");
 bool _sheaf_rseq_mode;
 
 static int membarrier(int cmd)
@@ -56,10 +61,9 @@ void _sheaf_sheaf_setup(void)
 		rseq = false;
 	_sheaf_rseq_mode = rseq;
 	sheaf_rt.rseq_offset = _sheaf_rseq_offset;
-	sheaf_rt.slot_field = _sheaf_rseq_mm_cid
+	sheaf_rt.slot_off = _sheaf_rseq_offset + (_sheaf_rseq_mm_cid
 		? (long)offsetof(struct sheaf_rseq_area, mm_cid)
-		: (long)offsetof(struct sheaf_rseq_area, cpu_id);
-	sheaf_rt.slot_off = sheaf_rt.rseq_offset + sheaf_rt.slot_field;
+		: (long)offsetof(struct sheaf_rseq_area, cpu_id));
 	_sheaf_rt_local = sheaf_rt;
 }
 
@@ -550,7 +554,7 @@ void _sheaf_sheaf_free(struct kmem_cache *s, struct slab *slab, void *obj)
 #ifdef SHEAF_HAVE_RSEQ_ASM
 	if (likely(_sheaf_rseq_mode)) {
 		for (;;) {
-			int r = sheaf_rseq_push(s->hot.pcs, obj, s->hot.sheaf_capacity);
+			int r = sheaf_rseq_push(s->hot.pcs, obj);
 			if (likely(r == 0)) {
 				stat_here(s, SHEAF_STAT_FREE_CPU_SHEAF);
 				return;

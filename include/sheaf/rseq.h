@@ -71,52 +71,12 @@ struct sheaf_pcs {
 	uint8_t lock;          /* set by the slot trylock section */
 	uint8_t stop;          /* set by a remote flusher */
 	uint8_t _pad[2];
-	uint32_t capacity;     /* the cache's sheaf_capacity (constant) */
+	uint32_t capacity;     /* the cache's sheaf_capacity: the push limit */
 	struct slab_sheaf *main;
 	struct slab_sheaf *spare;
 	struct slab_sheaf *rcu_free;
 	uint64_t _pad2[4];
 } __attribute__((aligned(64)));
-
-/*
- * struct sheaf_pcs_info - the line just before a cache's slot 0
- * (sheaf_pcs_info(pcs)), written only when the inline paths are switched
- * on or off, so that every CPU keeps it cached (slot lines are written by
- * their slot's slow paths).  free()-style paths that reach the slots from a
- * page (the library's dense page map of slots) without the cache use it
- * to check that an address x is an object boundary, exactly and without a
- * branch on the kind of stride (sheaf_pcs_info_ok()):
- *
- *   off = x & offmask         offset in the slab (slabs are aligned to
- *                             their size: buddy blocks)
- *   ok  = off * mul < limit   (mod 2^64)
- *
- * mul = floor((2^64 - 1) / size) + 1: off * mul (mod 2^64) is below mul
- * exactly when size divides off (Lemire's divisibility test, off < 2^32),
- * and is then index * r with r = size * mul mod 2^64, so limit = objects *
- * r also bounds the index.  A power-of-two size has r = 0: every multiple
- * gives 0, and limit = 1 (its objects tile the slab).  limit = 0 while the
- * inline paths are off: every test fails, and the caller takes the path
- * through the cache, which checks everything.
- */
-struct sheaf_pcs_info {
-	uint64_t offmask;
-	uint64_t mul;
-	uint64_t limit;
-	uint64_t _pad[5];
-} __attribute__((aligned(64)));
-
-static inline const struct sheaf_pcs_info *sheaf_pcs_info(const struct sheaf_pcs *pcs)
-{
-	return (const struct sheaf_pcs_info *)(const void *)pcs - 1;
-}
-
-static inline __attribute__((always_inline)) bool
-sheaf_pcs_info_ok(const struct sheaf_pcs *pcs, uintptr_t x)
-{
-	const struct sheaf_pcs_info *info = sheaf_pcs_info(pcs);
-	return (uint64_t)((x & info->offmask) * info->mul) < info->limit;
-}
 
 /* The start of every struct kmem_cache: what the inline fast paths read. */
 struct sheaf_cache_hot {
@@ -137,13 +97,13 @@ struct sheaf_cache_hot {
 /* Process-wide state the inline fast paths read (set once at start-up). */
 struct sheaf_runtime {
 	long rseq_offset;       /* glibc's __rseq_offset */
-	long slot_field;        /* 24: rseq mm_cid, 4: rseq cpu_id */
-	/* rseq_offset + slot_field: the slot number's %fs-relative address,
-	 * so that a section reads it with one instruction. */
+	/* The slot number's %fs-relative address: rseq_offset + 24 (the rseq
+	 * mm_cid) or + 4 (cpu_id), so that a section reads it with one
+	 * instruction. */
 	long slot_off;
 };
 extern struct sheaf_runtime sheaf_rt;
-/* The library itself reads these through hidden aliases (no GOT load). */
+/* The library reads its own hidden copy instead (no GOT load). */
 #ifndef SHEAF_RT
 #define SHEAF_RT sheaf_rt
 #endif
@@ -157,9 +117,6 @@ extern struct sheaf_runtime sheaf_rt;
  * below 2^47: sheaf_memmap has SHEAF_ARENA_ENTRIES entries.
  */
 extern void *sheaf_memmap[];
-#ifndef SHEAF_MEMMAP
-#define SHEAF_MEMMAP sheaf_memmap
-#endif
 #define SHEAF_ARENA_SHIFT  28
 #define SHEAF_ARENA_ENTRIES (1ul << (47 - SHEAF_ARENA_SHIFT))
 #define SHEAF_DESC_CACHE   16
@@ -187,9 +144,9 @@ extern void *sheaf_memmap[];
  */
 #ifdef SHEAF_RT_HIDDEN
 /* The library: its private copy of sheaf_rt, a hidden symbol, read
- * RIP-relative (slot_off at offset 16). */
+ * RIP-relative (slot_off at offset 8). */
 #define SHEAF_RSEQ_LOAD_ROFF "movq %c[rt](%%rip), %%rcx\n\t"
-#define SHEAF_RSEQ_LOAD_SOFF "movq %c[rt]+16(%%rip), %%rax\n\t"
+#define SHEAF_RSEQ_LOAD_SOFF "movq %c[rt]+8(%%rip), %%rax\n\t"
 #define SHEAF_RSEQ_OFF_INPUTS , [rt] "i"(&SHEAF_RT)
 #else
 #define SHEAF_RSEQ_LOAD_ROFF "movq %[roff], %%rcx\n\t"
@@ -275,18 +232,18 @@ abort:
 
 /*
  * Push onto the sheaf at byte offset SHEAF_OFF of the slot (main at 8,
- * rcu_free at 24), bailing if it holds LIMIT objects already (the register
- * operand SHEAF_RSEQ_LIMIT_REG with LIMIT_INPUT SHEAF_RSEQ_LIMIT_REG_INPUT,
- * or the slot's capacity SHEAF_RSEQ_LIMIT_SLOT with no input), or (CHECK =
- * SHEAF_RSEQ_NONNULL, for rcu_free) if it is NULL.  The object is stored
- * at objects[size] first (harmless if the section restarts: that slot is
- * above the top).
+ * rcu_free at 24), bailing if it holds LIMIT objects already (the slot's
+ * capacity SHEAF_RSEQ_LIMIT_SLOT with no input, or the register operand
+ * SHEAF_RSEQ_LIMIT_REG with LIMIT_INPUT SHEAF_RSEQ_LIMIT_REG_INPUT), or
+ * (CHECK = SHEAF_RSEQ_NONNULL, for rcu_free) if it is NULL.  The object is
+ * stored at objects[size] first (harmless if the section restarts: that
+ * slot is above the top).
  *   commit: sheaf->size = size + 1.
  */
 #define SHEAF_RSEQ_NONNULL "testq %%rcx, %%rcx\n\tjz %l[bail]\n\t"
+#define SHEAF_RSEQ_LIMIT_SLOT "4(%%rax)"
 #define SHEAF_RSEQ_LIMIT_REG "%[limit]"
 #define SHEAF_RSEQ_LIMIT_REG_INPUT , [limit] "r"(limit)
-#define SHEAF_RSEQ_LIMIT_SLOT "4(%%rax)"
 #define SHEAF_RSEQ_PUSH_SECTION(SHEAF_OFF, CHECK, LIMIT, LIMIT_INPUT)          \
 	__asm__ goto(                                                          \
 		SHEAF_RSEQ_ARM                                                 \
@@ -306,25 +263,10 @@ abort:
 		: "rax", "rcx", "rdx", "memory", "cc"                          \
 		: bail, abort)
 
-/*
- * Push onto main, the limit read from the slot's capacity (free() paths
- * that know the slots but not the cache).
- */
-static inline int sheaf_rseq_push_slot(struct sheaf_pcs *base, void *obj)
+/* Push onto main (free), up to the slot's capacity. */
+static inline int sheaf_rseq_push(struct sheaf_pcs *base, void *obj)
 {
 	SHEAF_RSEQ_PUSH_SECTION(8, "", SHEAF_RSEQ_LIMIT_SLOT, );
-	return 0;
-bail:
-	return 1;
-abort:
-	return 2;
-}
-
-/* Push onto main (free).  limit = the cache's sheaf_capacity. */
-static inline int sheaf_rseq_push(struct sheaf_pcs *base, void *obj,
-				  unsigned int limit)
-{
-	SHEAF_RSEQ_PUSH_SECTION(8, "", SHEAF_RSEQ_LIMIT_REG, SHEAF_RSEQ_LIMIT_REG_INPUT);
 	return 0;
 bail:
 	return 1;

@@ -467,20 +467,10 @@ sheaf_pcs_pop_inline(struct sheaf_pcs *pcs, void **objp)
 }
 
 static inline __attribute__((always_inline)) bool
-sheaf_pcs_push_inline(struct sheaf_pcs *pcs, void *obj, unsigned int capacity)
+sheaf_pcs_push_inline(struct sheaf_pcs *pcs, void *obj)
 {
 	int r;
-	while ((r = sheaf_rseq_push(pcs, obj, capacity)) == 2)
-		;
-	return __builtin_expect(r == 0, 1);
-}
-
-/* Push with the limit the slot holds (pcs->capacity). */
-static inline __attribute__((always_inline)) bool
-sheaf_pcs_push_slot_inline(struct sheaf_pcs *pcs, void *obj)
-{
-	int r;
-	while ((r = sheaf_rseq_push_slot(pcs, obj)) == 2)
+	while ((r = sheaf_rseq_push(pcs, obj)) == 2)
 		;
 	return __builtin_expect(r == 0, 1);
 }
@@ -500,7 +490,7 @@ sheaf_desc_inline(uintptr_t x, char **mmp)
 	uintptr_t idx = x >> SHEAF_ARENA_SHIFT;
 	if (__builtin_expect(idx >= SHEAF_ARENA_ENTRIES, 0))
 		return NULL;
-	char *mm = (char *)SHEAF_MEMMAP[idx];
+	char *mm = (char *)sheaf_memmap[idx];
 	if (__builtin_expect(mm == NULL, 0))
 		return NULL;
 	*mmp = mm;
@@ -561,7 +551,7 @@ static inline __attribute__((always_inline)) bool
 sheaf_kfree_inline(void *obj)
 {
 	const struct sheaf_cache_hot *h = sheaf_obj_cache_inline((uintptr_t)obj);
-	return h && sheaf_pcs_push_inline(h->inline_pcs, obj, h->sheaf_capacity);
+	return h && sheaf_pcs_push_inline(h->inline_pcs, obj);
 }
 #endif
 
@@ -603,7 +593,7 @@ sheaf_free_inline(struct kmem_cache *s, void *obj, bool trust)
 	if (__builtin_expect(s && (pcs = h->inline_pcs) &&
 			     (trust ? obj != NULL
 				    : sheaf_obj_ok_inline(h, s, (uintptr_t)obj)), 1) &&
-	    sheaf_pcs_push_inline(pcs, obj, h->sheaf_capacity))
+	    sheaf_pcs_push_inline(pcs, obj))
 		return;
 	(kmem_cache_free)(s, obj);
 }
