@@ -256,6 +256,8 @@ struct sheaf_config {
 	bool percpu_fallback;   /* SHEAF_PERCPU=fallback, or no rseq */
 	int fake_numa;          /* SHEAF_FAKE_NUMA=N (0: off) */
 	int default_capacity;   /* SHEAF_DEFAULT_CAPACITY: -1 auto, 0 off, N */
+	int kmalloc_capacity;   /* SHEAF_KMALLOC_CAPACITY: the kmalloc caches'
+				 * minimum capacity when they have sheaves */
 	unsigned int yield_every; /* SHEAF_DEBUG_YIELD=N: yield in 1 of N lock holds */
 };
 extern struct sheaf_config _sheaf_config;

@@ -69,8 +69,11 @@ void _sheaf_kmalloc_init(void)
 		}
 	}
 	for (unsigned int i = 0; i < NR_KMALLOC; i++) {
+		/* The size-based capacity, raised to SHEAF_KMALLOC_CAPACITY (the
+		 * kernel's args->sheaf_capacity: a minimum). */
 		args.sheaf_capacity = _sheaf_kmalloc_sheaves
-			? sheaf_auto_capacity(kmalloc_sizes[i]) : 0;
+			? MAX(sheaf_auto_capacity(kmalloc_sizes[i]),
+			      (unsigned int)_sheaf_config.kmalloc_capacity) : 0;
 		kmalloc_caches[i] = _sheaf_cache_create(names[i], kmalloc_sizes[i],
 							&args, 0, CACHE_KMALLOC);
 		if (!kmalloc_caches[i]) {

@@ -83,6 +83,8 @@ static void read_config(void)
 	_sheaf_config.fake_numa = env_int("SHEAF_FAKE_NUMA", 0, 0, MAX_NUMNODES);
 	_sheaf_config.yield_every = (unsigned int)env_int("SHEAF_DEBUG_YIELD", 0, 0,
 							  1 << 30);
+	_sheaf_config.kmalloc_capacity =
+		env_int("SHEAF_KMALLOC_CAPACITY", 0, 0, SHEAF_MAX_CAPACITY);
 	v = getenv("SHEAF_DEFAULT_CAPACITY");
 	if (v && strcmp(v, "auto") == 0)
 		_sheaf_config.default_capacity = -1;
