@@ -49,19 +49,23 @@ void bench_note(const char *fmt, ...)
 	strcat(bench_notes, "\n");
 }
 
-char **bench_env(const char *preload)
+char **bench_env(const char *preload, const char *extra)
 {
 	size_t n = 0, k = 0;
 	while (environ[n])
 		n++;
-	char **e = calloc(n + 2, sizeof(*e));
+	char **e = calloc(n + 3, sizeof(*e));
 	if (!e)
 		bench_die("out of memory");
+	size_t xlen = extra ? strcspn(extra, "=") + 1 : 0;
 	for (size_t i = 0; i < n; i++)
-		if (strncmp(environ[i], "LD_PRELOAD=", 11) != 0)
+		if (strncmp(environ[i], "LD_PRELOAD=", 11) != 0 &&
+		    !(extra && strncmp(environ[i], extra, xlen) == 0))
 			e[k++] = environ[i];
-	if (preload && asprintf(&e[k], "LD_PRELOAD=%s", preload) < 0)
+	if (preload && asprintf(&e[k++], "LD_PRELOAD=%s", preload) < 0)
 		bench_die("out of memory");
+	if (extra)
+		e[k] = (char *)extra;
 	return e;
 }
 

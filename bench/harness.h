@@ -25,8 +25,9 @@ extern char bench_notes[8192];
 void bench_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* The environment without any LD_PRELOAD, plus LD_PRELOAD=preload unless
- * preload is NULL (glibc's own malloc). */
-char **bench_env(const char *preload);
+ * preload is NULL (glibc's own malloc), plus extra ("VAR=VALUE", replacing
+ * VAR's own value) unless it is NULL. */
+char **bench_env(const char *preload, const char *extra);
 
 /* Median of v[0..n), n > 0 (sorts v). */
 double bench_median(double *v, unsigned int n);

@@ -73,14 +73,20 @@ struct contender {
 	const char *name;
 	const char *preload;	/* NULL: none */
 	const char *malloc_from; /* substring of the file malloc resolves to */
+	const char *env;	/* one more VAR=VALUE for the child, or NULL */
 };
 
-enum { C_SHEAF, C_GLIBC, C_JEMALLOC, C_TCMALLOC, C_MIMALLOC, C_SHEAF_B, NC };
+enum { C_SHEAF, C_GLIBC, C_JEMALLOC, C_TCMALLOC, C_MIMALLOC, C_SHEAF_B, C_SHEAF_CAP, NC };
 
 /*
  * sheaf-b: another build of libsheaf-malloc, named by MALLOCBENCH_SHEAF_B
  * (run only when that is set): an A/B comparison of two versions,
  * interleaved in one run like every other contender.
+ * sheaf-cap60: libsheaf-malloc with SHEAF_KMALLOC_CAPACITY=60, every kmalloc
+ * cache's sheaves at least as large as the kernel makes them for objects
+ * under 256 bytes (the default keeps the kernel's size-based capacity, 28
+ * for 256..1023 bytes, 12 up to a page): what the capacity costs or buys.
+ * Not a peer: the targets are checked against the default build.
  */
 static struct contender contenders[NC] = {
 	[C_SHEAF] = { "sheaf", MALLOCBENCH_SHEAF_MALLOC, "libsheaf-malloc" },
@@ -90,6 +96,8 @@ static struct contender contenders[NC] = {
 			 "libtcmalloc" },
 	[C_MIMALLOC] = { "mimalloc", MALLOCBENCH_LIBDIR "/libmimalloc.so.2", "libmimalloc" },
 	[C_SHEAF_B] = { "sheaf-b", NULL, "libsheaf-malloc" },
+	[C_SHEAF_CAP] = { "sheaf-cap60", MALLOCBENCH_SHEAF_MALLOC, "libsheaf-malloc",
+			  "SHEAF_KMALLOC_CAPACITY=60" },
 };
 
 enum wtype { W_LARSON, W_XMALLOC, W_HOT, W_MIXED };
@@ -568,7 +576,8 @@ static double best_peer(int wi, bool with_glibc, int *who)
 	double best = -1;
 	*who = -1;
 	for (int ci = 0; ci < NC; ci++) {
-		if (ci == C_SHEAF || ci == C_SHEAF_B || (!with_glibc && ci == C_GLIBC) ||
+		if (ci == C_SHEAF || ci == C_SHEAF_B || ci == C_SHEAF_CAP ||
+		    (!with_glibc && ci == C_GLIBC) ||
 		    med[wi][ci] <= 0)
 			continue;
 		if (best < 0 || med[wi][ci] < best)
@@ -660,6 +669,10 @@ static void print_tables(void)
 		       best > 0 && s <= 1.2 * best ? "within 1.2x of" : "NOT within 1.2x of",
 		       who >= 0 ? contenders[who].name : "-", best > 0 ? s / best : 0,
 		       workloads[wi].fixed ? " [fixed-size: target ahead of all]" : "");
+		double c = med[wi][C_SHEAF_CAP];
+		if (c > 0 && best > 0)
+			printf("  %-9s  with SHEAF_KMALLOC_CAPACITY=60 (sheaf-cap60): %.2fx "
+			       "of the best peer\n", "", c / best);
 	}
 }
 
@@ -723,6 +736,7 @@ static void usage(FILE *out)
 "  --quick              a tenth of the operations, 3 reps\n"
 "  --workload A[,B]     larson xmalloc hot-64-t1 hot-64-t2 mixed\n"
 "  --contender A[,B]    sheaf glibc jemalloc tcmalloc mimalloc sheaf-b\n"
+"                       sheaf-cap60 (SHEAF_KMALLOC_CAPACITY=60)\n"
 "                       (sheaf-b: the libsheaf-malloc.so that the variable\n"
 "                       MALLOCBENCH_SHEAF_B names, for an A/B comparison)\n"
 "  --reps N             repetitions, median reported (default 5, quick 3)\n"
@@ -813,7 +827,7 @@ int main(int argc, char **argv)
 			continue;
 		}
 		csel[ci] = true;
-		envs[ci] = bench_env(contenders[ci].preload);
+		envs[ci] = bench_env(contenders[ci].preload, contenders[ci].env);
 		order[nc++] = ci;
 	}
 	if (nc == 0)

@@ -1329,7 +1329,7 @@ int main(int argc, char **argv)
 			continue;
 		}
 		csel[ci] = true;
-		envs[ci] = bench_env(contenders[ci].preload);
+		envs[ci] = bench_env(contenders[ci].preload, NULL);
 		order[nc++] = ci;
 	}
 	if (nc == 0)
