@@ -18,6 +18,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <inttypes.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -38,6 +39,8 @@
 #include <sheaf/info.h>
 
 static const char *sheafinfo, *target;
+/* Non-zero: run_tool() runs sheafinfo as this user (and group). */
+static uid_t tool_uid;
 
 /* ------------------------------------------------------------ helpers */
 
@@ -70,6 +73,7 @@ static void forget(pid_t pid)
 
 static int cleanup(void **state)
 {
+	tool_uid = 0;
 	char name[64];
 	for (int i = 0; i < nr_started; i++) {
 		kill(started[i], SIGCONT);
@@ -233,6 +237,8 @@ static int run_tool(char **out, char **err, ...)
 	if (pid == 0) {
 		dup2(fo, 1);
 		dup2(fe, 2);
+		if (tool_uid && (setgroups(0, NULL) || setgid(tool_uid) || setuid(tool_uid)))
+			_exit(126);
 		execv(sheafinfo, argv);
 		_exit(127);
 	}
@@ -611,6 +617,29 @@ static void test_stopped_process(void **state)
 	assert_int_equal(end_target(&p, true), 0);
 }
 
+/*
+ * A publisher of another user: its page is mode 0600, so sheafinfo run by
+ * someone else says permission denied (as root, the test runs it as
+ * nobody; otherwise there is no second user to be and it is skipped).
+ */
+static void test_permission_denied(void **state)
+{
+	(void)state;
+	if (geteuid() != 0)
+		skip();
+	struct proc p;
+	start_target(&p, "1");
+	assert_true(published(p.pid));
+	tool_uid = 65534;
+	expect_error("permission denied (a process of another user?)", pid_str(p.pid));
+	tool_uid = 0;
+	char *out, *err;
+	assert_int_equal(run_tool(&out, &err, pid_str(p.pid), NULL), 0);
+	free(out);
+	free(err);
+	assert_int_equal(end_target(&p, true), 0);
+}
+
 /* SHEAF_STATS=exit: the table on stderr at exit, the page removed. */
 static void test_exit_table(void **state)
 {
@@ -782,6 +811,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_teardown(test_foreign_page, cleanup),
 		cmocka_unit_test_teardown(test_stale_page, cleanup),
 		cmocka_unit_test_teardown(test_stopped_process, cleanup),
+		cmocka_unit_test_teardown(test_permission_denied, cleanup),
 		cmocka_unit_test_teardown(test_exit_table, cleanup),
 		cmocka_unit_test_teardown(test_truncated, cleanup),
 		cmocka_unit_test_teardown(test_periodic, cleanup),
