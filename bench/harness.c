@@ -3,10 +3,14 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* asprintf */
 #endif
+#include <errno.h>
+#include <fcntl.h>
+#include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -102,4 +106,107 @@ const char *bench_optval(int argc, char **argv, int *i, const char *name)
 	if (*i + 1 >= argc)
 		bench_die("%s needs a value (see --help)", name);
 	return argv[++*i];
+}
+
+double bench_cell_median(struct bench_cell *c)
+{
+	if (c->failed || c->nv == 0)
+		return -1;
+	return bench_median(c->v, c->nv);
+}
+
+bool bench_run_child(const char *exe, char *const argv[], char *const envp[],
+		     bool (*on_line)(void *ctx, char *line), void *ctx,
+		     double *value, long *rss_kb, char *err, size_t errlen)
+{
+	posix_spawn_file_actions_t fa;
+	int fd[2], status, rc;
+	bool got = false;
+	pid_t pid;
+
+	err[0] = '\0';
+	*rss_kb = 0;
+	if (pipe2(fd, O_CLOEXEC) != 0)
+		bench_die("pipe: %s", strerror(errno));
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, fd[1], STDOUT_FILENO);
+	fflush(NULL);
+	rc = posix_spawn(&pid, exe, &fa, NULL, argv, envp);
+	posix_spawn_file_actions_destroy(&fa);
+	close(fd[1]);
+	if (rc != 0) {
+		close(fd[0]);
+		snprintf(err, errlen, "posix_spawn: %s", strerror(rc));
+		return false;
+	}
+	FILE *f = fdopen(fd[0], "r");
+	char *line = NULL;
+	size_t cap = 0;
+	if (!f)
+		bench_die("fdopen: %s", strerror(errno));
+	while (getline(&line, &cap, f) > 0) {
+		if (on_line && on_line(ctx, line))
+			continue;
+		line[strcspn(line, "\n")] = '\0';
+		if (line[0] == 'R' && line[1] == ' ')
+			got = sscanf(line + 2, "%lf", value) == 1 && *value > 0;
+		else if (line[0] == 'M' && line[1] == ' ')
+			*rss_kb = strtol(line + 2, NULL, 10);
+		else if (line[0] == 'E' && line[1] == ' ')
+			snprintf(err, errlen, "%.200s", line + 2);
+	}
+	free(line);
+	fclose(f);
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			bench_die("waitpid: %s", strerror(errno));
+	if (WIFSIGNALED(status))
+		snprintf(err, errlen, "killed by signal %d (%s)", WTERMSIG(status),
+			 strsignal(WTERMSIG(status)));
+	else if (WEXITSTATUS(status) != 0 && !err[0])
+		snprintf(err, errlen, "exit status %d", WEXITSTATUS(status));
+	else if (!got && !err[0])
+		snprintf(err, errlen, "no result");
+	return got && !err[0];
+}
+
+unsigned int bench_run_grid(const struct bench_grid *g)
+{
+	bool tty = isatty(STDERR_FILENO);
+	unsigned int step = 0, total = 0, failures = 0;
+	char err[256];
+
+	for (unsigned int wi = 0; wi < g->nw; wi++)
+		for (unsigned int k = 0; k < g->nc; k++)
+			total += g->wanted((int)wi, g->order[k]) ? g->reps : 0;
+	for (unsigned int r = 0; r < g->reps; r++)
+		for (unsigned int wi = 0; wi < g->nw; wi++)
+			for (unsigned int k = 0; k < g->nc; k++) {
+				int ci = g->order[(k + r) % g->nc];
+				if (!g->wanted((int)wi, ci))
+					continue;
+				struct bench_cell *c = &g->cells[wi * g->row + (unsigned int)ci];
+				step++;
+				if (c->failed)
+					continue;
+				if (tty)
+					fprintf(stderr, "\r\033[K[%u/%u] %s %s (rep %u/%u) ...",
+						step, total, g->name(true, ci), g->name(false, (int)wi),
+						r + 1, g->reps);
+				double value;
+				long rss;
+				if (g->run((int)wi, ci, &value, &rss, err, sizeof(err))) {
+					c->v[c->nv++] = value;
+					if (rss > c->rss_kb)
+						c->rss_kb = rss;
+					continue;
+				}
+				c->failed = true;
+				failures++;
+				bench_note("%s %s failed (rep %u): %s", g->name(true, ci),
+					   g->name(false, (int)wi), r + 1, err);
+			}
+	if (tty)
+		fprintf(stderr, "\r\033[K");
+	return failures;
 }

@@ -8,6 +8,8 @@
 #ifndef SHEAF_BENCH_HARNESS_H
 #define SHEAF_BENCH_HARNESS_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* The program's name, for bench_die()'s messages. */
@@ -34,6 +36,53 @@ double bench_median(double *v, unsigned int n);
 
 /* One table cell " %*s |": v with `decimals` decimals, "-" when v < 0. */
 void bench_print_cell(double v, int decimals, int width);
+
+/*
+ * One (workload, contender) cell: the values of its successful
+ * repetitions, the largest peak RSS any reported, and whether one failed
+ * (a failed cell runs no more and has no median).
+ */
+struct bench_cell {
+	double *v;		/* reps values, allocated by the program */
+	unsigned int nv;
+	long rss_kb;
+	bool failed;
+};
+
+/* Median of a cell's values, or -1 when it failed or has none. */
+double bench_cell_median(struct bench_cell *c);
+
+/*
+ * Run one child: exe with argv and envp, its stdout read line by line.
+ * on_line (if not NULL) sees every line first, newline included, and
+ * returns true when it took it; the others are the protocol every child
+ * speaks: "R <value>" the result (> 0), "M <KiB>" its peak RSS, "E <text>"
+ * an error.  Returns true with *value and *rss_kb (0: none reported) when
+ * the child reported a result and exited with status 0; else false with
+ * the reason in err.
+ */
+bool bench_run_child(const char *exe, char *const argv[], char *const envp[],
+		     bool (*on_line)(void *ctx, char *line), void *ctx,
+		     double *value, long *rss_kb, char *err, size_t errlen);
+
+/*
+ * Every repetition of every wanted (workload, contender) cell, contenders
+ * in `order` rotated by one each repetition (so that none always runs
+ * first), with a progress line on a terminal.  run() measures one cell;
+ * a failure marks the cell failed, is noted (bench_note) and counted.
+ * Returns the number of failures.
+ */
+struct bench_grid {
+	unsigned int reps, nw, nc;
+	const int *order;	/* contender indexes, nc of them */
+	struct bench_cell *cells; /* cell (wi, ci) at cells[wi * row + ci] */
+	unsigned int row;
+	bool (*wanted)(int wi, int ci);
+	const char *(*name)(bool contender, int i);
+	bool (*run)(int wi, int ci, double *value, long *rss_kb, char *err,
+		    size_t errlen);
+};
+unsigned int bench_run_grid(const struct bench_grid *g);
 
 /* The value of option `name` at argv[*i] ("--name=V" or "--name V",
  * advancing *i), or NULL when argv[*i] is another option. */

@@ -43,7 +43,6 @@
 #include <gnu/libc-version.h>
 #include <pthread.h>
 #include <sched.h>
-#include <spawn.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -52,7 +51,6 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -444,14 +442,7 @@ static int child_main(int ci, int wi, double scale)
 
 /* --------------------------------------------------------------- parent */
 
-struct cell {
-	double *v;
-	unsigned int nv;
-	long rss_kb;		/* largest of the reps */
-	bool failed;
-};
-
-static struct cell cells[NW][NC];
+static struct bench_cell cells[NW][NC];
 static double med[NW][NC];
 static bool wsel[NW], csel[NC];
 static int order[NC], nc;
@@ -459,103 +450,44 @@ static unsigned int reps;
 static char **envs[NC];
 static unsigned int failures;
 
-static bool run_child(const char *exe, int ci, int wi, double scale, double *ns,
-		      long *rss, char *err, size_t errlen)
+static const char *child_exe;
+static double child_scale;
+
+/* One measurement: this program re-executed as the child of (ci, wi). */
+static bool run_child(int wi, int ci, double *ns, long *rss, char *err,
+		      size_t errlen)
 {
 	char a0[] = "mallocbench", a1[64], a2[64], a3[64];
 	char *argv[] = { a0, a1, a2, a3, NULL };
-	posix_spawn_file_actions_t fa;
-	int fd[2], status, rc;
-	bool got = false;
-	pid_t pid;
-
 	snprintf(a1, sizeof(a1), "--child=%s", contenders[ci].name);
 	snprintf(a2, sizeof(a2), "--workload=%s", workloads[wi].name);
-	snprintf(a3, sizeof(a3), "--scale=%.6f", scale);
-	err[0] = '\0';
-	*rss = 0;
-	if (pipe2(fd, O_CLOEXEC) != 0)
-		bench_die("pipe: %s", strerror(errno));
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_adddup2(&fa, fd[1], STDOUT_FILENO);
-	fflush(NULL);
-	rc = posix_spawn(&pid, exe, &fa, NULL, argv, envs[ci]);
-	posix_spawn_file_actions_destroy(&fa);
-	close(fd[1]);
-	if (rc != 0) {
-		close(fd[0]);
-		snprintf(err, errlen, "posix_spawn: %s", strerror(rc));
-		return false;
-	}
-	FILE *f = fdopen(fd[0], "r");
-	char line[512];
-	if (!f)
-		bench_die("fdopen: %s", strerror(errno));
-	while (fgets(line, sizeof(line), f)) {
-		line[strcspn(line, "\n")] = '\0';
-		if (line[0] == 'R' && line[1] == ' ')
-			got = sscanf(line + 2, "%lf", ns) == 1 && *ns > 0;
-		else if (line[0] == 'M' && line[1] == ' ')
-			*rss = strtol(line + 2, NULL, 10);
-		else if (line[0] == 'E' && line[1] == ' ')
-			snprintf(err, errlen, "%.200s", line + 2);
-	}
-	fclose(f);
-	while (waitpid(pid, &status, 0) < 0)
-		if (errno != EINTR)
-			bench_die("waitpid: %s", strerror(errno));
-	if (WIFSIGNALED(status))
-		snprintf(err, errlen, "killed by signal %d (%s)", WTERMSIG(status),
-			 strsignal(WTERMSIG(status)));
-	else if (WEXITSTATUS(status) != 0 && !err[0])
-		snprintf(err, errlen, "exit status %d", WEXITSTATUS(status));
-	else if (!got && !err[0])
-		snprintf(err, errlen, "no result");
-	return got && !err[0];
+	snprintf(a3, sizeof(a3), "--scale=%.6f", child_scale);
+	return bench_run_child(child_exe, argv, envs[ci], NULL, NULL, ns, rss, err,
+			       errlen);
 }
 
-static double median(struct cell *c)
+/* The name of contender or workload i. */
+static const char *name_of(bool contender, int i)
 {
-	if (c->failed || c->nv == 0)
-		return -1;
-	return bench_median(c->v, c->nv);
+	return contender ? contenders[i].name : workloads[i].name;
+}
+
+static bool cell_wanted(int wi, int ci)
+{
+	(void)ci;
+	return wsel[wi];
 }
 
 static void run_all(const char *exe, double scale)
 {
-	bool tty = isatty(STDERR_FILENO);
-	unsigned int step = 0, total = 0;
-	char err[256];
-	double ns;
-	long rss;
-
-	for (int wi = 0; wi < NW; wi++)
-		total += wsel[wi] * reps * (unsigned int)nc;
-	for (unsigned int r = 0; r < reps; r++)
-		for (int wi = 0; wi < NW; wi++)
-			for (int k = 0; wsel[wi] && k < nc; k++) {
-				int ci = order[(k + (int)r) % nc];
-				struct cell *c = &cells[wi][ci];
-				step++;
-				if (c->failed)
-					continue;
-				if (tty)
-					fprintf(stderr, "\r\033[K[%u/%u] %s %s (rep %u/%u) ...",
-						step, total, contenders[ci].name,
-						workloads[wi].name, r + 1, reps);
-				if (run_child(exe, ci, wi, scale, &ns, &rss, err, sizeof(err))) {
-					c->v[c->nv++] = ns;
-					if (rss > c->rss_kb)
-						c->rss_kb = rss;
-					continue;
-				}
-				c->failed = true;
-				failures++;
-				bench_note("%s %s failed (rep %u): %s", contenders[ci].name,
-				     workloads[wi].name, r + 1, err);
-			}
-	if (tty)
-		fprintf(stderr, "\r\033[K");
+	const struct bench_grid g = {
+		.reps = reps, .nw = NW, .nc = (unsigned int)nc, .order = order,
+		.cells = &cells[0][0], .row = NC, .wanted = cell_wanted,
+		.name = name_of, .run = run_child,
+	};
+	child_exe = exe;
+	child_scale = scale;
+	failures = bench_run_grid(&g);
 }
 
 static void print_header(const char *extra, const char *sep)
@@ -619,7 +551,7 @@ static void print_tables(void)
 			continue;
 		printf("| %-9s | %7u |", workloads[wi].name, workloads[wi].threads);
 		for (int k = 0; k < nc; k++) {
-			struct cell *c = &cells[wi][order[k]];
+			struct bench_cell *c = &cells[wi][order[k]];
 			bench_print_cell(c->rss_kb > 0 && !c->failed ? c->rss_kb / 1024.0 : -1, 1, 9);
 		}
 		printf("\n");
@@ -695,7 +627,7 @@ static void write_csv(const char *path)
 	for (int wi = 0; wi < NW; wi++)
 		for (int k = 0; k < nc; k++) {
 			int ci = order[k];
-			struct cell *c = &cells[wi][ci];
+			struct bench_cell *c = &cells[wi][ci];
 			if (!wsel[wi] || med[wi][ci] < 0)
 				continue;
 			unsigned int mult = workloads[wi].type == W_HOT ? workloads[wi].threads : 1;
@@ -712,7 +644,7 @@ static void write_csv(const char *path)
 static int find_name(const char *name, bool contender)
 {
 	for (int i = 0; i < (contender ? NC : NW); i++)
-		if (!strcmp(name, contender ? contenders[i].name : workloads[i].name))
+		if (!strcmp(name, name_of(contender, i)))
 			return i;
 	return -1;
 }
@@ -841,7 +773,7 @@ int main(int argc, char **argv)
 	run_all(exe, scale);
 	for (int wi = 0; wi < NW; wi++)
 		for (int ci = 0; ci < NC; ci++)
-			med[wi][ci] = csel[ci] && wsel[wi] ? median(&cells[wi][ci]) : -1;
+			med[wi][ci] = csel[ci] && wsel[wi] ? bench_cell_median(&cells[wi][ci]) : -1;
 	print_tables();
 	snprintf(path, sizeof(path), "%s/malloc-%s.csv", MALLOCBENCH_RESULTS_DIR,
 		 quick ? "quick" : "full");

@@ -81,7 +81,6 @@
 #include <gnu/libc-version.h>
 #include <pthread.h>
 #include <sched.h>
-#include <spawn.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -91,7 +90,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -230,11 +228,17 @@ static inline void backoff(unsigned int *spins)
 #endif
 }
 
+/* The name of contender or workload i. */
+static const char *name_of(bool contender, int i)
+{
+	return contender ? contenders[i].name : workloads[i].name;
+}
+
 static int find_name(const char *name, bool contender)
 {
 	int n = contender ? NC : NW;
 	for (int i = 0; i < n; i++)
-		if (!strcmp(name, contender ? contenders[i].name : workloads[i].name))
+		if (!strcmp(name, name_of(contender, i)))
 			return i;
 	return -1;
 }
@@ -851,13 +855,8 @@ static bool wsel[MAXW], csel[NC];
 static int order[NC], nc;		/* selected, available contenders */
 static unsigned int reps;
 static char **envs[NC];			/* each contender's environment */
-static struct cell {
-	double *v;			/* one value per successful rep */
-	unsigned int nv;
-	bool failed;
-} cells[MAXW][NC];
+static struct bench_cell cells[MAXW][NC];
 static double med[MAXW][NC];		/* medians, -1: none */
-static long peak_rss_kb[MAXW][NC];	/* largest of the reps, KiB */
 static double recycled_share[MAXW][NC];	/* last rep (rcu); -1: none */
 static double lookups_sum[MAXW][NC];	/* vma: reader lookups/s, summed */
 static unsigned int lookups_n[MAXW][NC];
@@ -865,88 +864,53 @@ static char stats_text[16384];
 static unsigned int sheaf_capacity_seen = UINT32_MAX, failures;
 
 /* One child run: true and *ns on success, else a reason in err. */
-static bool run_child(const char *exe, int ci, int wi, uint64_t iters,
-		      double *ns, char *err, size_t errlen)
+/* A child's lines beyond the common protocol (bench_run_child). */
+struct child_ctx {
+	int wi, ci;
+	bool in_stats;		/* after "S": the statistics table */
+};
+
+static bool child_line(void *arg, char *line)
+{
+	struct child_ctx *x = arg;
+	if (x->in_stats) {
+		size_t len = strlen(stats_text);
+		snprintf(stats_text + len, sizeof(stats_text) - len, "%s", line);
+		return true;
+	}
+	if (!strcmp(line, "S\n")) {
+		x->in_stats = true;
+		stats_text[0] = '\0';	/* keep the last run's only */
+	} else if (line[0] == 'X' && line[1] == ' ') {
+		lookups_sum[x->wi][x->ci] += strtod(line + 2, NULL);
+		lookups_n[x->wi][x->ci]++;
+	} else if (line[0] == 'Y' && line[1] == ' ') {
+		recycled_share[x->wi][x->ci] = strtod(line + 2, NULL);
+	} else if (line[0] == 'C' && line[1] == ' ' && x->ci == C_SHEAF) {
+		sheaf_capacity_seen = (unsigned int)strtoul(line + 2, NULL, 10);
+	} else {
+		return false;
+	}
+	return true;
+}
+
+static const char *child_exe;
+static uint64_t child_iters;
+
+/* One measurement: this program re-executed as the child of (ci, wi). */
+static bool run_child(int wi, int ci, double *ns, long *rss, char *err,
+		      size_t errlen)
 {
 	char a0[] = "sheafbench", a1[64], a2[64], a3[32];
 	char *argv[] = { a0, a1, a2, a3, NULL };
-	posix_spawn_file_actions_t fa;
-	int fd[2], status, rc;
-	bool got = false, in_stats = false;
-	pid_t pid;
-
+	struct child_ctx x = { .wi = wi, .ci = ci };
 	snprintf(a1, sizeof(a1), "--child=%s", contenders[ci].name);
 	snprintf(a2, sizeof(a2), "--workload=%.15s", workloads[wi].name);
-	snprintf(a3, sizeof(a3), "--iters=%llu", (unsigned long long)iters);
-	err[0] = '\0';
-	if (pipe2(fd, O_CLOEXEC) != 0)
-		bench_die("pipe: %s", strerror(errno));
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_adddup2(&fa, fd[1], STDOUT_FILENO);
-	fflush(NULL);
-	rc = posix_spawn(&pid, exe, &fa, NULL, argv, envs[ci]);
-	posix_spawn_file_actions_destroy(&fa);
-	close(fd[1]);
-	if (rc != 0) {
-		close(fd[0]);
-		snprintf(err, errlen, "posix_spawn: %s", strerror(rc));
-		return false;
-	}
-
-	FILE *f = fdopen(fd[0], "r");
-	char *line = NULL;
-	size_t cap = 0;
-	if (!f)
-		bench_die("fdopen: %s", strerror(errno));
-	while (getline(&line, &cap, f) > 0) {
-		if (in_stats) {
-			size_t len = strlen(stats_text);
-			snprintf(stats_text + len, sizeof(stats_text) - len, "%s", line);
-			continue;
-		}
-		line[strcspn(line, "\n")] = '\0';
-		if (!strcmp(line, "S")) {
-			in_stats = true;
-			stats_text[0] = '\0';	/* keep the last run's only */
-		} else if (line[0] == 'R' && line[1] == ' ') {
-			got = sscanf(line + 2, "%lf", ns) == 1 && *ns > 0;
-		} else if (line[0] == 'E' && line[1] == ' ') {
-			snprintf(err, errlen, "%s", line + 2);
-		} else if (line[0] == 'M' && line[1] == ' ') {
-			long kb = strtol(line + 2, NULL, 10);
-			if (kb > peak_rss_kb[wi][ci])
-				peak_rss_kb[wi][ci] = kb;
-		} else if (line[0] == 'X' && line[1] == ' ') {
-			lookups_sum[wi][ci] += strtod(line + 2, NULL);
-			lookups_n[wi][ci]++;
-		} else if (line[0] == 'Y' && line[1] == ' ') {
-			recycled_share[wi][ci] = strtod(line + 2, NULL);
-		} else if (line[0] == 'C' && line[1] == ' ' && ci == C_SHEAF) {
-			sheaf_capacity_seen = (unsigned int)strtoul(line + 2, NULL, 10);
-		}
-	}
-	free(line);
-	fclose(f);
-	while (waitpid(pid, &status, 0) < 0)
-		if (errno != EINTR)
-			bench_die("waitpid: %s", strerror(errno));
-	if (WIFSIGNALED(status))
-		snprintf(err, errlen, "killed by signal %d (%s)", WTERMSIG(status),
-			 strsignal(WTERMSIG(status)));
-	else if (WEXITSTATUS(status) != 0 && !err[0])
-		snprintf(err, errlen, "exit status %d", WEXITSTATUS(status));
-	else if (!got && !err[0])
-		snprintf(err, errlen, "no result");
-	return got && !err[0];
+	snprintf(a3, sizeof(a3), "--iters=%llu", (unsigned long long)child_iters);
+	return bench_run_child(child_exe, argv, envs[ci], child_line, &x, ns, rss,
+			       err, errlen);
 }
 
-/* Median of a cell (sorting its values); -1 when there is none. */
-static double median(struct cell *c)
-{
-	if (c->failed || c->nv == 0)
-		return -1;
-	return bench_median(c->v, c->nv);
-}
 
 static void print_facts(bool quick, uint64_t iters)
 {
@@ -986,45 +950,24 @@ static void print_facts(bool quick, uint64_t iters)
 	fflush(stdout);
 }
 
+/* Selected, except the trusting contender where it would run the same
+ * code as sheaf. */
+static bool cell_wanted(int wi, int ci)
+{
+	return wsel[wi] &&
+	       !(workloads[wi].same_as_sheaf && contenders[ci].kind == K_SLAB_TRUST);
+}
+
 static void run_all(const char *exe, uint64_t iters)
 {
-	bool tty = isatty(STDERR_FILENO);
-	unsigned int step = 0, total = 0;
-	char err[256];
-	double ns;
-
-	for (int wi = 0; wi < NW; wi++)
-		for (int k = 0; k < nc; k++)
-			total += wsel[wi] && !(workloads[wi].same_as_sheaf &&
-				contenders[order[k]].kind == K_SLAB_TRUST) ? reps : 0;
-	for (unsigned int r = 0; r < reps; r++) {
-		for (int wi = 0; wi < NW; wi++) {
-			for (int k = 0; wsel[wi] && k < nc; k++) {
-				int ci = order[(k + (int)r) % nc];	/* rotate */
-				struct cell *c = &cells[wi][ci];
-				if (workloads[wi].same_as_sheaf &&
-				    contenders[ci].kind == K_SLAB_TRUST)
-					continue;
-				step++;
-				if (c->failed)
-					continue;
-				if (tty)
-					fprintf(stderr, "\r\033[K[%u/%u] %s %s (rep %u/%u) ...",
-						step, total, contenders[ci].name,
-						workloads[wi].name, r + 1, reps);
-				if (run_child(exe, ci, wi, iters, &ns, err, sizeof(err))) {
-					c->v[c->nv++] = ns;
-					continue;
-				}
-				c->failed = true;
-				failures++;
-				bench_note("%s %s failed (rep %u): %s", contenders[ci].name,
-				     workloads[wi].name, r + 1, err);
-			}
-		}
-	}
-	if (tty)
-		fprintf(stderr, "\r\033[K");
+	const struct bench_grid g = {
+		.reps = reps, .nw = (unsigned int)NW, .nc = (unsigned int)nc, .order = order,
+		.cells = &cells[0][0], .row = NC, .wanted = cell_wanted,
+		.name = name_of, .run = run_child,
+	};
+	child_exe = exe;
+	child_iters = iters;
+	failures = bench_run_grid(&g);
 }
 
 /* Header row and separator: "| workload | <extra> | name... |". */
@@ -1123,7 +1066,7 @@ static void print_tables(void)
 			printf("| %s |", contenders[ci].name);
 			bench_print_cell(v, 2, 9);
 			bench_print_cell(v > 0 ? 1000.0 / v : -1, 1, 10);
-			bench_print_cell(peak_rss_kb[wi][ci] ? peak_rss_kb[wi][ci] / 1024.0 : -1, 1, 12);
+			bench_print_cell(cells[wi][ci].rss_kb ? cells[wi][ci].rss_kb / 1024.0 : -1, 1, 12);
 			if (recycled_share[wi][ci] >= 0)
 				printf(" %5.1f%% |", 100.0 * recycled_share[wi][ci]);
 			else
@@ -1173,7 +1116,7 @@ static void print_rss_table(void)
 			continue;
 		printf("| %-10s |", workloads[wi].name);
 		for (int k = 0; k < nc; k++) {
-			long kb = med[wi][order[k]] > 0 ? peak_rss_kb[wi][order[k]] : 0;
+			long kb = med[wi][order[k]] > 0 ? cells[wi][order[k]].rss_kb : 0;
 			bench_print_cell(kb ? kb / 1024.0 : -1, 1, 10);
 		}
 		printf("\n");
@@ -1200,7 +1143,7 @@ static void write_csv(const char *path)
 		"mops_all_threads,ratio_to_sheaf,peak_rss_kib,extra\n");
 	for (int wi = 0; wi < NW; wi++)
 		for (int k = 0; k < nc; k++) {
-			struct cell *c = &cells[wi][order[k]];	/* sorted by median() */
+			struct bench_cell *c = &cells[wi][order[k]];	/* sorted by median() */
 			if (!wsel[wi] || med[wi][order[k]] < 0)
 				continue;
 			int ci = order[k];
@@ -1212,7 +1155,7 @@ static void write_csv(const char *path)
 				workloads[wi].name, contenders[ci].name, workloads[wi].threads,
 				workloads[wi].size, m, c->v[0], c->v[c->nv - 1], c->nv,
 				(workloads[wi].type == W_THREADS ? workloads[wi].threads : 1) *
-				1000.0 / m, sh > 0 ? m / sh : -1.0, peak_rss_kb[wi][ci], extra);
+				1000.0 / m, sh > 0 ? m / sh : -1.0, cells[wi][ci].rss_kb, extra);
 		}
 	if (fclose(f) != 0)
 		bench_note("error writing %s", path);
@@ -1346,7 +1289,7 @@ int main(int argc, char **argv)
 	run_all(exe, iters);
 	for (int wi = 0; wi < NW; wi++)
 		for (int ci = 0; ci < NC; ci++)
-			med[wi][ci] = csel[ci] && wsel[wi] ? median(&cells[wi][ci]) : -1;
+			med[wi][ci] = csel[ci] && wsel[wi] ? bench_cell_median(&cells[wi][ci]) : -1;
 	print_tables();
 	print_vma_table();
 	print_rss_table();
