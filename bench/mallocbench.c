@@ -368,6 +368,10 @@ static double run_hot(const struct workload *wl, uint64_t ops)
 
 #define MIX_BATCH 1000
 
+/* --mixed-sizes LO-HI: mixed draws sizes uniformly from LO..HI instead
+ * of its 70/25/5% mix (0: the mix). */
+static size_t mix_lo, mix_hi;
+
 static double run_mixed(const struct workload *wl, uint64_t ops)
 {
 	static size_t size[MIX_BATCH];
@@ -377,8 +381,11 @@ static double run_mixed(const struct workload *wl, uint64_t ops)
 	(void)wl;
 	for (int i = 0; i < MIX_BATCH; i++) {
 		uint32_t r = rnd(&x) % 100;
-		size[i] = r < 70 ? 8 + rnd(&x) % 121 : r < 95 ? 129 + rnd(&x) % 1920
-							   : 2049 + rnd(&x) % 30720;
+		if (mix_hi)
+			size[i] = mix_lo + rnd(&x) % (mix_hi - mix_lo + 1);
+		else
+			size[i] = r < 70 ? 8 + rnd(&x) % 121
+				 : r < 95 ? 129 + rnd(&x) % 1920 : 2049 + rnd(&x) % 30720;
 		order[i] = (unsigned int)i;
 	}
 	for (int i = MIX_BATCH - 1; i > 0; i--) {	/* shuffle */
@@ -457,11 +464,12 @@ static double child_scale;
 static bool run_child(int wi, int ci, double *ns, long *rss, char *err,
 		      size_t errlen)
 {
-	char a0[] = "mallocbench", a1[64], a2[64], a3[64];
-	char *argv[] = { a0, a1, a2, a3, NULL };
+	char a0[] = "mallocbench", a1[64], a2[64], a3[64], a4[64];
+	char *argv[] = { a0, a1, a2, a3, a4, NULL };
 	snprintf(a1, sizeof(a1), "--child=%s", contenders[ci].name);
 	snprintf(a2, sizeof(a2), "--workload=%s", workloads[wi].name);
 	snprintf(a3, sizeof(a3), "--scale=%.6f", child_scale);
+	snprintf(a4, sizeof(a4), "--mixed-sizes=%zu-%zu", mix_lo, mix_hi);
 	return bench_run_child(child_exe, argv, envs[ci], NULL, NULL, ns, rss, err,
 			       errlen);
 }
@@ -674,6 +682,8 @@ static void usage(FILE *out)
 "  --reps N             repetitions, median reported (default 5, quick 3)\n"
 "  --scale X            multiply every workload's operations by X\n"
 "  --csv PATH           CSV output (default %s/malloc-{full,quick}.csv)\n"
+"  --mixed-sizes LO-HI  mixed: sizes uniform in LO..HI bytes instead of its\n"
+"                       70%% 8-128, 25%% 129-2048, 5%% 2049-32768 mix\n"
 "libsheaf-malloc: %s\n", MALLOCBENCH_RESULTS_DIR, MALLOCBENCH_SHEAF_MALLOC);
 }
 
@@ -701,6 +711,11 @@ int main(int argc, char **argv)
 			scale = strtod(v, NULL);
 		else if ((v = bench_optval(argc, argv, &i, "--csv")))
 			csv = v;
+		else if ((v = bench_optval(argc, argv, &i, "--mixed-sizes"))) {
+			if (sscanf(v, "%zu-%zu", &mix_lo, &mix_hi) != 2 ||
+			    (mix_hi && (mix_lo < 1 || mix_lo > mix_hi || mix_hi > (1u << 20))))
+				bench_die("--mixed-sizes: LO-HI with 1 <= LO <= HI <= 1048576");
+		}
 		else if ((v = bench_optval(argc, argv, &i, "--child")))
 			child = v;
 		else
@@ -742,6 +757,9 @@ int main(int argc, char **argv)
 	       sysconf(_SC_NPROCESSORS_ONLN), gnu_get_libc_version());
 	printf("Run: %s, median of %u reps, scale %.3g\n", quick ? "quick" : "full",
 	       reps, scale);
+	if (mix_hi)
+		printf("mixed: sizes uniform in %zu..%zu bytes (--mixed-sizes)\n", mix_lo,
+		       mix_hi);
 #ifndef __OPTIMIZE__
 	printf("WARNING: mallocbench was built without optimisation\n");
 #endif
