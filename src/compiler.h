@@ -10,6 +10,17 @@
 
 #define SHEAF_INLINE   static inline __attribute__((always_inline))
 #define SHEAF_NOINLINE __attribute__((noinline))
+
+/*
+ * Prefetch the line of addr (a hint; any address is fine).  GCC deletes
+ * __builtin_prefetch() loops whose only effect is the prefetch (it takes
+ * them for pure code), so on x86-64 it is a volatile asm.
+ */
+#if defined(__x86_64__)
+#define sheaf_prefetch(addr) __asm__ volatile("prefetcht0 %0" : : "m"(*(const char *)(addr)))
+#else
+#define sheaf_prefetch(addr) __builtin_prefetch(addr, 0, 3)
+#endif
 #define SHEAF_COLD     __attribute__((cold, noinline))
 #define SHEAF_EXPORT   __attribute__((visibility("default")))
 #define SHEAF_NORETURN __attribute__((noreturn))
