@@ -87,13 +87,15 @@ enum { C_SHEAF, C_GLIBC, C_JEMALLOC, C_TCMALLOC, C_MIMALLOC, C_SHEAF_B, C_SHEAF_
  * Not a peer: the targets are checked against the default build.
  */
 static struct contender contenders[NC] = {
-	[C_SHEAF] = { "sheaf", MALLOCBENCH_SHEAF_MALLOC, "libsheaf-malloc" },
-	[C_GLIBC] = { "glibc", NULL, "libc.so" },
-	[C_JEMALLOC] = { "jemalloc", MALLOCBENCH_LIBDIR "/libjemalloc.so.2", "libjemalloc" },
+	[C_SHEAF] = { "sheaf", MALLOCBENCH_SHEAF_MALLOC, "libsheaf-malloc", NULL },
+	[C_GLIBC] = { "glibc", NULL, "libc.so", NULL },
+	[C_JEMALLOC] = { "jemalloc", MALLOCBENCH_LIBDIR "/libjemalloc.so.2", "libjemalloc",
+			 NULL },
 	[C_TCMALLOC] = { "tcmalloc", MALLOCBENCH_LIBDIR "/libtcmalloc_minimal.so.4",
-			 "libtcmalloc" },
-	[C_MIMALLOC] = { "mimalloc", MALLOCBENCH_LIBDIR "/libmimalloc.so.2", "libmimalloc" },
-	[C_SHEAF_B] = { "sheaf-b", NULL, "libsheaf-malloc" },
+			 "libtcmalloc", NULL },
+	[C_MIMALLOC] = { "mimalloc", MALLOCBENCH_LIBDIR "/libmimalloc.so.2", "libmimalloc",
+			 NULL },
+	[C_SHEAF_B] = { "sheaf-b", NULL, "libsheaf-malloc", NULL },
 	[C_SHEAF_CAP] = { "sheaf-cap60", MALLOCBENCH_SHEAF_MALLOC, "libsheaf-malloc",
 			  "SHEAF_KMALLOC_CAPACITY=60" },
 };
