@@ -14,10 +14,11 @@
 /*
  * Prefetch the line of addr (a hint; any address is fine).  GCC deletes
  * __builtin_prefetch() loops whose only effect is the prefetch (it takes
- * them for pure code), so on x86-64 it is a volatile asm.
+ * them for pure code), so on x86-64 it is a volatile asm (the address in a
+ * register: no dereference the compiler could draw conclusions from).
  */
 #if defined(__x86_64__)
-#define sheaf_prefetch(addr) __asm__ volatile("prefetcht0 %0" : : "m"(*(const char *)(addr)))
+#define sheaf_prefetch(addr) __asm__ volatile("prefetcht0 (%0)" : : "r"(addr))
 #else
 #define sheaf_prefetch(addr) __builtin_prefetch(addr, 0, 3)
 #endif
