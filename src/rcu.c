@@ -103,9 +103,15 @@ static void rcu_free_sheaf_nobarn(struct slab_sheaf *sheaf)
  * The list is linked through the sheaf's rcu_head space: _link[0] = next,
  * _link[1] = how to finish it (recycle or to slabs).
  *
+ * The worker also runs the per-object kfree_rcu() callbacks
+ * (queue_kfree_cb(); linked in `cbs` through the rcu_head's next.next, the
+ * function in its func): each waits the same grace period as the sheaves
+ * taken with it.
+ *
  * Invariants (under lock): submitted - completed = sheaves on `pending`,
  * plus those on `batch` (the current batch, not yet finished), plus
- * `processing` (the one being finished now).  The worker thread is started
+ * `processing` (the one being finished now), plus callbacks on `cbs` and
+ * those of the batch taken while `busy`.  The worker thread is started
  * on the first submission (and again in a fork child).  worker.lock is a
  * leaf: never held while another libsheaf lock is taken.
  */
@@ -123,6 +129,7 @@ static struct {
 	struct slab_sheaf *pending;
 	struct slab_sheaf *batch;       /* waited a grace period, to finish */
 	struct slab_sheaf *processing;  /* being finished */
+	struct rcu_head *cbs;  /* kfree_rcu() callbacks waiting (queue_kfree_cb) */
 	uint64_t submitted, completed;
 	unsigned int waiters;  /* threads in worker_barrier() */
 	bool started, sleeping;
@@ -140,19 +147,30 @@ static void *sheaf_worker(void *arg)
 	(void)arg;
 	pthread_mutex_lock(&worker.lock);
 	for (;;) {
-		while (!worker.pending || worker.forking) {
+		while ((!worker.pending && !worker.cbs) || worker.forking) {
 			worker.sleeping = true;
 			pthread_cond_wait(&worker.wake, &worker.lock);
 			worker.sleeping = false;
 		}
 		struct slab_sheaf *batch = worker.pending;
+		struct rcu_head *cbs = worker.cbs;
 		worker.pending = NULL;
+		worker.cbs = NULL;
 		worker.busy = true;
 		pthread_mutex_unlock(&worker.lock);
 
 		synchronize_rcu();
 
+		/* The per-object callbacks, linked through next.next. */
+		uint64_t ncb = 0;
+		while (cbs) {
+			struct rcu_head *h = cbs;
+			cbs = (struct rcu_head *)(void *)h->next.next;
+			h->func(h);
+			ncb++;
+		}
 		pthread_mutex_lock(&worker.lock);
+		worker.completed += ncb;
 		worker.batch = batch;
 		while ((batch = worker.batch)) {
 			worker.batch = batch->_link[0];
@@ -303,19 +321,49 @@ static bool kfree_rcu_sheaf(struct kmem_cache *s, void *obj)
 /* ------------------------------------------------- per-object paths */
 
 /*
- * Callbacks libsheaf has given to liburcu's call_rcu() and that have not
- * finished: incremented before call_rcu(), decremented at the end of the
- * callback.  A kvfree_rcu barrier needs liburcu's rcu_barrier() (which
+ * Per-object callbacks queued and not finished: incremented when queued,
+ * decremented at the end of the callback.  After worker_barrier() only
+ * those given to liburcu's call_rcu() (slab pages of SLAB_TYPESAFE_BY_RCU
+ * caches, or kfree_rcu() callbacks when no worker thread could be started)
+ * can remain; a kvfree_rcu barrier needs liburcu's rcu_barrier() (which
  * waits for the call_rcu helper thread, asleep up to 10 ms between
- * batches) only when this is not zero: what went through rcu sheaves is
- * waited for by worker_barrier().
+ * batches) only when this is not zero.
  */
 static _Atomic long cb_pending;
 
+/* To liburcu's call_rcu(): what rcu_barrier() must cover (slab pages). */
 static void queue_cb(struct rcu_head *head, void (*fn)(struct rcu_head *))
 {
 	atomic_fetch_add_explicit(&cb_pending, 1, memory_order_relaxed);
 	call_rcu(head, fn);
+}
+
+/*
+ * A kfree_rcu() callback, to the sheaf worker, whose batches wait one
+ * grace period each about every SHEAF_RCU_BATCH_US, rather than to
+ * liburcu's call_rcu() helper, which sleeps about 10 ms between batches: a
+ * kvfree_rcu barrier then waits for the worker only (the kernel, too,
+ * batches the per-object kfree_rcu() path itself, and its rcu_barrier()
+ * does not wait for it: kvfree_rcu_barrier() does).  liburcu's call_rcu()
+ * when no worker can be started.
+ */
+static void queue_kfree_cb(struct rcu_head *head, void (*fn)(struct rcu_head *))
+{
+	pthread_mutex_lock(&worker.lock);
+	worker_start_locked();
+	if (unlikely(!worker.started)) {
+		pthread_mutex_unlock(&worker.lock);
+		queue_cb(head, fn);
+		return;
+	}
+	atomic_fetch_add_explicit(&cb_pending, 1, memory_order_relaxed);
+	head->func = fn;
+	head->next.next = (struct cds_wfcq_node *)(void *)worker.cbs;
+	worker.cbs = head;
+	worker.submitted++;
+	if (worker.sleeping)
+		pthread_cond_signal(&worker.wake);
+	pthread_mutex_unlock(&worker.lock);
 }
 
 static void cb_done(void)
@@ -363,7 +411,7 @@ static void ptr_batch_cb(struct rcu_head *head)
 static void batch_submit_locked(void)
 {
 	if (cur_batch && cur_batch->n) {
-		queue_cb(&cur_batch->rcu, ptr_batch_cb);
+		queue_kfree_cb(&cur_batch->rcu, ptr_batch_cb);
 		cur_batch = NULL;
 	}
 }
@@ -409,7 +457,7 @@ SHEAF_EXPORT void sheaf_kvfree_call_rcu(struct rcu_head *head, void *ptr)
 				      __builtin_return_address(0));
 	}
 	if (head) {
-		queue_cb(head, kfree_rcu_cb);
+		queue_kfree_cb(head, kfree_rcu_cb);
 		return;
 	}
 	if (batch_add(ptr))
@@ -531,7 +579,7 @@ void _sheaf_rcu_lock_worker(void)
 void _sheaf_rcu_unlock_worker(bool child)
 {
 	worker.forking = false;
-	if (!child && worker.pending && worker.sleeping)
+	if (!child && (worker.pending || worker.cbs) && worker.sleeping)
 		pthread_cond_signal(&worker.wake);
 	if (child) {
 		while (worker.batch) {

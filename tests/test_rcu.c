@@ -89,10 +89,21 @@ static void *reader(void *arg)
 	return NULL;
 }
 
-static void test_readers_writers(void **state)
+/*
+ * Writers replace objects that readers hold (kfree_rcu() of the old one);
+ * no reader may see an object change.  cap 8: the sheaf path; cap 0 (a
+ * classic cache): the per-object path, whose callbacks the sheaf worker
+ * runs after its grace period.
+ */
+static void readers_writers(unsigned int cap)
 {
-	struct kmem_cache_args args = { .sheaf_capacity = 8 };
-	rw_cache = kmem_cache_create("rcu-rw", sizeof(struct node), &args, 0);
+	struct kmem_cache_args args = { .sheaf_capacity = cap };
+	atomic_store(&rw_stop, false);
+	atomic_store(&reads, 0);
+	atomic_store(&reuses_seen, 0);
+	atomic_store(&writes, 0);
+	rw_cache = kmem_cache_create(cap ? "rcu-rw" : "rcu-rw-classic",
+				     sizeof(struct node), &args, 0);
 	assert_non_null(rw_cache);
 	pthread_t w[2], r[2];
 	for (int i = 0; i < 2; i++) {
@@ -111,7 +122,10 @@ static void test_readers_writers(void **state)
 	assert_int_equal(atomic_load(&reuses_seen), 0);
 	assert_true(atomic_load(&reads) > 0);
 	/* The sheaf path ran and its sheaves came back for allocation. */
-	assert_true(sheaf_rcu_recycled_objects(rw_cache) > 0);
+	if (cap)
+		assert_true(sheaf_rcu_recycled_objects(rw_cache) > 0);
+	else
+		assert_int_equal(sheaf_rcu_recycled_objects(rw_cache), 0);
 	for (int i = 0; i < NSLOTS; i++) {
 		struct node *n = rcu_xchg_pointer(&slots[i], NULL);
 		if (n)
@@ -120,6 +134,16 @@ static void test_readers_writers(void **state)
 	kvfree_rcu_barrier_on_cache(rw_cache);
 	assert_int_equal(sheaf_cache_objects_inuse(rw_cache), 0);
 	kmem_cache_destroy(rw_cache);
+}
+
+static void test_readers_writers(void **state)
+{
+	readers_writers(8);
+}
+
+static void test_readers_writers_classic(void **state)
+{
+	readers_writers(0);
 }
 
 /* ===================================================== barriers & paths */
@@ -424,6 +448,7 @@ int main(void)
 	rcu_register_thread();
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_readers_writers),
+		cmocka_unit_test(test_readers_writers_classic),
 		cmocka_unit_test(test_barriers),
 		cmocka_unit_test(test_large_kmalloc),
 		cmocka_unit_test(test_destroy_pending),
