@@ -382,12 +382,13 @@ static double run_mixed(const struct workload *wl, uint64_t ops)
 	uint32_t x = 777;
 	(void)wl;
 	for (int i = 0; i < MIX_BATCH; i++) {
-		uint32_t r = rnd(&x) % 100;
-		if (mix_hi)
+		if (mix_hi) {
 			size[i] = mix_lo + rnd(&x) % (mix_hi - mix_lo + 1);
-		else
+		} else {
+			uint32_t r = rnd(&x) % 100;
 			size[i] = r < 70 ? 8 + rnd(&x) % 121
 				 : r < 95 ? 129 + rnd(&x) % 1920 : 2049 + rnd(&x) % 30720;
+		}
 		order[i] = (unsigned int)i;
 	}
 	for (int i = MIX_BATCH - 1; i > 0; i--) {	/* shuffle */
@@ -511,6 +512,12 @@ static void print_header(const char *extra, const char *sep)
 	printf("\n");
 }
 
+/* A build of libsheaf-malloc (sheaf, sheaf-b, sheaf-cap60), not a peer. */
+static bool is_ours(int ci)
+{
+	return !strcmp(contenders[ci].malloc_from, "libsheaf-malloc");
+}
+
 /* The best (lowest) median among the peers other than sheaf and glibc's
  * own column, and among all peers; -1 when none. */
 static double best_peer(int wi, bool with_glibc, int *who)
@@ -518,9 +525,7 @@ static double best_peer(int wi, bool with_glibc, int *who)
 	double best = -1;
 	*who = -1;
 	for (int ci = 0; ci < NC; ci++) {
-		if (ci == C_SHEAF || ci == C_SHEAF_B || ci == C_SHEAF_CAP ||
-		    (!with_glibc && ci == C_GLIBC) ||
-		    med[wi][ci] <= 0)
+		if (is_ours(ci) || (!with_glibc && ci == C_GLIBC) || med[wi][ci] <= 0)
 			continue;
 		if (best < 0 || med[wi][ci] < best)
 			best = med[wi][ci], *who = ci;
@@ -714,8 +719,9 @@ int main(int argc, char **argv)
 		else if ((v = bench_optval(argc, argv, &i, "--csv")))
 			csv = v;
 		else if ((v = bench_optval(argc, argv, &i, "--mixed-sizes"))) {
-			if (sscanf(v, "%zu-%zu", &mix_lo, &mix_hi) != 2 ||
-			    (mix_hi && (mix_lo < 1 || mix_lo > mix_hi || mix_hi > (1u << 20))))
+			/* 0-0 (what the parent passes by default): the mix. */
+			if (sscanf(v, "%zu-%zu", &mix_lo, &mix_hi) != 2 || mix_lo > mix_hi ||
+			    mix_hi > (1u << 20) || (mix_hi && mix_lo < 1))
 				bench_die("--mixed-sizes: LO-HI with 1 <= LO <= HI <= 1048576");
 		}
 		else if ((v = bench_optval(argc, argv, &i, "--child")))

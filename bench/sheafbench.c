@@ -863,7 +863,6 @@ static unsigned int lookups_n[MAXW][NC];
 static char stats_text[16384];
 static unsigned int sheaf_capacity_seen = UINT32_MAX, failures;
 
-/* One child run: true and *ns on success, else a reason in err. */
 /* A child's lines beyond the common protocol (bench_run_child). */
 struct child_ctx {
 	int wi, ci;
@@ -910,7 +909,6 @@ static bool run_child(int wi, int ci, double *ns, long *rss, char *err,
 	return bench_run_child(child_exe, argv, envs[ci], child_line, &x, ns, rss,
 			       err, errlen);
 }
-
 
 static void print_facts(bool quick, uint64_t iters)
 {

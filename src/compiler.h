@@ -10,6 +10,9 @@
 
 #define SHEAF_INLINE   static inline __attribute__((always_inline))
 #define SHEAF_NOINLINE __attribute__((noinline))
+#define SHEAF_COLD     __attribute__((cold, noinline))
+#define SHEAF_EXPORT   __attribute__((visibility("default")))
+#define SHEAF_NORETURN __attribute__((noreturn))
 
 /*
  * Prefetch the line of addr (a hint; any address is fine).  GCC deletes
@@ -22,9 +25,6 @@
 #else
 #define sheaf_prefetch(addr) __builtin_prefetch(addr, 0, 3)
 #endif
-#define SHEAF_COLD     __attribute__((cold, noinline))
-#define SHEAF_EXPORT   __attribute__((visibility("default")))
-#define SHEAF_NORETURN __attribute__((noreturn))
 
 #define READ_ONCE(x)     __atomic_load_n(&(x), __ATOMIC_RELAXED)
 #define WRITE_ONCE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)

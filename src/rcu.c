@@ -220,6 +220,31 @@ static void worker_start_locked(void)
 }
 
 /*
+ * Submitting to the worker: worker_enter() takes worker.lock with a worker
+ * thread running (started if need be), or returns false with the lock not
+ * held when none can be started (the caller then waits or queues another
+ * way); worker_submitted() counts one submission, wakes the worker and
+ * drops the lock.
+ */
+static bool worker_enter(void)
+{
+	pthread_mutex_lock(&worker.lock);
+	worker_start_locked();
+	if (likely(worker.started))
+		return true;
+	pthread_mutex_unlock(&worker.lock);
+	return false;
+}
+
+static void worker_submitted(void)
+{
+	worker.submitted++;
+	if (worker.sleeping)
+		pthread_cond_signal(&worker.wake);
+	pthread_mutex_unlock(&worker.lock);
+}
+
+/*
  * Hand an rcu_free sheaf to RCU.  recycle: into the barn after the grace
  * period; else (flush paths) to slabs.  An empty sheaf is just kept or
  * freed.  If the worker cannot be started, the sheaf waits for a grace
@@ -234,10 +259,7 @@ void _sheaf_rcu_submit_sheaf(struct kmem_cache *s, struct slab_sheaf *sheaf,
 	}
 	sheaf->node = sheaf_node();
 	sheaf->_link[1] = recycle ? FINISH_RECYCLE : FINISH_SLABS;
-	pthread_mutex_lock(&worker.lock);
-	worker_start_locked();
-	if (unlikely(!worker.started)) {
-		pthread_mutex_unlock(&worker.lock);
+	if (unlikely(!worker_enter())) {
 		synchronize_rcu();
 		if (recycle)
 			rcu_free_sheaf(sheaf);
@@ -247,10 +269,7 @@ void _sheaf_rcu_submit_sheaf(struct kmem_cache *s, struct slab_sheaf *sheaf,
 	}
 	sheaf->_link[0] = worker.pending;
 	worker.pending = sheaf;
-	worker.submitted++;
-	if (worker.sleeping)
-		pthread_cond_signal(&worker.wake);
-	pthread_mutex_unlock(&worker.lock);
+	worker_submitted();
 }
 
 /* Wait until every sheaf submitted so far has been finished. */
@@ -349,10 +368,7 @@ static void queue_cb(struct rcu_head *head, void (*fn)(struct rcu_head *))
  */
 static void queue_kfree_cb(struct rcu_head *head, void (*fn)(struct rcu_head *))
 {
-	pthread_mutex_lock(&worker.lock);
-	worker_start_locked();
-	if (unlikely(!worker.started)) {
-		pthread_mutex_unlock(&worker.lock);
+	if (unlikely(!worker_enter())) {
 		queue_cb(head, fn);
 		return;
 	}
@@ -360,10 +376,7 @@ static void queue_kfree_cb(struct rcu_head *head, void (*fn)(struct rcu_head *))
 	head->func = fn;
 	head->next.next = (struct cds_wfcq_node *)(void *)worker.cbs;
 	worker.cbs = head;
-	worker.submitted++;
-	if (worker.sleeping)
-		pthread_cond_signal(&worker.wake);
-	pthread_mutex_unlock(&worker.lock);
+	worker_submitted();
 }
 
 static void cb_done(void)
