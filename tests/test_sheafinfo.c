@@ -608,6 +608,12 @@ static void test_stopped_process(void **state)
 	struct proc p;
 	start_target(&p, "1");
 	assert_int_equal(kill(p.pid, SIGSTOP), 0);
+	/* kill() only queues the signal: wait until the whole process has
+	 * stopped, or its publisher may still answer (seen once in CI under
+	 * load). */
+	int st;
+	assert_int_equal(waitpid(p.pid, &st, WUNTRACED), p.pid);
+	assert_true(WIFSTOPPED(st));
 	expect_error("did not answer", pid_str(p.pid));
 	assert_int_equal(kill(p.pid, SIGCONT), 0);
 	char *out, *err;
