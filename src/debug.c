@@ -24,6 +24,8 @@
  */
 #include <errno.h>
 #include <dlfcn.h>
+#include <link.h>
+#include <pthread.h>
 #include <execinfo.h>
 #include <fnmatch.h>
 #include <stdarg.h>
@@ -317,6 +319,60 @@ static inline struct track *get_track(struct kmem_cache *s, void *obj, bool free
 	return (struct track *)(obj_bytes(obj) + s->track_off) + (freed ? 1 : 0);
 }
 
+/*
+ * The address range spanned by the loadable segments of the object that
+ * holds libsheaf's code (the shared library, or the program it is linked
+ * into): its frames are skipped in a track.  Found once with
+ * dl_iterate_phdr(); asking dladdr() for every frame of every tracked
+ * allocation and free (a symbol search each) cost ~5 us per pair.
+ */
+static uintptr_t self_lo, self_hi;
+static pthread_once_t self_once = PTHREAD_ONCE_INIT;
+
+static int self_range_cb(struct dl_phdr_info *info, size_t size, void *data)
+{
+	uintptr_t here = (uintptr_t)data, lo = UINTPTR_MAX, hi = 0;
+	(void)size;
+	for (unsigned int i = 0; i < info->dlpi_phnum; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+		if (ph->p_type != PT_LOAD)
+			continue;
+		uintptr_t a = info->dlpi_addr + ph->p_vaddr;
+		lo = MIN(lo, a);
+		hi = MAX(hi, a + ph->p_memsz);
+	}
+	if (here < lo || here >= hi)
+		return 0;
+	self_lo = lo;
+	self_hi = hi;
+	return 1;
+}
+
+static void self_range_init(void)
+{
+	dl_iterate_phdr(self_range_cb, (void *)(uintptr_t)self_range_init);
+}
+
+/*
+ * The calling thread's id for tracks, cached (0: not yet asked): gettid()
+ * is a system call, a third of a tracked pair's cost.  fork() leaves the
+ * child's one thread with its parent thread's cache: the postfork handler
+ * (run by that thread) clears it.
+ */
+static __thread int track_tid;
+
+void _sheaf_debug_postfork_child(void)
+{
+	track_tid = 0;
+}
+
+static inline int track_gettid(void)
+{
+	if (unlikely(!track_tid))
+		track_tid = (int)syscall(SYS_gettid);
+	return track_tid;
+}
+
 static void set_track(struct kmem_cache *s, void *obj, bool freed)
 {
 	if (!(s->flags & SLAB_STORE_USER))
@@ -325,17 +381,16 @@ static void set_track(struct kmem_cache *s, void *obj, bool freed)
 	void *bt[TRACK_DEPTH + 8];
 	int n = backtrace(bt, TRACK_DEPTH + 8);
 	/* Skip libsheaf's own frames: the track starts at the caller. */
-	Dl_info self, fi;
+	pthread_once(&self_once, self_range_init);
 	int skip = 1;
-	if (dladdr((void *)set_track, &self))
-		while (skip < n && dladdr(bt[skip], &fi) && fi.dli_fbase == self.dli_fbase)
-			skip++;
+	while (skip < n && (uintptr_t)bt[skip] >= self_lo && (uintptr_t)bt[skip] < self_hi)
+		skip++;
 	if (skip >= n)
 		skip = n > 3 ? 3 : 0; /* linked statically: one object, count frames */
 	t->depth = MIN(n - skip, TRACK_DEPTH);
 	memcpy(t->addrs, bt + skip, (size_t)t->depth * sizeof(void *));
 	t->cpu = (int)sheaf_cpu();
-	t->tid = (int)syscall(SYS_gettid);
+	t->tid = track_gettid();
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	t->when_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;

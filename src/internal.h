@@ -779,6 +779,7 @@ static inline void track_free(struct kmem_cache *s, void *obj)
 
 /* debug.c */
 void _sheaf_debug_setup(void);
+void _sheaf_debug_postfork_child(void); /* fork()ed child: forget cached ids */
 /* Failure injection (debug.c): the hot paths test only _sheaf_fault_any. */
 extern bool _sheaf_fault_any;
 void _sheaf_fault_setup(void);

@@ -508,6 +508,8 @@ static void postfork(bool child)
 	pthread_mutex_unlock(&_sheaf_slab_mutex);
 	_sheaf_info_postfork(child);
 	_sheaf_rcu_after_fork(child);
+	if (child)
+		_sheaf_debug_postfork_child();
 }
 
 static void postfork_parent(void)

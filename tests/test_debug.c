@@ -12,6 +12,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -191,6 +194,46 @@ static void test_leak_at_destroy(void **state)
 	if (!strstr(r.err, "Objects remaining in dbg-leak on __kmem_cache_shutdown()") ||
 	    !strstr(r.err, "Allocated in") || !strstr(r.err, "2 objects remaining"))
 		fail_msg("leak report missing parts; stderr:\n%s", r.err);
+}
+
+/*
+ * U records the allocating thread's id, which libsheaf caches per thread: a
+ * fork()ed child's thread must record its own id, not the one its parent
+ * thread cached (the child of this program leaks two objects and reads the
+ * tid in the leak report).
+ */
+static void track_tid_program(void *arg)
+{
+	struct kmem_cache *s = dcache("dbg-tid", 40);
+	kmem_cache_free(s, kmem_cache_alloc(s, GFP_KERNEL)); /* caches our id */
+	fflush(stderr);
+	pid_t pid = fork();
+	if (pid == 0) {
+		fprintf(stderr, "child tid=%d\n", (int)syscall(SYS_gettid));
+		leak_two(s);
+		scrub_stack();
+		kmem_cache_destroy(s);
+		fflush(stderr);
+		_exit(0);
+	}
+	int st;
+	if (pid < 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st))
+		exit(20);
+	exit(0);
+}
+
+static void test_track_tid_after_fork(void **state)
+{
+	struct child_result r;
+	run_in_child(track_tid_program, NULL, &r);
+	assert_true(child_exited_ok(&r));
+	const char *c = strstr(r.err, "child tid=");
+	int tid = c ? atoi(c + 10) : 0;
+	char want[32];
+	snprintf(want, sizeof(want), " tid=%d\n", tid);
+	const char *a = c ? strstr(c, "Allocated in") : NULL;
+	if (!tid || !a || !strstr(a, want))
+		fail_msg("no leak report naming the child's thread (%s); stderr:\n%s", want, r.err);
 }
 
 /* SHEAF_DEBUG_ABORT=0: report, repair, go on; validate counts problems. */
@@ -449,6 +492,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_wrong_cache),
 		cmocka_unit_test(test_freelist_corruption),
 		cmocka_unit_test(test_leak_at_destroy),
+		cmocka_unit_test(test_track_tid_after_fork),
 		cmocka_unit_test(test_trace),
 		cmocka_unit_test(test_validate),
 		cmocka_unit_test(test_debug_cache_shape),
