@@ -632,6 +632,14 @@ static void test_invalid_free(void **state)
 	}
 	char *q = malloc(100000);
 	expect_abort(do_free, q + PAGE, "sheaf: free(): invalid pointer");
+	/* Runs of the orders with per-CPU run caches (16-64 KiB): inside
+	 * the head page and past it. */
+	for (size_t n = 10000; n <= 60000; n += 25000) {
+		char *r = malloc(n);
+		expect_abort(do_free, r + 64, "sheaf: free(): invalid pointer");
+		expect_abort(do_free, r + PAGE, "sheaf: free(): invalid pointer");
+		free(r);
+	}
 	char *h = malloc(6u << 20);
 	expect_abort(do_free, h + 64, "sheaf: free(): invalid pointer");
 	expect_abort(do_realloc, &on_stack, "sheaf: realloc(): invalid pointer");
