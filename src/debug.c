@@ -23,11 +23,10 @@
  * the repair (the damaged object is kept out of use); the default aborts.
  */
 #include <errno.h>
-#include <dlfcn.h>
-#include <link.h>
-#include <pthread.h>
 #include <execinfo.h>
 #include <fnmatch.h>
+#include <link.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -354,23 +353,23 @@ static void self_range_init(void)
 }
 
 /*
- * The calling thread's id for tracks, cached (0: not yet asked): gettid()
- * is a system call, a third of a tracked pair's cost.  fork() leaves the
- * child's one thread with its parent thread's cache: the postfork handler
- * (run by that thread) clears it.
+ * The calling thread's id (tracks, the failure injector's seed), cached
+ * (0: not yet asked): gettid() is a system call, a third of a tracked
+ * pair's cost.  fork() leaves the child's one thread with its parent
+ * thread's cache: the postfork handler (run by that thread) clears it.
  */
-static __thread int track_tid;
+static __thread int cached_tid;
 
 void _sheaf_debug_postfork_child(void)
 {
-	track_tid = 0;
+	cached_tid = 0;
 }
 
-static inline int track_gettid(void)
+static inline int this_tid(void)
 {
-	if (unlikely(!track_tid))
-		track_tid = (int)syscall(SYS_gettid);
-	return track_tid;
+	if (unlikely(!cached_tid))
+		cached_tid = (int)syscall(SYS_gettid);
+	return cached_tid;
 }
 
 static void set_track(struct kmem_cache *s, void *obj, bool freed)
@@ -390,7 +389,7 @@ static void set_track(struct kmem_cache *s, void *obj, bool freed)
 	t->depth = MIN(n - skip, TRACK_DEPTH);
 	memcpy(t->addrs, bt + skip, (size_t)t->depth * sizeof(void *));
 	t->cpu = (int)sheaf_cpu();
-	t->tid = track_gettid();
+	t->tid = this_tid();
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	t->when_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
@@ -929,7 +928,7 @@ static unsigned int fault_random100(void)
 {
 	if (!fault_rnd)
 		fault_rnd = (uint64_t)(uintptr_t)&fault_rnd ^ 0x9e3779b97f4a7c15ull ^
-			    (uint64_t)syscall(SYS_gettid);
+			    (uint64_t)this_tid();
 	fault_rnd ^= fault_rnd << 13;
 	fault_rnd ^= fault_rnd >> 7;
 	fault_rnd ^= fault_rnd << 17;

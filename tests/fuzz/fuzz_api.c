@@ -166,6 +166,16 @@ static bool all_bytes(const unsigned char *p, size_t n, unsigned char b)
 	return n == 0 || (p[0] == b && memcmp(p, p + 1, n - 1) == 0);
 }
 
+/* A zeroed allocation (what: how it was asked for, for the report). */
+static void check_zero(const unsigned char *p, size_t n, const char *what)
+{
+	if (all_bytes(p, n, 0))
+		return;
+	for (size_t i = 0; i < n; i++)
+		CHECK(p[i] == 0, "%s object %p (size %zu) byte %zu is 0x%02x", what,
+		      (const void *)p, n, i, p[i]);
+}
+
 static void verify(const struct obj *o)
 {
 	if (all_bytes(o->p, o->size, o->tag))
@@ -189,10 +199,8 @@ static void take(struct fcache *c, void *p, bool zero)
 		for (size_t i = 0; i < 16; i++)
 			CHECK(o->p[i] == CTOR_BYTE, "object %p not in its constructed "
 			      "state (byte %zu is 0x%02x)", p, i, o->p[i]);
-	if (zero && !all_bytes(o->p, o->size, 0))
-		for (size_t i = 0; i < o->size; i++)
-			CHECK(o->p[i] == 0, "__GFP_ZERO object %p byte %zu is 0x%02x",
-			      p, i, o->p[i]);
+	if (zero)
+		check_zero(o->p, o->size, "__GFP_ZERO");
 	fill(o);
 }
 
@@ -414,10 +422,8 @@ static void op_kmalloc(void)
 	struct obj *o = &kobjs[nk++];
 	o->p = p;
 	o->size = size;
-	if (zero && !all_bytes(o->p, size, 0))
-		for (size_t i = 0; i < size; i++)
-			CHECK(o->p[i] == 0, "kzalloc(%zu) byte %zu is 0x%02x", size, i,
-			      o->p[i]);
+	if (zero)
+		check_zero(o->p, size, "kzalloc");
 	fill(o);
 }
 
