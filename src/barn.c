@@ -78,6 +78,7 @@ bool _sheaf_barn_put_empty(struct node_barn *barn, struct slab_sheaf *sheaf,
 /* Put a full sheaf, ignoring the limit (callers check it). */
 void _sheaf_barn_put_full(struct node_barn *barn, struct slab_sheaf *sheaf)
 {
+	SHEAF_ASSERT(sheaf->size == sheaf->cache->hot.sheaf_capacity);
 	barn_lock(barn);
 	push_locked(&barn->full, &barn->nr_full, sheaf);
 	barn_unlock(barn);
@@ -146,6 +147,7 @@ struct slab_sheaf *_sheaf_barn_replace_full(struct node_barn *barn,
 	}
 	barn_lock(barn);
 	if (barn->nr_empty) {
+		SHEAF_ASSERT(full->size == full->cache->hot.sheaf_capacity);
 		empty = pop_locked(&barn->empty, &barn->nr_empty);
 		push_locked(&barn->full, &barn->nr_full, full);
 	} else {

@@ -39,6 +39,21 @@
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
 #define MAX(a, b) ((a) > (b) ? (a) : (b))
 
+/*
+ * SHEAF_ASSERT(cond): an invariant, checked in builds without NDEBUG (the
+ * Debug and sanitizer builds); a failure prints where and aborts.
+ */
+#ifdef NDEBUG
+#define SHEAF_ASSERT(cond) ((void)0)
+#else
+void _sheaf_assert_fail(const char *cond, const char *file, int line,
+			const char *fn) __attribute__((noreturn, cold));
+#define SHEAF_ASSERT(cond)                                                     \
+	(__builtin_expect(!!(cond), 1)                                         \
+		 ? (void)0                                                     \
+		 : _sheaf_assert_fail(#cond, __FILE__, __LINE__, __func__))
+#endif
+
 #define container_of(ptr, type, member)                                        \
 	((type *)((char *)(ptr) - __builtin_offsetof(type, member)))
 

@@ -49,6 +49,17 @@ void _sheaf_report_invalid(const char *fn, const char *what, const void *addr,
 	abort();
 }
 
+/* A broken invariant (SHEAF_ASSERT, builds without NDEBUG). */
+void _sheaf_assert_fail(const char *cond, const char *file, int line,
+			const char *fn)
+{
+	fprintf(stderr, "sheaf: internal invariant broken: %s (%s:%d, %s())\n",
+		cond, file, line, fn);
+	fflush(stderr);
+	_sheaf_info_abort();
+	abort();
+}
+
 /* ---------------------------------------------------- ASan and valgrind */
 
 /* Present when the process runs with AddressSanitizer (weak: else NULL). */

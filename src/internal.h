@@ -582,9 +582,11 @@ size_t _sheaf_ksize(const void *p, const char *fn, void *caller);
 #define MAX_RCU_CREDIT    16384
 /*
  * struct node_barn - per cache per node store of sheaves, under lock.
- * Invariants: nr_full == length(full), every sheaf there has size ==
- * capacity (a recycled rcu sheaf may hold fewer); nr_empty ==
- * length(empty), every sheaf there has size == 0.  Both are LIFO stacks
+ * Invariants: nr_full == length(full), and every sheaf there is full:
+ * size == the cache's sheaf_capacity (the alloc paths install a barn
+ * sheaf as main and pop it at once; a refill whose relock fails parks the
+ * sheaf whole; RCU recycles only full sheaves, barriers send partial ones
+ * to slabs); nr_empty == length(empty), every sheaf there has size == 0.  Both are LIFO stacks
  * linked through the sheaves' _link[0]: a push writes only the pushed
  * sheaf's header and a pop reads only the popped one's, so an exchange
  * touches the barn's line and the two sheaves it moves, nothing else.  The

@@ -59,8 +59,10 @@ static void rcu_free_sheaf(struct slab_sheaf *sheaf)
 	for (unsigned int i = 0; i < sheaf->size; i++)
 		track_free(s, sheaf->objects[i]);
 
-	if (sheaf->size && (READ_ONCE(barn->nr_full) < MAX_FULL_SHEAVES ||
-			    barn_spend_rcu_credit(barn))) {
+	/* Only a full sheaf joins the barn's full list (its invariant). */
+	bool full = sheaf->size == s->hot.sheaf_capacity;
+	if (full && (READ_ONCE(barn->nr_full) < MAX_FULL_SHEAVES ||
+		     barn_spend_rcu_credit(barn))) {
 		size_t n = sheaf->size;
 		_sheaf_barn_put_full(barn, sheaf);
 		stat(s, SHEAF_STAT_BARN_PUT, slot);
@@ -68,7 +70,7 @@ static void rcu_free_sheaf(struct slab_sheaf *sheaf)
 		atomic_fetch_add_explicit(&s->rcu_recycled, n, memory_order_relaxed);
 		return;
 	}
-	if (sheaf->size)
+	if (full)
 		stat(s, SHEAF_STAT_BARN_PUT_FAIL, slot);
 	_sheaf_flush_sheaf(s, sheaf, SHEAF_STAT_SHEAF_FLUSH_OTHER, slot);
 	if (!_sheaf_barn_put_empty(barn, sheaf, false))
@@ -481,7 +483,11 @@ SHEAF_EXPORT void sheaf_kvfree_call_rcu(struct rcu_head *head, void *ptr)
 
 /* ------------------------------------------------------------ barriers */
 
-/* Submit the partly filled rcu_free sheaves of every slot of s. */
+/*
+ * Submit the partly filled rcu_free sheaves of every slot of s.  After the
+ * grace period their objects go to slabs (the kernel's
+ * rcu_free_sheaf_nobarn): the barn's full list takes full sheaves only.
+ */
 static void submit_rcu_sheaves(struct kmem_cache *s)
 {
 	if (!cache_has_sheaves(s))
@@ -493,7 +499,7 @@ static void submit_rcu_sheaves(struct kmem_cache *s)
 		struct slab_sheaf *rf = pcs->rcu_free;
 		if (rf) {
 			pcs->rcu_free = NULL;
-			_sheaf_rcu_submit_sheaf(s, rf, true, i);
+			_sheaf_rcu_submit_sheaf(s, rf, false, i);
 		}
 	}
 	_sheaf_pcs_remote_unlock_all(s);

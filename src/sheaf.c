@@ -352,12 +352,17 @@ static SHEAF_NOINLINE void *sheaf_alloc_slow(struct kmem_cache *s, gfp_t gfp)
 	full = empty;
 	pcs = sheaf_pcs_trylock(s, &slot);
 	if (unlikely(!pcs)) {
-		/* A holder was preempted here: keep one object, park the rest. */
-		obj = full->objects[--full->size];
+		/*
+		 * A holder was preempted here: park the sheaf whole (the barn's
+		 * full list holds full sheaves only: one object short, a sheaf
+		 * of capacity 1 would be parked empty) and take one object
+		 * from the slab layer.
+		 */
 		_sheaf_barn_put_full(sheaf_local_barn(s), full);
-		stat_here(s, SHEAF_STAT_BARN_PUT);
-		stat_here(s, SHEAF_STAT_ALLOC_CPU_SHEAF);
-		return obj;
+		slot = sheaf_slot();
+		stat(s, SHEAF_STAT_BARN_PUT, slot);
+		stat(s, SHEAF_STAT_SLOT_BUSY, slot);
+		goto from_slab;
 	}
 	install_full(s, pcs, full, slot);
 pop:

@@ -25,7 +25,7 @@
  * counter checks are then skipped).
  *
  * Usage: stress [seconds]   (or STRESS_SECONDS; STRESS_THREADS overrides the
- * thread count).  Exit status 0 on success; prints a one-line summary.
+ * thread count, STRESS_CAPACITY the sheaf cache's capacity).  Exit status 0 on success; prints a one-line summary.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -702,10 +702,15 @@ int main(int argc, char **argv)
 		nthreads = atoi(getenv("STRESS_THREADS"));
 	nodes = sheaf_nr_nodes();
 
+	/* STRESS_CAPACITY=N: the sheaf cache's capacity (1..4 in CTest). */
+	unsigned int sheaf_cap = cache_cap[1];
+	if (getenv("STRESS_CAPACITY") && atoi(getenv("STRESS_CAPACITY")) > 0)
+		sheaf_cap = (unsigned int)atoi(getenv("STRESS_CAPACITY"));
+
 	set_init();
 	for (int k = 0; k < NR_CACHES; k++) {
 		struct kmem_cache_args args = { 0 };
-		args.sheaf_capacity = cache_cap[k];
+		args.sheaf_capacity = cache_cap[k] ? sheaf_cap : 0;
 		caches[k] = kmem_cache_create(cache_name[k], cache_size[k], &args,
 					      cache_flags[k]);
 		if (!caches[k]) {

@@ -251,6 +251,64 @@ static void test_default_capacity(void **state)
 	kmem_cache_destroy(e);
 }
 
+/*
+ * The refill's relock fails (another holder took the slot while the sheaf
+ * was filled outside the lock): the allocation is served, and the barn's
+ * full list gets only full sheaves (its invariant), for capacities 1..4.
+ * With capacity 1 a sheaf that lost its one object to the caller used to
+ * be parked there empty, and the next allocation popped objects[-1].
+ * The constructor runs inside the refill, unlocked, on the allocating
+ * thread: it takes the slot there (the test hook), as a preempted holder
+ * would.
+ */
+static struct kmem_cache *relock_cache;
+static bool relock_armed;
+
+static void relock_ctor(void *obj)
+{
+	(void)obj;
+	if (relock_armed) {
+		relock_armed = false;
+		assert_int_equal(sheaf_test_hold_slot(relock_cache, true), 0);
+	}
+}
+
+static void test_relock_failure(void **state)
+{
+	for (unsigned int cap = 1; cap <= 4; cap++) {
+		struct kmem_cache_args a = { .sheaf_capacity = cap,
+					     .ctor = relock_ctor };
+		struct kmem_cache *c = kmem_cache_create("scn-relock", 64, &a, 0);
+		assert_non_null(c);
+		relock_cache = c;
+		sheaf_stats_reset(c);
+		relock_armed = true;
+		void *first = kmem_cache_alloc(c, GFP_KERNEL);
+		assert_non_null(first);
+		assert_false(relock_armed); /* the refill made a slab */
+		assert_int_equal(sheaf_test_hold_slot(c, false), 0);
+		/* The refilled sheaf was parked whole, not one object short. */
+		assert_int_equal(sheaf_cache_cached_objects(c), cap);
+		assert_int_equal(ST(c, BARN_PUT), 1);
+		/* The parked sheaf serves the next cap allocations. */
+		void *p[4];
+		for (unsigned int i = 0; i < cap; i++) {
+			p[i] = kmem_cache_alloc(c, GFP_KERNEL);
+			assert_non_null(p[i]);
+			assert_ptr_not_equal(p[i], first);
+			for (unsigned int j = 0; j < i; j++)
+				assert_ptr_not_equal(p[i], p[j]);
+		}
+		assert_int_equal(ST(c, BARN_GET), 1);
+		assert_int_equal(sheaf_cache_cached_objects(c), 0);
+		kmem_cache_free(c, first);
+		for (unsigned int i = 0; i < cap; i++)
+			kmem_cache_free(c, p[i]);
+		assert_int_equal(sheaf_cache_objects_inuse(c), 0);
+		kmem_cache_destroy(c);
+	}
+}
+
 int main(void)
 {
 	cpu_set_t set;
@@ -266,6 +324,7 @@ int main(void)
 		cmocka_unit_test(test_node_bypass),
 		cmocka_unit_test(test_trylock_failure),
 		cmocka_unit_test(test_default_capacity),
+		cmocka_unit_test(test_relock_failure),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
