@@ -38,18 +38,23 @@ static inline unsigned __int128 ft(void *fl, unsigned long tid)
 	return ((unsigned __int128)tid << 64) | (uintptr_t)fl;
 }
 
-/* The CPU-local compare-and-swap of (freelist, tid) on slot c. */
-static inline bool cpu_cmpxchg(struct kmem_cache *s, struct kmem_cache_cpu *c,
-			       void *ofl, unsigned long otid, void *nfl,
-			       unsigned long ntid)
+/*
+ * The CPU-local compare-and-swap of (freelist, tid) on slot c:
+ * SHEAF_RSEQ_DONE, SHEAF_RSEQ_NOSLOT (rseq mode: the thread has no usable
+ * slot, its rseq area is not registered; take the slow path), or anything
+ * else for a failure to retry.
+ */
+static inline int cpu_cmpxchg(struct kmem_cache *s, struct kmem_cache_cpu *c,
+			      void *ofl, unsigned long otid, void *nfl,
+			      unsigned long ntid)
 {
 #ifdef SHEAF_HAVE_RSEQ_ASM
 	if (likely(_sheaf_rseq_mode))
-		return sheaf_rseq_cpu_cmpxchg(s->cpu_slab, c, ofl, otid, nfl,
-					      ntid) == 0;
+		return sheaf_rseq_cpu_cmpxchg(s->cpu_slab, c, ofl, otid, nfl, ntid);
 #endif
 	(void)s;
-	return cmpxchg16(&c->freelist_tid, ft(ofl, otid), ft(nfl, ntid));
+	return cmpxchg16(&c->freelist_tid, ft(ofl, otid), ft(nfl, ntid))
+		       ? SHEAF_RSEQ_DONE : SHEAF_RSEQ_BAIL;
 }
 
 /*
@@ -67,9 +72,12 @@ static bool slot_trylock(struct kmem_cache *s, struct kmem_cache_cpu *c,
 			return false;
 		bool ok;
 #ifdef SHEAF_HAVE_RSEQ_ASM
-		if (likely(_sheaf_rseq_mode))
-			ok = sheaf_rseq_cpu_settid(s->cpu_slab, c, t, t | TID_BUSY) == 0;
-		else
+		if (likely(_sheaf_rseq_mode)) {
+			int r = sheaf_rseq_cpu_settid(s->cpu_slab, c, t, t | TID_BUSY);
+			if (r == SHEAF_RSEQ_NOSLOT)
+				return false; /* no usable slot: work without */
+			ok = r == SHEAF_RSEQ_DONE;
+		} else
 #endif
 			ok = cmpxchg16(&c->freelist_tid, ft(f, t), ft(f, t | TID_BUSY));
 		if (ok) {
@@ -101,12 +109,6 @@ static void slot_unlock(struct kmem_cache_cpu *c, unsigned long tid, void *fl)
 	(void)ok; /* nobody else changes an owned slot */
 }
 
-static int membarrier_rseq(void)
-{
-	return (int)syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ,
-			    0, 0);
-}
-
 /*
  * Own every slot of s from any thread (flush, count, fork).  rseq mode: set
  * stop everywhere, abort sections in flight with membarrier, wait for slow
@@ -118,7 +120,7 @@ static void cpu_remote_lock_all(struct kmem_cache *s)
 	if (_sheaf_rseq_mode) {
 		for (unsigned int i = 0; i < _sheaf_nr_slots; i++)
 			__atomic_store_n(&s->cpu_slab[i].stop, 1, __ATOMIC_SEQ_CST);
-		membarrier_rseq();
+		_sheaf_rseq_fence();
 		for (unsigned int i = 0; i < _sheaf_nr_slots; i++)
 			while (smp_load_acquire(&s->cpu_slab[i].tid) & TID_BUSY)
 				sched_yield();
@@ -214,10 +216,13 @@ void *_sheaf_cpu_alloc(struct kmem_cache *s, gfp_t gfp)
 		if (unlikely(!obj || (tid & TID_BUSY) || READ_ONCE(c->stop)))
 			return slab_alloc_slow(s, gfp, c, slot);
 		void *next = get_freepointer_safe(s, obj);
-		if (likely(cpu_cmpxchg(s, c, obj, tid, next, tid + TID_STEP))) {
+		int r = cpu_cmpxchg(s, c, obj, tid, next, tid + TID_STEP);
+		if (likely(r == SHEAF_RSEQ_DONE)) {
 			stat(s, SHEAF_STAT_ALLOC_FASTPATH, slot);
 			return obj;
 		}
+		if (unlikely(r == SHEAF_RSEQ_NOSLOT))
+			return slab_alloc_slow(s, gfp, c, slot);
 		stat(s, SHEAF_STAT_CMPXCHG_DOUBLE_CPU_FAIL, slot);
 	}
 }
@@ -237,10 +242,13 @@ void _sheaf_cpu_free(struct kmem_cache *s, struct slab *slab, void *obj)
 			_sheaf_report_invalid("kmem_cache_free", "double free of",
 					      obj, s, NULL);
 		set_freepointer(s, obj, fl);
-		if (likely(cpu_cmpxchg(s, c, fl, tid, obj, tid + TID_STEP))) {
+		int r = cpu_cmpxchg(s, c, fl, tid, obj, tid + TID_STEP);
+		if (likely(r == SHEAF_RSEQ_DONE)) {
 			stat(s, SHEAF_STAT_FREE_FASTPATH, slot);
 			return;
 		}
+		if (unlikely(r == SHEAF_RSEQ_NOSLOT))
+			break;
 		stat(s, SHEAF_STAT_CMPXCHG_DOUBLE_CPU_FAIL, slot);
 	}
 	stat(s, SHEAF_STAT_FREE_SLOWPATH, slot);

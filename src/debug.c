@@ -924,6 +924,17 @@ static const char *intern_glob(const char *g)
 	return r;
 }
 
+/* fork: the glob pool's lock (a leaf) is not inherited held. */
+void _sheaf_debug_prefork(void)
+{
+	pthread_mutex_lock(&glob_lock);
+}
+
+void _sheaf_debug_postfork(void)
+{
+	pthread_mutex_unlock(&glob_lock);
+}
+
 static struct fault_attr faults[SHEAF_FAULT_NR];
 static const char *const fault_env[SHEAF_FAULT_NR] = {
 	"SHEAF_FAILSLAB", "SHEAF_FAILPAGE", "SHEAF_FAILSHEAF",

@@ -304,6 +304,8 @@ static inline struct sheaf_rseq_area *sheaf_rseq(void)
 }
 
 int _sheaf_getcpu_slow(void);
+/* membarrier(PRIVATE_EXPEDITED_RSEQ): returns when done, else aborts. */
+void _sheaf_rseq_fence(void);
 
 /* The CPU the thread runs on now (a hint: it may move at once). */
 static inline unsigned int sheaf_cpu(void)
@@ -704,8 +706,11 @@ void _sheaf_pcs_remote_lock_all(struct kmem_cache *s);   /* holds flush_lock */
 void _sheaf_pcs_remote_unlock_all(struct kmem_cache *s);
 void _sheaf_slots_remote_lock(struct sheaf_pcs *pcs);   /* any slot array */
 void _sheaf_slots_remote_unlock(struct sheaf_pcs *pcs);
+void _sheaf_slots_reset(struct sheaf_pcs *pcs);         /* fork()ed child */
 /* Give every run kept in the large-kmalloc run caches back (malloc_trim). */
 void _sheaf_run_cache_drain(void);
+void _sheaf_run_cache_prefork(void);   /* fork: the drain's lock */
+void _sheaf_run_cache_postfork(bool child);
 void _sheaf_offer_empty(struct kmem_cache *s, struct slab_sheaf *empty,
 			unsigned int slot);
 void _sheaf_sheaf_setup(void);
@@ -724,7 +729,7 @@ void _sheaf_pcs_destroy(struct kmem_cache *s);
 size_t _sheaf_pcs_cached_objects(struct kmem_cache *s);
 void _sheaf_pcs_lock_all(struct kmem_cache *s);
 int _sheaf_pcs_test_hold(struct kmem_cache *s, bool hold);
-void _sheaf_pcs_unlock_all(struct kmem_cache *s);
+void _sheaf_pcs_unlock_all(struct kmem_cache *s, bool child);
 struct slab_sheaf *_sheaf_alloc_sheaf(struct kmem_cache *s, gfp_t gfp,
 				      unsigned int capacity, unsigned int slot);
 void _sheaf_free_sheaf(struct kmem_cache *s, struct slab_sheaf *sheaf,
@@ -751,6 +756,8 @@ void _sheaf_rcu_quiesce_worker(void);
 void _sheaf_rcu_lock_worker(void);
 void _sheaf_rcu_unlock_worker(bool child);
 void _sheaf_rcu_after_fork(bool child);
+void _sheaf_rcu_lock_batch(void);      /* fork: the pointer batch's lock */
+void _sheaf_rcu_unlock_batch(void);
 
 /*
  * Telling ASan and valgrind what the allocator does (debug.c).  An object
@@ -782,6 +789,8 @@ static inline void track_free(struct kmem_cache *s, void *obj)
 /* debug.c */
 void _sheaf_debug_setup(void);
 void _sheaf_debug_postfork_child(void); /* fork()ed child: forget cached ids */
+void _sheaf_debug_prefork(void);        /* fork: the glob pool's lock */
+void _sheaf_debug_postfork(void);
 /* Failure injection (debug.c): the hot paths test only _sheaf_fault_any. */
 extern bool _sheaf_fault_any;
 void _sheaf_fault_setup(void);

@@ -171,14 +171,15 @@ static inline bool run_cache_put(struct slab *d)
 
 /*
  * Empty every slot's run cache into the buddy lists (malloc_trim()).  The
- * slots are owned with the remote protocol of the sheaf slots; a fork()
- * meanwhile leaves the child's run caches stopped (bypassed: every large
- * kmalloc takes the buddy lists), which is still correct.
+ * slots are owned with the remote protocol of the sheaf slots, under
+ * drain_lock, which the fork handlers take (before the cache list: the
+ * drain takes page locks), so that no child inherits a drain half done.
  */
+static pthread_mutex_t drain_lock = PTHREAD_MUTEX_INITIALIZER;
+
 void _sheaf_run_cache_drain(void)
 {
 #ifdef SHEAF_HAVE_RSEQ_ASM
-	static pthread_mutex_t drain_lock = PTHREAD_MUTEX_INITIALIZER;
 	pthread_mutex_lock(&drain_lock);
 	for (unsigned int o = RUN_CACHE_MIN; o <= RUN_CACHE_MAX; o++) {
 		struct sheaf_pcs *pcs = run_cache[o - RUN_CACHE_MIN];
@@ -194,6 +195,17 @@ void _sheaf_run_cache_drain(void)
 	}
 	pthread_mutex_unlock(&drain_lock);
 #endif
+}
+
+void _sheaf_run_cache_prefork(void)
+{
+	pthread_mutex_lock(&drain_lock);
+}
+
+void _sheaf_run_cache_postfork(bool child)
+{
+	(void)child;
+	pthread_mutex_unlock(&drain_lock);
 }
 
 static void *kmalloc_large(size_t size, gfp_t gfp, int node)

@@ -14,6 +14,7 @@
  * libnuma's topology.
  */
 #include <errno.h>
+#include <linux/membarrier.h>
 #include <numa.h>
 #include <sched.h>
 #include <stdio.h>
@@ -21,6 +22,8 @@
 #include <string.h>
 #include <sys/auxv.h>
 #include <sys/rseq.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 #include <valgrind/valgrind.h>
 
@@ -126,6 +129,39 @@ static void detect_nodes(void)
 	for (unsigned int c = 0; c < n; c++) {
 		int node = numa_node_of_cpu((int)c);
 		_sheaf_cpu_node[c] = node < 0 || node >= (int)_sheaf_nr_nodes ? 0 : node;
+	}
+}
+
+/*
+ * The remote-slot fence: membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ)
+ * aborts every restartable section in flight on the other CPUs, so that
+ * after it every section sees the stop bytes stored before it.  Returns
+ * only when the fence happened.  Transient failures (ENOMEM: the kernel
+ * could not allocate its CPU mask; EAGAIN, EINTR) are retried with a
+ * growing pause for about two seconds; any other failure, or one that
+ * lasts, aborts the process with a message: going on without the fence
+ * would let a section in flight commit into a slot the flusher owns.
+ */
+void _sheaf_rseq_fence(void)
+{
+	for (unsigned int tries = 0;; tries++) {
+		if (syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ, 0,
+			    0) == 0)
+			return;
+		int e = errno;
+		if ((e == ENOMEM || e == EAGAIN || e == EINTR) && tries < 220) {
+			struct timespec ts = { 0, tries < 20 ? 100000L : 10000000L };
+			nanosleep(&ts, NULL);
+			continue;
+		}
+		fprintf(stderr,
+			"sheaf: membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ) failed: "
+			"%s (%u tries); without it a remote flush cannot stop the "
+			"per-CPU sections in flight: aborting\n",
+			strerror(e), tries + 1);
+		fflush(stderr);
+		_sheaf_info_abort();
+		abort();
 	}
 }
 

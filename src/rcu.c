@@ -621,6 +621,21 @@ void _sheaf_rcu_unlock_worker(bool child)
 	pthread_mutex_unlock(&worker.lock);
 }
 
+/*
+ * The pointer batch's lock is held across an allocation (the batch
+ * itself), so it comes before the cache list and every slot and page lock
+ * in the order: the fork handlers take it right after quiescing the worker.
+ */
+void _sheaf_rcu_lock_batch(void)
+{
+	pthread_mutex_lock(&batch_lock);
+}
+
+void _sheaf_rcu_unlock_batch(void)
+{
+	pthread_mutex_unlock(&batch_lock);
+}
+
 void _sheaf_rcu_after_fork(bool child)
 {
 	if (child)

@@ -43,6 +43,10 @@ SHEAF_EXPORT struct sheaf_runtime sheaf_rt;
 struct sheaf_runtime _sheaf_rt_local;
 _Static_assert(offsetof(struct sheaf_runtime, slot_off) == 8,
 	       "SHEAF_RSEQ_LOAD_SOFF reads slot_off at offset 8");
+_Static_assert(offsetof(struct sheaf_runtime, nr_slots) == 16,
+	       "SHEAF_RSEQ_CMP_NSLOTS reads nr_slots at offset 16");
+_Static_assert(offsetof(struct sheaf_rseq_area, cpu_id) == 4,
+	       "SHEAF_RSEQ_SLOTNR tests cpu_id at offset 4 of the rseq area");
 bool _sheaf_rseq_mode;
 
 static int membarrier(int cmd)
@@ -64,6 +68,7 @@ void _sheaf_sheaf_setup(void)
 	sheaf_rt.slot_off = _sheaf_rseq_offset + (_sheaf_rseq_mm_cid
 		? (long)offsetof(struct sheaf_rseq_area, mm_cid)
 		: (long)offsetof(struct sheaf_rseq_area, cpu_id));
+	sheaf_rt.nr_slots = _sheaf_nr_slots;
 	_sheaf_rt_local = sheaf_rt;
 }
 
@@ -140,10 +145,23 @@ void _sheaf_slots_remote_lock(struct sheaf_pcs *pcs)
 	for (unsigned int i = 0; i < _sheaf_nr_slots; i++)
 		__atomic_store_n(&pcs[i].stop, 1, __ATOMIC_SEQ_CST);
 	if (_sheaf_rseq_mode)
-		membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ);
+		_sheaf_rseq_fence();
+	/*
+	 * Fallback mode's Dekker pair: this seq_cst store of stop and load of
+	 * lock against the locker's seq_cst compare-and-swap of lock and load
+	 * of stop; with all four in one total order, either the locker sees
+	 * stop and lets go, or this load sees its lock and waits.
+	 */
 	for (unsigned int i = 0; i < _sheaf_nr_slots; i++)
-		while (__atomic_load_n(&pcs[i].lock, __ATOMIC_ACQUIRE))
+		while (__atomic_load_n(&pcs[i].lock, __ATOMIC_SEQ_CST))
 			sched_yield();
+}
+
+/* A fork()ed child's slots, owned by its one thread: no lock is held. */
+void _sheaf_slots_reset(struct sheaf_pcs *pcs)
+{
+	for (unsigned int i = 0; i < _sheaf_nr_slots; i++)
+		__atomic_store_n(&pcs[i].lock, 0, __ATOMIC_RELAXED);
 }
 
 void _sheaf_slots_remote_unlock(struct sheaf_pcs *pcs)
@@ -751,10 +769,19 @@ void _sheaf_pcs_lock_all(struct kmem_cache *s)
 		pthread_spin_lock(&s->barn[n]->lock);
 }
 
-void _sheaf_pcs_unlock_all(struct kmem_cache *s)
+/*
+ * After fork().  In the child every slot is free: its one thread is the
+ * one that owned every slot in the prefork handler.  A lock byte may still
+ * read 1 there (fallback mode: another thread's compare-and-swap takes it
+ * for an instant before it sees stop and lets go, and fork() may copy that
+ * instant), so the child clears them all before clearing stop.
+ */
+void _sheaf_pcs_unlock_all(struct kmem_cache *s, bool child)
 {
 	for (unsigned int n = 0; n < _sheaf_nr_nodes; n++)
 		pthread_spin_unlock(&s->barn[n]->lock);
+	if (child)
+		_sheaf_slots_reset(s->hot.pcs);
 	_sheaf_pcs_remote_unlock_all(s);
 	pthread_mutex_unlock(&s->flush_lock);
 }

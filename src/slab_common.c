@@ -467,15 +467,31 @@ SHEAF_EXPORT void kmem_cache_free_bulk(struct kmem_cache *s, size_t nr, void **p
 /* ----------------------------------------------------------------- fork */
 
 /*
- * Before fork() take, in lock order, the cache list, every slot of every
- * cache, every node list lock and the page layer, so that the child does
- * not inherit a lock held by a thread that does not exist there.
+ * Before fork() take every lock of the library, in the lock order of
+ * docs/ARCHITECTURE.md, so that the child inherits none held by a thread
+ * it does not have:
+ *
+ *   (the RCU worker quiesced: its batch finished, no new one taken)
+ *   1. rcu batch_lock          (held across the batch's allocation)
+ *   2. kmalloc drain_lock      (malloc_trim's run-cache drain)
+ *   3. info.lock               (statistics snapshot)
+ *   4. slab_mutex              (the cache list)
+ *   5. per cache: flush_lock, then every slot (remote protocol), then
+ *      every barn lock (sheaf caches)
+ *   6. every node list_lock
+ *   7. arena_lock, then every page_node.lock
+ *   8. leaves: debug glob_lock, rcu worker.lock
+ *
+ * and release them after, in parent and child (the child also clears the
+ * slot lock bytes: its one thread owns every slot).
  */
 static void prefork(void)
 {
 	struct kmem_cache *s;
 	_sheaf_rcu_quiesce_worker();
 	_sheaf_rcu_before_fork();
+	_sheaf_rcu_lock_batch();
+	_sheaf_run_cache_prefork();
 	_sheaf_info_prefork();
 	pthread_mutex_lock(&_sheaf_slab_mutex);
 	list_for_each_entry(s, &_sheaf_slab_caches, list) {
@@ -488,6 +504,7 @@ static void prefork(void)
 		for (unsigned int n = 0; n < _sheaf_nr_nodes; n++)
 			pthread_mutex_lock(&s->node[n]->list_lock);
 	_sheaf_pages_lock_all();
+	_sheaf_debug_prefork();
 	_sheaf_rcu_lock_worker();
 }
 
@@ -495,18 +512,21 @@ static void postfork(bool child)
 {
 	struct kmem_cache *s;
 	_sheaf_rcu_unlock_worker(child);
+	_sheaf_debug_postfork();
 	_sheaf_pages_unlock_all(child);
 	list_for_each_entry(s, &_sheaf_slab_caches, list)
 		for (unsigned int n = 0; n < _sheaf_nr_nodes; n++)
 			pthread_mutex_unlock(&s->node[n]->list_lock);
 	list_for_each_entry(s, &_sheaf_slab_caches, list) {
 		if (cache_has_sheaves(s))
-			_sheaf_pcs_unlock_all(s);
+			_sheaf_pcs_unlock_all(s, child);
 		else
 			_sheaf_cpu_unlock_all(s);
 	}
 	pthread_mutex_unlock(&_sheaf_slab_mutex);
 	_sheaf_info_postfork(child);
+	_sheaf_run_cache_postfork(child);
+	_sheaf_rcu_unlock_batch();
 	_sheaf_rcu_after_fork(child);
 	if (child)
 		_sheaf_debug_postfork_child();

@@ -101,6 +101,9 @@ struct sheaf_runtime {
 	 * mm_cid) or + 4 (cpu_id), so that a section reads it with one
 	 * instruction. */
 	long slot_off;
+	/* Slots per cache: a section bails unless the slot is below it. */
+	unsigned int nr_slots;
+	unsigned int _pad;
 };
 extern struct sheaf_runtime sheaf_rt;
 /* The library reads its own hidden copy instead (no GOT load). */
@@ -144,15 +147,18 @@ extern void *sheaf_memmap[];
  */
 #ifdef SHEAF_RT_HIDDEN
 /* The library: its private copy of sheaf_rt, a hidden symbol, read
- * RIP-relative (slot_off at offset 8). */
+ * RIP-relative (slot_off at offset 8, nr_slots at 16). */
 #define SHEAF_RSEQ_LOAD_ROFF "movq %c[rt](%%rip), %%rcx\n\t"
 #define SHEAF_RSEQ_LOAD_SOFF "movq %c[rt]+8(%%rip), %%rax\n\t"
+#define SHEAF_RSEQ_CMP_NSLOTS "cmpl %c[rt]+16(%%rip), %%eax\n\t"
 #define SHEAF_RSEQ_OFF_INPUTS , [rt] "i"(&SHEAF_RT)
 #else
 #define SHEAF_RSEQ_LOAD_ROFF "movq %[roff], %%rcx\n\t"
 #define SHEAF_RSEQ_LOAD_SOFF "movq %[soff], %%rax\n\t"
+#define SHEAF_RSEQ_CMP_NSLOTS "cmpl %[nslots], %%eax\n\t"
 #define SHEAF_RSEQ_OFF_INPUTS                                                  \
-	, [roff] "m"(SHEAF_RT.rseq_offset), [soff] "m"(SHEAF_RT.slot_off)
+	, [roff] "m"(SHEAF_RT.rseq_offset), [soff] "m"(SHEAF_RT.slot_off),      \
+	  [nslots] "m"(SHEAF_RT.nr_slots)
 #endif
 
 #define SHEAF_RSEQ_ARM                                                         \
@@ -167,17 +173,56 @@ extern void *sheaf_memmap[];
 	"movq %%rax, %%fs:8(%%rcx)\n\t"
 
 /*
- * Start of every section (label 1): %rax = &base[slot] for the slot read
- * from the rseq area now; bail if its lock or stop byte is set.
+ * Start of every section (label 1; %rcx = rseq_offset from the arming):
+ * %eax = the slot number read from the rseq area now, or a jump to NOSLOT
+ * when the thread's rseq area is not registered (cpu_id negative: it
+ * unregistered, or registration failed; the kernel then aborts nothing,
+ * and an unregistered thread's mm_cid reads 0, another thread's slot) or
+ * the slot is not below the slot count.  Both tests read lines the section
+ * touches anyway (the rseq area, sheaf_rt).
  */
-#define SHEAF_RSEQ_SLOT                                                        \
+#define SHEAF_RSEQ_SLOTNR(NOSLOT)                                              \
 	"1:\n\t"                                                               \
+	"cmpl $0, %%fs:4(%%rcx)\n\t"                                           \
+	"jl %l[" NOSLOT "]\n\t"                                                \
 	SHEAF_RSEQ_LOAD_SOFF                                                   \
 	"movl %%fs:(%%rax), %%eax\n\t"                                        \
+	SHEAF_RSEQ_CMP_NSLOTS                                                  \
+	"jae %l[" NOSLOT "]\n\t"
+
+/*
+ * Start of every sheaf section: %rax = &base[slot] for the slot read from
+ * the rseq area now; bail if the thread has no usable slot (above) or the
+ * slot's lock or stop byte is set.
+ */
+#define SHEAF_RSEQ_SLOT                                                        \
+	SHEAF_RSEQ_SLOTNR("bail")                                              \
 	"shlq $6, %%rax\n\t"                                                   \
 	"addq %[base], %%rax\n\t"                                              \
 	"cmpw $0, (%%rax)\n\t"                                                 \
 	"jne %l[bail]\n\t"
+
+/*
+ * Disarm: rseq->rseq_cs = NULL once the section is over (after the commit,
+ * and on the bail-out paths in C).  The kernel reads the descriptor that
+ * rseq_cs names at every preemption and signal of the thread until it
+ * finds the thread outside the section and clears it; a descriptor in a
+ * module that dlclose() has unmapped by then kills the process with
+ * SIGSEGV.  Disarmed, the thread never points the kernel at a module it
+ * left (and the kernel skips the descriptor read).  An abort needs nothing:
+ * the kernel clears rseq_cs when it aborts.
+ */
+#define SHEAF_RSEQ_DISARM                                                      \
+	SHEAF_RSEQ_LOAD_ROFF                                                   \
+	"movq $0, %%fs:8(%%rcx)\n\t"
+
+static inline __attribute__((always_inline)) void sheaf_rseq_disarm(void)
+{
+	__asm__ volatile(SHEAF_RSEQ_DISARM
+			 :
+			 : [unused] "i"(0) SHEAF_RSEQ_OFF_INPUTS
+			 : "rcx", "memory");
+}
 
 /*
  * End of every section: label 2 right after the commit store.  The abort
@@ -187,6 +232,7 @@ extern void *sheaf_memmap[];
  */
 #define SHEAF_RSEQ_END                                                         \
 	"2:\n\t"                                                               \
+	SHEAF_RSEQ_DISARM                                                      \
 	".pushsection __rseq_failure, \"ax\"\n\t"                              \
 	".byte 0x0f, 0xb9, 0x3d\n\t"                                           \
 	".long 0x53053053\n\t"                                                 \
@@ -195,10 +241,15 @@ extern void *sheaf_memmap[];
 	".popsection\n\t"
 
 /*
- * Every section function returns 0 when it committed, 1 when it bailed out
- * (take the slow path) and 2 when the kernel aborted it (run it again).
- * Once inlined, the compiler turns these into direct jumps.
+ * Every section function returns SHEAF_RSEQ_DONE when it committed,
+ * SHEAF_RSEQ_BAIL when it bailed out (take the slow path),
+ * SHEAF_RSEQ_ABORTED when the kernel aborted it (run it again), and the
+ * classic sections SHEAF_RSEQ_NOSLOT when the thread has no usable slot
+ * (take the slow path, which then works without the slot).  Once inlined,
+ * the compiler turns these into direct jumps.
  */
+enum { SHEAF_RSEQ_DONE = 0, SHEAF_RSEQ_BAIL = 1, SHEAF_RSEQ_ABORTED = 2,
+       SHEAF_RSEQ_NOSLOT = 3 };
 
 /*
  * Pop.  in: base = s->pcs.  Bails if lock or stop is set or main is empty.
@@ -223,11 +274,12 @@ static inline int sheaf_rseq_pop(struct sheaf_pcs *base, void **objp)
 		: "rcx", "rdx", "memory", "cc"
 		: bail, abort);
 	*objp = obj;
-	return 0;
+	return SHEAF_RSEQ_DONE;
 bail:
-	return 1;
+	sheaf_rseq_disarm();
+	return SHEAF_RSEQ_BAIL;
 abort:
-	return 2;
+	return SHEAF_RSEQ_ABORTED;
 }
 
 /*
@@ -267,11 +319,12 @@ abort:
 static inline int sheaf_rseq_push(struct sheaf_pcs *base, void *obj)
 {
 	SHEAF_RSEQ_PUSH_SECTION(8, "", SHEAF_RSEQ_LIMIT_SLOT, );
-	return 0;
+	return SHEAF_RSEQ_DONE;
 bail:
-	return 1;
+	sheaf_rseq_disarm();
+	return SHEAF_RSEQ_BAIL;
 abort:
-	return 2;
+	return SHEAF_RSEQ_ABORTED;
 }
 
 /*
@@ -284,11 +337,12 @@ static inline int sheaf_rseq_push_rcu(struct sheaf_pcs *base, void *obj,
 {
 	SHEAF_RSEQ_PUSH_SECTION(24, SHEAF_RSEQ_NONNULL, SHEAF_RSEQ_LIMIT_REG,
 				SHEAF_RSEQ_LIMIT_REG_INPUT);
-	return 0;
+	return SHEAF_RSEQ_DONE;
 bail:
-	return 1;
+	sheaf_rseq_disarm();
+	return SHEAF_RSEQ_BAIL;
 abort:
-	return 2;
+	return SHEAF_RSEQ_ABORTED;
 }
 
 /*
@@ -308,11 +362,12 @@ static inline int sheaf_rseq_trylock(struct sheaf_pcs *base, unsigned int *slotp
 		: "rcx", "memory", "cc"
 		: bail, abort);
 	*slotp = (unsigned int)(pcs - base);
-	return 0;
+	return SHEAF_RSEQ_DONE;
 bail:
-	return 1;
+	sheaf_rseq_disarm();
+	return SHEAF_RSEQ_BAIL;
 abort:
-	return 2;
+	return SHEAF_RSEQ_ABORTED;
 }
 
 /*
@@ -337,9 +392,7 @@ static inline int sheaf_rseq_cpu_cmpxchg(void *base, void *c, void *old_fl,
 {
 	__asm__ goto(
 		SHEAF_RSEQ_ARM
-		"1:\n\t"
-		SHEAF_RSEQ_LOAD_SOFF
-		"movl %%fs:(%%rax), %%eax\n\t"
+		SHEAF_RSEQ_SLOTNR("noslot")
 		"shlq $6, %%rax\n\t"
 		"addq %[base], %%rax\n\t"
 		"cmpq %[c], %%rax\n\t"
@@ -358,12 +411,16 @@ static inline int sheaf_rseq_cpu_cmpxchg(void *base, void *c, void *old_fl,
 		  [ofl] "r"(old_fl), [otid] "r"(old_tid), [nfl] "r"(new_fl),
 		  [ntid] "r"(new_tid)
 		: "rax", "rcx", "memory", "cc"
-		: bail, abort);
-	return 0;
+		: bail, noslot, abort);
+	return SHEAF_RSEQ_DONE;
 bail:
-	return 1;
+	sheaf_rseq_disarm();
+	return SHEAF_RSEQ_BAIL;
+noslot:
+	sheaf_rseq_disarm();
+	return SHEAF_RSEQ_NOSLOT;
 abort:
-	return 2;
+	return SHEAF_RSEQ_ABORTED;
 }
 
 /*
@@ -376,9 +433,7 @@ static inline int sheaf_rseq_cpu_settid(void *base, void *c,
 {
 	__asm__ goto(
 		SHEAF_RSEQ_ARM
-		"1:\n\t"
-		SHEAF_RSEQ_LOAD_SOFF
-		"movl %%fs:(%%rax), %%eax\n\t"
+		SHEAF_RSEQ_SLOTNR("noslot")
 		"shlq $6, %%rax\n\t"
 		"addq %[base], %%rax\n\t"
 		"cmpq %[c], %%rax\n\t"
@@ -393,12 +448,16 @@ static inline int sheaf_rseq_cpu_settid(void *base, void *c,
 		: [base] "r"(base) SHEAF_RSEQ_OFF_INPUTS, [c] "r"(c),
 		  [otid] "r"(old_tid), [ntid] "r"(new_tid)
 		: "rax", "rcx", "memory", "cc"
-		: bail, abort);
-	return 0;
+		: bail, noslot, abort);
+	return SHEAF_RSEQ_DONE;
 bail:
-	return 1;
+	sheaf_rseq_disarm();
+	return SHEAF_RSEQ_BAIL;
+noslot:
+	sheaf_rseq_disarm();
+	return SHEAF_RSEQ_NOSLOT;
 abort:
-	return 2;
+	return SHEAF_RSEQ_ABORTED;
 }
 #endif /* x86-64 */
 
