@@ -14,12 +14,8 @@
  *   stats.c     counters
  *   debug.c     error reports
  *
- * Lock order (see docs/ARCHITECTURE.md):
- *   1. slab_mutex (cache list)
- *   2. per-slot ownership (the BUSY bit of kmem_cache_cpu.tid)
- *   3. kmem_cache_node.list_lock
- *   4. arena_lock (mapping new arenas, huge mappings)
- *   5. page_node.lock (buddy free lists of one node)
+ * Lock order: docs/ARCHITECTURE.md ("Lock order") has the one list, which
+ * the fork handlers (slab_common.c) follow.
  */
 #ifndef SHEAF_INTERNAL_H
 #define SHEAF_INTERNAL_H

@@ -6,9 +6,16 @@
  * Slots: with glibc's rseq registration (glibc >= 2.35) the slot is the
  * rseq mm_cid when the kernel provides it (AT_RSEQ_FEATURE_SIZE >= 28: a
  * dense per-process id), else cpu_id.  Without rseq (other libc, valgrind,
- * glibc.pthread.rseq=0) the slot comes from sched_getcpu().  The slot is a
- * hint: a thread may move at once, and every protocol above this file is
- * correct when several threads use one slot.
+ * glibc.pthread.rseq=0) the slot comes from sched_getcpu().  Outside a
+ * restartable section the slot is a hint: a thread may move at once, and
+ * the slot locks make the slow paths correct when several threads use one
+ * slot.  Inside a section the slot is exact only for a thread whose rseq
+ * area is registered (cpu_id >= 0): an unregistered thread's mm_cid reads
+ * 0, another thread's slot, and the kernel aborts none of its sections, so
+ * every section checks cpu_id and the slot bound first and bails
+ * (<sheaf/rseq.h>, docs/PERCPU.md).  A kernel that left mm_cid at 0 for
+ * registered threads would be unsafe in the same way; detect_rseq() only
+ * uses mm_cid where AT_RSEQ_FEATURE_SIZE says the kernel fills it.
  *
  * Nodes: SHEAF_FAKE_NUMA=N splits the CPUs into N contiguous groups; else
  * libnuma's topology.

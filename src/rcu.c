@@ -203,10 +203,15 @@ static void *sheaf_worker(void *arg)
 	return NULL;
 }
 
-/* Caller holds worker.lock. */
+/*
+ * Caller holds worker.lock.  Not while a fork() is being prepared:
+ * pthread_create() may allocate (libsheaf-malloc), which would take locks
+ * the prefork handler holds while this thread holds worker.lock, which the
+ * handler takes last.  The caller then takes its path for "no worker".
+ */
 static void worker_start_locked(void)
 {
-	if (worker.started)
+	if (worker.started || worker.forking)
 		return;
 	pthread_attr_t attr;
 	pthread_t tid;

@@ -16,7 +16,13 @@
  *    address, cache and caller, and aborts the process (like glibc's free()).
  *
  * Thread safety: every function may be called from any thread.  None is
- * async-signal-safe.
+ * async-signal-safe: a signal handler must not call libsheaf (the slow
+ * paths take locks the interrupted thread may hold; docs/PERCPU.md).  A
+ * thread interrupted anywhere in libsheaf by a signal whose handler obeys
+ * that rule resumes correctly.  A thread whose rseq area is not registered
+ * works (through the slab layer, without the per-CPU sheaves).  A module
+ * that used the inline fast paths may be dlclose()d whenever no thread
+ * runs its code.
  */
 #ifndef SHEAF_SLAB_H
 #define SHEAF_SLAB_H
