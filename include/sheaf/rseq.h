@@ -209,9 +209,18 @@ extern void *sheaf_memmap[];
  * finds the thread outside the section and clears it; a descriptor in a
  * module that dlclose() has unmapped by then kills the process with
  * SIGSEGV.  Disarmed, the thread never points the kernel at a module it
- * left (and the kernel skips the descriptor read).  An abort needs nothing:
- * the kernel clears rseq_cs when it aborts.
+ * left.  An abort needs nothing: the kernel clears rseq_cs when it aborts.
+ *
+ * Only code that can be unloaded needs it: sections compiled into a shared
+ * object (-fPIC without -fPIE) disarm; an executable's sections and
+ * libsheaf's own (the library is linked -z nodelete) live as long as the
+ * process, and skip the two instructions.  SHEAF_RSEQ_DISARM_ALWAYS forces
+ * it on (code that is copied or unmapped some other way),
+ * SHEAF_RSEQ_NO_DISARM off (a shared object that is never unloaded).
  */
+#if defined(SHEAF_RSEQ_DISARM_ALWAYS) ||                                       \
+	(defined(__PIC__) && !defined(__PIE__) && !defined(SHEAF_RT_HIDDEN) &&  \
+	 !defined(SHEAF_RSEQ_NO_DISARM))
 #define SHEAF_RSEQ_DISARM                                                      \
 	SHEAF_RSEQ_LOAD_ROFF                                                   \
 	"movq $0, %%fs:8(%%rcx)\n\t"
@@ -223,6 +232,12 @@ static inline __attribute__((always_inline)) void sheaf_rseq_disarm(void)
 			 : [unused] "i"(0) SHEAF_RSEQ_OFF_INPUTS
 			 : "rcx", "memory");
 }
+#else
+#define SHEAF_RSEQ_DISARM ""
+static inline __attribute__((always_inline)) void sheaf_rseq_disarm(void)
+{
+}
+#endif
 
 /*
  * End of every section: label 2 right after the commit store.  The abort
