@@ -11,7 +11,10 @@
 #   make memcheck  the unit tests under valgrind memcheck
 #   make fuzz FUZZ_TIME=60     libFuzzer on the API harness (clang, ASan)
 #   make soak DURATION=600     stress runs with random configurations and
-#                              failure injection for a set time
+#                              failure injection for a set time, then the
+#                              adversarial stress as long in each per-CPU
+#                              mode (3 x DURATION in all; SOAK_MALLOC=1 adds
+#                              its malloc mode, 5 x DURATION)
 #   make ci        everything CI runs (.ci/run)
 #   make install PREFIX=/usr/local
 
