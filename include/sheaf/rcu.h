@@ -15,10 +15,16 @@
  *
  * Rules (liburcu's, and the kernel's):
  *  - a thread must be registered before its first rcu_read_lock();
- *  - call_rcu() and kfree_rcu() need a registered thread: libsheaf registers
- *    a thread that is not registered on its first kfree_rcu() and
- *    unregisters it when the thread exits; a thread that registers itself
- *    must do so before its first kfree_rcu();
+ *  - kfree_rcu() and the barriers work from any thread, registered or not
+ *    (libsheaf never creates per-CPU call_rcu helpers, the only data the
+ *    read-side lock inside liburcu's call_rcu() protects); a program that
+ *    creates them (create_all_cpu_call_rcu_data()) must register every
+ *    thread that frees through RCU (docs/RCU.md);
+ *  - fork() while other threads are registered readers: the child inherits
+ *    their registry entries but not the threads, and a grace period there
+ *    (kfree_rcu_mightsleep(), the barriers, kmem_cache_destroy(), the
+ *    recycling of RCU sheaves) may wait for ever or fault inside liburcu.
+ *    Fork only with no other thread registered (or exec() at once);
  *  - kfree_rcu_mightsleep() may wait for a grace period: never call it
  *    inside a read-side critical section;
  *  - kvfree_rcu_barrier(), kvfree_rcu_barrier_on_cache() and
