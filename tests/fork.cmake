@@ -1,0 +1,53 @@
+# fork() while other threads hold libsheaf's locks (included from
+# tests/CMakeLists.txt): one case per lock, each forking FORK_ITERS times
+# (default 1000) while background threads loop on the path that takes the
+# lock; every child must exit within 20 s.  In both per-CPU modes.
+#  - test_fork: the library's locks (sheaf and classic slots, barn, list,
+#    flush, slab mutex, arena and page-node locks, statistics publisher,
+#    RCU worker and pointer batch, rcu_free sheaves, fault globs); skips
+#    itself (77) under TSan, which does not support threads in fork()ed
+#    children;
+#  - fork_malloc: kmalloc.c's drain_lock (malloc_trim) and the kmalloc
+#    caches' slots under LD_PRELOAD=libsheaf-malloc (not in sanitizer
+#    builds, which have no libsheaf-malloc).
+# Run time on a two-CPU VM: test_fork 4-5 minutes per mode when the machine
+# is otherwise idle (13 cases x 1000 forks, about 20 ms each), 7 minutes
+# under load; fork_malloc under a minute (fallback: up to 4.5 minutes under
+# load).  Hence label "stress" and timeouts with room for `ctest -j`.
+# A hung child costs 20 s and ends its case, so the timeouts are only a
+# backstop.  FORK_ITERS=100 in the environment for a quick run.
+
+# 1000 forks per lock in the default build (`make test`, RelWithDebInfo);
+# 100 in the other builds of the CI matrix (sanitizers, Debug, Release),
+# which would otherwise spend most of CI's half hour forking.
+if(SHEAF_SANITIZE OR NOT CMAKE_BUILD_TYPE STREQUAL "RelWithDebInfo")
+  set(SHEAF_FORK_ITERS 100)
+else()
+  set(SHEAF_FORK_ITERS 1000)
+endif()
+
+sheaf_unit_test(test_fork)
+add_test(NAME test_fork_fallback COMMAND test_fork)
+set_tests_properties(test_fork test_fork_fallback PROPERTIES
+                     LABELS "stress" TIMEOUT 1500 SKIP_RETURN_CODE 77)
+set_tests_properties(test_fork PROPERTIES
+                     ENVIRONMENT "FORK_ITERS=${SHEAF_FORK_ITERS}")
+set_tests_properties(test_fork_fallback PROPERTIES
+                     ENVIRONMENT "SHEAF_PERCPU=fallback;FORK_ITERS=${SHEAF_FORK_ITERS}")
+
+if(NOT SHEAF_SANITIZE)
+  # A plain program: under LD_PRELOAD its malloc is libsheaf-malloc (it
+  # checks, and skips with 77 without it).  -fno-builtin: every malloc and
+  # free reaches the library.
+  add_executable(fork_malloc fork_malloc.c)
+  target_link_libraries(fork_malloc PRIVATE Threads::Threads ${CMAKE_DL_LIBS})
+  target_compile_options(fork_malloc PRIVATE -fno-builtin)
+  add_test(NAME fork_malloc COMMAND fork_malloc)
+  add_test(NAME fork_malloc_fallback COMMAND fork_malloc)
+  set_tests_properties(fork_malloc fork_malloc_fallback PROPERTIES
+                       LABELS "stress" TIMEOUT 900 SKIP_RETURN_CODE 77)
+  set_tests_properties(fork_malloc PROPERTIES ENVIRONMENT
+                       "LD_PRELOAD=$<TARGET_FILE:sheaf_malloc>;FORK_ITERS=${SHEAF_FORK_ITERS}")
+  set_tests_properties(fork_malloc_fallback PROPERTIES ENVIRONMENT
+                       "LD_PRELOAD=$<TARGET_FILE:sheaf_malloc>;SHEAF_PERCPU=fallback;FORK_ITERS=${SHEAF_FORK_ITERS}")
+endif()
