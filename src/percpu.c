@@ -103,6 +103,37 @@ static void read_config(void)
 			env_int("SHEAF_DEFAULT_CAPACITY", 0, 0, SHEAF_MAX_CAPACITY);
 }
 
+/*
+ * The number of possible CPUs: the highest id in the kernel's possible
+ * mask plus one (0: unknown).  The rseq ABI keeps a registered thread's
+ * cpu_id and mm_cid below it, so with one slot per possible CPU a section
+ * needs no bound test of its own (<sheaf/rseq.h>); rseq mode is used only
+ * when this is known and fits MAX_SLOTS.
+ */
+static long possible_cpus(void)
+{
+	FILE *f = fopen("/sys/devices/system/cpu/possible", "re");
+	if (!f)
+		return 0;
+	char buf[4096];
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	long max = -1;
+	for (char *p = buf; *p;) {
+		char *end;
+		long v = strtol(p, &end, 10);
+		if (end == p)
+			break;
+		if (v > max)
+			max = v;
+		p = end;
+		while (*p == ',' || *p == '-' || *p == '\n')
+			p++;
+	}
+	return max + 1;
+}
+
 static void detect_rseq(void)
 {
 	if (__rseq_size == 0 || RUNNING_ON_VALGRIND)
@@ -199,11 +230,15 @@ static void do_init(void)
 {
 	_sheaf_in_init = true;
 	read_config();
-	long ncpu = sysconf(_SC_NPROCESSORS_CONF);
+	long ncpu = possible_cpus();
+	bool exact = ncpu > 0 && ncpu <= MAX_SLOTS;
+	if (ncpu <= 0)
+		ncpu = sysconf(_SC_NPROCESSORS_CONF);
 	if (ncpu < 1)
 		ncpu = 1;
 	_sheaf_nr_slots = (unsigned int)MIN(ncpu, MAX_SLOTS);
-	detect_rseq();
+	if (exact)
+		detect_rseq();
 	detect_nodes();
 	_sheaf_stats_on = _sheaf_config.stats;
 	_sheaf_debug_setup();

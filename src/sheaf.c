@@ -43,8 +43,6 @@ SHEAF_EXPORT struct sheaf_runtime sheaf_rt;
 struct sheaf_runtime _sheaf_rt_local;
 _Static_assert(offsetof(struct sheaf_runtime, slot_off) == 8,
 	       "SHEAF_RSEQ_LOAD_SOFF reads slot_off at offset 8");
-_Static_assert(offsetof(struct sheaf_runtime, nr_slots) == 16,
-	       "SHEAF_RSEQ_CMP_NSLOTS reads nr_slots at offset 16");
 _Static_assert(offsetof(struct sheaf_rseq_area, cpu_id) == 4,
 	       "SHEAF_RSEQ_SLOTNR tests cpu_id at offset 4 of the rseq area");
 bool _sheaf_rseq_mode;

@@ -101,7 +101,7 @@ struct sheaf_runtime {
 	 * mm_cid) or + 4 (cpu_id), so that a section reads it with one
 	 * instruction. */
 	long slot_off;
-	/* Slots per cache: a section bails unless the slot is below it. */
+	/* Slots per cache: one per possible CPU in rseq mode. */
 	unsigned int nr_slots;
 	unsigned int _pad;
 };
@@ -147,18 +147,15 @@ extern void *sheaf_memmap[];
  */
 #ifdef SHEAF_RT_HIDDEN
 /* The library: its private copy of sheaf_rt, a hidden symbol, read
- * RIP-relative (slot_off at offset 8, nr_slots at 16). */
+ * RIP-relative (slot_off at offset 8). */
 #define SHEAF_RSEQ_LOAD_ROFF "movq %c[rt](%%rip), %%rcx\n\t"
 #define SHEAF_RSEQ_LOAD_SOFF "movq %c[rt]+8(%%rip), %%rax\n\t"
-#define SHEAF_RSEQ_CMP_NSLOTS "cmpl %c[rt]+16(%%rip), %%eax\n\t"
 #define SHEAF_RSEQ_OFF_INPUTS , [rt] "i"(&SHEAF_RT)
 #else
 #define SHEAF_RSEQ_LOAD_ROFF "movq %[roff], %%rcx\n\t"
 #define SHEAF_RSEQ_LOAD_SOFF "movq %[soff], %%rax\n\t"
-#define SHEAF_RSEQ_CMP_NSLOTS "cmpl %[nslots], %%eax\n\t"
 #define SHEAF_RSEQ_OFF_INPUTS                                                  \
-	, [roff] "m"(SHEAF_RT.rseq_offset), [soff] "m"(SHEAF_RT.slot_off),      \
-	  [nslots] "m"(SHEAF_RT.nr_slots)
+	, [roff] "m"(SHEAF_RT.rseq_offset), [soff] "m"(SHEAF_RT.slot_off)
 #endif
 
 #define SHEAF_RSEQ_ARM                                                         \
@@ -175,20 +172,22 @@ extern void *sheaf_memmap[];
 /*
  * Start of every section (label 1; %rcx = rseq_offset from the arming):
  * %eax = the slot number read from the rseq area now, or a jump to NOSLOT
- * when the thread's rseq area is not registered (cpu_id negative: it
- * unregistered, or registration failed; the kernel then aborts nothing,
- * and an unregistered thread's mm_cid reads 0, another thread's slot) or
- * the slot is not below the slot count.  Both tests read lines the section
- * touches anyway (the rseq area, sheaf_rt).
+ * when the thread's rseq area is not registered: cpu_id negative (it
+ * unregistered, or its registration failed).  The kernel then aborts none
+ * of its sections, and an unregistered thread's mm_cid reads 0, another
+ * thread's slot; its cpu_id -1 would index far past the slots.  For a
+ * registered thread the ABI keeps cpu_id and mm_cid below the number of
+ * possible CPUs, and there is one slot per possible CPU (rseq mode is on
+ * only when that count is known and fits: percpu.c), so this one test of
+ * the line the section has just armed also keeps the slot below the slot
+ * count (sheaf_rt.nr_slots says what that count is).
  */
 #define SHEAF_RSEQ_SLOTNR(NOSLOT)                                              \
 	"1:\n\t"                                                               \
 	"cmpl $0, %%fs:4(%%rcx)\n\t"                                           \
 	"jl %l[" NOSLOT "]\n\t"                                                \
 	SHEAF_RSEQ_LOAD_SOFF                                                   \
-	"movl %%fs:(%%rax), %%eax\n\t"                                        \
-	SHEAF_RSEQ_CMP_NSLOTS                                                  \
-	"jae %l[" NOSLOT "]\n\t"
+	"movl %%fs:(%%rax), %%eax\n\t"
 
 /*
  * Start of every sheaf section: %rax = &base[slot] for the slot read from
