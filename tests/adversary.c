@@ -1478,11 +1478,17 @@ static void *churn_main(void *arg)
  * ends a child of a multi-threaded process that starts a thread
  * ("starting new threads after multi-threaded fork is not supported",
  * die_after_fork).  With TSAN_OPTIONS=detect_deadlocks=0:die_after_fork=0
- * the forks do run there.  The fork paths run in every other build.
+ * the forks do run there.  Under ASan (gcc 12's libasan) neither: a
+ * child's new threads hung before their first instruction (step
+ * "starting", 1 run in 7 under load), inside the sanitizer's thread start,
+ * whose locks a parent thread starting or ending a thread (this test's
+ * churn) held at the fork; libsheaf is not on that path.  test_fork covers
+ * the fork handlers under ASan (its threads live through the forks).  The
+ * fork paths run in every other build.
  */
 static bool forks_supported(void)
 {
-#ifdef ADV_TSAN
+#if defined(ADV_TSAN) || defined(ADV_ASAN)
 	return false;
 #else
 	return true;
