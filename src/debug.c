@@ -227,13 +227,16 @@ static slab_flags_t flag_of(char c)
  */
 void _sheaf_debug_setup(void)
 {
-	const char *v = getenv("SHEAF_DEBUG_ABORT");
-	debug_abort = !(v && !strcmp(v, "0"));
-	v = getenv("SLUB_DEBUG");
+	debug_abort = _sheaf_env_bool("SHEAF_DEBUG_ABORT", true);
+	const char *v = _sheaf_getenv("SLUB_DEBUG");
 	if (!v)
 		return;
 	char buf[1024];
+	if (strlen(v) >= sizeof(buf))
+		fprintf(stderr, "sheaf: SLUB_DEBUG is longer than %zu characters: "
+			"the rest is ignored\n", sizeof(buf) - 1);
 	snprintf(buf, sizeof(buf), "%s", v);
+	bool dropped = false;
 	char *save_block = NULL;
 	for (char *block = strtok_r(buf, ";", &save_block); block;
 	     block = strtok_r(NULL, ";", &save_block)) {
@@ -258,17 +261,27 @@ void _sheaf_debug_setup(void)
 		if (!names || !*names) {
 			if (nrules < MAX_RULES)
 				rules[nrules++] = r;
+			else
+				dropped = true;
 			continue;
 		}
 		char *save_name = NULL;
 		for (char *n = strtok_r(names, ",", &save_name); n;
 		     n = strtok_r(NULL, ",", &save_name)) {
-			if (nrules >= MAX_RULES)
+			if (nrules >= MAX_RULES) {
+				dropped = true;
 				break;
+			}
+			if (strlen(n) >= sizeof(r.pattern))
+				fprintf(stderr, "sheaf: SLUB_DEBUG: cache name longer than "
+					"%zu characters cut\n", sizeof(r.pattern) - 1);
 			snprintf(r.pattern, sizeof(r.pattern), "%s", n);
 			rules[nrules++] = r;
 		}
 	}
+	if (dropped)
+		fprintf(stderr, "sheaf: SLUB_DEBUG has more than %d rules (one per "
+			"cache name): the rest are ignored\n", MAX_RULES);
 	/*
 	 * glibc's first backtrace() loads the unwinder with dlopen, which
 	 * allocates: do it now, inside sheaf_init(), rather than in the first
@@ -1050,7 +1063,9 @@ static int fault_parse_set(enum sheaf_fault which, const char *spec)
 	if (strlen(spec) >= sizeof(buf))
 		return -EINVAL;
 	strcpy(buf, spec);
-	if (sscanf(buf, "%lu,%ld,%ld,%ld%n", &interval, &probability, &space,
+	/* %lu would take "-1" as ULONG_MAX: no sign at all. */
+	if (buf[strspn(buf, " \t")] == '-' ||
+	    sscanf(buf, "%lu,%ld,%ld,%ld%n", &interval, &probability, &space,
 		   &times, &n) != 4 || (buf[n] && buf[n] != ','))
 		return -EINVAL;
 	if (interval == 0 || probability < 0 || probability > 100 || space < 0 ||
@@ -1113,7 +1128,7 @@ SHEAF_EXPORT void sheaf_inject_sheaf_failures(long count)
 void _sheaf_fault_setup(void)
 {
 	for (int i = 0; i < SHEAF_FAULT_NR; i++) {
-		const char *v = getenv(fault_env[i]);
+		const char *v = _sheaf_getenv(fault_env[i]);
 		if (v && fault_parse_set((enum sheaf_fault)i, v) != 0)
 			fprintf(stderr, "sheaf: %s=\"%s\" ignored: expected "
 				"interval,probability,space,times[,cache=GLOB]"

@@ -255,7 +255,16 @@ struct sheaf_config {
 	int kmalloc_capacity;   /* SHEAF_KMALLOC_CAPACITY: the kmalloc caches'
 				 * minimum capacity when they have sheaves */
 	unsigned int yield_every; /* SHEAF_DEBUG_YIELD=N: yield in 1 of N lock holds */
+	int malloc_verbose;     /* SHEAF_MALLOC_VERBOSE: 0, 1, 2 (libsheaf-malloc) */
 };
+/*
+ * Reading the environment (percpu.c): secure_getenv() (a setuid or setgid
+ * program ignores every variable), integers in a range and booleans
+ * (0/1, no/yes, off/on, false/true) with one stderr line for a bad value.
+ */
+const char *_sheaf_getenv(const char *name);
+int _sheaf_env_int(const char *name, int def, int lo, int hi);
+bool _sheaf_env_bool(const char *name, bool def);
 extern struct sheaf_config _sheaf_config;
 
 extern unsigned int _sheaf_nr_slots;

@@ -142,9 +142,8 @@ static inline size_t boot_size(const void *p)
 static SHEAF_NOINLINE void malloc_setup(void)
 {
 	sheaf_init();
-	const char *v = getenv("SHEAF_MALLOC_VERBOSE");
 	bool first = !__atomic_load_n(&malloc_ready, __ATOMIC_ACQUIRE);
-	malloc_verbose = v ? atoi(v) : 0;
+	malloc_verbose = _sheaf_config.malloc_verbose; /* read at start-up */
 	for (size_t i = 0; i < NR_MALLOC_IDX; i++) {
 		size_t size = MAX(i * MALLOC_ALIGN, MALLOC_ALIGN);
 		__atomic_store_n(&malloc_cache[i], _sheaf_kmalloc_cache(size),
