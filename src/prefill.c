@@ -23,12 +23,33 @@
 
 #include "internal.h"
 
-#define SHEAF_OVERSIZE 1u
+/*
+ * A lent sheaf's _info.flags: SHEAF_LENT in the high half (a value the
+ * high half of a user-space pointer, which is what a barn link or a free
+ * pointer leaves there, never has), SHEAF_OVERSIZE in the low bit.  Set
+ * when the sheaf goes out, checked and cleared when it comes back: a
+ * second return, or an allocation from a sheaf already given back, finds
+ * no SHEAF_LENT and is reported like a double free.
+ */
+#define SHEAF_LENT      0x5eaf0000u
+#define SHEAF_LENT_MASK 0xffff0000u
+#define SHEAF_OVERSIZE  1u
 
 static inline bool is_oversize(struct kmem_cache *s, struct slab_sheaf *sheaf)
 {
 	return (sheaf->_info.flags & SHEAF_OVERSIZE) ||
 	       sheaf->_info.capacity != s->hot.sheaf_capacity;
+}
+
+/* Report (and abort) a sheaf that is not one of s's lent out. */
+static void check_lent(struct kmem_cache *s, struct slab_sheaf *sheaf,
+		       const char *fn, void *caller)
+{
+	if (unlikely(READ_ONCE(sheaf->cache) != s))
+		_sheaf_report_invalid(fn, "sheaf of another cache", sheaf, s, caller);
+	if (unlikely((sheaf->_info.flags & SHEAF_LENT_MASK) != SHEAF_LENT))
+		_sheaf_report_invalid(fn, "sheaf not lent out (returned already?)",
+				      sheaf, s, caller);
 }
 
 /* An oversize sheaf of exactly `size` objects, or NULL with nothing kept. */
@@ -39,7 +60,7 @@ static struct slab_sheaf *prefill_oversize(struct kmem_cache *s, gfp_t gfp,
 	if (!sheaf)
 		return NULL;
 	sheaf->_info.capacity = size;
-	sheaf->_info.flags = SHEAF_OVERSIZE;
+	sheaf->_info.flags = SHEAF_LENT | SHEAF_OVERSIZE;
 	if (_sheaf_refill_sheaf(s, sheaf, size, gfp, slot)) {
 		_sheaf_free_sheaf(s, sheaf, slot);
 		return NULL;
@@ -51,7 +72,8 @@ static struct slab_sheaf *prefill_oversize(struct kmem_cache *s, gfp_t gfp,
 static inline bool prefill_args_ok(struct kmem_cache *s, gfp_t gfp,
 				   unsigned int size)
 {
-	if (unlikely(!s || !sheaf_gfp_ok(gfp) || size == 0)) {
+	if (unlikely(!s || !sheaf_gfp_ok(gfp) || size == 0 ||
+		     size > SHEAF_MAX_PREFILL)) {
 		errno = EINVAL;
 		return false;
 	}
@@ -104,7 +126,7 @@ SHEAF_EXPORT struct slab_sheaf *kmem_cache_prefill_sheaf(struct kmem_cache *s,
 			return NULL;
 	}
 	sheaf->_info.capacity = s->hot.sheaf_capacity;
-	sheaf->_info.flags = 0;
+	sheaf->_info.flags = SHEAF_LENT;
 	/* As the kernel: a regular sheaf goes out full, not just to `size`. */
 	if (sheaf->size < size &&
 	    _sheaf_refill_sheaf(s, sheaf, s->hot.sheaf_capacity, gfp, slot)) {
@@ -121,6 +143,8 @@ SHEAF_EXPORT void *kmem_cache_alloc_from_sheaf(struct kmem_cache *s, gfp_t gfp,
 		errno = EINVAL;
 		return NULL;
 	}
+	check_lent(s, sheaf, "kmem_cache_alloc_from_sheaf",
+		   __builtin_return_address(0));
 	/* Never falls back to the cache: an empty sheaf gives NULL. */
 	if (unlikely(!sheaf->size))
 		return NULL;
@@ -136,9 +160,11 @@ SHEAF_EXPORT int kmem_cache_refill_sheaf(struct kmem_cache *s, gfp_t gfp,
 					 struct slab_sheaf **sheafp,
 					 unsigned int size)
 {
-	if (!s || !sheafp || !*sheafp || !sheaf_gfp_ok(gfp))
+	if (!s || !sheafp || !*sheafp || !sheaf_gfp_ok(gfp) ||
+	    size > SHEAF_MAX_PREFILL)
 		return -EINVAL;
 	struct slab_sheaf *sheaf = *sheafp;
+	check_lent(s, sheaf, "kmem_cache_refill_sheaf", __builtin_return_address(0));
 	if (sheaf->size >= size)
 		return 0;
 	if (size <= sheaf->_info.capacity) {
@@ -164,11 +190,10 @@ SHEAF_EXPORT void kmem_cache_return_sheaf(struct kmem_cache *s, gfp_t gfp,
 		_sheaf_report_invalid("kmem_cache_return_sheaf", "NULL cache for sheaf",
 				      sheaf, NULL, __builtin_return_address(0));
 	}
-	if (unlikely(sheaf->cache != s))
-		_sheaf_report_invalid("kmem_cache_return_sheaf",
-				      "sheaf of another cache", sheaf, s,
-				      __builtin_return_address(0));
-	if (!cache_has_sheaves(s) || is_oversize(s, sheaf)) {
+	check_lent(s, sheaf, "kmem_cache_return_sheaf", __builtin_return_address(0));
+	bool oversize = is_oversize(s, sheaf);
+	sheaf->_info.flags = 0; /* back: not lent any more */
+	if (!cache_has_sheaves(s) || oversize) {
 		_sheaf_discard_sheaf(s, sheaf, slot);
 		return;
 	}

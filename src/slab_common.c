@@ -403,8 +403,12 @@ SHEAF_EXPORT void kmem_cache_free(struct kmem_cache *s, void *obj)
 SHEAF_EXPORT int kmem_cache_alloc_bulk(struct kmem_cache *s, gfp_t gfp,
 				       size_t nr, void **p)
 {
-	if (!alloc_args_ok(s, gfp, NUMA_NO_NODE) || (nr && !p))
+	if (!alloc_args_ok(s, gfp, NUMA_NO_NODE))
 		return 0;
+	if (unlikely(nr && !p)) {
+		errno = EINVAL;
+		return 0;
+	}
 	if (!nr || should_fail(SHEAF_FAULT_SLAB, s, s->object_size, gfp))
 		return 0;
 	if (cache_has_sheaves(s)) {

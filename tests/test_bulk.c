@@ -333,6 +333,18 @@ static void test_bulk_stats(void **state)
 	kmem_cache_destroy(t);
 }
 
+/* A NULL array with objects asked for: 0 and errno EINVAL. */
+static void test_bulk_null_array(void **state)
+{
+	(void)state;
+	struct kmem_cache *s = kmem_cache_create("bulk-null-array", 64, NULL, 0);
+	assert_non_null(s);
+	errno = 0;
+	assert_int_equal(kmem_cache_alloc_bulk(s, GFP_KERNEL, 5, NULL), 0);
+	assert_int_equal(errno, EINVAL);
+	kmem_cache_destroy(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -341,6 +353,7 @@ int main(void)
 		cmocka_unit_test(test_bulk_zero_and_null_entries),
 		cmocka_unit_test_teardown(test_bulk_all_or_nothing, teardown_injection),
 		cmocka_unit_test(test_free_bulk_null_cache),
+		cmocka_unit_test(test_bulk_null_array),
 		cmocka_unit_test_teardown(test_bulk_stats, teardown_stats),
 	};
 	return cmocka_run_group_tests_name("bulk", tests, NULL, NULL);

@@ -21,6 +21,8 @@
 
 #include <sheaf/slab.h>
 
+#include "test_util.h"
+
 #define CAP 16
 #define ST(c, x) sheaf_stats_get((c), SHEAF_STAT_##x)
 
@@ -248,6 +250,103 @@ static void test_prefill_oom(void **state)
 	kmem_cache_destroy(s);
 }
 
+/*
+ * Sizes a cache cannot sensibly serve fail at once (EINVAL), with nothing
+ * left behind: a UINT_MAX prefill used to map a 32 GiB sheaf and fill it
+ * until the OOM killer came.
+ */
+static void test_prefill_limit(void **state)
+{
+	(void)state;
+	struct kmem_cache *s = make("pf-limit", CAP, 0);
+	static const unsigned int big[] = { UINT32_MAX, SHEAF_MAX_PREFILL + 1 };
+	for (int i = 0; i < 2; i++) {
+		errno = 0;
+		assert_null(kmem_cache_prefill_sheaf(s, GFP_KERNEL, big[i]));
+		assert_int_equal(errno, EINVAL);
+	}
+	struct slab_sheaf *sh = kmem_cache_prefill_sheaf(s, GFP_KERNEL, 4);
+	assert_non_null(sh);
+	assert_int_equal(kmem_cache_refill_sheaf(s, GFP_KERNEL, &sh, UINT32_MAX),
+			 -EINVAL);
+	assert_true(kmem_cache_sheaf_size(sh) >= 4);
+	kmem_cache_return_sheaf(s, GFP_KERNEL, sh);
+	/* The limit itself is served (an oversize sheaf). */
+	sh = kmem_cache_prefill_sheaf(s, GFP_KERNEL, SHEAF_MAX_PREFILL);
+	assert_non_null(sh);
+	assert_int_equal(kmem_cache_sheaf_size(sh), SHEAF_MAX_PREFILL);
+	kmem_cache_return_sheaf(s, GFP_KERNEL, sh);
+	kmem_cache_shrink(s);
+	assert_int_equal(sheaf_cache_objects_inuse(s), 0);
+	kmem_cache_destroy(s);
+}
+
+static struct kmem_cache *misuse_a, *misuse_b;
+
+static void child_return_twice(void *arg)
+{
+	(void)arg;
+	struct slab_sheaf *sh = kmem_cache_prefill_sheaf(misuse_a, GFP_KERNEL, 3);
+	kmem_cache_return_sheaf(misuse_a, GFP_KERNEL, sh);
+	kmem_cache_return_sheaf(misuse_a, GFP_KERNEL, sh);
+}
+
+static void child_alloc_after_return(void *arg)
+{
+	(void)arg;
+	struct slab_sheaf *sh = kmem_cache_prefill_sheaf(misuse_a, GFP_KERNEL, 3);
+	kmem_cache_return_sheaf(misuse_a, GFP_KERNEL, sh);
+	kmem_cache_alloc_from_sheaf(misuse_a, GFP_KERNEL, sh);
+}
+
+static void child_alloc_wrong_cache(void *arg)
+{
+	(void)arg;
+	struct slab_sheaf *sh = kmem_cache_prefill_sheaf(misuse_a, GFP_KERNEL, 3);
+	/* With __GFP_ZERO this zeroed 256 bytes of a 96-byte object. */
+	kmem_cache_alloc_from_sheaf(misuse_b, GFP_KERNEL | __GFP_ZERO, sh);
+}
+
+static void child_refill_wrong_cache(void *arg)
+{
+	(void)arg;
+	struct slab_sheaf *sh = kmem_cache_prefill_sheaf(misuse_a, GFP_KERNEL, 3);
+	kmem_cache_refill_sheaf(misuse_b, GFP_KERNEL, &sh, CAP);
+}
+
+/* Misuse of a lent sheaf is reported and aborts, like a double free. */
+static void test_sheaf_misuse(void **state)
+{
+	(void)state;
+	static const struct {
+		void (*fn)(void *);
+		const char *want;
+	} cases[] = {
+		{ child_return_twice, "kmem_cache_return_sheaf(): sheaf not lent out" },
+		{ child_alloc_after_return,
+		  "kmem_cache_alloc_from_sheaf(): sheaf not lent out" },
+		{ child_alloc_wrong_cache,
+		  "kmem_cache_alloc_from_sheaf(): sheaf of another cache" },
+		{ child_refill_wrong_cache,
+		  "kmem_cache_refill_sheaf(): sheaf of another cache" },
+	};
+	struct kmem_cache_args a = { .sheaf_capacity = CAP };
+	misuse_a = kmem_cache_create("pf-misuse-a", 96, &a, 0);
+	misuse_b = kmem_cache_create("pf-misuse-b", 256, &a, 0);
+	assert_non_null(misuse_a);
+	assert_non_null(misuse_b);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct child_result r;
+		run_in_child(cases[i].fn, NULL, &r);
+		if (!WIFSIGNALED(r.status) || WTERMSIG(r.status) != SIGABRT ||
+		    !strstr(r.err, cases[i].want))
+			fail_msg("case %zu: status 0x%x, stderr \"%s\"", i, r.status,
+				 r.err);
+	}
+	kmem_cache_destroy(misuse_a);
+	kmem_cache_destroy(misuse_b);
+}
+
 int main(void)
 {
 	cpu_set_t set;
@@ -257,6 +356,8 @@ int main(void)
 	sheaf_stats_enable(true);
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_prefill_fast_slow),
+		cmocka_unit_test(test_prefill_limit),
+		cmocka_unit_test(test_sheaf_misuse),
 		cmocka_unit_test(test_oversize),
 		cmocka_unit_test(test_errors_and_zero),
 		cmocka_unit_test(test_refill),

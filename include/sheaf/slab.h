@@ -111,6 +111,8 @@ typedef unsigned int slab_flags_t;
 #define SHEAF_MAX_OBJECT_SIZE (1ul << 21)
 /* Largest sheaf_capacity accepted by kmem_cache_create(). */
 #define SHEAF_MAX_CAPACITY 1024u
+/* The largest prefilled sheaf (objects): larger requests are refused. */
+#define SHEAF_MAX_PREFILL  65536u
 /* Largest kmalloc size class; larger requests come straight from pages. */
 #define KMALLOC_MAX_CACHE_SIZE 8192ul
 #define KMALLOC_MIN_SIZE 8ul
@@ -322,15 +324,19 @@ int kmem_cache_validate(struct kmem_cache *s);
  * never falls back to the cache).  Up to the cache's sheaf_capacity the
  * slot's spare or a barn sheaf is filled to full capacity; a larger request,
  * or a cache without sheaves, gets an "oversize" sheaf of exactly `size`
- * objects.  Returns NULL for size 0, a NULL cache or unknown gfp bits
- * (errno EINVAL), or when memory runs out (nothing is left allocated).
+ * objects.  Returns NULL for size 0 or above SHEAF_MAX_PREFILL, a NULL
+ * cache or unknown gfp bits (errno EINVAL), or when memory runs out
+ * (nothing is left allocated).  A lent sheaf is the caller's until it is
+ * returned: the sheaf functions report (and abort) a sheaf of another
+ * cache or one that was returned already, like a double free.
  */
 struct slab_sheaf *kmem_cache_prefill_sheaf(struct kmem_cache *s, gfp_t gfp,
 					    unsigned int size);
 
 /*
  * Make *sheafp hold at least `size` objects: 0, or -EINVAL (NULL cache,
- * NULL sheafp or *sheafp) or -ENOMEM, in which case the sheaf is unchanged.
+ * NULL sheafp or *sheafp, size above SHEAF_MAX_PREFILL) or -ENOMEM, in
+ * which case the sheaf is unchanged.
  * A request above the sheaf's capacity replaces it with a new sheaf.
  */
 int kmem_cache_refill_sheaf(struct kmem_cache *s, gfp_t gfp,
