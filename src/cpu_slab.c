@@ -227,7 +227,12 @@ void *_sheaf_cpu_alloc(struct kmem_cache *s, gfp_t gfp)
 	}
 }
 
-void _sheaf_cpu_free(struct kmem_cache *s, struct slab *slab, void *obj)
+/*
+ * fn and caller name the entry point and its caller in a double-free
+ * report (an immediately repeated free, as the kernel catches it).
+ */
+void _sheaf_cpu_free(struct kmem_cache *s, struct slab *slab, void *obj,
+		     const char *fn, void *caller)
 {
 	unsigned int slot;
 	for (;;) {
@@ -239,8 +244,7 @@ void _sheaf_cpu_free(struct kmem_cache *s, struct slab *slab, void *obj)
 			break;
 		void *fl = READ_ONCE(c->freelist);
 		if (unlikely(fl == obj))
-			_sheaf_report_invalid("kmem_cache_free", "double free of",
-					      obj, s, NULL);
+			_sheaf_report_invalid(fn, "double free of", obj, s, caller);
 		set_freepointer(s, obj, fl);
 		int r = cpu_cmpxchg(s, c, fl, tid, obj, tid + TID_STEP);
 		if (likely(r == SHEAF_RSEQ_DONE)) {
@@ -252,6 +256,10 @@ void _sheaf_cpu_free(struct kmem_cache *s, struct slab *slab, void *obj)
 		stat(s, SHEAF_STAT_CMPXCHG_DOUBLE_CPU_FAIL, slot);
 	}
 	stat(s, SHEAF_STAT_FREE_SLOWPATH, slot);
+	/* The slab layer checks again under its compare-and-swap; this look
+	 * names the right function and caller in the common case. */
+	if (unlikely(READ_ONCE(slab->freelist) == obj))
+		_sheaf_report_invalid(fn, "double free of", obj, s, caller);
 	_sheaf_slab_free(s, slab, obj, obj, 1, slot);
 }
 

@@ -552,7 +552,8 @@ struct slab *_sheaf_check_object_in(struct kmem_cache *s, struct slab *slab,
 
 /* cpu_slab.c */
 void *_sheaf_cpu_alloc(struct kmem_cache *s, gfp_t gfp);
-void _sheaf_cpu_free(struct kmem_cache *s, struct slab *slab, void *obj);
+void _sheaf_cpu_free(struct kmem_cache *s, struct slab *slab, void *obj,
+		     const char *fn, void *caller);
 void _sheaf_cpu_flush_all(struct kmem_cache *s);
 size_t _sheaf_cpu_cached_objects(struct kmem_cache *s);
 void _sheaf_cpu_lock_all(struct kmem_cache *s);
@@ -568,7 +569,9 @@ struct kmem_cache *_sheaf_cache_create(const char *name, unsigned int size,
 				       slab_flags_t flags, enum cache_kind kind);
 void *_sheaf_slab_alloc(struct kmem_cache *s, gfp_t gfp, int node);
 void _sheaf_nofail_wait(void);
-void _sheaf_slab_free_obj(struct kmem_cache *s, struct slab *slab, void *obj);
+/* fn, caller: named in a report (a double free). */
+void _sheaf_slab_free_obj(struct kmem_cache *s, struct slab *slab, void *obj,
+			  const char *fn, void *caller);
 
 /* kmalloc.c */
 void _sheaf_kmalloc_init(void);

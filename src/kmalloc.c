@@ -319,7 +319,8 @@ void _sheaf_kfree(const void *p, const char *fn, void *caller)
 		if (likely(flags & PG_SLAB)) {
 			struct slab *slab = _sheaf_check_object_in(NULL, d, p, fn, caller);
 			track_free(slab->slab_cache, (void *)p);
-			_sheaf_slab_free_obj(slab->slab_cache, slab, (void *)p);
+			_sheaf_slab_free_obj(slab->slab_cache, slab, (void *)p, fn,
+					     caller);
 			return;
 		}
 		if ((flags & PG_LARGE) && slab_address(d) == p) {

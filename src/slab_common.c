@@ -345,14 +345,15 @@ void *_sheaf_slab_alloc(struct kmem_cache *s, gfp_t gfp, int node)
 	return obj;
 }
 
-void _sheaf_slab_free_obj(struct kmem_cache *s, struct slab *slab, void *obj)
+void _sheaf_slab_free_obj(struct kmem_cache *s, struct slab *slab, void *obj,
+			  const char *fn, void *caller)
 {
 	if (unlikely(cache_debug(s)))
 		_sheaf_debug_free(s, slab, obj, sheaf_slot());
 	else if (cache_has_sheaves(s))
 		_sheaf_sheaf_free(s, slab, obj);
 	else
-		_sheaf_cpu_free(s, slab, obj);
+		_sheaf_cpu_free(s, slab, obj, fn, caller);
 }
 
 static inline bool alloc_args_ok(struct kmem_cache *s, gfp_t gfp, int node)
@@ -397,7 +398,8 @@ SHEAF_EXPORT void kmem_cache_free(struct kmem_cache *s, void *obj)
 	if (unlikely(!slab))
 		return;
 	track_free(s, obj);
-	_sheaf_slab_free_obj(s, slab, obj);
+	_sheaf_slab_free_obj(s, slab, obj, "kmem_cache_free",
+			     __builtin_return_address(0));
 }
 
 SHEAF_EXPORT int kmem_cache_alloc_bulk(struct kmem_cache *s, gfp_t gfp,
@@ -420,7 +422,8 @@ SHEAF_EXPORT int kmem_cache_alloc_bulk(struct kmem_cache *s, gfp_t gfp,
 			if (unlikely(!p[i])) {
 				/* Back untracked: the user never had them. */
 				for (size_t j = 0; j < i; j++)
-					_sheaf_slab_free_obj(s, virt_to_slab(p[j]), p[j]);
+					_sheaf_slab_free_obj(s, virt_to_slab(p[j]), p[j],
+							     "kmem_cache_alloc_bulk", NULL);
 				return 0;
 			}
 		}
@@ -453,7 +456,8 @@ SHEAF_EXPORT void kmem_cache_free_bulk(struct kmem_cache *s, size_t nr, void **p
 			continue;
 		track_free(s, obj);
 		if (!cache_has_sheaves(s)) {
-			_sheaf_slab_free_obj(s, slab, obj);
+			_sheaf_slab_free_obj(s, slab, obj, "kmem_cache_free_bulk",
+					     caller);
 			continue;
 		}
 		/* A run of checked objects goes to the sheaves at once. */

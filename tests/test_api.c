@@ -1113,6 +1113,59 @@ static void test_bad_free_interior(void **state)
 	destroy_quietly(s);
 }
 
+/*
+ * A double free on the classic path names the function that was called and
+ * its caller (it used to say kmem_cache_free() and "caller (nil)" for a
+ * kfree() too).
+ */
+static void *dfree_obj;
+static struct kmem_cache *dfree_cache;
+
+static void child_double_kfree(void *arg)
+{
+	(void)arg;
+	kfree(dfree_obj);
+	kfree(dfree_obj);
+	_exit(7);
+}
+
+static void child_double_cache_free(void *arg)
+{
+	(void)arg;
+	kmem_cache_free(dfree_cache, dfree_obj);
+	kmem_cache_free(dfree_cache, dfree_obj);
+	_exit(7);
+}
+
+static void test_double_free_names_caller(void **state)
+{
+	(void)state;
+	struct child_result r;
+	char how[96];
+	dfree_obj = kmalloc(64, GFP_KERNEL);
+	assert_non_null(dfree_obj);
+	run_in_child(child_double_kfree, NULL, &r);
+	if (!child_aborted(&r) || !strstr(r.err, "sheaf: kfree(): double free") ||
+	    strstr(r.err, "caller (nil)"))
+		fail_msg("double kfree: child %s, stderr [%s]",
+			 child_how(&r, how, sizeof(how)), r.err);
+	kfree(dfree_obj);
+	dfree_cache = make_cache("dfree-classic", 64, 0);
+	if (sheaf_cache_capacity(dfree_cache)) { /* SHEAF_DEFAULT_CAPACITY */
+		destroy_quietly(dfree_cache);
+		skip();
+	}
+	dfree_obj = kmem_cache_alloc(dfree_cache, GFP_KERNEL);
+	run_in_child(child_double_cache_free, NULL, &r);
+	if (!child_aborted(&r) ||
+	    !strstr(r.err, "sheaf: kmem_cache_free(): double free") ||
+	    strstr(r.err, "caller (nil)"))
+		fail_msg("double kmem_cache_free: child %s, stderr [%s]",
+			 child_how(&r, how, sizeof(how)), r.err);
+	kmem_cache_free(dfree_cache, dfree_obj);
+	destroy_quietly(dfree_cache);
+}
+
 static void test_bad_free_wrong_cache(void **state)
 {
 	struct kmem_cache *a = make_cache("cache-alpha", 64, 0);
@@ -1404,6 +1457,7 @@ int main(void)
 		cmocka_unit_test(test_bad_free_foreign),
 		cmocka_unit_test(test_bad_free_interior),
 		cmocka_unit_test(test_bad_free_wrong_cache),
+		cmocka_unit_test(test_double_free_names_caller),
 		cmocka_unit_test(test_bad_free_double),
 		cmocka_unit_test(test_stats_names),
 		cmocka_unit_test_teardown(test_stats_counts, teardown_stats),
