@@ -224,10 +224,22 @@ SHEAF_EXPORT void *calloc(size_t n, size_t size)
 
 /* ------------------------------------------------------------------ free */
 
+/*
+ * Pointers 1..16 are kfree()'s ZERO_SIZE_PTR range, a no-op there; malloc
+ * never returns one (malloc(0) is a unique block), so here they are bad
+ * pointers like any other foreign address.
+ */
+static SHEAF_COLD void check_not_tiny(void *p, const char *fn, void *caller)
+{
+	if (unlikely(p && ZERO_OR_NULL_PTR(p)))
+		_sheaf_report_invalid(fn, "invalid pointer", p, NULL, caller);
+}
+
 static SHEAF_NOINLINE void free_slow(void *p, const char *fn, void *caller)
 {
 	if (!p || is_boot(p))
 		return;
+	check_not_tiny(p, fn, caller);
 	_sheaf_kfree(p, fn, caller);
 }
 
@@ -281,6 +293,7 @@ static size_t usable_size(void *p, const char *fn, void *caller)
 {
 	if (!p)
 		return 0;
+	check_not_tiny(p, fn, caller);
 	if (is_boot(p))
 		return boot_size(p);
 	return _sheaf_ksize(p, fn, caller);

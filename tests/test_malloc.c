@@ -612,6 +612,13 @@ static void test_invalid_free(void **state)
 	static int in_data;
 	expect_abort(do_free, &on_stack, "sheaf: free(): invalid pointer");
 	expect_abort(do_free, &in_data, "sheaf: free(): invalid pointer");
+	/* kfree()'s ZERO_SIZE_PTR range: never a malloc result (malloc(0) is
+	 * a unique block), so a bad pointer here (was accepted silently). */
+	expect_abort(do_free, (void *)8, "sheaf: free(): invalid pointer");
+	expect_abort(do_free, (void *)16, "sheaf: free(): invalid pointer");
+	expect_abort(do_realloc, (void *)16, "sheaf: realloc(): invalid pointer");
+	expect_abort(do_usable, (void *)1,
+		     "sheaf: malloc_usable_size(): invalid pointer");
 	char *p = malloc(64);
 	expect_abort(do_free, p + 16, "sheaf: free(): invalid pointer");
 	/*
