@@ -9,7 +9,8 @@
  *
  * Error convention (docs/API.md has the table):
  *  - functions returning a pointer return NULL on failure; bad arguments also
- *    set errno = EINVAL and print one line on stderr naming the cache;
+ *    set errno = EINVAL (kmem_cache_create() also prints one line on stderr
+ *    naming the cache; the allocation calls print nothing);
  *  - functions returning int return 0 / a count, or a negative errno;
  *  - freeing NULL is a no-op; freeing a pointer that is not a live object of
  *    the cache prints "sheaf: <function>(): invalid pointer ..." with the
