@@ -28,7 +28,10 @@
  *   mixed     1 thread: a batch of 1000 objects of mixed sizes (70% 8-128,
  *             25% 129-2048, 5% 2049-32768 bytes), each written, freed in a
  *             shuffled order; repeated.
- * Reported: ns per malloc+free pair (larson/xmalloc: wall time over all
+ *   fork      1 thread with 20000 live blocks of the mixed sizes: fork(),
+ *             the child mallocs and frees one block and exits, the parent
+ *             waits (what shells and make do all the time); ns per fork.
+ * Reported: ns per malloc+free pair (fork: per fork+exit+wait) (larson/xmalloc: wall time over all
  * operations of all threads; -t2: wall time over one thread's pairs), Mops/s
  * of all threads, and each child's peak resident memory (getrusage).
  *
@@ -51,6 +54,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -100,7 +104,7 @@ static struct contender contenders[NC] = {
 			  "SHEAF_KMALLOC_CAPACITY=60" },
 };
 
-enum wtype { W_LARSON, W_XMALLOC, W_HOT, W_MIXED };
+enum wtype { W_LARSON, W_XMALLOC, W_HOT, W_MIXED, W_FORK };
 
 struct workload {
 	const char *name;
@@ -111,13 +115,14 @@ struct workload {
 	bool fixed;		/* a fixed-size workload */
 };
 
-enum { NW = 5 };
+enum { NW = 6 };
 static const struct workload workloads[NW] = {
 	{ "larson", W_LARSON, 4, 3000000, false },
 	{ "xmalloc", W_XMALLOC, 2, 6000000, false },
 	{ "hot-64-t1", W_HOT, 1, 40000000, true },
 	{ "hot-64-t2", W_HOT, 2, 40000000, true },
 	{ "mixed", W_MIXED, 1, 10000000, false },
+	{ "fork", W_FORK, 1, 3000, false },
 };
 
 static inline uint32_t rnd(uint32_t *x)
@@ -410,6 +415,56 @@ static double run_mixed(const struct workload *wl, uint64_t ops)
 	return (double)(bench_now_ns() - t0) / (double)(rounds * MIX_BATCH);
 }
 
+/*
+ * fork: what a shell or make does all the time.  A working set of 20000
+ * blocks of mixed sizes stays live (the allocator's caches are warm and
+ * its per-CPU state is in use), then ops times: fork(); the child mallocs
+ * and frees one block and _exit()s; the parent waits for it.  ns per
+ * fork+exit+wait: the fork handlers (libsheaf takes every lock of the
+ * library around fork()) and the copy-on-write faults of the allocator's
+ * state in both processes.
+ */
+#define FORK_SET 20000
+static double run_fork(const struct workload *wl, uint64_t ops)
+{
+	static void *set[FORK_SET];
+	uint32_t x = 4242;
+	(void)wl;
+	for (int i = 0; i < FORK_SET; i++) {
+		uint32_t r = rnd(&x) % 100;
+		size_t n = r < 70 ? 8 + rnd(&x) % 121 : r < 95 ? 129 + rnd(&x) % 1920
+							       : 2049 + rnd(&x) % 30720;
+		set[i] = xmalloc(n);
+		touch(set[i], n);
+	}
+	uint64_t t0 = 0;
+	for (uint64_t i = 0; i < ops + ops / 10 + 1; i++) {
+		if (i == ops / 10 + 1)
+			t0 = bench_now_ns();	/* after the warm-up forks */
+		pid_t pid = fork();
+		if (pid < 0) {
+			printf("E fork: %s\n", strerror(errno));
+			exit(1);
+		}
+		if (pid == 0) {
+			void *p = malloc(100);
+			touch(p, 100);
+			free(p);
+			_exit(0);
+		}
+		int status;
+		if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
+		    WEXITSTATUS(status) != 0) {
+			printf("E fork child failed\n");
+			exit(1);
+		}
+	}
+	double ns = (double)(bench_now_ns() - t0) / (double)ops;
+	for (int i = 0; i < FORK_SET; i++)
+		free(set[i]);
+	return ns;
+}
+
 /* ---------------------------------------------------------------- child */
 
 static int child_main(int ci, int wi, double scale)
@@ -443,6 +498,9 @@ static int child_main(int ci, int wi, double scale)
 		break;
 	case W_MIXED:
 		ns = run_mixed(wl, ops);
+		break;
+	case W_FORK:
+		ns = run_fork(wl, ops);
 		break;
 	}
 	getrusage(RUSAGE_SELF, &ru);
@@ -681,7 +739,7 @@ static void usage(FILE *out)
 	fprintf(out,
 "usage: mallocbench [options]\n"
 "  --quick              a tenth of the operations, 3 reps\n"
-"  --workload A[,B]     larson xmalloc hot-64-t1 hot-64-t2 mixed\n"
+"  --workload A[,B]     larson xmalloc hot-64-t1 hot-64-t2 mixed fork\n"
 "  --contender A[,B]    sheaf glibc jemalloc tcmalloc mimalloc sheaf-b\n"
 "                       sheaf-cap60 (SHEAF_KMALLOC_CAPACITY=60)\n"
 "                       (sheaf-b: the libsheaf-malloc.so that the variable\n"

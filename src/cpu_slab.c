@@ -114,16 +114,28 @@ static void slot_unlock(struct kmem_cache_cpu *c, unsigned long tid, void *fl)
  * stop everywhere, abort sections in flight with membarrier, wait for slow
  * path holders to finish.  Fallback: take TID_BUSY on each, waiting.
  */
+static void cpu_remote_stop(struct kmem_cache *s);
+static void cpu_remote_wait(struct kmem_cache *s);
+
 static void cpu_remote_lock_all(struct kmem_cache *s)
+{
+	cpu_remote_stop(s);
+	if (_sheaf_rseq_mode)
+		_sheaf_rseq_fence();
+	cpu_remote_wait(s);
+}
+
+/*
+ * The first half: the flush lock, and in rseq mode every slot's stop byte
+ * (the caller then fences once, for every cache when it forks); in
+ * fallback mode TID_BUSY on every slot, which needs no fence.
+ */
+static void cpu_remote_stop(struct kmem_cache *s)
 {
 	pthread_mutex_lock(&s->flush_lock);
 	if (_sheaf_rseq_mode) {
 		for (unsigned int i = 0; i < _sheaf_nr_slots; i++)
 			__atomic_store_n(&s->cpu_slab[i].stop, 1, __ATOMIC_SEQ_CST);
-		_sheaf_rseq_fence();
-		for (unsigned int i = 0; i < _sheaf_nr_slots; i++)
-			while (smp_load_acquire(&s->cpu_slab[i].tid) & TID_BUSY)
-				sched_yield();
 		return;
 	}
 	for (unsigned int i = 0; i < _sheaf_nr_slots; i++) {
@@ -137,6 +149,16 @@ static void cpu_remote_lock_all(struct kmem_cache *s)
 			sched_yield();
 		}
 	}
+}
+
+/* The second half (after the fence): rseq mode waits for slot owners. */
+static void cpu_remote_wait(struct kmem_cache *s)
+{
+	if (!_sheaf_rseq_mode)
+		return;
+	for (unsigned int i = 0; i < _sheaf_nr_slots; i++)
+		while (smp_load_acquire(&s->cpu_slab[i].tid) & TID_BUSY)
+			sched_yield();
 }
 
 /*
@@ -321,10 +343,16 @@ size_t _sheaf_cpu_cached_objects(struct kmem_cache *s)
 	return n;
 }
 
-/* Own every slot of s (fork: nothing may hold one across fork()). */
-void _sheaf_cpu_lock_all(struct kmem_cache *s)
+/* fork: own every slot of s, in the two halves of the remote protocol
+ * (the caller fences once between them for every cache). */
+void _sheaf_cpu_fork_stop(struct kmem_cache *s)
 {
-	cpu_remote_lock_all(s);
+	cpu_remote_stop(s);
+}
+
+void _sheaf_cpu_fork_wait(struct kmem_cache *s)
+{
+	cpu_remote_wait(s);
 }
 
 void _sheaf_cpu_unlock_all(struct kmem_cache *s)

@@ -556,7 +556,8 @@ void _sheaf_cpu_free(struct kmem_cache *s, struct slab *slab, void *obj,
 		     const char *fn, void *caller);
 void _sheaf_cpu_flush_all(struct kmem_cache *s);
 size_t _sheaf_cpu_cached_objects(struct kmem_cache *s);
-void _sheaf_cpu_lock_all(struct kmem_cache *s);
+void _sheaf_cpu_fork_stop(struct kmem_cache *s);
+void _sheaf_cpu_fork_wait(struct kmem_cache *s);
 int _sheaf_cpu_test_hold(struct kmem_cache *s, bool hold);
 void _sheaf_cpu_unlock_all(struct kmem_cache *s);
 
@@ -715,6 +716,8 @@ void _sheaf_pcs_remote_unlock_all(struct kmem_cache *s);
 void _sheaf_slots_remote_lock(struct sheaf_pcs *pcs);   /* any slot array */
 void _sheaf_slots_remote_unlock(struct sheaf_pcs *pcs);
 void _sheaf_slots_reset(struct sheaf_pcs *pcs);         /* fork()ed child */
+void _sheaf_slots_stop(struct sheaf_pcs *pcs);          /* the two halves */
+void _sheaf_slots_wait(struct sheaf_pcs *pcs);          /* of remote_lock */
 /* Give every run kept in the large-kmalloc run caches back (malloc_trim). */
 void _sheaf_run_cache_drain(void);
 void _sheaf_run_cache_prefork(void);   /* fork: the drain's lock */
@@ -735,7 +738,8 @@ void _sheaf_sheaf_free_bulk(struct kmem_cache *s, size_t nr, void **p);
 void _sheaf_pcs_flush_all(struct kmem_cache *s);
 void _sheaf_pcs_destroy(struct kmem_cache *s);
 size_t _sheaf_pcs_cached_objects(struct kmem_cache *s);
-void _sheaf_pcs_lock_all(struct kmem_cache *s);
+void _sheaf_pcs_fork_stop(struct kmem_cache *s);
+void _sheaf_pcs_fork_wait(struct kmem_cache *s);
 int _sheaf_pcs_test_hold(struct kmem_cache *s, bool hold);
 void _sheaf_pcs_unlock_all(struct kmem_cache *s, bool child);
 struct slab_sheaf *_sheaf_alloc_sheaf(struct kmem_cache *s, gfp_t gfp,

@@ -140,10 +140,21 @@ SHEAF_EXPORT unsigned int sheaf_auto_capacity(unsigned int size)
  */
 void _sheaf_slots_remote_lock(struct sheaf_pcs *pcs)
 {
-	for (unsigned int i = 0; i < _sheaf_nr_slots; i++)
-		__atomic_store_n(&pcs[i].stop, 1, __ATOMIC_SEQ_CST);
+	_sheaf_slots_stop(pcs);
 	if (_sheaf_rseq_mode)
 		_sheaf_rseq_fence();
+	_sheaf_slots_wait(pcs);
+}
+
+/* The remote protocol in two halves, so that fork() fences once for all. */
+void _sheaf_slots_stop(struct sheaf_pcs *pcs)
+{
+	for (unsigned int i = 0; i < _sheaf_nr_slots; i++)
+		__atomic_store_n(&pcs[i].stop, 1, __ATOMIC_SEQ_CST);
+}
+
+void _sheaf_slots_wait(struct sheaf_pcs *pcs)
+{
 	/*
 	 * Fallback mode's Dekker pair: this seq_cst store of stop and load of
 	 * lock against the locker's seq_cst compare-and-swap of lock and load
@@ -758,11 +769,21 @@ size_t _sheaf_pcs_cached_objects(struct kmem_cache *s)
 	return n;
 }
 
-/* fork: own every slot (remote protocol) until the handlers release them. */
-void _sheaf_pcs_lock_all(struct kmem_cache *s)
+/*
+ * fork: own every slot (remote protocol) until the handlers release them,
+ * in two halves: stop every slot of every cache, one fence for all
+ * (_sheaf_rseq_fence() by the caller, in rseq mode), then wait for the
+ * holders and take the barns.
+ */
+void _sheaf_pcs_fork_stop(struct kmem_cache *s)
 {
 	pthread_mutex_lock(&s->flush_lock);
-	_sheaf_pcs_remote_lock_all(s);
+	_sheaf_slots_stop(s->hot.pcs);
+}
+
+void _sheaf_pcs_fork_wait(struct kmem_cache *s)
+{
+	_sheaf_slots_wait(s->hot.pcs);
 	for (unsigned int n = 0; n < _sheaf_nr_nodes; n++)
 		pthread_spin_lock(&s->barn[n]->lock);
 }

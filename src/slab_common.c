@@ -502,11 +502,21 @@ static void prefork(void)
 	_sheaf_run_cache_prefork();
 	_sheaf_info_prefork();
 	pthread_mutex_lock(&_sheaf_slab_mutex);
+	/* Every slot of every cache stopped, then one fence for all of them
+	 * (a membarrier per cache made fork() cost twice glibc's). */
 	list_for_each_entry(s, &_sheaf_slab_caches, list) {
 		if (cache_has_sheaves(s))
-			_sheaf_pcs_lock_all(s);
+			_sheaf_pcs_fork_stop(s);
 		else
-			_sheaf_cpu_lock_all(s);
+			_sheaf_cpu_fork_stop(s);
+	}
+	if (_sheaf_rseq_mode)
+		_sheaf_rseq_fence();
+	list_for_each_entry(s, &_sheaf_slab_caches, list) {
+		if (cache_has_sheaves(s))
+			_sheaf_pcs_fork_wait(s);
+		else
+			_sheaf_cpu_fork_wait(s);
 	}
 	list_for_each_entry(s, &_sheaf_slab_caches, list)
 		for (unsigned int n = 0; n < _sheaf_nr_nodes; n++)
