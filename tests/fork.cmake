@@ -10,18 +10,19 @@
 #  - fork_malloc: kmalloc.c's drain_lock (malloc_trim) and the kmalloc
 #    caches' slots under LD_PRELOAD=libsheaf-malloc (not in sanitizer
 #    builds, which have no libsheaf-malloc).
-# Run time on a two-CPU VM: test_fork 4-5 minutes per mode when the machine
-# is otherwise idle (13 cases x 1000 forks, about 20 ms each), 7 minutes
-# under load; fork_malloc under a minute (fallback: up to 4.5 minutes under
+# Run time on a two-CPU VM: test_fork about 3 minutes per mode when the
+# machine is otherwise idle (13 cases x 1000 forks, about 13 ms each; every
+# 8th child forks again), more under load; fork_malloc under a minute (fallback: up to 4.5 minutes under
 # load).  Hence label "stress" and timeouts with room for `ctest -j`.
 # A hung child costs 20 s and ends its case, so the timeouts are only a
 # backstop.  FORK_ITERS=100 in the environment for a quick run.
 
 # 1000 forks per lock in the default build (`make test`, RelWithDebInfo);
-# 100 in the other builds of the CI matrix (sanitizers, Debug, Release),
-# which would otherwise spend most of CI's half hour forking.
+# 40 in the other builds of the CI matrix (sanitizers, Debug, Release),
+# which would otherwise spend most of CI's half hour forking (a fork and
+# its child's work cost about 10 ms of CPU on a 2-CPU VM).
 if(SHEAF_SANITIZE OR NOT CMAKE_BUILD_TYPE STREQUAL "RelWithDebInfo")
-  set(SHEAF_FORK_ITERS 100)
+  set(SHEAF_FORK_ITERS 40)
 else()
   set(SHEAF_FORK_ITERS 1000)
 endif()
