@@ -442,6 +442,7 @@ struct kmem_cache {
 	pthread_mutex_t flush_lock;          /* serializes remote slot access */
 	bool rcu_used;                       /* kfree_rcu() has seen the cache */
 	atomic_size_t rcu_recycled;          /* objects recycled through RCU */
+	atomic_long lent_sheaves;            /* prefilled sheaves not returned */
 	uint8_t kind;                        /* enum cache_kind (for sheafinfo) */
 };
 

@@ -66,6 +66,7 @@ static struct slab_sheaf *prefill_oversize(struct kmem_cache *s, gfp_t gfp,
 		return NULL;
 	}
 	stat(s, SHEAF_STAT_SHEAF_PREFILL_OVERSIZE, slot);
+	atomic_fetch_add_explicit(&s->lent_sheaves, 1, memory_order_relaxed);
 	return sheaf;
 }
 
@@ -133,6 +134,7 @@ SHEAF_EXPORT struct slab_sheaf *kmem_cache_prefill_sheaf(struct kmem_cache *s,
 		_sheaf_discard_sheaf(s, sheaf, slot);
 		return NULL;
 	}
+	atomic_fetch_add_explicit(&s->lent_sheaves, 1, memory_order_relaxed);
 	return sheaf;
 }
 
@@ -193,6 +195,7 @@ SHEAF_EXPORT void kmem_cache_return_sheaf(struct kmem_cache *s, gfp_t gfp,
 	check_lent(s, sheaf, "kmem_cache_return_sheaf", __builtin_return_address(0));
 	bool oversize = is_oversize(s, sheaf);
 	sheaf->_info.flags = 0; /* back: not lent any more */
+	atomic_fetch_sub_explicit(&s->lent_sheaves, 1, memory_order_relaxed);
 	if (!cache_has_sheaves(s) || oversize) {
 		_sheaf_discard_sheaf(s, sheaf, slot);
 		return;

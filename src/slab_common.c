@@ -256,12 +256,16 @@ SHEAF_EXPORT void kmem_cache_destroy(struct kmem_cache *s)
 		kvfree_rcu_barrier_on_cache(s);
 	flush_and_shrink(s);
 	size_t live = slab_objects_inuse(s);
+	long lent = atomic_load_explicit(&s->lent_sheaves, memory_order_relaxed);
 	if (live && cache_debug(s))
 		_sheaf_debug_leak_report(s, live);
-	if (live) {
+	if (live || lent) {
+		/* A lent sheaf, even an empty one, comes back to this cache
+		 * (kmem_cache_return_sheaf()): the cache must stay. */
 		fprintf(stderr,
-			"sheaf: kmem_cache_destroy(\"%s\"): %zu objects remaining; "
-			"cache and its memory kept\n", s->name, live);
+			"sheaf: kmem_cache_destroy(\"%s\"): %zu objects remaining, "
+			"%ld prefilled sheaves lent out; cache and its memory kept\n",
+			s->name, live, lent);
 		return;
 	}
 	pthread_mutex_lock(&_sheaf_slab_mutex);

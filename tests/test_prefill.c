@@ -347,6 +347,37 @@ static void test_sheaf_misuse(void **state)
 	kmem_cache_destroy(misuse_b);
 }
 
+static void destroy_in_child(void *arg)
+{
+	kmem_cache_destroy(arg);
+}
+
+/*
+ * Destroy with a prefilled sheaf lent out, even an empty one: reported,
+ * and the cache kept for the sheaf's return (it used to be freed under
+ * the sheaf, which then came back to freed metadata).
+ */
+static void test_destroy_with_lent_sheaf(void **state)
+{
+	(void)state;
+	struct kmem_cache *s = make("pf-lent-destroy", CAP, 0);
+	struct slab_sheaf *sh = kmem_cache_prefill_sheaf(s, GFP_KERNEL, 2);
+	assert_non_null(sh);
+	void *objs[CAP];
+	unsigned int n = 0;
+	while ((objs[n] = kmem_cache_alloc_from_sheaf(s, GFP_KERNEL, sh)))
+		n++;
+	for (unsigned int i = 0; i < n; i++)
+		kmem_cache_free(s, objs[i]);
+	struct child_result r;
+	run_in_child(destroy_in_child, s, &r);
+	assert_true(WIFEXITED(r.status));
+	if (!strstr(r.err, "1 prefilled sheaves lent out; cache and its memory kept"))
+		fail_msg("destroy with a lent sheaf: stderr [%s]", r.err);
+	kmem_cache_return_sheaf(s, GFP_KERNEL, sh);
+	kmem_cache_destroy(s); /* now quietly */
+}
+
 int main(void)
 {
 	cpu_set_t set;
@@ -358,6 +389,7 @@ int main(void)
 		cmocka_unit_test(test_prefill_fast_slow),
 		cmocka_unit_test(test_prefill_limit),
 		cmocka_unit_test(test_sheaf_misuse),
+		cmocka_unit_test(test_destroy_with_lent_sheaf),
 		cmocka_unit_test(test_oversize),
 		cmocka_unit_test(test_errors_and_zero),
 		cmocka_unit_test(test_refill),
