@@ -363,10 +363,11 @@ static void test_destroy_with_lent_sheaf(void **state)
 	struct kmem_cache *s = make("pf-lent-destroy", CAP, 0);
 	struct slab_sheaf *sh = kmem_cache_prefill_sheaf(s, GFP_KERNEL, 2);
 	assert_non_null(sh);
-	void *objs[CAP];
+	void *objs[CAP + 1]; /* the sheaf's objects, then its NULL */
 	unsigned int n = 0;
-	while ((objs[n] = kmem_cache_alloc_from_sheaf(s, GFP_KERNEL, sh)))
+	while (n < CAP && (objs[n] = kmem_cache_alloc_from_sheaf(s, GFP_KERNEL, sh)))
 		n++;
+	assert_null(kmem_cache_alloc_from_sheaf(s, GFP_KERNEL, sh));
 	for (unsigned int i = 0; i < n; i++)
 		kmem_cache_free(s, objs[i]);
 	struct child_result r;
