@@ -43,6 +43,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "test_util.h"
+
 #define DEFAULT_ITERS 1000
 #define HANG_SECONDS 20
 #define NESTED_HANG_SECONDS 15
@@ -107,59 +109,6 @@ static atomic_bool bg_stop;
 			abort();                                               \
 		}                                                              \
 	} while (0)
-
-static uint64_t rng_next(uint64_t *s)
-{
-	uint64_t x = *s;
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	*s = x;
-	return x * 0x2545F4914F6CDD1Dull;
-}
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static unsigned long env_ulong(const char *name, unsigned long def)
-{
-	const char *v = getenv(name);
-	if (!v || !*v)
-		return def;
-	char *end;
-	unsigned long x = strtoul(v, &end, 10);
-	return *end || !x ? def : x;
-}
-
-/* waitpid(WNOHANG) with short sleeps; false (child killed) past `seconds`. */
-static bool reap_deadline(pid_t pid, int *status, double seconds)
-{
-	double end = now_s() + seconds;
-	long ns = 20000;
-	for (;;) {
-		pid_t r = waitpid(pid, status, WNOHANG);
-		if (r == pid)
-			return true;
-		if (r < 0 && errno != EINTR) {
-			*status = -1;
-			return true;
-		}
-		if (now_s() > end) {
-			kill(pid, SIGKILL);
-			while (waitpid(pid, status, 0) < 0 && errno == EINTR)
-				;
-			return false;
-		}
-		struct timespec ts = { 0, ns };
-		nanosleep(&ts, NULL);
-		if (ns < 250000)
-			ns *= 2;
-	}
-}
 
 /* ================================================================ child */
 

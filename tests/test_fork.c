@@ -226,53 +226,6 @@ static void destroy_caches(void)
 
 /* ============================================================== helpers */
 
-static unsigned long env_ulong(const char *name, unsigned long def)
-{
-	const char *v = getenv(name);
-	if (!v || !*v)
-		return def;
-	char *end;
-	unsigned long x = strtoul(v, &end, 10);
-	return *end || !x ? def : x;
-}
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-/*
- * Wait for pid with a deadline: poll waitpid(WNOHANG) with short sleeps
- * (growing from 20 us to 250 us).  Returns true with *status when it ended,
- * false (after SIGKILL and reaping it) when it did not within `seconds`.
- */
-static bool reap_deadline(pid_t pid, int *status, double seconds)
-{
-	double end = now_s() + seconds;
-	long ns = 20000;
-	for (;;) {
-		pid_t r = waitpid(pid, status, WNOHANG);
-		if (r == pid)
-			return true;
-		if (r < 0 && errno != EINTR) {
-			*status = -1;
-			return true;
-		}
-		if (now_s() > end) {
-			kill(pid, SIGKILL);
-			while (waitpid(pid, status, 0) < 0 && errno == EINTR)
-				;
-			return false;
-		}
-		struct timespec ts = { 0, ns };
-		nanosleep(&ts, NULL);
-		if (ns < 250000)
-			ns *= 2;
-	}
-}
-
 /* ============================================================ the child */
 
 static void child_signals(void)

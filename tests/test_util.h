@@ -22,6 +22,7 @@
 #include <sys/mman.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define TU_OUT_MAX 16384
@@ -198,6 +199,56 @@ static inline uint64_t rng_next(uint64_t *state)
 static inline uint64_t rng_below(uint64_t *state, uint64_t n)
 {
 	return n ? rng_next(state) % n : 0;
+}
+
+/* Monotonic time in seconds. */
+static inline double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* A positive integer from the environment, else def. */
+static inline unsigned long env_ulong(const char *name, unsigned long def)
+{
+	const char *v = getenv(name);
+	if (!v || !*v)
+		return def;
+	char *end;
+	unsigned long x = strtoul(v, &end, 10);
+	return *end || !x ? def : x;
+}
+
+/*
+ * Reap child pid with a deadline: waitpid(WNOHANG) with short sleeps
+ * (growing from 20 us to 250 us).  Returns true with *status when it ended
+ * (*status -1 if it could not be reaped), false (after SIGKILL and reaping
+ * it) when it did not within `seconds`.
+ */
+static inline bool reap_deadline(pid_t pid, int *status, double seconds)
+{
+	double end = now_s() + seconds;
+	long ns = 20000;
+	for (;;) {
+		pid_t r = waitpid(pid, status, WNOHANG);
+		if (r == pid)
+			return true;
+		if (r < 0 && errno != EINTR) {
+			*status = -1;
+			return true;
+		}
+		if (now_s() > end) {
+			kill(pid, SIGKILL);
+			while (waitpid(pid, status, 0) < 0 && errno == EINTR)
+				;
+			return false;
+		}
+		struct timespec ts = { 0, ns };
+		nanosleep(&ts, NULL);
+		if (ns < 250000)
+			ns *= 2;
+	}
 }
 
 #endif /* SHEAF_TEST_UTIL_H */
