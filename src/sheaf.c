@@ -66,7 +66,6 @@ void _sheaf_sheaf_setup(void)
 	sheaf_rt.slot_off = _sheaf_rseq_offset + (_sheaf_rseq_mm_cid
 		? (long)offsetof(struct sheaf_rseq_area, mm_cid)
 		: (long)offsetof(struct sheaf_rseq_area, cpu_id));
-	sheaf_rt.nr_slots = _sheaf_nr_slots;
 	_sheaf_rt_local = sheaf_rt;
 }
 

@@ -101,9 +101,6 @@ struct sheaf_runtime {
 	 * mm_cid) or + 4 (cpu_id), so that a section reads it with one
 	 * instruction. */
 	long slot_off;
-	/* Slots per cache: one per possible CPU in rseq mode. */
-	unsigned int nr_slots;
-	unsigned int _pad;
 };
 extern struct sheaf_runtime sheaf_rt;
 /* The library reads its own hidden copy instead (no GOT load). */
@@ -180,7 +177,7 @@ extern void *sheaf_memmap[];
  * possible CPUs, and there is one slot per possible CPU (rseq mode is on
  * only when that count is known and fits: percpu.c), so this one test of
  * the line the section has just armed also keeps the slot below the slot
- * count (sheaf_rt.nr_slots says what that count is).
+ * count.
  */
 #define SHEAF_RSEQ_SLOTNR(NOSLOT)                                              \
 	"1:\n\t"                                                               \
