@@ -31,6 +31,10 @@
  *   fork      1 thread with 20000 live blocks of the mixed sizes: fork(),
  *             the child mallocs and frees one block and exits, the parent
  *             waits (what shells and make do all the time); ns per fork.
+ *   fork-mt   fork with a second thread alive (it allocated, then waits):
+ *             a threaded program forking, where every allocator takes its
+ *             locks around fork() (glibc, and libsheaf, skip them when the
+ *             process has one thread).
  * Reported: ns per malloc+free pair (fork: per fork+exit+wait) (larson/xmalloc: wall time over all
  * operations of all threads; -t2: wall time over one thread's pairs), Mops/s
  * of all threads, and each child's peak resident memory (getrusage).
@@ -115,7 +119,7 @@ struct workload {
 	bool fixed;		/* a fixed-size workload */
 };
 
-enum { NW = 6 };
+enum { NW = 7 };
 static const struct workload workloads[NW] = {
 	{ "larson", W_LARSON, 4, 3000000, false },
 	{ "xmalloc", W_XMALLOC, 2, 6000000, false },
@@ -123,6 +127,7 @@ static const struct workload workloads[NW] = {
 	{ "hot-64-t2", W_HOT, 2, 40000000, true },
 	{ "mixed", W_MIXED, 1, 10000000, false },
 	{ "fork", W_FORK, 1, 3000, false },
+	{ "fork-mt", W_FORK, 2, 3000, false },
 };
 
 static inline uint32_t rnd(uint32_t *x)
@@ -425,11 +430,46 @@ static double run_mixed(const struct workload *wl, uint64_t ops)
  * state in both processes.
  */
 #define FORK_SET 20000
+
+/* fork-mt's other thread: a few blocks of its own, then it waits. */
+static pthread_mutex_t fork_mt_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t fork_mt_cond = PTHREAD_COND_INITIALIZER;
+static int fork_mt_state;	/* 1: started, 2: told to finish */
+
+static void *fork_mt_thread(void *arg)
+{
+	void *own[64];
+	(void)arg;
+	for (int i = 0; i < 64; i++) {
+		own[i] = xmalloc(16 + 32 * (size_t)i);
+		touch(own[i], 16 + 32 * (size_t)i);
+	}
+	pthread_mutex_lock(&fork_mt_lock);
+	fork_mt_state = 1;
+	pthread_cond_broadcast(&fork_mt_cond);
+	while (fork_mt_state != 2)
+		pthread_cond_wait(&fork_mt_cond, &fork_mt_lock);
+	pthread_mutex_unlock(&fork_mt_lock);
+	for (int i = 0; i < 64; i++)
+		free(own[i]);
+	return NULL;
+}
+
 static double run_fork(const struct workload *wl, uint64_t ops)
 {
 	static void *set[FORK_SET];
 	uint32_t x = 4242;
-	(void)wl;
+	pthread_t other;
+	if (wl->threads > 1) {
+		if (pthread_create(&other, NULL, fork_mt_thread, NULL) != 0) {
+			printf("E pthread_create failed\n");
+			exit(1);
+		}
+		pthread_mutex_lock(&fork_mt_lock);
+		while (fork_mt_state != 1)
+			pthread_cond_wait(&fork_mt_cond, &fork_mt_lock);
+		pthread_mutex_unlock(&fork_mt_lock);
+	}
 	for (int i = 0; i < FORK_SET; i++) {
 		uint32_t r = rnd(&x) % 100;
 		size_t n = r < 70 ? 8 + rnd(&x) % 121 : r < 95 ? 129 + rnd(&x) % 1920
@@ -462,6 +502,13 @@ static double run_fork(const struct workload *wl, uint64_t ops)
 	double ns = (double)(bench_now_ns() - t0) / (double)ops;
 	for (int i = 0; i < FORK_SET; i++)
 		free(set[i]);
+	if (wl->threads > 1) {
+		pthread_mutex_lock(&fork_mt_lock);
+		fork_mt_state = 2;
+		pthread_cond_broadcast(&fork_mt_cond);
+		pthread_mutex_unlock(&fork_mt_lock);
+		pthread_join(other, NULL);
+	}
 	return ns;
 }
 
@@ -739,7 +786,7 @@ static void usage(FILE *out)
 	fprintf(out,
 "usage: mallocbench [options]\n"
 "  --quick              a tenth of the operations, 3 reps\n"
-"  --workload A[,B]     larson xmalloc hot-64-t1 hot-64-t2 mixed fork\n"
+"  --workload A[,B]     larson xmalloc hot-64-t1 hot-64-t2 mixed fork fork-mt\n"
 "  --contender A[,B]    sheaf glibc jemalloc tcmalloc mimalloc sheaf-b\n"
 "                       sheaf-cap60 (SHEAF_KMALLOC_CAPACITY=60)\n"
 "                       (sheaf-b: the libsheaf-malloc.so that the variable\n"

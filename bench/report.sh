@@ -7,6 +7,8 @@
 #            bench/results/full.txt and full.csv
 #       instructions per hot alloc+free pair (perf stat, else callgrind)
 #         -> bench/results/instructions.txt
+#       mallocbench fork and fork-mt (libsheaf-malloc and the peers)
+#         -> bench/results/fork.{txt,csv}
 #       gnuplot -> docs/img/bench-{throughput,scaling,rss}.png
 #       docs/PERFORMANCE.md regenerated from bench/PERFORMANCE.md.in
 #   bench/report.sh BUILD_DIR quick   (make run: under a minute)
@@ -52,6 +54,26 @@ run_bench full "$@"
 echo
 echo "Instructions per hot-64 alloc+free pair:"
 "$root/tools/instructions.sh" "$build" | tee "$res/instructions.txt"
+echo
+echo "fork+exit+wait under each malloc (mallocbench):"
+mb=$build/bench/mallocbench
+if [ -x "$mb" ]; then
+	"$mb" --workload fork,fork-mt --reps 7 --csv "$res/fork.csv" > "$res/fork-raw.txt" 2>&1 ||
+		{ cat "$res/fork-raw.txt"; echo "report: mallocbench fork failed" >&2; exit 1; }
+	# the tables and the figures, as the doc shows them
+	awk '/^### / { on = 1 } on && !/^CSV: / { print }' "$res/fork-raw.txt" > "$res/fork.txt"
+	awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) col[$i] = i; next }
+		{ ns[$col["workload"], $col["contender"]] = $col["median_ns"]; w[$col["workload"]] = 1 }
+		END {
+			for (k in w) if ((k, "sheaf") in ns && (k, "glibc") in ns)
+				printf "- **%s**: libsheaf-malloc %.2f ms per fork+exit+wait, %.2fx glibc'"'"'s %.2f ms\n",
+					k, ns[k, "sheaf"] / 1e6, ns[k, "sheaf"] / ns[k, "glibc"], ns[k, "glibc"] / 1e6
+		}' "$res/fork.csv" | sort >> "$res/fork.txt"
+	rm -f "$res/fork-raw.txt"
+else
+	echo "(mallocbench not built: no fork figures)" > "$res/fork.txt"
+fi
+cat "$res/fork.txt"
 echo
 "$root/bench/plot.sh" "$res/full.csv" "$root/docs/img/bench"
 
@@ -129,12 +151,13 @@ cat > "$tmp/plots" <<'EOF'
 EOF
 
 awk -v machine="$tmp/machine" -v tables="$tmp/tables" -v key="$tmp/key" \
-    -v plots="$tmp/plots" -v instr="$res/instructions.txt" '
+    -v plots="$tmp/plots" -v instr="$res/instructions.txt" -v fork="$res/fork.txt" '
 	function put(f,   l) { while ((getline l < f) > 0) print l; close(f) }
 	/^@@MACHINE@@$/ { put(machine); next }
 	/^@@KEY@@$/ { put(key); next }
 	/^@@TABLES@@$/ { put(tables); next }
 	/^@@PLOTS@@$/ { put(plots); next }
 	/^@@INSTRUCTIONS@@$/ { put(instr); next }
+	/^@@FORK@@$/ { put(fork); next }
 	{ print }' "$root/bench/PERFORMANCE.md.in" > "$root/docs/PERFORMANCE.md"
 echo "docs/PERFORMANCE.md regenerated"

@@ -12,6 +12,15 @@
 #define SHEAF_NOINLINE __attribute__((noinline))
 #define SHEAF_COLD     __attribute__((cold, noinline))
 #define SHEAF_EXPORT   __attribute__((visibility("default")))
+/*
+ * The global locks the fork handlers take, and the state they write around
+ * fork(), share one section (page aligned in the shared libraries by
+ * src/fork_data.ld): after fork() every page written is a copy-on-write
+ * fault in the parent and in the child, so what they write stays on as
+ * few pages as possible (the per-cache part: the fork-state pool,
+ * pages.c).
+ */
+#define SHEAF_FORK_DATA __attribute__((section("sheaf_fork_data")))
 #define SHEAF_NORETURN __attribute__((noreturn))
 
 /*

@@ -49,6 +49,16 @@ void _sheaf_report_invalid(const char *fn, const char *what, const void *addr,
 	abort();
 }
 
+/* A stale pointer to a destroyed cache (SLAB_DESTROYED). */
+void _sheaf_report_destroyed(const char *fn, struct kmem_cache *s, void *caller)
+{
+	fprintf(stderr, "sheaf: %s(): cache %p (\"%s\") was destroyed: a stale "
+		"cache pointer (caller %p)\n", fn, (void *)s, s->name, caller);
+	fflush(stderr);
+	_sheaf_info_abort();
+	abort();
+}
+
 /* A broken invariant (SHEAF_ASSERT, builds without NDEBUG). */
 void _sheaf_assert_fail(const char *cond, const char *file, int line,
 			const char *fn)
@@ -664,6 +674,7 @@ static void list_move_full(struct kmem_cache_node *n, struct slab *slab)
 void *_sheaf_debug_alloc(struct kmem_cache *s, gfp_t gfp, int node,
 			 unsigned int slot)
 {
+	cache_check_live(s, "kmem_cache_alloc", NULL);
 	if (node == NUMA_NO_NODE)
 		node = sheaf_node();
 	struct kmem_cache_node *n = get_node(s, node);
@@ -728,6 +739,7 @@ void *_sheaf_debug_alloc(struct kmem_cache *s, gfp_t gfp, int node,
 void _sheaf_debug_free(struct kmem_cache *s, struct slab *slab, void *obj,
 		       unsigned int slot)
 {
+	cache_check_live(s, "kmem_cache_free", NULL);
 	struct kmem_cache_node *n = get_node(s, slab->node);
 	struct slab *discard = NULL;
 
@@ -814,6 +826,7 @@ SHEAF_EXPORT int kmem_cache_validate(struct kmem_cache *s)
 	int problems = 0;
 	if (!s)
 		return -EINVAL;
+	cache_check_live(s, "kmem_cache_validate", __builtin_return_address(0));
 	if (!(s->flags & SLAB_DEBUG_FLAGS))
 		return 0; /* nothing to check against without debug layout */
 	validating = true; /* count every problem */
@@ -917,7 +930,7 @@ struct fault_attr {
 #define FAULT_GLOBS 32
 static char glob_pool[FAULT_GLOBS][64];
 static unsigned int nglobs;
-static pthread_mutex_t glob_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t glob_lock SHEAF_FORK_DATA = PTHREAD_MUTEX_INITIALIZER;
 
 /* The pool's copy of g, or NULL when the pool is full or g too long. */
 static const char *intern_glob(const char *g)

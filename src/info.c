@@ -61,7 +61,7 @@ static struct {
 	char name[32];
 	uint64_t start_time;
 	uint64_t generation;
-} info = { .lock = PTHREAD_MUTEX_INITIALIZER };
+} info SHEAF_FORK_DATA = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
 static long futex(uint32_t *uaddr, int op, uint32_t val,
 		  const struct timespec *ts)
@@ -106,7 +106,7 @@ static void collect_cache(struct kmem_cache *s, struct sheaf_info_cache *r)
 	r->objects_partial_free = partial_free;
 	uint64_t free_objs = partial_free + r->objects_cached;
 	r->objects_inuse = r->objects_total > free_objs ? r->objects_total - free_objs : 0;
-	r->bytes = r->slabs * (PAGE_SIZE << s->order) + s->meta_size;
+	r->bytes = r->slabs * (PAGE_SIZE << s->order) + s->meta_size + s->fork_size;
 	for (unsigned int k = 0; k < SHEAF_STAT_NR; k++)
 		r->stats[k] = sheaf_stats_get(s, (enum sheaf_stat_item)k);
 }

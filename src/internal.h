@@ -232,6 +232,8 @@ void *_sheaf_huge_start(const void *p);      /* start of the mapping containing 
 int _sheaf_huge_node(const void *p);         /* -1: not a huge mapping */
 void *_sheaf_meta_alloc(size_t size);        /* zeroed, page granular */
 void _sheaf_meta_free(void *p, size_t size);
+void *_sheaf_meta_pool_alloc(size_t size);   /* zeroed, packed: fork state */
+void _sheaf_meta_pool_free(void *p, size_t size);
 void _sheaf_pages_lock_all(void);            /* fork */
 void _sheaf_pages_unlock_all(bool child);
 
@@ -417,6 +419,13 @@ _Static_assert(__builtin_offsetof(struct kmem_cache_cpu, stop) == 24,
  * SLAB_TYPESAFE_BY_RCU caches so their contents survive, or at the user's
  * freeptr_offset.  Invariants: size % align == 0; offset + 8 <= size;
  * objects * size <= PAGE_SIZE << order.
+ *
+ * Memory: the struct and its statistics slots are one mapping (meta_size
+ * bytes); everything the fork handlers write -- the flush lock, the nodes
+ * (list locks), the classic cpu slots or the sheaf slots and barns -- is
+ * one block of fork_size bytes from the fork-state pool (pages.c), packed
+ * with the other caches' blocks, so that unlocking after fork() touches a
+ * few pages rather than one per cache.
  */
 struct kmem_cache {
 	struct sheaf_cache_hot hot;          /* first: read by inline fast paths */
@@ -439,10 +448,13 @@ struct kmem_cache {
 	struct list_head list;               /* slab_caches, under slab_mutex */
 	size_t meta_size;
 	struct node_barn *barn[MAX_NUMNODES]; /* sheaf caches only */
-	pthread_mutex_t flush_lock;          /* serializes remote slot access */
+	pthread_mutex_t *flush_lock;         /* serializes remote slot access */
+	void *fork_state;                    /* the pool block (see below) */
+	size_t fork_size;
 	bool rcu_used;                       /* kfree_rcu() has seen the cache */
 	atomic_size_t rcu_recycled;          /* objects recycled through RCU */
 	atomic_long lent_sheaves;            /* prefilled sheaves not returned */
+	atomic_bool destroying;              /* kmem_cache_destroy() under way */
 	uint8_t kind;                        /* enum cache_kind (for sheafinfo) */
 };
 
@@ -824,9 +836,29 @@ void _sheaf_debug_free(struct kmem_cache *s, struct slab *slab, void *obj,
 		       unsigned int slot);
 void _sheaf_debug_wrong_cache(struct kmem_cache *s, struct slab *slab, const void *obj);
 void _sheaf_debug_leak_report(struct kmem_cache *s, size_t live);
+/*
+ * Internal flag (never a user's): kmem_cache_destroy() took the cache down.
+ * Part of cache_debug()'s test, so that a stale pointer to a destroyed
+ * cache takes the checked slow path, which reports it, at no cost to the
+ * fast paths.  A destroyed cache's struct stays mapped in a quarantine of
+ * the last DEAD_QUARANTINE destroyed caches (slab_common.c).
+ */
+#define SLAB_DESTROYED 0x80000000u
+
 static inline bool cache_debug(const struct kmem_cache *s)
 {
-	return (s->flags & SLAB_DEBUG_FLAGS) != 0;
+	return (s->flags & (SLAB_DEBUG_FLAGS | SLAB_DESTROYED)) != 0;
+}
+
+SHEAF_NORETURN SHEAF_COLD void _sheaf_report_destroyed(const char *fn,
+		struct kmem_cache *s, void *caller);
+
+/* Every entry point but the fast paths: a destroyed cache is reported. */
+static inline void cache_check_live(struct kmem_cache *s, const char *fn,
+				    void *caller)
+{
+	if (unlikely(s->flags & SLAB_DESTROYED))
+		_sheaf_report_destroyed(fn, s, caller);
 }
 
 SHEAF_NORETURN SHEAF_COLD void _sheaf_report_invalid(const char *fn,

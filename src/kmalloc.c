@@ -175,7 +175,7 @@ static inline bool run_cache_put(struct slab *d)
  * drain_lock, which the fork handlers take (before the cache list: the
  * drain takes page locks), so that no child inherits a drain half done.
  */
-static pthread_mutex_t drain_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t drain_lock SHEAF_FORK_DATA = PTHREAD_MUTEX_INITIALIZER;
 
 void _sheaf_run_cache_drain(void)
 {

@@ -21,6 +21,7 @@
  * when freed, since no free pointer is ever read from them.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <numa.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -49,15 +50,21 @@ struct page_node {
 	size_t total;
 } __attribute__((aligned(CACHE_LINE)));
 
-static struct page_node page_nodes[MAX_NUMNODES];
-static pthread_mutex_t arena_lock = PTHREAD_MUTEX_INITIALIZER;
+/* [_sheaf_nr_nodes], from the fork-state pool (the fork handlers lock them) */
+static struct page_node *page_nodes;
+static pthread_mutex_t arena_lock SHEAF_FORK_DATA = PTHREAD_MUTEX_INITIALIZER;
 static size_t nr_arenas;
 static size_t huge_bytes;
 static bool real_numa;
 
 void _sheaf_pages_init(void)
 {
-	for (int n = 0; n < MAX_NUMNODES; n++) {
+	page_nodes = _sheaf_meta_pool_alloc(_sheaf_nr_nodes * sizeof(*page_nodes));
+	if (!page_nodes) {
+		fprintf(stderr, "sheaf: out of memory at initialisation\n");
+		abort();
+	}
+	for (unsigned int n = 0; n < _sheaf_nr_nodes; n++) {
 		_sheaf_spinlock_init(&page_nodes[n].lock);
 		for (int k = 0; k <= MAX_ORDER; k++)
 			INIT_LIST_HEAD(&page_nodes[n].free[k]);
@@ -95,6 +102,107 @@ void _sheaf_meta_free(void *p, size_t size)
 {
 	if (p)
 		munmap(p, ALIGN_UP(size, PAGE_SIZE));
+}
+
+/*
+ * The fork-state pool: the per-cache state that the fork handlers write
+ * (the flush lock, the slots' stop and lock words, the barn and list
+ * locks), packed from every cache into a few pages.  A write to a page
+ * shared with a fork()ed child is a copy-on-write fault, with a TLB
+ * shootdown when the process ran on other CPUs; with one page per cache,
+ * unlocking after fork() cost the parent and the child one such fault per
+ * cache.  Blocks are whole cache lines, first fit from chunks of
+ * POOL_CHUNK bytes that are never unmapped; a freed block joins its free
+ * neighbours; a block above half a chunk gets a mapping of its own.
+ *
+ * Invariants (under pool.lock): the free list is sorted by address, its
+ * blocks are disjoint, none ends where the next begins (they are joined),
+ * every size is a multiple of CACHE_LINE.  pool.lock is a leaf of the lock
+ * order (it nests inside the page locks in the fork handlers only).
+ */
+#define POOL_CHUNK (64ul << 10)
+
+struct pool_free {
+	struct pool_free *next;
+	size_t size;
+};
+
+static struct {
+	pthread_mutex_t lock;
+	struct pool_free *free;
+} pool SHEAF_FORK_DATA = { PTHREAD_MUTEX_INITIALIZER, NULL };
+
+static void pool_insert(struct pool_free *b, size_t size)
+{
+	struct pool_free **pp = &pool.free;
+	while (*pp && *pp < b)
+		pp = &(*pp)->next;
+	struct pool_free *next = *pp;
+	b->size = size;
+	b->next = next;
+	if (next && (char *)b + size == (char *)next) {
+		b->size += next->size;
+		b->next = next->next;
+	}
+	*pp = b;
+	/* the previous block, when it ends at b */
+	if (pp != &pool.free) {
+		struct pool_free *prev =
+			(struct pool_free *)((char *)pp - offsetof(struct pool_free, next));
+		if ((char *)prev + prev->size == (char *)b) {
+			prev->size += b->size;
+			prev->next = b->next;
+		}
+	}
+}
+
+/* Zeroed, CACHE_LINE aligned; free with _sheaf_meta_pool_free(p, size). */
+void *_sheaf_meta_pool_alloc(size_t size)
+{
+	size = ALIGN_UP(size, (size_t)CACHE_LINE);
+	if (size > POOL_CHUNK / 2)
+		return _sheaf_meta_alloc(size);
+	pthread_mutex_lock(&pool.lock);
+	for (;;) {
+		struct pool_free **pp = &pool.free;
+		while (*pp && (*pp)->size < size)
+			pp = &(*pp)->next;
+		struct pool_free *b = *pp;
+		if (b) {
+			if (b->size == size) {
+				*pp = b->next;
+			} else {
+				struct pool_free *rest =
+					(struct pool_free *)((char *)b + size);
+				rest->next = b->next;
+				rest->size = b->size - size;
+				*pp = rest;
+			}
+			pthread_mutex_unlock(&pool.lock);
+			memset(b, 0, size);
+			return b;
+		}
+		void *chunk = _sheaf_meta_alloc(POOL_CHUNK);
+		if (!chunk) {
+			pthread_mutex_unlock(&pool.lock);
+			return NULL;
+		}
+		pool_insert(chunk, POOL_CHUNK);
+	}
+}
+
+void _sheaf_meta_pool_free(void *p, size_t size)
+{
+	if (!p)
+		return;
+	size = ALIGN_UP(size, (size_t)CACHE_LINE);
+	if (size > POOL_CHUNK / 2) {
+		_sheaf_meta_free(p, size);
+		return;
+	}
+	pthread_mutex_lock(&pool.lock);
+	pool_insert(p, size);
+	pthread_mutex_unlock(&pool.lock);
 }
 
 static inline size_t desc_index(const struct slab *d)
@@ -414,11 +522,13 @@ void _sheaf_pages_lock_all(void)
 	pthread_mutex_lock(&arena_lock);
 	for (unsigned int n = 0; n < _sheaf_nr_nodes; n++)
 		pthread_mutex_lock(&page_nodes[n].lock);
+	pthread_mutex_lock(&pool.lock);
 }
 
 void _sheaf_pages_unlock_all(bool child)
 {
 	(void)child;
+	pthread_mutex_unlock(&pool.lock);
 	for (unsigned int n = _sheaf_nr_nodes; n-- > 0;)
 		pthread_mutex_unlock(&page_nodes[n].lock);
 	pthread_mutex_unlock(&arena_lock);

@@ -45,6 +45,7 @@ static inline bool is_oversize(struct kmem_cache *s, struct slab_sheaf *sheaf)
 static void check_lent(struct kmem_cache *s, struct slab_sheaf *sheaf,
 		       const char *fn, void *caller)
 {
+	cache_check_live(s, fn, caller);
 	if (unlikely(READ_ONCE(sheaf->cache) != s))
 		_sheaf_report_invalid(fn, "sheaf of another cache", sheaf, s, caller);
 	if (unlikely((sheaf->_info.flags & SHEAF_LENT_MASK) != SHEAF_LENT))
@@ -88,6 +89,7 @@ SHEAF_EXPORT struct slab_sheaf *kmem_cache_prefill_sheaf(struct kmem_cache *s,
 	unsigned int slot = sheaf_slot();
 	if (!prefill_args_ok(s, gfp, size))
 		return NULL;
+	cache_check_live(s, "kmem_cache_prefill_sheaf", __builtin_return_address(0));
 	if (!cache_has_sheaves(s) || size > s->hot.sheaf_capacity)
 		return prefill_oversize(s, gfp, size, slot);
 

@@ -137,7 +137,7 @@ static struct {
 	bool started, sleeping;
 	bool busy;             /* a batch taken: in its grace period or finishing */
 	bool forking;          /* fork() under way: take no new batch */
-} worker = {
+} worker SHEAF_FORK_DATA = {
 	.lock = PTHREAD_MUTEX_INITIALIZER,
 	.wake = PTHREAD_COND_INITIALIZER,
 	.done = PTHREAD_COND_INITIALIZER,
@@ -415,7 +415,7 @@ struct ptr_batch {
 	void *ptrs[PTR_BATCH];
 };
 
-static pthread_mutex_t batch_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t batch_lock SHEAF_FORK_DATA = PTHREAD_MUTEX_INITIALIZER;
 static struct ptr_batch *cur_batch;
 
 static void ptr_batch_cb(struct rcu_head *head)
@@ -497,7 +497,7 @@ static void submit_rcu_sheaves(struct kmem_cache *s)
 {
 	if (!cache_has_sheaves(s))
 		return;
-	pthread_mutex_lock(&s->flush_lock);
+	pthread_mutex_lock(s->flush_lock);
 	_sheaf_pcs_remote_lock_all(s);
 	for (unsigned int i = 0; i < _sheaf_nr_slots; i++) {
 		struct sheaf_pcs *pcs = &s->hot.pcs[i];
@@ -508,7 +508,7 @@ static void submit_rcu_sheaves(struct kmem_cache *s)
 		}
 	}
 	_sheaf_pcs_remote_unlock_all(s);
-	pthread_mutex_unlock(&s->flush_lock);
+	pthread_mutex_unlock(s->flush_lock);
 }
 
 static void submit_batch(void)
@@ -522,6 +522,7 @@ SHEAF_EXPORT void kvfree_rcu_barrier_on_cache(struct kmem_cache *s)
 {
 	if (!s)
 		return;
+	cache_check_live(s, "kvfree_rcu_barrier_on_cache", __builtin_return_address(0));
 	submit_rcu_sheaves(s);
 	submit_batch();
 	worker_barrier();

@@ -717,7 +717,7 @@ bool _sheaf_pcs_init(struct kmem_cache *s)
  */
 void _sheaf_pcs_flush_all(struct kmem_cache *s)
 {
-	pthread_mutex_lock(&s->flush_lock);
+	pthread_mutex_lock(s->flush_lock);
 	_sheaf_pcs_remote_lock_all(s);
 	for (unsigned int i = 0; i < _sheaf_nr_slots; i++) {
 		struct sheaf_pcs *pcs = &s->hot.pcs[i];
@@ -735,7 +735,7 @@ void _sheaf_pcs_flush_all(struct kmem_cache *s)
 	_sheaf_pcs_remote_unlock_all(s);
 	for (unsigned int n = 0; n < _sheaf_nr_nodes; n++)
 		_sheaf_barn_shrink(s, s->barn[n]);
-	pthread_mutex_unlock(&s->flush_lock);
+	pthread_mutex_unlock(s->flush_lock);
 }
 
 /* After a successful flush with no users left: free the main sheaves. */
@@ -751,7 +751,7 @@ void _sheaf_pcs_destroy(struct kmem_cache *s)
 size_t _sheaf_pcs_cached_objects(struct kmem_cache *s)
 {
 	size_t n = 0;
-	pthread_mutex_lock(&s->flush_lock);
+	pthread_mutex_lock(s->flush_lock);
 	_sheaf_pcs_remote_lock_all(s);
 	for (unsigned int i = 0; i < _sheaf_nr_slots; i++) {
 		struct sheaf_pcs *pcs = &s->hot.pcs[i];
@@ -764,7 +764,7 @@ size_t _sheaf_pcs_cached_objects(struct kmem_cache *s)
 	_sheaf_pcs_remote_unlock_all(s);
 	for (unsigned int k = 0; k < _sheaf_nr_nodes; k++)
 		n += _sheaf_barn_objects(s->barn[k], NULL, NULL);
-	pthread_mutex_unlock(&s->flush_lock);
+	pthread_mutex_unlock(s->flush_lock);
 	return n;
 }
 
@@ -776,7 +776,7 @@ size_t _sheaf_pcs_cached_objects(struct kmem_cache *s)
  */
 void _sheaf_pcs_fork_stop(struct kmem_cache *s)
 {
-	pthread_mutex_lock(&s->flush_lock);
+	pthread_mutex_lock(s->flush_lock);
 	_sheaf_slots_stop(s->hot.pcs);
 }
 
@@ -801,5 +801,5 @@ void _sheaf_pcs_unlock_all(struct kmem_cache *s, bool child)
 	if (child)
 		_sheaf_slots_reset(s->hot.pcs);
 	_sheaf_pcs_remote_unlock_all(s);
-	pthread_mutex_unlock(&s->flush_lock);
+	pthread_mutex_unlock(s->flush_lock);
 }

@@ -671,6 +671,7 @@ struct slab *_sheaf_check_object_in(struct kmem_cache *s, struct slab *slab,
 {
 	struct kmem_cache *owner = slab->slab_cache;
 	if (unlikely(s && owner != s)) {
+		cache_check_live(s, fn, caller);
 		if (cache_debug(s)) {
 			/* slub_debug's report; the object is not freed. */
 			_sheaf_debug_wrong_cache(s, slab, obj);

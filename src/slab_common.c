@@ -14,7 +14,7 @@
 
 #include <sheaf/rcu.h>
 
-pthread_mutex_t _sheaf_slab_mutex = PTHREAD_MUTEX_INITIALIZER;
+pthread_mutex_t _sheaf_slab_mutex SHEAF_FORK_DATA = PTHREAD_MUTEX_INITIALIZER;
 struct list_head _sheaf_slab_caches = LIST_HEAD_INIT(_sheaf_slab_caches);
 
 static struct kmem_cache *create_fail(const char *name, slab_flags_t flags,
@@ -38,6 +38,12 @@ static struct kmem_cache *create_fail(const char *name, slab_flags_t flags,
 	return NULL;
 }
 
+static void meta_free(struct kmem_cache *s)
+{
+	_sheaf_meta_pool_free(s->fork_state, s->fork_size);
+	_sheaf_meta_free(s, s->meta_size);
+}
+
 /* Internal creation: arguments already validated; no sheaf_init(). */
 struct kmem_cache *_sheaf_cache_create(const char *name, unsigned int size,
 				       const struct kmem_cache_args *args,
@@ -53,28 +59,39 @@ struct kmem_cache *_sheaf_cache_create(const char *name, unsigned int size,
 	if (flags & SLAB_DEBUG_FLAGS)
 		cap = 0; /* debug caches take the checked slow path only */
 
+	/*
+	 * Two allocations (struct kmem_cache): the struct and its statistics,
+	 * and the fork-state block: [flush lock][nodes] then the classic cpu
+	 * slots, or the slots' info line, the slots and the barns.
+	 */
 	size_t nslots = _sheaf_nr_slots;
-	size_t off_cpu = ALIGN_UP(sizeof(struct kmem_cache), (size_t)CACHE_LINE);
-	size_t off_stats = off_cpu + (cap ? 0 : nslots * sizeof(struct kmem_cache_cpu));
-	size_t off_nodes = off_stats + nslots * sizeof(struct sheaf_stat_slot);
+	size_t off_stats = ALIGN_UP(sizeof(struct kmem_cache), (size_t)CACHE_LINE);
+	size_t total = off_stats + nslots * sizeof(struct sheaf_stat_slot);
+	size_t off_nodes = ALIGN_UP(sizeof(pthread_mutex_t), (size_t)CACHE_LINE);
+	size_t off_cpu = off_nodes + _sheaf_nr_nodes * sizeof(struct kmem_cache_node);
 	/* The slots follow their read-mostly info line (struct sheaf_pcs_info). */
-	size_t off_pcs = off_nodes + _sheaf_nr_nodes * sizeof(struct kmem_cache_node) +
-			 (cap ? sizeof(struct sheaf_pcs_info) : 0);
+	size_t off_pcs = off_cpu + (cap ? sizeof(struct sheaf_pcs_info)
+				       : nslots * sizeof(struct kmem_cache_cpu));
 	size_t off_barn = off_pcs + (cap ? nslots * sizeof(struct sheaf_pcs) : 0);
-	size_t total = off_barn + (cap ? _sheaf_nr_nodes * sizeof(struct node_barn) : 0);
+	size_t fork_size = off_barn + (cap ? _sheaf_nr_nodes * sizeof(struct node_barn) : 0);
 
 	char *mem = _sheaf_meta_alloc(total);
-	if (!mem) {
+	char *fk = mem ? _sheaf_meta_pool_alloc(fork_size) : NULL;
+	if (!fk) {
+		_sheaf_meta_free(mem, total);
 		errno = ENOMEM;
 		return NULL;
 	}
 	struct kmem_cache *s = (struct kmem_cache *)mem;
 	s->meta_size = total;
-	s->cpu_slab = cap ? NULL : (struct kmem_cache_cpu *)(mem + off_cpu);
+	s->fork_state = fk;
+	s->fork_size = fork_size;
+	s->flush_lock = (pthread_mutex_t *)fk;
+	s->cpu_slab = cap ? NULL : (struct kmem_cache_cpu *)(fk + off_cpu);
 	s->stats = (struct sheaf_stat_slot *)(mem + off_stats);
 	for (unsigned int n = 0; n < _sheaf_nr_nodes; n++) {
 		struct kmem_cache_node *kn =
-			(struct kmem_cache_node *)(mem + off_nodes) + n;
+			(struct kmem_cache_node *)(fk + off_nodes) + n;
 		_sheaf_spinlock_init(&kn->list_lock);
 		INIT_LIST_HEAD(&kn->partial);
 		INIT_LIST_HEAD(&kn->full);
@@ -85,9 +102,9 @@ struct kmem_cache *_sheaf_cache_create(const char *name, unsigned int size,
 	s->flags = flags;
 	s->ctor = args->ctor;
 	s->kind = (uint8_t)kind;
-	pthread_mutex_init(&s->flush_lock, NULL);
+	pthread_mutex_init(s->flush_lock, NULL);
 	if (!_sheaf_calculate_sizes(s, args)) {
-		_sheaf_meta_free(mem, total);
+		meta_free(s);
 		errno = EINVAL;
 		return NULL;
 	}
@@ -100,13 +117,13 @@ struct kmem_cache *_sheaf_cache_create(const char *name, unsigned int size,
 	s->hot.pow2_mask = IS_POW2(s->size) && s->size <= PAGE_SIZE ? s->size - 1 : 0;
 	if (cap) {
 		s->hot.sheaf_capacity = cap;
-		s->hot.pcs = (struct sheaf_pcs *)(mem + off_pcs);
+		s->hot.pcs = (struct sheaf_pcs *)(fk + off_pcs);
 		for (unsigned int n = 0; n < _sheaf_nr_nodes; n++) {
-			s->barn[n] = (struct node_barn *)(mem + off_barn) + n;
+			s->barn[n] = (struct node_barn *)(fk + off_barn) + n;
 			_sheaf_barn_init(s->barn[n]);
 		}
 		if (!_sheaf_pcs_init(s)) {
-			_sheaf_meta_free(mem, total);
+			meta_free(s);
 			errno = ENOMEM;
 			return NULL;
 		}
@@ -199,6 +216,7 @@ SHEAF_EXPORT int kmem_cache_shrink(struct kmem_cache *s)
 {
 	if (!s)
 		return -EINVAL;
+	cache_check_live(s, "kmem_cache_shrink", __builtin_return_address(0));
 	flush_and_shrink(s);
 	_sheaf_pages_purge(true);
 	return 0;
@@ -217,13 +235,17 @@ static size_t slab_objects_inuse(struct kmem_cache *s)
 
 SHEAF_EXPORT size_t sheaf_cache_objects_inuse(struct kmem_cache *s)
 {
-	return s ? slab_objects_inuse(s) : 0;
+	if (!s)
+		return 0;
+	cache_check_live(s, "sheaf_cache_objects_inuse", __builtin_return_address(0));
+	return slab_objects_inuse(s);
 }
 
 SHEAF_EXPORT int sheaf_test_hold_slot(struct kmem_cache *s, bool hold)
 {
 	if (!s)
 		return -EINVAL;
+	cache_check_live(s, "sheaf_test_hold_slot", __builtin_return_address(0));
 	return cache_has_sheaves(s) ? _sheaf_pcs_test_hold(s, hold)
 				    : _sheaf_cpu_test_hold(s, hold);
 }
@@ -232,6 +254,7 @@ SHEAF_EXPORT size_t sheaf_cache_cached_objects(struct kmem_cache *s)
 {
 	if (!s)
 		return 0;
+	cache_check_live(s, "sheaf_cache_cached_objects", __builtin_return_address(0));
 	return cache_has_sheaves(s) ? _sheaf_pcs_cached_objects(s)
 				    : _sheaf_cpu_cached_objects(s);
 }
@@ -241,15 +264,53 @@ SHEAF_EXPORT size_t sheaf_cache_slabs(struct kmem_cache *s)
 	size_t n = 0;
 	if (!s)
 		return 0;
+	cache_check_live(s, "sheaf_cache_slabs", __builtin_return_address(0));
 	for (unsigned int i = 0; i < _sheaf_nr_nodes; i++)
 		n += (size_t)atomic_load(&s->node[i]->nr_slabs);
 	return n;
+}
+
+/*
+ * The last DEAD_QUARANTINE destroyed caches keep their struct (flagged
+ * SLAB_DESTROYED, everything else freed), so that a stale pointer to one
+ * is reported rather than used; the oldest is unmapped when a newer one
+ * comes (a pointer older than that is not detected: docs/API.md).  Under
+ * slab_mutex.
+ */
+#define DEAD_QUARANTINE 64
+static struct kmem_cache *dead_caches[DEAD_QUARANTINE];
+static unsigned int dead_next;
+
+/* s is off the cache list, its slabs and sheaves gone: keep its struct. */
+static void cache_bury(struct kmem_cache *s)
+{
+	__atomic_store_n(&s->hot.inline_pcs, NULL, __ATOMIC_RELEASE);
+	__atomic_or_fetch(&s->flags, SLAB_DESTROYED, __ATOMIC_RELEASE);
+	_sheaf_meta_pool_free(s->fork_state, s->fork_size);
+	s->fork_state = NULL;
+	s->flush_lock = NULL;
+	s->hot.pcs = NULL;
+	s->cpu_slab = NULL;
+	memset(s->node, 0, sizeof(s->node));
+	memset(s->barn, 0, sizeof(s->barn));
+	pthread_mutex_lock(&_sheaf_slab_mutex);
+	struct kmem_cache *old = dead_caches[dead_next];
+	dead_caches[dead_next] = s;
+	dead_next = (dead_next + 1) % DEAD_QUARANTINE;
+	pthread_mutex_unlock(&_sheaf_slab_mutex);
+	if (old)
+		_sheaf_meta_free(old, old->meta_size);
 }
 
 SHEAF_EXPORT void kmem_cache_destroy(struct kmem_cache *s)
 {
 	if (!s)
 		return;
+	void *caller = __builtin_return_address(0);
+	cache_check_live(s, "kmem_cache_destroy", caller);
+	/* Two destroys at once: the second is as stale as after the first. */
+	if (atomic_exchange_explicit(&s->destroying, true, memory_order_acq_rel))
+		_sheaf_report_destroyed("kmem_cache_destroy", s, caller);
 	/* Frees still waiting for a grace period first (the kernel's
 	 * kvfree_rcu_barrier_on_cache()). */
 	if (READ_ONCE(s->rcu_used))
@@ -266,6 +327,7 @@ SHEAF_EXPORT void kmem_cache_destroy(struct kmem_cache *s)
 			"sheaf: kmem_cache_destroy(\"%s\"): %zu objects remaining, "
 			"%ld prefilled sheaves lent out; cache and its memory kept\n",
 			s->name, live, lent);
+		atomic_store_explicit(&s->destroying, false, memory_order_release);
 		return;
 	}
 	pthread_mutex_lock(&_sheaf_slab_mutex);
@@ -274,7 +336,7 @@ SHEAF_EXPORT void kmem_cache_destroy(struct kmem_cache *s)
 	if (cache_has_sheaves(s))
 		_sheaf_pcs_destroy(s); /* the empty mains, to the sheaf store */
 	_sheaf_pages_purge(false);
-	_sheaf_meta_free(s, s->meta_size);
+	cache_bury(s);
 }
 
 /* ------------------------------------------------------------- objects */
@@ -411,6 +473,7 @@ SHEAF_EXPORT int kmem_cache_alloc_bulk(struct kmem_cache *s, gfp_t gfp,
 {
 	if (!alloc_args_ok(s, gfp, NUMA_NO_NODE))
 		return 0;
+	cache_check_live(s, "kmem_cache_alloc_bulk", __builtin_return_address(0));
 	if (unlikely(nr && !p)) {
 		errno = EINVAL;
 		return 0;
@@ -497,9 +560,45 @@ SHEAF_EXPORT void kmem_cache_free_bulk(struct kmem_cache *s, size_t nr, void **p
  * and release them after, in parent and child (the child also clears the
  * slot lock bytes: its one thread owns every slot).
  */
+#if defined(__has_include)
+#if __has_include(<sys/single_threaded.h>)
+#include <sys/single_threaded.h>
+#define SHEAF_HAVE_SINGLE_THREADED 1
+#endif
+#endif
+
+/*
+ * A process of one thread (glibc's __libc_single_threaded, which never
+ * turns true again once a thread was created) forks with no lock to take:
+ * no other thread can hold one or be inside a section, and none can start
+ * while its one thread is in fork().  glibc's fork() skips its malloc
+ * locks alike.  The shell and make case: most fork()s come from one
+ * thread.
+ */
+static inline bool single_threaded(void)
+{
+#ifdef SHEAF_HAVE_SINGLE_THREADED
+	return __libc_single_threaded;
+#else
+	return false;
+#endif
+}
+
+/*
+ * Whether prefork() took the locks, for the handlers after fork() (the
+ * child cannot ask __libc_single_threaded).  Written only when it
+ * changes: after a fork() every write to a page is a fault.
+ */
+static bool fork_locked SHEAF_FORK_DATA;
+
 static void prefork(void)
 {
 	struct kmem_cache *s;
+	bool lock = !single_threaded();
+	if (fork_locked != lock)
+		fork_locked = lock;
+	if (!lock)
+		return;
 	_sheaf_rcu_quiesce_worker();
 	_sheaf_rcu_before_fork();
 	_sheaf_rcu_lock_batch();
@@ -533,6 +632,13 @@ static void prefork(void)
 static void postfork(bool child)
 {
 	struct kmem_cache *s;
+	if (!fork_locked) {
+		/* One thread: no worker, no statistics publisher (both are
+		 * threads), no call_rcu thread; only the per-thread cache. */
+		if (child)
+			_sheaf_debug_postfork_child();
+		return;
+	}
 	_sheaf_rcu_unlock_worker(child);
 	_sheaf_debug_postfork();
 	_sheaf_pages_unlock_all(child);

@@ -52,3 +52,14 @@ if(NOT SHEAF_SANITIZE)
   set_tests_properties(fork_malloc_fallback PROPERTIES ENVIRONMENT
                        "LD_PRELOAD=$<TARGET_FILE:sheaf_malloc>;SHEAF_PERCPU=fallback;FORK_ITERS=${SHEAF_FORK_ITERS}")
 endif()
+
+# Page faults per fork in the parent with 128 caches, one thread and two
+# (tests/fork_faults.c): counts, not times.  Linked with the shared
+# library, whose fork-time globals are on one page (src/fork_data.ld).
+add_executable(fork_faults fork_faults.c)
+target_link_libraries(fork_faults PRIVATE sheaf Threads::Threads)
+add_test(NAME fork_faults COMMAND fork_faults)
+add_test(NAME fork_faults_fallback COMMAND fork_faults)
+set_tests_properties(fork_faults fork_faults_fallback PROPERTIES
+                     LABELS "unit" TIMEOUT 120 SKIP_RETURN_CODE 77)
+set_tests_properties(fork_faults_fallback PROPERTIES ENVIRONMENT "SHEAF_PERCPU=fallback")

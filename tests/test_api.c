@@ -1205,6 +1205,98 @@ static void test_bad_free_double(void **state)
 	destroy_quietly(s);
 }
 
+/* ===================================================== destroyed caches */
+
+/*
+ * A pointer to a destroyed cache, used again: every entry point but the
+ * inline fast paths reports it and aborts (a second kmem_cache_destroy()
+ * used to SIGSEGV on the unmapped struct, and an allocation to take memory
+ * from whichever cache reused it).  Each use in a child of its own.
+ */
+enum stale_use { STALE_DESTROY, STALE_ALLOC, STALE_ALLOC_NODE, STALE_FREE,
+		 STALE_BULK, STALE_SHRINK, STALE_PREFILL, STALE_NR };
+static const char *const stale_fn[STALE_NR] = {
+	"kmem_cache_destroy", "kmem_cache_alloc", "kmem_cache_alloc", "kmem_cache_free",
+	"kmem_cache_alloc_bulk", "kmem_cache_shrink", "kmem_cache_prefill_sheaf",
+};
+struct stale_case {
+	struct kmem_cache *dead, *live;
+	void *live_obj;
+	enum stale_use use;
+};
+
+static void stale_in_child(void *arg)
+{
+	struct stale_case *c = arg;
+	void *p[4];
+	switch (c->use) {
+	case STALE_DESTROY:
+		kmem_cache_destroy(c->dead);
+		break;
+	case STALE_ALLOC:
+		p[0] = kmem_cache_alloc(c->dead, GFP_KERNEL);
+		break;
+	case STALE_ALLOC_NODE:
+		p[0] = kmem_cache_alloc_node(c->dead, GFP_KERNEL, 0);
+		break;
+	case STALE_FREE:
+		kmem_cache_free(c->dead, c->live_obj);
+		break;
+	case STALE_BULK:
+		kmem_cache_alloc_bulk(c->dead, GFP_KERNEL, 4, p);
+		break;
+	case STALE_SHRINK:
+		kmem_cache_shrink(c->dead);
+		break;
+	case STALE_PREFILL:
+		kmem_cache_prefill_sheaf(c->dead, GFP_KERNEL, 2);
+		break;
+	default:
+		break;
+	}
+	(void)p;
+	_exit(0); /* not reported: the test fails */
+}
+
+static void stale_cases(unsigned int capacity)
+{
+	struct kmem_cache_args args = { .sheaf_capacity = capacity };
+	struct kmem_cache *dead = kmem_cache_create("stale-cache", 64, &args, 0);
+	assert_non_null(dead);
+	void *o = kmem_cache_alloc(dead, GFP_KERNEL);
+	assert_non_null(o);
+	kmem_cache_free(dead, o);
+	destroy_quietly(dead);
+	/* a cache created after it, of the same shape: before, it could
+	 * reuse the dead one's memory */
+	struct kmem_cache *live = kmem_cache_create("live-cache", 64, &args, 0);
+	assert_non_null(live);
+	void *lo = kmem_cache_alloc(live, GFP_KERNEL);
+	assert_non_null(lo);
+	for (int u = 0; u < STALE_NR; u++) {
+		struct stale_case c = { dead, live, lo, (enum stale_use)u };
+		struct child_result r;
+		char how[64], want[160];
+		run_in_child(stale_in_child, &c, &r);
+		snprintf(want, sizeof(want), "sheaf: %s(): cache %p (\"stale-cache\") was destroyed",
+			 stale_fn[u], (void *)dead);
+		if (!child_aborted(&r) || !strstr(r.err, want))
+			fail_msg("stale cache, use %d (%s), capacity %u: child %s, stderr [%s]",
+				 u, stale_fn[u], capacity, child_how(&r, how, sizeof(how)), r.err);
+	}
+	/* the live cache is untouched */
+	kmem_cache_free(live, lo);
+	assert_int_equal(sheaf_cache_objects_inuse(live), 0);
+	destroy_quietly(live);
+}
+
+static void test_destroyed_cache(void **state)
+{
+	(void)state;
+	stale_cases(0);  /* classic */
+	stale_cases(16); /* sheaves */
+}
+
 /* ============================================================ statistics */
 
 static void test_stats_names(void **state)
@@ -1459,6 +1551,7 @@ int main(void)
 		cmocka_unit_test(test_bad_free_wrong_cache),
 		cmocka_unit_test(test_double_free_names_caller),
 		cmocka_unit_test(test_bad_free_double),
+		cmocka_unit_test(test_destroyed_cache),
 		cmocka_unit_test(test_stats_names),
 		cmocka_unit_test_teardown(test_stats_counts, teardown_stats),
 		cmocka_unit_test(test_introspection),

@@ -1,0 +1,214 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * fork_faults.c - what a fork() costs the parent in page faults.
+ *
+ * After fork() every page the parent writes is a copy-on-write fault (a
+ * page copy, and a TLB shootdown when the process ran on other CPUs), and
+ * the child pays the same for every page it writes.  The fork handlers
+ * write what they lock; this program checks that what they write stays on
+ * a few pages whatever the number of caches (docs/MALLOC.md, "fork()"):
+ *
+ *  - one thread: no lock is taken at all (glibc's fork() skips its own
+ *    malloc locks alike), so a fork faults no page of libsheaf's;
+ *  - two threads: every lock is taken, and the per-cache state the
+ *    handlers write (flush lock, slots, barns, list locks) is packed in the
+ *    fork-state pool, so NCACHES caches cost a few pages, not one each.
+ *
+ * Counts, never times: ru_minflt of the parent over FORKS forks (its child
+ * exits at once after using every cache), after a warm-up fork.  Before
+ * the pool every cache's state had a page of its own: more than NCACHES
+ * faults per fork in both cases.  Also churns the pool (caches destroyed
+ * and created between forks) and checks every cache in every child.
+ * Exit status 0 on success, 1 on a failed check, 77 when the process is
+ * not single-threaded at start (a sanitizer's thread): nothing to measure.
+ */
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#if defined(__has_include)
+#if __has_include(<sys/single_threaded.h>)
+#include <sys/single_threaded.h>
+#define HAVE_SINGLE_THREADED 1
+#endif
+#endif
+
+#include <sheaf/slab.h>
+
+#define NCACHES 128
+#define FORKS   16
+
+static struct kmem_cache *caches[NCACHES];
+static int failures;
+
+#define CHECK(cond, ...)                                                   \
+	do {                                                               \
+		if (!(cond)) {                                             \
+			fprintf(stderr, "fork_faults: FAIL: " __VA_ARGS__);  \
+			fputc('\n', stderr);                               \
+			failures++;                                        \
+		}                                                          \
+	} while (0)
+
+/* Sheaf caches and classic ones (fork-state blocks of two sizes). */
+static struct kmem_cache *make_cache(int i, bool sheaves)
+{
+	char name[32];
+	struct kmem_cache_args args = { .sheaf_capacity = sheaves ? 16 : 0 };
+	snprintf(name, sizeof(name), "ff-%d%s", i, sheaves ? "" : "-classic");
+	return kmem_cache_create(name, 16 + 8 * (unsigned int)(i % 40), &args, 0);
+}
+
+/* Every cache serves and takes back objects of its own size. */
+static bool use_every_cache(void)
+{
+	for (int i = 0; i < NCACHES; i++) {
+		void *p[4];
+		for (int k = 0; k < 4; k++) {
+			p[k] = kmem_cache_alloc(caches[i], GFP_KERNEL);
+			if (!p[k])
+				return false;
+			memset(p[k], 0x5a, kmem_cache_size(caches[i]));
+		}
+		for (int k = 0; k < 4; k++)
+			kmem_cache_free(caches[i], p[k]);
+	}
+	void *k = kmalloc(3000, GFP_KERNEL);
+	if (!k)
+		return false;
+	kfree(k);
+	return true;
+}
+
+static long minflt(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return ru.ru_minflt;
+}
+
+/* One fork: the child uses every cache (and every 4th forks again). */
+static bool one_fork(int n)
+{
+	pid_t pid = fork();
+	if (pid < 0)
+		return false;
+	if (pid == 0) {
+		bool ok = use_every_cache();
+		if (ok && n % 4 == 0) {
+			pid_t g = fork();
+			if (g == 0)
+				_exit(use_every_cache() ? 0 : 1);
+			int st;
+			ok = g > 0 && waitpid(g, &st, 0) == g && WIFEXITED(st) &&
+			     WEXITSTATUS(st) == 0;
+		}
+		_exit(ok ? 0 : 1);
+	}
+	int st;
+	return waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
+
+/* Page faults of the parent per fork, over FORKS forks. */
+static double faults_per_fork(const char *what)
+{
+	CHECK(one_fork(1), "%s: warm-up child failed", what);
+	long before = minflt();
+	for (int n = 0; n < FORKS; n++)
+		CHECK(one_fork(n + 1), "%s: child %d failed", what, n);
+	double f = (double)(minflt() - before) / FORKS;
+	printf("fork_faults: %s: %.1f page faults per fork in the parent (%d caches)\n",
+	       what, f, NCACHES);
+	return f;
+}
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
+static int state;
+
+static void *other_thread(void *arg)
+{
+	(void)arg;
+	void *p = kmalloc(64, GFP_KERNEL);
+	pthread_mutex_lock(&lock);
+	state = 1;
+	pthread_cond_broadcast(&cond);
+	while (state != 2)
+		pthread_cond_wait(&cond, &lock);
+	pthread_mutex_unlock(&lock);
+	kfree(p);
+	return NULL;
+}
+
+int main(void)
+{
+	setvbuf(stdout, NULL, _IONBF, 0);
+	for (int i = 0; i < NCACHES; i++) {
+		caches[i] = make_cache(i, i % 2 == 0);
+		if (!caches[i]) {
+			fprintf(stderr, "fork_faults: cannot create cache %d\n", i);
+			return 1;
+		}
+	}
+	CHECK(use_every_cache(), "the parent's caches");
+
+#ifdef HAVE_SINGLE_THREADED
+	if (!__libc_single_threaded) {
+		printf("fork_faults: not single-threaded at start: skipped\n");
+		return 77;
+	}
+	double one = faults_per_fork("one thread");
+	/* libsheaf writes nothing: the parent's own stack and glibc's. */
+	CHECK(one < 8, "one thread: %.1f faults per fork (expected < 8)", one);
+#endif
+
+	pthread_t t;
+	if (pthread_create(&t, NULL, other_thread, NULL) != 0) {
+		fprintf(stderr, "fork_faults: pthread_create failed\n");
+		return 1;
+	}
+	pthread_mutex_lock(&lock);
+	while (state != 1)
+		pthread_cond_wait(&cond, &lock);
+	pthread_mutex_unlock(&lock);
+
+	double two = faults_per_fork("two threads");
+	/* About 450 bytes of fork state per cache: NCACHES caches plus the
+	 * kmalloc ones in under 20 pages; one page each was NCACHES + 30. */
+	CHECK(two < NCACHES / 4, "two threads: %.1f faults per fork (expected < %d)",
+	      two, NCACHES / 4);
+
+	/* Pool churn: every other cache destroyed and created again (blocks
+	 * freed, joined and reused), then forks again. */
+	for (int i = 0; i < NCACHES; i += 2) {
+		kmem_cache_destroy(caches[i]);
+		caches[i] = NULL;
+	}
+	for (int i = 0; i < NCACHES; i += 2) {
+		caches[i] = make_cache(i, false);
+		CHECK(caches[i] != NULL, "cache %d again", i);
+		if (!caches[i])
+			return 1;
+	}
+	CHECK(use_every_cache(), "the parent's caches after the churn");
+	double again = faults_per_fork("two threads, after churn");
+	CHECK(again < NCACHES / 4, "after churn: %.1f faults per fork (expected < %d)",
+	      again, NCACHES / 4);
+
+	pthread_mutex_lock(&lock);
+	state = 2;
+	pthread_cond_broadcast(&cond);
+	pthread_mutex_unlock(&lock);
+	pthread_join(t, NULL);
+	for (int i = 0; i < NCACHES; i++)
+		kmem_cache_destroy(caches[i]);
+	if (failures)
+		return 1;
+	printf("fork_faults: ok\n");
+	return 0;
+}
