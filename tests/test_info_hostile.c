@@ -456,12 +456,21 @@ static void test_size_growth(void **state)
 		struct run r;
 		run_tool(&r, "-a", pid_str(me), NULL);
 		if (r.status == 0) {
-			/* Title, column names, one row. */
-			char *row = strstr(r.out, "\nhostile-cache ");
-			int lines = 0;
-			for (const char *s = r.out; (s = strchr(s, '\n')); s++)
-				lines++;
-			if (!row || lines != 3 || *r.err)
+			/* Title, column names, the one row, and maybe the note
+			 * "(255 more caches not published...)": a copy taken while
+			 * total_caches was 256 and max_caches 1 is consistent. */
+			int lines = 0, rows = 0, other = 0;
+			for (const char *s = r.out; *s; s = strchr(s, '\n') + 1) {
+				if (!strchr(s, '\n'))
+					break;
+				if (++lines <= 2)
+					continue;
+				if (!strncmp(s, "hostile-cache ", 14))
+					rows++;
+				else if (*s != '(')
+					other++;
+			}
+			if (rows != 1 || other || *r.err)
 				fail_msg("run %d: stdout '%.1000s' stderr '%s'", i, r.out, r.err);
 			shown++;
 		} else {
@@ -827,9 +836,11 @@ static void test_stale(void **state)
 	struct run r;
 	pid_t dead = dead_pid(&start);
 	craft_st(dead, start, 1, one_name);
-	/* The listing: stale, status 0 (nothing refused on this account). */
+	/* The listing: stale, status 0 (nothing refused on this account).
+	 * (Were the pid recycled meanwhile, by another program's forks, the
+	 * reason would read "the pid is another process's now".) */
 	run_tool(&r, NULL);
-	snprintf(line, sizeof(line), "\n%7d %6s (stale: the process exited;", (int)dead, "-");
+	snprintf(line, sizeof(line), "\n%7d %6s (stale: ", (int)dead, "-");
 	if (!strstr(r.out, line))
 		fail_msg("no stale line for %d: %s", (int)dead, r.out);
 	run_free(&r);
@@ -839,9 +850,10 @@ static void test_stale(void **state)
 	/* --clean PID removes it, and says so. */
 	run_tool(&r, "--clean", pid_str(dead), NULL);
 	assert_int_equal(r.status, 0);
-	snprintf(line, sizeof(line), "removed /dev/shm/libsheaf.%d: stale (its process "
-		 "exited)\n", (int)dead);
-	assert_string_equal(r.out, line);
+	snprintf(line, sizeof(line), "removed /dev/shm/libsheaf.%d: stale (its ", (int)dead);
+	if (strncmp(r.out, line, strlen(line)) != 0 || strchr(r.out, '\n') !=
+	    r.out + strlen(r.out) - 1)
+		fail_msg("--clean %d: '%s'", (int)dead, r.out);
 	run_free(&r);
 	assert_false(exists(shm_path(dead, path, sizeof(path))));
 	uncraft();
