@@ -9,7 +9,9 @@
 #   make asan / make tsan   sanitizer builds and their tests
 #   make matrix    gcc and clang, Release and Debug builds and their tests
 #   make memcheck  the unit tests under valgrind memcheck
-#   make fuzz FUZZ_TIME=60     libFuzzer on the API harness (clang, ASan)
+#   make fuzz FUZZ_TIME=60     libFuzzer (clang, ASan): the API harness for
+#                              FUZZ_TIME s, then the statistics page parser
+#                              for FUZZ_INFO_TIME s (default 30)
 #   make soak DURATION=600     stress runs with random configurations and
 #                              failure injection for a set time, then the
 #                              adversarial stress as long in each per-CPU
@@ -20,6 +22,7 @@
 
 PREFIX  ?= /usr/local
 FUZZ_TIME ?= 60
+FUZZ_INFO_TIME ?= 30
 DURATION ?= 600
 BUILD   ?= build
 JOBS    ?= $(shell nproc)
@@ -89,8 +92,8 @@ memcheck: deps
 fuzz: deps
 	CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 		-DSHEAF_SANITIZE=address -DSHEAF_FUZZ=ON -DSHEAF_BUILD_BENCH=OFF
-	cmake --build build-fuzz -j $(JOBS) --target fuzz_api
-	./tools/fuzz.sh build-fuzz $(FUZZ_TIME)
+	cmake --build build-fuzz -j $(JOBS) --target fuzz_api fuzz_info
+	./tools/fuzz.sh build-fuzz $(FUZZ_TIME) $(FUZZ_INFO_TIME)
 
 soak: build
 	./tools/soak.sh $(BUILD) $(DURATION)

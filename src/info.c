@@ -16,6 +16,12 @@
  * the cache locks and some time), then copied into the shared page under
  * the seqcount, so readers retry only during the copy.
  *
+ * Creation: the name is unlinked first and created with O_EXCL, so a file,
+ * symbolic link or FIFO someone put there is replaced, never opened or
+ * followed; then the stale pages of our user are removed
+ * (sheaf_info_remove_stale(), src/info_format.c: those not modified for
+ * STALE_MIN_AGE_S).
+ *
  * Exit: an atexit handler stops the publisher, with SHEAF_STATS=exit takes
  * a last snapshot and prints it (sheaf_info_print(), the table sheafinfo
  * prints) to stderr, and unlinks the object.
@@ -44,6 +50,7 @@
 
 #include <sheaf/info.h>
 
+#include "info_page.h"
 #include "internal.h"
 
 /*
@@ -260,6 +267,9 @@ static bool create_page(void)
 	return true;
 }
 
+/* A stale page younger than this is left alone (sheaf_info_remove_stale()). */
+#define STALE_MIN_AGE_S 10
+
 /* At the end of initialization (the caches of kmalloc exist). */
 void _sheaf_info_init(void)
 {
@@ -278,6 +288,7 @@ void _sheaf_info_init(void)
 			"statistics not published\n", info.name, strerror(errno));
 		return;
 	}
+	sheaf_info_remove_stale(STALE_MIN_AGE_S);
 	/* The thread takes no signal meant for the program. */
 	sigset_t all, old;
 	sigfillset(&all);
@@ -304,7 +315,8 @@ void _sheaf_info_init(void)
  * The library is about to abort the process (a report, SLAB_PANIC): no
  * atexit handler will run, so the page goes now.  Lock-free: the aborting
  * thread may hold any lock.  (A process killed by a signal leaves its page;
- * sheafinfo calls it stale, and the next process with the pid replaces it.)
+ * sheafinfo calls it stale, and the next publisher of the same user removes
+ * it: sheaf_info_remove_stale().)
  */
 void _sheaf_info_abort(void)
 {

@@ -7,19 +7,32 @@
  * in, so that the tool does not load the allocator it inspects).  It only
  * reads the snapshot given: no allocation (it runs at exit inside the
  * allocator, whose rule is no malloc), no global state.
+ *
+ * Also the code that treats a page as untrusted input (src/info_page.h):
+ * sheaf_info_parse(), the one validation of a copied page (sheafinfo and
+ * tests/fuzz/fuzz_info.c use it), the process's owner and start time from
+ * /proc, and the stale-page test of the publisher's cleanup and
+ * `sheafinfo --clean`.  What the formatter prints of the page's strings is
+ * escaped: a cache name is whatever the page's writer put there.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <string.h>
 #include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <sheaf/info.h>
 
 #include "compiler.h"
+#include "info_page.h"
 
 static const char *const info_stat_names[SHEAF_STAT_NR] = {
 #define INFO_STAT_NAME(e, n) #n,
@@ -32,15 +45,10 @@ static const char *const info_stat_names[SHEAF_STAT_NR] = {
  * it cannot be read: what the publisher writes into the page's header and
  * what the reader compares it with, so that both parse it the same way.
  */
-SHEAF_EXPORT uint64_t sheaf_info_start_time(pid_t pid)
+static uint64_t stat_start_time(int fd)
 {
-	char path[64], buf[1024];
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
+	char buf[1024];
 	ssize_t n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
 	if (n <= 0)
 		return 0;
 	buf[n] = 0;
@@ -52,6 +60,225 @@ SHEAF_EXPORT uint64_t sheaf_info_start_time(pid_t pid)
 	for (int field = 3; field < 22 && p; field++)
 		p = strchr(p + 1, ' ');
 	return p ? strtoull(p + 1, NULL, 10) : 0;
+}
+
+SHEAF_EXPORT uint64_t sheaf_info_start_time(pid_t pid)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	uint64_t t = stat_start_time(fd);
+	close(fd);
+	return t;
+}
+
+int sheaf_info_proc(pid_t pid, uid_t *uid, uint64_t *start_time)
+{
+	char path[64];
+	struct stat st;
+	if (pid <= 0)
+		return -ESRCH;
+	snprintf(path, sizeof(path), "/proc/%d", (int)pid);
+	int dir = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dir < 0)
+		return errno == ENOENT ? -ESRCH : -errno;
+	int fd = fstat(dir, &st) == 0 ? openat(dir, "stat", O_RDONLY | O_CLOEXEC) : -1;
+	int err = fd < 0 ? (errno == ENOENT ? -ESRCH : -errno) : 0;
+	if (fd >= 0) {
+		*uid = st.st_uid;
+		*start_time = stat_start_time(fd);
+		/* The process went away between open and read (ESRCH). */
+		if (!*start_time)
+			err = -ESRCH;
+		close(fd);
+	}
+	close(dir);
+	return err;
+}
+
+pid_t sheaf_info_name_pid(const char *name)
+{
+	static const char prefix[] = "libsheaf.";
+	if (strncmp(name, prefix, sizeof(prefix) - 1) != 0)
+		return 0;
+	const char *d = name + sizeof(prefix) - 1;
+	if (*d < '1' || *d > '9')
+		return 0;
+	long v = 0;
+	for (; *d; d++) {
+		if (*d < '0' || *d > '9')
+			return 0;
+		v = v * 10 + (*d - '0');
+		if (v > INT32_MAX)
+			return 0;
+	}
+	return (pid_t)v;
+}
+
+/* One line into why (if any), for sheaf_info_parse(). */
+static enum sheaf_info_verdict verdict(enum sheaf_info_verdict v, char *why,
+				       size_t whylen, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static enum sheaf_info_verdict verdict(enum sheaf_info_verdict v, char *why,
+				       size_t whylen, const char *fmt, ...)
+{
+	if (why && whylen) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(why, whylen, fmt, ap);
+		va_end(ap);
+	}
+	return v;
+}
+
+enum sheaf_info_verdict sheaf_info_parse(const void *buf, size_t len,
+					 char *why, size_t whylen)
+{
+	const struct sheaf_info_header *h = buf;
+	if (!buf || ((uintptr_t)buf & (_Alignof(struct sheaf_info_header) - 1)))
+		return verdict(SHEAF_INFO_INVALID, why, whylen, "misaligned copy");
+	if (len < sizeof(*h))
+		return verdict(SHEAF_INFO_INVALID, why, whylen,
+			       "%zu bytes, less than a header (%zu)", len, sizeof(*h));
+	if (len > SHEAF_INFO_PAGE_MAX)
+		return verdict(SHEAF_INFO_INVALID, why, whylen,
+			       "%zu bytes, more than a page may have (%zu)", len,
+			       (size_t)SHEAF_INFO_PAGE_MAX);
+	if (h->magic != SHEAF_INFO_MAGIC || h->version != SHEAF_INFO_VERSION ||
+	    h->header_size != sizeof(*h) ||
+	    h->record_size != sizeof(struct sheaf_info_cache) ||
+	    h->nr_stats != SHEAF_STAT_NR)
+		return verdict(SHEAF_INFO_FOREIGN, why, whylen,
+			       "magic %#" PRIx64 " version %u header %u record %u "
+			       "counters %u", h->magic, h->version, h->header_size,
+			       h->record_size, h->nr_stats);
+	if (h->seq & 1)
+		return verdict(SHEAF_INFO_BUSY, why, whylen, "odd sequence count %u",
+			       h->seq);
+	if (h->max_caches > SHEAF_INFO_MAX_CACHES)
+		return verdict(SHEAF_INFO_INVALID, why, whylen,
+			       "max_caches %u > %u", h->max_caches, SHEAF_INFO_MAX_CACHES);
+	if (h->nr_caches > h->max_caches)
+		return verdict(SHEAF_INFO_INVALID, why, whylen,
+			       "nr_caches %u > max_caches %u", h->nr_caches, h->max_caches);
+	/* Both sizes are ours and max_caches is small: no overflow. */
+	size_t need = (size_t)h->header_size + (size_t)h->max_caches * h->record_size;
+	if (need > len)
+		return verdict(SHEAF_INFO_INVALID, why, whylen,
+			       "%zu bytes cannot hold %u records (%zu bytes)", len,
+			       h->max_caches, need);
+	if (h->total_caches < h->nr_caches)
+		return verdict(SHEAF_INFO_INVALID, why, whylen,
+			       "total_caches %u < nr_caches %u", h->total_caches,
+			       h->nr_caches);
+	if (h->pid <= 0)
+		return verdict(SHEAF_INFO_INVALID, why, whylen, "pid %d", h->pid);
+	if (!h->start_time)
+		return verdict(SHEAF_INFO_INVALID, why, whylen, "no start time");
+	const struct sheaf_info_cache *r =
+		(const void *)((const char *)buf + h->header_size);
+	for (unsigned int i = 0; i < h->nr_caches; i++)
+		if (!memchr(r[i].name, 0, sizeof(r[i].name)))
+			return verdict(SHEAF_INFO_INVALID, why, whylen,
+				       "record %u: name not NUL-terminated", i);
+	return SHEAF_INFO_VALID;
+}
+
+enum sheaf_info_staleness sheaf_info_stale(int dirfd, const char *name, pid_t pid,
+					   struct stat *st)
+{
+	struct sheaf_info_header h;
+	int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0)
+		return SHEAF_INFO_NOT_PAGE;
+	if (fstat(fd, st) != 0 || !S_ISREG(st->st_mode)) {
+		close(fd);
+		return SHEAF_INFO_NOT_PAGE;
+	}
+	if (kill(pid, 0) != 0 && errno == ESRCH) {
+		close(fd);
+		return SHEAF_INFO_DEAD;
+	}
+	ssize_t n = st->st_size >= (off_t)sizeof(h) ? pread(fd, &h, sizeof(h), 0) : 0;
+	close(fd);
+	/* Only a header of ours that names the pid and has a start time can
+	 * prove that the pid's process is another one (a page being created
+	 * has no header yet). */
+	if (n != (ssize_t)sizeof(h) || h.magic != SHEAF_INFO_MAGIC ||
+	    h.version != SHEAF_INFO_VERSION || h.header_size != sizeof(h) ||
+	    h.pid != pid || !h.start_time)
+		return SHEAF_INFO_LIVE;
+	uint64_t now = sheaf_info_start_time(pid);
+	return now && now != h.start_time ? SHEAF_INFO_RECYCLED : SHEAF_INFO_LIVE;
+}
+
+/*
+ * The publisher's cleanup (src/info.c, when it creates its page): stale
+ * pages of our user go, so that a page of a process that was killed (no
+ * exit handler ran) does not stay for ever.  An entry of /dev/shm is
+ * removed only if it is named libsheaf.<pid> (not ours), is a regular file
+ * (never followed: sheaf_info_stale() opens with O_NOFOLLOW | O_NONBLOCK),
+ * belongs to our effective uid, its pid is dead or its valid header's
+ * start time is not the pid's, and it was not modified for min_age
+ * seconds: a page just created under a recycled pid, or by another program
+ * meanwhile, is left alone.  getdents64 rather than opendir(): no malloc
+ * (libsheaf may be the process's malloc).
+ */
+struct info_dirent64 {
+	uint64_t d_ino;
+	int64_t d_off;
+	unsigned short d_reclen;
+	unsigned char d_type;
+	char d_name[];
+};
+
+void sheaf_info_remove_stale(unsigned int min_age)
+{
+	int dir = open("/dev/shm", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dir < 0)
+		return;
+	char buf[4096] __attribute__((aligned(8)));
+	uid_t me = geteuid();
+	pid_t self = getpid();
+	time_t now = time(NULL);
+	long n;
+	while ((n = syscall(SYS_getdents64, dir, buf, sizeof(buf))) > 0) {
+		for (long off = 0; off < n; ) {
+			struct info_dirent64 *d = (struct info_dirent64 *)(buf + off);
+			off += d->d_reclen;
+			pid_t pid = sheaf_info_name_pid(d->d_name);
+			struct stat st;
+			if (!pid || pid == self)
+				continue;
+			enum sheaf_info_staleness s = sheaf_info_stale(dir, d->d_name, pid, &st);
+			if ((s == SHEAF_INFO_DEAD || s == SHEAF_INFO_RECYCLED) &&
+			    st.st_uid == me && now - st.st_mtime >= (time_t)min_age)
+				unlinkat(dir, d->d_name, 0);
+		}
+	}
+	close(dir);
+}
+
+int sheaf_info_put_escaped(FILE *out, const char *s, size_t max, int width)
+{
+	int col = 0;
+	for (size_t i = 0; i < max && s[i]; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		if (ch == '\\')
+			col += fprintf(out, "\\\\");
+		else if (ch < 0x20 || ch >= 0x7f)
+			col += fprintf(out, "\\x%02x", ch);
+		else {
+			fputc(ch, out);
+			col++;
+		}
+	}
+	for (; col < width; col++)
+		fputc(' ', out);
+	return col;
 }
 
 SHEAF_EXPORT const char sheaf_info_sort_keys[] =
@@ -176,11 +403,14 @@ static const char *share_str(char *buf, size_t len, uint64_t part, uint64_t all,
 {
 	if (!sheaves || !all)
 		snprintf(buf, len, "-");
-	else
-		snprintf(buf, len, "%u", (unsigned int)(part * 100.0 / (double)all + 0.5));
+	else	/* part <= all unless the page is inconsistent: at most 100 */
+		snprintf(buf, len, "%u", (unsigned int)((double)(part < all ? part : all) *
+							 100.0 / (double)all + 0.5));
 	return buf;
 }
 
+/* Control characters and bytes from 0x7f as \u00XX: the output is ASCII
+ * (a byte >= 0x80 becomes the code point of the same number). */
 static void json_string(FILE *out, const char *s, size_t max)
 {
 	fputc('"', out);
@@ -188,7 +418,7 @@ static void json_string(FILE *out, const char *s, size_t max)
 		unsigned char ch = (unsigned char)s[i];
 		if (ch == '"' || ch == '\\')
 			fprintf(out, "\\%c", ch);
-		else if (ch < 0x20)
+		else if (ch < 0x20 || ch >= 0x7f)
 			fprintf(out, "\\u%04x", ch);
 		else
 			fputc(ch, out);
@@ -272,8 +502,9 @@ static void print_table(FILE *out, const struct sheaf_info_header *h,
 		if (c->flags & SHEAF_INFO_C_INTERNAL)
 			fl[f++] = 'i';
 		fl[f] = 0;
-		fprintf(out, "%-20.64s %7u %7s %7s %6s %4u %7s %4s %7s %4s %7s %7s %5s %5s %7s %s\n",
-			c->name, c->object_size,
+		sheaf_info_put_escaped(out, c->name, sizeof(c->name), 20);
+		fprintf(out, " %7u %7s %7s %6s %4u %7s %4s %7s %4s %7s %7s %5s %5s %7s %s\n",
+			c->object_size,
 			count_str(b[0], sizeof(b[0]), c->objects_inuse),
 			count_str(b[1], sizeof(b[1]), c->objects_total),
 			count_str(b[2], sizeof(b[2]), c->slabs),

@@ -23,6 +23,10 @@
  * request value is <= answered (modulo 2^32) holds a snapshot taken after
  * it asked.
  *
+ * Trust: the page is a file any local user can create.  A reader copies it
+ * (at most SHEAF_INFO_PAGE_MAX bytes) and validates every field of the copy
+ * before use; owner and start time come from /proc (docs/STATS.md).
+ *
  * Compatibility: a reader accepts a page only when magic, version,
  * header_size, record_size and nr_stats are the ones it was built with;
  * the version changes whenever either structure or the list of counters
@@ -115,6 +119,14 @@ struct sheaf_info_cache {
 	uint64_t stats[SHEAF_STAT_NR]; /* counter totals, SHEAF_STAT_ITEMS order */
 };
 
+/*
+ * The largest page a reader accepts: the header and SHEAF_INFO_MAX_CACHES
+ * records (123008 bytes), the size the publisher creates.  A reader refuses
+ * a larger file before reading it (docs/STATS.md, "Threat model").
+ */
+#define SHEAF_INFO_PAGE_MAX (sizeof(struct sheaf_info_header) + \
+			     SHEAF_INFO_MAX_CACHES * sizeof(struct sheaf_info_cache))
+
 /* sheaf_info_print() flags. */
 #define SHEAF_INFO_ALL  0x1u  /* list internal and never-used caches too */
 #define SHEAF_INFO_JSON 0x2u  /* JSON instead of the table */
@@ -126,6 +138,11 @@ struct sheaf_info_cache {
  * prints SHEAF_STATS=exit's table and the sheafinfo tool's output.
  * Returns 0; -EINVAL for a NULL argument, an unknown sort key or a header
  * this library does not understand (magic, version or sizes).
+ * It reads the nr_caches records after the header without knowing the
+ * buffer's length: a page read from /dev/shm is untrusted and must be
+ * validated first (sheafinfo copies and checks it; docs/STATS.md).  Cache
+ * names are printed escaped: control characters, bytes from 0x7f and the
+ * backslash as \xNN and \\ in the table, as \u00XX in JSON.
  */
 int sheaf_info_print(FILE *out, const struct sheaf_info_header *snap,
 		     unsigned int flags, const char *sort);

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * fuzz_replay - run fuzz_api's entry point on files, without libFuzzer:
- * the committed corpus becomes a test in every build (gcc, ASan, ...).
- *   fuzz_replay FILE|DIR...
+ * fuzz_replay - run a fuzz target's entry point (LLVMFuzzerTestOneInput of
+ * fuzz_api.c or fuzz_info.c, whichever it is linked with) on files, without
+ * libFuzzer: the committed corpus becomes a test in every build (gcc,
+ * ASan, ...).
+ *   fuzz_replay FILE|DIR...          (fuzz_info_replay alike)
  */
 #include <dirent.h>
 #include <stdint.h>

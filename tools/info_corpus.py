@@ -1,0 +1,174 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""Seed corpus of tests/fuzz/fuzz_info.c (tests/fuzz/corpus-info).
+
+    tools/info_corpus.py BUILD_DIR OUT_DIR
+
+Real pages: tests/info_target.c run with SHEAF_STATS=1 after a few
+commands (two runs), its /dev/shm/libsheaf.<pid> copied once the publisher answered,
+cut to its valid records (max_caches = nr_caches, so that a seed is a few
+KiB, not the 120 KiB of a full page).  Mutations of the first one, cut to
+four records: each field sheaf_info_parse() checks made wrong once, names
+with control characters, huge counters, lengths around the limits, and
+one page of 256 records (the largest valid page).  The whole stays under
+200 KB.  The
+layout below is <sheaf/info.h>'s (version 1); a change there means
+regenerating the corpus.
+"""
+import os
+import struct
+import subprocess
+import sys
+import time
+
+HEADER = 128
+RECORD = 480
+NAME = 64
+# Offsets in the header.
+MAGIC, VERSION, HSIZE, RSIZE, NSTATS, MAXC, NRC, TOTAL, PID, START, SEQ = (
+    0, 8, 12, 16, 20, 24, 28, 32, 36, 40, 48)
+REQUEST, ANSWERED = 52, 56
+
+
+def u32(b, off, v):
+    struct.pack_into("<I", b, off, v & 0xffffffff)
+
+
+def i32(b, off, v):
+    struct.pack_into("<i", b, off, v)
+
+
+def u64(b, off, v):
+    struct.pack_into("<Q", b, off, v & 0xffffffffffffffff)
+
+
+def get32(b, off):
+    return struct.unpack_from("<I", b, off)[0]
+
+
+def repack(page, n):
+    """The header and the first n records, max_caches = nr_caches = n."""
+    b = bytearray(page[:HEADER + n * RECORD])
+    u32(b, MAXC, n)
+    u32(b, NRC, n)
+    u32(b, TOTAL, max(n, get32(b, TOTAL)))
+    u32(b, SEQ, get32(b, SEQ) & ~1)
+    u32(b, REQUEST, 0)
+    u32(b, ANSWERED, 0)
+    return b
+
+
+def real_page(build, commands):
+    env = dict(os.environ, SHEAF_STATS="1", SHEAF_STATS_INTERVAL="3600000")
+    p = subprocess.Popen([os.path.join(build, "tests/info_target")], env=env,
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    pid = int(p.stdout.readline().split()[1])
+    for c in commands:
+        p.stdin.write(c + "\n")
+        p.stdin.flush()
+        p.stdout.readline()
+    # A fresh snapshot: sheafinfo asks for it.
+    subprocess.run([os.path.join(build, "tools/sheafinfo"), str(pid)],
+                   stdout=subprocess.DEVNULL, check=True)
+    with open("/dev/shm/libsheaf.%d" % pid, "rb") as f:
+        page = f.read()
+    p.stdin.close()
+    p.wait()
+    return page
+
+
+def main():
+    build, out = sys.argv[1], sys.argv[2]
+    os.makedirs(out, exist_ok=True)
+    seeds = {}
+    pages = [
+        real_page(build, ["alloc sheaf 100", "free sheaf 30", "alloc classic 50",
+                          "free classic 7", "alloc kmalloc 10"]),
+        real_page(build, ["caches - 6", "alloc sheaf 300", "free sheaf 250"]),
+    ]
+    for i, page in enumerate(pages):
+        seeds["real-%d" % (i + 1)] = repack(page, get32(page, NRC))
+    base = repack(pages[0], 4)
+    seeds["base-4"] = base
+
+    def mut(name, f):
+        b = bytearray(base)
+        r = f(b)
+        seeds[name] = r if isinstance(r, (bytes, bytearray)) else b
+
+    mut("empty", lambda b: bytearray())
+    mut("short-header", lambda b: b[:64])
+    mut("header-only", lambda b: (u32(b, MAXC, 0), u32(b, NRC, 0), b[:HEADER])[2])
+    mut("cut-record", lambda b: b[:-1])
+    mut("magic", lambda b: u64(b, MAGIC, 0x1234))
+    mut("version", lambda b: u32(b, VERSION, 2))
+    mut("header-size", lambda b: u32(b, HSIZE, HEADER + 8))
+    mut("record-size", lambda b: u32(b, RSIZE, RECORD - 8))
+    mut("nr-stats", lambda b: u32(b, NSTATS, 3))
+    mut("odd-seq", lambda b: u32(b, SEQ, 7))
+    mut("max-above-256", lambda b: u32(b, MAXC, 65535))
+    mut("nr-above-max", lambda b: u32(b, NRC, 5))
+    mut("max-above-len", lambda b: (u32(b, MAXC, 256), u32(b, NRC, 256),
+                                    u32(b, TOTAL, 256)))
+    mut("total-below-nr", lambda b: u32(b, TOTAL, 2))
+    mut("total-above-nr", lambda b: u32(b, TOTAL, 300))
+    mut("pid-zero", lambda b: i32(b, PID, 0))
+    mut("pid-negative", lambda b: i32(b, PID, -5))
+    mut("start-zero", lambda b: u64(b, START, 0))
+    mut("name-unterminated",
+        lambda b: b.__setitem__(slice(HEADER + RECORD, HEADER + RECORD + NAME),
+                                b"A" * NAME))
+
+    def names(b):
+        for i, n in enumerate([b"evil\x1b]0;owned\x07", b"csi\x9b[2J\xff",
+                               b"del\x7f\\back\"quote", b"tab\tnl\ncr\r"]):
+            off = HEADER + i * RECORD
+            b[off:off + NAME] = n + b"\0" * (NAME - len(n))
+    mut("names-control", names)
+
+    def huge(b):
+        # Every figure of every record at its maximum (shares, sums, sizes).
+        for i in range(4):
+            off = HEADER + i * RECORD + NAME
+            b[off:off + RECORD - NAME] = b"\xff" * (RECORD - NAME)
+        u64(b, 72, 0xffffffffffffffff)   # time_ns
+    mut("huge-figures", huge)
+
+    def share_overflow(b):
+        # allocs = alloc_cpu_sheaf + alloc_fastpath + ... wraps to 1 while
+        # the sheaves' share is 2^64 - 1: a share far above 100%.
+        off = HEADER + NAME
+        u32(b, off + 20, (get32(b, off + 20) | 1) & ~8)   # sheaves, not internal
+        stats = HEADER + 160
+        for k in range(40):
+            u64(b, stats + 8 * k, 0)
+        u64(b, stats + 8 * 20, 0xffffffffffffffff)       # alloc_cpu_sheaf
+        u64(b, stats + 8 * 0, 2)                         # alloc_fastpath
+        u64(b, stats + 8 * 21, 0xffffffffffffffff)       # free_cpu_sheaf
+        u64(b, stats + 8 * 2, 2)                         # free_fastpath
+    mut("share-overflow", share_overflow)
+
+    def zero_figures(b):
+        for i in range(4):
+            off = HEADER + i * RECORD + NAME
+            b[off:off + RECORD - NAME] = b"\0" * (RECORD - NAME)
+    mut("zero-figures", zero_figures)
+    # A whole page: 256 records (copies of the four), the largest valid one.
+    def full(b):
+        recs = b[HEADER:]
+        b = bytearray(b[:HEADER]) + recs * 64
+        u32(b, MAXC, 256)
+        u32(b, NRC, 256)
+        u32(b, TOTAL, 256)
+        return b
+    mut("full-256", full)
+
+    for name, data in seeds.items():
+        with open(os.path.join(out, name), "wb") as f:
+            f.write(bytes(data))
+    total = sum(len(d) for d in seeds.values())
+    print("%d seeds, %d bytes" % (len(seeds), total))
+
+
+if __name__ == "__main__":
+    main()
