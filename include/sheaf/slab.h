@@ -219,8 +219,11 @@ extern "C" {
 
 /*
  * Destroy a cache.  Flushes every per-CPU slot and barn and gives the slabs
- * back.  If objects are still live, prints how many on stderr and keeps the
- * cache and its memory (the objects stay valid).  NULL is a no-op.
+ * back.  If objects are still live, or prefilled sheaves lent out, prints
+ * how many on stderr and keeps the cache and its memory (the objects stay
+ * valid).  NULL is a no-op.  The cache pointer is dead afterwards: using it
+ * again (a second destroy included) is reported and aborts, for the last 64
+ * caches destroyed (docs/API.md).
  */
 void kmem_cache_destroy(struct kmem_cache *s);
 
