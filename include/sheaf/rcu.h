@@ -50,13 +50,18 @@ extern "C" {
  * two-argument form), or NULL (the one-argument form).  ptr NULL: no-op.
  *
  * An object of a cache with sheaves goes into the slot's rcu_free sheaf; a
- * full sheaf waits for a grace period whole (on libsheaf's sheaf worker,
- * with liburcu's synchronize_rcu()) and then becomes a full sheaf in the
- * barn: its objects are allocated again without going back to their slabs.  Without a sheaf (other caches, kmalloc, no
- * sheaf to be had, slot busy): call_rcu() on head, or, without a head, a
- * batch of pointers freed after one grace period, or as a last resort
- * synchronize_rcu() and an immediate free.  A pointer that is not libsheaf
- * memory is reported and the process aborts.
+ * full sheaf waits for a grace period whole (on libsheaf's RCU worker
+ * thread, with liburcu's synchronize_rcu()) and then becomes a full sheaf
+ * in the barn: its objects are allocated again without going back to
+ * their slabs.  Without a sheaf (other caches, kmalloc, an object of
+ * another node, no sheaf to be had, slot busy): with a head, the head goes
+ * to the same RCU worker, which frees the object after the grace period of
+ * its next batch; without one, the pointer joins a batch of pointers that
+ * goes to the worker when full (or at a barrier), or, when no batch can be
+ * allocated, synchronize_rcu() and an immediate free.  Only when no worker
+ * thread can be started do these callbacks go to liburcu's call_rcu() (and
+ * a full rcu_free sheaf waits in synchronize_rcu() in the caller).  A
+ * pointer that is not libsheaf memory is reported and the process aborts.
  */
 void sheaf_kvfree_call_rcu(struct rcu_head *head, void *ptr);
 

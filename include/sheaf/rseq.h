@@ -88,7 +88,7 @@ struct sheaf_cache_hot {
 	unsigned int object_size;
 	unsigned int size;             /* object stride in a slab */
 	unsigned int objects;          /* objects per slab */
-	uint64_t reciprocal;           /* ceil(2^64 / size) */
+	uint64_t reciprocal;           /* floor(2^64 / size) + 1 */
 	/* size - 1 when size is a power of two up to the page size (every
 	 * object boundary is then an aligned address), else 0. */
 	uint64_t pow2_mask;
@@ -341,7 +341,7 @@ abort:
 /*
  * Push onto rcu_free (kfree_rcu).  limit = sheaf_capacity - 1: the push
  * that fills the sheaf is left to the slow path, which hands the sheaf to
- * call_rcu().
+ * libsheaf's RCU worker thread (a grace period, then the barn).
  */
 static inline int sheaf_rseq_push_rcu(struct sheaf_pcs *base, void *obj,
 				      unsigned int limit)

@@ -5,11 +5,15 @@
  * One X-macro list generates the enum, the name table and the counter
  * arrays.  The names are the kernel's (/sys/kernel/slab/<cache>/<name>).
  * Counters are kept per CPU slot and summed on read; they are exact when
- * the process is quiescent.  They are only maintained when the process was
- * started with SHEAF_STATS=1 (or sheaf_stats_enable(true) was called before
- * the first cache was created); when off they cost one predictable branch.
+ * the process is quiescent.  Every cache has its counters from creation;
+ * they count only while statistics are on: from start-up with SHEAF_STATS=1
+ * (or exit), or from a sheaf_stats_enable(true) call, which may come at any
+ * time and applies to every cache, created before or after.  While they
+ * count, the inline fast paths are off (the exported functions count);
+ * while off, counting costs one predictable branch and the counters keep
+ * their values (reads return what was counted while on, 0 if never).
  * SHEAF_STATS=1 or exit also publishes them for the sheafinfo tool
- * (<sheaf/info.h>, docs/STATS.md).
+ * (<sheaf/info.h>, docs/STATS.md); sheaf_stats_enable() does not.
  */
 #ifndef SHEAF_STATS_H
 #define SHEAF_STATS_H
@@ -62,8 +66,8 @@ extern "C" {
 	X(SHEAF_PREFILL_OVERSIZE, sheaf_prefill_oversize) \
 	X(SHEAF_RETURN_FAST, sheaf_return_fast)           \
 	X(SHEAF_RETURN_SLOW, sheaf_return_slow)           \
-	X(FREE_RCU_SHEAF, free_rcu_sheaf)                 \
-	X(FREE_RCU_SHEAF_FAIL, free_rcu_sheaf_fail)                 \
+	X(FREE_RCU_SHEAF, free_rcu_sheaf)                 /* objects kfree_rcu() put in an rcu_free sheaf */ \
+	X(FREE_RCU_SHEAF_FAIL, free_rcu_sheaf_fail)                 /* objects that found no rcu_free sheaf */ \
 	X(RCU_SHEAF_RECYCLED, rcu_sheaf_recycled) /* objects back in the barn via RCU */
 
 enum sheaf_stat_item {
@@ -79,8 +83,9 @@ struct kmem_cache;
 const char *sheaf_stat_name(enum sheaf_stat_item item);
 
 /*
- * Sum of a counter over all slots.  Returns 0 for a NULL cache, an item out
- * of range, or when statistics are off.
+ * Sum of a counter over all slots.  Returns 0 for a NULL cache or an item
+ * out of range.  With statistics off it returns what was counted while
+ * they were on (0 if they never were).
  */
 uint64_t sheaf_stats_get(struct kmem_cache *s, enum sheaf_stat_item item);
 
@@ -99,12 +104,15 @@ void sheaf_stats_reset(struct kmem_cache *s);
  */
 int sheaf_stats_print(struct kmem_cache *s, FILE *out);
 
-/* Whether counters are being kept (SHEAF_STATS in the environment). */
+/* Whether counters are being kept (SHEAF_STATS at start-up, then the last
+ * sheaf_stats_enable()). */
 bool sheaf_stats_enabled(void);
 
 /*
- * Turn counting on or off for the whole process.  Counting is exact only
- * for operations that happen while it is on.
+ * Turn counting on or off for the whole process, at any time, for every
+ * cache.  Counting is exact only for operations that happen while it is
+ * on; turning it off keeps the counters' values.  It neither publishes
+ * the counters for sheafinfo nor stops publishing (SHEAF_STATS decides).
  */
 void sheaf_stats_enable(bool on);
 
