@@ -258,11 +258,16 @@ struct sheaf_config {
 				 * minimum capacity when they have sheaves */
 	unsigned int yield_every; /* SHEAF_DEBUG_YIELD=N: yield in 1 of N lock holds */
 	int malloc_verbose;     /* SHEAF_MALLOC_VERBOSE: 0, 1, 2 (libsheaf-malloc) */
+	bool debug_abort;       /* SHEAF_DEBUG_ABORT (default on) */
+	const char *slub_debug; /* SLUB_DEBUG, parsed by debug.c, or NULL */
+	const char *fault[SHEAF_FAULT_NR]; /* SHEAF_FAILSLAB/PAGE/SHEAF, or NULL */
 };
 /*
- * Reading the environment (percpu.c): secure_getenv() (a setuid or setgid
+ * Reading the environment (init.c): secure_getenv() (a setuid or setgid
  * program ignores every variable), integers in a range and booleans
  * (0/1, no/yes, off/on, false/true) with one stderr line for a bad value.
+ * Every variable is read once, by init.c's read_config(), into
+ * _sheaf_config (platform data, percpu.c), which the layers read.
  */
 const char *_sheaf_getenv(const char *name);
 int _sheaf_env_int(const char *name, int def, int lo, int hi);
@@ -283,6 +288,9 @@ extern bool _sheaf_initialized;
  */
 extern __thread bool _sheaf_in_init;
 
+/* percpu.c: slots, per-CPU mode, nodes (after the configuration is read) */
+void _sheaf_platform_init(void);
+/* init.c: the one-time start-up */
 void _sheaf_init_slow(void);
 static inline void sheaf_init(void)
 {
