@@ -150,7 +150,6 @@ static void do_init(void)
 	_sheaf_fault_setup();
 	_sheaf_track_setup();
 	_sheaf_pages_init();
-	_sheaf_sheaf_setup();
 	_sheaf_kmalloc_init();
 	_sheaf_fork_init();
 	__atomic_store_n(&_sheaf_initialized, true, __ATOMIC_RELEASE);

@@ -26,7 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* The library's sections read its own hidden copy of sheaf_rt (sheaf.c),
+/* The library's sections read its own hidden copy of sheaf_rt (percpu.c),
  * RIP-relative, not the exported one through the GOT. */
 #define SHEAF_RT _sheaf_rt_local
 #define SHEAF_RT_HIDDEN 1
@@ -321,6 +321,17 @@ static inline struct sheaf_rseq_area *sheaf_rseq(void)
 int _sheaf_getcpu_slow(void);
 /* membarrier(PRIVATE_EXPEDITED_RSEQ): returns when done, else aborts. */
 void _sheaf_rseq_fence(void);
+/*
+ * The remote-slot protocol (percpu.c) on any array of _sheaf_nr_slots
+ * struct sheaf_pcs: own every slot from another thread (stop everywhere,
+ * one fence, wait for the holders), and the two halves, so that fork()
+ * fences once for every cache.
+ */
+void _sheaf_slots_remote_lock(struct sheaf_pcs *pcs);
+void _sheaf_slots_remote_unlock(struct sheaf_pcs *pcs);
+void _sheaf_slots_reset(struct sheaf_pcs *pcs);         /* fork()ed child */
+void _sheaf_slots_stop(struct sheaf_pcs *pcs);
+void _sheaf_slots_wait(struct sheaf_pcs *pcs);
 
 /* The CPU the thread runs on now (a hint: it may move at once). */
 static inline unsigned int sheaf_cpu(void)
@@ -734,18 +745,12 @@ static inline struct node_barn *sheaf_local_barn(struct kmem_cache *s)
 
 void _sheaf_pcs_remote_lock_all(struct kmem_cache *s);   /* holds flush_lock */
 void _sheaf_pcs_remote_unlock_all(struct kmem_cache *s);
-void _sheaf_slots_remote_lock(struct sheaf_pcs *pcs);   /* any slot array */
-void _sheaf_slots_remote_unlock(struct sheaf_pcs *pcs);
-void _sheaf_slots_reset(struct sheaf_pcs *pcs);         /* fork()ed child */
-void _sheaf_slots_stop(struct sheaf_pcs *pcs);          /* the two halves */
-void _sheaf_slots_wait(struct sheaf_pcs *pcs);          /* of remote_lock */
 /* Give every run kept in the large-kmalloc run caches back (malloc_trim). */
 void _sheaf_run_cache_drain(void);
 void _sheaf_run_cache_prefork(void);   /* fork: the drain's lock */
 void _sheaf_run_cache_postfork(bool child);
 void _sheaf_offer_empty(struct kmem_cache *s, struct slab_sheaf *empty,
 			unsigned int slot);
-void _sheaf_sheaf_setup(void);
 void _sheaf_update_inline(struct kmem_cache *s);
 void _sheaf_refresh_inline_all(void);   /* takes slab_mutex */
 /* Called after every cache's inline_pcs was refreshed: libsheaf-malloc
