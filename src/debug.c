@@ -237,8 +237,8 @@ static slab_flags_t flag_of(char c)
  */
 void _sheaf_debug_setup(void)
 {
-	debug_abort = _sheaf_env_bool("SHEAF_DEBUG_ABORT", true);
-	const char *v = _sheaf_getenv("SLUB_DEBUG");
+	debug_abort = _sheaf_config.debug_abort;
+	const char *v = _sheaf_config.slub_debug;
 	if (!v)
 		return;
 	char buf[1024];
@@ -1141,7 +1141,7 @@ SHEAF_EXPORT void sheaf_inject_sheaf_failures(long count)
 void _sheaf_fault_setup(void)
 {
 	for (int i = 0; i < SHEAF_FAULT_NR; i++) {
-		const char *v = _sheaf_getenv(fault_env[i]);
+		const char *v = _sheaf_config.fault[i];
 		if (v && fault_parse_set((enum sheaf_fault)i, v) != 0)
 			fprintf(stderr, "sheaf: %s=\"%s\" ignored: expected "
 				"interval,probability,space,times[,cache=GLOB]"

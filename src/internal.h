@@ -26,7 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* The library's sections read its own hidden copy of sheaf_rt (sheaf.c),
+/* The library's sections read its own hidden copy of sheaf_rt (percpu.c),
  * RIP-relative, not the exported one through the GOT. */
 #define SHEAF_RT _sheaf_rt_local
 #define SHEAF_RT_HIDDEN 1
@@ -258,11 +258,16 @@ struct sheaf_config {
 				 * minimum capacity when they have sheaves */
 	unsigned int yield_every; /* SHEAF_DEBUG_YIELD=N: yield in 1 of N lock holds */
 	int malloc_verbose;     /* SHEAF_MALLOC_VERBOSE: 0, 1, 2 (libsheaf-malloc) */
+	bool debug_abort;       /* SHEAF_DEBUG_ABORT (default on) */
+	const char *slub_debug; /* SLUB_DEBUG, parsed by debug.c, or NULL */
+	const char *fault[SHEAF_FAULT_NR]; /* SHEAF_FAILSLAB/PAGE/SHEAF, or NULL */
 };
 /*
- * Reading the environment (percpu.c): secure_getenv() (a setuid or setgid
+ * Reading the environment (init.c): secure_getenv() (a setuid or setgid
  * program ignores every variable), integers in a range and booleans
  * (0/1, no/yes, off/on, false/true) with one stderr line for a bad value.
+ * Every variable is read once, by init.c's read_config(), into
+ * _sheaf_config (platform data, percpu.c), which the layers read.
  */
 const char *_sheaf_getenv(const char *name);
 int _sheaf_env_int(const char *name, int def, int lo, int hi);
@@ -283,6 +288,9 @@ extern bool _sheaf_initialized;
  */
 extern __thread bool _sheaf_in_init;
 
+/* percpu.c: slots, per-CPU mode, nodes (after the configuration is read) */
+void _sheaf_platform_init(void);
+/* init.c: the one-time start-up */
 void _sheaf_init_slow(void);
 static inline void sheaf_init(void)
 {
@@ -313,6 +321,17 @@ static inline struct sheaf_rseq_area *sheaf_rseq(void)
 int _sheaf_getcpu_slow(void);
 /* membarrier(PRIVATE_EXPEDITED_RSEQ): returns when done, else aborts. */
 void _sheaf_rseq_fence(void);
+/*
+ * The remote-slot protocol (percpu.c) on any array of _sheaf_nr_slots
+ * struct sheaf_pcs: own every slot from another thread (stop everywhere,
+ * one fence, wait for the holders), and the two halves, so that fork()
+ * fences once for every cache.
+ */
+void _sheaf_slots_remote_lock(struct sheaf_pcs *pcs);
+void _sheaf_slots_remote_unlock(struct sheaf_pcs *pcs);
+void _sheaf_slots_reset(struct sheaf_pcs *pcs);         /* fork()ed child */
+void _sheaf_slots_stop(struct sheaf_pcs *pcs);
+void _sheaf_slots_wait(struct sheaf_pcs *pcs);
 
 /* The CPU the thread runs on now (a hint: it may move at once). */
 static inline unsigned int sheaf_cpu(void)
@@ -726,18 +745,12 @@ static inline struct node_barn *sheaf_local_barn(struct kmem_cache *s)
 
 void _sheaf_pcs_remote_lock_all(struct kmem_cache *s);   /* holds flush_lock */
 void _sheaf_pcs_remote_unlock_all(struct kmem_cache *s);
-void _sheaf_slots_remote_lock(struct sheaf_pcs *pcs);   /* any slot array */
-void _sheaf_slots_remote_unlock(struct sheaf_pcs *pcs);
-void _sheaf_slots_reset(struct sheaf_pcs *pcs);         /* fork()ed child */
-void _sheaf_slots_stop(struct sheaf_pcs *pcs);          /* the two halves */
-void _sheaf_slots_wait(struct sheaf_pcs *pcs);          /* of remote_lock */
 /* Give every run kept in the large-kmalloc run caches back (malloc_trim). */
 void _sheaf_run_cache_drain(void);
 void _sheaf_run_cache_prefork(void);   /* fork: the drain's lock */
 void _sheaf_run_cache_postfork(bool child);
 void _sheaf_offer_empty(struct kmem_cache *s, struct slab_sheaf *empty,
 			unsigned int slot);
-void _sheaf_sheaf_setup(void);
 void _sheaf_update_inline(struct kmem_cache *s);
 void _sheaf_refresh_inline_all(void);   /* takes slab_mutex */
 /* Called after every cache's inline_pcs was refreshed: libsheaf-malloc

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * percpu.c - which CPU slot and NUMA node a thread is on, and the
- * process-wide configuration read once from the environment.
+ * percpu.c - the platform layer: which CPU slot and NUMA node a thread is
+ * on, rseq detection, the remote-slot fence, the lock helper, and the
+ * process-wide configuration data (init.c reads it from the environment).
  *
  * Slots: with glibc's rseq registration (glibc >= 2.35) the slot is the
  * rseq mm_cid when the kernel provides it (AT_RSEQ_FEATURE_SIZE >= 28: a
@@ -54,128 +55,12 @@ ptrdiff_t _sheaf_rseq_offset;
 bool _sheaf_rseq_ok;
 bool _sheaf_rseq_mm_cid;
 
-static pthread_once_t init_once = PTHREAD_ONCE_INIT;
-
 int _sheaf_getcpu_slow(void)
 {
 	int c = sched_getcpu();
 	if (c < 0)
 		c = 0;
 	return (int)((unsigned int)c % _sheaf_nr_slots);
-}
-
-/*
- * The environment as libsheaf reads it: secure_getenv(), so that a setuid
- * or setgid program (AT_SECURE) ignores SHEAF_* and SLUB_DEBUG, as glibc's
- * malloc ignores MALLOC_* there: the variables switch on statistics pages,
- * debug output and failure injection, which another user must not control.
- */
-const char *_sheaf_getenv(const char *name)
-{
-	return secure_getenv(name);
-}
-
-/*
- * A value shown in a message: printable ASCII only, at most 64 characters
- * (the environment of a setuid program's caller is not ours to echo).
- */
-static void shown(char *out, size_t size, const char *v)
-{
-	size_t i = 0;
-	for (; v[i] && i + 1 < size && i < 64; i++)
-		out[i] = v[i] >= 0x20 && v[i] < 0x7f ? v[i] : '?';
-	out[i] = 0;
-}
-
-int _sheaf_env_int(const char *name, int def, int lo, int hi)
-{
-	const char *v = _sheaf_getenv(name);
-	if (!v || !*v)
-		return def;
-	char *end;
-	errno = 0;
-	long x = strtol(v, &end, 10);
-	if (*end || errno || x < lo || x > hi) {
-		char s[72];
-		shown(s, sizeof(s), v);
-		fprintf(stderr, "sheaf: ignoring %s=%s (expected %d..%d)\n", name,
-			s, lo, hi);
-		return def;
-	}
-	return (int)x;
-}
-
-/* 1 true, 0 false, -1 not a boolean word. */
-static int bool_word(const char *v)
-{
-	static const char *const yes[] = { "1", "yes", "on", "true" };
-	static const char *const no[] = { "0", "no", "off", "false" };
-	for (size_t i = 0; i < ARRAY_SIZE(yes); i++) {
-		if (!strcasecmp(v, yes[i]))
-			return 1;
-		if (!strcasecmp(v, no[i]))
-			return 0;
-	}
-	return -1;
-}
-
-/*
- * A boolean variable: 0/1, no/yes, off/on, false/true (any case).  Unset
- * or empty: def; anything else: one line on stderr, and def.
- */
-bool _sheaf_env_bool(const char *name, bool def)
-{
-	const char *v = _sheaf_getenv(name);
-	if (!v || !*v)
-		return def;
-	int b = bool_word(v);
-	if (b < 0) {
-		char s[72];
-		shown(s, sizeof(s), v);
-		fprintf(stderr, "sheaf: ignoring %s=%s (expected 0/1, no/yes, "
-			"off/on or false/true)\n", name, s);
-		return def;
-	}
-	return b;
-}
-
-#define env_int _sheaf_env_int
-
-static void read_config(void)
-{
-	const char *v = _sheaf_getenv("SHEAF_STATS");
-	if (v && !strcmp(v, "exit")) {
-		_sheaf_config.stats = _sheaf_config.stats_exit = true;
-	} else if (v && *v && bool_word(v) < 0) {
-		char s[72];
-		shown(s, sizeof(s), v);
-		fprintf(stderr, "sheaf: ignoring SHEAF_STATS=%s (expected 0/1, "
-			"no/yes, off/on, false/true or exit)\n", s);
-	} else {
-		_sheaf_config.stats = _sheaf_env_bool("SHEAF_STATS", false);
-	}
-	_sheaf_config.stats_interval_ms =
-		(unsigned int)env_int("SHEAF_STATS_INTERVAL", 1000, 10, 3600000);
-	_sheaf_config.malloc_verbose = env_int("SHEAF_MALLOC_VERBOSE", 0, 0, 2);
-	v = _sheaf_getenv("SHEAF_PERCPU");
-	if (v && strcmp(v, "fallback") == 0)
-		_sheaf_config.percpu_fallback = true;
-	else if (v && *v && strcmp(v, "rseq") != 0) {
-		char s[72];
-		shown(s, sizeof(s), v);
-		fprintf(stderr, "sheaf: ignoring SHEAF_PERCPU=%s (rseq|fallback)\n", s);
-	}
-	_sheaf_config.fake_numa = env_int("SHEAF_FAKE_NUMA", 0, 0, MAX_NUMNODES);
-	_sheaf_config.yield_every = (unsigned int)env_int("SHEAF_DEBUG_YIELD", 0, 0,
-							  1 << 30);
-	_sheaf_config.kmalloc_capacity =
-		env_int("SHEAF_KMALLOC_CAPACITY", 0, 0, SHEAF_MAX_CAPACITY);
-	v = _sheaf_getenv("SHEAF_DEFAULT_CAPACITY");
-	if (v && strcmp(v, "auto") == 0)
-		_sheaf_config.default_capacity = -1;
-	else
-		_sheaf_config.default_capacity =
-			env_int("SHEAF_DEFAULT_CAPACITY", 0, 0, SHEAF_MAX_CAPACITY);
 }
 
 /*
@@ -245,6 +130,43 @@ static void detect_nodes(void)
 	}
 }
 
+/* The one membarrier() wrapper: registration and the fence. */
+static int sheaf_membarrier(int cmd)
+{
+	return (int)syscall(__NR_membarrier, cmd, 0, 0);
+}
+
+SHEAF_EXPORT struct sheaf_runtime sheaf_rt;
+/*
+ * The library's own copy, read RIP-relative by its sections.  Not an
+ * alias: a program's inline paths may read sheaf_rt from a copy relocated
+ * into the executable, which the library reaches only through its GOT, so
+ * both are written (decide_percpu_mode(), the only writer).
+ */
+struct sheaf_runtime _sheaf_rt_local;
+_Static_assert(offsetof(struct sheaf_runtime, slot_off) == 8,
+	       "SHEAF_RSEQ_LOAD_SOFF reads slot_off at offset 8");
+_Static_assert(offsetof(struct sheaf_rseq_area, cpu_id) == 4,
+	       "SHEAF_RSEQ_SLOTNR tests cpu_id at offset 4 of the rseq area");
+bool _sheaf_rseq_mode;
+
+/* Decide the per-CPU mode once, at start-up (after detect_rseq()). */
+static void decide_percpu_mode(void)
+{
+	bool rseq = _sheaf_rseq_ok && !_sheaf_config.percpu_fallback;
+#if !defined(SHEAF_HAVE_RSEQ_ASM) || defined(SHEAF_HAVE_TSAN)
+	rseq = false; /* TSan cannot see through the sections: fallback */
+#endif
+	if (rseq && sheaf_membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ) != 0)
+		rseq = false;
+	_sheaf_rseq_mode = rseq;
+	sheaf_rt.rseq_offset = _sheaf_rseq_offset;
+	sheaf_rt.slot_off = _sheaf_rseq_offset + (_sheaf_rseq_mm_cid
+		? (long)offsetof(struct sheaf_rseq_area, mm_cid)
+		: (long)offsetof(struct sheaf_rseq_area, cpu_id));
+	_sheaf_rt_local = sheaf_rt;
+}
+
 /*
  * The remote-slot fence: membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ)
  * aborts every restartable section in flight on the other CPUs, so that
@@ -258,8 +180,7 @@ static void detect_nodes(void)
 void _sheaf_rseq_fence(void)
 {
 	for (unsigned int tries = 0;; tries++) {
-		if (syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ, 0,
-			    0) == 0)
+		if (sheaf_membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ) == 0)
 			return;
 		int e = errno;
 		if ((e == ENOMEM || e == EAGAIN || e == EINTR) && tries < 220) {
@@ -299,12 +220,60 @@ void _sheaf_debug_yield_slow(void)
 		sched_yield();
 }
 
-void _sheaf_fork_init(void);
+/* ------------------------------------------- the remote-slot protocol */
 
-static void do_init(void)
+/*
+ * Own every slot of the array pcs from another thread: set stop
+ * everywhere, make every section in flight restart (membarrier), wait for
+ * lock holders.  The caller serialises remote owners of the array.
+ */
+void _sheaf_slots_remote_lock(struct sheaf_pcs *pcs)
 {
-	_sheaf_in_init = true;
-	read_config();
+	_sheaf_slots_stop(pcs);
+	if (_sheaf_rseq_mode)
+		_sheaf_rseq_fence();
+	_sheaf_slots_wait(pcs);
+}
+
+/* The remote protocol in two halves, so that fork() fences once for all. */
+void _sheaf_slots_stop(struct sheaf_pcs *pcs)
+{
+	for (unsigned int i = 0; i < _sheaf_nr_slots; i++)
+		__atomic_store_n(&pcs[i].stop, 1, __ATOMIC_SEQ_CST);
+}
+
+void _sheaf_slots_wait(struct sheaf_pcs *pcs)
+{
+	/*
+	 * Fallback mode's Dekker pair: this seq_cst store of stop and load of
+	 * lock against the locker's seq_cst compare-and-swap of lock and load
+	 * of stop; with all four in one total order, either the locker sees
+	 * stop and lets go, or this load sees its lock and waits.
+	 */
+	for (unsigned int i = 0; i < _sheaf_nr_slots; i++)
+		while (__atomic_load_n(&pcs[i].lock, __ATOMIC_SEQ_CST))
+			sched_yield();
+}
+
+/* A fork()ed child's slots, owned by its one thread: no lock is held. */
+void _sheaf_slots_reset(struct sheaf_pcs *pcs)
+{
+	for (unsigned int i = 0; i < _sheaf_nr_slots; i++)
+		__atomic_store_n(&pcs[i].lock, 0, __ATOMIC_RELAXED);
+}
+
+void _sheaf_slots_remote_unlock(struct sheaf_pcs *pcs)
+{
+	for (unsigned int i = 0; i < _sheaf_nr_slots; i++)
+		__atomic_store_n(&pcs[i].stop, 0, __ATOMIC_RELEASE);
+}
+
+/*
+ * The platform's part of start-up (init.c calls it after reading the
+ * configuration): slots, the per-CPU mode, nodes.
+ */
+void _sheaf_platform_init(void)
+{
 	long ncpu = possible_cpus();
 	bool exact = ncpu > 0 && ncpu <= MAX_SLOTS;
 	if (ncpu <= 0)
@@ -315,49 +284,6 @@ static void do_init(void)
 	if (exact)
 		detect_rseq();
 	detect_nodes();
+	decide_percpu_mode();
 	_sheaf_stats_on = _sheaf_config.stats;
-	_sheaf_debug_setup();
-	_sheaf_fault_setup();
-	_sheaf_track_setup();
-	_sheaf_pages_init();
-	_sheaf_sheaf_setup();
-	_sheaf_kmalloc_init();
-	_sheaf_fork_init();
-	__atomic_store_n(&_sheaf_initialized, true, __ATOMIC_RELEASE);
-	_sheaf_info_init();
-	_sheaf_in_init = false;
-}
-
-void _sheaf_init_slow(void)
-{
-	pthread_once(&init_once, do_init);
-}
-
-__attribute__((constructor)) static void sheaf_ctor(void)
-{
-	sheaf_init();
-}
-
-SHEAF_EXPORT unsigned int sheaf_nr_slots(void)
-{
-	sheaf_init();
-	return _sheaf_nr_slots;
-}
-
-SHEAF_EXPORT unsigned int sheaf_nr_nodes(void)
-{
-	sheaf_init();
-	return _sheaf_nr_nodes;
-}
-
-SHEAF_EXPORT int sheaf_numa_node_id(void)
-{
-	sheaf_init();
-	return sheaf_node();
-}
-
-SHEAF_EXPORT const char *sheaf_percpu_mode(void)
-{
-	sheaf_init();
-	return _sheaf_rseq_mode ? "rseq" : "fallback";
 }

@@ -33,42 +33,6 @@
 
 #include "internal.h"
 
-SHEAF_EXPORT struct sheaf_runtime sheaf_rt;
-/*
- * The library's own copy, read RIP-relative by its sections.  Not an
- * alias: a program's inline paths may read sheaf_rt from a copy relocated
- * into the executable, which the library reaches only through its GOT, so
- * both are written (_sheaf_sheaf_setup(), the only writer).
- */
-struct sheaf_runtime _sheaf_rt_local;
-_Static_assert(offsetof(struct sheaf_runtime, slot_off) == 8,
-	       "SHEAF_RSEQ_LOAD_SOFF reads slot_off at offset 8");
-_Static_assert(offsetof(struct sheaf_rseq_area, cpu_id) == 4,
-	       "SHEAF_RSEQ_SLOTNR tests cpu_id at offset 4 of the rseq area");
-bool _sheaf_rseq_mode;
-
-static int membarrier(int cmd)
-{
-	return (int)syscall(__NR_membarrier, cmd, 0, 0);
-}
-
-/* Decide the per-CPU mode once, at start-up. */
-void _sheaf_sheaf_setup(void)
-{
-	bool rseq = _sheaf_rseq_ok && !_sheaf_config.percpu_fallback;
-#if !defined(SHEAF_HAVE_RSEQ_ASM) || defined(SHEAF_HAVE_TSAN)
-	rseq = false; /* TSan cannot see through the sections: fallback */
-#endif
-	if (rseq && membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ) != 0)
-		rseq = false;
-	_sheaf_rseq_mode = rseq;
-	sheaf_rt.rseq_offset = _sheaf_rseq_offset;
-	sheaf_rt.slot_off = _sheaf_rseq_offset + (_sheaf_rseq_mm_cid
-		? (long)offsetof(struct sheaf_rseq_area, mm_cid)
-		: (long)offsetof(struct sheaf_rseq_area, cpu_id));
-	_sheaf_rt_local = sheaf_rt;
-}
-
 /* Whether the inline fast paths of <sheaf/slab.h> may be used now. */
 static bool inline_allowed(void)
 {
@@ -128,54 +92,6 @@ SHEAF_EXPORT unsigned int sheaf_auto_capacity(unsigned int size)
 	size_t cls = kmalloc_size_roundup(bytes);
 	cap = (unsigned int)((cls - sizeof(struct slab_sheaf)) / sizeof(void *));
 	return MIN(cap, SHEAF_MAX_CAPACITY);
-}
-
-/* ------------------------------------------------------------ slot lock */
-
-/*
- * Own every slot of the array pcs from another thread: set stop
- * everywhere, make every section in flight restart (membarrier), wait for
- * lock holders.  The caller serialises remote owners of the array.
- */
-void _sheaf_slots_remote_lock(struct sheaf_pcs *pcs)
-{
-	_sheaf_slots_stop(pcs);
-	if (_sheaf_rseq_mode)
-		_sheaf_rseq_fence();
-	_sheaf_slots_wait(pcs);
-}
-
-/* The remote protocol in two halves, so that fork() fences once for all. */
-void _sheaf_slots_stop(struct sheaf_pcs *pcs)
-{
-	for (unsigned int i = 0; i < _sheaf_nr_slots; i++)
-		__atomic_store_n(&pcs[i].stop, 1, __ATOMIC_SEQ_CST);
-}
-
-void _sheaf_slots_wait(struct sheaf_pcs *pcs)
-{
-	/*
-	 * Fallback mode's Dekker pair: this seq_cst store of stop and load of
-	 * lock against the locker's seq_cst compare-and-swap of lock and load
-	 * of stop; with all four in one total order, either the locker sees
-	 * stop and lets go, or this load sees its lock and waits.
-	 */
-	for (unsigned int i = 0; i < _sheaf_nr_slots; i++)
-		while (__atomic_load_n(&pcs[i].lock, __ATOMIC_SEQ_CST))
-			sched_yield();
-}
-
-/* A fork()ed child's slots, owned by its one thread: no lock is held. */
-void _sheaf_slots_reset(struct sheaf_pcs *pcs)
-{
-	for (unsigned int i = 0; i < _sheaf_nr_slots; i++)
-		__atomic_store_n(&pcs[i].lock, 0, __ATOMIC_RELAXED);
-}
-
-void _sheaf_slots_remote_unlock(struct sheaf_pcs *pcs)
-{
-	for (unsigned int i = 0; i < _sheaf_nr_slots; i++)
-		__atomic_store_n(&pcs[i].stop, 0, __ATOMIC_RELEASE);
 }
 
 /* Every slot of s (caller holds s->flush_lock). */

@@ -1,0 +1,192 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * init.c - start-up: the configuration read once from the environment, and
+ * the one-time initialization of every layer, bottom up (the top of the
+ * layer table: it calls into all of them).
+ *
+ * sheaf_init() (inline, <sheaf/slab.h>) runs do_init() once, from the
+ * library's constructor or from the first call that needs it, whichever
+ * comes first (libsheaf-malloc's first malloc() may come before any
+ * constructor: preload.c).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "internal.h"
+
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+
+/*
+ * The environment as libsheaf reads it: secure_getenv(), so that a setuid
+ * or setgid program (AT_SECURE) ignores SHEAF_* and SLUB_DEBUG, as glibc's
+ * malloc ignores MALLOC_* there: the variables switch on statistics pages,
+ * debug output and failure injection, which another user must not control.
+ */
+const char *_sheaf_getenv(const char *name)
+{
+	return secure_getenv(name);
+}
+
+/*
+ * A value shown in a message: printable ASCII only, at most 64 characters
+ * (the environment of a setuid program's caller is not ours to echo).
+ */
+static void shown(char *out, size_t size, const char *v)
+{
+	size_t i = 0;
+	for (; v[i] && i + 1 < size && i < 64; i++)
+		out[i] = v[i] >= 0x20 && v[i] < 0x7f ? v[i] : '?';
+	out[i] = 0;
+}
+
+int _sheaf_env_int(const char *name, int def, int lo, int hi)
+{
+	const char *v = _sheaf_getenv(name);
+	if (!v || !*v)
+		return def;
+	char *end;
+	errno = 0;
+	long x = strtol(v, &end, 10);
+	if (*end || errno || x < lo || x > hi) {
+		char s[72];
+		shown(s, sizeof(s), v);
+		fprintf(stderr, "sheaf: ignoring %s=%s (expected %d..%d)\n", name,
+			s, lo, hi);
+		return def;
+	}
+	return (int)x;
+}
+
+/* 1 true, 0 false, -1 not a boolean word. */
+static int bool_word(const char *v)
+{
+	static const char *const yes[] = { "1", "yes", "on", "true" };
+	static const char *const no[] = { "0", "no", "off", "false" };
+	for (size_t i = 0; i < ARRAY_SIZE(yes); i++) {
+		if (!strcasecmp(v, yes[i]))
+			return 1;
+		if (!strcasecmp(v, no[i]))
+			return 0;
+	}
+	return -1;
+}
+
+/*
+ * A boolean variable: 0/1, no/yes, off/on, false/true (any case).  Unset
+ * or empty: def; anything else: one line on stderr, and def.
+ */
+bool _sheaf_env_bool(const char *name, bool def)
+{
+	const char *v = _sheaf_getenv(name);
+	if (!v || !*v)
+		return def;
+	int b = bool_word(v);
+	if (b < 0) {
+		char s[72];
+		shown(s, sizeof(s), v);
+		fprintf(stderr, "sheaf: ignoring %s=%s (expected 0/1, no/yes, "
+			"off/on or false/true)\n", name, s);
+		return def;
+	}
+	return b;
+}
+
+#define env_int _sheaf_env_int
+
+static void read_config(void)
+{
+	const char *v = _sheaf_getenv("SHEAF_STATS");
+	if (v && !strcmp(v, "exit")) {
+		_sheaf_config.stats = _sheaf_config.stats_exit = true;
+	} else if (v && *v && bool_word(v) < 0) {
+		char s[72];
+		shown(s, sizeof(s), v);
+		fprintf(stderr, "sheaf: ignoring SHEAF_STATS=%s (expected 0/1, "
+			"no/yes, off/on, false/true or exit)\n", s);
+	} else {
+		_sheaf_config.stats = _sheaf_env_bool("SHEAF_STATS", false);
+	}
+	_sheaf_config.stats_interval_ms =
+		(unsigned int)env_int("SHEAF_STATS_INTERVAL", 1000, 10, 3600000);
+	_sheaf_config.malloc_verbose = env_int("SHEAF_MALLOC_VERBOSE", 0, 0, 2);
+	v = _sheaf_getenv("SHEAF_PERCPU");
+	if (v && strcmp(v, "fallback") == 0)
+		_sheaf_config.percpu_fallback = true;
+	else if (v && *v && strcmp(v, "rseq") != 0) {
+		char s[72];
+		shown(s, sizeof(s), v);
+		fprintf(stderr, "sheaf: ignoring SHEAF_PERCPU=%s (rseq|fallback)\n", s);
+	}
+	_sheaf_config.fake_numa = env_int("SHEAF_FAKE_NUMA", 0, 0, MAX_NUMNODES);
+	_sheaf_config.yield_every = (unsigned int)env_int("SHEAF_DEBUG_YIELD", 0, 0,
+							  1 << 30);
+	_sheaf_config.kmalloc_capacity =
+		env_int("SHEAF_KMALLOC_CAPACITY", 0, 0, SHEAF_MAX_CAPACITY);
+	v = _sheaf_getenv("SHEAF_DEFAULT_CAPACITY");
+	if (v && strcmp(v, "auto") == 0)
+		_sheaf_config.default_capacity = -1;
+	else
+		_sheaf_config.default_capacity =
+			env_int("SHEAF_DEFAULT_CAPACITY", 0, 0, SHEAF_MAX_CAPACITY);
+	_sheaf_config.debug_abort = _sheaf_env_bool("SHEAF_DEBUG_ABORT", true);
+	_sheaf_config.slub_debug = _sheaf_getenv("SLUB_DEBUG");
+	_sheaf_config.fault[SHEAF_FAULT_SLAB] = _sheaf_getenv("SHEAF_FAILSLAB");
+	_sheaf_config.fault[SHEAF_FAULT_PAGE] = _sheaf_getenv("SHEAF_FAILPAGE");
+	_sheaf_config.fault[SHEAF_FAULT_SHEAF] = _sheaf_getenv("SHEAF_FAILSHEAF");
+}
+
+void _sheaf_fork_init(void);
+
+static void do_init(void)
+{
+	_sheaf_in_init = true;
+	read_config();
+	_sheaf_platform_init();
+	_sheaf_debug_setup();
+	_sheaf_fault_setup();
+	_sheaf_track_setup();
+	_sheaf_pages_init();
+	_sheaf_kmalloc_init();
+	_sheaf_fork_init();
+	__atomic_store_n(&_sheaf_initialized, true, __ATOMIC_RELEASE);
+	_sheaf_info_init();
+	_sheaf_in_init = false;
+}
+
+void _sheaf_init_slow(void)
+{
+	pthread_once(&init_once, do_init);
+}
+
+__attribute__((constructor)) static void sheaf_ctor(void)
+{
+	sheaf_init();
+}
+
+SHEAF_EXPORT unsigned int sheaf_nr_slots(void)
+{
+	sheaf_init();
+	return _sheaf_nr_slots;
+}
+
+SHEAF_EXPORT unsigned int sheaf_nr_nodes(void)
+{
+	sheaf_init();
+	return _sheaf_nr_nodes;
+}
+
+SHEAF_EXPORT int sheaf_numa_node_id(void)
+{
+	sheaf_init();
+	return sheaf_node();
+}
+
+SHEAF_EXPORT const char *sheaf_percpu_mode(void)
+{
+	sheaf_init();
+	return _sheaf_rseq_mode ? "rseq" : "fallback";
+}
