@@ -238,9 +238,10 @@ void _sheaf_pages_lock_all(void);            /* fork */
 void _sheaf_pages_unlock_all(bool child);
 
 /*
- * The short, hot locks (barn, node list, page lists) are adaptive mutexes:
- * they spin briefly before sleeping, as the kernel's spinlocks would not
- * sleep at all, so that a contended hand-over costs no system call.
+ * The node list and page-list locks are adaptive mutexes: they spin
+ * briefly before sleeping, as the kernel's spinlocks would not sleep at
+ * all, so that a contended hand-over costs no system call.  (The barn lock
+ * is a pthread_spinlock_t, held for a few loads and stores: barn.c.)
  */
 void _sheaf_spinlock_init(pthread_mutex_t *m);
 
@@ -386,7 +387,7 @@ struct sheaf_stat_slot {
 /*
  * struct kmem_cache_node - per cache per node.
  * Invariants: nr_partial == length(partial); every slab on `partial` is not
- * frozen, has PG_PARTIAL and 0 < free objects (or is empty but kept for
+ * frozen, has on_partial set and 0 < free objects (or is empty but kept for
  * min_partial); nr_slabs counts every slab of the node (any state).
  */
 struct kmem_cache_node {
@@ -640,11 +641,12 @@ size_t _sheaf_ksize(const void *p, const char *fn, void *caller);
  * lock is a spinlock, as the kernel's: it is held for a few loads and
  * stores, never across a call that may block.
  *
- * rcu_credit (userspace addition): liburcu hands callbacks over in batches
- * about 10 ms apart, so at a high kfree_rcu() rate one batch brings back far
- * more than MAX_FULL_SHEAVES sheaves, while allocations meanwhile asked the
- * barn for as many.  Each time the allocation path asks the barn for a full
- * sheaf it earns one credit; the RCU callback may put a recycled sheaf into
+ * rcu_credit (userspace addition): the RCU worker hands sheaves back in
+ * batches, one grace period each (at least SHEAF_RCU_BATCH_US apart), so at
+ * a high kfree_rcu() rate one batch brings back far more than
+ * MAX_FULL_SHEAVES sheaves, while allocations meanwhile asked the barn for
+ * as many.  Each time the allocation path asks the barn for a full sheaf it
+ * earns one credit; the worker, finishing a batch, may put a recycled sheaf into
  * the barn past the limit by spending one.  The barn then holds about one
  * batch's worth of the demand that was really there, never more than
  * MAX_RCU_CREDIT sheaves past the limit; without that demand the kernel's

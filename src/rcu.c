@@ -13,9 +13,11 @@
  * its limit of full sheaves, the objects go to their slabs and the empty
  * sheaf is kept (barn) or freed.
  *
- * Everything else takes the per-object path: call_rcu() on the object's own
- * rcu_head (two-argument form), or a batch of pointers freed after one
- * grace period (one-argument form), or synchronize_rcu() then free.
+ * Everything else takes the per-object path: the object's own rcu_head goes
+ * to the sheaf worker (two-argument form, queue_kfree_cb()), or a batch of
+ * pointers does (one-argument form), or synchronize_rcu() then free when no
+ * batch can be allocated; liburcu's call_rcu() only when no worker thread
+ * can be started.
  *
  * SLAB_TYPESAFE_BY_RCU caches hand an empty slab's pages to call_rcu():
  * its memory may still be read by readers that found a pointer into it, so
@@ -406,7 +408,7 @@ static void kfree_rcu_cb(struct rcu_head *head)
 
 /*
  * The one-argument form without a sheaf: pointers collected in a batch
- * that is handed to call_rcu() when full (or by a barrier).
+ * that is handed to the sheaf worker when full (or by a barrier).
  */
 #define PTR_BATCH 508
 struct ptr_batch {
