@@ -106,10 +106,15 @@ for o in "$@"; do
 		echo "layercheck: note: $o: src/$f no longer exists (stale object, ignored)" >&2
 		continue
 	fi
+	[ -f "$o" ] || { echo "layercheck: no object $o" >&2; exit 2; }
 	if ! readelf -sW "$o" > "$tmp/elf" 2> "$tmp/err"; then
-		echo "layercheck: skipped: readelf cannot read $o (not an ELF object: LLVM bitcode?):" >&2
 		cat "$tmp/err" >&2
-		exit 77
+		if grep -qi "bitcode" "$tmp/err"; then
+			echo "layercheck: skipped: $o is LLVM bitcode (no machine-code symbol table)" >&2
+			exit 77
+		fi
+		echo "layercheck: readelf cannot read $o" >&2
+		exit 2
 	fi
 	awk -v f="$f" '
 		$1 ~ /^[0-9]+:$/ && NF == 8 {
@@ -117,7 +122,9 @@ for o in "$@"; do
 			else if ($5 == "GLOBAL") print f, "D", $8
 			else if ($5 == "WEAK") print f, "W", $8
 		}' "$tmp/elf" > "$tmp/syms.$f"
-	if ! grep -q " [DW] " "$tmp/syms.$f" && readelf -SW "$o" | grep -q "gnu.lto_"; then
+	# gcc's slim LTO objects: intermediate code only, marked __gnu_lto_slim.
+	if grep -q " __gnu_lto_slim$" "$tmp/syms.$f" ||
+	   { ! grep -q " [DW] " "$tmp/syms.$f" && readelf -SW "$o" | grep -q "gnu.lto_"; }; then
 		echo "layercheck: skipped: $o holds only LTO intermediate code (no machine-code symbol table)" >&2
 		exit 77
 	fi
@@ -237,6 +244,8 @@ awk -v verbose="$verbose" -v srcdir="$srcdir" '
 		}
 		for (k in exc) {
 			split(k, kp, SUBSEP)
+			if (!(kp[1] in obj) || !(kp[2] in obj))
+				continue     # not built here: "no object" below
 			if (!(k in syms))
 				printf "layercheck: note: exception %s -> %s no longer occurs (remove it)\n", kp[1], kp[2]
 			else
