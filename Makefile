@@ -6,6 +6,8 @@
 #               counts, docs/PERFORMANCE.md regenerated
 #   make mallocbench  libsheaf-malloc against glibc, jemalloc, tcmalloc, mimalloc
 #   make instructions  instructions per alloc+free pair (callgrind)
+#   make layers    the source files' calls point down the layer table of
+#                  docs/ARCHITECTURE.md (tools/layercheck.sh; also in make test)
 #   make asan / make tsan   sanitizer builds and their tests
 #   make matrix    gcc and clang, Release and Debug builds and their tests
 #   make memcheck  the unit tests under valgrind memcheck
@@ -32,7 +34,7 @@ DEB_PACKAGES := build-essential cmake pkg-config clang libclang-rt-14-dev liburc
 	libnuma-dev valgrind gnuplot-nox libjemalloc-dev libgoogle-perftools-dev \
 	libmimalloc-dev python3 sqlite3 git
 
-.PHONY: all deps build run test bench mallocbench instructions asan tsan matrix \
+.PHONY: all deps build run test layers bench mallocbench instructions asan tsan matrix \
 	memcheck fuzz soak ci install clean
 
 all: build
@@ -51,6 +53,9 @@ run: build
 
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+layers: build
+	./tools/layercheck.sh $(BUILD)
 
 bench: build
 	./bench/report.sh $(BUILD) full
