@@ -39,37 +39,6 @@
 
 #include "internal.h"
 
-void _sheaf_report_invalid(const char *fn, const char *what, const void *addr,
-			   struct kmem_cache *s, void *caller)
-{
-	fprintf(stderr, "sheaf: %s(): %s %p (cache %s, caller %p)\n", fn, what,
-		addr, s ? s->name : "unknown", caller);
-	fflush(stderr);
-	_sheaf_info_abort();
-	abort();
-}
-
-/* A stale pointer to a destroyed cache (SLAB_DESTROYED). */
-void _sheaf_report_destroyed(const char *fn, struct kmem_cache *s, void *caller)
-{
-	fprintf(stderr, "sheaf: %s(): cache %p (\"%s\") was destroyed: a stale "
-		"cache pointer (caller %p)\n", fn, (void *)s, s->name, caller);
-	fflush(stderr);
-	_sheaf_info_abort();
-	abort();
-}
-
-/* A broken invariant (SHEAF_ASSERT, builds without NDEBUG). */
-void _sheaf_assert_fail(const char *cond, const char *file, int line,
-			const char *fn)
-{
-	fprintf(stderr, "sheaf: internal invariant broken: %s (%s:%d, %s())\n",
-		cond, file, line, fn);
-	fflush(stderr);
-	_sheaf_info_abort();
-	abort();
-}
-
 /* ---------------------------------------------------- ASan and valgrind */
 
 /* Present when the process runs with AddressSanitizer (weak: else NULL). */
@@ -529,8 +498,7 @@ static bool report_done(void)
 {
 	fflush(stderr);
 	if (debug_abort && !validating) {
-		_sheaf_info_abort();
-		abort();
+		_sheaf_die();
 	}
 	return false;
 }

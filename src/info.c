@@ -270,6 +270,19 @@ static bool create_page(void)
 /* A stale page younger than this is left alone (sheaf_info_remove_stale()). */
 #define STALE_MIN_AGE_S 10
 
+/*
+ * The library is about to abort the process (a report, SLAB_PANIC): no
+ * atexit handler will run, so the page goes now.  Lock-free: the aborting
+ * thread may hold any lock.  (A process killed by a signal leaves its page;
+ * sheafinfo calls it stale, and the next publisher of the same user removes
+ * it: sheaf_info_remove_stale().)
+ */
+static void info_abort(void)
+{
+	if (READ_ONCE(info.page))
+		shm_unlink(info.name);
+}
+
 /* At the end of initialization (the caches of kmalloc exist). */
 void _sheaf_info_init(void)
 {
@@ -288,6 +301,7 @@ void _sheaf_info_init(void)
 			"statistics not published\n", info.name, strerror(errno));
 		return;
 	}
+	_sheaf_set_abort_hook(info_abort);
 	sheaf_info_remove_stale(STALE_MIN_AGE_S);
 	/* The thread takes no signal meant for the program. */
 	sigset_t all, old;
@@ -309,19 +323,6 @@ void _sheaf_info_init(void)
 		shm_unlink(info.name);
 		info.page = NULL;
 	}
-}
-
-/*
- * The library is about to abort the process (a report, SLAB_PANIC): no
- * atexit handler will run, so the page goes now.  Lock-free: the aborting
- * thread may hold any lock.  (A process killed by a signal leaves its page;
- * sheafinfo calls it stale, and the next publisher of the same user removes
- * it: sheaf_info_remove_stale().)
- */
-void _sheaf_info_abort(void)
-{
-	if (READ_ONCE(info.page))
-		shm_unlink(info.name);
 }
 
 /* fork: no snapshot may be half done in the child (before the slab mutex). */

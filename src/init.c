@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * init.c - start-up: the configuration read once from the environment, and
- * the one-time initialization of every layer, bottom up (the top of the
- * layer table: it calls into all of them).
+ * init.c - start-up: the configuration read once from the environment, the
+ * one-time initialization of every layer, bottom up, and the fork handlers,
+ * which take every layer's locks (the top of the layer table: it calls
+ * into all of them).
  *
  * sheaf_init() (inline, <sheaf/slab.h>) runs do_init() once, from the
  * library's constructor or from the first call that needs it, whichever
@@ -139,7 +140,141 @@ static void read_config(void)
 	_sheaf_config.fault[SHEAF_FAULT_SHEAF] = _sheaf_getenv("SHEAF_FAILSHEAF");
 }
 
-void _sheaf_fork_init(void);
+/* ----------------------------------------------------------------- fork */
+
+/*
+ * Before fork() take every lock of the library, in the lock order of
+ * docs/ARCHITECTURE.md, so that the child inherits none held by a thread
+ * it does not have:
+ *
+ *   (the RCU worker quiesced: its batch finished, no new one taken)
+ *   1. rcu batch_lock          (held across the batch's allocation)
+ *   2. kmalloc drain_lock      (malloc_trim's run-cache drain)
+ *   3. info.lock               (statistics snapshot)
+ *   4. slab_mutex              (the cache list)
+ *   5. per cache: flush_lock, then every slot (remote protocol), then
+ *      every barn lock (sheaf caches)
+ *   6. every node list_lock
+ *   7. arena_lock, then every page_node.lock
+ *   8. leaves: debug glob_lock, rcu worker.lock
+ *
+ * and release them after, in parent and child (the child also clears the
+ * slot lock bytes: its one thread owns every slot).
+ */
+#if defined(__has_include)
+#if __has_include(<sys/single_threaded.h>)
+#include <sys/single_threaded.h>
+#define SHEAF_HAVE_SINGLE_THREADED 1
+#endif
+#endif
+
+/*
+ * A process of one thread (glibc's __libc_single_threaded, which never
+ * turns true again once a thread was created) forks with no lock to take:
+ * no other thread can hold one or be inside a section, and none can start
+ * while its one thread is in fork().  glibc's fork() skips its malloc
+ * locks alike.  The shell and make case: most fork()s come from one
+ * thread.
+ */
+static inline bool single_threaded(void)
+{
+#ifdef SHEAF_HAVE_SINGLE_THREADED
+	return __libc_single_threaded;
+#else
+	return false;
+#endif
+}
+
+/*
+ * Whether prefork() took the locks, for the handlers after fork() (the
+ * child cannot ask __libc_single_threaded).  Written only when it
+ * changes: after a fork() every write to a page is a fault.
+ */
+static bool fork_locked SHEAF_FORK_DATA;
+
+static void prefork(void)
+{
+	struct kmem_cache *s;
+	bool lock = !single_threaded();
+	if (fork_locked != lock)
+		fork_locked = lock;
+	if (!lock)
+		return;
+	_sheaf_rcu_quiesce_worker();
+	_sheaf_rcu_before_fork();
+	_sheaf_rcu_lock_batch();
+	_sheaf_run_cache_prefork();
+	_sheaf_info_prefork();
+	pthread_mutex_lock(&_sheaf_slab_mutex);
+	/* Every slot of every cache stopped, then one fence for all of them
+	 * (a membarrier per cache made fork() cost twice glibc's). */
+	list_for_each_entry(s, &_sheaf_slab_caches, list) {
+		if (cache_has_sheaves(s))
+			_sheaf_pcs_fork_stop(s);
+		else
+			_sheaf_cpu_fork_stop(s);
+	}
+	if (_sheaf_rseq_mode)
+		_sheaf_rseq_fence();
+	list_for_each_entry(s, &_sheaf_slab_caches, list) {
+		if (cache_has_sheaves(s))
+			_sheaf_pcs_fork_wait(s);
+		else
+			_sheaf_cpu_fork_wait(s);
+	}
+	list_for_each_entry(s, &_sheaf_slab_caches, list)
+		for (unsigned int n = 0; n < _sheaf_nr_nodes; n++)
+			pthread_mutex_lock(&s->node[n]->list_lock);
+	_sheaf_pages_lock_all();
+	_sheaf_debug_prefork();
+	_sheaf_rcu_lock_worker();
+}
+
+static void postfork(bool child)
+{
+	struct kmem_cache *s;
+	if (!fork_locked) {
+		/* One thread: no worker, no statistics publisher (both are
+		 * threads), no call_rcu thread; only the per-thread cache. */
+		if (child)
+			_sheaf_debug_postfork_child();
+		return;
+	}
+	_sheaf_rcu_unlock_worker(child);
+	_sheaf_debug_postfork();
+	_sheaf_pages_unlock_all(child);
+	list_for_each_entry(s, &_sheaf_slab_caches, list)
+		for (unsigned int n = 0; n < _sheaf_nr_nodes; n++)
+			pthread_mutex_unlock(&s->node[n]->list_lock);
+	list_for_each_entry(s, &_sheaf_slab_caches, list) {
+		if (cache_has_sheaves(s))
+			_sheaf_pcs_unlock_all(s, child);
+		else
+			_sheaf_cpu_unlock_all(s);
+	}
+	pthread_mutex_unlock(&_sheaf_slab_mutex);
+	_sheaf_info_postfork(child);
+	_sheaf_run_cache_postfork(child);
+	_sheaf_rcu_unlock_batch();
+	_sheaf_rcu_after_fork(child);
+	if (child)
+		_sheaf_debug_postfork_child();
+}
+
+static void postfork_parent(void)
+{
+	postfork(false);
+}
+
+static void postfork_child(void)
+{
+	postfork(true);
+}
+
+static void fork_init(void)
+{
+	pthread_atfork(prefork, postfork_parent, postfork_child);
+}
 
 static void do_init(void)
 {
@@ -151,7 +286,7 @@ static void do_init(void)
 	_sheaf_track_setup();
 	_sheaf_pages_init();
 	_sheaf_kmalloc_init();
-	_sheaf_fork_init();
+	fork_init();
 	__atomic_store_n(&_sheaf_initialized, true, __ATOMIC_RELEASE);
 	_sheaf_info_init();
 	_sheaf_in_init = false;

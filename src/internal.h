@@ -2,20 +2,15 @@
 /*
  * internal.h - every internal structure and cross-file prototype.
  *
- * Layers (bottom up; calls point down only, except stats and debug which
- * are called from the layers they observe):
- *
- *   pages.c     arenas, page descriptors ("memmap"), buddy page runs, madvise
- *   percpu.c    which CPU slot and node a thread is on; configuration
- *   slab.c      struct slab, object layout, partial lists, lockless slab free
- *   cpu_slab.c  the classic SLUB per-slot (freelist, tid) fast path
- *   slab_common.c  cache creation, destruction, shrink, the public entry points
- *   kmalloc.c   the kmalloc size classes and large allocations
- *   stats.c     counters
- *   debug.c     error reports
+ * Layers: the one table is docs/ARCHITECTURE.md ("Layers, bottom up"):
+ * platform (percpu.c), pages, slab, cpu slab, debug, sheaf and pcs
+ * (sheaf.c), barn, prefill, cache (slab_common.c), kmalloc, rcu, stats and
+ * info, init, preload.  Calls point down it; tools/layercheck.sh checks
+ * the built objects, and tools/layercheck.exceptions lists the up-calls
+ * that remain, each with its reason.
  *
  * Lock order: docs/ARCHITECTURE.md ("Lock order") has the one list, which
- * the fork handlers (slab_common.c) follow.
+ * the fork handlers (init.c) follow.
  */
 #ifndef SHEAF_INTERNAL_H
 #define SHEAF_INTERNAL_H
@@ -247,7 +242,7 @@ void _sheaf_spinlock_init(pthread_mutex_t *m);
 
 /* ================================================================ percpu */
 
-/* Configuration, read once from the environment (percpu.c). */
+/* Configuration data (percpu.c), read once from the environment (init.c). */
 struct sheaf_config {
 	bool stats;             /* SHEAF_STATS=1 or exit: count and publish */
 	bool stats_exit;        /* SHEAF_STATS=exit: print the table at exit */
@@ -320,6 +315,9 @@ static inline struct sheaf_rseq_area *sheaf_rseq(void)
 }
 
 int _sheaf_getcpu_slow(void);
+/* Abort the process: stderr flushed, the abort hook (info.c's), abort(). */
+SHEAF_NORETURN SHEAF_COLD void _sheaf_die(void);
+void _sheaf_set_abort_hook(void (*fn)(void));
 /* membarrier(PRIVATE_EXPEDITED_RSEQ): returns when done, else aborts. */
 void _sheaf_rseq_fence(void);
 /*
@@ -785,7 +783,6 @@ int _sheaf_refill_sheaf(struct kmem_cache *s, struct slab_sheaf *sheaf,
 void _sheaf_info_init(void);
 void _sheaf_info_prefork(void);
 void _sheaf_info_postfork(bool child);
-void _sheaf_info_abort(void);  /* the library aborts the process: unlink the page */
 
 /* rcu.c */
 void _sheaf_rcu_submit_sheaf(struct kmem_cache *s, struct slab_sheaf *sheaf,

@@ -65,7 +65,7 @@ void _sheaf_kmalloc_init(void)
 						     CACHE_INTERNAL);
 		if (!sheaf_store[i]) {
 			fprintf(stderr, "sheaf: cannot create %s\n", sname);
-			abort();
+			_sheaf_die();
 		}
 	}
 	for (unsigned int i = 0; i < NR_KMALLOC; i++) {
@@ -78,7 +78,7 @@ void _sheaf_kmalloc_init(void)
 							&args, 0, CACHE_KMALLOC);
 		if (!kmalloc_caches[i]) {
 			fprintf(stderr, "sheaf: cannot create %s\n", names[i]);
-			abort();
+			_sheaf_die();
 		}
 	}
 	run_cache_init();

@@ -62,7 +62,7 @@ void _sheaf_pages_init(void)
 	page_nodes = _sheaf_meta_pool_alloc(_sheaf_nr_nodes * sizeof(*page_nodes));
 	if (!page_nodes) {
 		fprintf(stderr, "sheaf: out of memory at initialisation\n");
-		abort();
+		_sheaf_die();
 	}
 	for (unsigned int n = 0; n < _sheaf_nr_nodes; n++) {
 		_sheaf_spinlock_init(&page_nodes[n].lock);

@@ -130,6 +130,57 @@ static void detect_nodes(void)
 	}
 }
 
+/*
+ * The library aborts the process (a report, a broken invariant, SLAB_PANIC):
+ * stderr flushed, the abort hook run (the statistics publisher's: its page
+ * goes, since no atexit handler will run), then abort().  The hook must be
+ * lock-free: the aborting thread may hold any lock.
+ */
+static void (*abort_hook)(void);
+
+void _sheaf_set_abort_hook(void (*fn)(void))
+{
+	__atomic_store_n(&abort_hook, fn, __ATOMIC_RELEASE);
+}
+
+void _sheaf_die(void)
+{
+	fflush(stderr);
+	void (*fn)(void) = __atomic_load_n(&abort_hook, __ATOMIC_ACQUIRE);
+	if (fn)
+		fn();
+	abort();
+}
+
+/*
+ * The reports of misuse, one line on stderr then _sheaf_die(): "sheaf:
+ * <function>(): <problem> <address> (cache <name>, caller <address>)".
+ */
+void _sheaf_report_invalid(const char *fn, const char *what, const void *addr,
+			   struct kmem_cache *s, void *caller)
+{
+	fprintf(stderr, "sheaf: %s(): %s %p (cache %s, caller %p)\n", fn, what,
+		addr, s ? s->name : "unknown", caller);
+	_sheaf_die();
+}
+
+/* A stale pointer to a destroyed cache (SLAB_DESTROYED). */
+void _sheaf_report_destroyed(const char *fn, struct kmem_cache *s, void *caller)
+{
+	fprintf(stderr, "sheaf: %s(): cache %p (\"%s\") was destroyed: a stale "
+		"cache pointer (caller %p)\n", fn, (void *)s, s->name, caller);
+	_sheaf_die();
+}
+
+/* A broken invariant (SHEAF_ASSERT, builds without NDEBUG). */
+void _sheaf_assert_fail(const char *cond, const char *file, int line,
+			const char *fn)
+{
+	fprintf(stderr, "sheaf: internal invariant broken: %s (%s:%d, %s())\n",
+		cond, file, line, fn);
+	_sheaf_die();
+}
+
 /* The one membarrier() wrapper: registration and the fence. */
 static int sheaf_membarrier(int cmd)
 {
@@ -193,9 +244,7 @@ void _sheaf_rseq_fence(void)
 			"%s (%u tries); without it a remote flush cannot stop the "
 			"per-CPU sections in flight: aborting\n",
 			strerror(e), tries + 1);
-		fflush(stderr);
-		_sheaf_info_abort();
-		abort();
+		_sheaf_die();
 	}
 }
 

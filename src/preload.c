@@ -28,7 +28,7 @@
  * pthread_atfork) is served, while _sheaf_in_init is set on that thread,
  * from a bump area in .bss (boot_area); such blocks are never reused, and
  * free() ignores them.  Fork: sheaf_init() registers libsheaf's
- * pthread_atfork handlers (slab_common.c), which take every lock the
+ * pthread_atfork handlers (init.c), which take every lock the
  * allocator has before fork() and release them in both processes, so the
  * child can allocate at once.
  */
