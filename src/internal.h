@@ -37,7 +37,7 @@ extern struct sheaf_runtime _sheaf_rt_local __attribute__((visibility("hidden"))
 
 #define PAGE_SHIFT   SHEAF_PAGE_SHIFT
 #define PAGE_SIZE    SHEAF_PAGE_SIZE
-#define ARENA_SHIFT  28                         /* 256 MiB arenas */
+#define ARENA_SHIFT  SHEAF_ARENA_SHIFT          /* 256 MiB arenas */
 #define ARENA_SIZE   (1ul << ARENA_SHIFT)
 #define ARENA_PAGES  (ARENA_SIZE >> PAGE_SHIFT)  /* 65536 */
 #define MAX_ORDER    10                         /* page runs of 1..1024 pages */
@@ -104,7 +104,9 @@ struct slab {
 	uint8_t pad2[3];
 	void *pad3;
 };
-_Static_assert(sizeof(struct slab) == 64, "struct slab must be 64 bytes");
+_Static_assert(sizeof(struct slab) == 1u << SHEAF_DESC_SHIFT, "struct slab must be 64 bytes");
+_Static_assert(ARENA_MAP_SIZE == SHEAF_ARENA_ENTRIES,
+	       "<sheaf/rseq.h>'s arena map bound is the library's");
 _Static_assert(offsetof(struct slab, slab_cache) == SHEAF_DESC_CACHE &&
 	       offsetof(struct slab, head) == SHEAF_DESC_HEAD,
 	       "<sheaf/rseq.h> descriptor offsets");
@@ -419,8 +421,10 @@ struct kmem_cache_cpu {
 	struct slab *slab;
 	uint8_t stop;           /* offset 24: remote owner (rseq mode) */
 } __attribute__((aligned(CACHE_LINE)));
-_Static_assert(__builtin_offsetof(struct kmem_cache_cpu, stop) == 24,
-	       "the rseq sections read stop at offset 24");
+_Static_assert(sizeof(struct kmem_cache_cpu) == 1u << SHEAF_CPU_SHIFT &&
+	       offsetof(struct kmem_cache_cpu, tid) == SHEAF_CPU_OFF_TID &&
+	       offsetof(struct kmem_cache_cpu, stop) == SHEAF_CPU_OFF_STOP,
+	       "the classic sections index slots by << 6 and read tid and stop here");
 
 #define TID_BUSY 1ul
 #define TID_STEP 2ul

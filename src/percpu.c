@@ -199,6 +199,8 @@ _Static_assert(offsetof(struct sheaf_runtime, slot_off) == 8,
 	       "SHEAF_RSEQ_LOAD_SOFF reads slot_off at offset 8");
 _Static_assert(offsetof(struct sheaf_rseq_area, cpu_id) == 4,
 	       "SHEAF_RSEQ_SLOTNR tests cpu_id at offset 4 of the rseq area");
+_Static_assert(offsetof(struct sheaf_rseq_area, rseq_cs) == 8,
+	       "SHEAF_RSEQ_ARM and sheaf_rseq_disarm() store rseq_cs at offset 8");
 bool _sheaf_rseq_mode;
 
 /* Decide the per-CPU mode once, at start-up (after detect_rseq()). */

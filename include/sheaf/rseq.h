@@ -78,6 +78,38 @@ struct sheaf_pcs {
 	uint64_t _pad2[4];
 } __attribute__((aligned(64)));
 
+/*
+ * Offsets and sizes the sections below hard-code, each tied to its struct
+ * here (the classic slot's in src/internal.h): a layout change that would
+ * break an instruction fails the build instead.
+ */
+#define SHEAF_PCS_SHIFT        6  /* sizeof(struct sheaf_pcs) == 1 << 6 */
+#define SHEAF_PCS_OFF_CAPACITY 4
+#define SHEAF_PCS_OFF_MAIN     8
+#define SHEAF_PCS_OFF_RCU_FREE 24
+/* The classic slot, struct kmem_cache_cpu (src/internal.h asserts them). */
+#define SHEAF_CPU_SHIFT        6
+#define SHEAF_CPU_OFF_TID      8
+#define SHEAF_CPU_OFF_STOP     24
+#define SHEAF_STR_(x) #x
+#define SHEAF_STR(x) SHEAF_STR_(x)
+#ifdef __cplusplus
+#define SHEAF_STATIC_ASSERT(c, m) static_assert(c, m)
+#else
+#define SHEAF_STATIC_ASSERT(c, m) _Static_assert(c, m)
+#endif
+SHEAF_STATIC_ASSERT(offsetof(struct slab_sheaf, size) == SHEAF_OFF_SIZE &&
+		    offsetof(struct slab_sheaf, objects) == SHEAF_OFF_OBJECTS,
+		    "the sections read a sheaf's size and objects[] at these offsets");
+SHEAF_STATIC_ASSERT(sizeof(struct sheaf_pcs) == 1u << SHEAF_PCS_SHIFT &&
+		    offsetof(struct sheaf_pcs, lock) == 0 &&
+		    offsetof(struct sheaf_pcs, stop) == 1 &&
+		    offsetof(struct sheaf_pcs, capacity) == SHEAF_PCS_OFF_CAPACITY &&
+		    offsetof(struct sheaf_pcs, main) == SHEAF_PCS_OFF_MAIN &&
+		    offsetof(struct sheaf_pcs, rcu_free) == SHEAF_PCS_OFF_RCU_FREE,
+		    "the sections index slots by << 6, test lock and stop with one "
+		    "16-bit compare at 0, and read capacity, main, rcu_free here");
+
 /* The start of every struct kmem_cache: what the inline fast paths read. */
 struct sheaf_cache_hot {
 	struct sheaf_pcs *pcs;         /* NULL: the cache has no sheaves */
@@ -119,6 +151,7 @@ extern struct sheaf_runtime sheaf_rt;
 extern void *sheaf_memmap[];
 #define SHEAF_ARENA_SHIFT  28
 #define SHEAF_ARENA_ENTRIES (1ul << (47 - SHEAF_ARENA_SHIFT))
+#define SHEAF_DESC_SHIFT   6  /* sizeof(struct slab) == 1 << 6: src/internal.h */
 #define SHEAF_DESC_CACHE   16
 #define SHEAF_DESC_HEAD    40
 
@@ -193,7 +226,7 @@ extern void *sheaf_memmap[];
  */
 #define SHEAF_RSEQ_SLOT                                                        \
 	SHEAF_RSEQ_SLOTNR("bail")                                              \
-	"shlq $6, %%rax\n\t"                                                   \
+	"shlq $" SHEAF_STR(SHEAF_PCS_SHIFT) ", %%rax\n\t"                       \
 	"addq %[base], %%rax\n\t"                                              \
 	"cmpw $0, (%%rax)\n\t"                                                 \
 	"jne %l[bail]\n\t"
@@ -272,13 +305,13 @@ static inline int sheaf_rseq_pop(struct sheaf_pcs *base, void **objp)
 	__asm__ goto(
 		SHEAF_RSEQ_ARM
 		SHEAF_RSEQ_SLOT
-		"movq 8(%%rax), %%rcx\n\t"
-		"movl 24(%%rcx), %%edx\n\t"
+		"movq " SHEAF_STR(SHEAF_PCS_OFF_MAIN) "(%%rax), %%rcx\n\t"
+		"movl " SHEAF_STR(SHEAF_OFF_SIZE) "(%%rcx), %%edx\n\t"
 		"testl %%edx, %%edx\n\t"
 		"jz %l[bail]\n\t"
 		"subl $1, %%edx\n\t"
-		"movq 32(%%rcx, %%rdx, 8), %%rax\n\t"
-		"movl %%edx, 24(%%rcx)\n\t"
+		"movq " SHEAF_STR(SHEAF_OFF_OBJECTS) "(%%rcx, %%rdx, 8), %%rax\n\t"
+		"movl %%edx, " SHEAF_STR(SHEAF_OFF_SIZE) "(%%rcx)\n\t"
 		SHEAF_RSEQ_END
 		: "=&a"(obj)
 		: [base] "r"(base) SHEAF_RSEQ_OFF_INPUTS
@@ -304,21 +337,21 @@ abort:
  *   commit: sheaf->size = size + 1.
  */
 #define SHEAF_RSEQ_NONNULL "testq %%rcx, %%rcx\n\tjz %l[bail]\n\t"
-#define SHEAF_RSEQ_LIMIT_SLOT "4(%%rax)"
+#define SHEAF_RSEQ_LIMIT_SLOT SHEAF_STR(SHEAF_PCS_OFF_CAPACITY) "(%%rax)"
 #define SHEAF_RSEQ_LIMIT_REG "%[limit]"
 #define SHEAF_RSEQ_LIMIT_REG_INPUT , [limit] "r"(limit)
 #define SHEAF_RSEQ_PUSH_SECTION(SHEAF_OFF, CHECK, LIMIT, LIMIT_INPUT)          \
 	__asm__ goto(                                                          \
 		SHEAF_RSEQ_ARM                                                 \
 		SHEAF_RSEQ_SLOT                                                \
-		"movq " #SHEAF_OFF "(%%rax), %%rcx\n\t"                        \
+		"movq " SHEAF_STR(SHEAF_OFF) "(%%rax), %%rcx\n\t"              \
 		CHECK                                                          \
-		"movl 24(%%rcx), %%edx\n\t"                                    \
+		"movl " SHEAF_STR(SHEAF_OFF_SIZE) "(%%rcx), %%edx\n\t"          \
 		"cmpl " LIMIT ", %%edx\n\t"                                    \
 		"jae %l[bail]\n\t"                                             \
-		"movq %[obj], 32(%%rcx, %%rdx, 8)\n\t"                         \
+		"movq %[obj], " SHEAF_STR(SHEAF_OFF_OBJECTS) "(%%rcx, %%rdx, 8)\n\t" \
 		"addl $1, %%edx\n\t"                                           \
-		"movl %%edx, 24(%%rcx)\n\t"                                    \
+		"movl %%edx, " SHEAF_STR(SHEAF_OFF_SIZE) "(%%rcx)\n\t"          \
 		SHEAF_RSEQ_END                                                 \
 		:                                                              \
 		: [base] "r"(base) SHEAF_RSEQ_OFF_INPUTS,                      \
@@ -329,7 +362,7 @@ abort:
 /* Push onto main (free), up to the slot's capacity. */
 static inline int sheaf_rseq_push(struct sheaf_pcs *base, void *obj)
 {
-	SHEAF_RSEQ_PUSH_SECTION(8, "", SHEAF_RSEQ_LIMIT_SLOT, );
+	SHEAF_RSEQ_PUSH_SECTION(SHEAF_PCS_OFF_MAIN, "", SHEAF_RSEQ_LIMIT_SLOT, );
 	return SHEAF_RSEQ_DONE;
 bail:
 	sheaf_rseq_disarm();
@@ -346,7 +379,7 @@ abort:
 static inline int sheaf_rseq_push_rcu(struct sheaf_pcs *base, void *obj,
 				      unsigned int limit)
 {
-	SHEAF_RSEQ_PUSH_SECTION(24, SHEAF_RSEQ_NONNULL, SHEAF_RSEQ_LIMIT_REG,
+	SHEAF_RSEQ_PUSH_SECTION(SHEAF_PCS_OFF_RCU_FREE, SHEAF_RSEQ_NONNULL, SHEAF_RSEQ_LIMIT_REG,
 				SHEAF_RSEQ_LIMIT_REG_INPUT);
 	return SHEAF_RSEQ_DONE;
 bail:
@@ -404,17 +437,17 @@ static inline int sheaf_rseq_cpu_cmpxchg(void *base, void *c, void *old_fl,
 	__asm__ goto(
 		SHEAF_RSEQ_ARM
 		SHEAF_RSEQ_SLOTNR("noslot")
-		"shlq $6, %%rax\n\t"
+		"shlq $" SHEAF_STR(SHEAF_CPU_SHIFT) ", %%rax\n\t"
 		"addq %[base], %%rax\n\t"
 		"cmpq %[c], %%rax\n\t"
 		"jne %l[bail]\n\t"
-		"cmpb $0, 24(%%rax)\n\t"
+		"cmpb $0, " SHEAF_STR(SHEAF_CPU_OFF_STOP) "(%%rax)\n\t"
 		"jne %l[bail]\n\t"
 		"cmpq %[ofl], (%%rax)\n\t"
 		"jne %l[bail]\n\t"
-		"cmpq %[otid], 8(%%rax)\n\t"
+		"cmpq %[otid], " SHEAF_STR(SHEAF_CPU_OFF_TID) "(%%rax)\n\t"
 		"jne %l[bail]\n\t"
-		"movq %[ntid], 8(%%rax)\n\t"
+		"movq %[ntid], " SHEAF_STR(SHEAF_CPU_OFF_TID) "(%%rax)\n\t"
 		"movq %[nfl], (%%rax)\n\t"
 		SHEAF_RSEQ_END
 		:
@@ -445,15 +478,15 @@ static inline int sheaf_rseq_cpu_settid(void *base, void *c,
 	__asm__ goto(
 		SHEAF_RSEQ_ARM
 		SHEAF_RSEQ_SLOTNR("noslot")
-		"shlq $6, %%rax\n\t"
+		"shlq $" SHEAF_STR(SHEAF_CPU_SHIFT) ", %%rax\n\t"
 		"addq %[base], %%rax\n\t"
 		"cmpq %[c], %%rax\n\t"
 		"jne %l[bail]\n\t"
-		"cmpb $0, 24(%%rax)\n\t"
+		"cmpb $0, " SHEAF_STR(SHEAF_CPU_OFF_STOP) "(%%rax)\n\t"
 		"jne %l[bail]\n\t"
-		"cmpq %[otid], 8(%%rax)\n\t"
+		"cmpq %[otid], " SHEAF_STR(SHEAF_CPU_OFF_TID) "(%%rax)\n\t"
 		"jne %l[bail]\n\t"
-		"movq %[ntid], 8(%%rax)\n\t"
+		"movq %[ntid], " SHEAF_STR(SHEAF_CPU_OFF_TID) "(%%rax)\n\t"
 		SHEAF_RSEQ_END
 		:
 		: [base] "r"(base) SHEAF_RSEQ_OFF_INPUTS, [c] "r"(c),

@@ -510,7 +510,8 @@ sheaf_desc_inline(uintptr_t x, char **mmp)
 	if (__builtin_expect(mm == NULL, 0))
 		return NULL;
 	*mmp = mm;
-	return mm + (((x & ((1ul << SHEAF_ARENA_SHIFT) - 1)) >> 12) << 6);
+	return mm + (((x & ((1ul << SHEAF_ARENA_SHIFT) - 1)) >> SHEAF_PAGE_SHIFT)
+		     << SHEAF_DESC_SHIFT);
 }
 
 /* x is at an object boundary of the slab of descriptor d (cache h). */
