@@ -226,7 +226,7 @@ static void prefork(void)
 		for (unsigned int n = 0; n < _sheaf_nr_nodes; n++)
 			pthread_mutex_lock(&s->node[n]->list_lock);
 	_sheaf_pages_lock_all();
-	_sheaf_debug_prefork();
+	_sheaf_fault_prefork();
 	_sheaf_rcu_lock_worker();
 }
 
@@ -237,11 +237,11 @@ static void postfork(bool child)
 		/* One thread: no worker, no statistics publisher (both are
 		 * threads), no call_rcu thread; only the per-thread cache. */
 		if (child)
-			_sheaf_debug_postfork_child();
+			_sheaf_cached_tid = 0; /* the parent thread's id */
 		return;
 	}
 	_sheaf_rcu_unlock_worker(child);
-	_sheaf_debug_postfork();
+	_sheaf_fault_postfork();
 	_sheaf_pages_unlock_all(child);
 	list_for_each_entry(s, &_sheaf_slab_caches, list)
 		for (unsigned int n = 0; n < _sheaf_nr_nodes; n++)
@@ -258,7 +258,7 @@ static void postfork(bool child)
 	_sheaf_rcu_unlock_batch();
 	_sheaf_rcu_after_fork(child);
 	if (child)
-		_sheaf_debug_postfork_child();
+		_sheaf_cached_tid = 0; /* the parent thread's id */
 }
 
 static void postfork_parent(void)

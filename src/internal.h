@@ -317,6 +317,15 @@ static inline struct sheaf_rseq_area *sheaf_rseq(void)
 }
 
 int _sheaf_getcpu_slow(void);
+/* The calling thread's id (gettid()), cached per thread; init.c's fork
+ * handler clears the child's cache. */
+extern __thread int _sheaf_cached_tid;
+int _sheaf_tid_slow(void);
+static inline int sheaf_tid(void)
+{
+	int t = _sheaf_cached_tid;
+	return likely(t) ? t : _sheaf_tid_slow();
+}
 /* Abort the process: stderr flushed, the abort hook (info.c's), abort(). */
 SHEAF_NORETURN SHEAF_COLD void _sheaf_die(void);
 void _sheaf_set_abort_hook(void (*fn)(void));
@@ -816,6 +825,10 @@ void _sheaf_track_alloc_slow(struct kmem_cache *s, void *obj);
 void _sheaf_track_free_slow(struct kmem_cache *s, void *obj);
 void _sheaf_track_release(void *addr, size_t len); /* slab pages back to pages */
 void _sheaf_track_new_object(struct kmem_cache *s, void *obj);
+void _sheaf_track_setup(void);
+/* debug.c's checks read and write metadata: valgrind's reports off. */
+void _sheaf_meta_access_begin(void);
+void _sheaf_meta_access_end(void);
 static inline void track_alloc(struct kmem_cache *s, void *obj)
 {
 	if (unlikely(_sheaf_track_on) && obj)
@@ -827,12 +840,9 @@ static inline void track_free(struct kmem_cache *s, void *obj)
 		_sheaf_track_free_slow(s, obj);
 }
 
-/* debug.c */
-void _sheaf_debug_setup(void);
-void _sheaf_debug_postfork_child(void); /* fork()ed child: forget cached ids */
-void _sheaf_debug_prefork(void);        /* fork: the glob pool's lock */
-void _sheaf_debug_postfork(void);
-/* Failure injection (debug.c): the hot paths test only _sheaf_fault_any. */
+/* fault.c: failure injection; the hot paths test only _sheaf_fault_any. */
+void _sheaf_fault_prefork(void);        /* fork: the glob pool's lock */
+void _sheaf_fault_postfork(void);
 extern bool _sheaf_fault_any;
 void _sheaf_fault_setup(void);
 bool _sheaf_should_fail(enum sheaf_fault which, struct kmem_cache *s,
@@ -843,7 +853,9 @@ static inline bool should_fail(enum sheaf_fault which, struct kmem_cache *s,
 	return unlikely(READ_ONCE(_sheaf_fault_any)) &&
 	       _sheaf_should_fail(which, s, size, gfp);
 }
-void _sheaf_track_setup(void);
+
+/* debug.c: slub_debug */
+void _sheaf_debug_setup(void);
 slab_flags_t _sheaf_debug_flags_for(const char *name, slab_flags_t flags);
 void _sheaf_debug_layout(struct kmem_cache *s);
 void _sheaf_debug_new_object(struct kmem_cache *s, void *obj);

@@ -55,6 +55,20 @@ ptrdiff_t _sheaf_rseq_offset;
 bool _sheaf_rseq_ok;
 bool _sheaf_rseq_mm_cid;
 
+/*
+ * The calling thread's id (tracks, the failure injector's seed), cached
+ * (0: not yet asked): gettid() is a system call, a third of a tracked
+ * pair's cost.  fork() leaves the child's one thread with its parent
+ * thread's cache: the postfork handler (run by that thread) clears it.
+ */
+__thread int _sheaf_cached_tid;
+
+int _sheaf_tid_slow(void)
+{
+	_sheaf_cached_tid = (int)syscall(SYS_gettid);
+	return _sheaf_cached_tid;
+}
+
 int _sheaf_getcpu_slow(void)
 {
 	int c = sched_getcpu();
