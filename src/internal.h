@@ -770,10 +770,10 @@ void _sheaf_refresh_inline_all(void);   /* takes slab_mutex */
  * (preload.c) overrides this weak no-op to follow in its size table. */
 void _sheaf_inline_changed(void);
 bool _sheaf_pcs_init(struct kmem_cache *s);
-void *_sheaf_sheaf_alloc(struct kmem_cache *s, gfp_t gfp);
-void _sheaf_sheaf_free(struct kmem_cache *s, struct slab *slab, void *obj);
-int _sheaf_sheaf_alloc_bulk(struct kmem_cache *s, gfp_t gfp, size_t nr, void **p);
-void _sheaf_sheaf_free_bulk(struct kmem_cache *s, size_t nr, void **p);
+void *_sheaf_pcs_alloc(struct kmem_cache *s, gfp_t gfp);
+void _sheaf_pcs_free(struct kmem_cache *s, struct slab *slab, void *obj);
+int _sheaf_pcs_alloc_bulk(struct kmem_cache *s, gfp_t gfp, size_t nr, void **p);
+void _sheaf_pcs_free_bulk(struct kmem_cache *s, size_t nr, void **p);
 void _sheaf_pcs_flush_all(struct kmem_cache *s);
 void _sheaf_pcs_destroy(struct kmem_cache *s);
 size_t _sheaf_pcs_cached_objects(struct kmem_cache *s);

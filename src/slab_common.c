@@ -348,7 +348,7 @@ static inline void *alloc_cached(struct kmem_cache *s, gfp_t gfp)
 		stat(s, SHEAF_STAT_ALLOC_SLOWPATH, slot);
 		return _sheaf_debug_alloc(s, gfp, NUMA_NO_NODE, slot);
 	}
-	return cache_has_sheaves(s) ? _sheaf_sheaf_alloc(s, gfp)
+	return cache_has_sheaves(s) ? _sheaf_pcs_alloc(s, gfp)
 				    : _sheaf_cpu_alloc(s, gfp);
 }
 
@@ -415,7 +415,7 @@ void _sheaf_slab_free_obj(struct kmem_cache *s, struct slab *slab, void *obj,
 	if (unlikely(cache_debug(s)))
 		_sheaf_debug_free(s, slab, obj, sheaf_slot());
 	else if (cache_has_sheaves(s))
-		_sheaf_sheaf_free(s, slab, obj);
+		_sheaf_pcs_free(s, slab, obj);
 	else
 		_sheaf_cpu_free(s, slab, obj, fn, caller);
 }
@@ -479,7 +479,7 @@ SHEAF_EXPORT int kmem_cache_alloc_bulk(struct kmem_cache *s, gfp_t gfp,
 	if (!nr || should_fail(SHEAF_FAULT_SLAB, s, s->object_size, gfp))
 		return 0;
 	if (cache_has_sheaves(s)) {
-		if (!_sheaf_sheaf_alloc_bulk(s, gfp, nr, p))
+		if (!_sheaf_pcs_alloc_bulk(s, gfp, nr, p))
 			return 0;
 	} else {
 		for (size_t i = 0; i < nr; i++) {
@@ -532,7 +532,7 @@ SHEAF_EXPORT void kmem_cache_free_bulk(struct kmem_cache *s, size_t nr, void **p
 			track_free(s, p[j]);
 			j++;
 		}
-		_sheaf_sheaf_free_bulk(s, j - i, &p[i]);
+		_sheaf_pcs_free_bulk(s, j - i, &p[i]);
 		i = j - 1;
 	}
 }

@@ -1,0 +1,637 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * pcs.c - per-CPU sheaves: the alloc and free paths of caches with
+ * sheaf_capacity > 0, refill and flush, and remote flushing (through the
+ * platform's remote-slot protocol).  The only layer that writes struct
+ * sheaf_pcs (with the platform's protocol, which writes its stop and lock
+ * bytes).
+ *
+ * Per slot (struct sheaf_pcs): main (never NULL while the slot is
+ * unlocked, may be empty), spare (may be NULL) and rcu_free.  Fast paths
+ * are the restartable sections of <sheaf/rseq.h> (or, in fallback mode, a
+ * compare-and-swap lock around the same plain code).  Everything else runs
+ * under the slot lock:
+ *
+ *   alloc, main empty:  spare has objects -> swap;  else barn exchange
+ *     (empty main for a full sheaf);  else, if the caller may block, unlock,
+ *     fill an empty sheaf from slabs (internal bulk alloc), relock (maybe on
+ *     another slot) and install it;  else one object from the slab layer.
+ *   free, main full:  no spare -> empty from barn;  spare has room -> swap;
+ *     else barn exchange (full main for an empty) unless the barn holds its
+ *     limit of full sheaves, in which case the spare is flushed to slabs;
+ *     no empty sheaf anywhere -> allocate one (GFP_NOWAIT), or flush main.
+ *
+ * Lock contracts: "locked" below means the caller holds the slot lock of
+ * *pcsp; functions that drop and retake it say so, and may return holding
+ * the lock of a different slot (migration), as in the kernel.
+ *
+ * Lock order: slot lock -> barn lock -> node list_lock -> page locks.
+ */
+#include <errno.h>
+#include <sched.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+/* Whether the inline fast paths of <sheaf/slab.h> may be used now. */
+static bool inline_allowed(void)
+{
+	return _sheaf_rseq_mode && !READ_ONCE(_sheaf_stats_on) && _sheaf_nr_nodes == 1 &&
+	       !_sheaf_track_on && !READ_ONCE(_sheaf_fault_any);
+}
+
+/* Publish (or withdraw) a cache's pcs to the inline fast paths. */
+void _sheaf_update_inline(struct kmem_cache *s)
+{
+	struct sheaf_pcs *want = inline_allowed() ? s->hot.pcs : NULL;
+	/* What descriptor-based free() paths test (struct sheaf_pcs_info). */
+	if (s->hot.pcs) {
+		struct sheaf_pcs_info *info = (struct sheaf_pcs_info *)s->hot.pcs - 1;
+		size_t slab_bytes = (size_t)PAGE_SIZE << s->order;
+		uint64_t mul = UINT64_MAX / s->size + 1;
+		uint64_t r = (uint64_t)s->size * mul;
+		uint64_t limit = r ? (uint64_t)s->objects * r
+				   : (size_t)s->objects * s->size == slab_bytes;
+		if (!want || s->red_left_pad || slab_bytes > (1ull << 32))
+			limit = 0;
+		info->offmask = slab_bytes - 1;
+		info->mul = mul;
+		if (__atomic_load_n(&info->limit, __ATOMIC_RELAXED) != limit)
+			__atomic_store_n(&info->limit, limit, __ATOMIC_RELEASE);
+	}
+	/* Stored only when it changes: the inline paths of <sheaf/slab.h>
+	 * read it with a plain load, and rewriting the same value at every
+	 * refresh would race with them for nothing. */
+	if (__atomic_load_n(&s->hot.inline_pcs, __ATOMIC_RELAXED) != want)
+		__atomic_store_n(&s->hot.inline_pcs, want, __ATOMIC_RELEASE);
+}
+
+/* After a change of what inline_allowed() depends on (statistics, faults). */
+void _sheaf_refresh_inline_all(void)
+{
+	struct kmem_cache *s;
+	pthread_mutex_lock(&_sheaf_slab_mutex);
+	list_for_each_entry(s, &_sheaf_slab_caches, list)
+		if (cache_has_sheaves(s))
+			_sheaf_update_inline(s);
+	pthread_mutex_unlock(&_sheaf_slab_mutex);
+	_sheaf_inline_changed();
+}
+
+__attribute__((weak)) void _sheaf_inline_changed(void)
+{
+}
+
+/* Size-based capacity (the kernel's 7.0 rule), rounded up to fill the
+ * sheaf's allocation class. */
+SHEAF_EXPORT unsigned int sheaf_auto_capacity(unsigned int size)
+{
+	unsigned int cap = size >= PAGE_SIZE ? 4 : size >= 1024 ? 12
+			 : size >= 256 ? 26 : 60;
+	size_t bytes = sizeof(struct slab_sheaf) + cap * sizeof(void *);
+	size_t cls = kmalloc_size_roundup(bytes);
+	cap = (unsigned int)((cls - sizeof(struct slab_sheaf)) / sizeof(void *));
+	return MIN(cap, SHEAF_MAX_CAPACITY);
+}
+
+/* Every slot of s (caller holds s->flush_lock). */
+void _sheaf_pcs_remote_lock_all(struct kmem_cache *s)
+{
+	_sheaf_slots_remote_lock(s->hot.pcs);
+}
+
+void _sheaf_pcs_remote_unlock_all(struct kmem_cache *s)
+{
+	_sheaf_slots_remote_unlock(s->hot.pcs);
+}
+
+static inline void swap_sheaves(struct sheaf_pcs *pcs)
+{
+	struct slab_sheaf *t = pcs->main;
+	pcs->main = pcs->spare;
+	pcs->spare = t;
+}
+
+/* ---------------------------------------------------------------- alloc */
+
+/*
+ * Install a full sheaf into a locked slot whose main may have been refilled
+ * meanwhile (the kernel's rules for the relock after a refill).
+ */
+static void install_full(struct kmem_cache *s, struct sheaf_pcs *pcs,
+			 struct slab_sheaf *full, unsigned int slot)
+{
+	struct node_barn *barn = sheaf_local_barn(s);
+	if (pcs->main->size == 0) {
+		if (!pcs->spare)
+			pcs->spare = pcs->main;
+		else
+			_sheaf_barn_put_empty(barn, pcs->main, true);
+		pcs->main = full;
+	} else if (!pcs->spare) {
+		pcs->spare = full;
+	} else if (pcs->spare->size == 0) {
+		_sheaf_barn_put_empty(barn, pcs->spare, true);
+		pcs->spare = full;
+	} else {
+		_sheaf_barn_put_full(barn, full);
+		stat(s, SHEAF_STAT_BARN_PUT, slot);
+	}
+}
+
+/*
+ * Give a locked slot whose main is empty a full main without allocating:
+ * the spare if it has objects, else a full sheaf from the barn.  Returns
+ * false when there is none.
+ */
+static bool full_main_from_barn(struct kmem_cache *s, struct sheaf_pcs *pcs,
+				unsigned int slot)
+{
+	if (pcs->spare && pcs->spare->size) {
+		swap_sheaves(pcs);
+		return true;
+	}
+	struct node_barn *barn = sheaf_local_barn(s);
+	/* The slot needs a full sheaf: demand RCU may meet next (rcu_credit). */
+	barn_earn_rcu_credit(barn);
+	struct slab_sheaf *full;
+	if (!pcs->spare) {
+		/* Keep the empty main as the spare (the next kfree_rcu() or
+		 * free wants one) rather than handing it to the barn. */
+		full = _sheaf_barn_get_full(barn);
+		if (full) {
+			pcs->spare = pcs->main;
+			pcs->main = full;
+		}
+	} else {
+		full = _sheaf_barn_replace_empty(barn, pcs->main);
+		if (full)
+			pcs->main = full;
+	}
+	stat(s, full ? SHEAF_STAT_BARN_GET : SHEAF_STAT_BARN_GET_FAIL, slot);
+	return full != NULL;
+}
+
+static SHEAF_NOINLINE void *sheaf_alloc_slow(struct kmem_cache *s, gfp_t gfp)
+{
+	unsigned int slot;
+	struct sheaf_pcs *pcs = sheaf_pcs_trylock(s, &slot);
+	void *obj;
+
+	if (unlikely(!pcs)) {
+		slot = sheaf_slot();
+		stat(s, SHEAF_STAT_SLOT_BUSY, slot);
+		goto from_slab;
+	}
+	if (pcs->main->size || full_main_from_barn(s, pcs, slot))
+		goto pop;
+	if (!gfpflags_allow_blocking(gfp)) {
+		sheaf_pcs_unlock(pcs);
+		goto from_slab;
+	}
+	/* Refill outside the lock, as the kernel does. */
+	struct slab_sheaf *empty = NULL, *full;
+	if (pcs->spare) {
+		empty = pcs->spare;
+		pcs->spare = NULL;
+	} else {
+		empty = _sheaf_barn_get_empty(sheaf_local_barn(s));
+	}
+	sheaf_pcs_unlock(pcs);
+	if (!empty)
+		empty = _sheaf_alloc_sheaf(s, gfp, s->hot.sheaf_capacity, slot);
+	if (!empty)
+		goto from_slab;
+	if (_sheaf_refill_sheaf(s, empty, s->hot.sheaf_capacity, gfp, slot)) {
+		_sheaf_free_sheaf(s, empty, slot);
+		goto from_slab;
+	}
+	full = empty;
+	pcs = sheaf_pcs_trylock(s, &slot);
+	if (unlikely(!pcs)) {
+		/*
+		 * A holder was preempted here: park the sheaf whole (the barn's
+		 * full list holds full sheaves only: one object short, a sheaf
+		 * of capacity 1 would be parked empty) and take one object
+		 * from the slab layer.
+		 */
+		_sheaf_barn_put_full(sheaf_local_barn(s), full);
+		slot = sheaf_slot();
+		stat(s, SHEAF_STAT_BARN_PUT, slot);
+		stat(s, SHEAF_STAT_SLOT_BUSY, slot);
+		goto from_slab;
+	}
+	install_full(s, pcs, full, slot);
+pop:
+	obj = pcs->main->objects[--pcs->main->size];
+	sheaf_pcs_unlock(pcs);
+	stat(s, SHEAF_STAT_ALLOC_CPU_SHEAF, slot);
+	return obj;
+
+from_slab:
+	stat(s, SHEAF_STAT_ALLOC_SLOWPATH, slot);
+	return _sheaf_alloc_single(s, gfp, NUMA_NO_NODE, false, slot);
+}
+
+void *_sheaf_pcs_alloc(struct kmem_cache *s, gfp_t gfp)
+{
+#ifdef SHEAF_HAVE_RSEQ_ASM
+	if (likely(_sheaf_rseq_mode)) {
+		for (;;) {
+			void *obj;
+			int r = sheaf_rseq_pop(s->hot.pcs, &obj);
+			if (likely(r == 0)) {
+				stat_here(s, SHEAF_STAT_ALLOC_CPU_SHEAF);
+				return obj;
+			}
+			if (r == 1)
+				break;
+		}
+	}
+#endif
+	return sheaf_alloc_slow(s, gfp);
+}
+
+/* ----------------------------------------------------------------- free */
+
+/* Offer an empty sheaf to the barn; free it when the barn has enough. */
+void _sheaf_offer_empty(struct kmem_cache *s, struct slab_sheaf *empty,
+			unsigned int slot)
+{
+	if (!_sheaf_barn_put_empty(sheaf_local_barn(s), empty, false))
+		_sheaf_free_sheaf(s, empty, slot);
+}
+
+/*
+ * Install an empty sheaf into a locked slot whose state may have changed
+ * while it was unlocked; afterwards main has room.
+ */
+static void install_empty(struct kmem_cache *s, struct sheaf_pcs *pcs,
+			  struct slab_sheaf *empty, unsigned int slot)
+{
+	unsigned int cap = s->hot.sheaf_capacity;
+	if (pcs->main->size < cap) {
+		if (!pcs->spare)
+			pcs->spare = empty;
+		else
+			_sheaf_offer_empty(s, empty, slot);
+		return;
+	}
+	if (pcs->spare && pcs->spare->size < cap) {
+		swap_sheaves(pcs);
+		_sheaf_offer_empty(s, empty, slot);
+		return;
+	}
+	if (pcs->spare) {
+		/* Both full: the barn takes one past its limit (an undo). */
+		_sheaf_barn_put_full(sheaf_local_barn(s), pcs->spare);
+		stat(s, SHEAF_STAT_BARN_PUT, slot);
+	}
+	pcs->spare = pcs->main;
+	pcs->main = empty;
+}
+
+/*
+ * Give a locked slot whose main is full a main with room without
+ * allocating: an empty sheaf from the barn when there is no spare, the
+ * spare if it has room, else the barn's exchange of main for an empty
+ * sheaf.  Returns 0, or -ENOMEM (no empty sheaf in the barn) or -E2BIG (the
+ * spare is full too and the barn holds its limit of full sheaves).
+ */
+static int room_from_barn(struct kmem_cache *s, struct sheaf_pcs *pcs,
+			  unsigned int slot)
+{
+	struct node_barn *barn = sheaf_local_barn(s);
+	struct slab_sheaf *empty;
+	int err;
+
+	if (!pcs->spare) {
+		empty = _sheaf_barn_get_empty(barn);
+		if (!empty)
+			return -ENOMEM;
+		pcs->spare = pcs->main;
+		pcs->main = empty;
+		return 0;
+	}
+	if (pcs->spare->size < s->hot.sheaf_capacity) {
+		swap_sheaves(pcs);
+		return 0;
+	}
+	empty = _sheaf_barn_replace_full(barn, pcs->main, &err);
+	if (!empty)
+		return err;
+	pcs->main = empty;
+	stat(s, SHEAF_STAT_BARN_PUT, slot);
+	return 0;
+}
+
+/*
+ * Make room in a locked slot's full main.  Returns the locked slot (maybe
+ * another one) with room in main, or NULL with no lock held.
+ */
+static struct sheaf_pcs *replace_full_main(struct kmem_cache *s,
+					   struct sheaf_pcs *pcs,
+					   unsigned int *slotp)
+{
+	unsigned int cap = s->hot.sheaf_capacity;
+	struct slab_sheaf *empty;
+	int err = room_from_barn(s, pcs, *slotp);
+
+	if (!err)
+		return pcs;
+	if (err == -E2BIG) {
+		/* The barn is at its limit: the full spare goes to slabs. */
+		stat(s, SHEAF_STAT_BARN_PUT_FAIL, *slotp);
+		struct slab_sheaf *spare = pcs->spare;
+		pcs->spare = NULL;
+		sheaf_pcs_unlock(pcs);
+		_sheaf_flush_sheaf(s, spare, SHEAF_STAT_SHEAF_FLUSH_OTHER, *slotp);
+		pcs = sheaf_pcs_trylock(s, slotp);
+		if (!pcs) {
+			_sheaf_offer_empty(s, spare, sheaf_slot());
+			return NULL;
+		}
+		install_empty(s, pcs, spare, *slotp);
+		return pcs;
+	}
+
+	/* No empty sheaf in the barn: allocate one, unlocked. */
+	sheaf_pcs_unlock(pcs);
+	empty = _sheaf_alloc_sheaf(s, GFP_NOWAIT, cap, *slotp);
+	pcs = sheaf_pcs_trylock(s, slotp);
+	if (!pcs) {
+		if (empty)
+			_sheaf_free_sheaf(s, empty, sheaf_slot());
+		return NULL;
+	}
+	if (!empty) {
+		/* No sheaf to be had: flush main to slabs, under the lock. */
+		stat(s, SHEAF_STAT_BARN_PUT_FAIL, *slotp);
+		if (pcs->main->size >= cap)
+			_sheaf_flush_sheaf(s, pcs->main, SHEAF_STAT_SHEAF_FLUSH_MAIN,
+					   *slotp);
+		return pcs;
+	}
+	install_empty(s, pcs, empty, *slotp);
+	return pcs;
+}
+
+static SHEAF_NOINLINE void sheaf_free_slow(struct kmem_cache *s,
+					   struct slab *slab, void *obj)
+{
+	unsigned int slot;
+	struct sheaf_pcs *pcs = sheaf_pcs_trylock(s, &slot);
+
+	if (unlikely(!pcs)) {
+		slot = sheaf_slot();
+		stat(s, SHEAF_STAT_SLOT_BUSY, slot);
+		goto to_slab;
+	}
+	if (pcs->main->size >= s->hot.sheaf_capacity) {
+		pcs = replace_full_main(s, pcs, &slot);
+		if (!pcs) {
+			slot = sheaf_slot();
+			goto to_slab;
+		}
+	}
+	pcs->main->objects[pcs->main->size++] = obj;
+	sheaf_pcs_unlock(pcs);
+	stat(s, SHEAF_STAT_FREE_CPU_SHEAF, slot);
+	return;
+
+to_slab:
+	stat(s, SHEAF_STAT_FREE_SLOWPATH, slot);
+	_sheaf_slab_free(s, slab, obj, obj, 1, slot);
+}
+
+void _sheaf_pcs_free(struct kmem_cache *s, struct slab *slab, void *obj)
+{
+	if (unlikely(_sheaf_nr_nodes > 1) && slab->node != sheaf_node()) {
+		/* Sheaves hold local objects: a remote one goes to its slab. */
+		unsigned int slot = sheaf_slot();
+		stat(s, SHEAF_STAT_FREE_SLOWPATH, slot);
+		_sheaf_slab_free(s, slab, obj, obj, 1, slot);
+		return;
+	}
+#ifdef SHEAF_HAVE_RSEQ_ASM
+	if (likely(_sheaf_rseq_mode)) {
+		for (;;) {
+			int r = sheaf_rseq_push(s->hot.pcs, obj);
+			if (likely(r == 0)) {
+				stat_here(s, SHEAF_STAT_FREE_CPU_SHEAF);
+				return;
+			}
+			if (r == 1)
+				break;
+		}
+	}
+#endif
+	sheaf_free_slow(s, slab, obj);
+}
+
+/* ----------------------------------------------------------------- bulk */
+
+int _sheaf_pcs_alloc_bulk(struct kmem_cache *s, gfp_t gfp, size_t nr, void **p)
+{
+	size_t done = 0;
+	unsigned int slot = 0;
+
+	while (done < nr) {
+		struct sheaf_pcs *pcs = sheaf_pcs_trylock(s, &slot);
+		if (!pcs)
+			break;
+		if (!pcs->main->size && !full_main_from_barn(s, pcs, slot)) {
+			sheaf_pcs_unlock(pcs);
+			break;
+		}
+		struct slab_sheaf *main = pcs->main;
+		size_t take = MIN(nr - done, (size_t)main->size);
+		main->size -= (unsigned int)take;
+		memcpy(&p[done], &main->objects[main->size], take * sizeof(void *));
+		sheaf_pcs_unlock(pcs);
+		done += take;
+		stat_add(s, SHEAF_STAT_ALLOC_CPU_SHEAF, slot, take);
+	}
+	if (done < nr) {
+		/* The rest straight from slabs; never back into sheaves. */
+		if (!_sheaf_slab_alloc_bulk(s, gfp, sheaf_node(), &p[done], nr - done,
+					    slot)) {
+			if (done)
+				_sheaf_pcs_free_bulk(s, done, p);
+			return 0;
+		}
+		stat_add(s, SHEAF_STAT_ALLOC_SLOWPATH, slot, nr - done);
+	}
+	return (int)nr;
+}
+
+/* Objects must have been checked.  Remote-node objects go to their slabs. */
+void _sheaf_pcs_free_bulk(struct kmem_cache *s, size_t nr, void **p)
+{
+	unsigned int cap = s->hot.sheaf_capacity;
+	unsigned int slot = 0;
+	size_t i = 0;
+	int node = sheaf_node();
+
+	while (i < nr) {
+		struct sheaf_pcs *pcs = sheaf_pcs_trylock(s, &slot);
+		if (!pcs)
+			break;
+		if (pcs->main->size >= cap && room_from_barn(s, pcs, slot)) {
+			sheaf_pcs_unlock(pcs);
+			break;
+		}
+		struct slab_sheaf *main = pcs->main;
+		size_t pushed = 0;
+		while (i < nr && main->size < cap) {
+			void *obj = p[i++];
+			struct slab *slab = virt_to_slab(obj);
+			if (unlikely(slab->node != node)) {
+				_sheaf_slab_free(s, slab, obj, obj, 1, slot);
+				stat(s, SHEAF_STAT_FREE_SLOWPATH, slot);
+				continue;
+			}
+			main->objects[main->size++] = obj;
+			pushed++;
+		}
+		sheaf_pcs_unlock(pcs);
+		stat_add(s, SHEAF_STAT_FREE_CPU_SHEAF, slot, pushed);
+	}
+	if (i < nr) {
+		_sheaf_slab_free_bulk(s, nr - i, &p[i], slot);
+		stat_add(s, SHEAF_STAT_FREE_SLOWPATH, slot, nr - i);
+	}
+}
+
+/* The test hook's sheaf part: hold or release the current slot's lock. */
+int _sheaf_pcs_test_hold(struct kmem_cache *s, bool hold)
+{
+	static __thread struct sheaf_pcs *held;
+	unsigned int slot;
+	if (hold) {
+		struct sheaf_pcs *pcs = sheaf_pcs_trylock(s, &slot);
+		if (!pcs)
+			return -EBUSY;
+		held = pcs;
+		return 0;
+	}
+	if (!held)
+		return -EINVAL;
+	sheaf_pcs_unlock(held);
+	held = NULL;
+	return 0;
+}
+
+/* ------------------------------------------------- create, flush, destroy */
+
+bool _sheaf_pcs_init(struct kmem_cache *s)
+{
+	((struct sheaf_pcs_info *)s->hot.pcs - 1)->limit = 0; /* _sheaf_update_inline() */
+	for (unsigned int i = 0; i < _sheaf_nr_slots; i++) {
+		struct slab_sheaf *main = _sheaf_alloc_sheaf(s, GFP_KERNEL,
+							     s->hot.sheaf_capacity, i);
+		if (!main) {
+			for (unsigned int j = 0; j < i; j++)
+				_sheaf_free_sheaf(s, s->hot.pcs[j].main, j);
+			return false;
+		}
+		s->hot.pcs[i].main = main;
+		s->hot.pcs[i].capacity = s->hot.sheaf_capacity;
+	}
+	return true;
+}
+
+/*
+ * Flush every slot (the remote protocol) and every barn: main's objects go
+ * to slabs (the sheaf stays), spare is flushed and freed, rcu_free goes to
+ * call_rcu() and to slabs after the grace period.
+ */
+void _sheaf_pcs_flush_all(struct kmem_cache *s)
+{
+	pthread_mutex_lock(s->flush_lock);
+	_sheaf_pcs_remote_lock_all(s);
+	for (unsigned int i = 0; i < _sheaf_nr_slots; i++) {
+		struct sheaf_pcs *pcs = &s->hot.pcs[i];
+		_sheaf_flush_sheaf(s, pcs->main, SHEAF_STAT_SHEAF_FLUSH_MAIN, i);
+		if (pcs->spare) {
+			_sheaf_discard_sheaf(s, pcs->spare, i);
+			pcs->spare = NULL;
+		}
+		if (pcs->rcu_free) {
+			/* Its objects wait for a grace period: to slabs after it. */
+			_sheaf_rcu_submit_sheaf(s, pcs->rcu_free, false, i);
+			pcs->rcu_free = NULL;
+		}
+	}
+	_sheaf_pcs_remote_unlock_all(s);
+	for (unsigned int n = 0; n < _sheaf_nr_nodes; n++)
+		_sheaf_barn_shrink(s, s->barn[n]);
+	pthread_mutex_unlock(s->flush_lock);
+}
+
+/* After a successful flush with no users left: free the main sheaves. */
+void _sheaf_pcs_destroy(struct kmem_cache *s)
+{
+	for (unsigned int i = 0; i < _sheaf_nr_slots; i++) {
+		_sheaf_free_sheaf(s, s->hot.pcs[i].main, i);
+		s->hot.pcs[i].main = NULL;
+	}
+}
+
+/* Objects cached in sheaves and barns (exact when quiescent). */
+size_t _sheaf_pcs_cached_objects(struct kmem_cache *s)
+{
+	size_t n = 0;
+	pthread_mutex_lock(s->flush_lock);
+	_sheaf_pcs_remote_lock_all(s);
+	for (unsigned int i = 0; i < _sheaf_nr_slots; i++) {
+		struct sheaf_pcs *pcs = &s->hot.pcs[i];
+		n += pcs->main->size;
+		if (pcs->spare)
+			n += pcs->spare->size;
+		if (pcs->rcu_free)
+			n += pcs->rcu_free->size;
+	}
+	_sheaf_pcs_remote_unlock_all(s);
+	for (unsigned int k = 0; k < _sheaf_nr_nodes; k++)
+		n += _sheaf_barn_objects(s->barn[k], NULL, NULL);
+	pthread_mutex_unlock(s->flush_lock);
+	return n;
+}
+
+/*
+ * fork: own every slot (remote protocol) until the handlers release them,
+ * in two halves: stop every slot of every cache, one fence for all
+ * (_sheaf_rseq_fence() by the caller, in rseq mode), then wait for the
+ * holders and take the barns.
+ */
+void _sheaf_pcs_fork_stop(struct kmem_cache *s)
+{
+	pthread_mutex_lock(s->flush_lock);
+	_sheaf_slots_stop(s->hot.pcs);
+}
+
+void _sheaf_pcs_fork_wait(struct kmem_cache *s)
+{
+	_sheaf_slots_wait(s->hot.pcs);
+	for (unsigned int n = 0; n < _sheaf_nr_nodes; n++)
+		pthread_spin_lock(&s->barn[n]->lock);
+}
+
+/*
+ * After fork().  In the child every slot is free: its one thread is the
+ * one that owned every slot in the prefork handler.  A lock byte may still
+ * read 1 there (fallback mode: another thread's compare-and-swap takes it
+ * for an instant before it sees stop and lets go, and fork() may copy that
+ * instant), so the child clears them all before clearing stop.
+ */
+void _sheaf_pcs_unlock_all(struct kmem_cache *s, bool child)
+{
+	for (unsigned int n = 0; n < _sheaf_nr_nodes; n++)
+		pthread_spin_unlock(&s->barn[n]->lock);
+	if (child)
+		_sheaf_slots_reset(s->hot.pcs);
+	_sheaf_pcs_remote_unlock_all(s);
+	pthread_mutex_unlock(s->flush_lock);
+}
