@@ -286,6 +286,7 @@ extern bool _sheaf_initialized;
  */
 extern __thread bool _sheaf_in_init;
 
+extern bool _sheaf_rseq_mode;  /* rseq sections in use (percpu.c decides) */
 /* percpu.c: slots, per-CPU mode, nodes (after the configuration is read) */
 void _sheaf_platform_init(void);
 /* init.c: the one-time start-up */
@@ -619,6 +620,11 @@ void _sheaf_slab_free_obj(struct kmem_cache *s, struct slab *slab, void *obj,
 			  const char *fn, void *caller);
 
 /* kmalloc.c */
+/* Give every run kept in the large-kmalloc run caches back (malloc_trim). */
+void _sheaf_run_cache_drain(void);
+void _sheaf_run_cache_prefork(void);   /* fork: the drain's lock */
+void _sheaf_run_cache_postfork(bool child);
+
 void _sheaf_kmalloc_init(void);
 void *_sheaf_kmalloc_internal(size_t size, gfp_t gfp); /* never sheaves */
 void *_sheaf_obj_start(const void *p); /* object holding p, NULL: not ours */
@@ -629,6 +635,18 @@ struct kmem_cache *_sheaf_kmalloc_cache(size_t size);
 void *_sheaf_kmalloc(size_t size, gfp_t gfp);
 void _sheaf_kfree(const void *p, const char *fn, void *caller);
 size_t _sheaf_ksize(const void *p, const char *fn, void *caller);
+
+/* sheaf.c: struct slab_sheaf as a container */
+struct slab_sheaf *_sheaf_alloc_sheaf(struct kmem_cache *s, gfp_t gfp,
+				      unsigned int capacity, unsigned int slot);
+void _sheaf_free_sheaf(struct kmem_cache *s, struct slab_sheaf *sheaf,
+		       unsigned int slot);
+void _sheaf_flush_sheaf(struct kmem_cache *s, struct slab_sheaf *sheaf,
+			enum sheaf_stat_item which, unsigned int slot);
+void _sheaf_discard_sheaf(struct kmem_cache *s, struct slab_sheaf *sheaf,
+			  unsigned int slot);
+int _sheaf_refill_sheaf(struct kmem_cache *s, struct slab_sheaf *sheaf,
+			unsigned int to, gfp_t gfp, unsigned int slot);
 
 /* barn.c */
 #define MAX_FULL_SHEAVES  10
@@ -706,8 +724,7 @@ void _sheaf_barn_shrink(struct kmem_cache *s, struct node_barn *barn);
 size_t _sheaf_barn_objects(struct node_barn *barn, unsigned int *nr_full,
 			   unsigned int *nr_empty);
 
-/* sheaf.c */
-extern bool _sheaf_rseq_mode;  /* rseq sections in use for sheaves */
+/* pcs.c: the per-CPU sheaves */
 /*
  * The slot lock of a sheaf cache: the rseq trylock section, or in fallback
  * mode a compare-and-swap of `lock` followed by a check of `stop` (the
@@ -758,10 +775,6 @@ static inline struct node_barn *sheaf_local_barn(struct kmem_cache *s)
 
 void _sheaf_pcs_remote_lock_all(struct kmem_cache *s);   /* holds flush_lock */
 void _sheaf_pcs_remote_unlock_all(struct kmem_cache *s);
-/* Give every run kept in the large-kmalloc run caches back (malloc_trim). */
-void _sheaf_run_cache_drain(void);
-void _sheaf_run_cache_prefork(void);   /* fork: the drain's lock */
-void _sheaf_run_cache_postfork(bool child);
 void _sheaf_offer_empty(struct kmem_cache *s, struct slab_sheaf *empty,
 			unsigned int slot);
 void _sheaf_update_inline(struct kmem_cache *s);
@@ -781,16 +794,6 @@ void _sheaf_pcs_fork_stop(struct kmem_cache *s);
 void _sheaf_pcs_fork_wait(struct kmem_cache *s);
 int _sheaf_pcs_test_hold(struct kmem_cache *s, bool hold);
 void _sheaf_pcs_unlock_all(struct kmem_cache *s, bool child);
-struct slab_sheaf *_sheaf_alloc_sheaf(struct kmem_cache *s, gfp_t gfp,
-				      unsigned int capacity, unsigned int slot);
-void _sheaf_free_sheaf(struct kmem_cache *s, struct slab_sheaf *sheaf,
-		       unsigned int slot);
-void _sheaf_flush_sheaf(struct kmem_cache *s, struct slab_sheaf *sheaf,
-			enum sheaf_stat_item which, unsigned int slot);
-void _sheaf_discard_sheaf(struct kmem_cache *s, struct slab_sheaf *sheaf,
-			  unsigned int slot);
-int _sheaf_refill_sheaf(struct kmem_cache *s, struct slab_sheaf *sheaf,
-			unsigned int to, gfp_t gfp, unsigned int slot);
 
 /* info.c: publishing the statistics for sheafinfo (SHEAF_STATS) */
 void _sheaf_info_init(void);
