@@ -24,6 +24,7 @@ static inline void push_locked(struct slab_sheaf **top, unsigned int *nr,
 /* Take the top sheaf of a stack.  Caller holds barn->lock; *nr > 0. */
 static inline struct slab_sheaf *pop_locked(struct slab_sheaf **top, unsigned int *nr)
 {
+	sheaf_lock_held(LR_BARN);
 	struct slab_sheaf *sheaf = *top;
 	*top = sheaf->_link[0];
 	sheaf->_link[0] = NULL; /* as it was before the push */
@@ -33,13 +34,13 @@ static inline struct slab_sheaf *pop_locked(struct slab_sheaf **top, unsigned in
 
 static inline void barn_lock(struct node_barn *barn)
 {
-	pthread_spin_lock(&barn->lock);
+	sheaf_spin_lock(&barn->lock);
 	sheaf_debug_yield();
 }
 
 static inline void barn_unlock(struct node_barn *barn)
 {
-	pthread_spin_unlock(&barn->lock);
+	sheaf_spin_unlock(&barn->lock);
 }
 
 void _sheaf_barn_init(struct node_barn *barn)

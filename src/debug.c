@@ -499,6 +499,7 @@ static void trace(struct kmem_cache *s, const char *what, void *obj)
 /* Caller holds n->list_lock. */
 static void list_move_full(struct kmem_cache_node *n, struct slab *slab)
 {
+	sheaf_lock_held(LR_LIST);
 	if (slab->on_partial) {
 		list_del(&slab->slab_list);
 		WRITE_ONCE(n->nr_partial, n->nr_partial - 1);
@@ -517,7 +518,7 @@ void *_sheaf_debug_alloc(struct kmem_cache *s, gfp_t gfp, int node,
 	void *obj = NULL;
 
 	_sheaf_meta_access_begin();
-	pthread_mutex_lock(&n->list_lock);
+	sheaf_lock(&n->list_lock, LR_LIST);
 	for (;;) {
 		struct slab *slab;
 		if (!list_empty(&n->partial)) {
@@ -563,7 +564,7 @@ void *_sheaf_debug_alloc(struct kmem_cache *s, gfp_t gfp, int node,
 		trace(s, "alloc", obj);
 		break;
 	}
-	pthread_mutex_unlock(&n->list_lock);
+	sheaf_unlock(&n->list_lock, LR_LIST);
 	_sheaf_meta_access_end();
 	return obj;
 }
@@ -580,7 +581,7 @@ void _sheaf_debug_free(struct kmem_cache *s, struct slab *slab, void *obj,
 	struct slab *discard = NULL;
 
 	_sheaf_meta_access_begin();
-	pthread_mutex_lock(&n->list_lock);
+	sheaf_lock(&n->list_lock, LR_LIST);
 	if (!valid_pointer(s, slab, obj)) {
 		report(s, slab, NULL, "Invalid object pointer %p", obj);
 		fprintf(stderr, "FIX %s: Object at %p not freed\n\n", s->name, obj);
@@ -618,12 +619,12 @@ void _sheaf_debug_free(struct kmem_cache *s, struct slab *slab, void *obj,
 	stat(s, SHEAF_STAT_FREE_SLOWPATH, slot);
 	goto out;
 out_report:
-	pthread_mutex_unlock(&n->list_lock);
+	sheaf_unlock(&n->list_lock, LR_LIST);
 	report_done();
 	_sheaf_meta_access_end();
 	return;
 out:
-	pthread_mutex_unlock(&n->list_lock);
+	sheaf_unlock(&n->list_lock, LR_LIST);
 	_sheaf_meta_access_end();
 	if (discard)
 		_sheaf_discard_slab(s, discard, slot);
@@ -670,12 +671,12 @@ SHEAF_EXPORT int kmem_cache_validate(struct kmem_cache *s)
 	for (unsigned int k = 0; k < _sheaf_nr_nodes; k++) {
 		struct kmem_cache_node *n = get_node(s, (int)k);
 		struct slab *slab;
-		pthread_mutex_lock(&n->list_lock);
+		sheaf_lock(&n->list_lock, LR_LIST);
 		list_for_each_entry(slab, &n->partial, slab_list)
 			problems += validate_slab(s, slab);
 		list_for_each_entry(slab, &n->full, slab_list)
 			problems += validate_slab(s, slab);
-		pthread_mutex_unlock(&n->list_lock);
+		sheaf_unlock(&n->list_lock, LR_LIST);
 	}
 	_sheaf_meta_access_end();
 	validating = false;
@@ -698,7 +699,7 @@ void _sheaf_debug_leak_report(struct kmem_cache *s, size_t live)
 		struct kmem_cache_node *n = get_node(s, (int)k);
 		struct slab *slab;
 		struct list_head *lists[2] = { &n->partial, &n->full };
-		pthread_mutex_lock(&n->list_lock);
+		sheaf_lock(&n->list_lock, LR_LIST);
 		for (int l = 0; l < 2; l++)
 			list_for_each_entry(slab, lists[l], slab_list) {
 				uint8_t *base = slab_address(slab);
@@ -713,7 +714,7 @@ void _sheaf_debug_leak_report(struct kmem_cache *s, size_t live)
 					shown++;
 				}
 			}
-		pthread_mutex_unlock(&n->list_lock);
+		sheaf_unlock(&n->list_lock, LR_LIST);
 	}
 	_sheaf_meta_access_end();
 	fprintf(stderr, "%zu objects remaining\n\n", live);

@@ -70,7 +70,7 @@ static const char *intern_glob(const char *g)
 	const char *r = NULL;
 	if (strlen(g) >= sizeof(glob_pool[0]))
 		return NULL;
-	pthread_mutex_lock(&glob_lock);
+	sheaf_lock(&glob_lock, LR_LEAF);
 	for (unsigned int i = 0; i < nglobs && !r; i++)
 		if (!strcmp(glob_pool[i], g))
 			r = glob_pool[i];
@@ -78,19 +78,19 @@ static const char *intern_glob(const char *g)
 		strcpy(glob_pool[nglobs], g);
 		r = glob_pool[nglobs++];
 	}
-	pthread_mutex_unlock(&glob_lock);
+	sheaf_unlock(&glob_lock, LR_LEAF);
 	return r;
 }
 
 /* fork: the glob pool's lock (a leaf) is not inherited held. */
 void _sheaf_fault_prefork(void)
 {
-	pthread_mutex_lock(&glob_lock);
+	sheaf_lock(&glob_lock, LR_LEAF);
 }
 
 void _sheaf_fault_postfork(void)
 {
-	pthread_mutex_unlock(&glob_lock);
+	sheaf_unlock(&glob_lock, LR_LEAF);
 }
 
 static struct fault_attr faults[SHEAF_FAULT_NR];

@@ -143,6 +143,7 @@ static void fill_header(struct sheaf_info_header *h)
 /* A snapshot into the scratch page.  Caller holds info.lock. */
 static void snapshot(bool at_exit)
 {
+	sheaf_lock_held(LR_INFO);
 	struct sheaf_info_header *h = info.scratch;
 	struct sheaf_info_cache *r = records(h);
 	struct kmem_cache *s;
@@ -150,13 +151,13 @@ static void snapshot(bool at_exit)
 	struct timespec now;
 
 	fill_header(h);
-	pthread_mutex_lock(&_sheaf_slab_mutex);
+	sheaf_lock(&_sheaf_slab_mutex, LR_SLAB_MUTEX);
 	list_for_each_entry(s, &_sheaf_slab_caches, list) {
 		if (n < SHEAF_INFO_MAX_CACHES)
 			collect_cache(s, &r[n++]);
 		total++;
 	}
-	pthread_mutex_unlock(&_sheaf_slab_mutex);
+	sheaf_unlock(&_sheaf_slab_mutex, LR_SLAB_MUTEX);
 	clock_gettime(CLOCK_REALTIME, &now);
 	h->nr_caches = n;
 	h->total_caches = total;
@@ -173,6 +174,7 @@ static void snapshot(bool at_exit)
  */
 static void publish(uint32_t req)
 {
+	sheaf_lock_held(LR_INFO);
 	struct sheaf_info_header *h = info.page, *src = info.scratch;
 	uint32_t seq = h->seq;
 
@@ -206,9 +208,9 @@ static void *publisher(void *arg)
 	uint32_t ms = _sheaf_config.stats_interval_ms;
 	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
 	for (;;) {
-		pthread_mutex_lock(&info.lock);
+		sheaf_lock(&info.lock, LR_INFO);
 		if (info.stopped || !info.page) {
-			pthread_mutex_unlock(&info.lock);
+			sheaf_unlock(&info.lock, LR_INFO);
 			return NULL;
 		}
 		struct sheaf_info_header *h = info.page;
@@ -217,7 +219,7 @@ static void *publisher(void *arg)
 		uint32_t req = __atomic_load_n(&h->request, __ATOMIC_ACQUIRE);
 		snapshot(false);
 		publish(req);
-		pthread_mutex_unlock(&info.lock);
+		sheaf_unlock(&info.lock, LR_INFO);
 		/* Returns at once if a reader asked meanwhile (the word
 		 * changed), on a wake, or after the interval. */
 		futex(&h->request, FUTEX_WAIT, req, &ts);
@@ -227,9 +229,9 @@ static void *publisher(void *arg)
 
 static void info_exit(void)
 {
-	pthread_mutex_lock(&info.lock);
+	sheaf_lock(&info.lock, LR_INFO);
 	if (info.stopped) {
-		pthread_mutex_unlock(&info.lock);
+		sheaf_unlock(&info.lock, LR_INFO);
 		return;
 	}
 	info.stopped = true;
@@ -243,7 +245,7 @@ static void info_exit(void)
 	}
 	if (info.page)
 		shm_unlink(info.name);
-	pthread_mutex_unlock(&info.lock);
+	sheaf_unlock(&info.lock, LR_INFO);
 }
 
 /* Create the shared object; false (and nothing left behind) on failure. */
@@ -328,7 +330,7 @@ void _sheaf_info_init(void)
 /* fork: no snapshot may be half done in the child (before the slab mutex). */
 void _sheaf_info_prefork(void)
 {
-	pthread_mutex_lock(&info.lock);
+	sheaf_lock(&info.lock, LR_INFO);
 }
 
 void _sheaf_info_postfork(bool child)
@@ -338,5 +340,5 @@ void _sheaf_info_postfork(bool child)
 		munmap(info.page, info.size);
 		info.page = NULL;
 	}
-	pthread_mutex_unlock(&info.lock);
+	sheaf_unlock(&info.lock, LR_INFO);
 }

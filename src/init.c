@@ -143,23 +143,13 @@ static void read_config(void)
 /* ----------------------------------------------------------------- fork */
 
 /*
- * Before fork() take every lock of the library, in the lock order of
- * docs/ARCHITECTURE.md, so that the child inherits none held by a thread
- * it does not have:
- *
- *   (the RCU worker quiesced: its batch finished, no new one taken)
- *   1. rcu batch_lock          (held across the batch's allocation)
- *   2. kmalloc drain_lock      (malloc_trim's run-cache drain)
- *   3. info.lock               (statistics snapshot)
- *   4. slab_mutex              (the cache list)
- *   5. per cache: flush_lock, then every slot (remote protocol), then
- *      every barn lock (sheaf caches)
- *   6. every node list_lock
- *   7. arena_lock, then every page_node.lock
- *   8. leaves: debug glob_lock, rcu worker.lock
- *
- * and release them after, in parent and child (the child also clears the
- * slot lock bytes: its one thread owns every slot).
+ * Before fork() take every lock of the library, rank by rank in the lock
+ * order (enum sheaf_lock_rank, internal.h; docs/ARCHITECTURE.md), with the
+ * RCU worker quiesced first (its batch finished, no new one taken), so
+ * that the child inherits none held by a thread it does not have; release
+ * them after, in parent and child (the child also clears the slot lock
+ * bytes: its one thread owns every slot).  In builds without NDEBUG the
+ * lock checker follows every step.
  */
 #if defined(__has_include)
 #if __has_include(<sys/single_threaded.h>)
@@ -205,7 +195,7 @@ static void prefork(void)
 	_sheaf_rcu_lock_batch();
 	_sheaf_run_cache_prefork();
 	_sheaf_info_prefork();
-	pthread_mutex_lock(&_sheaf_slab_mutex);
+	sheaf_lock(&_sheaf_slab_mutex, LR_SLAB_MUTEX);
 	/* Every slot of every cache stopped, then one fence for all of them
 	 * (a membarrier per cache made fork() cost twice glibc's). */
 	list_for_each_entry(s, &_sheaf_slab_caches, list) {
@@ -224,7 +214,7 @@ static void prefork(void)
 	}
 	list_for_each_entry(s, &_sheaf_slab_caches, list)
 		for (unsigned int n = 0; n < _sheaf_nr_nodes; n++)
-			pthread_mutex_lock(&s->node[n]->list_lock);
+			sheaf_lock(&s->node[n]->list_lock, LR_LIST);
 	_sheaf_pages_lock_all();
 	_sheaf_fault_prefork();
 	_sheaf_rcu_lock_worker();
@@ -245,14 +235,14 @@ static void postfork(bool child)
 	_sheaf_pages_unlock_all(child);
 	list_for_each_entry(s, &_sheaf_slab_caches, list)
 		for (unsigned int n = 0; n < _sheaf_nr_nodes; n++)
-			pthread_mutex_unlock(&s->node[n]->list_lock);
+			sheaf_unlock(&s->node[n]->list_lock, LR_LIST);
 	list_for_each_entry(s, &_sheaf_slab_caches, list) {
 		if (cache_has_sheaves(s))
 			_sheaf_pcs_unlock_all(s, child);
 		else
 			_sheaf_cpu_unlock_all(s);
 	}
-	pthread_mutex_unlock(&_sheaf_slab_mutex);
+	sheaf_unlock(&_sheaf_slab_mutex, LR_SLAB_MUTEX);
 	_sheaf_info_postfork(child);
 	_sheaf_run_cache_postfork(child);
 	_sheaf_rcu_unlock_batch();

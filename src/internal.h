@@ -242,6 +242,70 @@ void _sheaf_pages_unlock_all(bool child);
  */
 void _sheaf_spinlock_init(pthread_mutex_t *m);
 
+/*
+ * The lock order (docs/ARCHITECTURE.md, "Lock order", one paragraph per
+ * rank): a thread holding a lock of rank r takes only locks of rank >= r.
+ * Locks of one rank (the per-cache and per-node ones) are taken in cache
+ * list and node order by the fork handlers, and one at a time elsewhere.
+ *
+ * Builds without NDEBUG (Debug, sanitizers) check it: every library lock
+ * is taken through sheaf_lock() and friends, which count the ranks the
+ * thread holds (percpu.c) and abort on an inversion, on an unlock of a
+ * rank not held, and where a helper's contract names a lock the caller
+ * must hold (sheaf_lock_held()).
+ */
+enum sheaf_lock_rank {
+	LR_BATCH = 1,   /* rcu.c batch_lock: the kfree_rcu() pointer batch */
+	LR_DRAIN,       /* kmalloc.c drain_lock: malloc_trim()'s run-cache drain */
+	LR_INFO,        /* info.c info.lock: the statistics publisher */
+	LR_SLAB_MUTEX,  /* slab_common.c _sheaf_slab_mutex: the cache list */
+	LR_FLUSH,       /* per cache: flush_lock, remote owners of its slots */
+	LR_SLOT,        /* per cache and slot: the slot lock byte */
+	LR_BARN,        /* per cache and node: node_barn.lock */
+	LR_LIST,        /* per cache and node: kmem_cache_node.list_lock */
+	LR_ARENA,       /* pages.c arena_lock */
+	LR_PAGE,        /* pages.c page_node.lock */
+	LR_POOL,        /* pages.c pool.lock: the fork-state pool */
+	LR_LEAF,        /* fault.c glob_lock, rcu.c worker.lock */
+	LR_NR
+};
+
+#ifndef NDEBUG
+#define SHEAF_LOCK_CHECK 1
+void _sheaf_lock_acquire(enum sheaf_lock_rank r);
+void _sheaf_lock_release(enum sheaf_lock_rank r);
+void _sheaf_lock_held(enum sheaf_lock_rank r, const char *fn);
+#define sheaf_lock_held(r) _sheaf_lock_held(r, __func__)
+#else
+static inline void _sheaf_lock_acquire(enum sheaf_lock_rank r) { (void)r; }
+static inline void _sheaf_lock_release(enum sheaf_lock_rank r) { (void)r; }
+#define sheaf_lock_held(r) ((void)0)
+#endif
+
+static inline void sheaf_lock(pthread_mutex_t *m, enum sheaf_lock_rank r)
+{
+	_sheaf_lock_acquire(r);
+	pthread_mutex_lock(m);
+}
+
+static inline void sheaf_unlock(pthread_mutex_t *m, enum sheaf_lock_rank r)
+{
+	pthread_mutex_unlock(m);
+	_sheaf_lock_release(r);
+}
+
+static inline void sheaf_spin_lock(pthread_spinlock_t *l)
+{
+	_sheaf_lock_acquire(LR_BARN);
+	pthread_spin_lock(l);
+}
+
+static inline void sheaf_spin_unlock(pthread_spinlock_t *l)
+{
+	pthread_spin_unlock(l);
+	_sheaf_lock_release(LR_BARN);
+}
+
 /* ================================================================ percpu */
 
 /* Configuration data (percpu.c), read once from the environment (init.c). */

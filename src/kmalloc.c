@@ -180,7 +180,7 @@ static pthread_mutex_t drain_lock SHEAF_FORK_DATA = PTHREAD_MUTEX_INITIALIZER;
 void _sheaf_run_cache_drain(void)
 {
 #ifdef SHEAF_HAVE_RSEQ_ASM
-	pthread_mutex_lock(&drain_lock);
+	sheaf_lock(&drain_lock, LR_DRAIN);
 	for (unsigned int o = RUN_CACHE_MIN; o <= RUN_CACHE_MAX; o++) {
 		struct sheaf_pcs *pcs = run_cache[o - RUN_CACHE_MIN];
 		if (!pcs)
@@ -193,19 +193,19 @@ void _sheaf_run_cache_drain(void)
 		}
 		_sheaf_slots_remote_unlock(pcs);
 	}
-	pthread_mutex_unlock(&drain_lock);
+	sheaf_unlock(&drain_lock, LR_DRAIN);
 #endif
 }
 
 void _sheaf_run_cache_prefork(void)
 {
-	pthread_mutex_lock(&drain_lock);
+	sheaf_lock(&drain_lock, LR_DRAIN);
 }
 
 void _sheaf_run_cache_postfork(bool child)
 {
 	(void)child;
-	pthread_mutex_unlock(&drain_lock);
+	sheaf_unlock(&drain_lock, LR_DRAIN);
 }
 
 static void *kmalloc_large(size_t size, gfp_t gfp, int node)

@@ -162,7 +162,7 @@ void *_sheaf_meta_pool_alloc(size_t size)
 	size = ALIGN_UP(size, (size_t)CACHE_LINE);
 	if (size > POOL_CHUNK / 2)
 		return _sheaf_meta_alloc(size);
-	pthread_mutex_lock(&pool.lock);
+	sheaf_lock(&pool.lock, LR_POOL);
 	for (;;) {
 		struct pool_free **pp = &pool.free;
 		while (*pp && (*pp)->size < size)
@@ -178,13 +178,13 @@ void *_sheaf_meta_pool_alloc(size_t size)
 				rest->size = b->size - size;
 				*pp = rest;
 			}
-			pthread_mutex_unlock(&pool.lock);
+			sheaf_unlock(&pool.lock, LR_POOL);
 			memset(b, 0, size);
 			return b;
 		}
 		void *chunk = _sheaf_meta_alloc(POOL_CHUNK);
 		if (!chunk) {
-			pthread_mutex_unlock(&pool.lock);
+			sheaf_unlock(&pool.lock, LR_POOL);
 			return NULL;
 		}
 		pool_insert(chunk, POOL_CHUNK);
@@ -200,9 +200,9 @@ void _sheaf_meta_pool_free(void *p, size_t size)
 		_sheaf_meta_free(p, size);
 		return;
 	}
-	pthread_mutex_lock(&pool.lock);
+	sheaf_lock(&pool.lock, LR_POOL);
 	pool_insert(p, size);
-	pthread_mutex_unlock(&pool.lock);
+	sheaf_unlock(&pool.lock, LR_POOL);
 }
 
 static inline size_t desc_index(const struct slab *d)
@@ -230,6 +230,7 @@ void _sheaf_pcsmap_set(struct slab *d, size_t npages, struct sheaf_pcs *pcs)
 static void free_block_add(struct page_node *pn, struct slab *d,
 			   unsigned int order, bool dirty)
 {
+	sheaf_lock_held(LR_PAGE);
 	set_desc_flags(d, PG_BUDDY | (dirty ? PG_DIRTY : 0));
 	d->order = (uint8_t)order;
 	list_add(&d->slab_list, &pn->free[order]);
@@ -238,10 +239,10 @@ static void free_block_add(struct page_node *pn, struct slab *d,
 /* Map a new arena for node and put its pages on the free lists. */
 static bool arena_grow(int node)
 {
-	pthread_mutex_lock(&arena_lock);
+	sheaf_lock(&arena_lock, LR_ARENA);
 	char *base = map_aligned(ARENA_SIZE, ARENA_SIZE);
 	if (!base) {
-		pthread_mutex_unlock(&arena_lock);
+		sheaf_unlock(&arena_lock, LR_ARENA);
 		return false;
 	}
 	struct arena *a = _sheaf_meta_alloc(sizeof(*a));
@@ -250,7 +251,7 @@ static bool arena_grow(int node)
 		_sheaf_meta_free(a, sizeof(*a));
 		_sheaf_meta_free(pcsmap, ARENA_PAGES * sizeof(*pcsmap));
 		munmap(base, ARENA_SIZE);
-		pthread_mutex_unlock(&arena_lock);
+		sheaf_unlock(&arena_lock, LR_ARENA);
 		return false;
 	}
 	if (real_numa)
@@ -259,7 +260,7 @@ static bool arena_grow(int node)
 	a->size = ARENA_SIZE;
 	a->node = node;
 	struct page_node *pn = &page_nodes[node];
-	pthread_mutex_lock(&pn->lock);
+	sheaf_lock(&pn->lock, LR_PAGE);
 	struct slab *mm = (struct slab *)base;
 	for (size_t idx = MEMMAP_PAGES; idx < ARENA_PAGES; idx += 1u << MAX_ORDER) {
 		mm[idx].node = (uint16_t)node;
@@ -274,8 +275,8 @@ static bool arena_grow(int node)
 	__atomic_store_n(&sheaf_memmap[(uintptr_t)base >> ARENA_SHIFT], (void *)base,
 			 __ATOMIC_RELEASE);
 	nr_arenas++;
-	pthread_mutex_unlock(&pn->lock);
-	pthread_mutex_unlock(&arena_lock);
+	sheaf_unlock(&pn->lock, LR_PAGE);
+	sheaf_unlock(&arena_lock, LR_ARENA);
 	return true;
 }
 
@@ -314,9 +315,9 @@ struct slab *_sheaf_pages_alloc(unsigned int order, int node, gfp_t gfp)
 	struct page_node *pn = &page_nodes[node];
 	struct slab *d;
 	for (;;) {
-		pthread_mutex_lock(&pn->lock);
+		sheaf_lock(&pn->lock, LR_PAGE);
 		d = buddy_take(pn, order);
-		pthread_mutex_unlock(&pn->lock);
+		sheaf_unlock(&pn->lock, LR_PAGE);
 		if (d)
 			break;
 		/* Mapping a new arena is a call into the OS: may block. */
@@ -352,7 +353,7 @@ void _sheaf_pages_free(struct slab *d)
 	}
 
 	_sheaf_pcsmap_set(d, 1ul << order, NULL); /* free() pushes to a non-NULL one */
-	pthread_mutex_lock(&pn->lock);
+	sheaf_lock(&pn->lock, LR_PAGE);
 	pn->nr_free += 1ul << order;
 	pn->dirty += 1ul << order;
 	while (order < MAX_ORDER) {
@@ -373,7 +374,7 @@ void _sheaf_pages_free(struct slab *d)
 	h->node = (uint16_t)node;
 	free_block_add(pn, h, order, true);
 	bool purge = pn->dirty > DIRTY_LIMIT;
-	pthread_mutex_unlock(&pn->lock);
+	sheaf_unlock(&pn->lock, LR_PAGE);
 	if (unlikely(purge))
 		_sheaf_pages_purge(false);
 }
@@ -398,7 +399,7 @@ void _sheaf_pages_purge(bool all)
 {
 	for (unsigned int n = 0; n < _sheaf_nr_nodes; n++) {
 		struct page_node *pn = &page_nodes[n];
-		pthread_mutex_lock(&pn->lock);
+		sheaf_lock(&pn->lock, LR_PAGE);
 		for (int k = MAX_ORDER; k >= 0; k--) {
 			struct slab *d;
 			list_for_each_entry(d, &pn->free[k], slab_list) {
@@ -410,7 +411,7 @@ void _sheaf_pages_purge(bool all)
 				pn->dirty -= 1ul << k;
 			}
 		}
-		pthread_mutex_unlock(&pn->lock);
+		sheaf_unlock(&pn->lock, LR_PAGE);
 	}
 }
 
@@ -433,11 +434,11 @@ void *_sheaf_huge_alloc(size_t size, gfp_t gfp)
 	a->size = len;
 	a->huge = true;
 	a->node = sheaf_node();
-	pthread_mutex_lock(&arena_lock);
+	sheaf_lock(&arena_lock, LR_ARENA);
 	for (uintptr_t x = (uintptr_t)base; x < (uintptr_t)base + len; x += ARENA_SIZE)
 		__atomic_store_n(&_sheaf_arena_map[x >> ARENA_SHIFT], a, __ATOMIC_RELEASE);
 	huge_bytes += len;
-	pthread_mutex_unlock(&arena_lock);
+	sheaf_unlock(&arena_lock, LR_ARENA);
 	return base;
 }
 
@@ -484,13 +485,13 @@ bool _sheaf_huge_free(const void *p)
 	struct arena *a = huge_arena(p);
 	if (!a)
 		return false;
-	pthread_mutex_lock(&arena_lock);
+	sheaf_lock(&arena_lock, LR_ARENA);
 	for (uintptr_t x = (uintptr_t)a->base; x < (uintptr_t)a->base + a->size;
 	     x += ARENA_SIZE)
 		__atomic_store_n(&_sheaf_arena_map[x >> ARENA_SHIFT], NULL,
 				 __ATOMIC_RELEASE);
 	huge_bytes -= a->size;
-	pthread_mutex_unlock(&arena_lock);
+	sheaf_unlock(&arena_lock, LR_ARENA);
 	munmap(a->base, a->size);
 	_sheaf_meta_free(a, sizeof(*a));
 	return true;
@@ -502,34 +503,34 @@ SHEAF_EXPORT void sheaf_page_info(struct sheaf_page_info *info)
 		return;
 	sheaf_init();
 	memset(info, 0, sizeof(*info));
-	pthread_mutex_lock(&arena_lock);
+	sheaf_lock(&arena_lock, LR_ARENA);
 	info->arenas = nr_arenas;
 	info->huge_bytes = huge_bytes;
-	pthread_mutex_unlock(&arena_lock);
+	sheaf_unlock(&arena_lock, LR_ARENA);
 	for (unsigned int n = 0; n < _sheaf_nr_nodes; n++) {
 		struct page_node *pn = &page_nodes[n];
-		pthread_mutex_lock(&pn->lock);
+		sheaf_lock(&pn->lock, LR_PAGE);
 		info->total_pages += pn->total;
 		info->free_pages += pn->nr_free;
 		info->dirty_pages += pn->dirty;
-		pthread_mutex_unlock(&pn->lock);
+		sheaf_unlock(&pn->lock, LR_PAGE);
 	}
 	info->used_pages = info->total_pages - info->free_pages;
 }
 
 void _sheaf_pages_lock_all(void)
 {
-	pthread_mutex_lock(&arena_lock);
+	sheaf_lock(&arena_lock, LR_ARENA);
 	for (unsigned int n = 0; n < _sheaf_nr_nodes; n++)
-		pthread_mutex_lock(&page_nodes[n].lock);
-	pthread_mutex_lock(&pool.lock);
+		sheaf_lock(&page_nodes[n].lock, LR_PAGE);
+	sheaf_lock(&pool.lock, LR_POOL);
 }
 
 void _sheaf_pages_unlock_all(bool child)
 {
 	(void)child;
-	pthread_mutex_unlock(&pool.lock);
+	sheaf_unlock(&pool.lock, LR_POOL);
 	for (unsigned int n = _sheaf_nr_nodes; n-- > 0;)
-		pthread_mutex_unlock(&page_nodes[n].lock);
-	pthread_mutex_unlock(&arena_lock);
+		sheaf_unlock(&page_nodes[n].lock, LR_PAGE);
+	sheaf_unlock(&arena_lock, LR_ARENA);
 }

@@ -25,7 +25,8 @@
  * *pcsp; functions that drop and retake it say so, and may return holding
  * the lock of a different slot (migration), as in the kernel.
  *
- * Lock order: slot lock -> barn lock -> node list_lock -> page locks.
+ * Lock order (enum sheaf_lock_rank): slot lock -> barn lock -> node
+ * list_lock -> page locks.
  */
 #include <errno.h>
 #include <sched.h>
@@ -71,11 +72,11 @@ void _sheaf_update_inline(struct kmem_cache *s)
 void _sheaf_refresh_inline_all(void)
 {
 	struct kmem_cache *s;
-	pthread_mutex_lock(&_sheaf_slab_mutex);
+	sheaf_lock(&_sheaf_slab_mutex, LR_SLAB_MUTEX);
 	list_for_each_entry(s, &_sheaf_slab_caches, list)
 		if (cache_has_sheaves(s))
 			_sheaf_update_inline(s);
-	pthread_mutex_unlock(&_sheaf_slab_mutex);
+	sheaf_unlock(&_sheaf_slab_mutex, LR_SLAB_MUTEX);
 	_sheaf_inline_changed();
 }
 
@@ -98,6 +99,7 @@ SHEAF_EXPORT unsigned int sheaf_auto_capacity(unsigned int size)
 /* Every slot of s (caller holds s->flush_lock). */
 void _sheaf_pcs_remote_lock_all(struct kmem_cache *s)
 {
+	sheaf_lock_held(LR_FLUSH);
 	_sheaf_slots_remote_lock(s->hot.pcs);
 }
 
@@ -549,7 +551,7 @@ bool _sheaf_pcs_init(struct kmem_cache *s)
  */
 void _sheaf_pcs_flush_all(struct kmem_cache *s)
 {
-	pthread_mutex_lock(s->flush_lock);
+	sheaf_lock(s->flush_lock, LR_FLUSH);
 	_sheaf_pcs_remote_lock_all(s);
 	for (unsigned int i = 0; i < _sheaf_nr_slots; i++) {
 		struct sheaf_pcs *pcs = &s->hot.pcs[i];
@@ -567,7 +569,7 @@ void _sheaf_pcs_flush_all(struct kmem_cache *s)
 	_sheaf_pcs_remote_unlock_all(s);
 	for (unsigned int n = 0; n < _sheaf_nr_nodes; n++)
 		_sheaf_barn_shrink(s, s->barn[n]);
-	pthread_mutex_unlock(s->flush_lock);
+	sheaf_unlock(s->flush_lock, LR_FLUSH);
 }
 
 /* After a successful flush with no users left: free the main sheaves. */
@@ -583,7 +585,7 @@ void _sheaf_pcs_destroy(struct kmem_cache *s)
 size_t _sheaf_pcs_cached_objects(struct kmem_cache *s)
 {
 	size_t n = 0;
-	pthread_mutex_lock(s->flush_lock);
+	sheaf_lock(s->flush_lock, LR_FLUSH);
 	_sheaf_pcs_remote_lock_all(s);
 	for (unsigned int i = 0; i < _sheaf_nr_slots; i++) {
 		struct sheaf_pcs *pcs = &s->hot.pcs[i];
@@ -596,7 +598,7 @@ size_t _sheaf_pcs_cached_objects(struct kmem_cache *s)
 	_sheaf_pcs_remote_unlock_all(s);
 	for (unsigned int k = 0; k < _sheaf_nr_nodes; k++)
 		n += _sheaf_barn_objects(s->barn[k], NULL, NULL);
-	pthread_mutex_unlock(s->flush_lock);
+	sheaf_unlock(s->flush_lock, LR_FLUSH);
 	return n;
 }
 
@@ -608,7 +610,7 @@ size_t _sheaf_pcs_cached_objects(struct kmem_cache *s)
  */
 void _sheaf_pcs_fork_stop(struct kmem_cache *s)
 {
-	pthread_mutex_lock(s->flush_lock);
+	sheaf_lock(s->flush_lock, LR_FLUSH);
 	_sheaf_slots_stop(s->hot.pcs);
 }
 
@@ -616,7 +618,7 @@ void _sheaf_pcs_fork_wait(struct kmem_cache *s)
 {
 	_sheaf_slots_wait(s->hot.pcs);
 	for (unsigned int n = 0; n < _sheaf_nr_nodes; n++)
-		pthread_spin_lock(&s->barn[n]->lock);
+		sheaf_spin_lock(&s->barn[n]->lock);
 }
 
 /*
@@ -629,9 +631,9 @@ void _sheaf_pcs_fork_wait(struct kmem_cache *s)
 void _sheaf_pcs_unlock_all(struct kmem_cache *s, bool child)
 {
 	for (unsigned int n = 0; n < _sheaf_nr_nodes; n++)
-		pthread_spin_unlock(&s->barn[n]->lock);
+		sheaf_spin_unlock(&s->barn[n]->lock);
 	if (child)
 		_sheaf_slots_reset(s->hot.pcs);
 	_sheaf_pcs_remote_unlock_all(s);
-	pthread_mutex_unlock(s->flush_lock);
+	sheaf_unlock(s->flush_lock, LR_FLUSH);
 }

@@ -264,6 +264,50 @@ void _sheaf_rseq_fence(void)
 	}
 }
 
+#ifdef SHEAF_LOCK_CHECK
+/* The lock ranks this thread holds, counted (enum sheaf_lock_rank). */
+static __thread unsigned int lock_held[LR_NR];
+static const char *const lock_rank_name[LR_NR] = {
+	[LR_BATCH] = "batch_lock", [LR_DRAIN] = "drain_lock",
+	[LR_INFO] = "info.lock", [LR_SLAB_MUTEX] = "slab_mutex",
+	[LR_FLUSH] = "flush_lock", [LR_SLOT] = "a slot lock",
+	[LR_BARN] = "a barn lock", [LR_LIST] = "a list_lock",
+	[LR_ARENA] = "arena_lock", [LR_PAGE] = "a page_node lock",
+	[LR_POOL] = "pool.lock", [LR_LEAF] = "a leaf lock",
+};
+
+void _sheaf_lock_acquire(enum sheaf_lock_rank r)
+{
+	for (unsigned int k = (unsigned int)r + 1; k < LR_NR; k++)
+		if (lock_held[k]) {
+			fprintf(stderr, "sheaf: lock order: taking %s while holding %s "
+				"(docs/ARCHITECTURE.md, \"Lock order\")\n",
+				lock_rank_name[r], lock_rank_name[k]);
+			_sheaf_die();
+		}
+	lock_held[r]++;
+}
+
+void _sheaf_lock_release(enum sheaf_lock_rank r)
+{
+	if (!lock_held[r]) {
+		fprintf(stderr, "sheaf: lock order: releasing %s, not held\n",
+			lock_rank_name[r]);
+		_sheaf_die();
+	}
+	lock_held[r]--;
+}
+
+void _sheaf_lock_held(enum sheaf_lock_rank r, const char *fn)
+{
+	if (!lock_held[r]) {
+		fprintf(stderr, "sheaf: %s() called without %s held (its contract)\n",
+			fn, lock_rank_name[r]);
+		_sheaf_die();
+	}
+}
+#endif
+
 void _sheaf_spinlock_init(pthread_mutex_t *m)
 {
 	pthread_mutexattr_t a;

@@ -149,7 +149,7 @@ static struct {
 static void *sheaf_worker(void *arg)
 {
 	(void)arg;
-	pthread_mutex_lock(&worker.lock);
+	sheaf_lock(&worker.lock, LR_LEAF);
 	for (;;) {
 		while ((!worker.pending && !worker.cbs) || worker.forking) {
 			worker.sleeping = true;
@@ -161,7 +161,7 @@ static void *sheaf_worker(void *arg)
 		worker.pending = NULL;
 		worker.cbs = NULL;
 		worker.busy = true;
-		pthread_mutex_unlock(&worker.lock);
+		sheaf_unlock(&worker.lock, LR_LEAF);
 
 		synchronize_rcu();
 
@@ -173,18 +173,18 @@ static void *sheaf_worker(void *arg)
 			h->func(h);
 			ncb++;
 		}
-		pthread_mutex_lock(&worker.lock);
+		sheaf_lock(&worker.lock, LR_LEAF);
 		worker.completed += ncb;
 		worker.batch = batch;
 		while ((batch = worker.batch)) {
 			worker.batch = batch->_link[0];
 			worker.processing = batch;
-			pthread_mutex_unlock(&worker.lock);
+			sheaf_unlock(&worker.lock, LR_LEAF);
 			if (batch->_link[1] == FINISH_RECYCLE)
 				rcu_free_sheaf(batch);
 			else
 				rcu_free_sheaf_nobarn(batch);
-			pthread_mutex_lock(&worker.lock);
+			sheaf_lock(&worker.lock, LR_LEAF);
 			worker.processing = NULL;
 			worker.completed++;
 		}
@@ -197,9 +197,9 @@ static void *sheaf_worker(void *arg)
 		 * back-to-back ones would tax the allocating threads.
 		 */
 		if (!worker.waiters) { /* a barrier does not wait */
-			pthread_mutex_unlock(&worker.lock);
+			sheaf_unlock(&worker.lock, LR_LEAF);
 			usleep(SHEAF_RCU_BATCH_US);
-			pthread_mutex_lock(&worker.lock);
+			sheaf_lock(&worker.lock, LR_LEAF);
 		}
 	}
 	return NULL;
@@ -213,6 +213,7 @@ static void *sheaf_worker(void *arg)
  */
 static void worker_start_locked(void)
 {
+	sheaf_lock_held(LR_LEAF);
 	if (worker.started || worker.forking)
 		return;
 	pthread_attr_t attr;
@@ -237,11 +238,11 @@ static void worker_start_locked(void)
  */
 static bool worker_enter(void)
 {
-	pthread_mutex_lock(&worker.lock);
+	sheaf_lock(&worker.lock, LR_LEAF);
 	worker_start_locked();
 	if (likely(worker.started))
 		return true;
-	pthread_mutex_unlock(&worker.lock);
+	sheaf_unlock(&worker.lock, LR_LEAF);
 	return false;
 }
 
@@ -250,7 +251,7 @@ static void worker_submitted(void)
 	worker.submitted++;
 	if (worker.sleeping)
 		pthread_cond_signal(&worker.wake);
-	pthread_mutex_unlock(&worker.lock);
+	sheaf_unlock(&worker.lock, LR_LEAF);
 }
 
 /*
@@ -284,7 +285,7 @@ void _sheaf_rcu_submit_sheaf(struct kmem_cache *s, struct slab_sheaf *sheaf,
 /* Wait until every sheaf submitted so far has been finished. */
 static void worker_barrier(void)
 {
-	pthread_mutex_lock(&worker.lock);
+	sheaf_lock(&worker.lock, LR_LEAF);
 	uint64_t target = worker.submitted;
 	if (worker.completed < target)
 		worker_start_locked();
@@ -294,7 +295,7 @@ static void worker_barrier(void)
 	while (worker.started && worker.completed < target)
 		pthread_cond_wait(&worker.done, &worker.lock);
 	worker.waiters--;
-	pthread_mutex_unlock(&worker.lock);
+	sheaf_unlock(&worker.lock, LR_LEAF);
 }
 
 /*
@@ -432,6 +433,7 @@ static void ptr_batch_cb(struct rcu_head *head)
 /* Caller holds batch_lock. */
 static void batch_submit_locked(void)
 {
+	sheaf_lock_held(LR_BATCH);
 	if (cur_batch && cur_batch->n) {
 		queue_kfree_cb(&cur_batch->rcu, ptr_batch_cb);
 		cur_batch = NULL;
@@ -440,11 +442,11 @@ static void batch_submit_locked(void)
 
 static bool batch_add(void *ptr)
 {
-	pthread_mutex_lock(&batch_lock);
+	sheaf_lock(&batch_lock, LR_BATCH);
 	if (!cur_batch) {
 		cur_batch = _sheaf_kmalloc_internal(sizeof(*cur_batch), GFP_NOWAIT);
 		if (!cur_batch) {
-			pthread_mutex_unlock(&batch_lock);
+			sheaf_unlock(&batch_lock, LR_BATCH);
 			return false;
 		}
 		cur_batch->n = 0;
@@ -452,7 +454,7 @@ static bool batch_add(void *ptr)
 	cur_batch->ptrs[cur_batch->n++] = ptr;
 	if (cur_batch->n == PTR_BATCH)
 		batch_submit_locked();
-	pthread_mutex_unlock(&batch_lock);
+	sheaf_unlock(&batch_lock, LR_BATCH);
 	return true;
 }
 
@@ -499,7 +501,7 @@ static void submit_rcu_sheaves(struct kmem_cache *s)
 {
 	if (!cache_has_sheaves(s))
 		return;
-	pthread_mutex_lock(s->flush_lock);
+	sheaf_lock(s->flush_lock, LR_FLUSH);
 	_sheaf_pcs_remote_lock_all(s);
 	for (unsigned int i = 0; i < _sheaf_nr_slots; i++) {
 		struct sheaf_pcs *pcs = &s->hot.pcs[i];
@@ -510,14 +512,14 @@ static void submit_rcu_sheaves(struct kmem_cache *s)
 		}
 	}
 	_sheaf_pcs_remote_unlock_all(s);
-	pthread_mutex_unlock(s->flush_lock);
+	sheaf_unlock(s->flush_lock, LR_FLUSH);
 }
 
 static void submit_batch(void)
 {
-	pthread_mutex_lock(&batch_lock);
+	sheaf_lock(&batch_lock, LR_BATCH);
 	batch_submit_locked();
-	pthread_mutex_unlock(&batch_lock);
+	sheaf_unlock(&batch_lock, LR_BATCH);
 }
 
 SHEAF_EXPORT void kvfree_rcu_barrier_on_cache(struct kmem_cache *s)
@@ -535,10 +537,10 @@ SHEAF_EXPORT void kvfree_rcu_barrier(void)
 {
 	struct kmem_cache *s;
 	sheaf_init();
-	pthread_mutex_lock(&_sheaf_slab_mutex);
+	sheaf_lock(&_sheaf_slab_mutex, LR_SLAB_MUTEX);
 	list_for_each_entry(s, &_sheaf_slab_caches, list)
 		submit_rcu_sheaves(s);
-	pthread_mutex_unlock(&_sheaf_slab_mutex);
+	sheaf_unlock(&_sheaf_slab_mutex, LR_SLAB_MUTEX);
 	submit_batch();
 	worker_barrier();
 	cb_barrier();
@@ -591,16 +593,16 @@ void _sheaf_rcu_before_fork(void)
  */
 void _sheaf_rcu_quiesce_worker(void)
 {
-	pthread_mutex_lock(&worker.lock);
+	sheaf_lock(&worker.lock, LR_LEAF);
 	worker.forking = true;
 	while (worker.busy)
 		pthread_cond_wait(&worker.idle, &worker.lock);
-	pthread_mutex_unlock(&worker.lock);
+	sheaf_unlock(&worker.lock, LR_LEAF);
 }
 
 void _sheaf_rcu_lock_worker(void)
 {
-	pthread_mutex_lock(&worker.lock);
+	sheaf_lock(&worker.lock, LR_LEAF);
 }
 
 void _sheaf_rcu_unlock_worker(bool child)
@@ -626,7 +628,7 @@ void _sheaf_rcu_unlock_worker(bool child)
 		pthread_cond_init(&worker.done, NULL);
 		pthread_cond_init(&worker.idle, NULL);
 	}
-	pthread_mutex_unlock(&worker.lock);
+	sheaf_unlock(&worker.lock, LR_LEAF);
 }
 
 /*
@@ -636,12 +638,12 @@ void _sheaf_rcu_unlock_worker(bool child)
  */
 void _sheaf_rcu_lock_batch(void)
 {
-	pthread_mutex_lock(&batch_lock);
+	sheaf_lock(&batch_lock, LR_BATCH);
 }
 
 void _sheaf_rcu_unlock_batch(void)
 {
-	pthread_mutex_unlock(&batch_lock);
+	sheaf_unlock(&batch_lock, LR_BATCH);
 }
 
 void _sheaf_rcu_after_fork(bool child)

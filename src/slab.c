@@ -224,6 +224,7 @@ void _sheaf_discard_slab(struct kmem_cache *s, struct slab *slab,
 /* Caller holds n->list_lock. */
 static inline void add_partial(struct kmem_cache_node *n, struct slab *slab)
 {
+	sheaf_lock_held(LR_LIST);
 	list_add(&slab->slab_list, &n->partial);
 	WRITE_ONCE(n->nr_partial, n->nr_partial + 1);
 	slab->on_partial = 1;
@@ -232,6 +233,7 @@ static inline void add_partial(struct kmem_cache_node *n, struct slab *slab)
 /* Caller holds n->list_lock. */
 static inline void remove_partial(struct kmem_cache_node *n, struct slab *slab)
 {
+	sheaf_lock_held(LR_LIST);
 	list_del(&slab->slab_list);
 	WRITE_ONCE(n->nr_partial, n->nr_partial - 1);
 	slab->on_partial = 0;
@@ -245,6 +247,7 @@ static void *freeze_partial_locked(struct kmem_cache *s,
 				   struct kmem_cache_node *n, struct slab *slab,
 				   unsigned int slot)
 {
+	sheaf_lock_held(LR_LIST);
 	fc_t old, new_;
 	remove_partial(n, slab);
 	do {
@@ -267,16 +270,16 @@ struct slab *_sheaf_get_partial(struct kmem_cache *s, int node, void **freelist)
 		struct kmem_cache_node *n = get_node(s, nid);
 		if (!READ_ONCE(n->nr_partial))
 			continue;
-		pthread_mutex_lock(&n->list_lock);
+		sheaf_lock(&n->list_lock, LR_LIST);
 		sheaf_debug_yield();
 		if (!list_empty(&n->partial)) {
 			struct slab *slab = list_first_entry(&n->partial,
 							     struct slab, slab_list);
 			*freelist = freeze_partial_locked(s, n, slab, 0);
-			pthread_mutex_unlock(&n->list_lock);
+			sheaf_unlock(&n->list_lock, LR_LIST);
 			return slab;
 		}
-		pthread_mutex_unlock(&n->list_lock);
+		sheaf_unlock(&n->list_lock, LR_LIST);
 	}
 	return NULL;
 }
@@ -305,6 +308,7 @@ void *_sheaf_get_freelist(struct kmem_cache *s, struct slab *slab)
 static void *pop_partial_locked(struct kmem_cache *s, struct kmem_cache_node *n,
 				struct slab *slab, unsigned int slot)
 {
+	sheaf_lock_held(LR_LIST);
 	fc_t old, new_;
 	void *obj;
 	do {
@@ -325,12 +329,12 @@ static void *alloc_single_node(struct kmem_cache *s, int nid, unsigned int slot)
 	void *obj = NULL;
 	if (!READ_ONCE(n->nr_partial))
 		return NULL;
-	pthread_mutex_lock(&n->list_lock);
+	sheaf_lock(&n->list_lock, LR_LIST);
 	sheaf_debug_yield();
 	if (!list_empty(&n->partial))
 		obj = pop_partial_locked(s, n,
 			list_first_entry(&n->partial, struct slab, slab_list), slot);
-	pthread_mutex_unlock(&n->list_lock);
+	sheaf_unlock(&n->list_lock, LR_LIST);
 	return obj;
 }
 
@@ -355,10 +359,10 @@ void *_sheaf_alloc_single(struct kmem_cache *s, gfp_t gfp, int node,
 		slab->inuse = 1;
 		if (slab->freelist) {
 			struct kmem_cache_node *n = get_node(s, slab->node);
-			pthread_mutex_lock(&n->list_lock);
+			sheaf_lock(&n->list_lock, LR_LIST);
 			sheaf_debug_yield();
 			add_partial(n, slab);
-			pthread_mutex_unlock(&n->list_lock);
+			sheaf_unlock(&n->list_lock, LR_LIST);
 		}
 		return obj;
 	}
@@ -424,6 +428,7 @@ static size_t grab_partial_locked(struct kmem_cache *s, struct kmem_cache_node *
 				  struct slab *slab, void **p, size_t want,
 				  unsigned int slot)
 {
+	sheaf_lock_held(LR_LIST);
 	fc_t old, new_;
 	size_t got;
 	prefetch_slab_freeptrs(s, slab);
@@ -448,13 +453,13 @@ static size_t grab_from_node(struct kmem_cache *s, int node, void **p,
 	size_t got = 0;
 	if (!READ_ONCE(n->nr_partial))
 		return 0;
-	pthread_mutex_lock(&n->list_lock);
+	sheaf_lock(&n->list_lock, LR_LIST);
 	sheaf_debug_yield();
 	while (got < want && !list_empty(&n->partial)) {
 		struct slab *slab = list_first_entry(&n->partial, struct slab, slab_list);
 		got += grab_partial_locked(s, n, slab, &p[got], want - got, slot);
 	}
-	pthread_mutex_unlock(&n->list_lock);
+	sheaf_unlock(&n->list_lock, LR_LIST);
 	return got;
 }
 
@@ -477,10 +482,10 @@ size_t _sheaf_slab_alloc_bulk(struct kmem_cache *s, gfp_t gfp, int node,
 		slab->inuse = (got - before) & 0xffff;
 		if (slab->freelist) {
 			struct kmem_cache_node *n = get_node(s, node);
-			pthread_mutex_lock(&n->list_lock);
+			sheaf_lock(&n->list_lock, LR_LIST);
 			sheaf_debug_yield();
 			add_partial(n, slab);
-			pthread_mutex_unlock(&n->list_lock);
+			sheaf_unlock(&n->list_lock, LR_LIST);
 		}
 	}
 	for (unsigned int i = 1; got < nr && i < _sheaf_nr_nodes; i++)
@@ -507,7 +512,7 @@ void _sheaf_slab_free(struct kmem_cache *s, struct slab *slab, void *head,
 
 	for (;;) {
 		if (n) {
-			pthread_mutex_unlock(&n->list_lock);
+			sheaf_unlock(&n->list_lock, LR_LIST);
 			n = NULL;
 		}
 		old = slab_read(slab);
@@ -521,7 +526,7 @@ void _sheaf_slab_free(struct kmem_cache *s, struct slab *slab, void *head,
 		new_.counters = fc_set(old.counters, inuse, was_frozen);
 		if (!was_frozen && (inuse == 0 || old.freelist == NULL)) {
 			n = get_node(s, slab->node);
-			pthread_mutex_lock(&n->list_lock);
+			sheaf_lock(&n->list_lock, LR_LIST);
 			sheaf_debug_yield();
 		}
 		if (cmpxchg16(slab, old.full, new_.full))
@@ -540,10 +545,10 @@ void _sheaf_slab_free(struct kmem_cache *s, struct slab *slab, void *head,
 			stat(s, SHEAF_STAT_FREE_REMOVE_PARTIAL, slot);
 		} else if (old.freelist != NULL) {
 			/* In transit: whoever unfroze it will list it. */
-			pthread_mutex_unlock(&n->list_lock);
+			sheaf_unlock(&n->list_lock, LR_LIST);
 			return;
 		}
-		pthread_mutex_unlock(&n->list_lock);
+		sheaf_unlock(&n->list_lock, LR_LIST);
 		_sheaf_discard_slab(s, slab, slot);
 		return;
 	}
@@ -551,7 +556,7 @@ void _sheaf_slab_free(struct kmem_cache *s, struct slab *slab, void *head,
 		add_partial(n, slab);
 		stat(s, SHEAF_STAT_FREE_ADD_PARTIAL, slot);
 	}
-	pthread_mutex_unlock(&n->list_lock);
+	sheaf_unlock(&n->list_lock, LR_LIST);
 }
 
 /*
@@ -615,10 +620,10 @@ void _sheaf_unfreeze(struct kmem_cache *s, struct slab *slab, void *freelist,
 		stat(s, SHEAF_STAT_DEACTIVATE_EMPTY, slot);
 		_sheaf_discard_slab(s, slab, slot);
 	} else if (new_.freelist) {
-		pthread_mutex_lock(&n->list_lock);
+		sheaf_lock(&n->list_lock, LR_LIST);
 		sheaf_debug_yield();
 		add_partial(n, slab);
-		pthread_mutex_unlock(&n->list_lock);
+		sheaf_unlock(&n->list_lock, LR_LIST);
 		stat(s, SHEAF_STAT_DEACTIVATE_TO_HEAD, slot);
 	} else {
 		stat(s, SHEAF_STAT_DEACTIVATE_FULL, slot);
@@ -633,7 +638,7 @@ void _sheaf_shrink_node(struct kmem_cache *s, int node)
 	struct slab *slab;
 
 	INIT_LIST_HEAD(&discard);
-	pthread_mutex_lock(&n->list_lock);
+	sheaf_lock(&n->list_lock, LR_LIST);
 	sheaf_debug_yield();
 	list_for_each_entry_safe(slab, &n->partial, slab_list) {
 		if (fc_inuse(READ_ONCE(slab->counters)))
@@ -641,7 +646,7 @@ void _sheaf_shrink_node(struct kmem_cache *s, int node)
 		remove_partial(n, slab);
 		list_add(&slab->slab_list, &discard);
 	}
-	pthread_mutex_unlock(&n->list_lock);
+	sheaf_unlock(&n->list_lock, LR_LIST);
 	list_for_each_entry_safe(slab, &discard, slab_list)
 		_sheaf_discard_slab(s, slab, 0);
 }
@@ -652,11 +657,11 @@ size_t _sheaf_node_free_objects(struct kmem_cache *s, int node)
 	struct kmem_cache_node *n = get_node(s, node);
 	struct slab *slab;
 	size_t free_objs = 0;
-	pthread_mutex_lock(&n->list_lock);
+	sheaf_lock(&n->list_lock, LR_LIST);
 	sheaf_debug_yield();
 	list_for_each_entry(slab, &n->partial, slab_list)
 		free_objs += slab->objects - fc_inuse(READ_ONCE(slab->counters));
-	pthread_mutex_unlock(&n->list_lock);
+	sheaf_unlock(&n->list_lock, LR_LIST);
 	return free_objs;
 }
 

@@ -129,9 +129,9 @@ struct kmem_cache *_sheaf_cache_create(const char *name, unsigned int size,
 		_sheaf_update_inline(s);
 	}
 
-	pthread_mutex_lock(&_sheaf_slab_mutex);
+	sheaf_lock(&_sheaf_slab_mutex, LR_SLAB_MUTEX);
 	list_add_tail(&s->list, &_sheaf_slab_caches);
-	pthread_mutex_unlock(&_sheaf_slab_mutex);
+	sheaf_unlock(&_sheaf_slab_mutex, LR_SLAB_MUTEX);
 	return s;
 }
 
@@ -291,11 +291,11 @@ static void cache_bury(struct kmem_cache *s)
 	s->cpu_slab = NULL;
 	memset(s->node, 0, sizeof(s->node));
 	memset(s->barn, 0, sizeof(s->barn));
-	pthread_mutex_lock(&_sheaf_slab_mutex);
+	sheaf_lock(&_sheaf_slab_mutex, LR_SLAB_MUTEX);
 	struct kmem_cache *old = dead_caches[dead_next];
 	dead_caches[dead_next] = s;
 	dead_next = (dead_next + 1) % DEAD_QUARANTINE;
-	pthread_mutex_unlock(&_sheaf_slab_mutex);
+	sheaf_unlock(&_sheaf_slab_mutex, LR_SLAB_MUTEX);
 	if (old)
 		_sheaf_meta_free(old, old->meta_size);
 }
@@ -328,9 +328,9 @@ SHEAF_EXPORT void kmem_cache_destroy(struct kmem_cache *s)
 		atomic_store_explicit(&s->destroying, false, memory_order_release);
 		return;
 	}
-	pthread_mutex_lock(&_sheaf_slab_mutex);
+	sheaf_lock(&_sheaf_slab_mutex, LR_SLAB_MUTEX);
 	list_del(&s->list);
-	pthread_mutex_unlock(&_sheaf_slab_mutex);
+	sheaf_unlock(&_sheaf_slab_mutex, LR_SLAB_MUTEX);
 	if (cache_has_sheaves(s))
 		_sheaf_pcs_destroy(s); /* the empty mains, to the sheaf store */
 	_sheaf_pages_purge(false);
