@@ -637,6 +637,8 @@ static inline unsigned int get_order(size_t size)
 bool _sheaf_calculate_sizes(struct kmem_cache *s, const struct kmem_cache_args *args);
 struct slab *_sheaf_new_slab(struct kmem_cache *s, gfp_t gfp, int node,
 			     unsigned int slot);
+/* SLAB_TYPESAFE_BY_RCU slabs still waiting for their grace period. */
+long _sheaf_slab_rcu_pending(void);
 void _sheaf_discard_slab(struct kmem_cache *s, struct slab *slab,
 			 unsigned int slot);
 struct slab *_sheaf_get_partial(struct kmem_cache *s, int node, void **freelist);
@@ -867,7 +869,6 @@ void _sheaf_info_postfork(bool child);
 /* rcu.c */
 void _sheaf_rcu_submit_sheaf(struct kmem_cache *s, struct slab_sheaf *sheaf,
 			     bool recycle, unsigned int slot);
-void _sheaf_rcu_free_slab(struct slab *slab);
 void _sheaf_rcu_before_fork(void);
 void _sheaf_rcu_quiesce_worker(void);
 void _sheaf_rcu_lock_worker(void);

@@ -19,9 +19,8 @@
  * batch can be allocated; liburcu's call_rcu() only when no worker thread
  * can be started.
  *
- * SLAB_TYPESAFE_BY_RCU caches hand an empty slab's pages to call_rcu():
- * its memory may still be read by readers that found a pointer into it, so
- * it goes back to the page layer only after a grace period.
+ * SLAB_TYPESAFE_BY_RCU caches: the slab layer hands an empty slab's pages
+ * to call_rcu() itself (slab.c); the barriers here wait for them too.
  *
  * liburcu asks call_rcu() callers to be registered threads: the read-side
  * lock it takes protects only the lookup of per-CPU call_rcu helper data,
@@ -42,8 +41,6 @@
 
 #include "internal.h"
 
-_Static_assert(sizeof(struct rcu_head) <= sizeof(struct list_head),
-	       "a slab's list link must hold a struct rcu_head");
 
 /* ------------------------------------------------ after a grace period */
 
@@ -352,15 +349,16 @@ static bool kfree_rcu_sheaf(struct kmem_cache *s, void *obj)
 /*
  * Per-object callbacks queued and not finished: incremented when queued,
  * decremented at the end of the callback.  After worker_barrier() only
- * those given to liburcu's call_rcu() (slab pages of SLAB_TYPESAFE_BY_RCU
- * caches, or kfree_rcu() callbacks when no worker thread could be started)
- * can remain; a kvfree_rcu barrier needs liburcu's rcu_barrier() (which
- * waits for the call_rcu helper thread, asleep up to 10 ms between
- * batches) only when this is not zero.
+ * those given to liburcu's call_rcu() (kfree_rcu() callbacks when no
+ * worker thread could be started) can remain, besides the slab layer's
+ * SLAB_TYPESAFE_BY_RCU slabs (_sheaf_slab_rcu_pending()); a kvfree_rcu
+ * barrier needs liburcu's rcu_barrier() (which waits for the call_rcu
+ * helper thread, asleep up to 10 ms between batches) only when either is
+ * not zero.
  */
 static _Atomic long cb_pending;
 
-/* To liburcu's call_rcu(): what rcu_barrier() must cover (slab pages). */
+/* To liburcu's call_rcu(): what rcu_barrier() must cover. */
 static void queue_cb(struct rcu_head *head, void (*fn)(struct rcu_head *))
 {
 	atomic_fetch_add_explicit(&cb_pending, 1, memory_order_relaxed);
@@ -397,7 +395,8 @@ static void cb_done(void)
 /* liburcu's rcu_barrier(), when a libsheaf callback may be outstanding. */
 static void cb_barrier(void)
 {
-	if (atomic_load_explicit(&cb_pending, memory_order_acquire) != 0)
+	if (atomic_load_explicit(&cb_pending, memory_order_acquire) != 0 ||
+	    _sheaf_slab_rcu_pending() != 0) /* SLAB_TYPESAFE_BY_RCU slabs */
 		rcu_barrier();
 }
 
@@ -549,22 +548,6 @@ SHEAF_EXPORT void kvfree_rcu_barrier(void)
 SHEAF_EXPORT size_t sheaf_rcu_recycled_objects(struct kmem_cache *s)
 {
 	return s ? atomic_load_explicit(&s->rcu_recycled, memory_order_relaxed) : 0;
-}
-
-/* ------------------------------------------- SLAB_TYPESAFE_BY_RCU slabs */
-
-static void free_slab_rcu(struct rcu_head *head)
-{
-	struct slab *slab = container_of((struct list_head *)(void *)head,
-					 struct slab, slab_list);
-	_sheaf_pages_free(slab);
-	cb_done();
-}
-
-/* An empty slab of a SLAB_TYPESAFE_BY_RCU cache: pages back after a GP. */
-void _sheaf_rcu_free_slab(struct slab *slab)
-{
-	queue_cb((struct rcu_head *)(void *)&slab->slab_list, free_slab_rcu);
 }
 
 /* ----------------------------------------------------------------- fork */

@@ -25,6 +25,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <urcu.h>
+
 #include "internal.h"
 
 typedef union {
@@ -204,6 +206,31 @@ void *_sheaf_freeze_new_slab(struct slab *slab)
 	return fl;
 }
 
+/*
+ * SLAB_TYPESAFE_BY_RCU: an empty slab's pages go back to the page layer
+ * only after a grace period (readers that found a pointer into the slab
+ * may still read it), through liburcu's call_rcu() on the slab's list
+ * link.  rcu_pending counts the slabs in flight, so that the RCU layer's
+ * barriers wait for them (_sheaf_slab_rcu_pending()).  liburcu's
+ * call_rcu() is correct from any thread here: rcu.c, "registered threads".
+ */
+_Static_assert(sizeof(struct rcu_head) <= sizeof(struct list_head),
+	       "a slab's list link must hold a struct rcu_head");
+static _Atomic long rcu_pending;
+
+static void free_slab_rcu(struct rcu_head *head)
+{
+	struct slab *slab = container_of((struct list_head *)(void *)head,
+					 struct slab, slab_list);
+	_sheaf_pages_free(slab);
+	atomic_fetch_sub_explicit(&rcu_pending, 1, memory_order_release);
+}
+
+long _sheaf_slab_rcu_pending(void)
+{
+	return atomic_load_explicit(&rcu_pending, memory_order_acquire);
+}
+
 /* Give an empty, unlisted slab back to the page layer. */
 void _sheaf_discard_slab(struct kmem_cache *s, struct slab *slab,
 			 unsigned int slot)
@@ -215,10 +242,13 @@ void _sheaf_discard_slab(struct kmem_cache *s, struct slab *slab,
 	__atomic_store_n(&slab->flags, 0, __ATOMIC_RELEASE);
 	if (unlikely(_sheaf_track_on))
 		_sheaf_track_release(slab_address(slab), PAGE_SIZE << slab->order);
-	if (s->flags & SLAB_TYPESAFE_BY_RCU)
-		_sheaf_rcu_free_slab(slab); /* readers may still look inside */
-	else
+	if (s->flags & SLAB_TYPESAFE_BY_RCU) {
+		/* readers may still look inside */
+		atomic_fetch_add_explicit(&rcu_pending, 1, memory_order_relaxed);
+		call_rcu((struct rcu_head *)(void *)&slab->slab_list, free_slab_rcu);
+	} else {
 		_sheaf_pages_free(slab);
+	}
 }
 
 /* Caller holds n->list_lock. */
