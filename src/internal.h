@@ -849,6 +849,10 @@ void _sheaf_refresh_inline_all(void);   /* takes slab_mutex */
  * (preload.c) overrides this weak no-op to follow in its size table. */
 void _sheaf_inline_changed(void);
 bool _sheaf_pcs_init(struct kmem_cache *s);
+struct slab_sheaf *_sheaf_pcs_take_spare(struct kmem_cache *s, unsigned int want,
+					 unsigned int *slotp);   /* prefill */
+bool _sheaf_pcs_give_spare(struct kmem_cache *s, struct slab_sheaf *sheaf,
+			   unsigned int *slotp);             /* return */
 void *_sheaf_pcs_alloc(struct kmem_cache *s, gfp_t gfp);
 void _sheaf_pcs_free(struct kmem_cache *s, struct slab *slab, void *obj);
 int _sheaf_pcs_alloc_bulk(struct kmem_cache *s, gfp_t gfp, size_t nr, void **p);

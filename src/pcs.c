@@ -525,6 +525,55 @@ int _sheaf_pcs_test_hold(struct kmem_cache *s, bool hold)
 	return 0;
 }
 
+/* ------------------------------------------------- prefilled sheaves */
+
+/*
+ * For kmem_cache_prefill_sheaf(): the slot's spare, topped up from the
+ * slot's main sheaf when it holds fewer than want objects (objects the
+ * slot has cached anyway, often recycled through RCU, rather than from
+ * slabs).  NULL when the slot is busy or has no spare.  *slotp: the slot.
+ */
+struct slab_sheaf *_sheaf_pcs_take_spare(struct kmem_cache *s, unsigned int want,
+					 unsigned int *slotp)
+{
+	struct sheaf_pcs *pcs = sheaf_pcs_trylock(s, slotp);
+	if (!pcs)
+		return NULL;
+	struct slab_sheaf *sheaf = pcs->spare;
+	if (sheaf) {
+		pcs->spare = NULL;
+		if (sheaf->size < want) {
+			struct slab_sheaf *main = pcs->main;
+			unsigned int take = MIN(s->hot.sheaf_capacity - sheaf->size,
+						main->size);
+			main->size -= take;
+			memcpy(&sheaf->objects[sheaf->size], &main->objects[main->size],
+			       take * sizeof(void *));
+			sheaf->size += take;
+		}
+	}
+	sheaf_pcs_unlock(pcs);
+	return sheaf;
+}
+
+/*
+ * For kmem_cache_return_sheaf(): the sheaf becomes the slot's spare if the
+ * slot has none (partly used or not: the fast paths cope with any spare).
+ * False when the slot is busy or has a spare.
+ */
+bool _sheaf_pcs_give_spare(struct kmem_cache *s, struct slab_sheaf *sheaf,
+			   unsigned int *slotp)
+{
+	struct sheaf_pcs *pcs = sheaf_pcs_trylock(s, slotp);
+	if (!pcs)
+		return false;
+	bool taken = !pcs->spare;
+	if (taken)
+		pcs->spare = sheaf;
+	sheaf_pcs_unlock(pcs);
+	return taken;
+}
+
 /* ------------------------------------------------- create, flush, destroy */
 
 bool _sheaf_pcs_init(struct kmem_cache *s)

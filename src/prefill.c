@@ -93,30 +93,10 @@ SHEAF_EXPORT struct slab_sheaf *kmem_cache_prefill_sheaf(struct kmem_cache *s,
 	if (!cache_has_sheaves(s) || size > s->hot.sheaf_capacity)
 		return prefill_oversize(s, gfp, size, slot);
 
-	struct slab_sheaf *sheaf = NULL;
-	struct sheaf_pcs *pcs = sheaf_pcs_trylock(s, &slot);
-	if (pcs && pcs->spare) {
-		sheaf = pcs->spare;
-		pcs->spare = NULL;
-		/*
-		 * Top it up from the slot's main sheaf first: objects the slot
-		 * has cached anyway (often recycled through RCU) rather than
-		 * from slabs.  The sheaf still goes out full.
-		 */
-		if (sheaf->size < size) {
-			struct slab_sheaf *main = pcs->main;
-			unsigned int take = MIN(s->hot.sheaf_capacity - sheaf->size,
-						main->size);
-			main->size -= take;
-			memcpy(&sheaf->objects[sheaf->size], &main->objects[main->size],
-			       take * sizeof(void *));
-			sheaf->size += take;
-		}
-		sheaf_pcs_unlock(pcs);
+	struct slab_sheaf *sheaf = _sheaf_pcs_take_spare(s, size, &slot);
+	if (sheaf) {
 		stat(s, SHEAF_STAT_SHEAF_PREFILL_FAST, slot);
 	} else {
-		if (pcs)
-			sheaf_pcs_unlock(pcs);
 		sheaf = _sheaf_barn_get_full_or_empty(sheaf_local_barn(s));
 		stat(s, SHEAF_STAT_SHEAF_PREFILL_SLOW, slot);
 		if (sheaf)
@@ -202,16 +182,9 @@ SHEAF_EXPORT void kmem_cache_return_sheaf(struct kmem_cache *s, gfp_t gfp,
 		_sheaf_discard_sheaf(s, sheaf, slot);
 		return;
 	}
-	struct sheaf_pcs *pcs = sheaf_pcs_trylock(s, &slot);
-	if (pcs) {
-		if (!pcs->spare) {
-			/* Partly used or not: the fast paths cope with any spare. */
-			pcs->spare = sheaf;
-			sheaf_pcs_unlock(pcs);
-			stat(s, SHEAF_STAT_SHEAF_RETURN_FAST, slot);
-			return;
-		}
-		sheaf_pcs_unlock(pcs);
+	if (_sheaf_pcs_give_spare(s, sheaf, &slot)) {
+		stat(s, SHEAF_STAT_SHEAF_RETURN_FAST, slot);
+		return;
 	}
 	stat(s, SHEAF_STAT_SHEAF_RETURN_SLOW, slot);
 	struct node_barn *barn = sheaf_local_barn(s);
