@@ -545,6 +545,14 @@ SHEAF_EXPORT void kvfree_rcu_barrier(void)
 	cb_barrier();
 }
 
+SHEAF_EXPORT bool sheaf_test_rcu_worker_busy(void)
+{
+	sheaf_lock(&worker.lock, LR_LEAF);
+	bool busy = worker.busy;
+	sheaf_unlock(&worker.lock, LR_LEAF);
+	return busy;
+}
+
 SHEAF_EXPORT size_t sheaf_rcu_recycled_objects(struct kmem_cache *s)
 {
 	return s ? atomic_load_explicit(&s->rcu_recycled, memory_order_relaxed) : 0;

@@ -378,7 +378,13 @@ static void test_fork_in_grace_period(void **state)
 		assert_non_null(n);
 		kfree_rcu(n, rcu);
 	}
-	usleep(30000); /* the worker is in synchronize_rcu() now */
+	/* Until the worker holds the batch, in synchronize_rcu() behind the
+	 * reader (a fixed 30 ms sleep was not always enough on a loaded VM:
+	 * the fork then came with the reader inside its section, and the
+	 * child's grace period waited for a thread it does not have). */
+	for (int i = 0; i < 10000 && !sheaf_test_rcu_worker_busy(); i++)
+		usleep(1000);
+	assert_true(sheaf_test_rcu_worker_busy());
 	assert_int_equal(pthread_create(&rel, NULL, release_later, NULL), 0);
 	pid_t pid = fork();
 	assert_true(pid >= 0);

@@ -120,6 +120,13 @@ void kvfree_rcu_barrier_on_cache(struct kmem_cache *s);
  */
 size_t sheaf_rcu_recycled_objects(struct kmem_cache *s);
 
+/*
+ * Test hook: whether the RCU worker holds a batch of sheaves now (waiting
+ * for its grace period, or finishing it), so that a test can reach that
+ * state without guessing how long the worker takes to wake.
+ */
+bool sheaf_test_rcu_worker_busy(void);
+
 #ifdef __cplusplus
 }
 #endif
