@@ -849,6 +849,8 @@ void _sheaf_refresh_inline_all(void);   /* takes slab_mutex */
  * (preload.c) overrides this weak no-op to follow in its size table. */
 void _sheaf_inline_changed(void);
 bool _sheaf_pcs_init(struct kmem_cache *s);
+bool _sheaf_pcs_kfree_rcu(struct kmem_cache *s, void *obj);
+void _sheaf_pcs_submit_rcu_sheaves(struct kmem_cache *s); /* barriers */
 struct slab_sheaf *_sheaf_pcs_take_spare(struct kmem_cache *s, unsigned int want,
 					 unsigned int *slotp);   /* prefill */
 bool _sheaf_pcs_give_spare(struct kmem_cache *s, struct slab_sheaf *sheaf,

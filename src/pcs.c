@@ -525,6 +525,81 @@ int _sheaf_pcs_test_hold(struct kmem_cache *s, bool hold)
 	return 0;
 }
 
+/* ------------------------------------------------------------ kfree_rcu */
+
+/*
+ * The sheaf path of kfree_rcu (the kernel's __kfree_rcu_sheaf): obj goes
+ * to the slot's rcu_free sheaf, which goes whole to the RCU layer's worker
+ * when full.  False when the slot is busy or no sheaf can be had; the
+ * caller (rcu.c) then takes the per-object path.
+ */
+bool _sheaf_pcs_kfree_rcu(struct kmem_cache *s, void *obj)
+{
+	unsigned int slot, cap = s->hot.sheaf_capacity;
+	struct sheaf_pcs *pcs = sheaf_pcs_trylock(s, &slot);
+	if (!pcs)
+		return false;
+	struct slab_sheaf *rf = pcs->rcu_free;
+	if (!rf) {
+		if (pcs->spare && pcs->spare->size == 0) {
+			rf = pcs->spare;
+			pcs->spare = NULL;
+		} else {
+			rf = _sheaf_barn_get_empty(sheaf_local_barn(s));
+		}
+		if (!rf) {
+			sheaf_pcs_unlock(pcs);
+			struct slab_sheaf *empty = _sheaf_alloc_sheaf(s, GFP_NOWAIT, cap, slot);
+			if (!empty)
+				return false;
+			pcs = sheaf_pcs_trylock(s, &slot);
+			if (!pcs) {
+				_sheaf_offer_empty(s, empty, sheaf_slot());
+				return false;
+			}
+			if (pcs->rcu_free) { /* installed meanwhile */
+				_sheaf_offer_empty(s, empty, slot);
+				rf = pcs->rcu_free;
+			} else {
+				rf = empty;
+			}
+		}
+		pcs->rcu_free = rf;
+	}
+	rf->objects[rf->size++] = obj;
+	if (rf->size >= cap) {
+		pcs->rcu_free = NULL;
+		/* Submitted under the slot lock: a barrier cannot miss it. */
+		_sheaf_rcu_submit_sheaf(s, rf, true, slot);
+	}
+	sheaf_pcs_unlock(pcs);
+	stat(s, SHEAF_STAT_FREE_RCU_SHEAF, slot);
+	return true;
+}
+
+/*
+ * Submit the partly filled rcu_free sheaves of every slot of s.  After the
+ * grace period their objects go to slabs (the kernel's
+ * rcu_free_sheaf_nobarn): the barn's full list takes full sheaves only.
+ */
+void _sheaf_pcs_submit_rcu_sheaves(struct kmem_cache *s)
+{
+	if (!cache_has_sheaves(s))
+		return;
+	sheaf_lock(s->flush_lock, LR_FLUSH);
+	_sheaf_pcs_remote_lock_all(s);
+	for (unsigned int i = 0; i < _sheaf_nr_slots; i++) {
+		struct sheaf_pcs *pcs = &s->hot.pcs[i];
+		struct slab_sheaf *rf = pcs->rcu_free;
+		if (rf) {
+			pcs->rcu_free = NULL;
+			_sheaf_rcu_submit_sheaf(s, rf, false, i);
+		}
+	}
+	_sheaf_pcs_remote_unlock_all(s);
+	sheaf_unlock(s->flush_lock, LR_FLUSH);
+}
+
 /* ------------------------------------------------- prefilled sheaves */
 
 /*

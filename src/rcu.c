@@ -295,54 +295,6 @@ static void worker_barrier(void)
 	sheaf_unlock(&worker.lock, LR_LEAF);
 }
 
-/*
- * The sheaf path of kfree_rcu (the kernel's __kfree_rcu_sheaf): false when
- * the slot is busy or no sheaf can be had; the caller then takes the
- * per-object path.
- */
-static bool kfree_rcu_sheaf(struct kmem_cache *s, void *obj)
-{
-	unsigned int slot, cap = s->hot.sheaf_capacity;
-	struct sheaf_pcs *pcs = sheaf_pcs_trylock(s, &slot);
-	if (!pcs)
-		return false;
-	struct slab_sheaf *rf = pcs->rcu_free;
-	if (!rf) {
-		if (pcs->spare && pcs->spare->size == 0) {
-			rf = pcs->spare;
-			pcs->spare = NULL;
-		} else {
-			rf = _sheaf_barn_get_empty(sheaf_local_barn(s));
-		}
-		if (!rf) {
-			sheaf_pcs_unlock(pcs);
-			struct slab_sheaf *empty = _sheaf_alloc_sheaf(s, GFP_NOWAIT, cap, slot);
-			if (!empty)
-				return false;
-			pcs = sheaf_pcs_trylock(s, &slot);
-			if (!pcs) {
-				_sheaf_offer_empty(s, empty, sheaf_slot());
-				return false;
-			}
-			if (pcs->rcu_free) { /* installed meanwhile */
-				_sheaf_offer_empty(s, empty, slot);
-				rf = pcs->rcu_free;
-			} else {
-				rf = empty;
-			}
-		}
-		pcs->rcu_free = rf;
-	}
-	rf->objects[rf->size++] = obj;
-	if (rf->size >= cap) {
-		pcs->rcu_free = NULL;
-		/* Submitted under the slot lock: a barrier cannot miss it. */
-		_sheaf_rcu_submit_sheaf(s, rf, true, slot);
-	}
-	sheaf_pcs_unlock(pcs);
-	stat(s, SHEAF_STAT_FREE_RCU_SHEAF, slot);
-	return true;
-}
 
 /* ------------------------------------------------- per-object paths */
 
@@ -471,7 +423,7 @@ SHEAF_EXPORT void sheaf_kvfree_call_rcu(struct rcu_head *head, void *ptr)
 			WRITE_ONCE(s->rcu_used, true);
 		if (cache_has_sheaves(s) &&
 		    (_sheaf_nr_nodes == 1 || slab->node == sheaf_node())) {
-			if (kfree_rcu_sheaf(s, ptr))
+			if (_sheaf_pcs_kfree_rcu(s, ptr))
 				return;
 			stat_here(s, SHEAF_STAT_FREE_RCU_SHEAF_FAIL);
 		}
@@ -491,28 +443,6 @@ SHEAF_EXPORT void sheaf_kvfree_call_rcu(struct rcu_head *head, void *ptr)
 
 /* ------------------------------------------------------------ barriers */
 
-/*
- * Submit the partly filled rcu_free sheaves of every slot of s.  After the
- * grace period their objects go to slabs (the kernel's
- * rcu_free_sheaf_nobarn): the barn's full list takes full sheaves only.
- */
-static void submit_rcu_sheaves(struct kmem_cache *s)
-{
-	if (!cache_has_sheaves(s))
-		return;
-	sheaf_lock(s->flush_lock, LR_FLUSH);
-	_sheaf_pcs_remote_lock_all(s);
-	for (unsigned int i = 0; i < _sheaf_nr_slots; i++) {
-		struct sheaf_pcs *pcs = &s->hot.pcs[i];
-		struct slab_sheaf *rf = pcs->rcu_free;
-		if (rf) {
-			pcs->rcu_free = NULL;
-			_sheaf_rcu_submit_sheaf(s, rf, false, i);
-		}
-	}
-	_sheaf_pcs_remote_unlock_all(s);
-	sheaf_unlock(s->flush_lock, LR_FLUSH);
-}
 
 static void submit_batch(void)
 {
@@ -526,7 +456,7 @@ SHEAF_EXPORT void kvfree_rcu_barrier_on_cache(struct kmem_cache *s)
 	if (!s)
 		return;
 	cache_check_live(s, "kvfree_rcu_barrier_on_cache", __builtin_return_address(0));
-	submit_rcu_sheaves(s);
+	_sheaf_pcs_submit_rcu_sheaves(s);
 	submit_batch();
 	worker_barrier();
 	cb_barrier();
@@ -538,7 +468,7 @@ SHEAF_EXPORT void kvfree_rcu_barrier(void)
 	sheaf_init();
 	sheaf_lock(&_sheaf_slab_mutex, LR_SLAB_MUTEX);
 	list_for_each_entry(s, &_sheaf_slab_caches, list)
-		submit_rcu_sheaves(s);
+		_sheaf_pcs_submit_rcu_sheaves(s);
 	sheaf_unlock(&_sheaf_slab_mutex, LR_SLAB_MUTEX);
 	submit_batch();
 	worker_barrier();
