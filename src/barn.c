@@ -34,13 +34,13 @@ static inline struct slab_sheaf *pop_locked(struct slab_sheaf **top, unsigned in
 
 static inline void barn_lock(struct node_barn *barn)
 {
-	sheaf_spin_lock(&barn->lock);
+	sheaf_barn_lock(&barn->lock);
 	sheaf_debug_yield();
 }
 
 static inline void barn_unlock(struct node_barn *barn)
 {
-	sheaf_spin_unlock(&barn->lock);
+	sheaf_barn_unlock(&barn->lock);
 }
 
 void _sheaf_barn_init(struct node_barn *barn)

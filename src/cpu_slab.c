@@ -132,7 +132,7 @@ static void cpu_remote_lock_all(struct kmem_cache *s)
  */
 static void cpu_remote_stop(struct kmem_cache *s)
 {
-	sheaf_lock(s->flush_lock, LR_FLUSH);
+	sheaf_lock(cache_flush_lock(s), LR_FLUSH);
 	if (_sheaf_rseq_mode) {
 		for (unsigned int i = 0; i < _sheaf_nr_slots; i++)
 			__atomic_store_n(&s->cpu_slab[i].stop, 1, __ATOMIC_SEQ_CST);
@@ -178,7 +178,7 @@ static void cpu_remote_unlock_all(struct kmem_cache *s)
 			slot_unlock(c, tid, READ_ONCE(c->freelist));
 		}
 	}
-	sheaf_unlock(s->flush_lock, LR_FLUSH);
+	sheaf_unlock(cache_flush_lock(s), LR_FLUSH);
 }
 
 static SHEAF_NOINLINE void *slab_alloc_slow(struct kmem_cache *s, gfp_t gfp,

@@ -294,13 +294,14 @@ static inline void sheaf_unlock(pthread_mutex_t *m, enum sheaf_lock_rank r)
 	_sheaf_lock_release(r);
 }
 
-static inline void sheaf_spin_lock(pthread_spinlock_t *l)
+/* The barn's lock, the one spin lock of the library (rank LR_BARN). */
+static inline void sheaf_barn_lock(pthread_spinlock_t *l)
 {
 	_sheaf_lock_acquire(LR_BARN);
 	pthread_spin_lock(l);
 }
 
-static inline void sheaf_spin_unlock(pthread_spinlock_t *l)
+static inline void sheaf_barn_unlock(pthread_spinlock_t *l)
 {
 	pthread_spin_unlock(l);
 	_sheaf_lock_release(LR_BARN);
@@ -544,8 +545,8 @@ struct kmem_cache {
 	struct list_head list;               /* slab_caches, under slab_mutex */
 	size_t meta_size;
 	struct node_barn *barn[MAX_NUMNODES]; /* sheaf caches only */
-	pthread_mutex_t *flush_lock;         /* serializes remote slot access */
-	void *fork_state;                    /* the pool block (see below) */
+	void *fork_state;                    /* the pool block (see below); its
+					      * first line is the flush lock */
 	size_t fork_size;
 	bool rcu_used;                       /* kfree_rcu() has seen the cache */
 	atomic_size_t rcu_recycled;          /* objects recycled through RCU */
@@ -557,6 +558,13 @@ struct kmem_cache {
 static inline bool cache_has_sheaves(const struct kmem_cache *s)
 {
 	return s->hot.pcs != NULL;
+}
+
+/* The cache's flush lock (serializes remote owners of its slots): the
+ * first bytes of its fork-state block. */
+static inline pthread_mutex_t *cache_flush_lock(struct kmem_cache *s)
+{
+	return (pthread_mutex_t *)s->fork_state;
 }
 
 static inline void *get_freepointer(struct kmem_cache *s, void *obj)

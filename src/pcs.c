@@ -96,7 +96,7 @@ SHEAF_EXPORT unsigned int sheaf_auto_capacity(unsigned int size)
 	return MIN(cap, SHEAF_MAX_CAPACITY);
 }
 
-/* Every slot of s (caller holds s->flush_lock). */
+/* Every slot of s (caller holds the cache's flush lock). */
 void _sheaf_pcs_remote_lock_all(struct kmem_cache *s)
 {
 	sheaf_lock_held(LR_FLUSH);
@@ -586,7 +586,7 @@ void _sheaf_pcs_submit_rcu_sheaves(struct kmem_cache *s)
 {
 	if (!cache_has_sheaves(s))
 		return;
-	sheaf_lock(s->flush_lock, LR_FLUSH);
+	sheaf_lock(cache_flush_lock(s), LR_FLUSH);
 	_sheaf_pcs_remote_lock_all(s);
 	for (unsigned int i = 0; i < _sheaf_nr_slots; i++) {
 		struct sheaf_pcs *pcs = &s->hot.pcs[i];
@@ -597,7 +597,7 @@ void _sheaf_pcs_submit_rcu_sheaves(struct kmem_cache *s)
 		}
 	}
 	_sheaf_pcs_remote_unlock_all(s);
-	sheaf_unlock(s->flush_lock, LR_FLUSH);
+	sheaf_unlock(cache_flush_lock(s), LR_FLUSH);
 }
 
 /* ------------------------------------------------- prefilled sheaves */
@@ -675,7 +675,7 @@ bool _sheaf_pcs_init(struct kmem_cache *s)
  */
 void _sheaf_pcs_flush_all(struct kmem_cache *s)
 {
-	sheaf_lock(s->flush_lock, LR_FLUSH);
+	sheaf_lock(cache_flush_lock(s), LR_FLUSH);
 	_sheaf_pcs_remote_lock_all(s);
 	for (unsigned int i = 0; i < _sheaf_nr_slots; i++) {
 		struct sheaf_pcs *pcs = &s->hot.pcs[i];
@@ -693,7 +693,7 @@ void _sheaf_pcs_flush_all(struct kmem_cache *s)
 	_sheaf_pcs_remote_unlock_all(s);
 	for (unsigned int n = 0; n < _sheaf_nr_nodes; n++)
 		_sheaf_barn_shrink(s, s->barn[n]);
-	sheaf_unlock(s->flush_lock, LR_FLUSH);
+	sheaf_unlock(cache_flush_lock(s), LR_FLUSH);
 }
 
 /* After a successful flush with no users left: free the main sheaves. */
@@ -709,7 +709,7 @@ void _sheaf_pcs_destroy(struct kmem_cache *s)
 size_t _sheaf_pcs_cached_objects(struct kmem_cache *s)
 {
 	size_t n = 0;
-	sheaf_lock(s->flush_lock, LR_FLUSH);
+	sheaf_lock(cache_flush_lock(s), LR_FLUSH);
 	_sheaf_pcs_remote_lock_all(s);
 	for (unsigned int i = 0; i < _sheaf_nr_slots; i++) {
 		struct sheaf_pcs *pcs = &s->hot.pcs[i];
@@ -722,7 +722,7 @@ size_t _sheaf_pcs_cached_objects(struct kmem_cache *s)
 	_sheaf_pcs_remote_unlock_all(s);
 	for (unsigned int k = 0; k < _sheaf_nr_nodes; k++)
 		n += _sheaf_barn_objects(s->barn[k], NULL, NULL);
-	sheaf_unlock(s->flush_lock, LR_FLUSH);
+	sheaf_unlock(cache_flush_lock(s), LR_FLUSH);
 	return n;
 }
 
@@ -734,7 +734,7 @@ size_t _sheaf_pcs_cached_objects(struct kmem_cache *s)
  */
 void _sheaf_pcs_fork_stop(struct kmem_cache *s)
 {
-	sheaf_lock(s->flush_lock, LR_FLUSH);
+	sheaf_lock(cache_flush_lock(s), LR_FLUSH);
 	_sheaf_slots_stop(s->hot.pcs);
 }
 
@@ -742,7 +742,7 @@ void _sheaf_pcs_fork_wait(struct kmem_cache *s)
 {
 	_sheaf_slots_wait(s->hot.pcs);
 	for (unsigned int n = 0; n < _sheaf_nr_nodes; n++)
-		sheaf_spin_lock(&s->barn[n]->lock);
+		sheaf_barn_lock(&s->barn[n]->lock);
 }
 
 /*
@@ -755,9 +755,9 @@ void _sheaf_pcs_fork_wait(struct kmem_cache *s)
 void _sheaf_pcs_unlock_all(struct kmem_cache *s, bool child)
 {
 	for (unsigned int n = 0; n < _sheaf_nr_nodes; n++)
-		sheaf_spin_unlock(&s->barn[n]->lock);
+		sheaf_barn_unlock(&s->barn[n]->lock);
 	if (child)
 		_sheaf_slots_reset(s->hot.pcs);
 	_sheaf_pcs_remote_unlock_all(s);
-	sheaf_unlock(s->flush_lock, LR_FLUSH);
+	sheaf_unlock(cache_flush_lock(s), LR_FLUSH);
 }

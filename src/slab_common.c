@@ -85,7 +85,6 @@ struct kmem_cache *_sheaf_cache_create(const char *name, unsigned int size,
 	s->meta_size = total;
 	s->fork_state = fk;
 	s->fork_size = fork_size;
-	s->flush_lock = (pthread_mutex_t *)fk;
 	s->cpu_slab = cap ? NULL : (struct kmem_cache_cpu *)(fk + off_cpu);
 	s->stats = (struct sheaf_stat_slot *)(mem + off_stats);
 	for (unsigned int n = 0; n < _sheaf_nr_nodes; n++) {
@@ -101,7 +100,7 @@ struct kmem_cache *_sheaf_cache_create(const char *name, unsigned int size,
 	s->flags = flags;
 	s->ctor = args->ctor;
 	s->kind = (uint8_t)kind;
-	pthread_mutex_init(s->flush_lock, NULL);
+	pthread_mutex_init(cache_flush_lock(s), NULL);
 	if (!_sheaf_calculate_sizes(s, args)) {
 		meta_free(s);
 		errno = EINVAL;
@@ -286,7 +285,6 @@ static void cache_bury(struct kmem_cache *s)
 	__atomic_or_fetch(&s->flags, SLAB_DESTROYED, __ATOMIC_RELEASE);
 	_sheaf_meta_pool_free(s->fork_state, s->fork_size);
 	s->fork_state = NULL;
-	s->flush_lock = NULL;
 	s->hot.pcs = NULL;
 	s->cpu_slab = NULL;
 	memset(s->node, 0, sizeof(s->node));
