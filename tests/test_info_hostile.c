@@ -45,36 +45,16 @@
 
 #include <sheaf/info.h>
 
+#include "info_test_util.h"
+
 static const char *sheafinfo, *target;
 
 /* ------------------------------------------------------------ helpers */
-
-static uint64_t now_ms(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
-}
 
 static void nap_ms(long ms)
 {
 	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
 	nanosleep(&ts, NULL);
-}
-
-static char *shm_path(pid_t pid, char *buf, size_t len)
-{
-	snprintf(buf, len, "/dev/shm" SHEAF_INFO_SHM_PREFIX "%d", (int)pid);
-	return buf;
-}
-
-static char *pid_str(pid_t pid)
-{
-	static char b[4][16];
-	static int i;
-	char *s = b[i++ & 3];
-	snprintf(s, 16, "%d", (int)pid);
-	return s;
 }
 
 /* Paths and processes to remove at the end of each test, even a failed one. */
@@ -100,46 +80,6 @@ static void forget_child(pid_t pid)
 	for (int i = 0; i < nr_children; i++)
 		if (children[i] == pid)
 			children[i] = children[--nr_children];
-}
-
-static uint64_t start_time_of(pid_t pid)
-{
-	char path[64], buf[1024];
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	FILE *f = fopen(path, "r");
-	assert_non_null(f);
-	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = 0;
-	char *s = strrchr(buf, ')');
-	assert_non_null(s);
-	s++;
-	for (int field = 3; field < 22 && s; field++)
-		s = strchr(s + 1, ' ');
-	assert_non_null(s);
-	return strtoull(s + 1, NULL, 10);
-}
-
-static char *slurp(int fd)
-{
-	size_t cap = 4096, len = 0;
-	char *b = malloc(cap);
-	assert_non_null(b);
-	for (;;) {
-		if (len + 1 == cap) {
-			cap *= 2;
-			b = realloc(b, cap);
-			assert_non_null(b);
-		}
-		ssize_t n = pread(fd, b + len, cap - len - 1, (off_t)len);
-		assert_true(n >= 0);
-		if (n == 0)
-			break;
-		len += (size_t)n;
-	}
-	b[len] = 0;
-	close(fd);
-	return b;
 }
 
 /* What one sheafinfo run did. */

@@ -38,6 +38,8 @@
 
 #include <sheaf/info.h>
 
+#include "info_test_util.h"
+
 static const char *sheafinfo, *target;
 /* Non-zero: run_tool() runs sheafinfo as this user (and group). */
 static uid_t tool_uid;
@@ -139,13 +141,6 @@ static void start_target(struct proc *p, const char *stats)
 	start_target_iv(p, stats, NULL);
 }
 
-static uint64_t now_ms(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
-}
-
 static void nap(void)
 {
 	struct timespec ts = { 0, 10 * 1000000L };
@@ -190,29 +185,6 @@ static int end_target(struct proc *p, bool ask)
 	assert_int_equal(waitpid(p->pid, &st, 0), p->pid);
 	forget(p->pid);
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
-
-static char *slurp(int fd)
-{
-	size_t cap = 4096, len = 0;
-	char *b = malloc(cap);
-	assert_non_null(b);
-	lseek(fd, 0, SEEK_SET);
-	for (;;) {
-		if (len + 1 == cap) {
-			cap *= 2;
-			b = realloc(b, cap);
-			assert_non_null(b);
-		}
-		ssize_t n = read(fd, b + len, cap - len - 1);
-		assert_true(n >= 0);
-		if (n == 0)
-			break;
-		len += (size_t)n;
-	}
-	b[len] = 0;
-	close(fd);
-	return b;
 }
 
 /* Run sheafinfo with args (NULL-terminated); its exit status, out, err. */
@@ -288,25 +260,10 @@ static uint64_t json_value(const char *obj, const char *key)
 	return strtoull(s + strlen(pat), NULL, 10);
 }
 
-static char *shm_path(pid_t pid, char *buf, size_t len)
-{
-	snprintf(buf, len, "/dev/shm" SHEAF_INFO_SHM_PREFIX "%d", (int)pid);
-	return buf;
-}
-
 static bool published(pid_t pid)
 {
 	char path[64];
 	return access(shm_path(pid, path, sizeof(path)), F_OK) == 0;
-}
-
-static char *pid_str(pid_t pid)
-{
-	static char b[4][16];
-	static int i;
-	char *s = b[i++ & 3];
-	snprintf(s, 16, "%d", (int)pid);
-	return s;
 }
 
 static const char *counter_names[] = {
@@ -514,24 +471,6 @@ static void kill_sleeper(pid_t pid)
 	kill(pid, SIGKILL);
 	waitpid(pid, NULL, 0);
 	forget(pid);
-}
-
-static uint64_t start_time_of(pid_t pid)
-{
-	char path[64], buf[1024];
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	FILE *f = fopen(path, "r");
-	assert_non_null(f);
-	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = 0;
-	char *s = strrchr(buf, ')');
-	assert_non_null(s);
-	s++;
-	for (int field = 3; field < 22 && s; field++)
-		s = strchr(s + 1, ' ');
-	assert_non_null(s);
-	return strtoull(s + 1, NULL, 10);
 }
 
 /* A fake page for pid: a valid header, then `tweak` applied. */
