@@ -134,6 +134,7 @@ static struct {
 	uint64_t submitted, completed;
 	unsigned int waiters;  /* threads in worker_barrier() */
 	bool started, sleeping;
+	bool running;          /* the started worker reached its loop */
 	bool busy;             /* a batch taken: in its grace period or finishing */
 	bool forking;          /* fork() under way: take no new batch */
 } worker SHEAF_FORK_DATA = {
@@ -147,6 +148,8 @@ static void *sheaf_worker(void *arg)
 {
 	(void)arg;
 	sheaf_lock(&worker.lock, LR_LEAF);
+	worker.running = true;
+	pthread_cond_broadcast(&worker.idle);
 	for (;;) {
 		while ((!worker.pending && !worker.cbs) || worker.forking) {
 			worker.sleeping = true;
@@ -299,22 +302,25 @@ static void worker_barrier(void)
 /* ------------------------------------------------- per-object paths */
 
 /*
- * Per-object callbacks queued and not finished: incremented when queued,
- * decremented at the end of the callback.  After worker_barrier() only
- * those given to liburcu's call_rcu() (kfree_rcu() callbacks when no
- * worker thread could be started) can remain, besides the slab layer's
- * SLAB_TYPESAFE_BY_RCU slabs (_sheaf_slab_rcu_pending()); a kvfree_rcu
- * barrier needs liburcu's rcu_barrier() (which waits for the call_rcu
- * helper thread, asleep up to 10 ms between batches) only when either is
- * not zero.
+ * Per-object callbacks given to liburcu's call_rcu() (kfree_rcu()
+ * callbacks when no worker thread could be started) and not finished:
+ * incremented when queued, decremented at the end of the callback.  Those
+ * the worker runs are covered by worker_barrier() and not counted here.
+ * A kvfree_rcu barrier needs liburcu's rcu_barrier() only when this count
+ * or the slab layer's SLAB_TYPESAFE_BY_RCU slabs
+ * (_sheaf_slab_rcu_pending()) are not zero: rcu_barrier() allocates,
+ * takes liburcu's locks and waits for the call_rcu helper (asleep up to
+ * 10 ms between batches), all for nothing when libsheaf never used it.
+ * (Counting the worker's callbacks too, as before, made every barrier
+ * call it while any other thread had a kfree_rcu() queued; under ASan,
+ * whose allocator keeps no lock across fork(), its calloc() racing a
+ * fork() left the child's allocator locked: tests/test_fork.c.)
  */
-static _Atomic long cb_pending;
+static _Atomic long urcu_cb_pending;
 
-/* To liburcu's call_rcu(): what rcu_barrier() must cover. */
-static void queue_cb(struct rcu_head *head, void (*fn)(struct rcu_head *))
+static void urcu_cb_done(void)
 {
-	atomic_fetch_add_explicit(&cb_pending, 1, memory_order_relaxed);
-	call_rcu(head, fn);
+	atomic_fetch_sub_explicit(&urcu_cb_pending, 1, memory_order_release);
 }
 
 /*
@@ -323,31 +329,29 @@ static void queue_cb(struct rcu_head *head, void (*fn)(struct rcu_head *))
  * liburcu's call_rcu() helper, which sleeps about 10 ms between batches: a
  * kvfree_rcu barrier then waits for the worker only (the kernel, too,
  * batches the per-object kfree_rcu() path itself, and its rcu_barrier()
- * does not wait for it: kvfree_rcu_barrier() does).  liburcu's call_rcu()
- * when no worker can be started.
+ * does not wait for it: kvfree_rcu_barrier() does).  To liburcu's
+ * call_rcu() as urcu_fn (fn, then urcu_cb_done()) when no worker can be
+ * started.
  */
-static void queue_kfree_cb(struct rcu_head *head, void (*fn)(struct rcu_head *))
+static void queue_kfree_cb(struct rcu_head *head, void (*fn)(struct rcu_head *),
+			   void (*urcu_fn)(struct rcu_head *))
 {
 	if (unlikely(!worker_enter())) {
-		queue_cb(head, fn);
+		atomic_fetch_add_explicit(&urcu_cb_pending, 1,
+					  memory_order_relaxed);
+		call_rcu(head, urcu_fn);
 		return;
 	}
-	atomic_fetch_add_explicit(&cb_pending, 1, memory_order_relaxed);
 	head->func = fn;
 	head->next.next = (struct cds_wfcq_node *)(void *)worker.cbs;
 	worker.cbs = head;
 	worker_submitted();
 }
 
-static void cb_done(void)
-{
-	atomic_fetch_sub_explicit(&cb_pending, 1, memory_order_release);
-}
-
-/* liburcu's rcu_barrier(), when a libsheaf callback may be outstanding. */
+/* liburcu's rcu_barrier(), when a libsheaf callback may be in its queue. */
 static void cb_barrier(void)
 {
-	if (atomic_load_explicit(&cb_pending, memory_order_acquire) != 0 ||
+	if (atomic_load_explicit(&urcu_cb_pending, memory_order_acquire) != 0 ||
 	    _sheaf_slab_rcu_pending() != 0) /* SLAB_TYPESAFE_BY_RCU slabs */
 		rcu_barrier();
 }
@@ -355,7 +359,12 @@ static void cb_barrier(void)
 static void kfree_rcu_cb(struct rcu_head *head)
 {
 	kfree(_sheaf_obj_start(head));
-	cb_done();
+}
+
+static void kfree_rcu_cb_urcu(struct rcu_head *head)
+{
+	kfree_rcu_cb(head);
+	urcu_cb_done();
 }
 
 /*
@@ -378,7 +387,12 @@ static void ptr_batch_cb(struct rcu_head *head)
 	for (size_t i = 0; i < b->n; i++)
 		kfree(b->ptrs[i]);
 	kfree(b);
-	cb_done();
+}
+
+static void ptr_batch_cb_urcu(struct rcu_head *head)
+{
+	ptr_batch_cb(head);
+	urcu_cb_done();
 }
 
 /* Caller holds batch_lock. */
@@ -386,7 +400,8 @@ static void batch_submit_locked(void)
 {
 	sheaf_lock_held(LR_BATCH);
 	if (cur_batch && cur_batch->n) {
-		queue_kfree_cb(&cur_batch->rcu, ptr_batch_cb);
+		queue_kfree_cb(&cur_batch->rcu, ptr_batch_cb,
+			       ptr_batch_cb_urcu);
 		cur_batch = NULL;
 	}
 }
@@ -432,7 +447,7 @@ SHEAF_EXPORT void sheaf_kvfree_call_rcu(struct rcu_head *head, void *ptr)
 				      __builtin_return_address(0));
 	}
 	if (head) {
-		queue_kfree_cb(head, kfree_rcu_cb);
+		queue_kfree_cb(head, kfree_rcu_cb, kfree_rcu_cb_urcu);
 		return;
 	}
 	if (batch_add(ptr))
@@ -516,7 +531,10 @@ void _sheaf_rcu_quiesce_worker(void)
 {
 	sheaf_lock(&worker.lock, LR_LEAF);
 	worker.forking = true;
-	while (worker.busy)
+	/* A worker just created may still be in its thread start (a
+	 * sanitizer's runtime allocates there, under locks it does not hold
+	 * across fork()): wait until it reached its loop too. */
+	while (worker.busy || (worker.started && !worker.running))
 		pthread_cond_wait(&worker.idle, &worker.lock);
 	sheaf_unlock(&worker.lock, LR_LEAF);
 }
@@ -542,7 +560,7 @@ void _sheaf_rcu_unlock_worker(bool child)
 			worker.processing = NULL;
 			worker.completed++;
 		}
-		worker.started = worker.sleeping = false;
+		worker.started = worker.sleeping = worker.running = false;
 		worker.waiters = 0;
 		/* Waiters of the parent do not exist here. */
 		pthread_cond_init(&worker.wake, NULL);

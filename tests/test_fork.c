@@ -54,6 +54,16 @@
  * Usage: test_fork [case-glob]   (FORK_ITERS: forks per case, default 1000)
  * Skipped (77) under TSan: it does not support threads in fork()ed
  * children, and the child's kvfree_rcu_barrier() starts one.
+ *
+ * Under ASan (GCC 12's runtime keeps no allocator lock across fork()), a
+ * parent thread inside malloc() at the fork leaves the child's allocator
+ * locked, and the child's first malloc() of that size class waits for
+ * ever: its RCU worker's thread start allocates.  So the background paths
+ * here call no malloc(), and the library makes none of its own on them:
+ * the barriers call liburcu's rcu_barrier() (which does) only when
+ * liburcu holds libsheaf callbacks, and the prefork handler waits for a
+ * just-created RCU worker to be past its thread start.  A hung child's
+ * threads and backtraces are printed before it is killed (dump_hung()).
  */
 #include <errno.h>
 #include <fcntl.h>

@@ -3,8 +3,10 @@
  * barriers, destroy with frees pending, fork, SLAB_TYPESAFE_BY_RCU, and the
  * fallback paths when no sheaf can be had.
  */
+#include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -406,6 +408,81 @@ static void test_fork_in_grace_period(void **state)
 }
 
 /*
+ * liburcu's rcu_barrier(), counted: this definition interposes on
+ * liburcu-memb's (rcu_barrier is urcu_memb_barrier) for libsheaf and the
+ * test alike, and calls the real one.
+ */
+static atomic_ulong urcu_barriers;
+
+void urcu_memb_barrier(void);
+void urcu_memb_barrier(void)
+{
+	static void (*real)(void);
+	if (!real) {
+		real = (void (*)(void))dlsym(RTLD_NEXT, "urcu_memb_barrier");
+		assert_non_null(real);
+	}
+	atomic_fetch_add(&urcu_barriers, 1);
+	real();
+}
+
+static struct kmem_cache *freer_cache;
+static atomic_bool freer_stop;
+static atomic_ulong freer_ops;
+
+static void *rcu_freer(void *arg)
+{
+	(void)arg;
+	while (!atomic_load(&freer_stop)) {
+		struct node *n = kmem_cache_alloc(freer_cache, GFP_KERNEL);
+		assert_non_null(n);
+		kfree_rcu(n, rcu);	/* a classic cache: to the worker */
+		atomic_fetch_add(&freer_ops, 1);
+	}
+	return NULL;
+}
+
+/*
+ * The kvfree_rcu barriers call liburcu's rcu_barrier() only when libsheaf
+ * gave liburcu's call_rcu() something (no worker thread, or
+ * SLAB_TYPESAFE_BY_RCU slabs), not whenever another thread has a
+ * kfree_rcu() queued to the worker.  Before: nearly every barrier here
+ * called it (its calloc() racing a fork() hung test_fork's children under
+ * ASan, whose allocator keeps no lock across fork()).
+ */
+static void test_barrier_skips_urcu(void **state)
+{
+	(void)state;
+	freer_cache = make("rcu-bar-quiet", 0, 0);
+	struct node *n = kmem_cache_alloc(freer_cache, GFP_KERNEL);
+	assert_non_null(n);
+	kfree_rcu(n, rcu); /* the worker runs from here on */
+	kvfree_rcu_barrier();
+	atomic_store(&freer_stop, false);
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, rcu_freer, NULL), 0);
+	while (atomic_load(&freer_ops) < 1000)
+		sched_yield();
+	unsigned long before = atomic_load(&urcu_barriers);
+	for (int i = 0; i < 200; i++) {
+		if (i % 2)
+			kvfree_rcu_barrier_on_cache(freer_cache);
+		else
+			kvfree_rcu_barrier();
+	}
+	unsigned long called = atomic_load(&urcu_barriers) - before;
+	atomic_store(&freer_stop, true);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	kvfree_rcu_barrier();
+	assert_int_equal(sheaf_cache_objects_inuse(freer_cache), 0);
+	assert_int_equal(called, 0);
+	/* liburcu's own barrier is still reachable and counted. */
+	rcu_barrier();
+	assert_int_equal(atomic_load(&urcu_barriers) - before, 1);
+	kmem_cache_destroy(freer_cache);
+}
+
+/*
  * SLAB_TYPESAFE_BY_RCU: an object may be reused at once, but an empty
  * slab's pages go back to the page layer only after a grace period.
  */
@@ -462,6 +539,7 @@ int main(void)
 		cmocka_unit_test(test_slot_busy),
 		cmocka_unit_test(test_fork),
 		cmocka_unit_test(test_fork_in_grace_period),
+		cmocka_unit_test(test_barrier_skips_urcu),
 		cmocka_unit_test(test_typesafe_by_rcu),
 	};
 	int r = cmocka_run_group_tests(tests, NULL, NULL);

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/mman.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -221,10 +222,62 @@ static inline unsigned long env_ulong(const char *name, unsigned long def)
 }
 
 /*
+ * Where a hung process is, on stderr, before it is killed: each thread's
+ * name, state and system call (/proc/PID/task/TID/{comm,stat,syscall}: a
+ * futex wait shows its address), then every thread's backtrace when gdb
+ * is installed (the CI machine may not have it; a developer's usually
+ * does).  For a hang that happens once in hundreds of runs, this is all
+ * there is to go on.
+ */
+static inline void dump_hung(pid_t pid)
+{
+	char path[320], line[512];
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	DIR *d = opendir(path);
+	if (!d)
+		return;
+	fprintf(stderr, "--- hung process %d: its threads\n", (int)pid);
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		static const char *const what[] = { "comm", "wchan", "syscall" };
+		fprintf(stderr, "  task %s:", e->d_name);
+		for (size_t i = 0; i < sizeof(what) / sizeof(what[0]); i++) {
+			snprintf(path, sizeof(path), "/proc/%d/task/%s/%s",
+				 (int)pid, e->d_name, what[i]);
+			FILE *f = fopen(path, "r");
+			if (!f)
+				continue;
+			if (fgets(line, sizeof(line), f)) {
+				line[strcspn(line, "\n")] = 0;
+				fprintf(stderr, " %s=%s", what[i], line);
+			}
+			fclose(f);
+		}
+		fputc('\n', stderr);
+	}
+	closedir(d);
+	static const char *const gdbs[] = { "/usr/bin/gdb", "/usr/local/bin/gdb" };
+	for (size_t i = 0; i < 2; i++) {
+		if (access(gdbs[i], X_OK) != 0)
+			continue;
+		char cmd[256];
+		snprintf(cmd, sizeof(cmd), "%s -q -batch -nx -p %d -ex 'thread "
+			 "apply all bt 30' </dev/null 2>&1 | grep -v '^\\[' >&2",
+			 gdbs[i], (int)pid);
+		fflush(stderr);
+		if (system(cmd) != 0)
+			fprintf(stderr, "  (gdb failed)\n");
+		break;
+	}
+}
+
+/*
  * Reap child pid with a deadline: waitpid(WNOHANG) with short sleeps
  * (growing from 20 us to 250 us).  Returns true with *status when it ended
- * (*status -1 if it could not be reaped), false (after SIGKILL and reaping
- * it) when it did not within `seconds`.
+ * (*status -1 if it could not be reaped), false (after dump_hung(), SIGKILL
+ * and reaping it) when it did not within `seconds`.
  */
 static inline bool reap_deadline(pid_t pid, int *status, double seconds)
 {
@@ -239,6 +292,7 @@ static inline bool reap_deadline(pid_t pid, int *status, double seconds)
 			return true;
 		}
 		if (now_s() > end) {
+			dump_hung(pid);
 			kill(pid, SIGKILL);
 			while (waitpid(pid, status, 0) < 0 && errno == EINTR)
 				;
