@@ -436,7 +436,7 @@ static bool valid_pointer(struct kmem_cache *s, struct slab *slab, const void *o
 	if ((const uint8_t *)obj < base + s->red_left_pad)
 		return false;
 	uint64_t off = (uint64_t)((const uint8_t *)obj - base - s->red_left_pad);
-	return off % s->size == 0 && off / s->size < s->objects;
+	return sheaf_obj_boundary(&s->hot, off);
 }
 
 /*

@@ -149,7 +149,8 @@ extern struct sheaf_pcs **_sheaf_pcsmap[ARENA_MAP_SIZE];
  *                             their size: buddy blocks)
  *   ok  = off * mul < limit   (mod 2^64)
  *
- * mul = floor((2^64 - 1) / size) + 1: off * mul (mod 2^64) is below mul
+ * mul = ceil(2^64 / size) (the cache's hot.reciprocal, sheaf_obj_index()'s
+ * constant): off * mul (mod 2^64) is below mul
  * exactly when size divides off (Lemire's divisibility test, off < 2^32),
  * and is then index * r with r = size * mul mod 2^64, so limit = objects *
  * r also bounds the index.  A power-of-two size has r = 0: every multiple

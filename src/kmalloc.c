@@ -407,8 +407,7 @@ void *_sheaf_obj_start(const void *p)
 		return NULL;
 	struct kmem_cache *s = d->slab_cache;
 	uint64_t off = (uint64_t)((const char *)p - base - s->red_left_pad);
-	uint64_t idx = (uint64_t)(((unsigned __int128)off * s->hot.reciprocal) >> 64);
-	return base + s->red_left_pad + idx * s->size;
+	return base + s->red_left_pad + sheaf_obj_index(&s->hot, off) * s->size;
 }
 
 SHEAF_EXPORT int sheaf_obj_node(const void *obj)

@@ -50,7 +50,7 @@ void _sheaf_update_inline(struct kmem_cache *s)
 	if (s->hot.pcs) {
 		struct sheaf_pcs_info *info = (struct sheaf_pcs_info *)s->hot.pcs - 1;
 		size_t slab_bytes = (size_t)PAGE_SIZE << s->order;
-		uint64_t mul = UINT64_MAX / s->size + 1;
+		uint64_t mul = s->hot.reciprocal; /* sheaf_obj_index()'s */
 		uint64_t r = (uint64_t)s->size * mul;
 		uint64_t limit = r ? (uint64_t)s->objects * r
 				   : (size_t)s->objects * s->size == slab_bytes;

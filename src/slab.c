@@ -722,9 +722,7 @@ struct slab *_sheaf_check_object_in(struct kmem_cache *s, struct slab *slab,
 		uint64_t off = (uint64_t)((const char *)obj -
 					  (const char *)slab_address(slab)) -
 			       owner->red_left_pad;
-		uint64_t idx = (uint64_t)(((unsigned __int128)off *
-					   owner->hot.reciprocal) >> 64);
-		ok = idx * owner->size == off && idx < owner->objects;
+		ok = sheaf_obj_boundary(&owner->hot, off);
 	}
 	if (unlikely(!ok))
 		_sheaf_report_invalid(fn, "invalid pointer (not at an object boundary)",

@@ -109,7 +109,7 @@ struct kmem_cache *_sheaf_cache_create(const char *name, unsigned int size,
 	s->hot.object_size = s->object_size;
 	s->hot.size = s->size;
 	s->hot.objects = s->objects;
-	s->hot.reciprocal = (uint64_t)(((unsigned __int128)1 << 64) / s->size) + 1;
+	s->hot.reciprocal = UINT64_MAX / s->size + 1; /* sheaf_obj_index() */
 	/* A power-of-two stride up to a page tiles page-aligned slabs exactly:
 	 * an object boundary is then just an aligned address. */
 	s->hot.pow2_mask = IS_POW2(s->size) && s->size <= PAGE_SIZE ? s->size - 1 : 0;

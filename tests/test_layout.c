@@ -10,7 +10,9 @@
  *  - freeptr_offset in a ctor cache: every byte outside the free pointer
  *    survives free and reallocation;
  *  - kmem_cache_zalloc() / __GFP_ZERO on dirty, recycled objects;
- *  - ksize() of every kmalloc class.
+ *  - ksize() of every kmalloc class;
+ *  - the one object-index computation (sheaf_obj_index(), one multiply)
+ *    against division, for every stride 8..65536 and offsets up to 2^32.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -401,6 +403,46 @@ static void test_ksize_classes(void **state)
 	}
 }
 
+/*
+ * sheaf_obj_index() / sheaf_obj_boundary() (<sheaf/rseq.h>) with the
+ * reciprocal every cache gets: equal to division for every stride the
+ * library can make, at the offsets where a multiply-shift goes wrong first
+ * (around each multiple of the stride, and the top of the 2^32 range).
+ */
+static void test_obj_index(void **state)
+{
+	(void)state;
+	struct sheaf_cache_hot h;
+	memset(&h, 0, sizeof(h));
+	uint64_t rng = 88172645463325252ull;
+	for (unsigned int size = 8; size <= 65536; size++) {
+		h.size = size;
+		h.reciprocal = UINT64_MAX / size + 1;
+		h.objects = (unsigned int)(((uint64_t)1 << 32) / size);
+		uint64_t top = (uint64_t)h.objects * size;
+		uint64_t offs[12] = { 0, 1, size - 1, size, size + 1,
+				      top - size - 1, top - size, top - 1, top,
+				      ((uint64_t)1 << 32) - 1 };
+		for (int r = 10; r < 12; r++) {
+			rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
+			uint64_t k = rng % h.objects;
+			offs[r] = k * size + (r == 11 ? rng % size : 0);
+		}
+		for (int i = 0; i < 12; i++) {
+			uint64_t off = offs[i];
+			if (sheaf_obj_index(&h, off) != off / size)
+				fail_msg("size %u off %llu: index %llu, not %llu",
+					 size, (unsigned long long)off,
+					 (unsigned long long)sheaf_obj_index(&h, off),
+					 (unsigned long long)(off / size));
+			bool want = off % size == 0 && off / size < h.objects;
+			if (sheaf_obj_boundary(&h, off) != want)
+				fail_msg("size %u off %llu: boundary %d", size,
+					 (unsigned long long)off, !want);
+		}
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -412,6 +454,7 @@ int main(void)
 		cmocka_unit_test(test_freeptr_offset),
 		cmocka_unit_test(test_zalloc_recycled),
 		cmocka_unit_test(test_ksize_classes),
+		cmocka_unit_test(test_obj_index),
 	};
 	return cmocka_run_group_tests_name("layout", tests, NULL, NULL);
 }

@@ -120,11 +120,35 @@ struct sheaf_cache_hot {
 	unsigned int object_size;
 	unsigned int size;             /* object stride in a slab */
 	unsigned int objects;          /* objects per slab */
-	uint64_t reciprocal;           /* floor(2^64 / size) + 1 */
+	uint64_t reciprocal;           /* ceil(2^64 / size): sheaf_obj_index() */
 	/* size - 1 when size is a power of two up to the page size (every
 	 * object boundary is then an aligned address), else 0. */
 	uint64_t pow2_mask;
 };
+
+/*
+ * Which object of its slab is at byte offset off (from the first object),
+ * by one multiply: floor(off / size), exact for off < 2^32 (slabs are far
+ * smaller) with reciprocal = ceil(2^64 / size) = UINT64_MAX / size + 1
+ * (Lemire, Kaser and Kurz, "Faster remainder by direct computation", 2019).
+ * The one object-index computation of the library: the inline free
+ * checks, the slab layer's pointer checks, slub_debug and
+ * _sheaf_obj_start() all use these two.
+ */
+static inline __attribute__((always_inline)) uint64_t
+sheaf_obj_index(const struct sheaf_cache_hot *h, uint64_t off)
+{
+	return (uint64_t)(((unsigned __int128)off * h->reciprocal) >> 64);
+}
+
+/* off is an object boundary of the slab: a multiple of size, below
+ * objects * size. */
+static inline __attribute__((always_inline)) bool
+sheaf_obj_boundary(const struct sheaf_cache_hot *h, uint64_t off)
+{
+	uint64_t idx = sheaf_obj_index(h, off);
+	return idx * h->size == off && idx < h->objects;
+}
 
 /* Process-wide state the inline fast paths read (set once at start-up). */
 struct sheaf_runtime {

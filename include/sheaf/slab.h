@@ -523,8 +523,7 @@ sheaf_boundary_ok_inline(const struct sheaf_cache_hot *h, char *mm, char *d,
 		return (x & h->pow2_mask) == 0;
 	char *head = *(char *const *)(d + SHEAF_DESC_HEAD);
 	uint64_t off = x - ((uintptr_t)mm + ((uintptr_t)(head - mm) << 6));
-	uint64_t idx = (uint64_t)(((unsigned __int128)off * h->reciprocal) >> 64);
-	return idx * h->size == off && idx < h->objects;
+	return sheaf_obj_boundary(h, off);
 }
 
 static inline __attribute__((always_inline)) bool
