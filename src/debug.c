@@ -499,13 +499,9 @@ static void trace(struct kmem_cache *s, const char *what, void *obj)
 /* Caller holds n->list_lock. */
 static void list_move_full(struct kmem_cache_node *n, struct slab *slab)
 {
-	sheaf_lock_held(LR_LIST);
-	if (slab->on_partial) {
-		list_del(&slab->slab_list);
-		WRITE_ONCE(n->nr_partial, n->nr_partial - 1);
-		slab->on_partial = 0;
-	}
-	list_add(&slab->slab_list, &n->full);
+	if (slab->on_partial)
+		slab_remove_partial(n, slab);
+	slab_add_full(n, slab);
 }
 
 void *_sheaf_debug_alloc(struct kmem_cache *s, gfp_t gfp, int node,
@@ -527,9 +523,7 @@ void *_sheaf_debug_alloc(struct kmem_cache *s, gfp_t gfp, int node,
 			slab = _sheaf_new_slab(s, gfp, node, slot);
 			if (!slab)
 				break;
-			list_add(&slab->slab_list, &n->partial);
-			WRITE_ONCE(n->nr_partial, n->nr_partial + 1);
-			slab->on_partial = 1;
+			slab_add_partial(n, slab);
 		}
 		if ((s->flags & SLAB_CONSISTENCY_CHECKS) && !check_slab(s, slab))
 			continue;
@@ -605,15 +599,11 @@ void _sheaf_debug_free(struct kmem_cache *s, struct slab *slab, void *obj,
 	slab->freelist = obj;
 	slab->inuse--;
 	if (was_full && !slab->on_partial) {
-		list_del(&slab->slab_list);
-		list_add(&slab->slab_list, &n->partial);
-		WRITE_ONCE(n->nr_partial, n->nr_partial + 1);
-		slab->on_partial = 1;
+		slab_remove_full(n, slab);
+		slab_add_partial(n, slab);
 	}
 	if (!slab->inuse && n->nr_partial > s->min_partial) {
-		list_del(&slab->slab_list);
-		WRITE_ONCE(n->nr_partial, n->nr_partial - 1);
-		slab->on_partial = 0;
+		slab_remove_partial(n, slab);
 		discard = slab;
 	}
 	stat(s, SHEAF_STAT_FREE_SLOWPATH, slot);

@@ -476,6 +476,41 @@ struct kmem_cache_node {
 } __attribute__((aligned(CACHE_LINE)));
 
 /*
+ * The node lists, for slab.c and slub_debug (debug.c) alike: the caller
+ * holds n->list_lock.  partial: counted in nr_partial and flagged by
+ * on_partial; full: slub_debug caches only (the kernel keeps it for
+ * validation alike), neither counted nor flagged.
+ */
+static inline void slab_add_partial(struct kmem_cache_node *n, struct slab *slab)
+{
+	sheaf_lock_held(LR_LIST);
+	list_add(&slab->slab_list, &n->partial);
+	WRITE_ONCE(n->nr_partial, n->nr_partial + 1);
+	slab->on_partial = 1;
+}
+
+static inline void slab_remove_partial(struct kmem_cache_node *n, struct slab *slab)
+{
+	sheaf_lock_held(LR_LIST);
+	list_del(&slab->slab_list);
+	WRITE_ONCE(n->nr_partial, n->nr_partial - 1);
+	slab->on_partial = 0;
+}
+
+static inline void slab_add_full(struct kmem_cache_node *n, struct slab *slab)
+{
+	sheaf_lock_held(LR_LIST);
+	list_add(&slab->slab_list, &n->full);
+}
+
+static inline void slab_remove_full(struct kmem_cache_node *n, struct slab *slab)
+{
+	sheaf_lock_held(LR_LIST);
+	(void)n;
+	list_del(&slab->slab_list);
+}
+
+/*
  * struct kmem_cache_cpu - the classic per-slot state.
  *
  * (freelist, tid) change together by a CPU-local compare-and-swap (an rseq

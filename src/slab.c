@@ -251,24 +251,6 @@ void _sheaf_discard_slab(struct kmem_cache *s, struct slab *slab,
 	}
 }
 
-/* Caller holds n->list_lock. */
-static inline void add_partial(struct kmem_cache_node *n, struct slab *slab)
-{
-	sheaf_lock_held(LR_LIST);
-	list_add(&slab->slab_list, &n->partial);
-	WRITE_ONCE(n->nr_partial, n->nr_partial + 1);
-	slab->on_partial = 1;
-}
-
-/* Caller holds n->list_lock. */
-static inline void remove_partial(struct kmem_cache_node *n, struct slab *slab)
-{
-	sheaf_lock_held(LR_LIST);
-	list_del(&slab->slab_list);
-	WRITE_ONCE(n->nr_partial, n->nr_partial - 1);
-	slab->on_partial = 0;
-}
-
 /*
  * Take all free objects of a slab on n's partial list and freeze it for a
  * CPU slot.  Caller holds n->list_lock; the slab leaves the list.
@@ -279,7 +261,7 @@ static void *freeze_partial_locked(struct kmem_cache *s,
 {
 	sheaf_lock_held(LR_LIST);
 	fc_t old, new_;
-	remove_partial(n, slab);
+	slab_remove_partial(n, slab);
 	do {
 		old = slab_read(slab);
 		new_.freelist = NULL;
@@ -349,7 +331,7 @@ static void *pop_partial_locked(struct kmem_cache *s, struct kmem_cache_node *n,
 	} while (!cmpxchg16(slab, old.full, new_.full) &&
 		 (stat(s, SHEAF_STAT_CMPXCHG_DOUBLE_FAIL, slot), true));
 	if (!new_.freelist)
-		remove_partial(n, slab);
+		slab_remove_partial(n, slab);
 	return obj;
 }
 
@@ -391,7 +373,7 @@ void *_sheaf_alloc_single(struct kmem_cache *s, gfp_t gfp, int node,
 			struct kmem_cache_node *n = get_node(s, slab->node);
 			sheaf_lock(&n->list_lock, LR_LIST);
 			sheaf_debug_yield();
-			add_partial(n, slab);
+			slab_add_partial(n, slab);
 			sheaf_unlock(&n->list_lock, LR_LIST);
 		}
 		return obj;
@@ -471,7 +453,7 @@ static size_t grab_partial_locked(struct kmem_cache *s, struct kmem_cache_node *
 	} while (!cmpxchg16(slab, old.full, new_.full) &&
 		 (stat(s, SHEAF_STAT_CMPXCHG_DOUBLE_FAIL, slot), true));
 	if (!new_.freelist)
-		remove_partial(n, slab);
+		slab_remove_partial(n, slab);
 	return got;
 }
 
@@ -514,7 +496,7 @@ size_t _sheaf_slab_alloc_bulk(struct kmem_cache *s, gfp_t gfp, int node,
 			struct kmem_cache_node *n = get_node(s, node);
 			sheaf_lock(&n->list_lock, LR_LIST);
 			sheaf_debug_yield();
-			add_partial(n, slab);
+			slab_add_partial(n, slab);
 			sheaf_unlock(&n->list_lock, LR_LIST);
 		}
 	}
@@ -571,7 +553,7 @@ void _sheaf_slab_free(struct kmem_cache *s, struct slab *slab, void *head,
 	}
 	if (fc_inuse(new_.counters) == 0 && n->nr_partial >= s->min_partial) {
 		if (slab->on_partial) {
-			remove_partial(n, slab);
+			slab_remove_partial(n, slab);
 			stat(s, SHEAF_STAT_FREE_REMOVE_PARTIAL, slot);
 		} else if (old.freelist != NULL) {
 			/* In transit: whoever unfroze it will list it. */
@@ -583,7 +565,7 @@ void _sheaf_slab_free(struct kmem_cache *s, struct slab *slab, void *head,
 		return;
 	}
 	if (old.freelist == NULL && !slab->on_partial) {
-		add_partial(n, slab);
+		slab_add_partial(n, slab);
 		stat(s, SHEAF_STAT_FREE_ADD_PARTIAL, slot);
 	}
 	sheaf_unlock(&n->list_lock, LR_LIST);
@@ -652,7 +634,7 @@ void _sheaf_unfreeze(struct kmem_cache *s, struct slab *slab, void *freelist,
 	} else if (new_.freelist) {
 		sheaf_lock(&n->list_lock, LR_LIST);
 		sheaf_debug_yield();
-		add_partial(n, slab);
+		slab_add_partial(n, slab);
 		sheaf_unlock(&n->list_lock, LR_LIST);
 		stat(s, SHEAF_STAT_DEACTIVATE_TO_HEAD, slot);
 	} else {
@@ -673,7 +655,7 @@ void _sheaf_shrink_node(struct kmem_cache *s, int node)
 	list_for_each_entry_safe(slab, &n->partial, slab_list) {
 		if (fc_inuse(READ_ONCE(slab->counters)))
 			continue;
-		remove_partial(n, slab);
+		slab_remove_partial(n, slab);
 		list_add(&slab->slab_list, &discard);
 	}
 	sheaf_unlock(&n->list_lock, LR_LIST);
