@@ -893,6 +893,9 @@ void _sheaf_refresh_inline_all(void);   /* takes slab_mutex */
  * (preload.c) overrides this weak no-op to follow in its size table. */
 void _sheaf_inline_changed(void);
 bool _sheaf_pcs_init(struct kmem_cache *s);
+/* Bare slot arrays (kmalloc's large-run caches): main sheaves only. */
+struct sheaf_pcs *_sheaf_pcs_bare_new(unsigned int capacity);
+void _sheaf_pcs_bare_drain(struct sheaf_pcs *pcs, void (*fn)(void *));
 bool _sheaf_pcs_kfree_rcu(struct kmem_cache *s, void *obj);
 void _sheaf_pcs_submit_rcu_sheaves(struct kmem_cache *s); /* barriers */
 struct slab_sheaf *_sheaf_pcs_take_spare(struct kmem_cache *s, unsigned int want,

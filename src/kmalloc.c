@@ -121,22 +121,10 @@ static void run_cache_init(void)
 	if (!_sheaf_kmalloc_sheaves || !_sheaf_rseq_mode || _sheaf_nr_nodes != 1)
 		return;
 	for (unsigned int o = RUN_CACHE_MIN; o <= RUN_CACHE_MAX; o++) {
-		/* Whole cache lines: slots' sheaves never share one. */
-		size_t sheaf_bytes = ALIGN_UP(sizeof(struct slab_sheaf) +
-					      RUN_CACHE_RUNS(o) * sizeof(void *),
-					      (size_t)CACHE_LINE);
-		size_t bytes = _sheaf_nr_slots * (sizeof(struct sheaf_pcs) + sheaf_bytes);
-		char *mem = _sheaf_meta_alloc(bytes);
-		if (!mem)
-			return; /* no cache: every run from the buddy lists */
-		struct sheaf_pcs *pcs = (struct sheaf_pcs *)mem;
-		char *sheaves = mem + _sheaf_nr_slots * sizeof(struct sheaf_pcs);
-		for (unsigned int i = 0; i < _sheaf_nr_slots; i++) {
-			struct slab_sheaf *sh = (struct slab_sheaf *)(sheaves + i * sheaf_bytes);
-			pcs[i].main = sh;
-			pcs[i].capacity = RUN_CACHE_RUNS(o);
-		}
-		run_cache[o - RUN_CACHE_MIN] = pcs;
+		/* NULL (no metadata memory): every run from the buddy lists. */
+		run_cache[o - RUN_CACHE_MIN] = _sheaf_pcs_bare_new(RUN_CACHE_RUNS(o));
+		if (!run_cache[o - RUN_CACHE_MIN])
+			return;
 	}
 #endif
 }
@@ -177,22 +165,20 @@ static inline bool run_cache_put(struct slab *d)
  */
 static pthread_mutex_t drain_lock SHEAF_FORK_DATA = PTHREAD_MUTEX_INITIALIZER;
 
+#ifdef SHEAF_HAVE_RSEQ_ASM
+static void run_free(void *run)
+{
+	_sheaf_pages_free(virt_to_slab(run));
+}
+#endif
+
 void _sheaf_run_cache_drain(void)
 {
 #ifdef SHEAF_HAVE_RSEQ_ASM
 	sheaf_lock(&drain_lock, LR_DRAIN);
-	for (unsigned int o = RUN_CACHE_MIN; o <= RUN_CACHE_MAX; o++) {
-		struct sheaf_pcs *pcs = run_cache[o - RUN_CACHE_MIN];
-		if (!pcs)
-			continue;
-		_sheaf_slots_remote_lock(pcs);
-		for (unsigned int i = 0; i < _sheaf_nr_slots; i++) {
-			struct slab_sheaf *sh = pcs[i].main;
-			while (sh->size)
-				_sheaf_pages_free(virt_to_slab(sh->objects[--sh->size]));
-		}
-		_sheaf_slots_remote_unlock(pcs);
-	}
+	for (unsigned int o = RUN_CACHE_MIN; o <= RUN_CACHE_MAX; o++)
+		if (run_cache[o - RUN_CACHE_MIN])
+			_sheaf_pcs_bare_drain(run_cache[o - RUN_CACHE_MIN], run_free);
 	sheaf_unlock(&drain_lock, LR_DRAIN);
 #endif
 }

@@ -761,3 +761,47 @@ void _sheaf_pcs_unlock_all(struct kmem_cache *s, bool child)
 	_sheaf_pcs_remote_unlock_all(s);
 	sheaf_unlock(cache_flush_lock(s), LR_FLUSH);
 }
+
+/*
+ * Bare slot arrays: a per-CPU cache of pointers that is not a kmem_cache
+ * (kmalloc's per-order caches of free large runs).  Every slot's main is a
+ * sheaf of `capacity` pointers of its own, never replaced; no spare, no
+ * rcu_free, no barn, no lock byte ever set: the inline sections push and
+ * pop (sheaf_pcs_push_inline(), sheaf_pcs_pop_inline(), rseq mode only),
+ * and _sheaf_pcs_bare_drain() empties every slot from any thread with the
+ * remote-slot protocol.  The sheaves follow the slots, each in whole cache
+ * lines so that no two slots share one.  NULL when out of metadata memory.
+ */
+struct sheaf_pcs *_sheaf_pcs_bare_new(unsigned int capacity)
+{
+	size_t sheaf_bytes = ALIGN_UP(sizeof(struct slab_sheaf) +
+				      (size_t)capacity * sizeof(void *),
+				      (size_t)CACHE_LINE);
+	size_t bytes = _sheaf_nr_slots * (sizeof(struct sheaf_pcs) + sheaf_bytes);
+	char *mem = _sheaf_meta_alloc(bytes);
+	if (!mem)
+		return NULL;
+	struct sheaf_pcs *pcs = (struct sheaf_pcs *)(void *)mem;
+	char *sheaves = mem + _sheaf_nr_slots * sizeof(struct sheaf_pcs);
+	for (unsigned int i = 0; i < _sheaf_nr_slots; i++) {
+		pcs[i].main = (struct slab_sheaf *)(void *)(sheaves + i * sheaf_bytes);
+		pcs[i].capacity = capacity;
+	}
+	return pcs;
+}
+
+/*
+ * Empty every slot of a bare array, fn(pointer) for each pointer popped.
+ * The caller serialises drains of one array (and the fork handlers take
+ * its lock).
+ */
+void _sheaf_pcs_bare_drain(struct sheaf_pcs *pcs, void (*fn)(void *))
+{
+	_sheaf_slots_remote_lock(pcs);
+	for (unsigned int i = 0; i < _sheaf_nr_slots; i++) {
+		struct slab_sheaf *sh = pcs[i].main;
+		while (sh->size)
+			fn(sh->objects[--sh->size]);
+	}
+	_sheaf_slots_remote_unlock(pcs);
+}
