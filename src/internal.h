@@ -277,7 +277,11 @@ void _sheaf_lock_acquire(enum sheaf_lock_rank r);
 void _sheaf_lock_release(enum sheaf_lock_rank r);
 void _sheaf_lock_held(enum sheaf_lock_rank r, const char *fn);
 #define sheaf_lock_held(r) _sheaf_lock_held(r, __func__)
+/* A lock taken without waiting (a trylock that succeeded): held from now
+ * on, but no order to check, since it waited for nobody. */
+void _sheaf_lock_tried(enum sheaf_lock_rank r);
 #else
+static inline void _sheaf_lock_tried(enum sheaf_lock_rank r) { (void)r; }
 static inline void _sheaf_lock_acquire(enum sheaf_lock_rank r) { (void)r; }
 static inline void _sheaf_lock_release(enum sheaf_lock_rank r) { (void)r; }
 #define sheaf_lock_held(r) ((void)0)
@@ -850,6 +854,7 @@ static inline struct sheaf_pcs *sheaf_pcs_trylock(struct kmem_cache *s,
 		for (;;) {
 			int r = sheaf_rseq_trylock(s->hot.pcs, slotp);
 			if (likely(r == 0)) {
+				_sheaf_lock_tried(LR_SLOT);
 				sheaf_debug_yield();
 				return &s->hot.pcs[*slotp];
 			}
@@ -869,6 +874,7 @@ static inline struct sheaf_pcs *sheaf_pcs_trylock(struct kmem_cache *s,
 		return NULL;
 	}
 	*slotp = slot;
+	_sheaf_lock_tried(LR_SLOT);
 	sheaf_debug_yield();
 	return pcs;
 }
@@ -876,6 +882,7 @@ static inline struct sheaf_pcs *sheaf_pcs_trylock(struct kmem_cache *s,
 static inline void sheaf_pcs_unlock(struct sheaf_pcs *pcs)
 {
 	__atomic_store_n(&pcs->lock, 0, __ATOMIC_RELEASE);
+	_sheaf_lock_release(LR_SLOT);
 }
 
 static inline struct node_barn *sheaf_local_barn(struct kmem_cache *s)

@@ -100,12 +100,14 @@ SHEAF_EXPORT unsigned int sheaf_auto_capacity(unsigned int size)
 void _sheaf_pcs_remote_lock_all(struct kmem_cache *s)
 {
 	sheaf_lock_held(LR_FLUSH);
+	_sheaf_lock_acquire(LR_SLOT); /* it waits for every slot's holder */
 	_sheaf_slots_remote_lock(s->hot.pcs);
 }
 
 void _sheaf_pcs_remote_unlock_all(struct kmem_cache *s)
 {
 	_sheaf_slots_remote_unlock(s->hot.pcs);
+	_sheaf_lock_release(LR_SLOT);
 }
 
 static inline void swap_sheaves(struct sheaf_pcs *pcs)
@@ -740,6 +742,14 @@ void _sheaf_pcs_fork_stop(struct kmem_cache *s)
 
 void _sheaf_pcs_fork_wait(struct kmem_cache *s)
 {
+	/*
+	 * Recorded, not order-checked: the handler holds the barn locks of
+	 * the caches before s here.  That is safe because every cache's
+	 * slots were stopped before any is waited for, so a holder of one of
+	 * s's slots cannot take a slot of another cache, and no path takes a
+	 * barn lock while holding another cache's slot (tests/test_fork.c).
+	 */
+	_sheaf_lock_tried(LR_SLOT);
 	_sheaf_slots_wait(s->hot.pcs);
 	for (unsigned int n = 0; n < _sheaf_nr_nodes; n++)
 		sheaf_barn_lock(&s->barn[n]->lock);

@@ -288,6 +288,11 @@ void _sheaf_lock_acquire(enum sheaf_lock_rank r)
 	lock_held[r]++;
 }
 
+void _sheaf_lock_tried(enum sheaf_lock_rank r)
+{
+	lock_held[r]++;
+}
+
 void _sheaf_lock_release(enum sheaf_lock_rank r)
 {
 	if (!lock_held[r]) {
