@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * test_lockcheck.c - the lock-order checker of builds without NDEBUG
- * (src/internal.h, enum sheaf_lock_rank): an inversion, an unlock of a
+ * (src/types.h, enum sheaf_lock_rank): an inversion, an unlock of a
  * rank not held, and a helper entered without the lock its contract names
  * each abort with one line; the documented order passes.  Linked with the
  * static library to reach the internal lock wrappers.  Skips (77) in

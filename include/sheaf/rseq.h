@@ -46,7 +46,7 @@ extern "C" {
  */
 struct slab_sheaf {
 	union {
-		void *_link[2];      /* barn list link, or the rcu_head */
+		void *_link[2];      /* list links: src/types.h, sheaf states */
 		struct {
 			unsigned int capacity;
 			unsigned int flags;
@@ -80,14 +80,14 @@ struct sheaf_pcs {
 
 /*
  * Offsets and sizes the sections below hard-code, each tied to its struct
- * here (the classic slot's in src/internal.h): a layout change that would
+ * here (the classic slot's in src/types.h): a layout change that would
  * break an instruction fails the build instead.
  */
 #define SHEAF_PCS_SHIFT        6  /* sizeof(struct sheaf_pcs) == 1 << 6 */
 #define SHEAF_PCS_OFF_CAPACITY 4
 #define SHEAF_PCS_OFF_MAIN     8
 #define SHEAF_PCS_OFF_RCU_FREE 24
-/* The classic slot, struct kmem_cache_cpu (src/internal.h asserts them). */
+/* The classic slot, struct kmem_cache_cpu (src/types.h asserts them). */
 #define SHEAF_CPU_SHIFT        6
 #define SHEAF_CPU_OFF_TID      8
 #define SHEAF_CPU_OFF_STOP     24
@@ -175,7 +175,7 @@ extern struct sheaf_runtime sheaf_rt;
 extern void *sheaf_memmap[];
 #define SHEAF_ARENA_SHIFT  28
 #define SHEAF_ARENA_ENTRIES (1ul << (47 - SHEAF_ARENA_SHIFT))
-#define SHEAF_DESC_SHIFT   6  /* sizeof(struct slab) == 1 << 6: src/internal.h */
+#define SHEAF_DESC_SHIFT   6  /* sizeof(struct slab) == 1 << 6: src/types.h */
 #define SHEAF_DESC_CACHE   16
 #define SHEAF_DESC_HEAD    40
 
