@@ -144,7 +144,7 @@ static void read_config(void)
 
 /*
  * Before fork() take every lock of the library, rank by rank in the lock
- * order (enum sheaf_lock_rank, internal.h; docs/ARCHITECTURE.md), with the
+ * order (enum sheaf_lock_rank, types.h; docs/ARCHITECTURE.md), with the
  * RCU worker quiesced first (its batch finished, no new one taken), so
  * that the child inherits none held by a thread it does not have; release
  * them after, in parent and child (the child also clears the slot lock

@@ -105,7 +105,7 @@ SHEAF_EXPORT size_t kmalloc_size_roundup(size_t size)
  * same restartable sections as object sheaves (no lock, no atomic).  Only
  * in rseq mode with one node (a run must go back to its own node's buddy
  * lists); at most RUN_CACHE_BYTES of each order stay per slot, dirty.
- * A cached run's head has flags 0 (internal.h), so a second kfree() of it
+ * A cached run's head has flags 0 (types.h, struct slab), so a second kfree() of it
  * is reported.
  */
 #define RUN_CACHE_MIN  2	/* 16 KiB: sizes above KMALLOC_MAX_CACHE_SIZE */

@@ -673,7 +673,7 @@ bool _sheaf_pcs_init(struct kmem_cache *s)
 /*
  * Flush every slot (the remote protocol) and every barn: main's objects go
  * to slabs (the sheaf stays), spare is flushed and freed, rcu_free goes to
- * call_rcu() and to slabs after the grace period.
+ * the RCU worker (rcu.c) and to slabs after its grace period.
  */
 void _sheaf_pcs_flush_all(struct kmem_cache *s)
 {

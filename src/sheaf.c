@@ -38,7 +38,6 @@ void _sheaf_free_sheaf(struct kmem_cache *s, struct slab_sheaf *sheaf,
 	kfree(sheaf);
 }
 
-/* Fill sheaf to `capacity` objects from slabs; all or nothing. */
 /*
  * Fill sheaf up to `to` objects from slabs: all or nothing (-ENOMEM, the
  * sheaf as it was).  Debug caches take every object through the checked

@@ -42,6 +42,33 @@ static void contract(void *arg)
 	sheaf_lock_held(LR_LIST);
 }
 
+/* The cache list (or a flush) under a sheaf slot's lock byte. */
+static void under_slot(void *arg)
+{
+	(void)arg;
+	struct kmem_cache_args args = { .sheaf_capacity = 8 };
+	struct kmem_cache *s = kmem_cache_create("lockcheck-slot", 64, &args, 0);
+	unsigned int slot;
+	struct sheaf_pcs *pcs = NULL;
+	while (s && !pcs)
+		pcs = sheaf_pcs_trylock(s, &slot);
+	sheaf_lock(&_sheaf_slab_mutex, LR_SLAB_MUTEX);
+}
+
+/* A slot unlocked twice: the second is not held. */
+static void slot_twice(void *arg)
+{
+	(void)arg;
+	struct kmem_cache_args args = { .sheaf_capacity = 8 };
+	struct kmem_cache *s = kmem_cache_create("lockcheck-slot2", 64, &args, 0);
+	unsigned int slot;
+	struct sheaf_pcs *pcs = NULL;
+	while (s && !pcs)
+		pcs = sheaf_pcs_trylock(s, &slot);
+	sheaf_pcs_unlock(pcs);
+	sheaf_pcs_unlock(pcs);
+}
+
 static void expect(void (*fn)(void *), const char *want)
 {
 	struct child_result r;
@@ -58,6 +85,8 @@ static void test_reports(void **state)
 	expect(inversion, "sheaf: lock order: taking slab_mutex while holding a list_lock");
 	expect(not_held, "sheaf: lock order: releasing arena_lock, not held");
 	expect(contract, "sheaf: contract() called without a list_lock held");
+	expect(under_slot, "sheaf: lock order: taking slab_mutex while holding a slot lock");
+	expect(slot_twice, "sheaf: lock order: releasing a slot lock, not held");
 }
 
 static void test_order_passes(void **state)
