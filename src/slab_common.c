@@ -216,6 +216,11 @@ SHEAF_EXPORT int kmem_cache_shrink(struct kmem_cache *s)
 	cache_check_live(s, "kmem_cache_shrink", __builtin_return_address(0));
 	flush_and_shrink(s);
 	_sheaf_pages_purge(true);
+	/* The kernel's answer: 1 while the cache keeps any slab (objects in
+	 * use, or objects another thread cached meanwhile), 0 when none. */
+	for (unsigned int n = 0; n < _sheaf_nr_nodes; n++)
+		if (atomic_load(&s->node[n]->nr_slabs))
+			return 1;
 	return 0;
 }
 

@@ -966,7 +966,7 @@ static void cache_rcu_one(struct agent *a)
 static void shrink_all(void)
 {
 	for (int k = 0; k < NR_CACHES; k++)
-		if (kmem_cache_shrink(caches[k]) != 0)
+		if (kmem_cache_shrink(caches[k]) < 0) /* 1: slabs in use remain */
 			FAIL("kmem_cache_shrink(%s) failed", cache_defs[k].name);
 	for (int k = 0; k < nr_kmalloc_caches; k++)
 		kmem_cache_shrink(kmalloc_caches[k]);

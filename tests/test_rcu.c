@@ -257,7 +257,7 @@ static void test_sheaf_alloc_failure(void **state)
 	for (int i = 0; i < N; i++)
 		assert_non_null(p[i] = kmem_cache_alloc(s, GFP_KERNEL));
 	/* Leave no empty sheaf in the slot or the barn either. */
-	assert_int_equal(kmem_cache_shrink(s), 0);
+	assert_int_equal(kmem_cache_shrink(s), 1); /* objects in use: slabs remain */
 	sheaf_stats_reset(s);
 	sheaf_inject_sheaf_failures(-1);
 	for (int i = 0; i < N; i++) {

@@ -273,7 +273,9 @@ void kmem_cache_free_bulk(struct kmem_cache *s, size_t nr, void **p);
 
 /*
  * Give back cached memory: flush every per-CPU slot and barn, release empty
- * slabs and return idle pages to the OS.  Returns 0, or -EINVAL for NULL.
+ * slabs and return idle pages to the OS.  Returns what the kernel's does:
+ * 0 when the cache has no slab left, 1 while it keeps any (objects in use,
+ * or objects other threads cached again meanwhile); -EINVAL for NULL.
  */
 int kmem_cache_shrink(struct kmem_cache *s);
 
