@@ -77,12 +77,14 @@ tsan: deps
 	cd build-tsan && SHEAF_PERCPU=fallback ctest --output-on-failure -j $(JOBS) -L stress
 
 # Compilers x build types; each build runs every test.  The default build
-# (gcc, RelWithDebInfo) is `make test`.
+# (gcc, RelWithDebInfo) is `make test`.  The gcc Debug build runs the
+# expensive tier of the assertions too (src/compiler.h, check level 2).
 matrix: deps
 	CC=clang CXX=clang++ cmake -S . -B build-clang-release -DCMAKE_BUILD_TYPE=Release
 	cmake --build build-clang-release -j $(JOBS)
 	cd build-clang-release && ctest --output-on-failure -j $(JOBS)
-	CC=gcc CXX=g++ cmake -S . -B build-gcc-debug -DCMAKE_BUILD_TYPE=Debug -DSHEAF_BUILD_BENCH=OFF
+	CC=gcc CXX=g++ cmake -S . -B build-gcc-debug -DCMAKE_BUILD_TYPE=Debug -DSHEAF_BUILD_BENCH=OFF \
+		-DSHEAF_EXPENSIVE_CHECKS=ON
 	cmake --build build-gcc-debug -j $(JOBS)
 	cd build-gcc-debug && ctest --output-on-failure -j $(JOBS)
 	CC=clang CXX=clang++ cmake -S . -B build-clang-debug -DCMAKE_BUILD_TYPE=Debug -DSHEAF_BUILD_BENCH=OFF

@@ -16,6 +16,7 @@
 static inline void push_locked(struct slab_sheaf **top, unsigned int *nr,
 			       struct slab_sheaf *sheaf)
 {
+	SHEAF_ASSERT((*nr == 0) == (*top == NULL));
 	sheaf->_link[0] = *top;
 	*top = sheaf;
 	WRITE_ONCE(*nr, *nr + 1);
@@ -25,11 +26,46 @@ static inline void push_locked(struct slab_sheaf **top, unsigned int *nr,
 static inline struct slab_sheaf *pop_locked(struct slab_sheaf **top, unsigned int *nr)
 {
 	sheaf_lock_held(LR_BARN);
+	SHEAF_ASSERT(*nr > 0 && *top != NULL);
 	struct slab_sheaf *sheaf = *top;
 	*top = sheaf->_link[0];
 	sheaf->_link[0] = NULL; /* as it was before the push */
 	WRITE_ONCE(*nr, *nr - 1);
 	return sheaf;
+}
+
+/*
+ * The barn's invariants, walked (caller holds barn->lock): nr_full and
+ * nr_empty are the lengths of the stacks, every full sheaf is full and
+ * every empty one empty, all of one cache.  Only while the barn holds at
+ * most BARN_WALK_MAX sheaves (its limits are 10 + 10; RCU credit may take
+ * it far past them, and a walk of thousands of sheaves under the spin
+ * lock at every exchange would dominate the stress tests): bounded, one
+ * header per sheaf.
+ */
+#define BARN_WALK_MAX (2 * (MAX_FULL_SHEAVES + MAX_EMPTY_SHEAVES))
+
+static __attribute__((unused)) bool barn_stack_ok(const struct slab_sheaf *top, unsigned int nr,
+			  const struct kmem_cache *s, bool full)
+{
+	unsigned int len = 0;
+	for (const struct slab_sheaf *sh = top; sh; sh = sh->_link[0]) {
+		if (++len > nr || sh->cache != s ||
+		    sh->size != (full ? s->hot.sheaf_capacity : 0))
+			return false;
+	}
+	return len == nr;
+}
+
+static __attribute__((unused)) bool barn_ok_locked(const struct node_barn *barn)
+{
+	if (barn->nr_full + barn->nr_empty > BARN_WALK_MAX)
+		return true; /* too long to walk at every exchange */
+	const struct slab_sheaf *any = barn->full ? barn->full : barn->empty;
+	if (!any)
+		return barn->nr_full == 0 && barn->nr_empty == 0;
+	return barn_stack_ok(barn->full, barn->nr_full, any->cache, true) &&
+	       barn_stack_ok(barn->empty, barn->nr_empty, any->cache, false);
 }
 
 static inline void barn_lock(struct node_barn *barn)
@@ -40,6 +76,7 @@ static inline void barn_lock(struct node_barn *barn)
 
 static inline void barn_unlock(struct node_barn *barn)
 {
+	SHEAF_ASSERT_EXPENSIVE(barn_ok_locked(barn));
 	sheaf_barn_unlock(&barn->lock);
 }
 
@@ -61,6 +98,7 @@ struct slab_sheaf *_sheaf_barn_get_empty(struct node_barn *barn)
 	if (barn->nr_empty)
 		sheaf = pop_locked(&barn->empty, &barn->nr_empty);
 	barn_unlock(barn);
+	SHEAF_ASSERT(!sheaf || sheaf->size == 0);
 	return sheaf;
 }
 
@@ -68,6 +106,7 @@ struct slab_sheaf *_sheaf_barn_get_empty(struct node_barn *barn)
 bool _sheaf_barn_put_empty(struct node_barn *barn, struct slab_sheaf *sheaf,
 			   bool force)
 {
+	SHEAF_ASSERT(sheaf->size == 0);
 	if (!force && READ_ONCE(barn->nr_empty) >= MAX_EMPTY_SHEAVES)
 		return false;
 	barn_lock(barn);
@@ -80,6 +119,8 @@ bool _sheaf_barn_put_empty(struct node_barn *barn, struct slab_sheaf *sheaf,
 void _sheaf_barn_put_full(struct node_barn *barn, struct slab_sheaf *sheaf)
 {
 	SHEAF_ASSERT(sheaf->size == sheaf->cache->hot.sheaf_capacity);
+	/* One walk per sheaf entering the barn (bounded by the capacity). */
+	SHEAF_ASSERT_EXPENSIVE(_sheaf_sheaf_objects_of(sheaf->cache, sheaf));
 	barn_lock(barn);
 	push_locked(&barn->full, &barn->nr_full, sheaf);
 	barn_unlock(barn);
@@ -95,6 +136,7 @@ struct slab_sheaf *_sheaf_barn_get_full(struct node_barn *barn)
 	if (barn->nr_full)
 		sheaf = pop_locked(&barn->full, &barn->nr_full);
 	barn_unlock(barn);
+	SHEAF_ASSERT(!sheaf || sheaf->size == sheaf->cache->hot.sheaf_capacity);
 	return sheaf;
 }
 
@@ -108,6 +150,8 @@ struct slab_sheaf *_sheaf_barn_get_full_or_empty(struct node_barn *barn)
 	else if (barn->nr_empty)
 		sheaf = pop_locked(&barn->empty, &barn->nr_empty);
 	barn_unlock(barn);
+	SHEAF_ASSERT(!sheaf || sheaf->size == 0 ||
+		     sheaf->size == sheaf->cache->hot.sheaf_capacity);
 	return sheaf;
 }
 
@@ -119,6 +163,7 @@ struct slab_sheaf *_sheaf_barn_replace_empty(struct node_barn *barn,
 					     struct slab_sheaf *empty)
 {
 	struct slab_sheaf *full = NULL;
+	SHEAF_ASSERT(empty->size == 0);
 	if (!READ_ONCE(barn->nr_full))
 		return NULL;
 	barn_lock(barn);
@@ -127,6 +172,7 @@ struct slab_sheaf *_sheaf_barn_replace_empty(struct node_barn *barn,
 		push_locked(&barn->empty, &barn->nr_empty, empty);
 	}
 	barn_unlock(barn);
+	SHEAF_ASSERT(!full || full->size == full->cache->hot.sheaf_capacity);
 	return full;
 }
 
@@ -155,6 +201,7 @@ struct slab_sheaf *_sheaf_barn_replace_full(struct node_barn *barn,
 		*err = -ENOMEM;
 	}
 	barn_unlock(barn);
+	SHEAF_ASSERT(!empty || empty->size == 0);
 	return empty;
 }
 

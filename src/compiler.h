@@ -49,19 +49,74 @@
 #define MAX(a, b) ((a) > (b) ? (a) : (b))
 
 /*
- * SHEAF_ASSERT(cond): an invariant, checked in builds without NDEBUG (the
- * Debug and sanitizer builds); a failure prints where and aborts.
+ * Assertions, in tiers (docs/ARCHITECTURE.md, "Assertions"):
+ *
+ *   SHEAF_CHECK_LEVEL 0  release builds (NDEBUG: Release, RelWithDebInfo):
+ *                        no check runs;
+ *                     1  builds without NDEBUG (Debug, the sanitizer
+ *                        builds): SHEAF_ASSERT() runs;
+ *                     2  SHEAF_EXPENSIVE_CHECKS defined (cmake
+ *                        -DSHEAF_EXPENSIVE_CHECKS=ON; wins over NDEBUG):
+ *                        SHEAF_ASSERT_EXPENSIVE() runs too.
+ *
+ *   SHEAF_ASSERT(cond)            an O(1) invariant (a count against its
+ *                                 bound, a sheaf full where it must be);
+ *   SHEAF_ASSERT_EXPENSIVE(cond)  a walk (a list's length against its
+ *                                 count, every object of a sheaf belonging
+ *                                 to its cache); each call site bounds its
+ *                                 walk, so that the stress tests stay fast.
+ *
+ * Both always compile: at a level where a tier is off, cond is still
+ * parsed and type-checked (inside sizeof) but never evaluated, so an
+ * assertion cannot rot in the builds that do not run it.  So cond must
+ * have no side effect.  A failure prints the condition and where, and
+ * aborts (_sheaf_assert_fail(), percpu.c).  Only slow paths assert: the
+ * inline fast paths of <sheaf/slab.h> and <sheaf/rseq.h> never do, and
+ * a release build's code is that of no assertion at all.
  */
-#ifdef NDEBUG
-#define SHEAF_ASSERT(cond) ((void)0)
+#ifndef SHEAF_CHECK_LEVEL
+#if defined(SHEAF_EXPENSIVE_CHECKS)
+#define SHEAF_CHECK_LEVEL 2
+#elif !defined(NDEBUG)
+#define SHEAF_CHECK_LEVEL 1
 #else
+#define SHEAF_CHECK_LEVEL 0
+#endif
+#endif
+
 void _sheaf_assert_fail(const char *cond, const char *file, int line,
 			const char *fn) __attribute__((noreturn, cold));
-#define SHEAF_ASSERT(cond)                                                     \
+/* The level the library was built with (for the tests: SHEAF_CHECK_LEVEL
+ * of a test's own compilation need not be the library's). */
+int _sheaf_check_level(void);
+
+#define SHEAF_ASSERT_ON_(cond)                                                 \
 	(__builtin_expect(!!(cond), 1)                                         \
 		 ? (void)0                                                     \
 		 : _sheaf_assert_fail(#cond, __FILE__, __LINE__, __func__))
+#define SHEAF_ASSERT_OFF_(cond) ((void)sizeof(!(cond)))
+
+#if SHEAF_CHECK_LEVEL >= 1
+#define SHEAF_ASSERT(cond) SHEAF_ASSERT_ON_(cond)
+#else
+#define SHEAF_ASSERT(cond) SHEAF_ASSERT_OFF_(cond)
 #endif
+#if SHEAF_CHECK_LEVEL >= 2
+#define SHEAF_ASSERT_EXPENSIVE(cond) SHEAF_ASSERT_ON_(cond)
+#else
+#define SHEAF_ASSERT_EXPENSIVE(cond) SHEAF_ASSERT_OFF_(cond)
+#endif
+
+/*
+ * Invariant helpers the assertions of several layers call (they are
+ * defined whatever the level, so that an assertion that is off still
+ * compiles).  sheaf.c: every object of sheaf[0..size) is an object of s
+ * (a walk: SHEAF_ASSERT_EXPENSIVE() only).
+ */
+struct kmem_cache;
+struct slab_sheaf;
+_Bool _sheaf_sheaf_objects_of(const struct kmem_cache *s,
+			      const struct slab_sheaf *sheaf);
 
 #define container_of(ptr, type, member)                                        \
 	((type *)((char *)(ptr) - __builtin_offsetof(type, member)))

@@ -33,6 +33,14 @@
 
 #include "internal.h"
 
+/* A slab's frozen bit, read once (remote frees change its counters). */
+static inline __attribute__((unused)) bool slab_frozen(struct slab *slab)
+{
+	struct slab t;
+	t.counters = READ_ONCE(slab->counters);
+	return t.frozen;
+}
+
 static inline unsigned __int128 ft(void *fl, unsigned long tid)
 {
 	return ((unsigned __int128)tid << 64) | (uintptr_t)fl;
@@ -106,7 +114,7 @@ static void slot_unlock(struct kmem_cache_cpu *c, unsigned long tid, void *fl)
 	void *cur = READ_ONCE(c->freelist);
 	bool ok = cmpxchg16(&c->freelist_tid, ft(cur, tid | TID_BUSY),
 			    ft(fl, tid + TID_STEP));
-	(void)ok; /* nobody else changes an owned slot */
+	SHEAF_ASSERT(ok); /* nobody else changes an owned slot */
 }
 
 /*
@@ -221,6 +229,8 @@ static SHEAF_NOINLINE void *slab_alloc_slow(struct kmem_cache *s, gfp_t gfp,
 	WRITE_ONCE(c->slab, slab);
 load:;
 	void *obj = fl;
+	/* struct kmem_cache_cpu: the slot's freelist is its frozen slab's. */
+	SHEAF_ASSERT(virt_to_slab(obj) == slab && slab_frozen(slab));
 	slot_unlock(c, tid, get_freepointer(s, obj));
 	return obj;
 }

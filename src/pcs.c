@@ -110,6 +110,24 @@ void _sheaf_pcs_remote_unlock_all(struct kmem_cache *s)
 	_sheaf_lock_release(LR_SLOT);
 }
 
+/*
+ * The invariants of a locked slot (struct sheaf_pcs, <sheaf/rseq.h>):
+ * main is set, every sheaf is s's and holds at most sheaf_capacity
+ * objects, and an rcu_free sheaf is never left full (a full one goes to
+ * the RCU worker before the slot is unlocked).  O(1): three headers.
+ */
+static inline void assert_slot_ok(struct kmem_cache *s, const struct sheaf_pcs *pcs)
+{
+	unsigned int cap = s->hot.sheaf_capacity;
+	SHEAF_ASSERT(pcs->capacity == cap);
+	SHEAF_ASSERT(pcs->main && pcs->main->cache == s && pcs->main->size <= cap);
+	SHEAF_ASSERT(!pcs->spare ||
+		     (pcs->spare->cache == s && pcs->spare->size <= cap));
+	SHEAF_ASSERT(!pcs->rcu_free ||
+		     (pcs->rcu_free->cache == s && pcs->rcu_free->size < cap));
+	(void)cap;
+}
+
 static inline void swap_sheaves(struct sheaf_pcs *pcs)
 {
 	struct slab_sheaf *t = pcs->main;
@@ -127,6 +145,7 @@ static void install_full(struct kmem_cache *s, struct sheaf_pcs *pcs,
 			 struct slab_sheaf *full, unsigned int slot)
 {
 	struct node_barn *barn = sheaf_local_barn(s);
+	SHEAF_ASSERT(full->size == s->hot.sheaf_capacity);
 	if (pcs->main->size == 0) {
 		if (!pcs->spare)
 			pcs->spare = pcs->main;
@@ -228,6 +247,8 @@ static SHEAF_NOINLINE void *sheaf_alloc_slow(struct kmem_cache *s, gfp_t gfp)
 	}
 	install_full(s, pcs, full, slot);
 pop:
+	assert_slot_ok(s, pcs);
+	SHEAF_ASSERT(pcs->main->size > 0);
 	obj = pcs->main->objects[--pcs->main->size];
 	sheaf_pcs_unlock(pcs);
 	stat(s, SHEAF_STAT_ALLOC_CPU_SHEAF, slot);
@@ -275,6 +296,7 @@ static void install_empty(struct kmem_cache *s, struct sheaf_pcs *pcs,
 			  struct slab_sheaf *empty, unsigned int slot)
 {
 	unsigned int cap = s->hot.sheaf_capacity;
+	SHEAF_ASSERT(empty->size == 0 && empty->cache == s);
 	if (pcs->main->size < cap) {
 		if (!pcs->spare)
 			pcs->spare = empty;
@@ -399,6 +421,8 @@ static SHEAF_NOINLINE void sheaf_free_slow(struct kmem_cache *s,
 			goto to_slab;
 		}
 	}
+	assert_slot_ok(s, pcs);
+	SHEAF_ASSERT(pcs->main->size < s->hot.sheaf_capacity);
 	pcs->main->objects[pcs->main->size++] = obj;
 	sheaf_pcs_unlock(pcs);
 	stat(s, SHEAF_STAT_FREE_CPU_SHEAF, slot);
@@ -450,6 +474,7 @@ int _sheaf_pcs_alloc_bulk(struct kmem_cache *s, gfp_t gfp, size_t nr, void **p)
 			break;
 		}
 		struct slab_sheaf *main = pcs->main;
+		SHEAF_ASSERT(main->size > 0);
 		size_t take = MIN(nr - done, (size_t)main->size);
 		main->size -= (unsigned int)take;
 		memcpy(&p[done], &main->objects[main->size], take * sizeof(void *));
@@ -487,6 +512,7 @@ void _sheaf_pcs_free_bulk(struct kmem_cache *s, size_t nr, void **p)
 			break;
 		}
 		struct slab_sheaf *main = pcs->main;
+		SHEAF_ASSERT(main->size < cap);
 		size_t pushed = 0;
 		while (i < nr && main->size < cap) {
 			void *obj = p[i++];
@@ -568,6 +594,7 @@ bool _sheaf_pcs_kfree_rcu(struct kmem_cache *s, void *obj)
 		}
 		pcs->rcu_free = rf;
 	}
+	assert_slot_ok(s, pcs); /* so rf->size < cap: room for obj */
 	rf->objects[rf->size++] = obj;
 	if (rf->size >= cap) {
 		pcs->rcu_free = NULL;
@@ -593,6 +620,7 @@ void _sheaf_pcs_submit_rcu_sheaves(struct kmem_cache *s)
 	for (unsigned int i = 0; i < _sheaf_nr_slots; i++) {
 		struct sheaf_pcs *pcs = &s->hot.pcs[i];
 		struct slab_sheaf *rf = pcs->rcu_free;
+		assert_slot_ok(s, pcs);
 		if (rf) {
 			pcs->rcu_free = NULL;
 			_sheaf_rcu_submit_sheaf(s, rf, false, i);
@@ -628,6 +656,8 @@ struct slab_sheaf *_sheaf_pcs_take_spare(struct kmem_cache *s, unsigned int want
 			       take * sizeof(void *));
 			sheaf->size += take;
 		}
+		assert_slot_ok(s, pcs);
+		SHEAF_ASSERT(sheaf->cache == s && sheaf->size <= s->hot.sheaf_capacity);
 	}
 	sheaf_pcs_unlock(pcs);
 	return sheaf;
@@ -647,6 +677,7 @@ bool _sheaf_pcs_give_spare(struct kmem_cache *s, struct slab_sheaf *sheaf,
 	bool taken = !pcs->spare;
 	if (taken)
 		pcs->spare = sheaf;
+	assert_slot_ok(s, pcs);
 	sheaf_pcs_unlock(pcs);
 	return taken;
 }
@@ -681,6 +712,7 @@ void _sheaf_pcs_flush_all(struct kmem_cache *s)
 	_sheaf_pcs_remote_lock_all(s);
 	for (unsigned int i = 0; i < _sheaf_nr_slots; i++) {
 		struct sheaf_pcs *pcs = &s->hot.pcs[i];
+		assert_slot_ok(s, pcs);
 		_sheaf_flush_sheaf(s, pcs->main, SHEAF_STAT_SHEAF_FLUSH_MAIN, i);
 		if (pcs->spare) {
 			_sheaf_discard_sheaf(s, pcs->spare, i);

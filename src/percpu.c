@@ -186,13 +186,18 @@ void _sheaf_report_destroyed(const char *fn, struct kmem_cache *s, void *caller)
 	_sheaf_die();
 }
 
-/* A broken invariant (SHEAF_ASSERT, builds without NDEBUG). */
+/* A broken invariant (SHEAF_ASSERT and SHEAF_ASSERT_EXPENSIVE, compiler.h). */
 void _sheaf_assert_fail(const char *cond, const char *file, int line,
 			const char *fn)
 {
 	fprintf(stderr, "sheaf: internal invariant broken: %s (%s:%d, %s())\n",
 		cond, file, line, fn);
 	_sheaf_die();
+}
+
+int _sheaf_check_level(void)
+{
+	return SHEAF_CHECK_LEVEL;
 }
 
 /* The one membarrier() wrapper: registration and the fence. */

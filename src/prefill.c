@@ -66,6 +66,7 @@ static struct slab_sheaf *prefill_oversize(struct kmem_cache *s, gfp_t gfp,
 		_sheaf_free_sheaf(s, sheaf, slot);
 		return NULL;
 	}
+	SHEAF_ASSERT(sheaf->size == size);
 	stat(s, SHEAF_STAT_SHEAF_PREFILL_OVERSIZE, slot);
 	atomic_fetch_add_explicit(&s->lent_sheaves, 1, memory_order_relaxed);
 	return sheaf;
@@ -116,6 +117,9 @@ SHEAF_EXPORT struct slab_sheaf *kmem_cache_prefill_sheaf(struct kmem_cache *s,
 		_sheaf_discard_sheaf(s, sheaf, slot);
 		return NULL;
 	}
+	/* A regular sheaf goes out with at least `size`, at most its capacity. */
+	SHEAF_ASSERT(sheaf->cache == s && sheaf->size >= size &&
+		     sheaf->size <= sheaf->_info.capacity);
 	atomic_fetch_add_explicit(&s->lent_sheaves, 1, memory_order_relaxed);
 	return sheaf;
 }
@@ -132,6 +136,7 @@ SHEAF_EXPORT void *kmem_cache_alloc_from_sheaf(struct kmem_cache *s, gfp_t gfp,
 	/* Never falls back to the cache: an empty sheaf gives NULL. */
 	if (unlikely(!sheaf->size))
 		return NULL;
+	SHEAF_ASSERT(sheaf->size <= sheaf->_info.capacity);
 	void *obj = sheaf->objects[--sheaf->size];
 	track_alloc(s, obj);
 	if (gfp & __GFP_ZERO)
@@ -175,9 +180,15 @@ SHEAF_EXPORT void kmem_cache_return_sheaf(struct kmem_cache *s, gfp_t gfp,
 				      sheaf, NULL, __builtin_return_address(0));
 	}
 	check_lent(s, sheaf, "kmem_cache_return_sheaf", __builtin_return_address(0));
+	/* A lent sheaf holds at most its capacity, and a regular one's is the
+	 * cache's (what lets it become a spare or a barn sheaf). */
+	SHEAF_ASSERT(sheaf->size <= sheaf->_info.capacity);
+	SHEAF_ASSERT((sheaf->_info.flags & SHEAF_OVERSIZE) ||
+		     sheaf->_info.capacity == s->hot.sheaf_capacity);
 	bool oversize = is_oversize(s, sheaf);
 	sheaf->_info.flags = 0; /* back: not lent any more */
-	atomic_fetch_sub_explicit(&s->lent_sheaves, 1, memory_order_relaxed);
+	long lent = atomic_fetch_sub_explicit(&s->lent_sheaves, 1, memory_order_relaxed);
+	SHEAF_ASSERT(lent > 0); /* this sheaf was counted when it went out */
 	if (!cache_has_sheaves(s) || oversize) {
 		_sheaf_discard_sheaf(s, sheaf, slot);
 		return;

@@ -53,6 +53,8 @@ static void rcu_free_sheaf(struct slab_sheaf *sheaf)
 	struct kmem_cache *s = sheaf->cache;
 	struct node_barn *barn = s->barn[sheaf->node];
 	unsigned int slot = sheaf_slot();
+	/* Only full rcu_free sheaves are submitted for recycling. */
+	SHEAF_ASSERT(sheaf->size == s->hot.sheaf_capacity);
 
 	/* Readers are done with them: now they are free for ASan/valgrind. */
 	for (unsigned int i = 0; i < sheaf->size; i++)
@@ -81,6 +83,7 @@ static void rcu_free_sheaf_nobarn(struct slab_sheaf *sheaf)
 {
 	struct kmem_cache *s = sheaf->cache;
 	unsigned int slot = sheaf_slot();
+	SHEAF_ASSERT(sheaf->size > 0 && sheaf->size <= s->hot.sheaf_capacity);
 
 	for (unsigned int i = 0; i < sheaf->size; i++)
 		track_free(s, sheaf->objects[i]);
@@ -144,6 +147,33 @@ static struct {
 	.idle = PTHREAD_COND_INITIALIZER,
 };
 
+/*
+ * The worker's counters (caller holds worker.lock): completed never
+ * passes submitted, and while no batch is taken (!busy, so batch and
+ * processing are empty) the difference is exactly what waits on pending
+ * and cbs.  Walked only when at most WORKER_WALK_MAX are waiting (at a
+ * high kfree_rcu() rate thousands may be, and the walk holds the lock
+ * every submitter takes).
+ */
+#define WORKER_WALK_MAX 64
+
+static __attribute__((unused)) bool worker_counts_ok_locked(void)
+{
+	if (worker.completed > worker.submitted)
+		return false;
+	uint64_t waiting = worker.submitted - worker.completed;
+	if (worker.busy || waiting > WORKER_WALK_MAX)
+		return true;
+	uint64_t n = 0;
+	for (struct slab_sheaf *sh = worker.pending; sh && n <= waiting;
+	     sh = sh->_link[0])
+		n++;
+	for (struct rcu_head *h = worker.cbs; h && n <= waiting;
+	     h = (struct rcu_head *)(void *)h->next.next)
+		n++;
+	return n == waiting && !worker.batch && !worker.processing;
+}
+
 static void *sheaf_worker(void *arg)
 {
 	(void)arg;
@@ -156,6 +186,8 @@ static void *sheaf_worker(void *arg)
 			pthread_cond_wait(&worker.wake, &worker.lock);
 			worker.sleeping = false;
 		}
+		SHEAF_ASSERT(!worker.busy && !worker.batch && !worker.processing);
+		SHEAF_ASSERT_EXPENSIVE(worker_counts_ok_locked());
 		struct slab_sheaf *batch = worker.pending;
 		struct rcu_head *cbs = worker.cbs;
 		worker.pending = NULL;
@@ -187,8 +219,10 @@ static void *sheaf_worker(void *arg)
 			sheaf_lock(&worker.lock, LR_LEAF);
 			worker.processing = NULL;
 			worker.completed++;
+			SHEAF_ASSERT(worker.completed <= worker.submitted);
 		}
 		worker.busy = false;
+		SHEAF_ASSERT_EXPENSIVE(worker_counts_ok_locked());
 		pthread_cond_broadcast(&worker.idle);
 		pthread_cond_broadcast(&worker.done);
 		/*
@@ -263,6 +297,9 @@ static void worker_submitted(void)
 void _sheaf_rcu_submit_sheaf(struct kmem_cache *s, struct slab_sheaf *sheaf,
 			     bool recycle, unsigned int slot)
 {
+	SHEAF_ASSERT(sheaf->cache == s && sheaf->size <= s->hot.sheaf_capacity);
+	/* Recycled sheaves join a barn's full list: only full ones. */
+	SHEAF_ASSERT(!recycle || sheaf->size == s->hot.sheaf_capacity);
 	if (!sheaf->size) {
 		_sheaf_offer_empty(s, sheaf, slot);
 		return;
@@ -286,6 +323,8 @@ void _sheaf_rcu_submit_sheaf(struct kmem_cache *s, struct slab_sheaf *sheaf,
 static void worker_barrier(void)
 {
 	sheaf_lock(&worker.lock, LR_LEAF);
+	SHEAF_ASSERT(worker.completed <= worker.submitted);
+	SHEAF_ASSERT_EXPENSIVE(worker_counts_ok_locked());
 	uint64_t target = worker.submitted;
 	if (worker.completed < target)
 		worker_start_locked();

@@ -14,6 +14,23 @@
 
 /* ---------------------------------------------------- sheaf primitives */
 
+/*
+ * The invariant of struct slab_sheaf: objects[0..size) are objects of the
+ * sheaf's cache (a walk of size descriptor lookups, compiler.h).
+ */
+bool _sheaf_sheaf_objects_of(const struct kmem_cache *s,
+			     const struct slab_sheaf *sheaf)
+{
+	if (sheaf->cache != s)
+		return false;
+	for (unsigned int i = 0; i < sheaf->size; i++) {
+		const struct slab *slab = virt_to_slab(sheaf->objects[i]);
+		if (!slab || !(desc_flags(slab) & PG_SLAB) || slab->slab_cache != s)
+			return false;
+	}
+	return true;
+}
+
 struct slab_sheaf *_sheaf_alloc_sheaf(struct kmem_cache *s, gfp_t gfp,
 				      unsigned int capacity, unsigned int slot)
 {
@@ -46,6 +63,7 @@ void _sheaf_free_sheaf(struct kmem_cache *s, struct slab_sheaf *sheaf,
 int _sheaf_refill_sheaf(struct kmem_cache *s, struct slab_sheaf *sheaf,
 			unsigned int to, gfp_t gfp, unsigned int slot)
 {
+	SHEAF_ASSERT(sheaf->cache == s);
 	if (sheaf->size >= to)
 		return 0;
 	size_t want = to - sheaf->size;
@@ -63,6 +81,9 @@ int _sheaf_refill_sheaf(struct kmem_cache *s, struct slab_sheaf *sheaf,
 		return -ENOMEM;
 	}
 	sheaf->size = to;
+	/* What the slab layer handed out is the cache's (one walk per refill,
+	 * as long as the refill's own). */
+	SHEAF_ASSERT_EXPENSIVE(_sheaf_sheaf_objects_of(s, sheaf));
 	stat_add(s, SHEAF_STAT_SHEAF_REFILL, slot, want);
 	stat_add(s, SHEAF_STAT_ALLOC_SLOWPATH, slot, want);
 	return 0;
@@ -73,8 +94,12 @@ void _sheaf_flush_sheaf(struct kmem_cache *s, struct slab_sheaf *sheaf,
 			enum sheaf_stat_item which, unsigned int slot)
 {
 	size_t n = sheaf->size;
+	SHEAF_ASSERT(sheaf->cache == s);
 	if (!n)
 		return;
+	/* Before the objects go back to slabs: they are s's (bounded by the
+	 * sheaf's size, as the flush itself). */
+	SHEAF_ASSERT_EXPENSIVE(_sheaf_sheaf_objects_of(s, sheaf));
 	if (unlikely(cache_debug(s))) {
 		for (size_t i = 0; i < n; i++)
 			_sheaf_debug_free(s, virt_to_slab(sheaf->objects[i]),

@@ -69,6 +69,47 @@ static inline bool fc_frozen(unsigned long counters)
 	return t.frozen;
 }
 
+static inline unsigned int fc_objects(unsigned long counters)
+{
+	struct slab t;
+	t.counters = counters;
+	return t.objects;
+}
+
+/*
+ * The invariants of struct kmem_cache_node, walked (caller holds
+ * n->list_lock): nr_partial == length(partial), and every slab there is
+ * s's, of this node, not frozen, on_partial, with a free object (objects
+ * are taken from a listed slab only under list_lock, so its freelist,
+ * which lockless frees only grow, cannot empty meanwhile) and 0 <= inuse
+ * <= objects.  Only while nr_partial <= max (a stress run keeps hundreds
+ * of partial slabs, and the callers on the allocation paths pass
+ * NODE_WALK_MAX); not for debug caches, whose lists debug.c keeps (a
+ * repair with SHEAF_DEBUG_ABORT=0 may leave a listed slab without free
+ * objects).
+ */
+#define NODE_WALK_MAX 32
+
+static __attribute__((unused)) bool node_partial_ok_locked(struct kmem_cache *s,
+							    int node,
+							    unsigned long max)
+{
+	struct kmem_cache_node *n = get_node(s, node);
+	unsigned long len = 0;
+	struct slab *slab;
+	if (cache_debug(s) || n->nr_partial > max)
+		return true;
+	list_for_each_entry(slab, &n->partial, slab_list) {
+		fc_t v = slab_read(slab);
+		if (++len > n->nr_partial || slab->slab_cache != s ||
+		    slab->node != node || !slab->on_partial ||
+		    fc_frozen(v.counters) || !v.freelist ||
+		    fc_inuse(v.counters) > fc_objects(v.counters))
+			return false;
+	}
+	return len == n->nr_partial;
+}
+
 /* --------------------------------------------------------------- layout */
 
 static unsigned int calculate_alignment(slab_flags_t flags, unsigned int align,
@@ -155,6 +196,10 @@ bool _sheaf_calculate_sizes(struct kmem_cache *s,
 	for (unsigned int x = size; x > 1; x >>= 1)
 		lg++;
 	s->min_partial = MIN(10u, MAX(5u, lg / 2));
+	/* struct kmem_cache's layout invariants. */
+	SHEAF_ASSERT(s->size % s->align == 0);
+	SHEAF_ASSERT(s->offset + sizeof(void *) <= s->size);
+	SHEAF_ASSERT((size_t)s->objects * s->size <= (size_t)PAGE_SIZE << s->order);
 	return true;
 }
 
@@ -261,6 +306,7 @@ static void *freeze_partial_locked(struct kmem_cache *s,
 {
 	sheaf_lock_held(LR_LIST);
 	fc_t old, new_;
+	SHEAF_ASSERT(slab->on_partial);
 	slab_remove_partial(n, slab);
 	do {
 		old = slab_read(slab);
@@ -268,6 +314,8 @@ static void *freeze_partial_locked(struct kmem_cache *s,
 		new_.counters = fc_set(old.counters, slab->objects, 1);
 	} while (!cmpxchg16(slab, old.full, new_.full) &&
 		 (stat(s, SHEAF_STAT_CMPXCHG_DOUBLE_FAIL, slot), true));
+	/* It was listed: not frozen, with a free object. */
+	SHEAF_ASSERT(!fc_frozen(old.counters) && old.freelist);
 	return old.freelist;
 }
 
@@ -284,6 +332,7 @@ struct slab *_sheaf_get_partial(struct kmem_cache *s, int node, void **freelist)
 			continue;
 		sheaf_lock(&n->list_lock, LR_LIST);
 		sheaf_debug_yield();
+		SHEAF_ASSERT_EXPENSIVE(node_partial_ok_locked(s, nid, NODE_WALK_MAX));
 		if (!list_empty(&n->partial)) {
 			struct slab *slab = list_first_entry(&n->partial,
 							     struct slab, slab_list);
@@ -326,6 +375,7 @@ static void *pop_partial_locked(struct kmem_cache *s, struct kmem_cache_node *n,
 	do {
 		old = slab_read(slab);
 		obj = old.freelist;
+		SHEAF_ASSERT(obj && fc_inuse(old.counters) < fc_objects(old.counters));
 		new_.freelist = get_freepointer(s, obj);
 		new_.counters = fc_set(old.counters, fc_inuse(old.counters) + 1, 0);
 	} while (!cmpxchg16(slab, old.full, new_.full) &&
@@ -343,6 +393,7 @@ static void *alloc_single_node(struct kmem_cache *s, int nid, unsigned int slot)
 		return NULL;
 	sheaf_lock(&n->list_lock, LR_LIST);
 	sheaf_debug_yield();
+	SHEAF_ASSERT_EXPENSIVE(node_partial_ok_locked(s, nid, NODE_WALK_MAX));
 	if (!list_empty(&n->partial))
 		obj = pop_partial_locked(s, n,
 			list_first_entry(&n->partial, struct slab, slab_list), slot);
@@ -452,6 +503,9 @@ static size_t grab_partial_locked(struct kmem_cache *s, struct kmem_cache_node *
 				       fc_inuse(old.counters) + (unsigned int)got, 0);
 	} while (!cmpxchg16(slab, old.full, new_.full) &&
 		 (stat(s, SHEAF_STAT_CMPXCHG_DOUBLE_FAIL, slot), true));
+	/* A listed slab has a free object, and never more in use than it has. */
+	SHEAF_ASSERT(got > 0);
+	SHEAF_ASSERT(fc_inuse(new_.counters) <= fc_objects(new_.counters));
 	if (!new_.freelist)
 		slab_remove_partial(n, slab);
 	return got;
@@ -467,6 +521,7 @@ static size_t grab_from_node(struct kmem_cache *s, int node, void **p,
 		return 0;
 	sheaf_lock(&n->list_lock, LR_LIST);
 	sheaf_debug_yield();
+	SHEAF_ASSERT_EXPENSIVE(node_partial_ok_locked(s, node, NODE_WALK_MAX));
 	while (got < want && !list_empty(&n->partial)) {
 		struct slab *slab = list_first_entry(&n->partial, struct slab, slab_list);
 		got += grab_partial_locked(s, n, slab, &p[got], want - got, slot);
@@ -533,6 +588,9 @@ void _sheaf_slab_free(struct kmem_cache *s, struct slab *slab, void *head,
 					      head, s, NULL);
 		set_freepointer(s, tail, old.freelist);
 		was_frozen = fc_frozen(old.counters);
+		/* cnt objects were in use (a double free not caught above ends
+		 * here rather than wrapping inuse around). */
+		SHEAF_ASSERT(fc_inuse(old.counters) >= cnt);
 		unsigned int inuse = fc_inuse(old.counters) - cnt;
 		new_.freelist = head;
 		new_.counters = fc_set(old.counters, inuse, was_frozen);
@@ -609,6 +667,9 @@ void _sheaf_unfreeze(struct kmem_cache *s, struct slab *slab, void *freelist,
 	unsigned int cnt = 0;
 	void *tail = NULL;
 	for (void *o = freelist; o; o = get_freepointer(s, o)) {
+		/* struct kmem_cache_cpu: the slot's freelist is its slab's
+		 * (a walk the unfreeze does anyway: at most objects long). */
+		SHEAF_ASSERT_EXPENSIVE(virt_to_slab(o) == slab);
 		tail = o;
 		cnt++;
 	}
@@ -623,6 +684,8 @@ void _sheaf_unfreeze(struct kmem_cache *s, struct slab *slab, void *freelist,
 		} else {
 			new_.freelist = old.freelist;
 		}
+		/* Frozen until now, and the slot's objects were in use. */
+		SHEAF_ASSERT(fc_frozen(old.counters) && fc_inuse(old.counters) >= cnt);
 		new_.counters = fc_set(old.counters, fc_inuse(old.counters) - cnt, 0);
 	} while (!cmpxchg16(slab, old.full, new_.full));
 
@@ -652,6 +715,8 @@ void _sheaf_shrink_node(struct kmem_cache *s, int node)
 	INIT_LIST_HEAD(&discard);
 	sheaf_lock(&n->list_lock, LR_LIST);
 	sheaf_debug_yield();
+	/* Shrinking walks the list anyway: the whole of it. */
+	SHEAF_ASSERT_EXPENSIVE(node_partial_ok_locked(s, node, ~0ul));
 	list_for_each_entry_safe(slab, &n->partial, slab_list) {
 		if (fc_inuse(READ_ONCE(slab->counters)))
 			continue;
@@ -671,6 +736,8 @@ size_t _sheaf_node_free_objects(struct kmem_cache *s, int node)
 	size_t free_objs = 0;
 	sheaf_lock(&n->list_lock, LR_LIST);
 	sheaf_debug_yield();
+	/* Counting walks the list anyway: the whole of it. */
+	SHEAF_ASSERT_EXPENSIVE(node_partial_ok_locked(s, node, ~0ul));
 	list_for_each_entry(slab, &n->partial, slab_list)
 		free_objs += slab->objects - fc_inuse(READ_ONCE(slab->counters));
 	sheaf_unlock(&n->list_lock, LR_LIST);
