@@ -2,9 +2,12 @@
 /*
  * kmalloc.c - the kmalloc size classes as ordinary caches, and larger
  * requests straight from pages: runs of the page layer up to MAX_RUN_SIZE
- * (4 MiB), a mapping of their own above that.
+ * (4 MiB, KMALLOC_MAX_SIZE).  Above that kmalloc() fails, as the kernel's;
+ * the kv* family (the kernel's vmalloc fallback) and the malloc replacement
+ * get a mapping of their own.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +20,15 @@ static const unsigned int kmalloc_sizes[] = {
 #define NR_KMALLOC ARRAY_SIZE(kmalloc_sizes)
 
 static struct kmem_cache *kmalloc_caches[NR_KMALLOC];
+
+/* kmalloc()'s limit is the largest page run, as the kernel's is its
+ * largest buddy order. */
+_Static_assert(KMALLOC_MAX_SIZE == MAX_RUN_SIZE,
+	       "KMALLOC_MAX_SIZE is the largest page run");
+/* The largest mapping the malloc replacement asks for (_sheaf_kmalloc). */
+#define HUGE_MAX_SIZE (1ul << 40)
+/* The largest kvmalloc(): the kernel refuses more than INT_MAX bytes. */
+#define KVMALLOC_MAX_SIZE ((size_t)INT_MAX)
 
 /*
  * Whether the kmalloc caches get sheaves with the size-based capacity
@@ -91,9 +103,9 @@ SHEAF_EXPORT size_t kmalloc_size_roundup(size_t size)
 		return 0;
 	if (size <= KMALLOC_MAX_CACHE_SIZE)
 		return kmalloc_sizes[kmalloc_index(size)];
-	if (size <= MAX_RUN_SIZE)
+	if (size <= KMALLOC_MAX_SIZE)
 		return PAGE_SIZE << get_order(size);
-	return ALIGN_UP(size, PAGE_SIZE);
+	return size; /* the kernel's answer where kmalloc() fails */
 }
 
 /*
@@ -194,30 +206,29 @@ void _sheaf_run_cache_postfork(bool child)
 	sheaf_unlock(&drain_lock, LR_DRAIN);
 }
 
+/* A mapping of its own for size bytes (zeroed, as every fresh mapping). */
+static void *kmalloc_huge(size_t size, gfp_t gfp)
+{
+	/* Mapping may block: only for callers that allow it, or that must
+	 * not fail (__GFP_NOFAIL, the kernel's rule over NOWAIT). */
+	if (!(gfpflags_allow_blocking(gfp) || (gfp & __GFP_NOFAIL)))
+		return NULL;
+	return _sheaf_huge_alloc(size, gfp);
+}
+
 static void *kmalloc_large(size_t size, gfp_t gfp, int node)
 {
-	void *p;
-	if (size <= MAX_RUN_SIZE) {
-		unsigned int order = get_order(size);
-		struct slab *d = run_cache_get(order, node);
-		if (!d)
-			d = _sheaf_pages_alloc(order,
-				node == NUMA_NO_NODE ? sheaf_node() : node, gfp);
-		if (!d)
-			return NULL;
-		__atomic_store_n(&d->flags, PG_LARGE, __ATOMIC_RELEASE);
-		p = slab_address(d);
-	} else {
-		/* Mapping may block: only for callers that allow it, or that
-		 * must not fail (__GFP_NOFAIL, the kernel's rule over NOWAIT). */
-		if (size > KMALLOC_MAX_SIZE ||
-		    !(gfpflags_allow_blocking(gfp) || (gfp & __GFP_NOFAIL)))
-			return NULL;
-		p = _sheaf_huge_alloc(size, gfp);
-		if (!p)
-			return NULL;
-		return p; /* a fresh mapping is zeroed */
-	}
+	if (size > MAX_RUN_SIZE)
+		return kmalloc_huge(size, gfp);
+	unsigned int order = get_order(size);
+	struct slab *d = run_cache_get(order, node);
+	if (!d)
+		d = _sheaf_pages_alloc(order,
+			node == NUMA_NO_NODE ? sheaf_node() : node, gfp);
+	if (!d)
+		return NULL;
+	__atomic_store_n(&d->flags, PG_LARGE, __ATOMIC_RELEASE);
+	void *p = slab_address(d);
 	if (gfp & __GFP_ZERO)
 		memset(p, 0, size);
 	return p;
@@ -229,24 +240,36 @@ struct kmem_cache *_sheaf_kmalloc_cache(size_t size)
 	return kmalloc_caches[kmalloc_index(size)];
 }
 
-static inline void *do_kmalloc(size_t size, gfp_t gfp, int node)
+/* sheaf_init(), then whether gfp and node are valid (else errno EINVAL). */
+static inline bool kmalloc_args_ok(gfp_t gfp, int node)
 {
 	sheaf_init();
 	if (unlikely(!sheaf_gfp_ok(gfp) ||
 		     (node != NUMA_NO_NODE && (node < 0 || node >= (int)_sheaf_nr_nodes)))) {
 		errno = EINVAL;
-		return NULL;
+		return false;
 	}
+	return true;
+}
+
+/* kmalloc() of up to max bytes (KMALLOC_MAX_SIZE, or HUGE_MAX_SIZE for
+ * the malloc replacement, which maps above KMALLOC_MAX_SIZE). */
+static inline void *do_kmalloc(size_t size, gfp_t gfp, int node, size_t max)
+{
+	if (unlikely(!kmalloc_args_ok(gfp, node)))
+		return NULL;
 	if (unlikely(size == 0))
 		return ZERO_SIZE_PTR;
 	if (likely(size <= KMALLOC_MAX_CACHE_SIZE)) {
 		struct kmem_cache *s = kmalloc_caches[kmalloc_index(size)];
 		return _sheaf_slab_alloc(s, gfp, node);
 	}
+	if (unlikely(size > max))
+		return NULL;
 	void *p;
 	for (;;) {
 		p = kmalloc_large(size, gfp, node);
-		if (p || !(gfp & __GFP_NOFAIL) || size > KMALLOC_MAX_SIZE)
+		if (p || !(gfp & __GFP_NOFAIL))
 			break;
 		_sheaf_nofail_wait();
 	}
@@ -255,7 +278,7 @@ static inline void *do_kmalloc(size_t size, gfp_t gfp, int node)
 
 void *_sheaf_kmalloc(size_t size, gfp_t gfp)
 {
-	return do_kmalloc(size, gfp, NUMA_NO_NODE);
+	return do_kmalloc(size, gfp, NUMA_NO_NODE, HUGE_MAX_SIZE);
 }
 
 void *_sheaf_kmalloc_internal(size_t size, gfp_t gfp)
@@ -268,30 +291,127 @@ void *_sheaf_kmalloc_internal(size_t size, gfp_t gfp)
 
 SHEAF_EXPORT void *kmalloc(size_t size, gfp_t gfp)
 {
-	return do_kmalloc(size, gfp, NUMA_NO_NODE);
+	return do_kmalloc(size, gfp, NUMA_NO_NODE, KMALLOC_MAX_SIZE);
 }
 
 SHEAF_EXPORT void *kmalloc_node(size_t size, gfp_t gfp, int node)
 {
-	return do_kmalloc(size, gfp, node);
+	return do_kmalloc(size, gfp, node, KMALLOC_MAX_SIZE);
 }
 
 SHEAF_EXPORT void *kzalloc(size_t size, gfp_t gfp)
 {
-	return do_kmalloc(size, gfp | __GFP_ZERO, NUMA_NO_NODE);
+	return do_kmalloc(size, gfp | __GFP_ZERO, NUMA_NO_NODE, KMALLOC_MAX_SIZE);
 }
 
-SHEAF_EXPORT void *kmalloc_array(size_t n, size_t size, gfp_t gfp)
+SHEAF_EXPORT void *kzalloc_node(size_t size, gfp_t gfp, int node)
+{
+	return do_kmalloc(size, gfp | __GFP_ZERO, node, KMALLOC_MAX_SIZE);
+}
+
+SHEAF_EXPORT void *kmalloc_array_node(size_t n, size_t size, gfp_t gfp, int node)
 {
 	size_t bytes;
 	if (__builtin_mul_overflow(n, size, &bytes))
 		return NULL;
-	return do_kmalloc(bytes, gfp, NUMA_NO_NODE);
+	return do_kmalloc(bytes, gfp, node, KMALLOC_MAX_SIZE);
+}
+
+SHEAF_EXPORT void *kmalloc_array(size_t n, size_t size, gfp_t gfp)
+{
+	return kmalloc_array_node(n, size, gfp, NUMA_NO_NODE);
 }
 
 SHEAF_EXPORT void *kcalloc(size_t n, size_t size, gfp_t gfp)
 {
-	return kmalloc_array(n, size, gfp | __GFP_ZERO);
+	return kmalloc_array_node(n, size, gfp | __GFP_ZERO, NUMA_NO_NODE);
+}
+
+SHEAF_EXPORT void *kcalloc_node(size_t n, size_t size, gfp_t gfp, int node)
+{
+	return kmalloc_array_node(n, size, gfp | __GFP_ZERO, node);
+}
+
+/*
+ * kvmalloc: kmalloc() up to KMALLOC_MAX_SIZE, a mapping of its own above,
+ * or when a request above a page found no page run (the kernel falls back
+ * to vmalloc() on the same terms; a page or less is kmalloc()'s alone).
+ * The node is honoured by the kmalloc() part only.
+ */
+static void *do_kvmalloc(size_t size, gfp_t gfp, int node)
+{
+	if (unlikely(!kmalloc_args_ok(gfp, node)))
+		return NULL;
+	if (unlikely(size == 0))
+		return ZERO_SIZE_PTR;
+	void *p;
+	if (size <= KMALLOC_MAX_SIZE) {
+		/* Above a page the mapping is the fallback: kmalloc() tries
+		 * once, without __GFP_NOFAIL's retries. */
+		gfp_t kgfp = size > PAGE_SIZE ? gfp & ~__GFP_NOFAIL : gfp;
+		p = do_kmalloc(size, kgfp, node, KMALLOC_MAX_SIZE);
+		if (p || size <= PAGE_SIZE)
+			return p;
+	}
+	if (unlikely(size > KVMALLOC_MAX_SIZE))
+		return NULL;
+	for (;;) {
+		p = kmalloc_huge(size, gfp);
+		if (p || !(gfp & __GFP_NOFAIL))
+			break;
+		_sheaf_nofail_wait();
+	}
+	return p;
+}
+
+SHEAF_EXPORT void *kvmalloc(size_t size, gfp_t gfp)
+{
+	return do_kvmalloc(size, gfp, NUMA_NO_NODE);
+}
+
+SHEAF_EXPORT void *kvzalloc(size_t size, gfp_t gfp)
+{
+	return do_kvmalloc(size, gfp | __GFP_ZERO, NUMA_NO_NODE);
+}
+
+SHEAF_EXPORT void *kvmalloc_node(size_t size, gfp_t gfp, int node)
+{
+	return do_kvmalloc(size, gfp, node);
+}
+
+SHEAF_EXPORT void *kvzalloc_node(size_t size, gfp_t gfp, int node)
+{
+	return do_kvmalloc(size, gfp | __GFP_ZERO, node);
+}
+
+SHEAF_EXPORT void *kvmalloc_array_node(size_t n, size_t size, gfp_t gfp, int node)
+{
+	size_t bytes;
+	if (__builtin_mul_overflow(n, size, &bytes))
+		return NULL;
+	return do_kvmalloc(bytes, gfp, node);
+}
+
+SHEAF_EXPORT void *kvmalloc_array(size_t n, size_t size, gfp_t gfp)
+{
+	return kvmalloc_array_node(n, size, gfp, NUMA_NO_NODE);
+}
+
+SHEAF_EXPORT void *kvcalloc(size_t n, size_t size, gfp_t gfp)
+{
+	return kvmalloc_array_node(n, size, gfp | __GFP_ZERO, NUMA_NO_NODE);
+}
+
+SHEAF_EXPORT void *kvcalloc_node(size_t n, size_t size, gfp_t gfp, int node)
+{
+	return kvmalloc_array_node(n, size, gfp | __GFP_ZERO, node);
+}
+
+/* memset() the compiler may not drop as a dead store (memzero_explicit). */
+static void zero_explicit(void *p, size_t n)
+{
+	memset(p, 0, n);
+	__asm__ __volatile__("" : : "r"(p) : "memory");
 }
 
 /* Free p, reporting `fn` as the function on a bad pointer. */
@@ -326,6 +446,11 @@ SHEAF_EXPORT void kfree(const void *p)
 	_sheaf_kfree(p, "kfree", __builtin_return_address(0));
 }
 
+SHEAF_EXPORT void kvfree(const void *p)
+{
+	_sheaf_kfree(p, "kvfree", __builtin_return_address(0));
+}
+
 size_t _sheaf_ksize(const void *p, const char *fn, void *caller)
 {
 	if (ZERO_OR_NULL_PTR(p))
@@ -351,29 +476,81 @@ SHEAF_EXPORT size_t ksize(const void *p)
 	return _sheaf_ksize(p, "ksize", __builtin_return_address(0));
 }
 
-SHEAF_EXPORT void *krealloc(const void *p, size_t new_size, gfp_t gfp)
+SHEAF_EXPORT void kfree_sensitive(const void *p)
 {
 	void *caller = __builtin_return_address(0);
 	if (ZERO_OR_NULL_PTR(p))
-		return do_kmalloc(new_size, gfp, NUMA_NO_NODE);
-	if (new_size == 0) {
-		_sheaf_kfree(p, "krealloc", caller);
+		return;
+	zero_explicit((void *)p, _sheaf_ksize(p, "kfree_sensitive", caller));
+	_sheaf_kfree(p, "kfree_sensitive", caller);
+}
+
+SHEAF_EXPORT void kvfree_sensitive(const void *p, size_t len)
+{
+	void *caller = __builtin_return_address(0);
+	if (ZERO_OR_NULL_PTR(p))
+		return;
+	/* The kernel trusts len; zeroing past the block would corrupt the
+	 * heap, so it is checked (and reported) here. */
+	if (unlikely(len > _sheaf_ksize(p, "kvfree_sensitive", caller)))
+		_sheaf_report_invalid("kvfree_sensitive",
+				      "length beyond the block at", p, NULL, caller);
+	zero_explicit((void *)p, len);
+	_sheaf_kfree(p, "kvfree_sensitive", caller);
+}
+
+/*
+ * krealloc() and kvrealloc(): p NULL allocates; size 0 frees p and gives
+ * ZERO_SIZE_PTR; a size within p's usable size keeps p (__GFP_ZERO zeroes
+ * what lies beyond size); else a new block, p copied into it and freed.
+ */
+static void *do_krealloc(const void *p, size_t size, gfp_t gfp, bool kv,
+			 const char *fn, void *caller)
+{
+	if (ZERO_OR_NULL_PTR(p))
+		return kv ? do_kvmalloc(size, gfp, NUMA_NO_NODE)
+			  : do_kmalloc(size, gfp, NUMA_NO_NODE, KMALLOC_MAX_SIZE);
+	if (size == 0) {
+		_sheaf_kfree(p, fn, caller);
 		return ZERO_SIZE_PTR;
 	}
-	size_t old = _sheaf_ksize(p, "krealloc", caller);
-	if (new_size <= old) {
+	size_t old = _sheaf_ksize(p, fn, caller);
+	if (size <= old) {
 		if (gfp & __GFP_ZERO)
-			memset((char *)p + new_size, 0, old - new_size);
+			memset((char *)p + size, 0, old - size);
 		return (void *)p;
 	}
-	void *n = do_kmalloc(new_size, gfp, NUMA_NO_NODE);
+	/* With __GFP_ZERO the new block comes zeroed: the tail beyond old
+	 * stays so after the copy. */
+	void *n = kv ? do_kvmalloc(size, gfp, NUMA_NO_NODE)
+		     : do_kmalloc(size, gfp, NUMA_NO_NODE, KMALLOC_MAX_SIZE);
 	if (!n)
 		return NULL;
 	memcpy(n, p, old);
-	if (gfp & __GFP_ZERO)
-		memset((char *)n + old, 0, new_size - old);
-	_sheaf_kfree(p, "krealloc", caller);
+	_sheaf_kfree(p, fn, caller);
 	return n;
+}
+
+SHEAF_EXPORT void *krealloc(const void *p, size_t new_size, gfp_t gfp)
+{
+	return do_krealloc(p, new_size, gfp, false, "krealloc",
+			   __builtin_return_address(0));
+}
+
+SHEAF_EXPORT void *krealloc_array(const void *p, size_t new_n, size_t new_size,
+				  gfp_t gfp)
+{
+	size_t bytes;
+	if (__builtin_mul_overflow(new_n, new_size, &bytes))
+		return NULL;
+	return do_krealloc(p, bytes, gfp, false, "krealloc_array",
+			   __builtin_return_address(0));
+}
+
+SHEAF_EXPORT void *kvrealloc(const void *p, size_t size, gfp_t gfp)
+{
+	return do_krealloc(p, size, gfp, true, "kvrealloc",
+			   __builtin_return_address(0));
 }
 
 /*

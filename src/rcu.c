@@ -463,7 +463,7 @@ static bool batch_add(void *ptr)
 	return true;
 }
 
-SHEAF_EXPORT void sheaf_kvfree_call_rcu(struct rcu_head *head, void *ptr)
+static void do_kvfree_call_rcu(struct rcu_head *head, void *ptr, void *caller)
 {
 	if (!ptr)
 		return;
@@ -471,7 +471,7 @@ SHEAF_EXPORT void sheaf_kvfree_call_rcu(struct rcu_head *head, void *ptr)
 	struct slab *slab = virt_to_slab(ptr);
 	if (slab && (desc_flags(slab) & PG_SLAB)) {
 		slab = _sheaf_check_object_in(NULL, slab, ptr, "kfree_rcu",
-					      __builtin_return_address(0));
+					      caller);
 		struct kmem_cache *s = slab->slab_cache;
 		if (!READ_ONCE(s->rcu_used))
 			WRITE_ONCE(s->rcu_used, true);
@@ -483,7 +483,7 @@ SHEAF_EXPORT void sheaf_kvfree_call_rcu(struct rcu_head *head, void *ptr)
 		}
 	} else if (_sheaf_obj_start(ptr) != ptr) {
 		_sheaf_report_invalid("kfree_rcu", "invalid pointer", ptr, NULL,
-				      __builtin_return_address(0));
+				      caller);
 	}
 	if (head) {
 		queue_kfree_cb(head, kfree_rcu_cb, kfree_rcu_cb_urcu);
@@ -493,6 +493,17 @@ SHEAF_EXPORT void sheaf_kvfree_call_rcu(struct rcu_head *head, void *ptr)
 		return;
 	synchronize_rcu();
 	kfree(ptr);
+}
+
+SHEAF_EXPORT void sheaf_kvfree_call_rcu(struct rcu_head *head, void *ptr)
+{
+	do_kvfree_call_rcu(head, ptr, __builtin_return_address(0));
+}
+
+/* The kernel's name of the same function. */
+SHEAF_EXPORT void kvfree_call_rcu(struct rcu_head *head, void *ptr)
+{
+	do_kvfree_call_rcu(head, ptr, __builtin_return_address(0));
 }
 
 /* ------------------------------------------------------------ barriers */

@@ -48,15 +48,18 @@ struct kmem_cache *_sheaf_cache_create(const char *name, unsigned int size,
 				       const struct kmem_cache_args *args,
 				       slab_flags_t flags, enum cache_kind kind)
 {
-	if (kind != CACHE_INTERNAL)
+	/* SLAB_NO_USER_FLAGS: the boot-time (here: SLUB_DEBUG) flags stay off. */
+	if (kind != CACHE_INTERNAL && !(flags & SLAB_NO_USER_FLAGS))
 		flags = _sheaf_debug_flags_for(name, flags);
 	unsigned int cap = args->sheaf_capacity;
 	if (cap == 0 && kind != CACHE_INTERNAL && _sheaf_config.default_capacity)
 		cap = _sheaf_config.default_capacity < 0
 			? sheaf_auto_capacity(ALIGN_UP(size, 8u))
 			: (unsigned int)_sheaf_config.default_capacity;
-	if (flags & SLAB_DEBUG_FLAGS)
-		cap = 0; /* debug caches take the checked slow path only */
+	/* Debug caches take the checked slow path only; SLAB_NO_SHEAVES opts
+	 * out of sheaves whatever the arguments or the environment ask. */
+	if (flags & (SLAB_DEBUG_FLAGS | SLAB_NO_SHEAVES))
+		cap = 0;
 
 	/*
 	 * Two allocations (struct kmem_cache): the struct and its statistics,

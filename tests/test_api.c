@@ -698,19 +698,19 @@ static void test_oom_injection(void **state)
 
 /*
  * kmalloc(__GFP_NOFAIL) without blocking: a page run retries through
- * injected failures, a dedicated mapping is made anyway (it spun forever:
- * the mapping path refused every non-blocking request).
+ * injected failures; kvmalloc() makes a dedicated mapping anyway (it spun
+ * forever: the mapping path refused every non-blocking request).
  */
 static void nofail_nowait(void *arg)
 {
 	sheaf_inject_page_failures(0, 3);
 	void *run = kmalloc(64 << 10, GFP_NOWAIT | __GFP_NOFAIL);
 	sheaf_inject_page_failures(0, 0);
-	void *huge = kmalloc(8 << 20, GFP_NOWAIT | __GFP_NOFAIL);
+	void *huge = kvmalloc(8 << 20, GFP_NOWAIT | __GFP_NOFAIL);
 	if (!run || !huge)
 		_exit(3);
 	kfree(run);
-	kfree(huge);
+	kvfree(huge);
 }
 
 static void test_kmalloc_nofail_nowait(void **state)
@@ -794,7 +794,7 @@ static void test_kmalloc_every_class(void **state)
 static void test_kmalloc_large(void **state)
 {
 	const size_t sizes[] = { KMALLOC_MAX_CACHE_SIZE + 1, 10000, 65536, 300000,
-				 1ul << 20, 5ul << 20 };
+				 1ul << 20, 4ul << 20 };
 	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
 		size_t n = sizes[i];
 		unsigned char *p = kmalloc(n, GFP_KERNEL);
@@ -811,14 +811,15 @@ static void test_kmalloc_large(void **state)
 }
 
 /* <sheaf/slab.h>: kmalloc_size_roundup() is the usable size kmalloc gives:
- * a page run (power of two of pages) up to 4 MiB, whole pages above, and it
- * agrees with ksize(). */
+ * a page run (power of two of pages) up to KMALLOC_MAX_SIZE (4 MiB), and
+ * it agrees with ksize(); above, where kmalloc() fails, the size itself
+ * (the kernel's answer). */
 static void test_kmalloc_roundup_large(void **state)
 {
 	const size_t sizes[] = { KMALLOC_MAX_CACHE_SIZE + 1, 10000, 65536,
-				 (1ul << 20) + 1, (4ul << 20) + 1 };
-	const size_t want[] = { 16384, 16384, 65536, 2ul << 20,
-				(4ul << 20) + SHEAF_PAGE_SIZE };
+				 (1ul << 20) + 1, (3ul << 20) + 1, 4ul << 20 };
+	const size_t want[] = { 16384, 16384, 65536, 2ul << 20, 4ul << 20,
+				4ul << 20 };
 	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
 		assert_int_equal(kmalloc_size_roundup(sizes[i]), want[i]);
 		void *p = kmalloc(sizes[i], GFP_KERNEL);
@@ -827,6 +828,9 @@ static void test_kmalloc_roundup_large(void **state)
 		kfree(p);
 	}
 	assert_int_equal(kmalloc_size_roundup(0), 0);
+	assert_int_equal(kmalloc_size_roundup(KMALLOC_MAX_SIZE + 1),
+			 KMALLOC_MAX_SIZE + 1);
+	assert_int_equal(kmalloc_size_roundup(SIZE_MAX), SIZE_MAX);
 }
 
 static void test_kmalloc_zero_and_null(void **state)

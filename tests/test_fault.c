@@ -194,11 +194,11 @@ static void test_api_errors(void **state)
 	for (int i = 0; i < 64; i++)
 		assert_int_equal(((unsigned char *)k)[i], 0x5a);
 
-	/* page-level: big kmalloc runs and huge mappings, new slabs */
+	/* page-level: big kmalloc runs and kvmalloc's huge mappings, new slabs */
 	all_off();
 	assert_int_equal(sheaf_fault_set(SHEAF_FAULT_PAGE, "1,100,0,-1"), 0);
 	assert_null(kmalloc(64 * 1024, GFP_KERNEL));
-	assert_null(kmalloc(8u << 20, GFP_KERNEL));
+	assert_null(kvmalloc(8u << 20, GFP_KERNEL));
 	assert_null(kmem_cache_prefill_sheaf(c, GFP_KERNEL, 500));	/* needs slabs */
 	assert_int_equal(sheaf_fault_injected(SHEAF_FAULT_PAGE) > 0, 1);
 	all_off();

@@ -13,7 +13,7 @@
  * (the table below); the main thread forks FORK_ITERS times (default 1000)
  * meanwhile.  Every child (alarm(60) as a backstop) does work that needs
  * that lock and every other one: allocates and frees on the case's caches,
- * small, large (page runs) and huge kmalloc, sheaf_page_info(),
+ * small, large (page runs) kmalloc and huge kvmalloc, sheaf_page_info(),
  * kfree_rcu_mightsleep(kmalloc(64)) and kfree_rcu() on the caches,
  * sheaf_fault_set() with a cache-name glob, kmem_cache_shrink() of each
  * cache, kvfree_rcu_barrier(), a kmem_cache_create()/destroy(), and (every
@@ -30,7 +30,7 @@
  *   list_lock        kmem_cache_node.list_lock     2 x 1 KiB objects, bulk, shuffled
  *   flush_lock       kmem_cache.flush_lock         shrink + cached_objects, alloc/free
  *   slab_mutex       _sheaf_slab_mutex             create/destroy, kvfree_rcu_barrier
- *   arena_lock       pages.c arena_lock            huge kmalloc 4-8 MiB, sheaf_page_info
+ *   arena_lock       pages.c arena_lock            huge kvmalloc 4-8 MiB, sheaf_page_info
  *   page_lock        pages.c page_node.lock        kmalloc 16 KiB..4 MiB, shrink (purge)
  *   info_lock        info.c info.lock              SHEAF_STATS=1 publisher asked for
  *                                                  snapshots back to back,
@@ -122,7 +122,7 @@ static const char *const step_name[ST_NR] = {
 	[ST_CACHE_ALLOC] = "kmem_cache_alloc/free on the case's caches",
 	[ST_KMALLOC] = "kmalloc/kfree 8..8192",
 	[ST_LARGE] = "kmalloc/kfree 16 KiB..4 MiB",
-	[ST_HUGE] = "kmalloc/kfree 6 MiB (huge)",
+	[ST_HUGE] = "kvmalloc/kvfree 6 MiB (huge)",
 	[ST_PAGE_INFO] = "sheaf_page_info",
 	[ST_KFREE_RCU] = "kfree_rcu_mightsleep(kmalloc(64)) / kfree_rcu",
 	[ST_FAULT_GLOB] = "sheaf_fault_set(cache=GLOB)",
@@ -315,9 +315,9 @@ static _Noreturn void child(void)
 	}
 
 	set_step(ST_HUGE);
-	char *h = must(kmalloc(6 << 20, GFP_KERNEL));
+	char *h = must(kvmalloc(6 << 20, GFP_KERNEL));
 	h[0] = h[(6 << 20) - 1] = 1;
-	kfree(h);
+	kvfree(h);
 
 	set_step(ST_PAGE_INFO);
 	struct sheaf_page_info pi;
@@ -655,10 +655,10 @@ static void *bg_arena(void *arg)
 			continue;
 		}
 		size_t sz = (4u << 20) + 1 + (size_t)rng_below(&b->rng, 4u << 20);
-		char *p = kmalloc(sz, GFP_KERNEL);
+		char *p = kvmalloc(sz, GFP_KERNEL);
 		NEED(p);
 		p[0] = 1;
-		kfree(p);
+		kvfree(p);
 		done_ops(b, 1);
 	}
 	return NULL;
@@ -905,7 +905,7 @@ static const struct fork_case cases[] = {
 	  2, bg_flush, setup_flush, destroy_caches },
 	{ "slab_mutex", "kmem_cache_create/destroy and kvfree_rcu_barrier in a loop "
 	  "(slab_mutex)", 2, bg_slab_mutex, setup_slab_mutex, destroy_caches },
-	{ "arena_lock", "huge kmalloc/kfree 4-8 MiB and sheaf_page_info (arena_lock)",
+	{ "arena_lock", "huge kvmalloc/kvfree 4-8 MiB and sheaf_page_info (arena_lock)",
 	  2, bg_arena, NULL, NULL },
 	{ "page_lock", "kmalloc/kfree 16 KiB..4 MiB and shrink purges (page-node locks)",
 	  3, bg_pages, setup_pages, destroy_caches },

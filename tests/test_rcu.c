@@ -215,7 +215,7 @@ static void test_large_kmalloc(void **state)
 	size_t sizes[] = { 64 << 10, 1 << 20, 8 << 20, 20 << 20 };
 	for (int r = 0; r < 3; r++)
 		for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
-			struct big *b = kmalloc(sizes[i], GFP_KERNEL);
+			struct big *b = kvmalloc(sizes[i], GFP_KERNEL);
 			assert_non_null(b);
 			b->pad[0] = 1;
 			if (i % 2)

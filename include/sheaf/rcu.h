@@ -64,6 +64,8 @@ extern "C" {
  * pointer that is not libsheaf memory is reported and the process aborts.
  */
 void sheaf_kvfree_call_rcu(struct rcu_head *head, void *ptr);
+/* The same under the kernel's name (what its kvfree_rcu() macros call). */
+void kvfree_call_rcu(struct rcu_head *head, void *ptr);
 
 /*
  * Inline fast path (unless SHEAF_NO_INLINE): an object of a cache with

@@ -43,36 +43,91 @@ extern "C" {
 
 typedef unsigned int gfp_t;
 
-#define __GFP_HIGH           0x0020u  /* may use reserves (no effect here) */
-#define __GFP_IO             0x0040u
-#define __GFP_FS             0x0080u
-#define __GFP_ZERO           0x0100u  /* return zeroed memory */
-#define __GFP_DIRECT_RECLAIM 0x0400u  /* may block: mmap, contended locks, RCU */
-#define __GFP_KSWAPD_RECLAIM 0x0800u
-#define __GFP_NOWARN         0x2000u  /* no message on failure */
-#define __GFP_NOFAIL         0x8000u  /* retry until it succeeds */
-#define __GFP_NORETRY        0x10000u
-#define __GFP_NOMEMALLOC     0x20000u
-#define __GFP_THISNODE       0x40000u /* node requests must not fall back */
-#define __GFP_ACCOUNT        0x80000u /* accepted, no effect */
+/*
+ * The gfp bits, with the kernel's values (6.10 and later, 7.x).  What each
+ * means in libsheaf (docs/API.md, "gfp flags"): most are accepted and have
+ * no effect, since userspace has one memory zone, no reclaim, no reserves,
+ * no cgroups and no memory tags.  A bit the kernel does not define fails
+ * the call with EINVAL.
+ */
+#define __GFP_DMA            0x01u     /* zone modifier: no effect */
+#define __GFP_HIGHMEM        0x02u     /* zone modifier: no effect */
+#define __GFP_DMA32          0x04u     /* zone modifier: no effect */
+#define __GFP_MOVABLE        0x08u     /* mobility: no effect */
+#define __GFP_RECLAIMABLE    0x10u     /* mobility: no effect */
+#define __GFP_HIGH           0x20u     /* may use reserves (no effect here) */
+#define __GFP_IO             0x40u     /* no effect */
+#define __GFP_FS             0x80u     /* no effect */
+#define __GFP_ZERO           0x100u    /* return zeroed memory */
+/* 0x200 is unused in the kernel: refused. */
+#define __GFP_DIRECT_RECLAIM 0x400u    /* may block: mmap, contended locks, RCU */
+#define __GFP_KSWAPD_RECLAIM 0x800u    /* no effect (gfpflags_allow_spinning) */
+#define __GFP_WRITE          0x1000u   /* page cache hint: no effect */
+#define __GFP_NOWARN         0x2000u   /* no message on failure (none is printed) */
+#define __GFP_RETRY_MAYFAIL  0x4000u   /* one try, may fail: the default here */
+#define __GFP_NOFAIL         0x8000u   /* retry until it succeeds */
+#define __GFP_NORETRY        0x10000u  /* one try, may fail: the default here */
+#define __GFP_MEMALLOC       0x20000u  /* reserves: no effect */
+#define __GFP_COMP           0x40000u  /* compound pages: no effect */
+#define __GFP_NOMEMALLOC     0x80000u  /* no reserves: no effect */
+#define __GFP_HARDWALL       0x100000u /* cpuset wall: no effect */
+#define __GFP_THISNODE       0x200000u /* node requests must not fall back */
+#define __GFP_ACCOUNT        0x400000u /* memcg accounting: no effect */
+#define __GFP_ZEROTAGS       0x800000u /* memory tags: no effect */
+/*
+ * Configuration-dependent in the kernel (KASAN hardware tags, lockdep,
+ * slab object extensions): 0 here, as in a kernel built without them.
+ */
+#define __GFP_SKIP_ZERO      0u
+#define __GFP_SKIP_KASAN     0u
+#define __GFP_NOLOCKDEP      0u
+#define __GFP_NO_OBJ_EXT     0u
 #define __GFP_RECLAIM        (__GFP_DIRECT_RECLAIM | __GFP_KSWAPD_RECLAIM)
 
-#define GFP_KERNEL (__GFP_RECLAIM | __GFP_IO | __GFP_FS)
-#define GFP_NOWAIT (__GFP_KSWAPD_RECLAIM)
 #define GFP_ATOMIC (__GFP_HIGH | __GFP_KSWAPD_RECLAIM)
-#define GFP_NOFS   (__GFP_RECLAIM | __GFP_IO)
-#define GFP_NOIO   (__GFP_RECLAIM)
+#define GFP_KERNEL (__GFP_RECLAIM | __GFP_IO | __GFP_FS)
 #define GFP_KERNEL_ACCOUNT (GFP_KERNEL | __GFP_ACCOUNT)
+#define GFP_NOWAIT (__GFP_KSWAPD_RECLAIM | __GFP_NOWARN)
+#define GFP_NOIO   (__GFP_RECLAIM)
+#define GFP_NOFS   (__GFP_RECLAIM | __GFP_IO)
+#define GFP_USER   (__GFP_RECLAIM | __GFP_IO | __GFP_FS | __GFP_HARDWALL)
+#define GFP_DMA    __GFP_DMA
+#define GFP_DMA32  __GFP_DMA32
+#define GFP_HIGHUSER (GFP_USER | __GFP_HIGHMEM)
+#define GFP_HIGHUSER_MOVABLE (GFP_HIGHUSER | __GFP_MOVABLE | __GFP_SKIP_KASAN)
+#define GFP_TRANSHUGE_LIGHT                                                    \
+	((GFP_HIGHUSER_MOVABLE | __GFP_COMP | __GFP_NOMEMALLOC |               \
+	  __GFP_NOWARN) & ~__GFP_RECLAIM)
+#define GFP_TRANSHUGE (GFP_TRANSHUGE_LIGHT | __GFP_DIRECT_RECLAIM)
 
-/* Every gfp bit the library knows; others make the call fail with EINVAL. */
+/*
+ * Every gfp bit the kernel defines (0x200 and bits from 0x1000000 up are
+ * not): others make the call fail with EINVAL.  A constant, so that the
+ * inline fast path tests it with one AND.
+ */
 #define SHEAF_GFP_VALID_MASK                                                   \
-	(__GFP_HIGH | __GFP_IO | __GFP_FS | __GFP_ZERO | __GFP_RECLAIM |       \
-	 __GFP_NOWARN | __GFP_NOFAIL | __GFP_NORETRY | __GFP_NOMEMALLOC |      \
-	 __GFP_THISNODE | __GFP_ACCOUNT)
+	(__GFP_DMA | __GFP_HIGHMEM | __GFP_DMA32 | __GFP_MOVABLE |             \
+	 __GFP_RECLAIMABLE | __GFP_HIGH | __GFP_IO | __GFP_FS | __GFP_ZERO |   \
+	 __GFP_RECLAIM | __GFP_WRITE | __GFP_NOWARN | __GFP_RETRY_MAYFAIL |    \
+	 __GFP_NOFAIL | __GFP_NORETRY | __GFP_MEMALLOC | __GFP_COMP |          \
+	 __GFP_NOMEMALLOC | __GFP_HARDWALL | __GFP_THISNODE | __GFP_ACCOUNT |  \
+	 __GFP_ZEROTAGS | __GFP_SKIP_ZERO | __GFP_SKIP_KASAN |                 \
+	 __GFP_NOLOCKDEP | __GFP_NO_OBJ_EXT)
 
+/* The caller may sleep (libsheaf: map memory, wait for locks and RCU). */
 static inline bool gfpflags_allow_blocking(gfp_t gfp)
 {
 	return (gfp & __GFP_DIRECT_RECLAIM) != 0;
+}
+
+/*
+ * The caller may spin on locks: true unless both reclaim bits are clear
+ * (every GFP_* composite has one; the kernel's try-alloc paths have
+ * neither).  libsheaf's paths do not consult it yet.
+ */
+static inline bool gfpflags_allow_spinning(gfp_t gfp)
+{
+	return (gfp & __GFP_RECLAIM) != 0;
 }
 
 #define NUMA_NO_NODE (-1)
@@ -81,19 +136,43 @@ static inline bool gfpflags_allow_blocking(gfp_t gfp)
 
 typedef unsigned int slab_flags_t;
 
+/*
+ * Cache flags.  Since 6.9 the kernel numbers them by an enum whose members
+ * depend on its configuration, so their values are not an interface there;
+ * libsheaf keeps fixed values (the kernel's from before 6.9 where a flag
+ * had one).  Code written against the kernel uses the names only.
+ */
 #define SLAB_CONSISTENCY_CHECKS 0x00000100u /* 'F' */
 #define SLAB_RED_ZONE           0x00000400u /* 'Z' */
 #define SLAB_POISON             0x00000800u /* 'P' */
 #define SLAB_HWCACHE_ALIGN      0x00002000u /* align objects on cache lines */
+#define SLAB_CACHE_DMA          0x00004000u /* accepted, no effect */
+#define SLAB_CACHE_DMA32        0x00008000u /* accepted, no effect */
 #define SLAB_STORE_USER         0x00010000u /* 'U' */
 #define SLAB_PANIC              0x00040000u /* abort if creation fails */
 #define SLAB_TYPESAFE_BY_RCU    0x00080000u /* slab memory freed after a grace period */
 #define SLAB_TRACE              0x00200000u /* 'T' */
+#define SLAB_DEBUG_OBJECTS      0x00400000u /* accepted, no effect */
 #define SLAB_NOLEAKTRACE        0x00800000u /* accepted, no effect */
 #define SLAB_NO_MERGE           0x01000000u /* accepted: caches are never merged */
+#define SLAB_FAILSLAB           0x02000000u /* accepted, no effect (sheaf_fault_set() cache=GLOB selects caches) */
 #define SLAB_ACCOUNT            0x04000000u /* accepted, no effect */
+#define SLAB_NO_USER_FLAGS      0x10000000u /* SLUB_DEBUG (the environment) does not apply */
+#define SLAB_SKIP_KFENCE        0x20000000u /* accepted, no effect */
 #define SLAB_RECLAIM_ACCOUNT    0x00020000u /* accepted, no effect */
-#define SLAB_MEM_SPREAD         0x00100000u /* accepted, no effect */
+#define SLAB_MAY_ACCOUNT        0x00000010u /* accepted, no effect */
+#define SLAB_NO_OBJ_EXT         0x00000020u /* accepted, no effect (no object extensions) */
+#define SLAB_OBJ_EXT_IN_OBJ     0x00000040u /* kernel-internal there; accepted, no effect */
+/*
+ * No per-CPU sheaves for this cache, whatever args->sheaf_capacity or
+ * SHEAF_DEFAULT_CAPACITY ask: the classic per-CPU slab path.
+ */
+#define SLAB_NO_SHEAVES         0x00000080u
+/*
+ * Deprecated: the kernel removed SLAB_MEM_SPREAD (6.9).  Kept, with its old
+ * value, so that older code still builds; accepted, no effect.
+ */
+#define SLAB_MEM_SPREAD         0x00100000u
 
 #define SLAB_DEBUG_FLAGS                                                       \
 	(SLAB_CONSISTENCY_CHECKS | SLAB_RED_ZONE | SLAB_POISON |               \
@@ -102,7 +181,11 @@ typedef unsigned int slab_flags_t;
 #define SHEAF_SLAB_VALID_FLAGS                                                 \
 	(SLAB_DEBUG_FLAGS | SLAB_HWCACHE_ALIGN | SLAB_PANIC |                  \
 	 SLAB_TYPESAFE_BY_RCU | SLAB_NOLEAKTRACE | SLAB_NO_MERGE |             \
-	 SLAB_ACCOUNT | SLAB_RECLAIM_ACCOUNT | SLAB_MEM_SPREAD)
+	 SLAB_ACCOUNT | SLAB_RECLAIM_ACCOUNT | SLAB_MEM_SPREAD |               \
+	 SLAB_CACHE_DMA | SLAB_CACHE_DMA32 | SLAB_DEBUG_OBJECTS |              \
+	 SLAB_FAILSLAB | SLAB_NO_USER_FLAGS | SLAB_SKIP_KFENCE |               \
+	 SLAB_MAY_ACCOUNT | SLAB_NO_OBJ_EXT | SLAB_OBJ_EXT_IN_OBJ |            \
+	 SLAB_NO_SHEAVES)
 
 /* ---------------------------------------------------------------- limits */
 
@@ -117,8 +200,13 @@ typedef unsigned int slab_flags_t;
 /* Largest kmalloc size class; larger requests come straight from pages. */
 #define KMALLOC_MAX_CACHE_SIZE 8192ul
 #define KMALLOC_MIN_SIZE 8ul
-/* Largest kmalloc request (larger ones fail with NULL). */
-#define KMALLOC_MAX_SIZE (1ul << 40)
+/*
+ * Largest kmalloc request, the kernel's: 1 << (MAX_PAGE_ORDER + PAGE_SHIFT),
+ * 4 MiB with 4 KiB pages (larger ones fail with NULL).  kvmalloc() serves
+ * larger sizes with a mapping of their own.
+ */
+#define KMALLOC_SHIFT_MAX (10 + SHEAF_PAGE_SHIFT)
+#define KMALLOC_MAX_SIZE (1ul << KMALLOC_SHIFT_MAX)
 #define ARCH_KMALLOC_MINALIGN 8ul
 
 /* ------------------------------------------------------------ creation */
@@ -218,6 +306,32 @@ extern "C" {
 			    _Alignof(struct __struct), (__flags), NULL)
 
 /*
+ * A cache with a hardened-usercopy region (useroffset, usersize): accepted
+ * and checked to lie inside the object (else NULL, EINVAL), not enforced.
+ */
+static inline struct kmem_cache *
+kmem_cache_create_usercopy(const char *name, unsigned int size,
+			   unsigned int align, slab_flags_t flags,
+			   unsigned int useroffset, unsigned int usersize,
+			   void (*ctor)(void *))
+{
+	struct kmem_cache_args kmem_args;
+	__builtin_memset(&kmem_args, 0, sizeof(kmem_args));
+	kmem_args.align = align;
+	kmem_args.ctor = ctor;
+	kmem_args.useroffset = useroffset;
+	kmem_args.usersize = usersize;
+	return __kmem_cache_create_args(name, size, &kmem_args, flags);
+}
+
+/* KMEM_CACHE() whose usercopy region is the member __field. */
+#define KMEM_CACHE_USERCOPY(__struct, __flags, __field)                        \
+	kmem_cache_create_usercopy(#__struct, sizeof(struct __struct),         \
+		_Alignof(struct __struct), (__flags),                          \
+		offsetof(struct __struct, __field),                            \
+		sizeof(((struct __struct *)0)->__field), NULL)
+
+/*
  * Destroy a cache.  Flushes every per-CPU slot and barn and gives the slabs
  * back.  If objects are still live, or prefilled sheaves lent out, prints
  * how many on stderr and keeps the cache and its memory (the objects stay
@@ -245,6 +359,15 @@ void *kmem_cache_alloc(struct kmem_cache *s, gfp_t gfp);
 
 /* kmem_cache_alloc() with __GFP_ZERO. */
 void *kmem_cache_zalloc(struct kmem_cache *s, gfp_t gfp);
+
+/*
+ * kmem_cache_alloc() for the kernel's list_lru users; the lru (memcg-aware
+ * list) is ignored: there are no memory cgroups here.  The function body
+ * comes after the inline fast path, so that it uses it.
+ */
+struct list_lru;
+static inline void *kmem_cache_alloc_lru(struct kmem_cache *s,
+					 struct list_lru *lru, gfp_t gfp);
 
 /*
  * Allocate from a node (NUMA_NO_NODE: the local one).  A node other than
@@ -284,9 +407,10 @@ int kmem_cache_shrink(struct kmem_cache *s);
 /*
  * kmalloc: sizes up to KMALLOC_MAX_CACHE_SIZE come from the size classes
  * 8, 16, 32, 64, 96, 128, 192, 256, 512, 1024, 2048, 4096, 8192; larger
- * ones straight from pages.  size 0 returns ZERO_SIZE_PTR (a unique non-NULL
- * pointer that kfree() accepts and that must not be dereferenced).  NULL on
- * out of memory or size > KMALLOC_MAX_SIZE.
+ * ones straight from pages (a power of two of pages).  size 0 returns
+ * ZERO_SIZE_PTR (a unique non-NULL pointer that kfree() accepts and that
+ * must not be dereferenced).  NULL on out of memory or size >
+ * KMALLOC_MAX_SIZE (kvmalloc() serves those).
  */
 #define ZERO_SIZE_PTR ((void *)16)
 #define ZERO_OR_NULL_PTR(x) ((unsigned long)(x) <= (unsigned long)ZERO_SIZE_PTR)
@@ -303,16 +427,62 @@ void *kmalloc_array(size_t n, size_t size, gfp_t gfp);
  * left untouched.
  */
 void *krealloc(const void *p, size_t new_size, gfp_t gfp);
-/* Free a kmalloc'd object or any slab object.  NULL/ZERO_SIZE_PTR: no-op. */
+/* krealloc() of new_n * new_size bytes; NULL on overflow (p untouched). */
+void *krealloc_array(const void *p, size_t new_n, size_t new_size, gfp_t gfp);
+/* kmalloc_node() with __GFP_ZERO, and the array forms (NULL on overflow). */
+void *kzalloc_node(size_t size, gfp_t gfp, int node);
+void *kmalloc_array_node(size_t n, size_t size, gfp_t gfp, int node);
+void *kcalloc_node(size_t n, size_t size, gfp_t gfp, int node);
+/*
+ * Free a kmalloc'd object, any slab object or a kvmalloc'd block.
+ * NULL/ZERO_SIZE_PTR: no-op.
+ */
 void kfree(const void *p);
+/* kfree() after zeroing the whole usable size (ksize()) of p. */
+void kfree_sensitive(const void *p);
+/* Free nr objects of any caches or kmalloc (NULL entries skipped). */
+static inline void kfree_bulk(size_t nr, void **p)
+{
+	kmem_cache_free_bulk(NULL, nr, p);
+}
 /* Usable size of a kmalloc'd or slab object (0 for NULL/ZERO_SIZE_PTR). */
 size_t ksize(const void *p);
 /*
  * Usable size kmalloc(size) gives: its size class up to
  * KMALLOC_MAX_CACHE_SIZE, the page run (a power of two of pages) up to
- * 4 MiB, the size rounded to pages above; 0 for size 0.
+ * KMALLOC_MAX_SIZE; size itself for 0 and above (as the kernel: kmalloc()
+ * fails there).
  */
 size_t kmalloc_size_roundup(size_t size);
+
+/*
+ * kvmalloc: kmalloc() when it can (sizes up to KMALLOC_MAX_SIZE), else a
+ * mapping of its own (the kernel's vmalloc fallback): above
+ * KMALLOC_MAX_SIZE, or when a request above a page finds no page run.  The
+ * mapping needs a gfp that may block (or __GFP_NOFAIL).  NULL with EINVAL
+ * for unknown gfp bits or a node out of range; NULL above INT_MAX bytes
+ * (the kernel's limit) or on overflow of the array forms.  size 0:
+ * ZERO_SIZE_PTR.  Free with kvfree() (or kfree()).
+ */
+void *kvmalloc(size_t size, gfp_t gfp);
+void *kvzalloc(size_t size, gfp_t gfp);
+void *kvmalloc_node(size_t size, gfp_t gfp, int node);
+void *kvzalloc_node(size_t size, gfp_t gfp, int node);
+void *kvmalloc_array(size_t n, size_t size, gfp_t gfp);
+void *kvmalloc_array_node(size_t n, size_t size, gfp_t gfp, int node);
+void *kvcalloc(size_t n, size_t size, gfp_t gfp);
+void *kvcalloc_node(size_t n, size_t size, gfp_t gfp, int node);
+/*
+ * Resize a kvmalloc'd (or kmalloc'd) block, keeping its contents (the 7.x
+ * signature).  p NULL: kvmalloc(); size 0: frees p, returns ZERO_SIZE_PTR;
+ * a size that fits the usable size keeps p (__GFP_ZERO zeroes the tail).
+ * On failure NULL, p untouched.
+ */
+void *kvrealloc(const void *p, size_t size, gfp_t gfp);
+/* Free what kvmalloc() or kmalloc() gave.  NULL/ZERO_SIZE_PTR: no-op. */
+void kvfree(const void *p);
+/* Zero the first len bytes of p (len must not exceed it), then kvfree(). */
+void kvfree_sensitive(const void *p, size_t len);
 
 /*
  * slub_debug: check every slab and object of a debug cache (red zones,
@@ -623,6 +793,13 @@ sheaf_free_inline(struct kmem_cache *s, void *obj, bool trust)
 #define kmem_cache_free(s, obj) sheaf_free_inline((s), (obj), false)
 #endif
 #endif
+
+static inline void *kmem_cache_alloc_lru(struct kmem_cache *s,
+					 struct list_lru *lru, gfp_t gfp)
+{
+	(void)lru;
+	return kmem_cache_alloc(s, gfp);
+}
 
 #ifdef __cplusplus
 }

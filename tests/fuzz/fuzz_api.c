@@ -21,7 +21,7 @@
  * krealloc keeps the contents.  On request and when a cache is torn down,
  * after the cache's RCU barrier: its count of objects in use equals the
  * model's live objects plus what its prefilled sheaves hold (no object
- * lost or counted twice).  At the end of the input no huge kmalloc
+ * lost or counted twice).  At the end of the input no huge kvmalloc
  * mapping is left.
  *
  * Built two ways: with libFuzzer (clang -fsanitize=fuzzer,address,
@@ -411,7 +411,9 @@ static void op_kmalloc(void)
 	bool zero = next(2);
 	if (nk == MAXLIVE)
 		return;
-	void *p = kmalloc(size, GFP_KERNEL | (zero ? __GFP_ZERO : 0));
+	/* Above KMALLOC_MAX_SIZE kmalloc() fails: kvmalloc() maps. */
+	gfp_t gfp = GFP_KERNEL | (zero ? __GFP_ZERO : 0);
+	void *p = size > KMALLOC_MAX_SIZE ? kvmalloc(size, gfp) : kmalloc(size, gfp);
 	if (!p) {
 		CHECK(injecting, "kmalloc(%zu) failed with no failure injected", size);
 		return;
@@ -573,9 +575,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		live_del(kobjs[nk - 1].p);
 		kfree(kobjs[--nk].p);
 	}
-	/* Every dedicated mapping of a huge kmalloc is unmapped again. */
+	/* Every dedicated mapping of a huge kvmalloc is unmapped again. */
 	sheaf_page_info(&after);
-	CHECK(after.huge_bytes == before.huge_bytes, "huge kmalloc mappings left: "
+	CHECK(after.huge_bytes == before.huge_bytes, "huge kvmalloc mappings left: "
 	      "%zu bytes before the input, %zu after", before.huge_bytes,
 	      after.huge_bytes);
 	return 0;
