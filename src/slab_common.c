@@ -43,6 +43,37 @@ static void meta_free(struct kmem_cache *s)
 	_sheaf_meta_free(s, s->meta_size);
 }
 
+/*
+ * The sheaf capacity of a new cache whose layout is known (s->size, the
+ * object stride, and s->flags).  Debug caches (the checked slow path only)
+ * and SLAB_NO_SHEAVES caches: none, whatever was asked.
+ *
+ * SHEAF_DEFAULT_CAPACITY=auto is the kernel's 7.x model for the user's
+ * caches: every one gets sheaves, the capacity computed from the stride
+ * (sheaf_auto_capacity(): a 200-byte SLAB_HWCACHE_ALIGN cache has a
+ * 256-byte stride and gets 28), and args->sheaf_capacity is a minimum
+ * (the kernel raises the computed value to it); SLAB_NOLEAKTRACE opts out
+ * as the kernel's kmemleak cache does.  Otherwise (the seeds' 6.18 model,
+ * the default): args->sheaf_capacity, 0 meaning none, or for the caches
+ * that asked for none a fixed SHEAF_DEFAULT_CAPACITY=N.  The kmalloc
+ * caches are treated alike (kmalloc.c asks for sheaves itself under the
+ * malloc replacement); the library's own caches keep what they asked.
+ */
+static unsigned int cache_sheaf_capacity(const struct kmem_cache *s,
+					 const struct kmem_cache_args *args,
+					 enum cache_kind kind)
+{
+	unsigned int cap = args->sheaf_capacity;
+	if (s->flags & (SLAB_DEBUG_FLAGS | SLAB_NO_SHEAVES))
+		return 0;
+	if (kind == CACHE_INTERNAL || !_sheaf_config.default_capacity)
+		return cap;
+	if (_sheaf_config.default_capacity < 0)
+		return (s->flags & SLAB_NOLEAKTRACE)
+			? 0 : MAX(sheaf_auto_capacity(s->size), cap);
+	return cap ? cap : (unsigned int)_sheaf_config.default_capacity;
+}
+
 /* Internal creation: arguments already validated; no sheaf_init(). */
 struct kmem_cache *_sheaf_cache_create(const char *name, unsigned int size,
 				       const struct kmem_cache_args *args,
@@ -51,24 +82,36 @@ struct kmem_cache *_sheaf_cache_create(const char *name, unsigned int size,
 	/* SLAB_NO_USER_FLAGS: the boot-time (here: SLUB_DEBUG) flags stay off. */
 	if (kind != CACHE_INTERNAL && !(flags & SLAB_NO_USER_FLAGS))
 		flags = _sheaf_debug_flags_for(name, flags);
-	unsigned int cap = args->sheaf_capacity;
-	if (cap == 0 && kind != CACHE_INTERNAL && _sheaf_config.default_capacity)
-		cap = _sheaf_config.default_capacity < 0
-			? sheaf_auto_capacity(ALIGN_UP(size, 8u))
-			: (unsigned int)_sheaf_config.default_capacity;
-	/* Debug caches take the checked slow path only; SLAB_NO_SHEAVES opts
-	 * out of sheaves whatever the arguments or the environment ask. */
-	if (flags & (SLAB_DEBUG_FLAGS | SLAB_NO_SHEAVES))
-		cap = 0;
 
 	/*
 	 * Two allocations (struct kmem_cache): the struct and its statistics,
-	 * and the fork-state block: [flush lock][nodes] then the classic cpu
-	 * slots, or the slots' info line, the slots and the barns.
+	 * then, once the layout (and so the sheaf capacity) is known, the
+	 * fork-state block: [flush lock][nodes] then the classic cpu slots,
+	 * or the slots' info line, the slots and the barns.
 	 */
 	size_t nslots = _sheaf_nr_slots;
 	size_t off_stats = ALIGN_UP(sizeof(struct kmem_cache), (size_t)CACHE_LINE);
 	size_t total = off_stats + nslots * sizeof(struct sheaf_stat_slot);
+	char *mem = _sheaf_meta_alloc(total);
+	if (!mem) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	struct kmem_cache *s = (struct kmem_cache *)mem;
+	s->meta_size = total;
+	s->stats = (struct sheaf_stat_slot *)(mem + off_stats);
+	snprintf(s->name, sizeof(s->name), "%s", name);
+	s->object_size = size;
+	s->flags = flags;
+	s->ctor = args->ctor;
+	s->kind = (uint8_t)kind;
+	if (!_sheaf_calculate_sizes(s, args)) {
+		_sheaf_meta_free(mem, total);
+		errno = EINVAL;
+		return NULL;
+	}
+	unsigned int cap = cache_sheaf_capacity(s, args, kind);
+
 	size_t off_nodes = ALIGN_UP(sizeof(pthread_mutex_t), (size_t)CACHE_LINE);
 	size_t off_cpu = off_nodes + _sheaf_nr_nodes * sizeof(struct kmem_cache_node);
 	/* The slots follow their read-mostly info line (struct sheaf_pcs_info). */
@@ -76,20 +119,15 @@ struct kmem_cache *_sheaf_cache_create(const char *name, unsigned int size,
 				       : nslots * sizeof(struct kmem_cache_cpu));
 	size_t off_barn = off_pcs + (cap ? nslots * sizeof(struct sheaf_pcs) : 0);
 	size_t fork_size = off_barn + (cap ? _sheaf_nr_nodes * sizeof(struct node_barn) : 0);
-
-	char *mem = _sheaf_meta_alloc(total);
-	char *fk = mem ? _sheaf_meta_pool_alloc(fork_size) : NULL;
+	char *fk = _sheaf_meta_pool_alloc(fork_size);
 	if (!fk) {
 		_sheaf_meta_free(mem, total);
 		errno = ENOMEM;
 		return NULL;
 	}
-	struct kmem_cache *s = (struct kmem_cache *)mem;
-	s->meta_size = total;
 	s->fork_state = fk;
 	s->fork_size = fork_size;
 	s->cpu_slab = cap ? NULL : (struct kmem_cache_cpu *)(fk + off_cpu);
-	s->stats = (struct sheaf_stat_slot *)(mem + off_stats);
 	for (unsigned int n = 0; n < _sheaf_nr_nodes; n++) {
 		struct kmem_cache_node *kn =
 			(struct kmem_cache_node *)(fk + off_nodes) + n;
@@ -98,17 +136,7 @@ struct kmem_cache *_sheaf_cache_create(const char *name, unsigned int size,
 		INIT_LIST_HEAD(&kn->full);
 		s->node[n] = kn;
 	}
-	snprintf(s->name, sizeof(s->name), "%s", name);
-	s->object_size = size;
-	s->flags = flags;
-	s->ctor = args->ctor;
-	s->kind = (uint8_t)kind;
 	pthread_mutex_init(cache_flush_lock(s), NULL);
-	if (!_sheaf_calculate_sizes(s, args)) {
-		meta_free(s);
-		errno = EINVAL;
-		return NULL;
-	}
 	s->hot.object_size = s->object_size;
 	s->hot.size = s->size;
 	s->hot.objects = s->objects;

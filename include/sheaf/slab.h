@@ -235,8 +235,12 @@ struct kmem_cache_args {
 	void (*ctor)(void *);
 	/*
 	 * Per-CPU sheaves of this many objects (0: none, the classic SLUB
-	 * per-CPU freelist).  At most SHEAF_MAX_CAPACITY.  Ignored for caches
-	 * with debug flags.
+	 * per-CPU freelist): the kernel's 6.18 meaning, the default.  With
+	 * SHEAF_DEFAULT_CAPACITY=auto, the 7.x meaning: every cache gets
+	 * sheaves of the capacity computed from its object stride
+	 * (sheaf_auto_capacity()), raised to this value when it is larger.
+	 * At most SHEAF_MAX_CAPACITY.  Ignored for caches with debug flags or
+	 * SLAB_NO_SHEAVES (and, with auto, SLAB_NOLEAKTRACE).
 	 */
 	unsigned int sheaf_capacity;
 };
@@ -556,7 +560,8 @@ const char *sheaf_percpu_mode(void);
  * The kernel's automatic sheaf capacity for objects of `size` bytes (7.0):
  * 60 below 256 bytes, 26 below 1 KiB, 12 below a page, 4 above, raised so
  * that the sheaf fills its allocation class (60, 28, 12, 4 here).  What
- * SHEAF_DEFAULT_CAPACITY=auto gives.
+ * SHEAF_DEFAULT_CAPACITY=auto gives a cache whose object stride (the
+ * object size aligned, with any debug metadata) is `size`.
  */
 unsigned int sheaf_auto_capacity(unsigned int size);
 /* Sheaf capacity of the cache (0: classic path). */
