@@ -209,7 +209,15 @@ static SHEAF_NOINLINE void *sheaf_alloc_slow(struct kmem_cache *s, gfp_t gfp)
 	}
 	if (pcs->main->size || full_main_from_barn(s, pcs, slot))
 		goto pop;
-	if (!gfpflags_allow_blocking(gfp)) {
+	/*
+	 * The kernel's 7.x rule: a caller that may spin (either reclaim bit:
+	 * GFP_NOWAIT too, not only the blocking GFP_KERNEL) refills an empty
+	 * sheaf from slabs; one that may not even spin takes one object from
+	 * the slab layer.  Without __GFP_DIRECT_RECLAIM the refill maps no
+	 * new memory: it fails whole and the object comes from the slab
+	 * layer as well.
+	 */
+	if (!gfpflags_allow_spinning(gfp)) {
 		sheaf_pcs_unlock(pcs);
 		goto from_slab;
 	}

@@ -123,7 +123,9 @@ static inline bool gfpflags_allow_blocking(gfp_t gfp)
 /*
  * The caller may spin on locks: true unless both reclaim bits are clear
  * (every GFP_* composite has one; the kernel's try-alloc paths have
- * neither).  libsheaf's paths do not consult it yet.
+ * neither).  A sheaf cache's allocation that finds nothing cached refills
+ * a sheaf from slabs when this is true (GFP_NOWAIT too, the kernel's 7.x
+ * rule), else takes one object from the slab layer.
  */
 static inline bool gfpflags_allow_spinning(gfp_t gfp)
 {
