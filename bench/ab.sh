@@ -6,7 +6,10 @@
 # (sheafbench's hot-64, batch-fifo and rcu on the sheaf contender, and
 # mallocbench's mixed under libsheaf-malloc).
 #
-#   bench/ab.sh [-p PAIRS] [-i ITERS] [-s SCALE] BASE_REV
+#   bench/ab.sh [-p PAIRS] [-i ITERS] [-s SCALE] [-w WORKLOADS] BASE_REV
+#
+# -w: sheafbench workloads instead of hot-64,batch-fifo,rcu (comma list,
+# e.g. prealloc-32,bulk-32); mallocbench's mixed runs unless -w is given.
 #
 # Both trees are built Release (the base from a git worktree of BASE_REV
 # under build-ab/), each with its own benchmark binaries: the inline fast
@@ -23,16 +26,19 @@ set -eu
 PAIRS=10
 ITERS=20000000
 SCALE=1
-while getopts p:i:s: o; do
+WORKLOADS=hot-64,batch-fifo,rcu
+MIXED=1
+while getopts p:i:s:w: o; do
 	case $o in
+	w) WORKLOADS=$OPTARG; MIXED=0 ;;
 	p) PAIRS=$OPTARG ;;
 	i) ITERS=$OPTARG ;;
 	s) SCALE=$OPTARG ;;
-	*) echo "usage: $0 [-p PAIRS] [-i ITERS] [-s SCALE] BASE_REV" >&2; exit 2 ;;
+	*) echo "usage: $0 [-p PAIRS] [-i ITERS] [-s SCALE] [-w WORKLOADS] BASE_REV" >&2; exit 2 ;;
 	esac
 done
 shift $((OPTIND - 1))
-[ $# -eq 1 ] || { echo "usage: $0 [-p PAIRS] [-i ITERS] [-s SCALE] BASE_REV" >&2; exit 2; }
+[ $# -eq 1 ] || { echo "usage: $0 [-p PAIRS] [-i ITERS] [-s SCALE] [-w WORKLOADS] BASE_REV" >&2; exit 2; }
 BASE=$1
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -61,10 +67,11 @@ RAW=$OUT/raw.csv
 echo "pair,side,workload,ns" >"$RAW"
 run_side() { # side builddir pair
 	dir=$2
-	"$dir/bench/sheafbench" --workload hot-64,batch-fifo,rcu --contender sheaf \
+	"$dir/bench/sheafbench" --workload "$WORKLOADS" --contender sheaf \
 		--reps 1 --iters "$ITERS" --csv "$OUT/s.csv" >/dev/null
 	awk -F, -v p="$3" -v s="$1" 'NR > 1 { print p "," s "," $1 "," $5 }' \
 		"$OUT/s.csv" >>"$RAW"
+	[ "$MIXED" = 1 ] || return 0
 	# each tree's mallocbench preloads its own tree's libsheaf-malloc
 	"$dir/bench/mallocbench" --workload mixed --contender sheaf \
 			--reps 1 --scale "$SCALE" --csv "$OUT/m.csv" >/dev/null
