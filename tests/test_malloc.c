@@ -27,6 +27,8 @@
 
 #include <sheaf/slab.h>
 
+#include "test_util.h"
+
 #define PAGE 4096ul
 
 /* Sizes the compiler cannot see (it warns about the ones meant to fail). */
@@ -499,7 +501,8 @@ static void *child_thread(void *arg)
 /*
  * fork() while other threads allocate and free: the child allocates at
  * once (every size class, a page run, a huge mapping, a thread) and exits
- * 0; a lock left held at the fork would hang it (the alarm ends it then).
+ * 0; a lock left held at the fork would hang it (the parent prints where
+ * and kills it after 30 s).
  */
 static void test_fork_with_threads(void **state)
 {
@@ -513,7 +516,7 @@ static void test_fork_with_threads(void **state)
 		pid_t pid = fork();
 		assert_true(pid >= 0);
 		if (pid == 0) {
-			alarm(20);
+			alarm(60); /* a backstop: the parent kills it at 30 s */
 			void *v[200];
 			for (int i = 0; i < 200; i++) {
 				v[i] = malloc((size_t)(i * 41) % 9000);
@@ -533,8 +536,10 @@ static void test_fork_with_threads(void **state)
 			_exit(0);
 		}
 		int status;
-		assert_int_equal(waitpid(pid, &status, 0), pid);
-		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		/* A hung child's threads and backtraces go to stderr first. */
+		if (!reap_deadline(pid, &status, 30))
+			fail_msg("child round %d hung (killed after 30 s)", round);
+		if (status == -1 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
 			fail_msg("child round %d: status %#x", round, status);
 	}
 	__atomic_store_n(&stop_threads, 1, __ATOMIC_RELAXED);
