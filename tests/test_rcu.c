@@ -199,6 +199,34 @@ static void test_barriers(void **state)
 }
 
 /*
+ * A barrier takes the partly filled rcu_free sheaves: after the grace
+ * period their objects go to slabs (the kernel's rcu_free_sheaf_nobarn),
+ * never into the barn as "full" sheaves that a prefill could then receive
+ * holding 3 objects of 8.
+ */
+static void test_barrier_partial_to_slabs(void **state)
+{
+	(void)state;
+	struct kmem_cache *s = make("rcu-partial", 8, 0);
+	size_t rec0 = sheaf_rcu_recycled_objects(s);
+	for (int i = 0; i < 3; i++) {
+		struct node *n = kmem_cache_alloc(s, GFP_KERNEL);
+		assert_non_null(n);
+		kfree_rcu(n, rcu);
+	}
+	kvfree_rcu_barrier_on_cache(s);
+	assert_int_equal(sheaf_rcu_recycled_objects(s), rec0);
+	assert_int_equal(sheaf_cache_objects_inuse(s), 0);
+	for (int k = 0; k < 4; k++) {
+		struct slab_sheaf *sh = kmem_cache_prefill_sheaf(s, GFP_KERNEL, 8);
+		assert_non_null(sh);
+		assert_int_equal(kmem_cache_sheaf_size(sh), 8);
+		kmem_cache_return_sheaf(s, GFP_KERNEL, sh);
+	}
+	kmem_cache_destroy(s);
+}
+
+/*
  * kfree_rcu() of large kmallocs (a page run, a dedicated mapping) whose
  * rcu_head is not at the start: the memory comes back after the barrier.
  * (The mapping was leaked: only its first byte was recognised.)
@@ -533,6 +561,7 @@ int main(void)
 		cmocka_unit_test(test_readers_writers),
 		cmocka_unit_test(test_readers_writers_classic),
 		cmocka_unit_test(test_barriers),
+		cmocka_unit_test(test_barrier_partial_to_slabs),
 		cmocka_unit_test(test_large_kmalloc),
 		cmocka_unit_test(test_destroy_pending),
 		cmocka_unit_test(test_sheaf_alloc_failure),
