@@ -111,7 +111,7 @@ soak: build
 	./tools/soak.sh $(BUILD) $(DURATION)
 
 kernel-suites: deps
-	BUILD=$(BUILD) JOBS=$(if $(filter 1,$(JOBS)),1,2) ./tools/kernel-suites.sh
+	BUILD=$(BUILD) JOBS=$(JOBS) ./tools/kernel-suites.sh
 
 ci:
 	./.ci/run

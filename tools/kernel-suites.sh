@@ -19,6 +19,9 @@
 #                          (0: plain -O2 builds, several times faster)
 #   JOBS=2                 make -j
 #   KSUITES_TIMEOUT=1800   seconds per run before it is killed (fails)
+#   KSUITES_QUICK=1        the CI subset: TARGETS="maple xarray multiorder",
+#                          KSUITES_ASAN=0, only the libsheaf shim (unless
+#                          TARGETS, KSUITES_ASAN or SHIMS say otherwise)
 #
 # Nothing of the kernel source is ever written into the repository: it is
 # fetched with `apt-get download` (the newest linux-source-* Debian package
@@ -28,10 +31,17 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${BUILD:-build}
 KBUILD=${KBUILD:-build-kernel}
+if [ "${KSUITES_QUICK:-0}" = 1 ]; then
+	TARGETS=${TARGETS:-"maple xarray multiorder"}
+	KSUITES_ASAN=${KSUITES_ASAN:-0}
+	SHIMS=${SHIMS:-"libsheaf"}
+fi
 TARGETS=${TARGETS:-"maple xarray idr-test multiorder main"}
 MODES=${MODES:-"rseq fallback"}
 SHIMS=${SHIMS:-"kernel libsheaf"}
 KSUITES_ASAN=${KSUITES_ASAN:-1}
+# The two flavours build in their own trees (make does not track CFLAGS).
+[ "$KSUITES_ASAN" = 1 ] && V=asan || V=O2
 JOBS=${JOBS:-2}
 KSUITES_TIMEOUT=${KSUITES_TIMEOUT:-1800}
 STEP=${1:-all}
@@ -108,7 +118,7 @@ extract() {
 	if [ -f "$KBUILD/src/.extracted-$(basename "$deb")" ]; then
 		return
 	fi
-	rm -rf "$KBUILD/src" "$KBUILD/ref" "$KBUILD/sheaf"
+	rm -rf "$KBUILD/src" "$KBUILD"/ref-* "$KBUILD"/sheaf-* "$KBUILD"/ktools-*
 	mkdir -p "$KBUILD/src"
 	log "extracting the harness from $(basename "$deb")"
 	dpkg-deb --fsys-tarfile "$deb" |
@@ -117,9 +127,6 @@ extract() {
 		tar -x -C "$KBUILD/src" --wildcards --no-wildcards-match-slash \
 			"${MEMBERS[@]/#/$top/}"
 	touch "$KBUILD/src/.extracted-$(basename "$deb")"
-	for src in ref sheaf; do
-		cp -a "$KBUILD/src/$top" "$KBUILD/$src"
-	done
 }
 
 # ------------------------------------------------------------------ build
@@ -141,10 +148,13 @@ make_harness() {        # dir, extra make arguments...
 
 build() {
 	KVER=$(cat "$KBUILD/kernel-version" 2>/dev/null) || die "run fetch first"
-	local ref=$KBUILD/ref sheaf=$KBUILD/sheaf kt=$KBUILD/ktools
+	local ref=$KBUILD/ref-$V sheaf=$KBUILD/sheaf-$V kt=$KBUILD/ktools-$V
 	local rt=$sheaf/tools/testing/radix-tree
-	local cc=${CC:-cc}
+	local cc=${CC:-cc} d
 	mkdir -p "$kt"
+	for d in "$ref" "$sheaf"; do
+		[ -d "$d" ] || cp -a "$KBUILD/src/linux-source-$KVER" "$d"
+	done
 
 	log "building the suites on the kernel's shim ($ref)"
 	make_harness "$ref" targets
@@ -176,9 +186,14 @@ build() {
 	make_harness "$sheaf" generated/map-shift.h generated/bit-length.h \
 		generated/autoconf.h
 	local lcflags="-I../shared -I. -I../../include -I../../../lib -g -O2 -Wall -D_LGPL_SOURCE -I$KT"
-	[ "$KSUITES_ASAN" = 1 ] && lcflags="$lcflags $HARNESS_CFLAGS_ASAN"
+	if [ "$KSUITES_ASAN" = 1 ]; then
+		lcflags="$lcflags $HARNESS_CFLAGS_ASAN"
+	fi
 	(cd "$rt" && $cc $lcflags -c "$KT/ktools.c" -o "$kt/ktools.o")
 	rm -f "$kt/libktools.a"
+	for t in maple xarray idr-test multiorder main; do
+		rm -f "$rt/$t"  # relink: the archives are not prerequisites
+	done
 	ar rcs "$kt/libktools.a" "$kt/ktools.o" "$kt/ktools_bridge.o"
 	# The shim's linux.o and slab.o leave the link; the layer's archive,
 	# libsheaf's renamed archive and libsheaf's one RCU flavour come in.
@@ -220,7 +235,7 @@ stats_of() {
 
 run() {
 	KVER=$(cat "$KBUILD/kernel-version" 2>/dev/null) || die "run fetch first"
-	local kt=$KBUILD/ktools table=$OUT/table.md shim mode t dir res rc secs rss v
+	local kt=$KBUILD/ktools-$V table=$OUT/table-$V.md shim mode t dir res rc secs rss v
 	local npass=0 nfail=0
 	{
 		echo "Kernel test suites on linux-source-$KVER ($(cat "$KBUILD/kernel-deb")), ASan+UBSan: $KSUITES_ASAN, $(nproc) CPUs, $(date -u '+%Y-%m-%d %H:%M UTC')"
@@ -231,14 +246,14 @@ run() {
 	for t in $TARGETS; do
 		for shim in $SHIMS; do
 			if [ "$shim" = kernel ]; then
-				dir=$KBUILD/ref
+				dir=$KBUILD/ref-$V
 				set -- "-"
 			else
-				dir=$KBUILD/sheaf
+				dir=$KBUILD/sheaf-$V
 				set -- $MODES
 			fi
 			for mode in "$@"; do
-				local f=$OUT/$t-$shim-$mode.log
+				local f=$OUT/$t-$shim-$mode-$V.log
 				log "run $t on $shim${mode:+ ($mode)}"
 				res=$(cd "$dir/tools/testing/radix-tree" &&
 					SHEAF_PERCPU=${mode/-/rseq} "$kt/ksrun" "$f" -- \

@@ -34,6 +34,12 @@
  * to map) is retried as a blocking one: the budget, not libsheaf, decides
  * whether an atomic allocation may fail, as in the shim.
  *
+ * Under AddressSanitizer (the harness's default build) libsheaf's memory is
+ * not malloc()'s, so the layer tells ASan itself: an object is poisoned
+ * before it goes back to libsheaf and unpoisoned when it comes out (and
+ * before its constructor runs), so that the suites' use-after-free checks
+ * stay as strict as on the shim, whose objects go back to free().
+ *
  * At exit, with SHEAF_KTOOLS_STATS unset or 1, one "ktools-stats:" line per
  * cache goes to stderr with libsheaf's counters (docs/KERNEL.md).
  */
@@ -50,6 +56,15 @@
 #include <linux/radix-tree.h>
 
 #include "ktools_bridge.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define KT_POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
+#define KT_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#define KT_POISON(p, n) ((void)(p), (void)(n))
+#define KT_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
 
 int nr_allocated;
 int preempt_count;
@@ -74,6 +89,8 @@ struct kmem_cache {
 };
 
 static struct kmem_cache *ktools_caches;
+/* The cache this thread is allocating from (for ktools_ctor()). */
+static __thread struct kmem_cache *ktools_cur;
 static pthread_mutex_t ktools_lock = PTHREAD_MUTEX_INITIALIZER;
 
 #define ADD(p, v) __atomic_add_fetch((p), (v), __ATOMIC_RELAXED)
@@ -182,13 +199,16 @@ void *kmem_cache_alloc_lru(struct kmem_cache *c, struct list_lru *lru, int gfp)
 		return NULL;
 	}
 	f = ktools_obj_flags(c, gfp);
+	ktools_cur = c;
 	p = ksb_alloc(c->sc, f);
 	if (!p && !(f & KSB_BLOCK)) {
 		ADD(&c->nowait_retries, 1);
 		p = ksb_alloc(c->sc, f | KSB_BLOCK);
 	}
+	ktools_cur = NULL;
 	if (!p)
 		return NULL;
+	KT_UNPOISON(p, c->size);
 	ktools_count_alloc(c, 1);
 	if (kmalloc_verbose)
 		printf("Allocating %p from slab\n", p);
@@ -201,6 +221,7 @@ void kmem_cache_free(struct kmem_cache *c, void *p)
 	ktools_count_free(c, 1);
 	if (kmalloc_verbose)
 		printf("Freeing %p to slab\n", p);
+	KT_POISON(p, c->size);
 	ksb_free(c->sc, p);
 }
 
@@ -208,8 +229,10 @@ void kmem_cache_free_bulk(struct kmem_cache *c, size_t size, void **list)
 {
 	if (kmalloc_verbose)
 		printf("Bulk free %p[0-%zu]\n", (void *)list, size - 1);
-	for (size_t i = 0; i < size; i++)
+	for (size_t i = 0; i < size; i++) {
 		assert(list[i]);
+		KT_POISON(list[i], c->size);
+	}
 	ktools_count_free(c, size);
 	ksb_free_bulk(c->sc, size, list);
 }
@@ -228,13 +251,17 @@ int kmem_cache_alloc_bulk(struct kmem_cache *c, gfp_t gfp, size_t size,
 				return 0;
 	}
 	f = ktools_obj_flags(c, gfp);
+	ktools_cur = c;
 	n = ksb_alloc_bulk(c->sc, f, size, p);
 	if (!n && size && !(f & KSB_BLOCK)) {
 		ADD(&c->nowait_retries, 1);
 		n = ksb_alloc_bulk(c->sc, f | KSB_BLOCK, size, p);
 	}
+	ktools_cur = NULL;
 	if (!n)
 		return 0;
+	for (size_t i = 0; i < size; i++)
+		KT_UNPOISON(p[i], c->size);
 	ktools_count_alloc(c, size);
 	if (kmalloc_verbose)
 		for (size_t i = 0; i < size; i++)
@@ -245,6 +272,26 @@ int kmem_cache_alloc_bulk(struct kmem_cache *c, gfp_t gfp, size_t size,
 void kmem_cache_shrink(struct kmem_cache *c)
 {
 	ksb_shrink(c->sc);
+}
+
+/*
+ * libsheaf runs a cache's constructor when it makes a slab, on memory that
+ * may still be poisoned from an earlier life: unpoison it first.  The
+ * cache is the one the calling thread is allocating from (ktools_cur), or
+ * else the only cache with that constructor.
+ */
+static void ktools_ctor(void *obj)
+{
+	struct kmem_cache *c = ktools_cur, *i;
+
+	if (!c || !c->ctor) {
+		for (i = __atomic_load_n(&ktools_caches, __ATOMIC_ACQUIRE); i; i = i->next)
+			if (i->ctor && i->sc == ksb_obj_cache(obj))
+				c = i;
+	}
+	assert(c && c->ctor);
+	KT_UNPOISON(obj, c->size);
+	c->ctor(obj);
 }
 
 static unsigned int ktools_capacity(const char *name, unsigned int size)
@@ -288,15 +335,18 @@ struct kmem_cache *kmem_cache_create(const char *name, unsigned int size,
 	c->size = size;
 	c->align = align;
 	c->ctor = ctor;
-	c->sc = ksb_cache_create(name, size, align, ctor, ktools_capacity(name, size));
+	/* The lock orders this against other creations; ktools_ctor() runs
+	 * only from allocations, after the cache is on the list. */
+	pthread_mutex_lock(&ktools_lock);
+	c->sc = ksb_cache_create(name, size, align, ctor ? ktools_ctor : NULL,
+				 ktools_capacity(name, size));
 	if (!c->sc) {
 		fprintf(stderr, "ktools: libsheaf refused cache %s (size %u, align %u)\n",
 			name, size, align);
 		abort();
 	}
-	pthread_mutex_lock(&ktools_lock);
 	c->next = ktools_caches;
-	ktools_caches = c;
+	__atomic_store_n(&ktools_caches, c, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&ktools_lock);
 	return c;
 }
@@ -312,6 +362,7 @@ void *kmalloc(size_t size, gfp_t gfp)
 	p = ksb_kmalloc(size, ktools_flags(gfp));
 	if (!p)
 		return NULL;
+	KT_UNPOISON(p, ksb_ksize(p));
 	ADD(&kmalloc_nr_allocated, 1);
 	if (kmalloc_verbose)
 		printf("Allocating %p from malloc\n", p);
@@ -327,8 +378,12 @@ void kfree(void *p)
 		printf("Freeing %p to malloc\n", p);
 	/* kmalloc(0)'s ZERO_SIZE_PTR (16) and every libsheaf block go back to
 	 * libsheaf; what the suites malloc()ed and kfree() goes to free(). */
-	if ((uintptr_t)p <= 16 || ksb_owns(p))
+	if ((uintptr_t)p <= 16) {
 		ksb_kfree(p);
+	} else if (ksb_owns(p)) {
+		KT_POISON(p, ksb_ksize(p));
+		ksb_kfree(p);
+	}
 	else
 		free(p);
 }
@@ -402,8 +457,12 @@ void test_kmem_cache_bulk(void)
 	if (ksb_capacity(tc->sc)) {
 		struct ksb_sheaf *sh = ksb_prefill_sheaf(tc->sc, KSB_BLOCK, 20);
 		assert(sh && ksb_sheaf_size(sh) >= 20);
-		for (i = 0; i < 20; i++)
+		for (i = 0; i < 20; i++) {
 			assert((list[i] = ksb_alloc_from_sheaf(tc->sc, 0, sh)));
+			KT_UNPOISON(list[i], 256);
+			memset(list[i], 0xa5, 256);
+			KT_POISON(list[i], 256);
+		}
 		assert(ksb_refill_sheaf(tc->sc, KSB_BLOCK, &sh, 40) == 0);
 		assert(ksb_sheaf_size(sh) >= 40);
 		ksb_return_sheaf(tc->sc, KSB_BLOCK, sh);

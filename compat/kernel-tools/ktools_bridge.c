@@ -126,6 +126,16 @@ void ksb_kfree(const void *p)
 	kfree(p);
 }
 
+size_t ksb_ksize(const void *p)
+{
+	return ksize(p);
+}
+
+struct ksb_cache *ksb_obj_cache(const void *p)
+{
+	return (struct ksb_cache *)sheaf_obj_cache(p);
+}
+
 int ksb_owns(const void *p)
 {
 	return sheaf_obj_node(p) >= 0;

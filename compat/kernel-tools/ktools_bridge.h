@@ -56,6 +56,10 @@ unsigned int ksb_sheaf_size(struct ksb_sheaf *sheaf);
 
 void *ksb_kmalloc(size_t size, unsigned int flags);
 void ksb_kfree(const void *p);
+/* Usable size of a libsheaf block (0 for NULL / ZERO_SIZE_PTR). */
+size_t ksb_ksize(const void *p);
+/* The libsheaf cache of a slab object (NULL for other memory). */
+struct ksb_cache *ksb_obj_cache(const void *p);
 /* Whether p is libsheaf memory (a slab object, large or huge kmalloc). */
 int ksb_owns(const void *p);
 
