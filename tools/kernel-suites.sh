@@ -189,6 +189,17 @@ build() {
 	if [ "$KSUITES_ASAN" = 1 ]; then
 		lcflags="$lcflags $HARNESS_CFLAGS_ASAN"
 	fi
+	# Newer harnesses: kmem_cache_create() over struct kmem_cache_args,
+	# and prefilled sheaves (6.12 has neither).
+	local slab_h=$sheaf/tools/include/linux/slab.h
+	if grep -q '__kmem_cache_create_args' "$slab_h"; then
+		lcflags="$lcflags -DKTOOLS_HARNESS_CREATE_ARGS"
+		log "harness has struct kmem_cache_args"
+	fi
+	if grep -q 'kmem_cache_prefill_sheaf' "$slab_h"; then
+		lcflags="$lcflags -DKTOOLS_HARNESS_SHEAVES"
+		log "harness has prefilled sheaves: the layer maps them onto libsheaf's"
+	fi
 	(cd "$rt" && $cc $lcflags -c "$KT/ktools.c" -o "$kt/ktools.o")
 	rm -f "$kt/libktools.a"
 	for t in maple xarray idr-test multiorder main; do
@@ -278,10 +289,15 @@ run() {
 	[ "$nfail" = 0 ]
 }
 
-case $STEP in
-fetch) fetch ;;
-build) build ;;
-run) run ;;
-all) fetch; build; run ;;
-*) die "usage: $0 [fetch|build|run|all]" ;;
-esac
+# One compound command, parsed whole before it runs: editing this file
+# while it runs cannot change what it does next.
+{
+	case $STEP in
+	fetch) fetch ;;
+	build) build ;;
+	run) run ;;
+	all) fetch; build; run ;;
+	*) die "usage: $0 [fetch|build|run|all]" ;;
+	esac
+	exit
+}

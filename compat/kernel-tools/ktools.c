@@ -50,6 +50,8 @@
 #include <string.h>
 #include <pthread.h>
 #include <assert.h>
+#include <errno.h>
+#include <stddef.h>
 
 #include <linux/gfp.h>
 #include <linux/slab.h>
@@ -316,16 +318,15 @@ static void ktools_report_atexit(void)
 	atexit(ktools_report);
 }
 
-struct kmem_cache *kmem_cache_create(const char *name, unsigned int size,
-				     unsigned int align, unsigned int flags,
-				     void (*ctor)(void *))
+static struct kmem_cache *ktools_create(const char *name, unsigned int size,
+					unsigned int align, void (*ctor)(void *),
+					unsigned int capacity)
 {
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	struct kmem_cache *c = calloc(1, sizeof(*c));
 	const char *e = getenv("SHEAF_KTOOLS_STATS");
 	bool stats = !e || strcmp(e, "0");
 
-	(void)flags;    /* SLAB_PANIC, SLAB_RECLAIM_ACCOUNT: failure aborts */
 	if (stats) {
 		ksb_stats_enable();
 		pthread_once(&once, ktools_report_atexit);
@@ -339,8 +340,9 @@ struct kmem_cache *kmem_cache_create(const char *name, unsigned int size,
 	 * only from allocations, after the cache is on the list. */
 	pthread_mutex_lock(&ktools_lock);
 	c->sc = ksb_cache_create(name, size, align, ctor ? ktools_ctor : NULL,
-				 ktools_capacity(name, size));
+				 capacity);
 	if (!c->sc) {
+		/* SLAB_PANIC or not: the suites cannot go on without it */
 		fprintf(stderr, "ktools: libsheaf refused cache %s (size %u, align %u)\n",
 			name, size, align);
 		abort();
@@ -350,6 +352,153 @@ struct kmem_cache *kmem_cache_create(const char *name, unsigned int size,
 	pthread_mutex_unlock(&ktools_lock);
 	return c;
 }
+
+#ifdef KTOOLS_HARNESS_CREATE_ARGS
+/*
+ * Harnesses since struct kmem_cache_args (kmem_cache_create() is then the
+ * header's macro over this): the caller's sheaf_capacity, where it asks
+ * for one, is the kernel's choice and wins over the layer's default.
+ */
+struct kmem_cache *__kmem_cache_create_args(const char *name, unsigned int size,
+					    struct kmem_cache_args *args,
+					    unsigned int flags)
+{
+	unsigned int cap = ktools_capacity(name, size);
+
+	(void)flags;
+	if (args->sheaf_capacity && !getenv("SHEAF_KTOOLS_CAPACITY"))
+		cap = args->sheaf_capacity;
+	return ktools_create(name, size, args->align, args->ctor, cap);
+}
+#else
+struct kmem_cache *kmem_cache_create(const char *name, unsigned int size,
+				     unsigned int align, unsigned int flags,
+				     void (*ctor)(void *))
+{
+	(void)flags;    /* SLAB_PANIC, SLAB_RECLAIM_ACCOUNT */
+	return ktools_create(name, size, align, ctor, ktools_capacity(name, size));
+}
+#endif
+
+#ifdef KTOOLS_HARNESS_SHEAVES
+/*
+ * Harnesses with prefilled sheaves: the harness's struct slab_sheaf (its
+ * kmem_cache_sheaf_size() reads ->size) fronts a libsheaf prefilled sheaf
+ * kept just before it.  As in the shim, objects in a lent sheaf count as
+ * allocated, and a prefill without __GFP_DIRECT_RECLAIM charges the budget
+ * for every object, all or nothing.
+ */
+struct ktools_sheaf {
+	struct ksb_sheaf *ls;
+	struct slab_sheaf hs;   /* last: its objects[] is never used */
+};
+
+#define KT_SHEAF(h) ((struct ktools_sheaf *)((char *)(h) - offsetof(struct ktools_sheaf, hs)))
+
+static bool ktools_charge_n(struct kmem_cache *c, gfp_t gfp, unsigned int n)
+{
+	if (gfp & __GFP_DIRECT_RECLAIM)
+		return true;
+	for (unsigned int i = 0; i < n; i++)
+		if (!ktools_charge(c))
+			return false;
+	return true;
+}
+
+static void ktools_sheaf_sync(struct kmem_cache *c, struct ktools_sheaf *ks)
+{
+	ks->hs.cache = c;
+	ks->hs.size = ksb_sheaf_size(ks->ls);
+}
+
+struct slab_sheaf *kmem_cache_prefill_sheaf(struct kmem_cache *c, gfp_t gfp,
+					    unsigned int size)
+{
+	struct ktools_sheaf *ks;
+	unsigned int f = ktools_obj_flags(c, gfp);
+
+	if (!size || !ktools_charge_n(c, gfp, size))
+		return NULL;
+	ks = calloc(1, sizeof(*ks));
+	if (!ks)
+		return NULL;
+	ktools_cur = c;
+	ks->ls = ksb_prefill_sheaf(c->sc, f, size);
+	if (!ks->ls && !(f & KSB_BLOCK)) {
+		ADD(&c->nowait_retries, 1);
+		ks->ls = ksb_prefill_sheaf(c->sc, f | KSB_BLOCK, size);
+	}
+	ktools_cur = NULL;
+	if (!ks->ls) {
+		free(ks);
+		return NULL;
+	}
+	ktools_sheaf_sync(c, ks);
+	ks->hs.capacity = ks->hs.size > ksb_capacity(c->sc) ? ks->hs.size
+							    : ksb_capacity(c->sc);
+	ktools_count_alloc(c, ks->hs.size);
+	return &ks->hs;
+}
+
+int kmem_cache_refill_sheaf(struct kmem_cache *c, gfp_t gfp,
+			    struct slab_sheaf **sheafp, unsigned int size)
+{
+	struct ktools_sheaf *ks;
+	unsigned int before, f = ktools_obj_flags(c, gfp);
+	int ret;
+
+	if (!sheafp || !*sheafp)
+		return -EINVAL;
+	ks = KT_SHEAF(*sheafp);
+	before = ksb_sheaf_size(ks->ls);
+	if (before >= size)
+		return 0;
+	if (!ktools_charge_n(c, gfp, size - before))
+		return -ENOMEM;
+	ktools_cur = c;
+	ret = ksb_refill_sheaf(c->sc, f, &ks->ls, size);
+	if (ret == -ENOMEM && !(f & KSB_BLOCK)) {
+		ADD(&c->nowait_retries, 1);
+		ret = ksb_refill_sheaf(c->sc, f | KSB_BLOCK, &ks->ls, size);
+	}
+	ktools_cur = NULL;
+	if (ret)
+		return ret;
+	ktools_sheaf_sync(c, ks);
+	if (ks->hs.size > ks->hs.capacity)
+		ks->hs.capacity = ks->hs.size;
+	ktools_count_alloc(c, ks->hs.size - before);
+	return 0;
+}
+
+void kmem_cache_return_sheaf(struct kmem_cache *c, gfp_t gfp,
+			     struct slab_sheaf *sheaf)
+{
+	struct ktools_sheaf *ks;
+
+	if (!sheaf)
+		return;
+	ks = KT_SHEAF(sheaf);
+	ktools_count_free(c, ksb_sheaf_size(ks->ls));
+	ksb_return_sheaf(c->sc, ktools_flags(gfp) | KSB_BLOCK, ks->ls);
+	free(ks);
+}
+
+void *kmem_cache_alloc_from_sheaf(struct kmem_cache *c, gfp_t gfp,
+				  struct slab_sheaf *sheaf)
+{
+	struct ktools_sheaf *ks = KT_SHEAF(sheaf);
+	void *p = ksb_alloc_from_sheaf(c->sc, ktools_obj_flags(c, gfp), ks->ls);
+
+	ks->hs.size = ksb_sheaf_size(ks->ls);
+	if (p) {
+		KT_UNPOISON(p, c->size);
+		if (kmalloc_verbose)
+			printf("Allocating %p from sheaf\n", p);
+	}
+	return p;
+}
+#endif
 
 /* ---------------------------------------------------------------- kmalloc */
 
