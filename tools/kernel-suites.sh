@@ -19,6 +19,10 @@
 #                          (0: plain -O2 builds, several times faster)
 #   JOBS=2                 make -j
 #   KSUITES_TIMEOUT=1800   seconds per run before it is killed (fails)
+#   KSUITES_TAG=name       results in $KBUILD/out-name (for runs with other
+#                          libsheaf settings in the environment, e.g.
+#                          SHEAF_FAKE_NUMA=2, SLUB_DEBUG=FZP,
+#                          SHEAF_KTOOLS_CAPACITY=0: they reach every run)
 #   KSUITES_QUICK=1        the CI subset: TARGETS="maple xarray multiorder",
 #                          KSUITES_ASAN=0, only the libsheaf shim (unless
 #                          TARGETS, KSUITES_ASAN or SHIMS say otherwise)
@@ -51,7 +55,7 @@ case $BUILD in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
 case $KBUILD in /*) ;; *) KBUILD=$ROOT/$KBUILD ;; esac
 mkdir -p "$KBUILD"
 KT=$ROOT/compat/kernel-tools
-OUT=$KBUILD/out
+OUT=$KBUILD/out${KSUITES_TAG:+-$KSUITES_TAG}
 mkdir -p "$OUT"
 
 log() { echo "kernel-suites: $*" >&2; }
@@ -156,8 +160,11 @@ build() {
 		[ -d "$d" ] || cp -a "$KBUILD/src/linux-source-$KVER" "$d"
 	done
 
-	log "building the suites on the kernel's shim ($ref)"
-	make_harness "$ref" targets
+	case " $SHIMS " in
+	*" kernel "*)
+		log "building the suites on the kernel's shim ($ref)"
+		make_harness "$ref" targets ;;
+	esac
 
 	log "building libsheaf ($BUILD)"
 	[ -f "$BUILD/CMakeCache.txt" ] ||
@@ -250,6 +257,7 @@ run() {
 	local npass=0 nfail=0
 	{
 		echo "Kernel test suites on linux-source-$KVER ($(cat "$KBUILD/kernel-deb")), ASan+UBSan: $KSUITES_ASAN, $(nproc) CPUs, $(date -u '+%Y-%m-%d %H:%M UTC')"
+		env | grep -E '^(SHEAF_|SLUB_DEBUG)' | grep -v '^SHEAF_PERCPU=' | sed 's/^/environment: /' || true
 		echo
 		echo "| target | shim | mode | result | seconds | peak RSS MiB | libsheaf: busiest cache |"
 		echo "|---|---|---|---|---:|---:|---|"

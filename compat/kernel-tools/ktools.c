@@ -41,7 +41,8 @@
  * stay as strict as on the shim, whose objects go back to free().
  *
  * At exit, with SHEAF_KTOOLS_STATS unset or 1, one "ktools-stats:" line per
- * cache goes to stderr with libsheaf's counters (docs/KERNEL.md).
+ * cache goes to stderr with libsheaf's counters (docs/KERNEL.md); with
+ * SHEAF_KTOOLS_STATS=full also every counter of every cache.
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -93,6 +94,7 @@ struct kmem_cache {
 static struct kmem_cache *ktools_caches;
 /* The cache this thread is allocating from (for ktools_ctor()). */
 static __thread struct kmem_cache *ktools_cur;
+static bool ktools_stats_full;  /* SHEAF_KTOOLS_STATS=full: every counter */
 static pthread_mutex_t ktools_lock = PTHREAD_MUTEX_INITIALIZER;
 
 #define ADD(p, v) __atomic_add_fetch((p), (v), __ATOMIC_RELAXED)
@@ -326,6 +328,8 @@ static struct kmem_cache *ktools_create(const char *name, unsigned int size,
 	struct kmem_cache *c = calloc(1, sizeof(*c));
 	const char *e = getenv("SHEAF_KTOOLS_STATS");
 	bool stats = !e || strcmp(e, "0");
+
+	ktools_stats_full = e && !strcmp(e, "full");
 
 	if (stats) {
 		ksb_stats_enable();
@@ -634,6 +638,10 @@ static void ktools_report(void)
 		ksb_stats_line(stderr, c->sc, c->name);
 		fprintf(stderr, "ktools-cache: cache=%s live=%lu nowait_retries=%lu\n",
 			c->name, c->nr_allocated, c->nowait_retries);
+		if (ktools_stats_full) {
+			fprintf(stderr, "ktools-counters: cache=%s\n", c->name);
+			ksb_stats_print(stderr, c->sc);
+		}
 	}
 	pthread_mutex_unlock(&ktools_lock);
 }

@@ -201,3 +201,8 @@ const char *ksb_percpu_mode(void)
 {
 	return sheaf_percpu_mode();
 }
+
+void ksb_stats_print(FILE *out, struct ksb_cache *c)
+{
+	sheaf_stats_print((struct kmem_cache *)c, out);
+}

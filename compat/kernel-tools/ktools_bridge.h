@@ -68,5 +68,7 @@ void ksb_stats_enable(void);
 int ksb_stats_enabled(void);
 void ksb_stats_line(FILE *out, struct ksb_cache *c, const char *name);
 const char *ksb_percpu_mode(void);
+/* Every counter of the cache, in the kernel's sysfs shape. */
+void ksb_stats_print(FILE *out, struct ksb_cache *c);
 
 #endif /* KTOOLS_BRIDGE_H */
