@@ -19,6 +19,13 @@
 #                              adversarial stress as long in each per-CPU
 #                              mode (3 x DURATION in all; SOAK_MALLOC=1 adds
 #                              its malloc mode, 5 x DURATION)
+#   make kernel-suites  the kernel's own userspace test suites
+#                  (tools/testing/radix-tree: maple, xarray, idr-test,
+#                  multiorder, main) on the kernel's slab shim and on
+#                  libsheaf (compat/kernel-tools), in both per-CPU modes;
+#                  fetches the newest linux-source-* Debian package into
+#                  build-kernel/ (docs/KERNEL.md; about 25 minutes on 2 CPUs,
+#                  KSUITES_QUICK=1: the fast subset, about 1 minute)
 #   make ci        everything CI runs (.ci/run)
 #   make install PREFIX=/usr/local
 
@@ -35,7 +42,7 @@ DEB_PACKAGES := build-essential cmake pkg-config clang libclang-rt-14-dev liburc
 	libmimalloc-dev python3 sqlite3 git
 
 .PHONY: all deps build run test layers bench mallocbench instructions asan tsan matrix \
-	memcheck fuzz soak ci install clean
+	memcheck fuzz soak kernel-suites ci install clean
 
 all: build
 
@@ -104,6 +111,9 @@ fuzz: deps
 
 soak: build
 	./tools/soak.sh $(BUILD) $(DURATION)
+
+kernel-suites: deps
+	BUILD=$(BUILD) JOBS=$(JOBS) ./tools/kernel-suites.sh
 
 ci:
 	./.ci/run
