@@ -25,7 +25,7 @@
 #include <cmocka.h>
 
 #include "internal.h"
-#include "test_util.h"
+#include "test_cmocka_util.h"
 
 #define CAP 8
 
@@ -88,22 +88,12 @@ static void corrupt_barn_count(void *arg)
 	_sheaf_barn_put_empty(barn, sheaf_of(s, s, 0), true);
 }
 
-static void expect_abort(void (*fn)(void *), const char *want)
-{
-	struct child_result r;
-	char how[64];
-	run_in_child(fn, NULL, &r);
-	if (!child_aborted(&r) || !strstr(r.err, want))
-		fail_msg("child %s, stderr [%s], wanted [%s]",
-			 child_how(&r, how, sizeof(how)), r.err, want);
-}
-
 static void test_cheap_tier(void **state)
 {
 	(void)state;
 	if (_sheaf_check_level() < 1)
 		skip();
-	expect_abort(put_partial_sheaf_full,
+	expect_child_abort(put_partial_sheaf_full,
 		     "sheaf: internal invariant broken: "
 		     "sheaf->size == sheaf->cache->hot.sheaf_capacity");
 }
@@ -113,10 +103,10 @@ static void test_expensive_tier(void **state)
 	(void)state;
 	if (_sheaf_check_level() < 2)
 		skip();
-	expect_abort(put_foreign_objects,
+	expect_child_abort(put_foreign_objects,
 		     "sheaf: internal invariant broken: "
 		     "_sheaf_sheaf_objects_of(sheaf->cache, sheaf)");
-	expect_abort(corrupt_barn_count,
+	expect_child_abort(corrupt_barn_count,
 		     "sheaf: internal invariant broken: barn_ok_locked(barn)");
 }
 

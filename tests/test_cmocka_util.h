@@ -10,6 +10,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "test_util.h"
+
+/* Run fn in a forked child: it must abort with `want` on stderr. */
+static inline void expect_child_abort(void (*fn)(void *), const char *want)
+{
+	struct child_result r;
+	char how[64];
+	run_in_child(fn, NULL, &r);
+	if (!child_aborted(&r) || !strstr(r.err, want))
+		fail_msg("child %s, stderr [%s], wanted [%s]",
+			 child_how(&r, how, sizeof(how)), r.err, want);
+}
+
 static int cmp_ptr(const void *a, const void *b)
 {
 	uintptr_t x = (uintptr_t) * (void *const *)a;

@@ -17,7 +17,7 @@
 #include <cmocka.h>
 
 #include "internal.h"
-#include "test_util.h"
+#include "test_cmocka_util.h"
 
 #ifdef SHEAF_LOCK_CHECK
 static pthread_mutex_t a = PTHREAD_MUTEX_INITIALIZER;
@@ -42,16 +42,23 @@ static void contract(void *arg)
 	sheaf_lock_held(LR_LIST);
 }
 
-/* The cache list (or a flush) under a sheaf slot's lock byte. */
-static void under_slot(void *arg)
+/* A new sheaf cache's slot, locked by this thread (in a child). */
+static struct sheaf_pcs *locked_slot(const char *name)
 {
-	(void)arg;
 	struct kmem_cache_args args = { .sheaf_capacity = 8 };
-	struct kmem_cache *s = kmem_cache_create("lockcheck-slot", 64, &args, 0);
+	struct kmem_cache *s = kmem_cache_create(name, 64, &args, 0);
 	unsigned int slot;
 	struct sheaf_pcs *pcs = NULL;
 	while (s && !pcs)
 		pcs = sheaf_pcs_trylock(s, &slot);
+	return pcs;
+}
+
+/* The cache list (or a flush) under a sheaf slot's lock byte. */
+static void under_slot(void *arg)
+{
+	(void)arg;
+	(void)locked_slot("lockcheck-slot");
 	sheaf_lock(&_sheaf_slab_mutex, LR_SLAB_MUTEX);
 }
 
@@ -59,34 +66,19 @@ static void under_slot(void *arg)
 static void slot_twice(void *arg)
 {
 	(void)arg;
-	struct kmem_cache_args args = { .sheaf_capacity = 8 };
-	struct kmem_cache *s = kmem_cache_create("lockcheck-slot2", 64, &args, 0);
-	unsigned int slot;
-	struct sheaf_pcs *pcs = NULL;
-	while (s && !pcs)
-		pcs = sheaf_pcs_trylock(s, &slot);
+	struct sheaf_pcs *pcs = locked_slot("lockcheck-slot2");
 	sheaf_pcs_unlock(pcs);
 	sheaf_pcs_unlock(pcs);
-}
-
-static void expect(void (*fn)(void *), const char *want)
-{
-	struct child_result r;
-	char how[64];
-	run_in_child(fn, NULL, &r);
-	if (!child_aborted(&r) || !strstr(r.err, want))
-		fail_msg("child %s, stderr [%s], wanted [%s]",
-			 child_how(&r, how, sizeof(how)), r.err, want);
 }
 
 static void test_reports(void **state)
 {
 	(void)state;
-	expect(inversion, "sheaf: lock order: taking slab_mutex while holding a list_lock");
-	expect(not_held, "sheaf: lock order: releasing arena_lock, not held");
-	expect(contract, "sheaf: contract() called without a list_lock held");
-	expect(under_slot, "sheaf: lock order: taking slab_mutex while holding a slot lock");
-	expect(slot_twice, "sheaf: lock order: releasing a slot lock, not held");
+	expect_child_abort(inversion, "sheaf: lock order: taking slab_mutex while holding a list_lock");
+	expect_child_abort(not_held, "sheaf: lock order: releasing arena_lock, not held");
+	expect_child_abort(contract, "sheaf: contract() called without a list_lock held");
+	expect_child_abort(under_slot, "sheaf: lock order: taking slab_mutex while holding a slot lock");
+	expect_child_abort(slot_twice, "sheaf: lock order: releasing a slot lock, not held");
 }
 
 static void test_order_passes(void **state)
