@@ -903,20 +903,6 @@ static void test_kzalloc_kcalloc(void **state)
 	kfree(z);
 }
 
-static void fill_seq(unsigned char *p, size_t n, unsigned seed)
-{
-	for (size_t i = 0; i < n; i++)
-		p[i] = (unsigned char)(i * 7 + seed);
-}
-
-static bool check_seq(const unsigned char *p, size_t n, unsigned seed)
-{
-	for (size_t i = 0; i < n; i++)
-		if (p[i] != (unsigned char)(i * 7 + seed))
-			return false;
-	return true;
-}
-
 static void test_krealloc(void **state)
 {
 	/* NULL acts like kmalloc. */

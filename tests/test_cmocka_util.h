@@ -12,6 +12,21 @@
 
 #include "test_util.h"
 
+/* A byte pattern that tells apart n bytes and their offset (realloc tests). */
+static inline void fill_seq(unsigned char *p, size_t n, unsigned seed)
+{
+	for (size_t i = 0; i < n; i++)
+		p[i] = (unsigned char)(i * 7 + seed);
+}
+
+static inline bool check_seq(const unsigned char *p, size_t n, unsigned seed)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i] != (unsigned char)(i * 7 + seed))
+			return false;
+	return true;
+}
+
 /* Run fn in a forked child: it must abort with `want` on stderr. */
 static inline void expect_child_abort(void (*fn)(void *), const char *want)
 {

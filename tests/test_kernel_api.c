@@ -324,20 +324,6 @@ static void test_kvmalloc_fallback(void **state)
 	sheaf_inject_page_failures(0, 0);
 }
 
-static void fill_seq(unsigned char *p, size_t n, unsigned seed)
-{
-	for (size_t i = 0; i < n; i++)
-		p[i] = (unsigned char)(i * 7 + seed);
-}
-
-static bool check_seq(const unsigned char *p, size_t n, unsigned seed)
-{
-	for (size_t i = 0; i < n; i++)
-		if (p[i] != (unsigned char)(i * 7 + seed))
-			return false;
-	return true;
-}
-
 static void test_kvrealloc(void **state)
 {
 	(void)state;
