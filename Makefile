@@ -24,8 +24,9 @@
 #                  multiorder, main) on the kernel's slab shim and on
 #                  libsheaf (compat/kernel-tools), in both per-CPU modes;
 #                  fetches the newest linux-source-* Debian package into
-#                  build-kernel/ (docs/KERNEL.md; about 25 minutes on 2 CPUs,
-#                  KSUITES_QUICK=1: the fast subset, about 1 minute)
+#                  build-kernel/ (docs/KERNEL.md; about 25 minutes on 2 CPUs;
+#                  KSUITES_QUICK=1: the five targets at -O2 on libsheaf
+#                  only, two runs at a time, about 5-6 minutes)
 #   make ci        everything CI runs (.ci/run)
 #   make install PREFIX=/usr/local
 

@@ -23,9 +23,12 @@
 #                          libsheaf settings in the environment, e.g.
 #                          SHEAF_FAKE_NUMA=2, SLUB_DEBUG=FZP,
 #                          SHEAF_KTOOLS_CAPACITY=0: they reach every run)
-#   KSUITES_QUICK=1        the CI subset: TARGETS="maple xarray multiorder",
-#                          KSUITES_ASAN=0, only the libsheaf shim (unless
-#                          TARGETS, KSUITES_ASAN or SHIMS say otherwise)
+#   KSUITES_PARALLEL=1     runs at a time (the suites are mostly one thread;
+#                          results and the table keep their order)
+#   KSUITES_QUICK=1        the CI set: all five targets at -O2
+#                          (KSUITES_ASAN=0), only the libsheaf shim, two
+#                          runs at a time (unless TARGETS, KSUITES_ASAN,
+#                          SHIMS or KSUITES_PARALLEL say otherwise)
 #
 # Nothing of the kernel source is ever written into the repository: it is
 # fetched with `apt-get download` (the newest linux-source-* Debian package
@@ -36,10 +39,11 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${BUILD:-build}
 KBUILD=${KBUILD:-build-kernel}
 if [ "${KSUITES_QUICK:-0}" = 1 ]; then
-	TARGETS=${TARGETS:-"maple xarray multiorder"}
 	KSUITES_ASAN=${KSUITES_ASAN:-0}
 	SHIMS=${SHIMS:-"libsheaf"}
+	KSUITES_PARALLEL=${KSUITES_PARALLEL:-2}
 fi
+KSUITES_PARALLEL=${KSUITES_PARALLEL:-1}
 TARGETS=${TARGETS:-"maple xarray idr-test multiorder main"}
 MODES=${MODES:-"rseq fallback"}
 SHIMS=${SHIMS:-"kernel libsheaf"}
@@ -251,17 +255,38 @@ stats_of() {
 	END { print (line == "" ? "-" : line) }'
 }
 
+# One run, in the background when KSUITES_PARALLEL > 1: its table row goes
+# to $OUT/row-N, its verdict to $OUT/verdict-N (N orders the rows).
+run_one() {             # n target shim mode dir
+	local n=$1 t=$2 shim=$3 mode=$4 dir=$5 res rc secs rss v st="-"
+	local f=$OUT/$t-$shim-$mode-$V.log
+	log "run $t on $shim${mode:+ ($mode)}"
+	res=$(cd "$dir/tools/testing/radix-tree" &&
+		SHEAF_PERCPU=${mode/-/rseq} "$KBUILD/ktools-$V/ksrun" "$f" -- \
+			timeout "$KSUITES_TIMEOUT" "./$t")
+	rc=$(echo "$res" | sed -n 's/.*rc=\([0-9]*\).*/\1/p')
+	secs=$(echo "$res" | sed -n 's/.*secs=\([0-9.]*\).*/\1/p')
+	rss=$(echo "$res" | sed -n 's/.*maxrss_kb=\([0-9]*\).*/\1/p')
+	v=$(verdict "$f" "$rc")
+	[ "$shim" = libsheaf ] && st=$(stats_of "$f")
+	printf '| %s | %s | %s | %s | %s | %.0f | %s |\n' "$t" "$shim" "$mode" \
+		"$v" "$secs" "$(awk -v k="$rss" 'BEGIN { print k / 1024 }')" \
+		"$st" > "$OUT/row-$n"
+	echo "$v" > "$OUT/verdict-$n"
+	log "  $t on $shim${mode:+ ($mode)}: $v, $secs s, $rss KiB"
+}
+
 run() {
 	KVER=$(cat "$KBUILD/kernel-version" 2>/dev/null) || die "run fetch first"
-	local kt=$KBUILD/ktools-$V table=$OUT/table-$V.md shim mode t dir res rc secs rss v
-	local npass=0 nfail=0
+	local table=$OUT/table-$V.md shim mode t dir n=0 k npass=0 nfail=0
 	{
-		echo "Kernel test suites on linux-source-$KVER ($(cat "$KBUILD/kernel-deb")), ASan+UBSan: $KSUITES_ASAN, $(nproc) CPUs, $(date -u '+%Y-%m-%d %H:%M UTC')"
+		echo "Kernel test suites on linux-source-$KVER ($(cat "$KBUILD/kernel-deb")), ASan+UBSan: $KSUITES_ASAN, $(nproc) CPUs, $(date -u '+%Y-%m-%d %H:%M UTC'), $KSUITES_PARALLEL run(s) at a time"
 		env | grep -E '^(SHEAF_|SLUB_DEBUG)' | grep -v '^SHEAF_PERCPU=' | sed 's/^/environment: /' || true
 		echo
 		echo "| target | shim | mode | result | seconds | peak RSS MiB | libsheaf: busiest cache |"
 		echo "|---|---|---|---|---:|---:|---|"
 	} > "$table"
+	rm -f "$OUT"/row-* "$OUT"/verdict-*
 	for t in $TARGETS; do
 		for shim in $SHIMS; do
 			if [ "$shim" = kernel ]; then
@@ -272,24 +297,25 @@ run() {
 				set -- $MODES
 			fi
 			for mode in "$@"; do
-				local f=$OUT/$t-$shim-$mode-$V.log
-				log "run $t on $shim${mode:+ ($mode)}"
-				res=$(cd "$dir/tools/testing/radix-tree" &&
-					SHEAF_PERCPU=${mode/-/rseq} "$kt/ksrun" "$f" -- \
-						timeout "$KSUITES_TIMEOUT" "./$t")
-				rc=$(echo "$res" | sed -n 's/.*rc=\([0-9]*\).*/\1/p')
-				secs=$(echo "$res" | sed -n 's/.*secs=\([0-9.]*\).*/\1/p')
-				rss=$(echo "$res" | sed -n 's/.*maxrss_kb=\([0-9]*\).*/\1/p')
-				v=$(verdict "$f" "$rc")
-				case $v in pass) npass=$((npass + 1)) ;; *) nfail=$((nfail + 1)) ;; esac
-				local st="-"
-				[ "$shim" = libsheaf ] && st=$(stats_of "$f")
-				printf '| %s | %s | %s | %s | %s | %.0f | %s |\n' "$t" "$shim" "$mode" \
-					"$v" "$secs" "$(awk -v k="$rss" 'BEGIN { print k / 1024 }')" \
-					"$st" >> "$table"
-				log "  $v, $secs s, $rss KiB"
+				n=$((n + 1))
+				while [ "$(jobs -rp | wc -l)" -ge "$KSUITES_PARALLEL" ]; do
+					wait -n || true
+				done
+				run_one "$n" "$t" "$shim" "$mode" "$dir" &
 			done
 		done
+	done
+	wait
+	for k in $(seq 1 "$n"); do
+		if [ -f "$OUT/row-$k" ]; then
+			cat "$OUT/row-$k" >> "$table"
+		else
+			echo "| run $k | - | - | FAIL(no result) | - | - | - |" >> "$table"
+		fi
+		case $(cat "$OUT/verdict-$k" 2>/dev/null) in
+		pass) npass=$((npass + 1)) ;;
+		*) nfail=$((nfail + 1)) ;;
+		esac
 	done
 	echo >> "$table"
 	echo "$npass passed, $nfail failed; logs in $OUT" >> "$table"
