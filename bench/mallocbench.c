@@ -31,6 +31,18 @@
  *   fork      1 thread with 20000 live blocks of the mixed sizes: fork(),
  *             the child mallocs and frees one block and exits, the parent
  *             waits (what shells and make do all the time); ns per fork.
+ *   large     1 thread keeping 20 buffers of 5-25 MiB: replace a random
+ *             one (free, malloc a new random size, write one byte per 4 KiB
+ *             page), 300 times at --scale 1: a program cycling big
+ *             buffers, where an allocator that keeps freed mappings reuses
+ *             them and one that unmaps them maps and faults them anew;
+ *             ns per replacement.
+ *   xring     4 threads in a ring (more threads than CPUs on purpose): each
+ *             allocates batches of 64 objects of sizes drawn log-uniformly
+ *             from 8 bytes to 8 KiB (every size class up to 8 KiB), writes
+ *             them and passes each batch to the next thread, which frees
+ *             it: cross-thread frees spread over many size classes, the
+ *             shape of a server's producer/consumer stages.
  *   fork-mt   fork with a second thread alive (it allocated, then waits):
  *             a threaded program forking, where every allocator takes its
  *             locks around fork() (glibc, and libsheaf, skip them when the
@@ -108,7 +120,7 @@ static struct contender contenders[NC] = {
 			  "SHEAF_KMALLOC_CAPACITY=60" },
 };
 
-enum wtype { W_LARSON, W_XMALLOC, W_HOT, W_MIXED, W_FORK };
+enum wtype { W_LARSON, W_XMALLOC, W_HOT, W_MIXED, W_FORK, W_LARGE, W_XRING };
 
 struct workload {
 	const char *name;
@@ -119,7 +131,7 @@ struct workload {
 	bool fixed;		/* a fixed-size workload */
 };
 
-enum { NW = 7 };
+enum { NW = 9 };
 static const struct workload workloads[NW] = {
 	{ "larson", W_LARSON, 4, 3000000, false },
 	{ "xmalloc", W_XMALLOC, 2, 6000000, false },
@@ -128,6 +140,8 @@ static const struct workload workloads[NW] = {
 	{ "mixed", W_MIXED, 1, 10000000, false },
 	{ "fork", W_FORK, 1, 3000, false },
 	{ "fork-mt", W_FORK, 2, 3000, false },
+	{ "large", W_LARGE, 1, 300, false },
+	{ "xring", W_XRING, 4, 2000000, false },
 };
 
 static inline uint32_t rnd(uint32_t *x)
@@ -512,6 +526,112 @@ static double run_fork(const struct workload *wl, uint64_t ops)
 	return ns;
 }
 
+/* ---------------------------------------------------------------- large */
+
+#define LARGE_SLOTS 20
+#define LARGE_MIN (5ul << 20)
+#define LARGE_MAX (25ul << 20)
+
+static void large_fill(char *p, size_t n)
+{
+	for (size_t off = 0; off < n; off += 4096)
+		p[off] = (char)off;
+	p[n - 1] = 1;
+}
+
+static double run_large(const struct workload *wl, uint64_t ops)
+{
+	static char *buf[LARGE_SLOTS];
+	uint32_t x = 2024;
+	(void)wl;
+	for (int i = 0; i < LARGE_SLOTS; i++) {
+		size_t n = LARGE_MIN + rnd(&x) % (LARGE_MAX - LARGE_MIN + 1);
+		buf[i] = xmalloc(n);
+		large_fill(buf[i], n);
+	}
+	uint64_t t0 = 0;
+	for (uint64_t r = 0; r < ops + ops / 10 + 1; r++) {
+		if (r == ops / 10 + 1)
+			t0 = bench_now_ns();	/* after the warm-up replacements */
+		unsigned int i = rnd(&x) % LARGE_SLOTS;
+		size_t n = LARGE_MIN + rnd(&x) % (LARGE_MAX - LARGE_MIN + 1);
+		free(buf[i]);
+		buf[i] = xmalloc(n);
+		large_fill(buf[i], n);
+	}
+	double ns = (double)(bench_now_ns() - t0) / (double)ops;
+	for (int i = 0; i < LARGE_SLOTS; i++)
+		free(buf[i]);
+	return ns;
+}
+
+/* ---------------------------------------------------------------- xring */
+
+#define XR_BATCH 64
+#define XR_RING 32	/* batches in flight between two neighbours */
+#define XR_MAXT 8
+
+static struct xm_ring_r {
+	void **slot[XR_RING];
+	uint64_t head __attribute__((aligned(64)));	/* consumer */
+	uint64_t tail __attribute__((aligned(64)));	/* producer */
+} __attribute__((aligned(64))) xr_rings[XR_MAXT];
+
+/* 8 B .. 8 KiB, log-uniform: every size class gets its share. */
+static size_t xr_size(uint32_t *x)
+{
+	uint32_t r = rnd(x);
+	unsigned int e = 3 + r % 10;			/* 2^3 .. 2^12 */
+	size_t lo = (size_t)1 << e;
+	return lo + (r >> 8) % lo;			/* lo .. 2 lo - 1 */
+}
+
+static void *xring_worker(struct worker *w)
+{
+	unsigned int nt = w->t->nthreads;
+	struct xm_ring_r *out = &xr_rings[w->idx];
+	struct xm_ring_r *in = &xr_rings[(w->idx + nt - 1) % nt];
+	uint32_t x = 0x2545f491u * (w->idx + 1);
+	uint64_t made = 0, freed = 0, total = w->t->ops;
+	while (made < total || freed < total) {
+		bool progress = false;
+		uint64_t tail = out->tail;
+		if (made < total &&
+		    tail - __atomic_load_n(&out->head, __ATOMIC_ACQUIRE) < XR_RING) {
+			void **b = xmalloc(XR_BATCH * sizeof(*b));
+			for (int i = 0; i < XR_BATCH; i++) {
+				size_t n = xr_size(&x);
+				b[i] = xmalloc(n);
+				touch(b[i], n);
+			}
+			out->slot[tail % XR_RING] = b;
+			__atomic_store_n(&out->tail, tail + 1, __ATOMIC_RELEASE);
+			made += XR_BATCH;
+			progress = true;
+		}
+		uint64_t head = in->head;
+		if (head != __atomic_load_n(&in->tail, __ATOMIC_ACQUIRE)) {
+			void **b = in->slot[head % XR_RING];
+			__atomic_store_n(&in->head, head + 1, __ATOMIC_RELEASE);
+			for (int i = 0; i < XR_BATCH; i++)
+				free(b[i]);
+			free(b);
+			freed += XR_BATCH;
+			progress = true;
+		}
+		if (!progress)
+			sched_yield();
+	}
+	return NULL;
+}
+
+static double run_xring(const struct workload *wl, uint64_t ops)
+{
+	ops = (ops + XR_BATCH - 1) / XR_BATCH * XR_BATCH;
+	struct team t = { .nthreads = wl->threads, .ops = ops, .fn = xring_worker };
+	return (double)run_team(&t) / (double)(wl->threads * ops);
+}
+
 /* ---------------------------------------------------------------- child */
 
 static int child_main(int ci, int wi, double scale)
@@ -524,8 +644,8 @@ static int child_main(int ci, int wi, double scale)
 	struct rusage ru;
 
 	alarm(300);
-	if (ops < 1000)
-		ops = 1000;
+	if (ops < 1000)	/* --quick: at least 1000, or the workload's own */
+		ops = wl->ops < 1000 ? wl->ops : 1000;
 	if (!sym || !dladdr(sym, &di) || !di.dli_fname)
 		di.dli_fname = "?";
 	if (!strstr(di.dli_fname, contenders[ci].malloc_from)) {
@@ -548,6 +668,12 @@ static int child_main(int ci, int wi, double scale)
 		break;
 	case W_FORK:
 		ns = run_fork(wl, ops);
+		break;
+	case W_LARGE:
+		ns = run_large(wl, ops);
+		break;
+	case W_XRING:
+		ns = run_xring(wl, ops);
 		break;
 	}
 	getrusage(RUSAGE_SELF, &ru);
