@@ -127,6 +127,10 @@ static void read_config(void)
 							  1 << 30);
 	_sheaf_config.kmalloc_capacity =
 		env_int("SHEAF_KMALLOC_CAPACITY", 0, 0, SHEAF_MAX_CAPACITY);
+	_sheaf_config.large_retain =
+		(size_t)env_int("SHEAF_LARGE_RETAIN_MB", 64, 0, 1 << 20) << 20;
+	_sheaf_config.large_decay_ms =
+		(unsigned int)env_int("SHEAF_LARGE_DECAY_MS", 1000, 0, 3600000);
 	v = _sheaf_getenv("SHEAF_DEFAULT_CAPACITY");
 	if (v && strcmp(v, "auto") == 0)
 		_sheaf_config.default_capacity = -1;

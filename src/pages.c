@@ -25,6 +25,7 @@
 #include <numa.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -395,8 +396,12 @@ static void purge_block(struct slab *d)
  * Give dirty free blocks back to the OS: all of them, or (all == false)
  * the largest first until the node is under half its limit.
  */
+static void huge_release_retained(void);
+
 void _sheaf_pages_purge(bool all)
 {
+	if (all)
+		huge_release_retained();
 	for (unsigned int n = 0; n < _sheaf_nr_nodes; n++) {
 		struct page_node *pn = &page_nodes[n];
 		sheaf_lock(&pn->lock, LR_PAGE);
@@ -415,6 +420,243 @@ void _sheaf_pages_purge(bool all)
 	}
 }
 
+/*
+ * Huge mappings (above MAX_RUN_SIZE), each arena aligned.  A freed one is
+ * retained for the next huge allocation rather than unmapped, as
+ * jemalloc's decay, mimalloc's purge delay and tcmalloc's page heap keep
+ * freed spans: a program cycling big buffers would otherwise map, fault
+ * and zero every one anew (mallocbench large).  A retained mapping serves
+ * a request by resizing in place: a tail beyond what the request needs
+ * (more than an eighth of it) is unmapped, a shortfall grown with
+ * mremap() without moving, within the arena slots the mapping's map
+ * entries cover; its pages already faulted stay.  The smallest retained
+ * mapping that covers the request is taken, else the largest that can
+ * grow to it.
+ *
+ * Bounds: at most RETAIN_MAX mappings and SHEAF_LARGE_RETAIN_MB bytes
+ * (64 MiB by default; 0: nothing retained, every free unmaps), the oldest
+ * released first; a mapping unused for SHEAF_LARGE_DECAY_MS (1000 ms) is
+ * released by the next huge allocation or free, and all of them by
+ * _sheaf_pages_purge(true) (kmem_cache_shrink(), malloc_trim()).
+ *
+ * Invariants (under arena_lock): retained[0..nr_retained) are the arenas
+ * with huge && retained, oldest free first; retained_bytes is the sum of
+ * their sizes and stays within the budget; huge_bytes counts live huge
+ * mappings only.  Munmap happens outside the lock, after the mapping's
+ * arena-map entries are cleared under it.
+ */
+#define RETAIN_MAX 16
+
+static struct arena *retained[RETAIN_MAX];
+static unsigned int nr_retained;
+static size_t retained_bytes;
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Arena slots [from, to) of the map: point them at a (or NULL). */
+static void map_range(uintptr_t from, uintptr_t to, struct arena *a)
+{
+	for (uintptr_t x = from; x < to; x += ARENA_SIZE)
+		__atomic_store_n(&_sheaf_arena_map[x >> ARENA_SHIFT], a, __ATOMIC_RELEASE);
+}
+
+static inline uintptr_t slots_end(const struct arena *a)
+{
+	return (uintptr_t)a->base + ALIGN_UP(a->size, ARENA_SIZE);
+}
+
+/* Remove retained[i] (under arena_lock); its map entries are cleared. */
+static struct arena *retained_remove(unsigned int i)
+{
+	struct arena *a = retained[i];
+	memmove(&retained[i], &retained[i + 1],
+		(nr_retained - i - 1) * sizeof(retained[0]));
+	nr_retained--;
+	retained_bytes -= a->size;
+	return a;
+}
+
+static void huge_unmap(struct arena *a)
+{
+	munmap(a->base, a->size);
+	_sheaf_meta_free(a, sizeof(*a));
+}
+
+/*
+ * Under arena_lock: move into out[] (at most RETAIN_MAX) the retained
+ * mappings past their decay, and the oldest while the budget or the
+ * count is exceeded by `adding` more bytes (and one more mapping).
+ * Returns how many; the caller unmaps them after unlocking.
+ */
+static unsigned int retained_expire(struct arena **out, size_t adding, bool one_more)
+{
+	unsigned int n = 0;
+	uint64_t decay = (uint64_t)_sheaf_config.large_decay_ms * 1000000ull;
+	uint64_t now = nr_retained ? now_ns() : 0;
+	while (nr_retained &&
+	       (now - retained[0]->freed_ns >= decay ||
+		retained_bytes + adding > _sheaf_config.large_retain ||
+		(one_more && nr_retained == RETAIN_MAX))) {
+		struct arena *a = retained_remove(0);
+		map_range((uintptr_t)a->base, slots_end(a), NULL);
+		out[n++] = a;
+	}
+	return n;
+}
+
+static void release_all(struct arena **v, unsigned int n)
+{
+	for (unsigned int i = 0; i < n; i++)
+		huge_unmap(v[i]);
+}
+
+/* Under arena_lock: put a retained mapping back, the list kept by age. */
+static void retained_insert(struct arena *a)
+{
+	unsigned int i = nr_retained;
+	while (i && retained[i - 1]->freed_ns > a->freed_ns) {
+		retained[i] = retained[i - 1];
+		i--;
+	}
+	retained[i] = a;
+	nr_retained++;
+	retained_bytes += a->size;
+}
+
+/*
+ * Move the pages of [from, from + n) to `to` (already ours), page tables
+ * and all: resident pages stay resident, nothing is faulted or zeroed.
+ */
+static bool move_pages(char *from, size_t n, char *to)
+{
+	return mremap(from, n, n, MREMAP_MAYMOVE | MREMAP_FIXED, to) != MAP_FAILED;
+}
+
+/*
+ * a (taken from the list, not live) gives up [len, a->size): its pages go
+ * to a new arena-aligned retained mapping when it can be had, else back
+ * to the system.
+ */
+static void split_tail(struct arena *a, size_t len)
+{
+	size_t tail = a->size - len;
+	struct arena *t = _sheaf_meta_alloc(sizeof(*t));
+	char *nb = t ? map_aligned(tail, ARENA_SIZE) : NULL;
+	bool moved = nb && move_pages(a->base + len, tail, nb);
+	uintptr_t old_end = slots_end(a);
+	a->size = len;
+	sheaf_lock(&arena_lock, LR_ARENA);
+	map_range(slots_end(a), old_end, NULL);
+	if (moved) {
+		*t = (struct arena){ .base = nb, .size = tail, .node = a->node,
+				     .huge = true, .retained = true,
+				     .freed_ns = a->freed_ns };
+		map_range((uintptr_t)nb, slots_end(t), t);
+		retained_insert(t);
+	}
+	sheaf_unlock(&arena_lock, LR_ARENA);
+	if (!moved) {
+		if (nb)
+			munmap(nb, tail);
+		_sheaf_meta_free(t, sizeof(*t));
+		munmap(a->base + len, tail);
+	}
+}
+
+/*
+ * A retained mapping resized to len bytes, or NULL; *dirty: how many of
+ * its first bytes may hold old data (the rest is fresh, zero).
+ *
+ * The smallest retained mapping that covers len is taken, else the
+ * largest.  A tail beyond len (more than an eighth of it) is split off and
+ * stays retained.  A shortfall is grown in place (mremap() without moving,
+ * within the arena slots the mapping's map entries cover) and then filled
+ * with pages moved from the tails of other retained mappings, largest
+ * first, so that a program cycling big buffers of varying sizes reuses
+ * their resident pages instead of faulting new ones.  A mapping that
+ * cannot grow in place is released.
+ */
+static struct arena *retained_take(size_t len, size_t *dirty)
+{
+	struct arena *gone[RETAIN_MAX + 1], *donor[RETAIN_MAX];
+	unsigned int ngone, ndonor = 0, best = RETAIN_MAX;
+
+	if (!_sheaf_config.large_retain)
+		return NULL;
+	sheaf_lock(&arena_lock, LR_ARENA);
+	ngone = retained_expire(gone, 0, false);
+	for (unsigned int i = 0; i < nr_retained; i++) {
+		struct arena *a = retained[i];
+		struct arena *b = best < RETAIN_MAX ? retained[best] : NULL;
+		if (!b || (a->size >= len ? b->size < len || a->size < b->size
+					  : b->size < len && a->size > b->size))
+			best = i;
+	}
+	struct arena *a = best < RETAIN_MAX ? retained_remove(best) : NULL;
+	if (a && a->size < len && (uintptr_t)a->base + len <= slots_end(a)) {
+		/* donors, largest first, until they cover the shortfall */
+		size_t need = len - a->size;
+		while (need && nr_retained) {
+			unsigned int k = 0;
+			for (unsigned int i = 1; i < nr_retained; i++)
+				if (retained[i]->size > retained[k]->size)
+					k = i;
+			donor[ndonor] = retained_remove(k);
+			need -= MIN(need, donor[ndonor]->size);
+			ndonor++;
+		}
+	}
+	sheaf_unlock(&arena_lock, LR_ARENA);
+	release_all(gone, ngone);
+	if (!a)
+		return NULL;
+
+	*dirty = MIN(a->size, len);
+	if (a->size > len + len / 8) {
+		split_tail(a, len);
+	} else if (a->size < len) {
+		size_t have = a->size;
+		bool grown = (uintptr_t)a->base + len <= slots_end(a) &&
+			     mremap(a->base, a->size, len, 0) != MAP_FAILED;
+		if (grown)
+			a->size = len;
+		for (unsigned int i = 0; i < ndonor; i++) {
+			struct arena *d = donor[i];
+			size_t k = MIN(d->size, len - have);
+			if (grown && k && move_pages(d->base + d->size - k, k, a->base + have)) {
+				uintptr_t old_end = slots_end(d);
+				d->size -= k;
+				have += k;
+				sheaf_lock(&arena_lock, LR_ARENA);
+				map_range(d->size ? slots_end(d) : (uintptr_t)d->base,
+					  old_end, NULL);
+				sheaf_unlock(&arena_lock, LR_ARENA);
+			}
+			if (!d->size) {
+				_sheaf_meta_free(d, sizeof(*d));
+				continue;
+			}
+			sheaf_lock(&arena_lock, LR_ARENA);
+			retained_insert(d);
+			sheaf_unlock(&arena_lock, LR_ARENA);
+		}
+		if (!grown) {
+			sheaf_lock(&arena_lock, LR_ARENA);
+			map_range((uintptr_t)a->base, slots_end(a), NULL);
+			sheaf_unlock(&arena_lock, LR_ARENA);
+			huge_unmap(a);
+			return NULL;
+		}
+		*dirty = have;
+	}
+	return a;
+}
+
 void *_sheaf_huge_alloc(size_t size, gfp_t gfp)
 {
 	if (should_fail(SHEAF_FAULT_PAGE, NULL, size, gfp))
@@ -422,27 +664,34 @@ void *_sheaf_huge_alloc(size_t size, gfp_t gfp)
 	size_t len = ALIGN_UP(size, PAGE_SIZE);
 	if (len < size)
 		return NULL;
-	struct arena *a = _sheaf_meta_alloc(sizeof(*a));
-	if (!a)
-		return NULL;
-	char *base = map_aligned(len, ARENA_SIZE);
-	if (!base) {
-		_sheaf_meta_free(a, sizeof(*a));
-		return NULL;
+	size_t dirty = 0; /* bytes of a reused mapping that may hold old data */
+	struct arena *a = retained_take(len, &dirty);
+	if (!a) {
+		a = _sheaf_meta_alloc(sizeof(*a));
+		if (!a)
+			return NULL;
+		char *base = map_aligned(len, ARENA_SIZE);
+		if (!base) {
+			_sheaf_meta_free(a, sizeof(*a));
+			return NULL;
+		}
+		a->base = base;
+		a->size = len;
+		a->huge = true;
 	}
-	a->base = base;
-	a->size = len;
-	a->huge = true;
 	a->node = sheaf_node();
 	sheaf_lock(&arena_lock, LR_ARENA);
-	for (uintptr_t x = (uintptr_t)base; x < (uintptr_t)base + len; x += ARENA_SIZE)
-		__atomic_store_n(&_sheaf_arena_map[x >> ARENA_SHIFT], a, __ATOMIC_RELEASE);
-	huge_bytes += len;
+	__atomic_store_n(&a->retained, false, __ATOMIC_RELAXED);
+	map_range((uintptr_t)a->base, slots_end(a), a);
+	huge_bytes += a->size;
 	sheaf_unlock(&arena_lock, LR_ARENA);
-	return base;
+	/* A fresh mapping is zero; a reused one beyond `dirty` only. */
+	if (dirty && (gfp & __GFP_ZERO))
+		memset(a->base, 0, MIN(dirty, size));
+	return a->base;
 }
 
-/* The huge mapping containing p (anywhere in it), or NULL. */
+/* The live huge mapping containing p (anywhere in it), or NULL. */
 static struct arena *huge_arena_of(const void *p)
 {
 	uintptr_t x = (uintptr_t)p;
@@ -450,7 +699,8 @@ static struct arena *huge_arena_of(const void *p)
 		return NULL;
 	struct arena *a = __atomic_load_n(&_sheaf_arena_map[x >> ARENA_SHIFT],
 					  __ATOMIC_ACQUIRE);
-	if (!a || !a->huge || x - (uintptr_t)a->base >= a->size)
+	if (!a || !a->huge || __atomic_load_n(&a->retained, __ATOMIC_RELAXED) ||
+	    x - (uintptr_t)a->base >= a->size)
 		return NULL;
 	return a;
 }
@@ -482,19 +732,47 @@ size_t _sheaf_huge_size(const void *p)
 
 bool _sheaf_huge_free(const void *p)
 {
+	struct arena *gone[RETAIN_MAX + 1];
+	unsigned int ngone;
 	struct arena *a = huge_arena(p);
 	if (!a)
 		return false;
 	sheaf_lock(&arena_lock, LR_ARENA);
-	for (uintptr_t x = (uintptr_t)a->base; x < (uintptr_t)a->base + a->size;
-	     x += ARENA_SIZE)
-		__atomic_store_n(&_sheaf_arena_map[x >> ARENA_SHIFT], NULL,
-				 __ATOMIC_RELEASE);
+	/* Checked again under the lock: two frees of p race to here. */
+	if (__atomic_load_n(&a->retained, __ATOMIC_RELAXED)) {
+		sheaf_unlock(&arena_lock, LR_ARENA);
+		return false;
+	}
 	huge_bytes -= a->size;
+	if (a->size <= _sheaf_config.large_retain) {
+		ngone = retained_expire(gone, a->size, true);
+		__atomic_store_n(&a->retained, true, __ATOMIC_RELAXED);
+		a->freed_ns = now_ns();
+		retained[nr_retained++] = a;
+		retained_bytes += a->size;
+	} else {
+		ngone = retained_expire(gone, 0, false);
+		map_range((uintptr_t)a->base, slots_end(a), NULL);
+		gone[ngone++] = a;
+	}
 	sheaf_unlock(&arena_lock, LR_ARENA);
-	munmap(a->base, a->size);
-	_sheaf_meta_free(a, sizeof(*a));
+	release_all(gone, ngone);
 	return true;
+}
+
+/* Every retained huge mapping back to the system (shrink, malloc_trim). */
+static void huge_release_retained(void)
+{
+	struct arena *gone[RETAIN_MAX];
+	unsigned int n = 0;
+	sheaf_lock(&arena_lock, LR_ARENA);
+	while (nr_retained) {
+		struct arena *a = retained_remove(0);
+		map_range((uintptr_t)a->base, slots_end(a), NULL);
+		gone[n++] = a;
+	}
+	sheaf_unlock(&arena_lock, LR_ARENA);
+	release_all(gone, n);
 }
 
 SHEAF_EXPORT void sheaf_page_info(struct sheaf_page_info *info)
@@ -506,6 +784,7 @@ SHEAF_EXPORT void sheaf_page_info(struct sheaf_page_info *info)
 	sheaf_lock(&arena_lock, LR_ARENA);
 	info->arenas = nr_arenas;
 	info->huge_bytes = huge_bytes;
+	info->huge_retained = retained_bytes;
 	sheaf_unlock(&arena_lock, LR_ARENA);
 	for (unsigned int n = 0; n < _sheaf_nr_nodes; n++) {
 		struct page_node *pn = &page_nodes[n];

@@ -80,6 +80,9 @@ struct sheaf_config {
 	int kmalloc_capacity;   /* SHEAF_KMALLOC_CAPACITY: the kmalloc caches'
 				 * minimum capacity when they have sheaves */
 	unsigned int yield_every; /* SHEAF_DEBUG_YIELD=N: yield in 1 of N lock holds */
+	size_t large_retain;    /* SHEAF_LARGE_RETAIN_MB, in bytes: freed huge
+				 * mappings kept for reuse (0: none) */
+	unsigned int large_decay_ms; /* SHEAF_LARGE_DECAY_MS: kept that long */
 	int malloc_verbose;     /* SHEAF_MALLOC_VERBOSE: 0, 1, 2 (libsheaf-malloc) */
 	bool debug_abort;       /* SHEAF_DEBUG_ABORT (default on) */
 	const char *slub_debug; /* SLUB_DEBUG, parsed by debug.c, or NULL */
@@ -174,14 +177,20 @@ _Static_assert(offsetof(struct slab, slab_cache) == SHEAF_DESC_CACHE &&
 
 /*
  * struct arena - one 256 MiB aligned mapping (or a huge kmalloc mapping).
- * Arenas are never unmapped; huge mappings are unmapped on free.
- * arena_map[addr >> ARENA_SHIFT] points at the arena covering addr.
+ * Arenas are never unmapped; a freed huge mapping is retained for reuse
+ * (pages.c: within SHEAF_LARGE_RETAIN_MB, for SHEAF_LARGE_DECAY_MS) or
+ * unmapped.  arena_map[addr >> ARENA_SHIFT] points at the arena covering
+ * addr; a retained mapping keeps its entries (reuse needs no new ones),
+ * and its `retained` flag makes it no live block: a pointer into it is
+ * reported as invalid (a double free among them).
  */
 struct arena {
 	char *base;
 	size_t size;         /* ARENA_SIZE, or the mapping size when huge */
 	int node;
 	bool huge;
+	bool retained;       /* huge, freed, kept for reuse (under arena_lock) */
+	uint64_t freed_ns;   /* retained: when it was freed (CLOCK_MONOTONIC) */
 };
 
 /* =========================================================== slab (slab.c) */

@@ -1,0 +1,303 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_large.c - huge mappings (kvmalloc and kmalloc above the largest page
+ * run) are retained when freed and reused (src/pages.c): the same size
+ * comes back at the same address, a larger one grows a retained mapping in
+ * place, a smaller one trims its tail; reuse zeroes for __GFP_ZERO; a
+ * retained mapping is no live block (a second free is reported); the
+ * budget, the count limit and kmem_cache_shrink() bound what is kept.
+ * Run again with SHEAF_LARGE_DECAY_MS=50 (decay) and SHEAF_LARGE_RETAIN_MB=0
+ * (nothing retained, as before retention existed).
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include <sheaf/slab.h>
+
+#include "test_util.h"
+#include "test_cmocka_util.h"
+
+#define MiB (1ul << 20)
+
+static struct kmem_cache *any_cache;
+
+static struct sheaf_page_info info(void)
+{
+	struct sheaf_page_info pi;
+	sheaf_page_info(&pi);
+	return pi;
+}
+
+/* Everything retained back to the system (what malloc_trim() does too). */
+static void release(void)
+{
+	kmem_cache_shrink(any_cache);
+	assert_int_equal(info().huge_retained, 0);
+}
+
+static char *big(size_t n)
+{
+	char *p = kvmalloc(n, GFP_KERNEL);
+	assert_non_null(p);
+	memset(p, 0x5a, n);
+	return p;
+}
+
+/* Whether [p, p + n) is mapped (mincore() fails with ENOMEM if not). */
+static bool mapped(const void *p, size_t n)
+{
+	unsigned char vec[64];
+	size_t pages = n / (size_t)sysconf(_SC_PAGESIZE);
+	assert_true(pages <= sizeof(vec));
+	return mincore((void *)p, n, vec) == 0 || errno != ENOMEM;
+}
+
+static void test_same_size(void **state)
+{
+	(void)state;
+	release();
+	size_t before = info().huge_bytes;
+	char *p = big(8 * MiB);
+	assert_int_equal(info().huge_bytes, before + 8 * MiB);
+	kvfree(p);
+	assert_int_equal(info().huge_bytes, before);
+	assert_int_equal(info().huge_retained, 8 * MiB);
+	char *q = big(8 * MiB);
+	assert_ptr_equal(q, p);
+	assert_int_equal(info().huge_retained, 0);
+	assert_int_equal(ksize(q), 8 * MiB);
+	kvfree(q);
+	release();
+}
+
+static void test_grow_in_place(void **state)
+{
+	(void)state;
+	release();
+	char *p = big(6 * MiB);
+	kvfree(p);
+	char *q = big(7 * MiB + 4096);
+	assert_ptr_equal(q, p);
+	assert_int_equal(ksize(q), 7 * MiB + 4096);
+	assert_int_equal(info().huge_retained, 0);
+	kvfree(q);
+	release();
+}
+
+static void test_trim_tail(void **state)
+{
+	(void)state;
+	release();
+	size_t before = info().huge_bytes;
+	char *p = big(20 * MiB);
+	kvfree(p);
+	char *q = big(5 * MiB);
+	assert_ptr_equal(q, p);
+	assert_int_equal(ksize(q), 5 * MiB);
+	assert_int_equal(info().huge_bytes, before + 5 * MiB);
+	/* the tail is split off: its pages moved to a mapping still retained */
+	assert_false(mapped(p + 6 * MiB, 64 * 4096));
+	assert_int_equal(info().huge_retained, 15 * MiB);
+	char *t = kvmalloc(15 * MiB, GFP_KERNEL);
+	assert_non_null(t);
+	assert_int_equal(info().huge_retained, 0);
+	assert_int_equal(t[0], 0x5a); /* p's old bytes: moved, not fresh */
+	kvfree(t);
+	kvfree(q);
+	release();
+}
+
+/*
+ * A shortfall is filled with the pages of other retained mappings: their
+ * contents arrive (moved page tables), and the donor keeps the rest.
+ */
+static void test_donor_pages(void **state)
+{
+	(void)state;
+	release();
+	char *a = big(6 * MiB), *b = big(10 * MiB);
+	memset(a, 0x77, 6 * MiB);
+	kvfree(a);
+	kvfree(b);
+	assert_int_equal(info().huge_retained, 16 * MiB);
+	char *q = kvmalloc(14 * MiB, GFP_KERNEL);
+	assert_ptr_equal(q, b); /* the largest, grown */
+	assert_int_equal(info().huge_retained, 2 * MiB);
+	assert_int_equal(q[0], 0x5a);
+	assert_int_equal(q[10 * MiB], 0x77);
+	assert_int_equal(q[14 * MiB - 1], 0x77);
+	memset(q, 1, 14 * MiB);
+	kvfree(q);
+	release();
+}
+
+/* A request within an eighth of a retained mapping takes it whole. */
+static void test_small_slack_kept(void **state)
+{
+	(void)state;
+	release();
+	char *p = big(9 * MiB);
+	kvfree(p);
+	char *q = big(8 * MiB + 4096);
+	assert_ptr_equal(q, p);
+	assert_int_equal(ksize(q), 9 * MiB);
+	kvfree(q);
+	release();
+}
+
+static void test_zero_on_reuse(void **state)
+{
+	(void)state;
+	release();
+	char *p = big(8 * MiB);
+	kvfree(p);
+	char *q = kvzalloc(8 * MiB, GFP_KERNEL);
+	assert_ptr_equal(q, p);
+	for (size_t i = 0; i < 8 * MiB; i += 512)
+		if (q[i] || q[i + 511])
+			fail_msg("kvzalloc() reused a mapping without zeroing it (offset %zu)", i);
+	memset(q, 0x33, 8 * MiB);
+	kvfree(q);
+	/* grown: the old part zeroed, the new part fresh */
+	q = kvzalloc(8 * MiB + 8192, GFP_KERNEL);
+	assert_ptr_equal(q, p);
+	for (size_t i = 0; i < 8 * MiB + 8192; i += 512)
+		if (q[i])
+			fail_msg("grown reuse not zero at offset %zu", i);
+	kvfree(q);
+	release();
+}
+
+static char *stale;
+
+static void free_again(void *arg)
+{
+	(void)arg;
+	kvfree(stale);
+}
+
+static void ksize_of_retained(void *arg)
+{
+	(void)arg;
+	(void)ksize(stale);
+}
+
+static void test_retained_not_live(void **state)
+{
+	(void)state;
+	release();
+	stale = big(8 * MiB);
+	kvfree(stale);
+	assert_int_equal(info().huge_retained, 8 * MiB);
+	expect_child_abort(free_again, "invalid pointer");
+	expect_child_abort(ksize_of_retained, "invalid pointer");
+	release();
+}
+
+static void test_bounds(void **state)
+{
+	(void)state;
+	release();
+	enum { N = 20 };
+	char *p[N];
+	for (int i = 0; i < N; i++)
+		p[i] = big(5 * MiB);
+	for (int i = 0; i < N; i++) {
+		kvfree(p[i]);
+		size_t r = info().huge_retained;
+		/* the budget (64 MiB by default) and at most 16 mappings */
+		assert_true(r <= 64 * MiB && r <= 16 * 5 * MiB);
+	}
+	assert_int_equal(info().huge_retained, 12 * 5 * MiB);
+	/*
+	 * 80 MiB: none retained covers it, so the largest grows in place
+	 * within its arena slot, filled with the pages of all the others
+	 * (moved, not faulted); freed, it is above the budget and unmapped.
+	 */
+	char *huge = big(80 * MiB);
+	bool grown = false;
+	for (int i = N - 12; i < N; i++)
+		grown |= huge == p[i];
+	assert_true(grown);
+	assert_int_equal(info().huge_retained, 0);
+	kvfree(huge);
+	assert_int_equal(info().huge_retained, 0);
+	assert_false(mapped(huge, 64 * 4096));
+	char *q = big(5 * MiB);
+	kvfree(q);
+	release();
+	for (int i = 0; i < N; i++)
+		assert_false(mapped(p[i], 64 * 4096));
+}
+
+static void test_decay(void **state)
+{
+	(void)state;
+	release();
+	char *p = big(8 * MiB);
+	kvfree(p);
+	assert_int_equal(info().huge_retained, 8 * MiB);
+	struct timespec ts = { 0, 150 * 1000 * 1000 };
+	nanosleep(&ts, NULL);
+	/* the next huge operation releases what outlived the decay */
+	char *q = big(6 * MiB);
+	assert_int_equal(info().huge_retained, 0);
+	assert_false(q == p && ksize(q) == 8 * MiB);
+	kvfree(q);
+	release();
+}
+
+static void test_nothing_retained(void **state)
+{
+	(void)state;
+	char *p = big(8 * MiB);
+	kvfree(p);
+	assert_int_equal(info().huge_retained, 0);
+	assert_false(mapped(p, 64 * 4096));
+}
+
+int main(void)
+{
+	any_cache = kmem_cache_create("test-large", 64, 0, 0, NULL);
+	if (!any_cache)
+		return 1;
+	const char *decay = getenv("SHEAF_LARGE_DECAY_MS");
+	const char *retain = getenv("SHEAF_LARGE_RETAIN_MB");
+	int rc;
+	if (retain && !strcmp(retain, "0")) {
+		const struct CMUnitTest tests[] = {
+			cmocka_unit_test(test_nothing_retained),
+		};
+		rc = cmocka_run_group_tests(tests, NULL, NULL);
+	} else if (decay && !strcmp(decay, "50")) {
+		const struct CMUnitTest tests[] = {
+			cmocka_unit_test(test_decay),
+		};
+		rc = cmocka_run_group_tests(tests, NULL, NULL);
+	} else {
+		const struct CMUnitTest tests[] = {
+			cmocka_unit_test(test_same_size),
+			cmocka_unit_test(test_grow_in_place),
+			cmocka_unit_test(test_trim_tail),
+			cmocka_unit_test(test_small_slack_kept),
+			cmocka_unit_test(test_donor_pages),
+			cmocka_unit_test(test_zero_on_reuse),
+			cmocka_unit_test(test_retained_not_live),
+			cmocka_unit_test(test_bounds),
+		};
+		rc = cmocka_run_group_tests(tests, NULL, NULL);
+	}
+	kmem_cache_destroy(any_cache);
+	return rc;
+}
