@@ -436,7 +436,10 @@ static bool valid_pointer(struct kmem_cache *s, struct slab *slab, const void *o
 	if ((const uint8_t *)obj < base + s->red_left_pad)
 		return false;
 	uint64_t off = (uint64_t)((const uint8_t *)obj - base - s->red_left_pad);
-	return sheaf_obj_boundary(&s->hot, off);
+	/* sheaf_obj_boundary() with the slab's own objects, not the cache's:
+	 * a slab of an order fallback has fewer. */
+	uint64_t idx = sheaf_obj_index(&s->hot, off);
+	return idx * s->size == off && idx < slab->objects;
 }
 
 /*
@@ -473,7 +476,9 @@ static bool check_slab(struct kmem_cache *s, struct slab *slab)
 	unsigned int nfree = 0;
 	for (void *fp = slab->freelist; fp && nfree <= slab->objects; nfree++)
 		fp = get_freepointer(s, fp);
-	if (slab->objects != s->objects || slab->inuse + nfree != slab->objects) {
+	/* The objects of the slab's own order (an order fallback has fewer). */
+	if (slab->objects != order_objects(s, slab->order) ||
+	    slab->inuse + nfree != slab->objects) {
 		report(s, slab, NULL, "Wrong object count. Counter is %u but counted were %u",
 		       slab->inuse, slab->objects - nfree);
 		fprintf(stderr, "Slab %p objects=%u used=%u\n", slab_address(slab),

@@ -255,7 +255,8 @@ extern struct arena *_sheaf_arena_map[ARENA_MAP_SIZE];
 /*
  * _sheaf_pcsmap[addr >> ARENA_SHIFT]: the arena's dense page map of slots,
  * one pointer per page: the cache's per-slot array (s->hot.pcs) on every
- * page of a slab of a cache with sheaves, NULL on every other page.  Eight
+ * page of a slab of a cache with sheaves (at the cache's order: not an
+ * order fallback's, _sheaf_new_slab()), NULL on every other page.  Eight
  * pages per cache line where the descriptors take a line each, so the
  * free() of libsheaf-malloc, which reads it for every pointer, misses the
  * cache far less.  new_slab() sets a slab's entries, pages_free() clears a
@@ -399,6 +400,12 @@ static inline struct kmem_cache_node *get_node(struct kmem_cache *s, int node)
 }
 
 bool _sheaf_calculate_sizes(struct kmem_cache *s, const struct kmem_cache_args *args);
+/* Objects a slab of s holds at that order (s->objects at s->order). */
+static inline unsigned int order_objects(const struct kmem_cache *s,
+					 unsigned int order)
+{
+	return (unsigned int)((PAGE_SIZE << order) / s->size);
+}
 struct slab *_sheaf_new_slab(struct kmem_cache *s, gfp_t gfp, int node,
 			     unsigned int slot);
 /* SLAB_TYPESAFE_BY_RCU slabs still waiting for their grace period. */

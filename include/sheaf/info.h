@@ -95,15 +95,18 @@ struct sheaf_info_header {
  * struct sheaf_info_cache - one cache.
  * Invariants (exact when the process is quiescent, approximate while it
  * allocates): objects_inuse + objects_cached + objects_partial_free ==
- * objects_total == slabs * objects_per_slab; bytes == slabs * (page_size <<
- * order) + metadata.
+ * objects_total; bytes == the slabs' pages * page_size + metadata.
+ * objects_per_slab and order are the cache's: a slab made by an order
+ * fallback has a smaller order and fewer objects, so objects_total ==
+ * slabs * objects_per_slab and bytes == slabs * (page_size << order) +
+ * metadata only while there is none.
  */
 struct sheaf_info_cache {
 	char name[64];
 	uint32_t object_size;     /* the user's size */
 	uint32_t size;            /* stride in the slab (object + metadata) */
-	uint32_t objects_per_slab;
-	uint32_t order;           /* slab = 2^order pages */
+	uint32_t objects_per_slab; /* at the cache's order */
+	uint32_t order;           /* slab = 2^order pages (order fallback: fewer) */
 	uint32_t sheaf_capacity;  /* 0: classic per-CPU slab path */
 	uint32_t flags;           /* SHEAF_INFO_C_* */
 	uint32_t slab_flags;      /* SLAB_* creation flags */
@@ -115,7 +118,8 @@ struct sheaf_info_cache {
 	uint64_t objects_partial_free; /* free on partial slabs */
 	uint64_t barn_full;       /* full sheaves in the barns */
 	uint64_t barn_empty;      /* empty sheaves in the barns */
-	uint64_t bytes;           /* slab pages plus the cache's own metadata */
+	uint64_t bytes;           /* slab pages (each slab's own order) plus the
+				   * cache's own metadata */
 	uint64_t stats[SHEAF_STAT_NR]; /* counter totals, SHEAF_STAT_ITEMS order */
 };
 
