@@ -571,13 +571,16 @@ void *_sheaf_debug_alloc(struct kmem_cache *s, gfp_t gfp, int node,
 /*
  * Free with every check.  caller is the user's call site for reports that
  * abort at once (wrong cache, invalid pointer: the kernel's cache_from_obj).
+ * Returns whether obj went back to its slab (a user's free counts it in
+ * free_slowpath; a sheaf's flush does not).
  */
-void _sheaf_debug_free(struct kmem_cache *s, struct slab *slab, void *obj,
+bool _sheaf_debug_free(struct kmem_cache *s, struct slab *slab, void *obj,
 		       unsigned int slot)
 {
 	cache_check_live(s, "kmem_cache_free", NULL);
 	struct kmem_cache_node *n = get_node(s, slab->node);
 	struct slab *discard = NULL;
+	bool freed = false;
 
 	_sheaf_meta_access_begin();
 	sheaf_lock(&n->list_lock, LR_LIST);
@@ -611,18 +614,19 @@ void _sheaf_debug_free(struct kmem_cache *s, struct slab *slab, void *obj,
 		slab_remove_partial(n, slab);
 		discard = slab;
 	}
-	stat(s, SHEAF_STAT_FREE_SLOWPATH, slot);
+	freed = true;
 	goto out;
 out_report:
 	sheaf_unlock(&n->list_lock, LR_LIST);
 	report_done();
 	_sheaf_meta_access_end();
-	return;
+	return false;
 out:
 	sheaf_unlock(&n->list_lock, LR_LIST);
 	_sheaf_meta_access_end();
 	if (discard)
 		_sheaf_discard_slab(s, discard, slot);
+	return freed;
 }
 
 /* Report that obj, freed to s, belongs to another cache (then abort). */

@@ -451,7 +451,7 @@ slab_flags_t _sheaf_debug_flags_for(const char *name, slab_flags_t flags);
 void _sheaf_debug_layout(struct kmem_cache *s);
 void _sheaf_debug_new_object(struct kmem_cache *s, void *obj);
 void *_sheaf_debug_alloc(struct kmem_cache *s, gfp_t gfp, int node, unsigned int slot);
-void _sheaf_debug_free(struct kmem_cache *s, struct slab *slab, void *obj,
+bool _sheaf_debug_free(struct kmem_cache *s, struct slab *slab, void *obj,
 		       unsigned int slot);
 void _sheaf_debug_wrong_cache(struct kmem_cache *s, struct slab *slab, const void *obj);
 void _sheaf_debug_leak_report(struct kmem_cache *s, size_t live);
@@ -685,11 +685,26 @@ void _sheaf_rcu_unlock_batch(void);
 
 /* ======================================================= stats.c: counters */
 
+/* An alias of <sheaf/stats.h> (SHEAF_STAT_ALIASES): read, never counted. */
+static inline bool stat_is_alias(enum sheaf_stat_item item)
+{
+	switch (item) {
+#define SHEAF_STAT_ALIAS(a, i) case SHEAF_STAT_##a:
+	SHEAF_STAT_ALIASES(SHEAF_STAT_ALIAS)
+#undef SHEAF_STAT_ALIAS
+		return true;
+	default:
+		return false;
+	}
+}
+
 static inline void stat_add(struct kmem_cache *s, enum sheaf_stat_item item,
 			    unsigned int slot, uint64_t n)
 {
-	if (unlikely(READ_ONCE(_sheaf_stats_on)))
+	if (unlikely(READ_ONCE(_sheaf_stats_on))) {
+		SHEAF_ASSERT(!stat_is_alias(item));
 		__atomic_fetch_add(&s->stats[slot].v[item], n, __ATOMIC_RELAXED);
+	}
 }
 static inline void stat(struct kmem_cache *s, enum sheaf_stat_item item,
 			unsigned int slot)
@@ -699,8 +714,10 @@ static inline void stat(struct kmem_cache *s, enum sheaf_stat_item item,
 /* Count on the calling thread's slot, read only when counting is on. */
 static inline void stat_here(struct kmem_cache *s, enum sheaf_stat_item item)
 {
-	if (unlikely(READ_ONCE(_sheaf_stats_on)))
+	if (unlikely(READ_ONCE(_sheaf_stats_on))) {
+		SHEAF_ASSERT(!stat_is_alias(item));
 		__atomic_fetch_add(&s->stats[sheaf_slot()].v[item], 1, __ATOMIC_RELAXED);
+	}
 }
 
 

@@ -213,7 +213,7 @@ bool _sheaf_calculate_sizes(struct kmem_cache *s,
  * The kernel's allocate_slab(): the cache's order first; when those pages
  * are not to be had (a caller that may not block finds only smaller free
  * runs, no arena can be mapped, or an injected failure), the smallest
- * order that holds one object (the kernel's ORDER_FALLBACK).  Unlike the kernel, the
+ * order that holds one object (order_fallback).  Unlike the kernel, the
  * first try is not made weaker than the second: mapping an arena is cheap
  * and there is no reclaim to spare.  A fallback slab has fewer objects
  * (slab->objects, as the kernel's slab->objects), which the exported
@@ -239,6 +239,7 @@ struct slab *_sheaf_new_slab(struct kmem_cache *s, gfp_t gfp, int node,
 		slab = _sheaf_pages_alloc(order, node, gfp);
 		if (!slab)
 			return NULL;
+		stat(s, SHEAF_STAT_ORDER_FALLBACK, slot);
 	}
 	SHEAF_ASSERT(slab->order == order);
 	char *base = slab_address(slab);

@@ -351,7 +351,7 @@ static void test_pages_back_after_destroy(void **state)
 /*
  * Order fallback (the kernel's allocate_slab()): when the pages of the
  * cache's order are not to be had, the new slab takes the smallest order
- * that holds one object, with fewer objects.
+ * that holds one object, with fewer objects, and order_fallback counts it.
  * 700-byte objects (stride 704): order 2 (23 objects), minimum order 0 (5
  * objects).  One failed page allocation (the next) forces it.  The thread
  * is pinned, so that a classic cache keeps one cpu slab.
@@ -395,6 +395,7 @@ static void test_order_fallback(void **state)
 	p[0] = kmem_cache_alloc(d, GFP_KERNEL);
 	assert_non_null(p[0]);
 	assert_int_equal(sheaf_fault_injected(SHEAF_FAULT_PAGE) - before, 1);
+	assert_int_equal(ST(d, ORDER_FALLBACK), 1);
 	assert_int_equal(ST(d, ALLOC_SLAB), 1);
 	assert_int_equal(sheaf_cache_slabs(d), 1);
 	/* (slub_debug's metadata makes the stride 712: still 5 a page) */
@@ -410,6 +411,7 @@ static void test_order_fallback(void **state)
 	p[FB_MIN_OBJECTS] = kmem_cache_alloc(d, GFP_KERNEL);
 	assert_non_null(p[FB_MIN_OBJECTS]);
 	assert_int_equal(sheaf_cache_slabs(d), 2);
+	assert_int_equal(ST(d, ORDER_FALLBACK), 1);
 	assert_int_equal(sheaf_cache_objects_inuse(d), FB_MIN_OBJECTS + 1);
 	/* slub_debug's slab checks take the slab's own objects. */
 	assert_int_equal(kmem_cache_validate(d), 0);
@@ -431,6 +433,7 @@ static void test_order_fallback(void **state)
 		assert_non_null(q[i] = kmem_cache_alloc(c, GFP_KERNEL));
 	for (int i = 1; i < FB_MIN_OBJECTS; i++)
 		assert_ptr_equal(q[i], (char *)q[0] + i * FB_STRIDE);
+	assert_int_equal(ST(c, ORDER_FALLBACK), 1);
 	assert_int_equal(sheaf_cache_slabs(c), 2);
 	/* The slabs' own objects: 5 + 23, of which 6 in use, 22 cached. */
 	assert_int_equal(sheaf_cache_objects_inuse(c), FB_MIN_OBJECTS + 1);
@@ -445,7 +448,8 @@ static void test_order_fallback(void **state)
 	assert_int_equal(kmem_cache_shrink(c), 0);
 	kmem_cache_destroy(c);
 
-	/* A cache with sheaves: the refill's slab is the fallback one. */
+	/* A cache with sheaves: the refill's slab is the fallback one, and
+	 * neither slow path counts the refill. */
 	a.sheaf_capacity = 4;
 	struct kmem_cache *h = kmem_cache_create("flt-order-sheaf", FB_SIZE, &a, 0);
 	assert_non_null(h);
@@ -453,8 +457,11 @@ static void test_order_fallback(void **state)
 	sheaf_inject_page_failures(0, 1);
 	void *o = kmem_cache_alloc(h, GFP_KERNEL);
 	assert_non_null(o);
+	assert_int_equal(ST(h, ORDER_FALLBACK), 1);
 	assert_int_equal(sheaf_cache_slabs(h), 1);
 	assert_int_equal(ST(h, SHEAF_REFILL), sheaf_cache_capacity(h));
+	assert_int_equal(ST(h, ALLOC_SLOWPATH), 0);
+	assert_int_equal(ST(h, ALLOC_FASTPATH), 1);
 	kmem_cache_free(h, o);
 	assert_int_equal(sheaf_cache_objects_inuse(h), 0);
 	assert_int_equal(kmem_cache_shrink(h), 0);

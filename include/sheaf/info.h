@@ -48,7 +48,9 @@ extern "C" {
 #endif
 
 #define SHEAF_INFO_MAGIC   0x464e494641454853ull  /* "SHEAFINF" little endian */
-#define SHEAF_INFO_VERSION 1u
+/* 2: the 7.2 counter meanings, order_fallback and alloc_from_sheaf (42
+ * counters, 496-byte records); 1: the 40 counters before. */
+#define SHEAF_INFO_VERSION 2u
 #define SHEAF_INFO_MAX_CACHES 256u
 #define SHEAF_INFO_SHM_PREFIX "/libsheaf."        /* + decimal pid */
 
@@ -97,16 +99,16 @@ struct sheaf_info_header {
  * allocates): objects_inuse + objects_cached + objects_partial_free ==
  * objects_total; bytes == the slabs' pages * page_size + metadata.
  * objects_per_slab and order are the cache's: a slab made by an order
- * fallback has a smaller order and fewer objects, so objects_total ==
- * slabs * objects_per_slab and bytes == slabs * (page_size << order) +
- * metadata only while there is none.
+ * fallback (counter order_fallback) has a smaller order and fewer objects,
+ * so objects_total == slabs * objects_per_slab and bytes == slabs *
+ * (page_size << order) + metadata only while there is none.
  */
 struct sheaf_info_cache {
 	char name[64];
 	uint32_t object_size;     /* the user's size */
 	uint32_t size;            /* stride in the slab (object + metadata) */
 	uint32_t objects_per_slab; /* at the cache's order */
-	uint32_t order;           /* slab = 2^order pages (order fallback: fewer) */
+	uint32_t order;           /* slab = 2^order pages (order_fallback: fewer) */
 	uint32_t sheaf_capacity;  /* 0: classic per-CPU slab path */
 	uint32_t flags;           /* SHEAF_INFO_C_* */
 	uint32_t slab_flags;      /* SLAB_* creation flags */
@@ -125,7 +127,7 @@ struct sheaf_info_cache {
 
 /*
  * The largest page a reader accepts: the header and SHEAF_INFO_MAX_CACHES
- * records (123008 bytes), the size the publisher creates.  A reader refuses
+ * records (127104 bytes), the size the publisher creates.  A reader refuses
  * a larger file before reading it (docs/STATS.md, "Threat model").
  */
 #define SHEAF_INFO_PAGE_MAX (sizeof(struct sheaf_info_header) + \
