@@ -436,7 +436,10 @@ static bool valid_pointer(struct kmem_cache *s, struct slab *slab, const void *o
 	if ((const uint8_t *)obj < base + s->red_left_pad)
 		return false;
 	uint64_t off = (uint64_t)((const uint8_t *)obj - base - s->red_left_pad);
-	return sheaf_obj_boundary(&s->hot, off);
+	/* sheaf_obj_boundary() with the slab's own objects, not the cache's:
+	 * a slab of an order fallback has fewer. */
+	uint64_t idx = sheaf_obj_index(&s->hot, off);
+	return idx * s->size == off && idx < slab->objects;
 }
 
 /*
@@ -473,7 +476,9 @@ static bool check_slab(struct kmem_cache *s, struct slab *slab)
 	unsigned int nfree = 0;
 	for (void *fp = slab->freelist; fp && nfree <= slab->objects; nfree++)
 		fp = get_freepointer(s, fp);
-	if (slab->objects != s->objects || slab->inuse + nfree != slab->objects) {
+	/* The objects of the slab's own order (an order fallback has fewer). */
+	if (slab->objects != order_objects(s, slab->order) ||
+	    slab->inuse + nfree != slab->objects) {
 		report(s, slab, NULL, "Wrong object count. Counter is %u but counted were %u",
 		       slab->inuse, slab->objects - nfree);
 		fprintf(stderr, "Slab %p objects=%u used=%u\n", slab_address(slab),
@@ -566,13 +571,16 @@ void *_sheaf_debug_alloc(struct kmem_cache *s, gfp_t gfp, int node,
 /*
  * Free with every check.  caller is the user's call site for reports that
  * abort at once (wrong cache, invalid pointer: the kernel's cache_from_obj).
+ * Returns whether obj went back to its slab (a user's free counts it in
+ * free_slowpath; a sheaf's flush does not).
  */
-void _sheaf_debug_free(struct kmem_cache *s, struct slab *slab, void *obj,
+bool _sheaf_debug_free(struct kmem_cache *s, struct slab *slab, void *obj,
 		       unsigned int slot)
 {
 	cache_check_live(s, "kmem_cache_free", NULL);
 	struct kmem_cache_node *n = get_node(s, slab->node);
 	struct slab *discard = NULL;
+	bool freed = false;
 
 	_sheaf_meta_access_begin();
 	sheaf_lock(&n->list_lock, LR_LIST);
@@ -606,18 +614,19 @@ void _sheaf_debug_free(struct kmem_cache *s, struct slab *slab, void *obj,
 		slab_remove_partial(n, slab);
 		discard = slab;
 	}
-	stat(s, SHEAF_STAT_FREE_SLOWPATH, slot);
+	freed = true;
 	goto out;
 out_report:
 	sheaf_unlock(&n->list_lock, LR_LIST);
 	report_done();
 	_sheaf_meta_access_end();
-	return;
+	return false;
 out:
 	sheaf_unlock(&n->list_lock, LR_LIST);
 	_sheaf_meta_access_end();
 	if (discard)
 		_sheaf_discard_slab(s, discard, slot);
+	return freed;
 }
 
 /* Report that obj, freed to s, belongs to another cache (then abort). */

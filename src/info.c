@@ -113,7 +113,10 @@ static void collect_cache(struct kmem_cache *s, struct sheaf_info_cache *r)
 	r->objects_partial_free = partial_free;
 	uint64_t free_objs = partial_free + r->objects_cached;
 	r->objects_inuse = r->objects_total > free_objs ? r->objects_total - free_objs : 0;
-	r->bytes = r->slabs * (PAGE_SIZE << s->order) + s->meta_size + s->fork_size;
+	uint64_t pages = 0;
+	for (unsigned int n = 0; n < _sheaf_nr_nodes; n++)
+		pages += (uint64_t)atomic_load(&s->node[n]->nr_pages);
+	r->bytes = pages * PAGE_SIZE + s->meta_size + s->fork_size;
 	for (unsigned int k = 0; k < SHEAF_STAT_NR; k++)
 		r->stats[k] = sheaf_stats_get(s, (enum sheaf_stat_item)k);
 }

@@ -291,30 +291,33 @@ static const struct sheaf_info_cache *rec(const struct sheaf_info_header *h,
 						 (size_t)i * h->record_size);
 }
 
-static uint64_t sub0(uint64_t a, uint64_t b)
-{
-	return a > b ? a - b : 0;
-}
-
 /*
- * Allocations the program made (each object once): served by a sheaf, by
- * the classic cpu freelist, or by the slab layer directly.  alloc_slowpath
- * also counts the objects refilled into sheaves, which are counted again
- * when a sheaf hands them out, hence the subtraction; frees alike with the
- * objects flushed from sheaves.
+ * Allocations the program made, each object once (the 7.2 meanings,
+ * <sheaf/stats.h>): alloc_fastpath (a slot's sheaf, or the classic cpu
+ * freelist), alloc_slowpath (the slab layer, sheaf refills not included)
+ * and alloc_from_sheaf (prefilled sheaves).  The aliases alloc_cpu_sheaf
+ * and free_cpu_sheaf repeat the fast-path items and are not added.
  */
 static uint64_t info_allocs(const struct sheaf_info_cache *c)
 {
 	const uint64_t *v = c->stats;
-	return v[SHEAF_STAT_ALLOC_CPU_SHEAF] + v[SHEAF_STAT_ALLOC_FASTPATH] +
-	       sub0(v[SHEAF_STAT_ALLOC_SLOWPATH], v[SHEAF_STAT_SHEAF_REFILL]);
+	return v[SHEAF_STAT_ALLOC_FASTPATH] + v[SHEAF_STAT_ALLOC_SLOWPATH] +
+	       v[SHEAF_STAT_ALLOC_FROM_SHEAF];
 }
 
+/* Frees alike: into a slot's sheaf (or cpu freelist), or to a slab (sheaf
+ * flushes not included). */
 static uint64_t info_frees(const struct sheaf_info_cache *c)
 {
 	const uint64_t *v = c->stats;
-	return v[SHEAF_STAT_FREE_CPU_SHEAF] + v[SHEAF_STAT_FREE_FASTPATH] +
-	       sub0(v[SHEAF_STAT_FREE_SLOWPATH], v[SHEAF_STAT_SHEAF_FLUSH]);
+	return v[SHEAF_STAT_FREE_FASTPATH] + v[SHEAF_STAT_FREE_SLOWPATH];
+}
+
+/* What sheaves served: a slot's (alloc_fastpath on a cache with sheaves)
+ * and prefilled ones. */
+static uint64_t info_sheaf_allocs(const struct sheaf_info_cache *c)
+{
+	return c->stats[SHEAF_STAT_ALLOC_FASTPATH] + c->stats[SHEAF_STAT_ALLOC_FROM_SHEAF];
 }
 
 enum sort_key { K_NAME, K_OBJSIZE, K_OBJECTS, K_TOTAL, K_SLABS, K_MEMORY,
@@ -510,10 +513,9 @@ static void print_table(FILE *out, const struct sheaf_info_header *h,
 			count_str(b[2], sizeof(b[2]), c->slabs),
 			c->sheaf_capacity,
 			count_str(b[3], sizeof(b[3]), allocs),
-			share_str(b[4], sizeof(b[4]), c->stats[SHEAF_STAT_ALLOC_CPU_SHEAF],
-				  allocs, sh),
+			share_str(b[4], sizeof(b[4]), info_sheaf_allocs(c), allocs, sh),
 			count_str(b[5], sizeof(b[5]), frees),
-			share_str(b[6], sizeof(b[6]), c->stats[SHEAF_STAT_FREE_CPU_SHEAF],
+			share_str(b[6], sizeof(b[6]), c->stats[SHEAF_STAT_FREE_FASTPATH],
 				  frees, sh),
 			count_str(b[7], sizeof(b[7]), c->stats[SHEAF_STAT_SHEAF_REFILL]),
 			count_str(b[8], sizeof(b[8]), c->stats[SHEAF_STAT_SHEAF_FLUSH]),

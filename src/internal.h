@@ -255,7 +255,8 @@ extern struct arena *_sheaf_arena_map[ARENA_MAP_SIZE];
 /*
  * _sheaf_pcsmap[addr >> ARENA_SHIFT]: the arena's dense page map of slots,
  * one pointer per page: the cache's per-slot array (s->hot.pcs) on every
- * page of a slab of a cache with sheaves, NULL on every other page.  Eight
+ * page of a slab of a cache with sheaves (at the cache's order: not an
+ * order fallback's, _sheaf_new_slab()), NULL on every other page.  Eight
  * pages per cache line where the descriptors take a line each, so the
  * free() of libsheaf-malloc, which reads it for every pointer, misses the
  * cache far less.  new_slab() sets a slab's entries, pages_free() clears a
@@ -399,6 +400,12 @@ static inline struct kmem_cache_node *get_node(struct kmem_cache *s, int node)
 }
 
 bool _sheaf_calculate_sizes(struct kmem_cache *s, const struct kmem_cache_args *args);
+/* Objects a slab of s holds at that order (s->objects at s->order). */
+static inline unsigned int order_objects(const struct kmem_cache *s,
+					 unsigned int order)
+{
+	return (unsigned int)((PAGE_SIZE << order) / s->size);
+}
 struct slab *_sheaf_new_slab(struct kmem_cache *s, gfp_t gfp, int node,
 			     unsigned int slot);
 /* SLAB_TYPESAFE_BY_RCU slabs still waiting for their grace period. */
@@ -444,7 +451,7 @@ slab_flags_t _sheaf_debug_flags_for(const char *name, slab_flags_t flags);
 void _sheaf_debug_layout(struct kmem_cache *s);
 void _sheaf_debug_new_object(struct kmem_cache *s, void *obj);
 void *_sheaf_debug_alloc(struct kmem_cache *s, gfp_t gfp, int node, unsigned int slot);
-void _sheaf_debug_free(struct kmem_cache *s, struct slab *slab, void *obj,
+bool _sheaf_debug_free(struct kmem_cache *s, struct slab *slab, void *obj,
 		       unsigned int slot);
 void _sheaf_debug_wrong_cache(struct kmem_cache *s, struct slab *slab, const void *obj);
 void _sheaf_debug_leak_report(struct kmem_cache *s, size_t live);
@@ -678,11 +685,26 @@ void _sheaf_rcu_unlock_batch(void);
 
 /* ======================================================= stats.c: counters */
 
+/* An alias of <sheaf/stats.h> (SHEAF_STAT_ALIASES): read, never counted. */
+static inline bool stat_is_alias(enum sheaf_stat_item item)
+{
+	switch (item) {
+#define SHEAF_STAT_ALIAS(a, i) case SHEAF_STAT_##a:
+	SHEAF_STAT_ALIASES(SHEAF_STAT_ALIAS)
+#undef SHEAF_STAT_ALIAS
+		return true;
+	default:
+		return false;
+	}
+}
+
 static inline void stat_add(struct kmem_cache *s, enum sheaf_stat_item item,
 			    unsigned int slot, uint64_t n)
 {
-	if (unlikely(READ_ONCE(_sheaf_stats_on)))
+	if (unlikely(READ_ONCE(_sheaf_stats_on))) {
+		SHEAF_ASSERT(!stat_is_alias(item));
 		__atomic_fetch_add(&s->stats[slot].v[item], n, __ATOMIC_RELAXED);
+	}
 }
 static inline void stat(struct kmem_cache *s, enum sheaf_stat_item item,
 			unsigned int slot)
@@ -692,8 +714,10 @@ static inline void stat(struct kmem_cache *s, enum sheaf_stat_item item,
 /* Count on the calling thread's slot, read only when counting is on. */
 static inline void stat_here(struct kmem_cache *s, enum sheaf_stat_item item)
 {
-	if (unlikely(READ_ONCE(_sheaf_stats_on)))
+	if (unlikely(READ_ONCE(_sheaf_stats_on))) {
+		SHEAF_ASSERT(!stat_is_alias(item));
 		__atomic_fetch_add(&s->stats[sheaf_slot()].v[item], 1, __ATOMIC_RELAXED);
+	}
 }
 
 

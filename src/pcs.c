@@ -259,7 +259,7 @@ pop:
 	SHEAF_ASSERT(pcs->main->size > 0);
 	obj = pcs->main->objects[--pcs->main->size];
 	sheaf_pcs_unlock(pcs);
-	stat(s, SHEAF_STAT_ALLOC_CPU_SHEAF, slot);
+	stat(s, SHEAF_STAT_ALLOC_FASTPATH, slot);
 	return obj;
 
 from_slab:
@@ -275,7 +275,7 @@ void *_sheaf_pcs_alloc(struct kmem_cache *s, gfp_t gfp)
 			void *obj;
 			int r = sheaf_rseq_pop(s->hot.pcs, &obj);
 			if (likely(r == 0)) {
-				stat_here(s, SHEAF_STAT_ALLOC_CPU_SHEAF);
+				stat_here(s, SHEAF_STAT_ALLOC_FASTPATH);
 				return obj;
 			}
 			if (r == 1)
@@ -433,7 +433,7 @@ static SHEAF_NOINLINE void sheaf_free_slow(struct kmem_cache *s,
 	SHEAF_ASSERT(pcs->main->size < s->hot.sheaf_capacity);
 	pcs->main->objects[pcs->main->size++] = obj;
 	sheaf_pcs_unlock(pcs);
-	stat(s, SHEAF_STAT_FREE_CPU_SHEAF, slot);
+	stat(s, SHEAF_STAT_FREE_FASTPATH, slot);
 	return;
 
 to_slab:
@@ -455,7 +455,7 @@ void _sheaf_pcs_free(struct kmem_cache *s, struct slab *slab, void *obj)
 		for (;;) {
 			int r = sheaf_rseq_push(s->hot.pcs, obj);
 			if (likely(r == 0)) {
-				stat_here(s, SHEAF_STAT_FREE_CPU_SHEAF);
+				stat_here(s, SHEAF_STAT_FREE_FASTPATH);
 				return;
 			}
 			if (r == 1)
@@ -488,7 +488,7 @@ int _sheaf_pcs_alloc_bulk(struct kmem_cache *s, gfp_t gfp, size_t nr, void **p)
 		memcpy(&p[done], &main->objects[main->size], take * sizeof(void *));
 		sheaf_pcs_unlock(pcs);
 		done += take;
-		stat_add(s, SHEAF_STAT_ALLOC_CPU_SHEAF, slot, take);
+		stat_add(s, SHEAF_STAT_ALLOC_FASTPATH, slot, take);
 	}
 	if (done < nr) {
 		/* The rest straight from slabs; never back into sheaves. */
@@ -534,7 +534,7 @@ void _sheaf_pcs_free_bulk(struct kmem_cache *s, size_t nr, void **p)
 			pushed++;
 		}
 		sheaf_pcs_unlock(pcs);
-		stat_add(s, SHEAF_STAT_FREE_CPU_SHEAF, slot, pushed);
+		stat_add(s, SHEAF_STAT_FREE_FASTPATH, slot, pushed);
 	}
 	if (i < nr) {
 		_sheaf_slab_free_bulk(s, nr - i, &p[i], slot);

@@ -141,7 +141,7 @@ SHEAF_EXPORT void *kmem_cache_alloc_from_sheaf(struct kmem_cache *s, gfp_t gfp,
 	track_alloc(s, obj);
 	if (gfp & __GFP_ZERO)
 		memset(obj, 0, s->object_size);
-	stat_here(s, SHEAF_STAT_ALLOC_CPU_SHEAF);
+	stat_here(s, SHEAF_STAT_ALLOC_FROM_SHEAF);
 	return obj;
 }
 

@@ -84,8 +84,8 @@ int _sheaf_refill_sheaf(struct kmem_cache *s, struct slab_sheaf *sheaf,
 	/* What the slab layer handed out is the cache's (one walk per refill,
 	 * as long as the refill's own). */
 	SHEAF_ASSERT_EXPENSIVE(_sheaf_sheaf_objects_of(s, sheaf));
+	/* Not alloc_slowpath: the objects count when a sheaf hands them out. */
 	stat_add(s, SHEAF_STAT_SHEAF_REFILL, slot, want);
-	stat_add(s, SHEAF_STAT_ALLOC_SLOWPATH, slot, want);
 	return 0;
 }
 
@@ -108,9 +108,9 @@ void _sheaf_flush_sheaf(struct kmem_cache *s, struct slab_sheaf *sheaf,
 		_sheaf_slab_free_bulk(s, n, sheaf->objects, slot);
 	}
 	sheaf->size = 0;
+	/* Not free_slowpath: the objects counted when they went into a sheaf. */
 	stat_add(s, which, slot, n);
 	stat_add(s, SHEAF_STAT_SHEAF_FLUSH, slot, n);
-	stat_add(s, SHEAF_STAT_FREE_SLOWPATH, slot, n);
 }
 
 /* Flush a sheaf's objects to their slabs and free the sheaf. */

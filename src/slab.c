@@ -192,6 +192,8 @@ bool _sheaf_calculate_sizes(struct kmem_cache *s,
 	s->objects = (unsigned int)((PAGE_SIZE << s->order) / size);
 	if (s->objects == 0 || s->objects > 32767)
 		return false;
+	/* The fallback order of _sheaf_new_slab() (the kernel's s->min). */
+	s->min_order = get_order(size);
 	unsigned int lg = 0;
 	for (unsigned int x = size; x > 1; x >>= 1)
 		lg++;
@@ -200,35 +202,63 @@ bool _sheaf_calculate_sizes(struct kmem_cache *s,
 	SHEAF_ASSERT(s->size % s->align == 0);
 	SHEAF_ASSERT(s->offset + sizeof(void *) <= s->size);
 	SHEAF_ASSERT((size_t)s->objects * s->size <= (size_t)PAGE_SIZE << s->order);
+	SHEAF_ASSERT(s->min_order <= s->order && order_objects(s, s->min_order) >= 1);
 	return true;
 }
 
 /* ---------------------------------------------------------- slab life */
 
-/* A new slab for s on node, with all objects on its freelist, unfrozen. */
+/*
+ * A new slab for s on node, with all objects on its freelist, unfrozen.
+ * The kernel's allocate_slab(): the cache's order first; when those pages
+ * are not to be had (a caller that may not block finds only smaller free
+ * runs, no arena can be mapped, or an injected failure), the smallest
+ * order that holds one object (order_fallback).  Unlike the kernel, the
+ * first try is not made weaker than the second: mapping an arena is cheap
+ * and there is no reclaim to spare.  A fallback slab has fewer objects
+ * (slab->objects, as the kernel's slab->objects), which the exported
+ * paths' pointer checks use, and no entries in the page map of slots:
+ * libsheaf-malloc's free() test takes the cache's order for the slab's
+ * (struct sheaf_pcs_info), so its objects take kfree()'s checked path.
+ * The inline paths of <sheaf/slab.h> compare an object's index with the
+ * cache's objects per slab: in a fallback slab they also accept the one
+ * address where an object after the last would start, when the slab's
+ * unused tail holds it (a pointer no allocation returned, which the
+ * exported paths report; the kernel's fast paths check no pointer).
+ */
 struct slab *_sheaf_new_slab(struct kmem_cache *s, gfp_t gfp, int node,
 			     unsigned int slot)
 {
-	struct slab *slab = _sheaf_pages_alloc(s->order, node, gfp);
-	if (!slab)
-		return NULL;
+	unsigned int order = s->order, objects = s->objects;
+	struct slab *slab = _sheaf_pages_alloc(order, node, gfp);
+	if (unlikely(!slab)) {
+		if (s->min_order == order)
+			return NULL;
+		order = s->min_order;
+		objects = order_objects(s, order);
+		slab = _sheaf_pages_alloc(order, node, gfp);
+		if (!slab)
+			return NULL;
+		stat(s, SHEAF_STAT_ORDER_FALLBACK, slot);
+	}
+	SHEAF_ASSERT(slab->order == order);
 	char *base = slab_address(slab);
-	for (size_t i = 0; i < (1ul << s->order); i++)
+	for (size_t i = 0; i < (1ul << order); i++)
 		slab[i].slab_cache = s;
-	if (s->hot.pcs)
-		_sheaf_pcsmap_set(slab, 1ul << s->order, s->hot.pcs);
+	if (s->hot.pcs && order == s->order)
+		_sheaf_pcsmap_set(slab, 1ul << order, s->hot.pcs);
 	slab->on_partial = 0;
-	slab->objects = s->objects & 0x7fff;
+	slab->objects = objects & 0x7fff;
 	slab->inuse = 0;
 	slab->frozen = 0;
 	base += s->red_left_pad;
-	for (unsigned int i = 0; i < s->objects; i++) {
+	for (unsigned int i = 0; i < objects; i++) {
 		char *obj = base + (size_t)i * s->size;
 		if (unlikely(cache_debug(s)))
 			_sheaf_debug_new_object(s, obj);
 		if (s->ctor)
 			s->ctor(obj);
-		set_freepointer(s, obj, i + 1 < s->objects ? obj + s->size : NULL);
+		set_freepointer(s, obj, i + 1 < objects ? obj + s->size : NULL);
 		if (unlikely(_sheaf_track_on))
 			_sheaf_track_new_object(s, obj);
 	}
@@ -236,7 +266,8 @@ struct slab *_sheaf_new_slab(struct kmem_cache *s, gfp_t gfp, int node,
 	__atomic_store_n(&slab->flags, PG_SLAB, __ATOMIC_RELEASE);
 	struct kmem_cache_node *n = get_node(s, slab->node);
 	atomic_fetch_add_explicit(&n->nr_slabs, 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&n->total_objects, s->objects, memory_order_relaxed);
+	atomic_fetch_add_explicit(&n->total_objects, objects, memory_order_relaxed);
+	atomic_fetch_add_explicit(&n->nr_pages, 1l << order, memory_order_relaxed);
 	stat(s, SHEAF_STAT_ALLOC_SLAB, slot);
 	return slab;
 }
@@ -282,7 +313,8 @@ void _sheaf_discard_slab(struct kmem_cache *s, struct slab *slab,
 {
 	struct kmem_cache_node *n = get_node(s, slab->node);
 	atomic_fetch_sub_explicit(&n->nr_slabs, 1, memory_order_relaxed);
-	atomic_fetch_sub_explicit(&n->total_objects, s->objects, memory_order_relaxed);
+	atomic_fetch_sub_explicit(&n->total_objects, slab->objects, memory_order_relaxed);
+	atomic_fetch_sub_explicit(&n->nr_pages, 1l << slab->order, memory_order_relaxed);
 	stat(s, SHEAF_STAT_FREE_SLAB, slot);
 	__atomic_store_n(&slab->flags, 0, __ATOMIC_RELEASE);
 	if (unlikely(_sheaf_track_on))
@@ -771,7 +803,11 @@ struct slab *_sheaf_check_object_in(struct kmem_cache *s, struct slab *slab,
 		uint64_t off = (uint64_t)((const char *)obj -
 					  (const char *)slab_address(slab)) -
 			       owner->red_left_pad;
-		ok = sheaf_obj_boundary(&owner->hot, off);
+		/* sheaf_obj_boundary() with the slab's own objects, not the
+		 * cache's: a slab of an order fallback has fewer (the inline
+		 * paths take the cache's: _sheaf_new_slab()). */
+		uint64_t idx = sheaf_obj_index(&owner->hot, off);
+		ok = idx * owner->size == off && idx < slab->objects;
 	}
 	if (unlikely(!ok))
 		_sheaf_report_invalid(fn, "invalid pointer (not at an object boundary)",

@@ -446,9 +446,11 @@ void *_sheaf_slab_alloc(struct kmem_cache *s, gfp_t gfp, int node)
 void _sheaf_slab_free_obj(struct kmem_cache *s, struct slab *slab, void *obj,
 			  const char *fn, void *caller)
 {
-	if (unlikely(cache_debug(s)))
-		_sheaf_debug_free(s, slab, obj, sheaf_slot());
-	else if (cache_has_sheaves(s))
+	if (unlikely(cache_debug(s))) {
+		unsigned int slot = sheaf_slot();
+		if (_sheaf_debug_free(s, slab, obj, slot))
+			stat(s, SHEAF_STAT_FREE_SLOWPATH, slot);
+	} else if (cache_has_sheaves(s))
 		_sheaf_pcs_free(s, slab, obj);
 	else
 		_sheaf_cpu_free(s, slab, obj, fn, caller);

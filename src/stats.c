@@ -18,11 +18,31 @@ SHEAF_EXPORT const char *sheaf_stat_name(enum sheaf_stat_item item)
 	return (unsigned int)item < SHEAF_STAT_NR ? stat_names[item] : NULL;
 }
 
+/*
+ * The item an alias reads (itself for a counted item), or SHEAF_STAT_NR
+ * when the alias reads 0: the aliases are 6.18's sheaf-traffic names, and
+ * a cache without sheaves has none.  Nothing counts an alias itself.
+ */
+static enum sheaf_stat_item stat_source(struct kmem_cache *s,
+					enum sheaf_stat_item item)
+{
+	switch (item) {
+#define SHEAF_STAT_ALIAS(a, i)                                                 	case SHEAF_STAT_##a:                                                   		return cache_has_sheaves(s) ? SHEAF_STAT_##i : SHEAF_STAT_NR;
+	SHEAF_STAT_ALIASES(SHEAF_STAT_ALIAS)
+#undef SHEAF_STAT_ALIAS
+	default:
+		return item;
+	}
+}
+
 SHEAF_EXPORT uint64_t sheaf_stats_get_slot(struct kmem_cache *s,
 					   enum sheaf_stat_item item,
 					   unsigned int slot)
 {
 	if (!s || (unsigned int)item >= SHEAF_STAT_NR || slot >= _sheaf_nr_slots)
+		return 0;
+	item = stat_source(s, item);
+	if (item == SHEAF_STAT_NR)
 		return 0;
 	return __atomic_load_n(&s->stats[slot].v[item], __ATOMIC_RELAXED);
 }
@@ -32,6 +52,9 @@ SHEAF_EXPORT uint64_t sheaf_stats_get(struct kmem_cache *s,
 {
 	uint64_t sum = 0;
 	if (!s || (unsigned int)item >= SHEAF_STAT_NR)
+		return 0;
+	item = stat_source(s, item);
+	if (item == SHEAF_STAT_NR)
 		return 0;
 	for (unsigned int i = 0; i < _sheaf_nr_slots; i++)
 		sum += __atomic_load_n(&s->stats[i].v[item], __ATOMIC_RELAXED);

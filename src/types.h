@@ -200,6 +200,9 @@ struct arena {
  * Invariants: nr_partial == length(partial); every slab on `partial` is not
  * frozen, has on_partial set and 0 < free objects (or is empty but kept for
  * min_partial); nr_slabs counts every slab of the node (any state).
+ * A slab has the cache's order and objects, or after an order fallback
+ * (_sheaf_new_slab()) min_order and fewer objects: total_objects and
+ * nr_pages add up each slab's own.
  */
 struct kmem_cache_node {
 	pthread_mutex_t list_lock;
@@ -207,7 +210,8 @@ struct kmem_cache_node {
 	struct list_head partial;
 	struct list_head full;          /* debug caches only: slabs with no free object */
 	atomic_long nr_slabs;
-	atomic_long total_objects;
+	atomic_long total_objects;      /* sum of the slabs' objects */
+	atomic_long nr_pages;           /* sum of the slabs' 2^order pages */
 } __attribute__((aligned(CACHE_LINE)));
 
 /* =================================================== cpu slab (cpu_slab.c) */
@@ -452,7 +456,8 @@ enum cache_kind { CACHE_USER, CACHE_KMALLOC, CACHE_INTERNAL };
  * (middle, aligned) by default, after it (at `inuse - 8`) for ctor and
  * SLAB_TYPESAFE_BY_RCU caches so their contents survive, or at the user's
  * freeptr_offset.  Invariants: size % align == 0; offset + 8 <= size;
- * objects * size <= PAGE_SIZE << order.
+ * objects * size <= PAGE_SIZE << order; min_order <= order, and a slab of
+ * min_order (an order fallback) holds at least one object.
  *
  * Memory: the struct and its statistics slots are one mapping (meta_size
  * bytes); everything the fork handlers write -- the flush lock, the nodes
@@ -471,6 +476,7 @@ struct kmem_cache {
 	unsigned int align;
 	unsigned int order;
 	unsigned int objects;
+	unsigned int min_order;              /* order_fallback's: one object's pages */
 	unsigned int min_partial;
 	unsigned int red_left_pad;           /* debug: left red zone before each object */
 	unsigned int track_off;              /* debug: tracks, from the object */

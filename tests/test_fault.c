@@ -3,11 +3,16 @@
  * test_fault - failure injection (sheaf_fault_set, SHEAF_FAILSLAB): the
  * kernel's interval/probability/space/times semantics, the cache filter
  * and nowait-only, __GFP_NOFAIL, the prefilled sheaf's guarantee, every
- * API's documented error under injection, and nothing lost afterwards.
+ * API's documented error under injection, and nothing lost afterwards;
+ * the order fallback a failed page allocation leads to.
  * Run twice by CTest: once plain, once with SHEAF_FAILSLAB set in the
  * environment (test_env_spec checks it was taken).
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
 #include <errno.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -19,6 +24,11 @@
 
 #include <sheaf/rcu.h>
 #include <sheaf/slab.h>
+#include <sheaf/stats.h>
+
+#include "test_cmocka_util.h"
+
+#define ST(c, x) sheaf_stats_get((c), SHEAF_STAT_##x)
 
 static struct kmem_cache *make(const char *name, unsigned int size, unsigned int cap)
 {
@@ -338,6 +348,130 @@ static void test_pages_back_after_destroy(void **state)
 	assert_int_equal(after.used_pages, before.used_pages);
 }
 
+/*
+ * Order fallback (the kernel's allocate_slab()): when the pages of the
+ * cache's order are not to be had, the new slab takes the smallest order
+ * that holds one object, with fewer objects, and order_fallback counts it.
+ * 700-byte objects (stride 704): order 2 (23 objects), minimum order 0 (5
+ * objects).  One failed page allocation (the next) forces it.  The thread
+ * is pinned, so that a classic cache keeps one cpu slab.
+ */
+#define FB_SIZE 700
+#define FB_STRIDE 704
+#define FB_MIN_OBJECTS (4096 / FB_STRIDE)       /* 5 */
+#define FB_OBJECTS ((4096 << 2) / FB_STRIDE)    /* 23 */
+
+static struct kmem_cache *fb_cache;
+static char *fb_slab;
+
+/* An address inside the fallback slab where a sixth object would start:
+ * in the cache's own order it is one, here it is the unused tail. */
+static void free_past_fallback_slab(void *arg)
+{
+	(void)arg;
+	kmem_cache_free(fb_cache, fb_slab + FB_MIN_OBJECTS * FB_STRIDE);
+}
+
+static void test_order_fallback(void **state)
+{
+	(void)state;
+	all_off();
+	cpu_set_t old, one;
+	assert_int_equal(sched_getaffinity(0, sizeof(old), &old), 0);
+	CPU_ZERO(&one);
+	CPU_SET(sched_getcpu(), &one);
+	assert_int_equal(sched_setaffinity(0, sizeof(one), &one), 0);
+	bool stats = sheaf_stats_enabled();
+	sheaf_stats_enable(true);
+
+	/* A debug cache takes objects from its slabs in order, one by one. */
+	struct kmem_cache *d = kmem_cache_create("flt-order-debug", FB_SIZE, NULL,
+						 SLAB_CONSISTENCY_CHECKS);
+	assert_non_null(d);
+	sheaf_stats_reset(d);
+	uint64_t before = sheaf_fault_injected(SHEAF_FAULT_PAGE);
+	sheaf_inject_page_failures(0, 1);
+	void *p[FB_MIN_OBJECTS + 1];
+	p[0] = kmem_cache_alloc(d, GFP_KERNEL);
+	assert_non_null(p[0]);
+	assert_int_equal(sheaf_fault_injected(SHEAF_FAULT_PAGE) - before, 1);
+	assert_int_equal(ST(d, ORDER_FALLBACK), 1);
+	assert_int_equal(ST(d, ALLOC_SLAB), 1);
+	assert_int_equal(sheaf_cache_slabs(d), 1);
+	/* (slub_debug's metadata makes the stride 712: still 5 a page) */
+	p[1] = kmem_cache_alloc(d, GFP_KERNEL);
+	size_t stride = (size_t)((char *)p[1] - (char *)p[0]);
+	assert_true(stride >= FB_STRIDE && 4096 / stride == FB_MIN_OBJECTS);
+	for (int i = 2; i < FB_MIN_OBJECTS; i++) {
+		p[i] = kmem_cache_alloc(d, GFP_KERNEL);
+		assert_ptr_equal(p[i], (char *)p[0] + i * stride);
+	}
+	assert_int_equal(sheaf_cache_slabs(d), 1);
+	/* The fallback slab is full after 5: the next slab has the order. */
+	p[FB_MIN_OBJECTS] = kmem_cache_alloc(d, GFP_KERNEL);
+	assert_non_null(p[FB_MIN_OBJECTS]);
+	assert_int_equal(sheaf_cache_slabs(d), 2);
+	assert_int_equal(ST(d, ORDER_FALLBACK), 1);
+	assert_int_equal(sheaf_cache_objects_inuse(d), FB_MIN_OBJECTS + 1);
+	/* slub_debug's slab checks take the slab's own objects. */
+	assert_int_equal(kmem_cache_validate(d), 0);
+	for (int i = 0; i <= FB_MIN_OBJECTS; i++)
+		kmem_cache_free(d, p[i]);
+	assert_int_equal(kmem_cache_validate(d), 0);
+	assert_int_equal(ST(d, FREE_SLOWPATH), FB_MIN_OBJECTS + 1);
+	assert_int_equal(kmem_cache_shrink(d), 0);
+	kmem_cache_destroy(d);
+
+	/* A classic cache: its cpu slab is the fallback slab. */
+	struct kmem_cache_args a = { 0 };
+	struct kmem_cache *c = kmem_cache_create("flt-order-classic", FB_SIZE, &a, 0);
+	assert_non_null(c);
+	sheaf_stats_reset(c);
+	sheaf_inject_page_failures(0, 1);
+	void *q[FB_MIN_OBJECTS + 1];
+	for (int i = 0; i <= FB_MIN_OBJECTS; i++)
+		assert_non_null(q[i] = kmem_cache_alloc(c, GFP_KERNEL));
+	for (int i = 1; i < FB_MIN_OBJECTS; i++)
+		assert_ptr_equal(q[i], (char *)q[0] + i * FB_STRIDE);
+	assert_int_equal(ST(c, ORDER_FALLBACK), 1);
+	assert_int_equal(sheaf_cache_slabs(c), 2);
+	/* The slabs' own objects: 5 + 23, of which 6 in use, 22 cached. */
+	assert_int_equal(sheaf_cache_objects_inuse(c), FB_MIN_OBJECTS + 1);
+	assert_int_equal(sheaf_cache_cached_objects(c), FB_OBJECTS - 1);
+	/* The exported free checks the slab's own objects, not the cache's. */
+	fb_cache = c;
+	fb_slab = q[0];
+	expect_child_abort(free_past_fallback_slab, "not at an object boundary");
+	for (int i = 0; i <= FB_MIN_OBJECTS; i++)
+		kmem_cache_free(c, q[i]);
+	assert_int_equal(sheaf_cache_objects_inuse(c), 0);
+	assert_int_equal(kmem_cache_shrink(c), 0);
+	kmem_cache_destroy(c);
+
+	/* A cache with sheaves: the refill's slab is the fallback one, and
+	 * neither slow path counts the refill. */
+	a.sheaf_capacity = 4;
+	struct kmem_cache *h = kmem_cache_create("flt-order-sheaf", FB_SIZE, &a, 0);
+	assert_non_null(h);
+	sheaf_stats_reset(h);
+	sheaf_inject_page_failures(0, 1);
+	void *o = kmem_cache_alloc(h, GFP_KERNEL);
+	assert_non_null(o);
+	assert_int_equal(ST(h, ORDER_FALLBACK), 1);
+	assert_int_equal(sheaf_cache_slabs(h), 1);
+	assert_int_equal(ST(h, SHEAF_REFILL), sheaf_cache_capacity(h));
+	assert_int_equal(ST(h, ALLOC_SLOWPATH), 0);
+	assert_int_equal(ST(h, ALLOC_FASTPATH), 1);
+	kmem_cache_free(h, o);
+	assert_int_equal(sheaf_cache_objects_inuse(h), 0);
+	assert_int_equal(kmem_cache_shrink(h), 0);
+	kmem_cache_destroy(h);
+
+	all_off();
+	sheaf_stats_enable(stats);
+	assert_int_equal(sched_setaffinity(0, sizeof(old), &old), 0);
+}
+
 /* Under SHEAF_FAILSLAB (the second CTest run) the setting was taken. */
 static void test_env_spec(void **state)
 {
@@ -370,6 +504,7 @@ int main(void)
 		cmocka_unit_test(test_prefill_promise),
 		cmocka_unit_test(test_random_nothing_lost),
 		cmocka_unit_test(test_pages_back_after_destroy),
+		cmocka_unit_test(test_order_fallback),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

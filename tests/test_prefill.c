@@ -66,6 +66,13 @@ static void test_prefill_fast_slow(void **state)
 	assert_int_equal(ST(s, SHEAF_REFILL), CAP);
 	void *p[CAP];
 	drain(s, sh, p, CAP);
+	/* The kernel counts neither the prefill's refill nor the allocations
+	 * from the sheaf in alloc_fastpath/alloc_slowpath; libsheaf counts the
+	 * latter in alloc_from_sheaf. */
+	assert_int_equal(ST(s, ALLOC_FROM_SHEAF), CAP);
+	assert_int_equal(ST(s, ALLOC_FASTPATH), 0);
+	assert_int_equal(ST(s, ALLOC_SLOWPATH), 0);
+	assert_int_equal(ST(s, ALLOC_CPU_SHEAF), 0);
 	for (int i = 0; i < CAP; i++)
 		for (int j = 0; j < i; j++)
 			assert_ptr_not_equal(p[i], p[j]);
@@ -114,10 +121,17 @@ static void test_oversize(void **state)
 		void *one = kmem_cache_alloc_from_sheaf(s, GFP_KERNEL, sh);
 		assert_non_null(one);
 		assert_int_equal(kmem_cache_sheaf_size(sh), want[k] - 1);
+		assert_int_equal(ST(s, ALLOC_FROM_SHEAF), 1);
+		assert_int_equal(ST(s, ALLOC_FASTPATH) + ST(s, ALLOC_SLOWPATH), 0);
 		kmem_cache_return_sheaf(s, GFP_KERNEL, sh);
 		/* Only the one object taken is still in use. */
 		assert_int_equal(sheaf_cache_objects_inuse(s), 1);
+		/* The return flushed the rest to slabs: not user frees (the
+		 * debug cache's checked frees included). */
+		assert_int_equal(ST(s, SHEAF_FLUSH), want[k] - 1);
+		assert_int_equal(ST(s, FREE_FASTPATH) + ST(s, FREE_SLOWPATH), 0);
 		kmem_cache_free(s, one);
+		assert_int_equal(ST(s, FREE_FASTPATH) + ST(s, FREE_SLOWPATH), 1);
 		assert_int_equal(kmem_cache_shrink(s), 0);
 		assert_int_equal(sheaf_cache_slabs(s), 0);
 		kmem_cache_destroy(s);

@@ -1,6 +1,11 @@
 /*
  * test_sheaf_scenario.c - the sheaf and barn paths, one at a time, on a
- * cache with capacity 4, asserting the exact counters each path moves.
+ * cache with capacity 4, asserting the exact counters each path moves,
+ * with the kernel 7.2 meanings: alloc_fastpath/free_fastpath are the
+ * objects served from / freed into the slot's sheaves (bulk included),
+ * alloc_slowpath/free_slowpath the user's objects that came from / went to
+ * a slab directly (never a sheaf refill or flush); the 6.18 names
+ * alloc_cpu_sheaf/free_cpu_sheaf read the same.
  * Single thread pinned to one CPU so that it keeps one slot.
  */
 #ifndef _GNU_SOURCE
@@ -53,16 +58,21 @@ static void test_refill(void **state)
 	assert_int_equal(ST(c, BARN_GET_FAIL), 1);
 	assert_int_equal(ST(c, SHEAF_REFILL), CAP);
 	assert_int_equal(ST(c, SHEAF_ALLOC), 1);
+	assert_int_equal(ST(c, ALLOC_FASTPATH), 1);
+	/* The refill's CAP objects are not alloc_slowpath (7.x). */
+	assert_int_equal(ST(c, ALLOC_SLOWPATH), 0);
 	assert_int_equal(ST(c, ALLOC_CPU_SHEAF), 1);
 	/* The rest of the sheaf serves the next CAP - 1 allocations. */
 	void *q[CAP - 1];
 	for (int i = 0; i < CAP - 1; i++)
 		q[i] = kmem_cache_alloc(c, GFP_KERNEL);
 	assert_int_equal(ST(c, SHEAF_REFILL), CAP);
+	assert_int_equal(ST(c, ALLOC_FASTPATH), CAP);
 	assert_int_equal(ST(c, ALLOC_CPU_SHEAF), CAP);
 	kmem_cache_free(c, p);
 	for (int i = 0; i < CAP - 1; i++)
 		kmem_cache_free(c, q[i]);
+	assert_int_equal(ST(c, FREE_FASTPATH), CAP);
 	assert_int_equal(ST(c, FREE_CPU_SHEAF), CAP);
 	assert_int_equal(ST(c, FREE_SLOWPATH), 0);
 	kmem_cache_destroy(c);
@@ -83,18 +93,19 @@ static void test_nowait_refills(void **state)
 	assert_non_null(p[0]);
 	assert_int_equal(ST(c, SHEAF_REFILL), CAP);
 	assert_int_equal(ST(c, BARN_GET_FAIL), 1);
-	assert_int_equal(ST(c, ALLOC_CPU_SHEAF), 1);
-	/* (alloc_slowpath counts the refill's objects too: the 6.18 meaning) */
-	uint64_t slow = ST(c, ALLOC_SLOWPATH);
+	assert_int_equal(ST(c, ALLOC_FASTPATH), 1);
+	/* (the refill's objects are not alloc_slowpath: the 7.x meaning) */
+	assert_int_equal(ST(c, ALLOC_SLOWPATH), 0);
 	for (int i = 1; i < CAP; i++)
 		assert_non_null(p[i] = kmem_cache_alloc(c, GFP_NOWAIT));
-	assert_int_equal(ST(c, ALLOC_CPU_SHEAF), CAP);
-	/* main is empty: no reclaim bit at all, no refill */
+	assert_int_equal(ST(c, ALLOC_FASTPATH), CAP);
+	/* main is empty: no reclaim bit at all, no refill: one object from
+	 * the slab layer, the one alloc_slowpath counts */
 	p[CAP] = kmem_cache_alloc(c, __GFP_HIGH);
 	assert_non_null(p[CAP]);
 	assert_int_equal(ST(c, SHEAF_REFILL), CAP);
-	assert_int_equal(ST(c, ALLOC_CPU_SHEAF), CAP);
-	assert_int_equal(ST(c, ALLOC_SLOWPATH), slow + 1);
+	assert_int_equal(ST(c, ALLOC_FASTPATH), CAP);
+	assert_int_equal(ST(c, ALLOC_SLOWPATH), 1);
 	for (int i = 0; i <= CAP; i++)
 		kmem_cache_free(c, p[i]);
 	kmem_cache_destroy(c);
@@ -112,14 +123,15 @@ static void test_swap(void **state)
 	void *p[CAP + 1];
 	for (int i = 0; i < CAP + 1; i++)
 		p[i] = kmem_cache_alloc(c, GFP_KERNEL);
-	assert_int_equal(ST(c, ALLOC_CPU_SHEAF), CAP + 1);
+	assert_int_equal(ST(c, ALLOC_FASTPATH), CAP + 1);
+	assert_int_equal(ST(c, ALLOC_SLOWPATH), 0);
 	assert_int_equal(ST(c, SHEAF_REFILL), 2 * CAP);
 	assert_int_equal(ST(c, SHEAF_ALLOC), 1);
 	assert_int_equal(ST(c, BARN_GET_FAIL), 2);
 	sheaf_stats_reset(c);
 	for (int i = 0; i < CAP + 1; i++)
 		kmem_cache_free(c, p[i]);
-	assert_int_equal(ST(c, FREE_CPU_SHEAF), CAP + 1);
+	assert_int_equal(ST(c, FREE_FASTPATH), CAP + 1);
 	assert_int_equal(ST(c, BARN_PUT) + ST(c, BARN_PUT_FAIL) + ST(c, SHEAF_ALLOC) +
 			 ST(c, SHEAF_FLUSH) + ST(c, FREE_SLOWPATH), 0);
 	sheaf_stats_reset(c);
@@ -127,7 +139,7 @@ static void test_swap(void **state)
 	 * the allocations after main runs dry come from the swapped spare. */
 	for (int i = 0; i < CAP + 1; i++)
 		p[i] = kmem_cache_alloc(c, GFP_KERNEL);
-	assert_int_equal(ST(c, ALLOC_CPU_SHEAF), CAP + 1);
+	assert_int_equal(ST(c, ALLOC_FASTPATH), CAP + 1);
 	assert_int_equal(ST(c, BARN_GET) + ST(c, BARN_GET_FAIL) + ST(c, SHEAF_REFILL) +
 			 ST(c, ALLOC_SLOWPATH), 0);
 	for (int i = 0; i < CAP + 1; i++)
@@ -137,17 +149,21 @@ static void test_swap(void **state)
 
 /*
  * Free many objects: main and spare fill, full sheaves go to the barn until
- * it holds 10; then the full spare is flushed to slabs (barn_put_fail).
- * Allocating again takes full sheaves from the barn (barn_get).
+ * it holds 10; then the full spare is flushed to slabs (barn_put_fail),
+ * which free_slowpath does not count.  With main, spare and barn full a
+ * bulk free goes straight to slabs: user frees, free_slowpath.
+ * Allocating again takes full sheaves from the barn (barn_get), then
+ * refills, which alloc_slowpath does not count.
  */
 static void test_barn_limit_and_get(void **state)
 {
 	struct kmem_cache *c = fresh("scn-barn");
-	enum { N = (2 + 10 + 3) * CAP };
-	void *p[N];
+	enum { N = (2 + 10 + 3) * CAP, M = CAP };
+	void *p[N + M];
 	/* Nothing cached yet: the bulk allocation comes straight from slabs. */
-	assert_int_equal(kmem_cache_alloc_bulk(c, GFP_KERNEL, N, p), N);
-	assert_int_equal(ST(c, ALLOC_SLOWPATH), N);
+	assert_int_equal(kmem_cache_alloc_bulk(c, GFP_KERNEL, N + M, p), N + M);
+	assert_int_equal(ST(c, ALLOC_SLOWPATH), N + M);
+	assert_int_equal(ST(c, ALLOC_FASTPATH), 0);
 	assert_int_equal(ST(c, ALLOC_CPU_SHEAF), 0);
 	sheaf_stats_reset(c);
 	/*
@@ -158,12 +174,24 @@ static void test_barn_limit_and_get(void **state)
 	 */
 	for (int i = 0; i < N; i++)
 		kmem_cache_free(c, p[i]);
+	assert_int_equal(ST(c, FREE_FASTPATH), N);
 	assert_int_equal(ST(c, FREE_CPU_SHEAF), N);
 	assert_int_equal(ST(c, SHEAF_ALLOC), 11);
 	assert_int_equal(ST(c, BARN_PUT), 10);
 	assert_int_equal(ST(c, BARN_PUT_FAIL), 3);
 	assert_int_equal(ST(c, SHEAF_FLUSH_OTHER), 3 * CAP);
 	assert_int_equal(ST(c, SHEAF_FLUSH), 3 * CAP);
+	/* The flushes gave 3 * CAP objects back to slabs: not user frees. */
+	assert_int_equal(ST(c, FREE_SLOWPATH), 0);
+	assert_int_equal(sheaf_cache_objects_inuse(c), M);
+	assert_int_equal(sheaf_cache_cached_objects(c), (2 + 10) * CAP);
+
+	/* No room anywhere: the bulk free's objects go to their slabs. */
+	sheaf_stats_reset(c);
+	kmem_cache_free_bulk(c, M, &p[N]);
+	assert_int_equal(ST(c, FREE_SLOWPATH), M);
+	assert_int_equal(ST(c, FREE_FASTPATH), 0);
+	assert_int_equal(ST(c, SHEAF_FLUSH), 0);
 	assert_int_equal(sheaf_cache_objects_inuse(c), 0);
 	assert_int_equal(sheaf_cache_cached_objects(c), (2 + 10) * CAP);
 
@@ -174,16 +202,55 @@ static void test_barn_limit_and_get(void **state)
 	sheaf_stats_reset(c);
 	for (int i = 0; i < N; i++)
 		p[i] = kmem_cache_alloc(c, GFP_KERNEL);
+	assert_int_equal(ST(c, ALLOC_FASTPATH), N);
 	assert_int_equal(ST(c, ALLOC_CPU_SHEAF), N);
 	assert_int_equal(ST(c, BARN_GET), 10);
 	assert_int_equal(ST(c, BARN_GET_FAIL), 3);
 	assert_int_equal(ST(c, SHEAF_REFILL), 3 * CAP);
+	/* The three refills' objects are not alloc_slowpath. */
+	assert_int_equal(ST(c, ALLOC_SLOWPATH), 0);
 	for (int i = 0; i < N; i++)
 		kmem_cache_free(c, p[i]);
 	/* Shrink flushes every slot and barn: no slab memory stays cached. */
 	assert_int_equal(kmem_cache_shrink(c), 0);
 	assert_int_equal(sheaf_cache_cached_objects(c), 0);
 	assert_int_equal(sheaf_cache_slabs(c), 0);
+	kmem_cache_destroy(c);
+}
+
+/*
+ * Bulk: the objects a bulk allocation takes from the sheaves count in
+ * alloc_fastpath (the batch, not one per call), the rest, straight from
+ * slabs, in alloc_slowpath; a bulk free's objects pushed into the sheaves
+ * in free_fastpath, the ones with no room left in free_slowpath.
+ */
+static void test_bulk_counts(void **state)
+{
+	struct kmem_cache *c = fresh("scn-bulk");
+	enum { N = 3 * CAP };
+	void *p[2 * N];
+	for (int i = 0; i < N; i++)
+		assert_non_null(p[i] = kmem_cache_alloc(c, GFP_KERNEL));
+	for (int i = 0; i < N; i++)
+		kmem_cache_free(c, p[i]);
+	size_t cached = sheaf_cache_cached_objects(c);
+	assert_true(cached >= N && cached < 2 * N);
+	sheaf_stats_reset(c);
+	assert_int_equal(kmem_cache_alloc_bulk(c, GFP_KERNEL, 2 * N, p), 2 * N);
+	assert_int_equal(ST(c, ALLOC_FASTPATH), cached);
+	assert_int_equal(ST(c, ALLOC_CPU_SHEAF), cached);
+	assert_int_equal(ST(c, ALLOC_SLOWPATH), 2 * N - cached);
+	assert_int_equal(ST(c, SHEAF_REFILL), 0);
+	assert_int_equal(sheaf_cache_cached_objects(c), 0);
+	sheaf_stats_reset(c);
+	kmem_cache_free_bulk(c, 2 * N, p);
+	size_t kept = sheaf_cache_cached_objects(c);
+	assert_true(kept > 0);
+	assert_int_equal(ST(c, FREE_FASTPATH), kept);
+	assert_int_equal(ST(c, FREE_CPU_SHEAF), kept);
+	assert_int_equal(ST(c, FREE_SLOWPATH), 2 * N - kept);
+	assert_int_equal(ST(c, SHEAF_FLUSH), 0);
+	assert_int_equal(sheaf_cache_objects_inuse(c), 0);
 	kmem_cache_destroy(c);
 }
 
@@ -201,7 +268,11 @@ static void test_node_bypass(void **state)
 	assert_int_equal(sheaf_obj_node(p), other);
 	assert_true(ST(c, ALLOC_NODE_MISMATCH) >= 1);
 	assert_int_equal(ST(c, SHEAF_REFILL), 0);
+	assert_int_equal(ST(c, ALLOC_SLOWPATH), 1);
+	assert_int_equal(ST(c, ALLOC_FASTPATH), 0);
 	kmem_cache_free(c, p); /* a remote object: straight to its slab */
+	assert_int_equal(ST(c, FREE_SLOWPATH), 1);
+	assert_int_equal(ST(c, FREE_FASTPATH), 0);
 	assert_int_equal(ST(c, FREE_CPU_SHEAF), 0);
 	kmem_cache_destroy(c);
 }
@@ -242,10 +313,16 @@ static void test_trylock_failure(void **state)
 		assert_int_equal(ST(c, FREE_CPU_SHEAF), 0);
 		assert_int_equal(ST(c, ALLOC_FASTPATH), 0);
 		assert_int_equal(ST(c, FREE_FASTPATH), 0);
-		/* Released: the fast paths serve again. */
+		/* Released: the fast paths serve again (the sheaves', or the
+		 * cpu slab's: alloc_fastpath on either; the aliases read the
+		 * sheaves' only). */
 		p = kmem_cache_alloc(c, GFP_KERNEL);
 		kmem_cache_free(c, p);
 		assert_int_equal(ST(c, SLOT_BUSY), sheaves ? 2 : 1);
+		assert_int_equal(ST(c, ALLOC_FASTPATH), 1);
+		assert_int_equal(ST(c, FREE_FASTPATH), 1);
+		assert_int_equal(ST(c, ALLOC_CPU_SHEAF), sheaves ? 1 : 0);
+		assert_int_equal(ST(c, FREE_CPU_SHEAF), sheaves ? 1 : 0);
 		kmem_cache_free(c, warm);
 		kmem_cache_destroy(c);
 	}
@@ -376,6 +453,7 @@ int main(void)
 		cmocka_unit_test(test_nowait_refills),
 		cmocka_unit_test(test_swap),
 		cmocka_unit_test(test_barn_limit_and_get),
+		cmocka_unit_test(test_bulk_counts),
 		cmocka_unit_test(test_node_bypass),
 		cmocka_unit_test(test_trylock_failure),
 		cmocka_unit_test(test_default_capacity),

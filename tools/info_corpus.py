@@ -12,17 +12,26 @@ four records: each field sheaf_info_parse() checks made wrong once, names
 with control characters, huge counters, lengths around the limits, and
 one page of 256 records (the largest valid page).  The whole stays under
 200 KB.  The
-layout below is <sheaf/info.h>'s (version 1); a change there means
-regenerating the corpus.
+layout below is <sheaf/info.h>'s (version 2: 42 counters, 496-byte
+records; the counters' names and order are read from <sheaf/stats.h>); a
+change there means regenerating the corpus.
 """
 import os
+import re
 import struct
 import subprocess
 import sys
-import time
 
+SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+with open(os.path.join(SRC, "include/sheaf/stats.h")) as f:
+    _list = f.read().split("#define SHEAF_STAT_ITEMS(X)")[1].split("#define")[0]
+STATS = re.findall(r"X\((\w+), (\w+)\)", _list)
+STAT = {name: k for k, (_, name) in enumerate(STATS)}
+
+VERSION_NOW = 2
 HEADER = 128
-RECORD = 480
+RECORD_FIXED = 160          # name, sizes, flags and figures before stats[]
+RECORD = RECORD_FIXED + 8 * len(STATS)
 NAME = 64
 # Offsets in the header.
 MAGIC, VERSION, HSIZE, RSIZE, NSTATS, MAXC, NRC, TOTAL, PID, START, SEQ = (
@@ -87,6 +96,13 @@ def main():
         real_page(build, ["caches - 6", "alloc sheaf 300", "free sheaf 250"]),
     ]
     for i, page in enumerate(pages):
+        # The layout this script writes is the library's.
+        if (get32(page, VERSION), get32(page, RSIZE), get32(page, NSTATS)) != \
+                (VERSION_NOW, RECORD, len(STATS)):
+            sys.exit("info_corpus.py: the page is version %d, %d-byte records, %d "
+                     "counters; this script writes version %d, %d, %d: update it"
+                     % (get32(page, VERSION), get32(page, RSIZE), get32(page, NSTATS),
+                        VERSION_NOW, RECORD, len(STATS)))
         seeds["real-%d" % (i + 1)] = repack(page, get32(page, NRC))
     base = repack(pages[0], 4)
     seeds["base-4"] = base
@@ -101,7 +117,10 @@ def main():
     mut("header-only", lambda b: (u32(b, MAXC, 0), u32(b, NRC, 0), b[:HEADER])[2])
     mut("cut-record", lambda b: b[:-1])
     mut("magic", lambda b: u64(b, MAGIC, 0x1234))
-    mut("version", lambda b: u32(b, VERSION, 2))
+    mut("version", lambda b: u32(b, VERSION, 99))
+    # The previous format (40 counters): foreign, however its sizes read.
+    mut("version-1", lambda b: (u32(b, VERSION, 1), u32(b, RSIZE, 480),
+                                u32(b, NSTATS, 40)))
     mut("header-size", lambda b: u32(b, HSIZE, HEADER + 8))
     mut("record-size", lambda b: u32(b, RSIZE, RECORD - 8))
     mut("nr-stats", lambda b: u32(b, NSTATS, 3))
@@ -135,17 +154,24 @@ def main():
     mut("huge-figures", huge)
 
     def share_overflow(b):
-        # allocs = alloc_cpu_sheaf + alloc_fastpath + ... wraps to 1 while
-        # the sheaves' share is 2^64 - 1: a share far above 100%.
+        # allocs = alloc_fastpath + alloc_slowpath + alloc_from_sheaf
+        # wraps to 1 while the sheaves' share (alloc_fastpath +
+        # alloc_from_sheaf) is 2^64 - 1: a share far above 100%; frees
+        # alike.  The aliases hold garbage: they are not added.
         off = HEADER + NAME
         u32(b, off + 20, (get32(b, off + 20) | 1) & ~8)   # sheaves, not internal
-        stats = HEADER + 160
-        for k in range(40):
+        stats = HEADER + RECORD_FIXED
+        for k in range(len(STATS)):
             u64(b, stats + 8 * k, 0)
-        u64(b, stats + 8 * 20, 0xffffffffffffffff)       # alloc_cpu_sheaf
-        u64(b, stats + 8 * 0, 2)                         # alloc_fastpath
-        u64(b, stats + 8 * 21, 0xffffffffffffffff)       # free_cpu_sheaf
-        u64(b, stats + 8 * 2, 2)                         # free_fastpath
+        def put(name, v):
+            u64(b, stats + 8 * STAT[name], v)
+        put("alloc_fastpath", 0xffffffffffffffff)
+        put("alloc_from_sheaf", 0)
+        put("alloc_slowpath", 2)
+        put("free_fastpath", 0xffffffffffffffff)
+        put("free_slowpath", 2)
+        put("alloc_cpu_sheaf", 0x8000000000000000)
+        put("free_cpu_sheaf", 0x8000000000000000)
     mut("share-overflow", share_overflow)
 
     def zero_figures(b):

@@ -151,25 +151,23 @@ int ksb_stats_enabled(void)
 	return sheaf_stats_enabled();
 }
 
-static uint64_t sub0(uint64_t a, uint64_t b)
-{
-	return a > b ? a - b : 0;
-}
-
 /*
  * One line per cache, in the shape tools/kernel-suites.sh parses:
  * allocations the program made (each object once, as sheafinfo counts
- * them), the share a slot's sheaf served, frees alike, objects refilled
- * into and flushed from sheaves, barn traffic, prefilled sheaves.
+ * them: the 7.2 meanings of <sheaf/stats.h>), the share sheaves served (a
+ * slot's, and prefilled ones), frees alike (a slot's sheaf), objects
+ * refilled into and flushed from sheaves, barn traffic, prefilled sheaves.
  */
 void ksb_stats_line(FILE *out, struct ksb_cache *c, const char *name)
 {
 	struct kmem_cache *s = (struct kmem_cache *)c;
 #define V(x) sheaf_stats_get(s, SHEAF_STAT_##x)
-	uint64_t allocs = V(ALLOC_CPU_SHEAF) + V(ALLOC_FASTPATH) +
-			  sub0(V(ALLOC_SLOWPATH), V(SHEAF_REFILL));
-	uint64_t frees = V(FREE_CPU_SHEAF) + V(FREE_FASTPATH) +
-			 sub0(V(FREE_SLOWPATH), V(SHEAF_FLUSH));
+	bool sheaves = sheaf_cache_capacity(s) != 0;
+	uint64_t allocs = V(ALLOC_FASTPATH) + V(ALLOC_SLOWPATH) + V(ALLOC_FROM_SHEAF);
+	uint64_t frees = V(FREE_FASTPATH) + V(FREE_SLOWPATH);
+	/* alloc_fastpath is the cpu freelist's on a cache without sheaves. */
+	uint64_t sheaf_allocs = (sheaves ? V(ALLOC_FASTPATH) : 0) + V(ALLOC_FROM_SHEAF);
+	uint64_t sheaf_frees = sheaves ? V(FREE_FASTPATH) : 0;
 	fprintf(out,
 		"ktools-stats: cache=%s cap=%u mode=%s allocs=%llu sheaf_allocs=%llu "
 		"sheaf_alloc_pct=%.1f frees=%llu sheaf_frees=%llu sheaf_free_pct=%.1f "
@@ -178,11 +176,11 @@ void ksb_stats_line(FILE *out, struct ksb_cache *c, const char *name)
 		"rcu_sheaf=%llu slabs_alloc=%llu\n",
 		name, sheaf_cache_capacity(s), sheaf_percpu_mode(),
 		(unsigned long long)allocs,
-		(unsigned long long)V(ALLOC_CPU_SHEAF),
-		allocs ? 100.0 * (double)V(ALLOC_CPU_SHEAF) / (double)allocs : 0.0,
+		(unsigned long long)sheaf_allocs,
+		allocs ? 100.0 * (double)sheaf_allocs / (double)allocs : 0.0,
 		(unsigned long long)frees,
-		(unsigned long long)V(FREE_CPU_SHEAF),
-		frees ? 100.0 * (double)V(FREE_CPU_SHEAF) / (double)frees : 0.0,
+		(unsigned long long)sheaf_frees,
+		frees ? 100.0 * (double)sheaf_frees / (double)frees : 0.0,
 		(unsigned long long)V(SHEAF_REFILL),
 		(unsigned long long)V(SHEAF_FLUSH),
 		(unsigned long long)V(BARN_GET),

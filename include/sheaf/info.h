@@ -48,7 +48,9 @@ extern "C" {
 #endif
 
 #define SHEAF_INFO_MAGIC   0x464e494641454853ull  /* "SHEAFINF" little endian */
-#define SHEAF_INFO_VERSION 1u
+/* 2: the 7.2 counter meanings, order_fallback and alloc_from_sheaf (42
+ * counters, 496-byte records); 1: the 40 counters before. */
+#define SHEAF_INFO_VERSION 2u
 #define SHEAF_INFO_MAX_CACHES 256u
 #define SHEAF_INFO_SHM_PREFIX "/libsheaf."        /* + decimal pid */
 
@@ -95,15 +97,18 @@ struct sheaf_info_header {
  * struct sheaf_info_cache - one cache.
  * Invariants (exact when the process is quiescent, approximate while it
  * allocates): objects_inuse + objects_cached + objects_partial_free ==
- * objects_total == slabs * objects_per_slab; bytes == slabs * (page_size <<
- * order) + metadata.
+ * objects_total; bytes == the slabs' pages * page_size + metadata.
+ * objects_per_slab and order are the cache's: a slab made by an order
+ * fallback (counter order_fallback) has a smaller order and fewer objects,
+ * so objects_total == slabs * objects_per_slab and bytes == slabs *
+ * (page_size << order) + metadata only while there is none.
  */
 struct sheaf_info_cache {
 	char name[64];
 	uint32_t object_size;     /* the user's size */
 	uint32_t size;            /* stride in the slab (object + metadata) */
-	uint32_t objects_per_slab;
-	uint32_t order;           /* slab = 2^order pages */
+	uint32_t objects_per_slab; /* at the cache's order */
+	uint32_t order;           /* slab = 2^order pages (order_fallback: fewer) */
 	uint32_t sheaf_capacity;  /* 0: classic per-CPU slab path */
 	uint32_t flags;           /* SHEAF_INFO_C_* */
 	uint32_t slab_flags;      /* SLAB_* creation flags */
@@ -115,13 +120,14 @@ struct sheaf_info_cache {
 	uint64_t objects_partial_free; /* free on partial slabs */
 	uint64_t barn_full;       /* full sheaves in the barns */
 	uint64_t barn_empty;      /* empty sheaves in the barns */
-	uint64_t bytes;           /* slab pages plus the cache's own metadata */
+	uint64_t bytes;           /* slab pages (each slab's own order) plus the
+				   * cache's own metadata */
 	uint64_t stats[SHEAF_STAT_NR]; /* counter totals, SHEAF_STAT_ITEMS order */
 };
 
 /*
  * The largest page a reader accepts: the header and SHEAF_INFO_MAX_CACHES
- * records (123008 bytes), the size the publisher creates.  A reader refuses
+ * records (127104 bytes), the size the publisher creates.  A reader refuses
  * a larger file before reading it (docs/STATS.md, "Threat model").
  */
 #define SHEAF_INFO_PAGE_MAX (sizeof(struct sheaf_info_header) + \

@@ -133,7 +133,9 @@ struct sheaf_cache_hot {
  * (Lemire, Kaser and Kurz, "Faster remainder by direct computation", 2019).
  * The one object-index computation of the library: the inline free
  * checks, the slab layer's pointer checks, slub_debug and
- * _sheaf_obj_start() all use these two.
+ * _sheaf_obj_start() all use it (the slab layer and slub_debug bound the
+ * index by the slab's own objects rather than sheaf_obj_boundary()'s
+ * objects per slab: a slab of an order fallback has fewer).
  */
 static inline __attribute__((always_inline)) uint64_t
 sheaf_obj_index(const struct sheaf_cache_hot *h, uint64_t off)
