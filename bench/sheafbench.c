@@ -53,6 +53,17 @@
  *   vma       VMA-like churn on lib/rtree (an RCU range tree in the maple
  *             tree's role) with a lockless reader thread: ns per tree write
  *             (see run_vma()).
+ *   churn     A maple tree's node traffic without the tree: 20000 live
+ *             256-byte nodes; each write reserves its worst case (16-32
+ *             nodes), takes 1-4 of them, gives the rest back, and the new
+ *             nodes replace as many random live ones, which are freed, 3 in
+ *             4 through RCU.  Sheaves: prefill_sheaf/alloc_from_sheaf/
+ *             return_sheaf and kfree_rcu() (capacity 32, the maple node
+ *             cache's); classic: alloc_bulk/free_bulk and call_rcu() +
+ *             kmem_cache_free(); peers: malloc/free and call_rcu() + free().
+ *             ns per write; for libsheaf also the objects its sheaves
+ *             brought from slabs per object handed out (statistics on for
+ *             a last tenth of the writes, after the timed ones).
  * Every child also reports its peak resident memory (getrusage).
  * sheaf-trust runs only where its inline free is on the path.
  *
@@ -117,6 +128,7 @@
 #define RING_BATCH 32u		/* remote: producer publishes every 32 */
 #define REMOTE_DIV 4		/* remote: objects = iterations / 4 */
 #define VMA_DIV 25		/* vma: tree writes = iterations / 25 */
+#define CHURN_DIV 40		/* churn: writes = iterations / 40 */
 
 
 /* ------------------------------------------------------------ tables */
@@ -148,7 +160,7 @@ static const struct contender contenders[] = {
 #define C_FIRST_PEER 3
 
 enum wtype { W_HOT, W_BATCH_LIFO, W_BATCH_FIFO, W_REMOTE, W_THREADS, W_RCU,
-	     W_PREALLOC, W_BULK32, W_VMA };
+	     W_PREALLOC, W_BULK32, W_VMA, W_CHURN };
 
 struct workload {
 	char name[16];
@@ -213,6 +225,7 @@ static void build_workloads(void)
 	add_workload("prealloc-32", W_PREALLOC, 256, 1, 16, true);
 	add_workload("bulk-32", W_BULK32, 256, 1, 16, true);
 	add_workload("vma", W_VMA, sizeof(struct rtree_node), 2, VMA_DIV, true);
+	add_workload("churn", W_CHURN, 256, 1, CHURN_DIV, true);
 }
 
 /* ------------------------------------------------------------ helpers */
@@ -608,6 +621,135 @@ static double run_prealloc(const struct contender *ct, struct ctx c,
 }
 
 /*
+ * churn: see the header.  The node's first bytes are its rcu_head.
+ */
+#define CHURN_LIVE 20000
+
+struct cnode {
+	struct rcu_head rcu;
+	char pad[256 - sizeof(struct rcu_head)];
+};
+
+static struct kmem_cache *churn_cache;
+
+static inline uint32_t rng32(uint32_t *x)
+{
+	*x ^= *x << 13;
+	*x ^= *x >> 17;
+	*x ^= *x << 5;
+	return *x;
+}
+
+static void cnode_cache_free(struct rcu_head *h)
+{
+	kmem_cache_free(churn_cache, caa_container_of(h, struct cnode, rcu));
+}
+
+static void cnode_free(struct rcu_head *h)
+{
+	free(caa_container_of(h, struct cnode, rcu));
+}
+
+static void churn_write(const struct contender *ct, struct ctx c, void **live,
+			uint32_t *x)
+{
+	void *p[32];
+	unsigned int worst = 16 + rng32(x) % 17, k = 1 + rng32(x) % 4;
+	if (ct->kind == K_MALLOC) {
+		for (unsigned int i = 0; i < worst; i++)
+			if (!(p[i] = malloc(c.size)))
+				out_of_memory();
+		for (unsigned int i = k; i < worst; i++)
+			free(p[i]);
+	} else if (sheaf_cache_capacity(c.cache)) {
+		struct slab_sheaf *sh = kmem_cache_prefill_sheaf(c.cache, GFP_KERNEL, worst);
+		if (!sh)
+			out_of_memory();
+		for (unsigned int i = 0; i < k; i++)
+			p[i] = kmem_cache_alloc_from_sheaf(c.cache, GFP_NOWAIT, sh);
+		kmem_cache_return_sheaf(c.cache, GFP_KERNEL, sh);
+	} else {
+		if (kmem_cache_alloc_bulk(c.cache, GFP_KERNEL, worst, p) != (int)worst)
+			out_of_memory();
+		kmem_cache_free_bulk(c.cache, worst - k, &p[k]);
+	}
+	for (unsigned int i = 0; i < k; i++) {
+		use(p[i]);
+		unsigned int slot = rng32(x) % CHURN_LIVE;
+		struct cnode *old = live[slot];
+		live[slot] = p[i];
+		bool rcu = rng32(x) % 4 != 0;
+		if (ct->kind == K_MALLOC) {
+			if (rcu)
+				call_rcu(&old->rcu, cnode_free);
+			else
+				free(old);
+		} else if (sheaf_cache_capacity(c.cache)) {
+			if (rcu)
+				kfree_rcu(old, rcu);
+			else
+				kmem_cache_free(c.cache, old);
+		} else {
+			if (rcu)
+				call_rcu(&old->rcu, cnode_cache_free);
+			else
+				kmem_cache_free(c.cache, old);
+		}
+	}
+}
+
+static double run_churn(const struct contender *ct, struct ctx c, uint64_t n)
+{
+	void **live = malloc(CHURN_LIVE * sizeof(*live));
+	uint32_t x = 0x1234567u;
+	if (!live)
+		out_of_memory();
+	churn_cache = c.cache;
+	rcu_register_thread();
+	for (int i = 0; i < CHURN_LIVE; i++) {
+		live[i] = ct->kind == K_MALLOC ? malloc(c.size)
+					       : kmem_cache_alloc(c.cache, GFP_KERNEL);
+		if (!live[i])
+			out_of_memory();
+		use(live[i]);
+	}
+	uint64_t warm = warmup_of(n), t0 = 0;
+	for (uint64_t i = 0; i < warm + n; i++) {
+		if (i == warm)
+			t0 = bench_now_ns();
+		churn_write(ct, c, live, &x);
+	}
+	double ns = (double)(bench_now_ns() - t0) / (double)n;
+	if (ct->kind != K_MALLOC && sheaf_cache_capacity(c.cache)) {
+		/* Where the objects came from: counted after the timed writes. */
+		sheaf_stats_enable(true);
+		sheaf_stats_reset(c.cache);
+		for (uint64_t i = 0; i < n / 10 + 1; i++)
+			churn_write(ct, c, live, &x);
+		uint64_t out = sheaf_stats_get(c.cache, SHEAF_STAT_ALLOC_FASTPATH) +
+			       sheaf_stats_get(c.cache, SHEAF_STAT_ALLOC_SLOWPATH) +
+			       sheaf_stats_get(c.cache, SHEAF_STAT_ALLOC_FROM_SHEAF);
+		uint64_t slabs = sheaf_stats_get(c.cache, SHEAF_STAT_SHEAF_REFILL) +
+				 sheaf_stats_get(c.cache, SHEAF_STAT_ALLOC_SLOWPATH);
+		printf("Y %.4f\n", out ? (double)slabs / (double)out : 0.0);
+	}
+	for (int i = 0; i < CHURN_LIVE; i++) {
+		if (ct->kind == K_MALLOC)
+			free(live[i]);
+		else
+			kmem_cache_free(c.cache, live[i]);
+	}
+	if (ct->kind == K_MALLOC)
+		rcu_barrier();
+	else
+		kvfree_rcu_barrier();
+	rcu_barrier();
+	rcu_unregister_thread();
+	free(live);
+	return ns;
+}
+
+/*
  * vma: VMA-like churn on the RCU range tree of lib/rtree (the maple tree's
  * role): a tree of about VMA_LIVE page-aligned ranges in a 64 GiB space,
  * one writer doing mmap/munmap-like operations (half inserts of a random
@@ -753,7 +895,8 @@ static int child_main(int ci, int wi, uint64_t iters)
 		/* A maple-tree-like node cache asks for 32 (the kernel 7.0 rule:
 		 * the requested capacity is a minimum over the automatic one). */
 		if (args.sheaf_capacity && (wl->type == W_PREALLOC || wl->type == W_BULK32 ||
-					    wl->type == W_VMA) && args.sheaf_capacity < 32)
+					    wl->type == W_VMA || wl->type == W_CHURN) &&
+		    args.sheaf_capacity < 32)
 			args.sheaf_capacity = 32;
 		snprintf(name, sizeof(name), "bench-%s", wl->name);
 		c.cache = kmem_cache_create(name, wl->size, &args,
@@ -778,6 +921,9 @@ static int child_main(int ci, int wi, uint64_t iters)
 		break;
 	case W_VMA:
 		ns = run_vma(ct, c, n);
+		break;
+	case W_CHURN:
+		ns = run_churn(ct, c, n);
 		break;
 	case W_PREALLOC:
 	case W_BULK32:
@@ -1075,6 +1221,36 @@ static void print_tables(void)
 	}
 }
 
+/* churn: writes, and where libsheaf's objects came from. */
+static void print_churn_table(void)
+{
+	for (int wi = 0; wi < NW; wi++) {
+		if (!wsel[wi] || workloads[wi].type != W_CHURN)
+			continue;
+		printf("\n### churn: maple-like node traffic (prefill, take a few, "
+		       "return; replaced nodes freed, 3 in 4 through RCU)\n\n");
+		printf("| contender | ns/write | peak RSS MiB | objects from slabs "
+		       "per object handed out | time vs classic |\n");
+		printf("|---|---:|---:|---:|---:|\n");
+		double cl = med[wi][1];
+		for (int k = 0; k < nc; k++) {
+			int ci = order[k];
+			double v = med[wi][ci];
+			if (v < 0)
+				continue;
+			printf("| %s |", contenders[ci].name);
+			bench_print_cell(v, 1, 9);
+			bench_print_cell(cells[wi][ci].rss_kb ? cells[wi][ci].rss_kb / 1024.0 : -1, 1, 12);
+			if (recycled_share[wi][ci] >= 0)
+				printf(" %5.1f%% |", 100.0 * recycled_share[wi][ci]);
+			else
+				printf(" - |");
+			bench_print_cell(v > 0 && cl > 0 ? v / cl : -1, 2, 8);
+			printf("\n");
+		}
+	}
+}
+
 /* vma: writes and the lockless reader's lookups. */
 static void print_vma_table(void)
 {
@@ -1146,7 +1322,8 @@ static void write_csv(const char *path)
 				continue;
 			int ci = order[k];
 			double m = med[wi][ci], sh = med[wi][C_SHEAF];
-			/* extra: vma reader lookups/s; rcu recycled share */
+			/* extra: vma reader lookups/s; rcu recycled share; churn
+			 * objects from slabs per object handed out */
 			double extra = lookups_n[wi][ci] ? lookups_sum[wi][ci] / lookups_n[wi][ci] :
 				       recycled_share[wi][ci] >= 0 ? recycled_share[wi][ci] : -1;
 			fprintf(f, "%s,%s,%u,%u,%.4f,%.4f,%.4f,%u,%.4f,%.4f,%ld,%.4f\n",
@@ -1290,6 +1467,7 @@ int main(int argc, char **argv)
 			med[wi][ci] = csel[ci] && wsel[wi] ? bench_cell_median(&cells[wi][ci]) : -1;
 	print_tables();
 	print_vma_table();
+	print_churn_table();
 	print_rss_table();
 	snprintf(path, sizeof(path), "%s/%s.csv", SHEAFBENCH_RESULTS_DIR,
 		 quick ? "quick" : "full");
