@@ -692,6 +692,43 @@ bool _sheaf_pcs_give_spare(struct kmem_cache *s, struct slab_sheaf *sheaf,
 	return taken;
 }
 
+/*
+ * For kmem_cache_return_sheaf() when the slot has a spare already: pool the
+ * returned sheaf r with it rather than refilling r from slabs.  Objects
+ * move from r into the spare until the spare is full; the slot keeps the
+ * one that still has objects and room (a partly used spare suits the fast
+ * paths), and the other comes back to the caller, full (for the barn's
+ * full list) or empty.  Returns r itself, untouched, when the slot is
+ * busy; with no spare (taken meanwhile), r becomes it and NULL comes back.
+ */
+struct slab_sheaf *_sheaf_pcs_pool_spare(struct kmem_cache *s, struct slab_sheaf *r,
+					 unsigned int *slotp)
+{
+	struct sheaf_pcs *pcs = sheaf_pcs_trylock(s, slotp);
+	if (!pcs)
+		return r;
+	struct slab_sheaf *sp = pcs->spare, *out = NULL;
+	if (!sp) {
+		pcs->spare = r;
+	} else {
+		unsigned int cap = s->hot.sheaf_capacity;
+		unsigned int mv = MIN(cap - sp->size, r->size);
+		r->size -= mv;
+		memcpy(&sp->objects[sp->size], &r->objects[r->size], mv * sizeof(void *));
+		sp->size += mv;
+		if (sp->size == cap && r->size) {
+			pcs->spare = r;
+			out = sp;
+		} else {
+			out = r;
+		}
+		SHEAF_ASSERT(out->size == 0 || out->size == cap);
+	}
+	assert_slot_ok(s, pcs);
+	sheaf_pcs_unlock(pcs);
+	return out;
+}
+
 /* ------------------------------------------------- create, flush, destroy */
 
 bool _sheaf_pcs_init(struct kmem_cache *s)

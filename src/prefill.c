@@ -97,6 +97,29 @@ SHEAF_EXPORT struct slab_sheaf *kmem_cache_prefill_sheaf(struct kmem_cache *s,
 	struct slab_sheaf *sheaf = _sheaf_pcs_take_spare(s, size, &slot);
 	if (sheaf) {
 		stat(s, SHEAF_STAT_SHEAF_PREFILL_FAST, slot);
+		/*
+		 * Short even after the top-up from main: a full sheaf waiting
+		 * in the barn (freed objects, RCU-recycled ones) goes out
+		 * instead and the spare goes back to the slot, rather than
+		 * objects coming from slabs while the barn's are flushed to
+		 * them (libsheaf's; the kernel refills from slabs).
+		 */
+		struct node_barn *barn = sheaf_local_barn(s);
+		struct slab_sheaf *full = NULL;
+		if (sheaf->size < size) {
+			/* demand for a full sheaf: RCU may recycle one more */
+			barn_earn_rcu_credit(barn);
+			if (READ_ONCE(barn->nr_full))
+				full = _sheaf_barn_get_full(barn);
+		}
+		if (full) {
+			if (_sheaf_pcs_give_spare(s, sheaf, &slot)) {
+				stat(s, SHEAF_STAT_BARN_GET, slot);
+				sheaf = full;
+			} else {
+				_sheaf_barn_put_full(barn, full);
+			}
+		}
 	} else {
 		sheaf = _sheaf_barn_get_full_or_empty(sheaf_local_barn(s));
 		stat(s, SHEAF_STAT_SHEAF_PREFILL_SLOW, slot);
@@ -199,7 +222,23 @@ SHEAF_EXPORT void kmem_cache_return_sheaf(struct kmem_cache *s, gfp_t gfp,
 	}
 	stat(s, SHEAF_STAT_SHEAF_RETURN_SLOW, slot);
 	struct node_barn *barn = sheaf_local_barn(s);
-	if (READ_ONCE(barn->nr_full) >= MAX_FULL_SHEAVES ||
+	/*
+	 * The slot has a spare: pooled with it, the objects of both stay
+	 * cached and what comes back is full or empty (libsheaf's; the kernel
+	 * refills the returned sheaf from slabs for the barn).
+	 */
+	sheaf = _sheaf_pcs_pool_spare(s, sheaf, &slot);
+	if (!sheaf)
+		return;
+	if (!sheaf->size) {
+		if (!_sheaf_barn_put_empty(barn, sheaf, false))
+			_sheaf_free_sheaf(s, sheaf, slot);
+		return;
+	}
+	/* Full from the pooling, or topped up from slabs: into the barn,
+	 * beyond its limit only as far as demand has earned (rcu_credit). */
+	if ((READ_ONCE(barn->nr_full) >= MAX_FULL_SHEAVES &&
+	     !(sheaf->size == s->hot.sheaf_capacity && barn_spend_rcu_credit(barn))) ||
 	    _sheaf_refill_sheaf(s, sheaf, s->hot.sheaf_capacity, gfp, slot)) {
 		_sheaf_discard_sheaf(s, sheaf, slot);
 		return;

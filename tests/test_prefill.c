@@ -102,6 +102,44 @@ static void test_prefill_fast_slow(void **state)
 	kmem_cache_destroy(s);
 }
 
+/*
+ * Recycling first: a prefill whose spare is short (after the top-up from
+ * main) takes a full sheaf from the barn rather than objects from slabs,
+ * and a returned sheaf is pooled with the slot's spare (the full one of
+ * the two goes to the barn) rather than refilled from slabs.
+ */
+static void test_prefill_recycles_barn(void **state)
+{
+	struct kmem_cache *s = make("pf-recycle", CAP, 0);
+	struct slab_sheaf *sh1 = kmem_cache_prefill_sheaf(s, GFP_KERNEL, CAP);
+	struct slab_sheaf *sh2 = kmem_cache_prefill_sheaf(s, GFP_KERNEL, CAP);
+	assert_non_null(sh1);
+	assert_non_null(sh2);
+	kmem_cache_return_sheaf(s, GFP_KERNEL, sh1);	/* the spare */
+	kmem_cache_return_sheaf(s, GFP_KERNEL, sh2);	/* pooled: one full to the barn */
+	assert_int_equal(ST(s, BARN_PUT), 1);
+	struct slab_sheaf *sh3 = kmem_cache_prefill_sheaf(s, GFP_KERNEL, CAP);
+	void *p[CAP];
+	drain(s, sh3, p, CAP - 1);
+	kmem_cache_return_sheaf(s, GFP_KERNEL, sh3);	/* spare, 1 object */
+	uint64_t refill = ST(s, SHEAF_REFILL), get = ST(s, BARN_GET);
+	struct slab_sheaf *sh4 = kmem_cache_prefill_sheaf(s, GFP_KERNEL, CAP);
+	assert_non_null(sh4);
+	assert_int_equal(kmem_cache_sheaf_size(sh4), CAP);
+	assert_int_equal(ST(s, SHEAF_REFILL), refill);	/* nothing from slabs */
+	assert_int_equal(ST(s, BARN_GET), get + 1);
+	/* back: pooled with the 1-object spare, no refill and no flush */
+	uint64_t flush = ST(s, SHEAF_FLUSH), put = ST(s, BARN_PUT);
+	kmem_cache_return_sheaf(s, GFP_KERNEL, sh4);
+	assert_int_equal(ST(s, SHEAF_REFILL), refill);
+	assert_int_equal(ST(s, SHEAF_FLUSH), flush);
+	assert_int_equal(ST(s, BARN_PUT), put + 1);
+	free_all(s, p, CAP - 1);
+	assert_int_equal(kmem_cache_shrink(s), 0);
+	assert_int_equal(sheaf_cache_objects_inuse(s), 0);
+	kmem_cache_destroy(s);
+}
+
 /* Above sheaf_capacity, or on a cache without sheaves (and a debug cache):
  * an oversize sheaf of exactly the request, flushed and freed on return. */
 static void test_oversize(void **state)
@@ -402,6 +440,7 @@ int main(void)
 	sheaf_stats_enable(true);
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_prefill_fast_slow),
+		cmocka_unit_test(test_prefill_recycles_barn),
 		cmocka_unit_test(test_prefill_limit),
 		cmocka_unit_test(test_sheaf_misuse),
 		cmocka_unit_test(test_destroy_with_lent_sheaf),
