@@ -542,7 +542,8 @@ SHEAF_EXPORT void *kmalloc_nolock(size_t size, gfp_t gfp, int node)
 	unsigned int i = kmalloc_index(size);
 	void *p = _sheaf_cache_alloc_nolock(kmalloc_caches[i], gfp, node);
 	/* The class's locks busy (this thread may hold them): the next class
-	 * up is another cache with locks of its own, as the kernel retries. */
+	 * up is another cache with locks of its own (the kernel's first
+	 * kmalloc_nolock() retried so). */
 	if (unlikely(!p) && i + 1 < NR_KMALLOC)
 		p = _sheaf_cache_alloc_nolock(kmalloc_caches[i + 1], gfp, node);
 	if (unlikely(!p))

@@ -472,7 +472,7 @@ void kfree_sensitive(const void *p);
  * slab layer, other nodes after it).  gfp: only __GFP_ZERO (zeroed
  * memory), __GFP_ACCOUNT and __GFP_NO_OBJ_EXT (accepted, no effect), as
  * the kernel's.  When the class's locks are busy it tries the next class
- * up once (so ksize() may be larger), as the kernel does.  Returns NULL
+ * up once (so ksize() may be larger), as the kernel's first version did.  Returns NULL
  * with errno EINVAL for any other gfp bit or a node out of range; NULL
  * with errno ENOMEM for a size above KMALLOC_MAX_CACHE_SIZE (never
  * served here) and when nothing could be had without waiting or mapping
