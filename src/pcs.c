@@ -277,18 +277,18 @@ from_slab:
 /*
  * The pop section (rseq mode), rerun while the kernel aborts it (a signal
  * handler's own section included: the kernel aborts the interrupted one
- * before the handler runs).  NULL: it bailed, or fallback mode.
+ * before the handler runs).  false: it bailed, or fallback mode.
  */
-static inline __attribute__((always_inline)) void *pcs_pop_section(struct kmem_cache *s)
+static inline __attribute__((always_inline)) bool
+pcs_pop_section(struct kmem_cache *s, void **objp)
 {
 #ifdef SHEAF_HAVE_RSEQ_ASM
 	if (likely(_sheaf_rseq_mode)) {
 		for (;;) {
-			void *obj;
-			int r = sheaf_rseq_pop(s->hot.pcs, &obj);
+			int r = sheaf_rseq_pop(s->hot.pcs, objp);
 			if (likely(r == 0)) {
 				stat_here(s, SHEAF_STAT_ALLOC_CPU_SHEAF);
-				return obj;
+				return true;
 			}
 			if (r == 1)
 				break;
@@ -296,13 +296,14 @@ static inline __attribute__((always_inline)) void *pcs_pop_section(struct kmem_c
 	}
 #endif
 	(void)s;
-	return NULL;
+	(void)objp;
+	return false;
 }
 
 void *_sheaf_pcs_alloc(struct kmem_cache *s, gfp_t gfp)
 {
-	void *obj = pcs_pop_section(s);
-	if (likely(obj))
+	void *obj;
+	if (likely(pcs_pop_section(s, &obj)))
 		return obj;
 	return sheaf_alloc_slow(s, gfp);
 }
@@ -317,8 +318,8 @@ void *_sheaf_pcs_alloc(struct kmem_cache *s, gfp_t gfp)
 void *_sheaf_pcs_alloc_nolock(struct kmem_cache *s)
 {
 	unsigned int slot;
-	void *obj = pcs_pop_section(s);
-	if (obj)
+	void *obj = NULL;
+	if (pcs_pop_section(s, &obj))
 		return obj;
 	struct sheaf_pcs *pcs = sheaf_pcs_trylock(s, &slot);
 	if (!pcs) {
