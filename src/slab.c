@@ -443,9 +443,10 @@ void *_sheaf_alloc_single(struct kmem_cache *s, gfp_t gfp, int node,
  * One object from the slab layer without waiting for a lock (the slab
  * part of kmalloc_nolock(), the kernel's allocation with !allow_spin):
  * node's partial slabs, or a new slab of node made while its list_lock is
- * held (so that it is listed at once), then the other nodes' partial
- * slabs; each list_lock and the page lock only tried.  NULL when every
- * lock that could help was busy or no memory was to be had without
+ * held (so that it is listed at once), then the same on the other nodes
+ * (a node may have no free page until an allocation that may block maps
+ * it an arena); each list_lock and the page lock only tried.  NULL when
+ * every lock that could help was busy or no memory was to be had without
  * mapping any.  Not for debug caches (debug.c has their checked path).
  */
 void *_sheaf_alloc_single_nolock(struct kmem_cache *s, int node, unsigned int slot)
@@ -457,14 +458,12 @@ void *_sheaf_alloc_single_nolock(struct kmem_cache *s, int node, unsigned int sl
 		int nid = (node + (int)i) % (int)_sheaf_nr_nodes;
 		struct kmem_cache_node *n = get_node(s, nid);
 		void *obj = NULL;
-		if (i && !READ_ONCE(n->nr_partial))
-			continue;
 		if (!sheaf_trylock(&n->list_lock, LR_LIST))
 			continue;
 		if (!list_empty(&n->partial)) {
 			obj = pop_partial_locked(s, n,
 				list_first_entry(&n->partial, struct slab, slab_list), slot);
-		} else if (i == 0) {
+		} else {
 			/* Under the list lock, so that its other objects are
 			 * on the partial list before anyone can see the slab
 			 * (the order list_lock -> page lock is the usual one). */

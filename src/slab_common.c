@@ -497,11 +497,16 @@ void *_sheaf_cache_alloc_nolock(struct kmem_cache *s, gfp_t gfp, int node)
 	if (unlikely(cache_debug(s))) {
 		slot = sheaf_slot();
 		stat(s, SHEAF_STAT_ALLOC_SLOWPATH, slot);
-		obj = _sheaf_debug_alloc(s, SHEAF_GFP_NOLOCK, node, slot);
+		/* The node first, then the others, as below. */
+		int first = node == NUMA_NO_NODE ? sheaf_node() : node;
+		for (unsigned int i = 0; !obj && i < _sheaf_nr_nodes; i++)
+			obj = _sheaf_debug_alloc(s, SHEAF_GFP_NOLOCK,
+						 (first + (int)i) % (int)_sheaf_nr_nodes, slot);
 	} else {
-		/* A node request bypasses the per-CPU caches (the node is a
-		 * preference here: the other nodes follow). */
-		if (node == NUMA_NO_NODE || _sheaf_nr_nodes == 1)
+		/* A request for another node bypasses the per-CPU caches (the
+		 * node is a preference here: the other nodes follow, and the
+		 * local node's per-CPU cache may hold another node's object). */
+		if (node == NUMA_NO_NODE || _sheaf_nr_nodes == 1 || node == sheaf_node())
 			obj = cache_has_sheaves(s) ? _sheaf_pcs_alloc_nolock(s)
 						   : _sheaf_cpu_alloc_nolock(s);
 		if (!obj) {

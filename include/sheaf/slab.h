@@ -467,9 +467,9 @@ void kfree_sensitive(const void *p);
  * starts it, so only another constructor can run earlier): NULL, ENOMEM.
  *
  * kmalloc_nolock: an object of the kmalloc size class of size (sizes up
- * to KMALLOC_MAX_CACHE_SIZE, 8 KiB), from node (NUMA_NO_NODE: the local
- * one, through the slot's per-CPU cache; a node: a preference, from the
- * slab layer, other nodes after it).  gfp: only __GFP_ZERO (zeroed
+ * to KMALLOC_MAX_CACHE_SIZE, 8 KiB), from node (NUMA_NO_NODE or the
+ * local node: through the slot's per-CPU cache first; another node: from
+ * the slab layer; a node is a preference: other nodes follow it).  gfp: only __GFP_ZERO (zeroed
  * memory), __GFP_ACCOUNT and __GFP_NO_OBJ_EXT (accepted, no effect), as
  * the kernel's.  When the class's locks are busy it tries the next class
  * up once (so ksize() may be larger), as the kernel's first version did.  Returns NULL
