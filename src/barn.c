@@ -6,7 +6,10 @@
  * itself; callers may hold a slot lock (order: slot -> barn -> node
  * list_lock).  Nothing that may block or allocate runs under it.  Counts are
  * read racily for the limit checks, as the kernel does: overshoot is rare
- * and harmless.
+ * and harmless.  The exchanges take `spin`: false for kmalloc_nolock() and
+ * kfree_nolock() (the kernel's !allow_spin), whose thread may hold this
+ * very lock under a signal handler: the lock is then only tried, and a
+ * busy barn answers as an empty one would.
  */
 #include <errno.h>
 
@@ -74,6 +77,19 @@ static inline void barn_lock(struct node_barn *barn)
 	sheaf_debug_yield();
 }
 
+/* barn_lock(), or (spin == false) only if free: false when busy. */
+static inline bool barn_lock_spin(struct node_barn *barn, bool spin)
+{
+	if (likely(spin)) {
+		barn_lock(barn);
+		return true;
+	}
+	if (!sheaf_barn_trylock(&barn->lock))
+		return false;
+	sheaf_debug_yield();
+	return true;
+}
+
 static inline void barn_unlock(struct node_barn *barn)
 {
 	SHEAF_ASSERT_EXPENSIVE(barn_ok_locked(barn));
@@ -89,12 +105,11 @@ void _sheaf_barn_init(struct node_barn *barn)
 	atomic_init(&barn->rcu_credit, 0);
 }
 
-struct slab_sheaf *_sheaf_barn_get_empty(struct node_barn *barn)
+struct slab_sheaf *_sheaf_barn_get_empty(struct node_barn *barn, bool spin)
 {
 	struct slab_sheaf *sheaf = NULL;
-	if (!READ_ONCE(barn->nr_empty))
+	if (!READ_ONCE(barn->nr_empty) || !barn_lock_spin(barn, spin))
 		return NULL;
-	barn_lock(barn);
 	if (barn->nr_empty)
 		sheaf = pop_locked(&barn->empty, &barn->nr_empty);
 	barn_unlock(barn);
@@ -127,12 +142,11 @@ void _sheaf_barn_put_full(struct node_barn *barn, struct slab_sheaf *sheaf)
 }
 
 /* A full sheaf, or NULL. */
-struct slab_sheaf *_sheaf_barn_get_full(struct node_barn *barn)
+struct slab_sheaf *_sheaf_barn_get_full(struct node_barn *barn, bool spin)
 {
 	struct slab_sheaf *sheaf = NULL;
-	if (!READ_ONCE(barn->nr_full))
+	if (!READ_ONCE(barn->nr_full) || !barn_lock_spin(barn, spin))
 		return NULL;
-	barn_lock(barn);
 	if (barn->nr_full)
 		sheaf = pop_locked(&barn->full, &barn->nr_full);
 	barn_unlock(barn);
@@ -160,13 +174,12 @@ struct slab_sheaf *_sheaf_barn_get_full_or_empty(struct node_barn *barn)
  * limit is ignored: the number of sheaves does not change.
  */
 struct slab_sheaf *_sheaf_barn_replace_empty(struct node_barn *barn,
-					     struct slab_sheaf *empty)
+					     struct slab_sheaf *empty, bool spin)
 {
 	struct slab_sheaf *full = NULL;
 	SHEAF_ASSERT(empty->size == 0);
-	if (!READ_ONCE(barn->nr_full))
+	if (!READ_ONCE(barn->nr_full) || !barn_lock_spin(barn, spin))
 		return NULL;
-	barn_lock(barn);
 	if (barn->nr_full) {
 		full = pop_locked(&barn->full, &barn->nr_full);
 		push_locked(&barn->empty, &barn->nr_empty, empty);
@@ -178,10 +191,12 @@ struct slab_sheaf *_sheaf_barn_replace_empty(struct node_barn *barn,
 
 /*
  * Exchange a full sheaf for an empty one.  NULL with *err = -E2BIG when the
- * barn holds its limit of full sheaves, -ENOMEM when it has no empty one.
+ * barn holds its limit of full sheaves, -ENOMEM when it has no empty one,
+ * -EBUSY when its lock was busy (spin == false only).
  */
 struct slab_sheaf *_sheaf_barn_replace_full(struct node_barn *barn,
-					    struct slab_sheaf *full, int *err)
+					    struct slab_sheaf *full, int *err,
+					    bool spin)
 {
 	struct slab_sheaf *empty = NULL;
 	if (READ_ONCE(barn->nr_full) >= MAX_FULL_SHEAVES) {
@@ -192,7 +207,10 @@ struct slab_sheaf *_sheaf_barn_replace_full(struct node_barn *barn,
 		*err = -ENOMEM;
 		return NULL;
 	}
-	barn_lock(barn);
+	if (!barn_lock_spin(barn, spin)) {
+		*err = -EBUSY;
+		return NULL;
+	}
 	if (barn->nr_empty) {
 		SHEAF_ASSERT(full->size == full->cache->hot.sheaf_capacity);
 		empty = pop_locked(&barn->empty, &barn->nr_empty);

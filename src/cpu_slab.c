@@ -196,6 +196,7 @@ static SHEAF_NOINLINE void *slab_alloc_slow(struct kmem_cache *s, gfp_t gfp,
 	void *fl;
 	unsigned long tid;
 
+	deferred_drain_slow(s);
 	stat(s, SHEAF_STAT_ALLOC_SLOWPATH, slot);
 	if (!slot_trylock(s, c, &fl, &tid)) {
 		stat(s, SHEAF_STAT_SLOT_BUSY, slot);
@@ -235,18 +236,27 @@ load:;
 	return obj;
 }
 
-void *_sheaf_cpu_alloc(struct kmem_cache *s, gfp_t gfp)
+/*
+ * The fast path: pop the slot's freelist with the CPU-local
+ * compare-and-swap, retried while another operation on the slot got in
+ * between.  NULL when the freelist is empty, the slot is owned or stopped,
+ * or the thread has no usable slot; *cp and *slotp name the slot read, for
+ * the slow path.  Nothing here waits: every step is a load or a
+ * compare-and-swap that any interruption (a signal handler's operation on
+ * the slot included) makes fail, since each bumps tid.
+ */
+static inline __attribute__((always_inline)) void *
+cpu_alloc_fast(struct kmem_cache *s, struct kmem_cache_cpu **cp, unsigned int *slotp)
 {
-	unsigned int slot;
-	struct kmem_cache_cpu *c;
-
 	for (;;) {
-		slot = sheaf_slot();
-		c = &s->cpu_slab[slot];
+		unsigned int slot = sheaf_slot();
+		struct kmem_cache_cpu *c = &s->cpu_slab[slot];
+		*cp = c;
+		*slotp = slot;
 		unsigned long tid = smp_load_acquire(&c->tid);
 		void *obj = READ_ONCE(c->freelist);
 		if (unlikely(!obj || (tid & TID_BUSY) || READ_ONCE(c->stop)))
-			return slab_alloc_slow(s, gfp, c, slot);
+			return NULL;
 		void *next = get_freepointer_safe(s, obj);
 		int r = cpu_cmpxchg(s, c, obj, tid, next, tid + TID_STEP);
 		if (likely(r == SHEAF_RSEQ_DONE)) {
@@ -254,26 +264,48 @@ void *_sheaf_cpu_alloc(struct kmem_cache *s, gfp_t gfp)
 			return obj;
 		}
 		if (unlikely(r == SHEAF_RSEQ_NOSLOT))
-			return slab_alloc_slow(s, gfp, c, slot);
+			return NULL;
 		stat(s, SHEAF_STAT_CMPXCHG_DOUBLE_CPU_FAIL, slot);
 	}
 }
 
+void *_sheaf_cpu_alloc(struct kmem_cache *s, gfp_t gfp)
+{
+	unsigned int slot;
+	struct kmem_cache_cpu *c;
+	void *obj = cpu_alloc_fast(s, &c, &slot);
+	if (likely(obj))
+		return obj;
+	return slab_alloc_slow(s, gfp, c, slot);
+}
+
+/* kmalloc_nolock()'s part: the fast path only (NULL: try the slab layer). */
+void *_sheaf_cpu_alloc_nolock(struct kmem_cache *s)
+{
+	unsigned int slot;
+	struct kmem_cache_cpu *c;
+	return cpu_alloc_fast(s, &c, &slot);
+}
+
 /*
+ * The fast free: push obj onto the slot's freelist when its slab is the
+ * slot's, with the same compare-and-swap.  false: not done (another slab,
+ * the slot owned or stopped, no usable slot); *slotp is the slot read.
  * fn and caller name the entry point and its caller in a double-free
  * report (an immediately repeated free, as the kernel catches it).
  */
-void _sheaf_cpu_free(struct kmem_cache *s, struct slab *slab, void *obj,
-		     const char *fn, void *caller)
+static inline __attribute__((always_inline)) bool
+cpu_free_fast(struct kmem_cache *s, struct slab *slab, void *obj,
+	      const char *fn, void *caller, unsigned int *slotp)
 {
-	unsigned int slot;
 	for (;;) {
-		slot = sheaf_slot();
+		unsigned int slot = sheaf_slot();
+		*slotp = slot;
 		struct kmem_cache_cpu *c = &s->cpu_slab[slot];
 		unsigned long tid = smp_load_acquire(&c->tid);
 		if (unlikely((tid & TID_BUSY) || READ_ONCE(c->stop) ||
 			     READ_ONCE(c->slab) != slab))
-			break;
+			return false;
 		void *fl = READ_ONCE(c->freelist);
 		if (unlikely(fl == obj))
 			_sheaf_report_invalid(fn, "double free of", obj, s, caller);
@@ -281,12 +313,28 @@ void _sheaf_cpu_free(struct kmem_cache *s, struct slab *slab, void *obj,
 		int r = cpu_cmpxchg(s, c, fl, tid, obj, tid + TID_STEP);
 		if (likely(r == SHEAF_RSEQ_DONE)) {
 			stat(s, SHEAF_STAT_FREE_FASTPATH, slot);
-			return;
+			return true;
 		}
 		if (unlikely(r == SHEAF_RSEQ_NOSLOT))
-			break;
+			return false;
 		stat(s, SHEAF_STAT_CMPXCHG_DOUBLE_CPU_FAIL, slot);
 	}
+}
+
+/* kfree_nolock()'s part: the fast free only (false: not done). */
+bool _sheaf_cpu_free_nolock(struct kmem_cache *s, struct slab *slab, void *obj)
+{
+	unsigned int slot;
+	return cpu_free_fast(s, slab, obj, "kfree_nolock", NULL, &slot);
+}
+
+void _sheaf_cpu_free(struct kmem_cache *s, struct slab *slab, void *obj,
+		     const char *fn, void *caller)
+{
+	unsigned int slot;
+	if (likely(cpu_free_fast(s, slab, obj, fn, caller, &slot)))
+		return;
+	deferred_drain_slow(s);
 	stat(s, SHEAF_STAT_FREE_SLOWPATH, slot);
 	/* The slab layer checks again under its compare-and-swap; this look
 	 * names the right function and caller in the common case. */

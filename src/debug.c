@@ -243,11 +243,25 @@ static void self_range_init(void)
 	dl_iterate_phdr(self_range_cb, (void *)(uintptr_t)self_range_init);
 }
 
-static void set_track(struct kmem_cache *s, void *obj, bool freed)
+/*
+ * nolock: kmalloc_nolock(), maybe in a signal handler: no stack trace
+ * (backtrace() may load the unwinder, and walks the loader's lists under
+ * its lock): the track has no frames ("no record"), only cpu, tid, time.
+ */
+static void set_track(struct kmem_cache *s, void *obj, bool freed, bool nolock)
 {
 	if (!(s->flags & SLAB_STORE_USER))
 		return;
 	struct track *t = get_track(s, obj, freed);
+	if (nolock) {
+		t->depth = 0;
+		t->cpu = (int)sheaf_cpu();
+		t->tid = sheaf_tid();
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		t->when_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+		return;
+	}
 	void *bt[TRACK_DEPTH + 8];
 	int n = backtrace(bt, TRACK_DEPTH + 8);
 	/* Skip libsheaf's own frames: the track starts at the caller. */
@@ -509,17 +523,32 @@ static void list_move_full(struct kmem_cache_node *n, struct slab *slab)
 	slab_add_full(n, slab);
 }
 
+/*
+ * gfp with SHEAF_GFP_NOLOCK (kmalloc_nolock(), which may run in a signal
+ * handler): the node's list_lock and the page lock are only tried (NULL
+ * when busy), the track has no stack trace and SLAB_TRACE prints nothing;
+ * the checks run as ever (a report from a handler is printed from there:
+ * it ends the process unless SHEAF_DEBUG_ABORT=0).
+ */
 void *_sheaf_debug_alloc(struct kmem_cache *s, gfp_t gfp, int node,
 			 unsigned int slot)
 {
+	bool nolock = gfp & SHEAF_GFP_NOLOCK;
 	cache_check_live(s, "kmem_cache_alloc", NULL);
+	if (!nolock && deferred_pending(s))
+		_sheaf_debug_drain_deferred(s, false);
 	if (node == NUMA_NO_NODE)
 		node = sheaf_node();
 	struct kmem_cache_node *n = get_node(s, node);
 	void *obj = NULL;
 
 	_sheaf_meta_access_begin();
-	sheaf_lock(&n->list_lock, LR_LIST);
+	if (!nolock) {
+		sheaf_lock(&n->list_lock, LR_LIST);
+	} else if (!sheaf_trylock(&n->list_lock, LR_LIST)) {
+		_sheaf_meta_access_end();
+		return NULL;
+	}
 	for (;;) {
 		struct slab *slab;
 		if (!list_empty(&n->partial)) {
@@ -559,8 +588,9 @@ void *_sheaf_debug_alloc(struct kmem_cache *s, gfp_t gfp, int node,
 		if (!slab->freelist)
 			list_move_full(n, slab);
 		init_object(s, obj, RED_ACTIVE);
-		set_track(s, obj, false);
-		trace(s, "alloc", obj);
+		set_track(s, obj, false, nolock);
+		if (!nolock)
+			trace(s, "alloc", obj);
 		break;
 	}
 	sheaf_unlock(&n->list_lock, LR_LIST);
@@ -578,6 +608,8 @@ bool _sheaf_debug_free(struct kmem_cache *s, struct slab *slab, void *obj,
 		       unsigned int slot)
 {
 	cache_check_live(s, "kmem_cache_free", NULL);
+	if (deferred_pending(s))
+		_sheaf_debug_drain_deferred(s, false);
 	struct kmem_cache_node *n = get_node(s, slab->node);
 	struct slab *discard = NULL;
 	bool freed = false;
@@ -599,7 +631,7 @@ bool _sheaf_debug_free(struct kmem_cache *s, struct slab *slab, void *obj,
 		(void)check_slab(s, slab); /* a wrong count is repaired: go on */
 	if (!check_object(s, slab, obj, RED_ACTIVE))
 		goto out; /* repaired, the object kept out of use */
-	set_track(s, obj, true);
+	set_track(s, obj, true, false);
 	trace(s, "free", obj);
 	init_object(s, obj, RED_INACTIVE);
 	bool was_full = slab->freelist == NULL;
@@ -627,6 +659,31 @@ out:
 	if (discard)
 		_sheaf_discard_slab(s, discard, slot);
 	return freed;
+}
+
+/*
+ * kfree_nolock() defers every free of a debug cache (the checked free
+ * waits for list_lock): here each deferred object gets that free, with
+ * every check, and its free track is the drainer's.  The links are the
+ * objects' free pointers, outside the object (metadata: valgrind's
+ * reports off around their reads).  wait: slab.c, "deferred frees".
+ */
+void _sheaf_debug_drain_deferred(struct kmem_cache *s, bool wait)
+{
+	if (!_sheaf_deferred_lock(s, wait))
+		return;
+	void *o = deferred_take(s);
+	size_t n = 0;
+	unsigned int slot = sheaf_slot();
+	while (o) {
+		_sheaf_meta_access_begin();
+		void *next = get_freepointer(s, o);
+		_sheaf_meta_access_end();
+		_sheaf_debug_free(s, virt_to_slab(o), o, slot);
+		o = next;
+		n++;
+	}
+	_sheaf_deferred_unlock(s, n);
 }
 
 /* Report that obj, freed to s, belongs to another cache (then abort). */

@@ -186,22 +186,32 @@ static inline bool single_threaded(void)
  */
 static bool fork_locked SHEAF_FORK_DATA;
 
-static void prefork(void)
+/*
+ * The handlers' steps, one per rank of the lock order (two for the leaf
+ * rank), in that order: prefork() runs every step's lock, the handlers
+ * after fork() every unlock in reverse.  The steps marked `list` walk the
+ * cache list, which the slab_mutex step holds.  The same table serves the
+ * test hook sheaf_test_hold_lock_step() (below), which holds one step at a
+ * time, so that a test can find each lock held in turn
+ * (tests/test_nolock.c: signal handlers calling kmalloc_nolock()).
+ */
+static void lock_slab_mutex(void)
+{
+	sheaf_lock(&_sheaf_slab_mutex, LR_SLAB_MUTEX);
+}
+
+static void unlock_slab_mutex(bool child)
+{
+	(void)child;
+	sheaf_unlock(&_sheaf_slab_mutex, LR_SLAB_MUTEX);
+}
+
+/* Every slot of every cache stopped, then one fence for all of them (a
+ * membarrier per cache made fork() cost twice glibc's), then the wait
+ * for their holders. */
+static void lock_slots(void)
 {
 	struct kmem_cache *s;
-	bool lock = !single_threaded();
-	if (fork_locked != lock)
-		fork_locked = lock;
-	if (!lock)
-		return;
-	_sheaf_rcu_quiesce_worker();
-	_sheaf_rcu_before_fork();
-	_sheaf_rcu_lock_batch();
-	_sheaf_run_cache_prefork();
-	_sheaf_info_prefork();
-	sheaf_lock(&_sheaf_slab_mutex, LR_SLAB_MUTEX);
-	/* Every slot of every cache stopped, then one fence for all of them
-	 * (a membarrier per cache made fork() cost twice glibc's). */
 	list_for_each_entry(s, &_sheaf_slab_caches, list) {
 		if (cache_has_sheaves(s))
 			_sheaf_pcs_fork_stop(s);
@@ -216,17 +226,98 @@ static void prefork(void)
 		else
 			_sheaf_cpu_fork_wait(s);
 	}
+}
+
+static void unlock_slots(bool child)
+{
+	struct kmem_cache *s;
+	list_for_each_entry(s, &_sheaf_slab_caches, list) {
+		if (cache_has_sheaves(s))
+			_sheaf_pcs_unlock_all(s, child);
+		else
+			_sheaf_cpu_unlock_all(s);
+	}
+}
+
+static void lock_barns(void)
+{
+	struct kmem_cache *s;
+	list_for_each_entry(s, &_sheaf_slab_caches, list)
+		if (cache_has_sheaves(s))
+			_sheaf_pcs_fork_lock_barns(s);
+}
+
+static void unlock_barns(bool child)
+{
+	struct kmem_cache *s;
+	(void)child;
+	list_for_each_entry(s, &_sheaf_slab_caches, list)
+		if (cache_has_sheaves(s))
+			_sheaf_pcs_fork_unlock_barns(s);
+}
+
+static void lock_lists(void)
+{
+	struct kmem_cache *s;
 	list_for_each_entry(s, &_sheaf_slab_caches, list)
 		for (unsigned int n = 0; n < _sheaf_nr_nodes; n++)
 			sheaf_lock(&s->node[n]->list_lock, LR_LIST);
-	_sheaf_pages_lock_all();
-	_sheaf_fault_prefork();
-	_sheaf_rcu_lock_worker();
+}
+
+static void unlock_lists(bool child)
+{
+	struct kmem_cache *s;
+	(void)child;
+	list_for_each_entry(s, &_sheaf_slab_caches, list)
+		for (unsigned int n = 0; n < _sheaf_nr_nodes; n++)
+			sheaf_unlock(&s->node[n]->list_lock, LR_LIST);
+}
+
+static void lock_arena(void) { _sheaf_pages_lock(LR_ARENA); }
+static void unlock_arena(bool child) { (void)child; _sheaf_pages_unlock(LR_ARENA); }
+static void lock_pages(void) { _sheaf_pages_lock(LR_PAGE); }
+static void unlock_pages(bool child) { (void)child; _sheaf_pages_unlock(LR_PAGE); }
+static void lock_pool(void) { _sheaf_pages_lock(LR_POOL); }
+static void unlock_pool(bool child) { (void)child; _sheaf_pages_unlock(LR_POOL); }
+static void unlock_batch(bool child) { (void)child; _sheaf_rcu_unlock_batch(); }
+static void unlock_glob(bool child) { (void)child; _sheaf_fault_postfork(); }
+
+static const struct lock_step {
+	const char *name;
+	bool list;			/* walks the cache list */
+	void (*lock)(void);
+	void (*unlock)(bool child);
+} lock_steps[] = {
+	{ "batch_lock", false, _sheaf_rcu_lock_batch, unlock_batch },
+	{ "drain_lock", false, _sheaf_run_cache_prefork, _sheaf_run_cache_postfork },
+	{ "info.lock", false, _sheaf_info_prefork, _sheaf_info_postfork },
+	{ "slab_mutex", false, lock_slab_mutex, unlock_slab_mutex },
+	{ "flush_lock and every slot", true, lock_slots, unlock_slots },
+	{ "barn locks", true, lock_barns, unlock_barns },
+	{ "list_locks", true, lock_lists, unlock_lists },
+	{ "arena_lock", false, lock_arena, unlock_arena },
+	{ "page_node locks", false, lock_pages, unlock_pages },
+	{ "pool.lock", false, lock_pool, unlock_pool },
+	{ "glob_lock", false, _sheaf_fault_prefork, unlock_glob },
+	{ "worker.lock", false, _sheaf_rcu_lock_worker, _sheaf_rcu_unlock_worker },
+};
+#define NR_LOCK_STEPS ARRAY_SIZE(lock_steps)
+
+static void prefork(void)
+{
+	bool lock = !single_threaded();
+	if (fork_locked != lock)
+		fork_locked = lock;
+	if (!lock)
+		return;
+	_sheaf_rcu_quiesce_worker();
+	_sheaf_rcu_before_fork();
+	for (size_t i = 0; i < NR_LOCK_STEPS; i++)
+		lock_steps[i].lock();
 }
 
 static void postfork(bool child)
 {
-	struct kmem_cache *s;
 	if (!fork_locked) {
 		/* One thread: no worker, no statistics publisher (both are
 		 * threads), no call_rcu thread; only the per-thread cache. */
@@ -234,25 +325,47 @@ static void postfork(bool child)
 			_sheaf_cached_tid = 0; /* the parent thread's id */
 		return;
 	}
-	_sheaf_rcu_unlock_worker(child);
-	_sheaf_fault_postfork();
-	_sheaf_pages_unlock_all(child);
-	list_for_each_entry(s, &_sheaf_slab_caches, list)
-		for (unsigned int n = 0; n < _sheaf_nr_nodes; n++)
-			sheaf_unlock(&s->node[n]->list_lock, LR_LIST);
-	list_for_each_entry(s, &_sheaf_slab_caches, list) {
-		if (cache_has_sheaves(s))
-			_sheaf_pcs_unlock_all(s, child);
-		else
-			_sheaf_cpu_unlock_all(s);
-	}
-	sheaf_unlock(&_sheaf_slab_mutex, LR_SLAB_MUTEX);
-	_sheaf_info_postfork(child);
-	_sheaf_run_cache_postfork(child);
-	_sheaf_rcu_unlock_batch();
+	for (size_t i = NR_LOCK_STEPS; i-- > 0;)
+		lock_steps[i].unlock(child);
 	_sheaf_rcu_after_fork(child);
 	if (child)
 		_sheaf_cached_tid = 0; /* the parent thread's id */
+}
+
+/*
+ * Test hook: hold the locks of one step of the fork handlers (with
+ * slab_mutex for the steps that walk the cache list), until released.
+ * One step at a time per thread.
+ */
+static __thread int held_step = -1;
+
+SHEAF_EXPORT const char *sheaf_test_lock_step_name(unsigned int step)
+{
+	return step < NR_LOCK_STEPS ? lock_steps[step].name : NULL;
+}
+
+SHEAF_EXPORT int sheaf_test_hold_lock_step(unsigned int step, bool hold)
+{
+	sheaf_init();
+	if (step >= NR_LOCK_STEPS)
+		return -EINVAL;
+	const struct lock_step *ls = &lock_steps[step];
+	if (hold) {
+		if (held_step >= 0)
+			return -EBUSY;
+		if (ls->list)
+			lock_slab_mutex();
+		ls->lock();
+		held_step = (int)step;
+		return 0;
+	}
+	if (held_step != (int)step)
+		return -EINVAL;
+	ls->unlock(false);
+	if (ls->list)
+		unlock_slab_mutex(false);
+	held_step = -1;
+	return 0;
 }
 
 static void postfork_parent(void)

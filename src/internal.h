@@ -178,6 +178,32 @@ static inline void sheaf_barn_unlock(pthread_spinlock_t *l)
 	_sheaf_lock_release(LR_BARN);
 }
 
+/*
+ * Take a lock only if it is free, never waiting: the paths of
+ * kmalloc_nolock() and kfree_nolock(), which may run in a signal handler
+ * whose thread holds any library lock, and the slow paths' drains of
+ * deferred frees.  false: busy (held by another thread, or by this one
+ * under the handler).  A lock so taken is recorded as held without an
+ * order check (it waited for nobody), so a handler's trylock of a rank
+ * below one its thread holds is legal; everything the holder then takes
+ * must be tried too, or be of a higher rank.
+ */
+static inline bool sheaf_trylock(pthread_mutex_t *m, enum sheaf_lock_rank r)
+{
+	if (pthread_mutex_trylock(m) != 0)
+		return false;
+	_sheaf_lock_tried(r);
+	return true;
+}
+
+static inline bool sheaf_barn_trylock(pthread_spinlock_t *l)
+{
+	if (pthread_spin_trylock(l) != 0)
+		return false;
+	_sheaf_lock_tried(LR_BARN);
+	return true;
+}
+
 /* 16-byte compare-and-swap, sequentially consistent (lock cmpxchg16b). */
 static inline bool cmpxchg16(void *ptr, unsigned __int128 old,
 			     unsigned __int128 new_)
@@ -314,7 +340,18 @@ static inline unsigned int get_order(size_t size)
 	return order;
 }
 
+/*
+ * Internal gfp bit of kmalloc_nolock()'s paths (0x200: no kernel bit, so
+ * every entry point refuses it from a caller): the slab, debug and page
+ * layers take their locks only if free (sheaf_trylock()) and fail when
+ * one is busy.  It has no reclaim bit, so nothing is mapped either.
+ */
+#define SHEAF_GFP_NOLOCK 0x200u
+_Static_assert((SHEAF_GFP_NOLOCK & SHEAF_GFP_VALID_MASK) == 0,
+	       "SHEAF_GFP_NOLOCK must be a bit every entry point refuses");
+
 void _sheaf_pages_init(void);
+/* gfp with SHEAF_GFP_NOLOCK: the node's page lock is only tried. */
 struct slab *_sheaf_pages_alloc(unsigned int order, int node, gfp_t gfp);
 void _sheaf_pages_free(struct slab *head);
 void _sheaf_pages_purge(bool all);
@@ -327,8 +364,10 @@ void *_sheaf_meta_alloc(size_t size);        /* zeroed, page granular */
 void _sheaf_meta_free(void *p, size_t size);
 void *_sheaf_meta_pool_alloc(size_t size);   /* zeroed, packed: fork state */
 void _sheaf_meta_pool_free(void *p, size_t size);
-void _sheaf_pages_lock_all(void);            /* fork */
-void _sheaf_pages_unlock_all(bool child);
+/* fork (and the test hook of init.c): the page layer's locks of rank r,
+ * LR_ARENA (arena_lock), LR_PAGE (every node's lock) or LR_POOL. */
+void _sheaf_pages_lock(enum sheaf_lock_rank r);
+void _sheaf_pages_unlock(enum sheaf_lock_rank r);
 
 /* ============================================================ slab.c: slab */
 
@@ -417,6 +456,9 @@ void *_sheaf_get_freelist(struct kmem_cache *s, struct slab *slab);
 void *_sheaf_freeze_new_slab(struct slab *slab);
 void *_sheaf_alloc_single(struct kmem_cache *s, gfp_t gfp, int node,
 			  bool exact, unsigned int slot);
+void *_sheaf_alloc_single_nolock(struct kmem_cache *s, int node, unsigned int slot);
+bool _sheaf_slab_free_nolock(struct kmem_cache *s, struct slab *slab, void *obj,
+			     unsigned int slot);
 void _sheaf_slab_free(struct kmem_cache *s, struct slab *slab, void *head,
 		      void *tail, unsigned int cnt, unsigned int slot);
 void _sheaf_slab_free_bulk(struct kmem_cache *s, size_t nr, void **p,
@@ -432,11 +474,54 @@ struct slab *_sheaf_check_object(struct kmem_cache *s, const void *obj,
 struct slab *_sheaf_check_object_in(struct kmem_cache *s, struct slab *slab,
 				    const void *obj, const char *fn, void *caller);
 
+/*
+ * kfree_nolock()'s deferred frees (slab.c, "deferred frees"; struct
+ * kmem_cache, deferred): the push, lock-free and safe in a signal
+ * handler; the whole stack taken by a drain, which holds the flush lock
+ * (_sheaf_deferred_lock(): taken with wait, else only tried: false when
+ * busy) and ends with _sheaf_deferred_unlock() and the count it freed.
+ */
+static inline void deferred_push(struct kmem_cache *s, void *obj)
+{
+	void *top = __atomic_load_n(&s->deferred, __ATOMIC_RELAXED);
+	atomic_fetch_add_explicit(&s->deferred_nr, 1, memory_order_relaxed);
+	do
+		set_freepointer(s, obj, top);
+	while (!__atomic_compare_exchange_n(&s->deferred, &top, obj, true,
+					    __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+}
+
+static inline void *deferred_take(struct kmem_cache *s)
+{
+	return __atomic_exchange_n(&s->deferred, NULL, __ATOMIC_ACQUIRE);
+}
+
+static inline bool deferred_pending(struct kmem_cache *s)
+{
+	return unlikely(__atomic_load_n(&s->deferred, __ATOMIC_RELAXED) != NULL);
+}
+
+bool _sheaf_deferred_lock(struct kmem_cache *s, bool wait);
+void _sheaf_deferred_unlock(struct kmem_cache *s, size_t n);
+void _sheaf_slab_drain_deferred(struct kmem_cache *s, bool wait);
+
+/* A (non-debug) cache's slow path: drain the deferred frees, if any and
+ * if no other drain or flush holds the flush lock. */
+static inline void deferred_drain_slow(struct kmem_cache *s)
+{
+	if (deferred_pending(s))
+		_sheaf_slab_drain_deferred(s, false);
+}
+
 /* ==================================================== cpu_slab.c: cpu slab */
 
 void *_sheaf_cpu_alloc(struct kmem_cache *s, gfp_t gfp);
 void _sheaf_cpu_free(struct kmem_cache *s, struct slab *slab, void *obj,
 		     const char *fn, void *caller);
+/* kmalloc_nolock(), kfree_nolock(): the fast paths alone (NULL, false:
+ * the slab layer's turn). */
+void *_sheaf_cpu_alloc_nolock(struct kmem_cache *s);
+bool _sheaf_cpu_free_nolock(struct kmem_cache *s, struct slab *slab, void *obj);
 void _sheaf_cpu_flush_all(struct kmem_cache *s);
 size_t _sheaf_cpu_cached_objects(struct kmem_cache *s);
 void _sheaf_cpu_fork_stop(struct kmem_cache *s);
@@ -450,9 +535,13 @@ void _sheaf_debug_setup(void);
 slab_flags_t _sheaf_debug_flags_for(const char *name, slab_flags_t flags);
 void _sheaf_debug_layout(struct kmem_cache *s);
 void _sheaf_debug_new_object(struct kmem_cache *s, void *obj);
+/* gfp with SHEAF_GFP_NOLOCK (kmalloc_nolock()): the list and page locks
+ * only tried, and the allocation track without a stack trace. */
 void *_sheaf_debug_alloc(struct kmem_cache *s, gfp_t gfp, int node, unsigned int slot);
 bool _sheaf_debug_free(struct kmem_cache *s, struct slab *slab, void *obj,
 		       unsigned int slot);
+/* A debug cache's deferred frees, each through the checked free. */
+void _sheaf_debug_drain_deferred(struct kmem_cache *s, bool wait);
 void _sheaf_debug_wrong_cache(struct kmem_cache *s, struct slab *slab, const void *obj);
 void _sheaf_debug_leak_report(struct kmem_cache *s, size_t live);
 
@@ -502,15 +591,18 @@ static inline struct node_barn *sheaf_local_barn(struct kmem_cache *s)
 }
 
 void _sheaf_barn_init(struct node_barn *barn);
-struct slab_sheaf *_sheaf_barn_get_empty(struct node_barn *barn);
+/* spin == false (kmalloc_nolock(), kfree_nolock()): the barn lock is
+ * only tried; busy, the barn answers as if it had no sheaf to give. */
+struct slab_sheaf *_sheaf_barn_get_empty(struct node_barn *barn, bool spin);
 bool _sheaf_barn_put_empty(struct node_barn *barn, struct slab_sheaf *sheaf, bool force);
 void _sheaf_barn_put_full(struct node_barn *barn, struct slab_sheaf *sheaf);
-struct slab_sheaf *_sheaf_barn_get_full(struct node_barn *barn);
+struct slab_sheaf *_sheaf_barn_get_full(struct node_barn *barn, bool spin);
 struct slab_sheaf *_sheaf_barn_get_full_or_empty(struct node_barn *barn);
 struct slab_sheaf *_sheaf_barn_replace_empty(struct node_barn *barn,
-					     struct slab_sheaf *empty);
+					     struct slab_sheaf *empty, bool spin);
 struct slab_sheaf *_sheaf_barn_replace_full(struct node_barn *barn,
-					    struct slab_sheaf *full, int *err);
+					    struct slab_sheaf *full, int *err,
+					    bool spin);
 void _sheaf_barn_shrink(struct kmem_cache *s, struct node_barn *barn);
 size_t _sheaf_barn_objects(struct node_barn *barn, unsigned int *nr_full,
 			   unsigned int *nr_empty);
@@ -603,6 +695,10 @@ bool _sheaf_pcs_give_spare(struct kmem_cache *s, struct slab_sheaf *sheaf,
 			   unsigned int *slotp);             /* return */
 void *_sheaf_pcs_alloc(struct kmem_cache *s, gfp_t gfp);
 void _sheaf_pcs_free(struct kmem_cache *s, struct slab *slab, void *obj);
+/* kmalloc_nolock(), kfree_nolock(): nothing that waits, allocates a sheaf
+ * or flushes one (NULL, false: the slab layer's turn). */
+void *_sheaf_pcs_alloc_nolock(struct kmem_cache *s);
+bool _sheaf_pcs_free_nolock(struct kmem_cache *s, struct slab *slab, void *obj);
 int _sheaf_pcs_alloc_bulk(struct kmem_cache *s, gfp_t gfp, size_t nr, void **p);
 void _sheaf_pcs_free_bulk(struct kmem_cache *s, size_t nr, void **p);
 void _sheaf_pcs_flush_all(struct kmem_cache *s);
@@ -610,6 +706,8 @@ void _sheaf_pcs_destroy(struct kmem_cache *s);
 size_t _sheaf_pcs_cached_objects(struct kmem_cache *s);
 void _sheaf_pcs_fork_stop(struct kmem_cache *s);
 void _sheaf_pcs_fork_wait(struct kmem_cache *s);
+void _sheaf_pcs_fork_lock_barns(struct kmem_cache *s);
+void _sheaf_pcs_fork_unlock_barns(struct kmem_cache *s);
 int _sheaf_pcs_test_hold(struct kmem_cache *s, bool hold);
 void _sheaf_pcs_unlock_all(struct kmem_cache *s, bool child);
 
@@ -631,6 +729,11 @@ void _sheaf_nofail_wait(void);
 /* fn, caller: named in a report (a double free). */
 void _sheaf_slab_free_obj(struct kmem_cache *s, struct slab *slab, void *obj,
 			  const char *fn, void *caller);
+/* kmalloc_nolock(), kfree_nolock() on a cache: nothing waits. */
+void *_sheaf_cache_alloc_nolock(struct kmem_cache *s, gfp_t gfp, int node);
+void _sheaf_cache_free_nolock(struct kmem_cache *s, struct slab *slab, void *obj);
+/* Every deferred free of s done (waits for drains under way). */
+void _sheaf_deferred_drain(struct kmem_cache *s);
 
 
 /* The cache's flush lock (serializes remote owners of its slots): the
@@ -655,8 +758,11 @@ static inline bool sheaf_gfp_ok(gfp_t gfp)
 
 /* ====================================================== kmalloc.c: kmalloc */
 
-/* Give every run kept in the large-kmalloc run caches back (malloc_trim). */
+/* Give every run kept in the large-kmalloc run caches back (malloc_trim),
+ * and every large run kfree_nolock() deferred. */
 void _sheaf_run_cache_drain(void);
+/* Every large run kfree_nolock() deferred, freed (the RCU barriers). */
+void _sheaf_kmalloc_drain_deferred(void);
 void _sheaf_run_cache_prefork(void);   /* fork: the drain's lock */
 void _sheaf_run_cache_postfork(bool child);
 

@@ -184,8 +184,58 @@ static void run_free(void *run)
 }
 #endif
 
+/*
+ * kfree_nolock()'s large kmalloc runs: freeing one takes the page lock,
+ * so every one is deferred, on this stack (linked through each run's first
+ * word; the run's head flags are 0 from the kfree_nolock() on, as in a
+ * run cache, so that a second free of it is reported).  Drained under
+ * drain_lock (which the fork handlers hold: a child never inherits a
+ * drain half done) by the next large kmalloc() or kfree(), malloc_trim()
+ * and the RCU barriers.
+ */
+static void *large_deferred;
+
+static void large_defer(struct slab *d)
+{
+	void **run = slab_address(d);
+	void *top = __atomic_load_n(&large_deferred, __ATOMIC_RELAXED);
+	do
+		*run = top;
+	while (!__atomic_compare_exchange_n(&large_deferred, &top, run, true,
+					    __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+}
+
+/* wait: take drain_lock (normal context, no lock held); else only try it. */
+static void large_drain(bool wait)
+{
+	if (wait)
+		sheaf_lock(&drain_lock, LR_DRAIN);
+	else if (!sheaf_trylock(&drain_lock, LR_DRAIN))
+		return;
+	void *run = __atomic_exchange_n(&large_deferred, NULL, __ATOMIC_ACQUIRE);
+	while (run) {
+		void *next = *(void **)run;
+		_sheaf_pages_free(virt_to_slab(run));
+		run = next;
+	}
+	sheaf_unlock(&drain_lock, LR_DRAIN);
+}
+
+static inline void large_drain_slow(void)
+{
+	if (unlikely(__atomic_load_n(&large_deferred, __ATOMIC_RELAXED)))
+		large_drain(false);
+}
+
+/* Every large run kfree_nolock() deferred, freed (the RCU barriers). */
+void _sheaf_kmalloc_drain_deferred(void)
+{
+	large_drain(true);
+}
+
 void _sheaf_run_cache_drain(void)
 {
+	large_drain(true);
 #ifdef SHEAF_HAVE_RSEQ_ASM
 	sheaf_lock(&drain_lock, LR_DRAIN);
 	for (unsigned int o = RUN_CACHE_MIN; o <= RUN_CACHE_MAX; o++)
@@ -222,9 +272,11 @@ static void *kmalloc_large(size_t size, gfp_t gfp, int node)
 		return kmalloc_huge(size, gfp);
 	unsigned int order = get_order(size);
 	struct slab *d = run_cache_get(order, node);
-	if (!d)
+	if (!d) {
+		large_drain_slow();
 		d = _sheaf_pages_alloc(order,
 			node == NUMA_NO_NODE ? sheaf_node() : node, gfp);
+	}
 	if (!d)
 		return NULL;
 	__atomic_store_n(&d->flags, PG_LARGE, __ATOMIC_RELEASE);
@@ -431,8 +483,10 @@ void _sheaf_kfree(const void *p, const char *fn, void *caller)
 		}
 		if ((flags & PG_LARGE) && slab_address(d) == p) {
 			set_desc_flags(d, 0);
-			if (!run_cache_put(d))
+			if (!run_cache_put(d)) {
+				large_drain_slow();
 				_sheaf_pages_free(d);
+			}
 			return;
 		}
 	} else if (_sheaf_huge_free(p)) {
@@ -449,6 +503,84 @@ SHEAF_EXPORT void kfree(const void *p)
 SHEAF_EXPORT void kvfree(const void *p)
 {
 	_sheaf_kfree(p, "kvfree", __builtin_return_address(0));
+}
+
+/* ------------------------------------------------- any context (nolock) */
+
+/*
+ * kmalloc_nolock() and kfree_nolock(): callable where the thread may hold
+ * any lock of the library, in userspace a signal handler (the kernel's
+ * any context, NMI included).  Every lock on their paths is only tried
+ * (sheaf_trylock()); they allocate no sheaf and flush none, map nothing,
+ * and what kfree_nolock() cannot free at once is deferred (slab.c,
+ * "deferred frees"; large runs above).  gfp: __GFP_ZERO and the kernel's
+ * other two accepted bits, __GFP_ACCOUNT and __GFP_NO_OBJ_EXT (0 here),
+ * which do nothing.
+ */
+#define KMALLOC_NOLOCK_GFP (__GFP_ZERO | __GFP_ACCOUNT | __GFP_NO_OBJ_EXT)
+
+SHEAF_EXPORT void *kmalloc_nolock(size_t size, gfp_t gfp, int node)
+{
+	/* No sheaf_init(): it may wait (pthread_once).  The library's
+	 * constructor has run it in every program but one whose own
+	 * constructors come first. */
+	if (unlikely(!__atomic_load_n(&_sheaf_initialized, __ATOMIC_ACQUIRE))) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	if (unlikely((gfp & ~KMALLOC_NOLOCK_GFP) ||
+		     (node != NUMA_NO_NODE && (node < 0 || node >= (int)_sheaf_nr_nodes)))) {
+		errno = EINVAL;
+		return NULL;
+	}
+	if (unlikely(size == 0))
+		return ZERO_SIZE_PTR;
+	if (unlikely(size > KMALLOC_MAX_CACHE_SIZE)) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	unsigned int i = kmalloc_index(size);
+	void *p = _sheaf_cache_alloc_nolock(kmalloc_caches[i], gfp, node);
+	/* The class's locks busy (this thread may hold them): the next class
+	 * up is another cache with locks of its own (the kernel's first
+	 * kmalloc_nolock() retried so). */
+	if (unlikely(!p) && i + 1 < NR_KMALLOC)
+		p = _sheaf_cache_alloc_nolock(kmalloc_caches[i + 1], gfp, node);
+	if (unlikely(!p))
+		errno = ENOMEM;
+	return p;
+}
+
+SHEAF_EXPORT void kfree_nolock(const void *p)
+{
+	void *caller = __builtin_return_address(0);
+	if (unlikely(ZERO_OR_NULL_PTR(p)))
+		return;
+	struct slab *d = virt_to_slab(p);
+	if (likely(d)) {
+		uint8_t flags = __atomic_load_n(&d->flags, __ATOMIC_ACQUIRE);
+		if (likely(flags & PG_SLAB)) {
+			struct slab *slab = _sheaf_check_object_in(NULL, d, p,
+								   "kfree_nolock", caller);
+			track_free(slab->slab_cache, (void *)p);
+			_sheaf_cache_free_nolock(slab->slab_cache, slab, (void *)p);
+			return;
+		}
+		/* A large run: deferred whole (its free takes the page lock).
+		 * The flags change by compare-and-swap, so that of two frees
+		 * of one run (in two handlers) one is reported. */
+		if ((flags & PG_LARGE) && slab_address(d) == p &&
+		    __atomic_compare_exchange_n(&d->flags, &flags, 0, false,
+						__ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
+			large_defer(d);
+			return;
+		}
+	} else if (_sheaf_huge_size(p)) {
+		_sheaf_report_invalid("kfree_nolock",
+				      "a kvmalloc() mapping, not a kmalloc object:", p,
+				      NULL, caller);
+	}
+	_sheaf_report_invalid("kfree_nolock", "invalid pointer", p, NULL, caller);
 }
 
 size_t _sheaf_ksize(const void *p, const char *fn, void *caller)

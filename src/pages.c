@@ -316,7 +316,14 @@ struct slab *_sheaf_pages_alloc(unsigned int order, int node, gfp_t gfp)
 	struct page_node *pn = &page_nodes[node];
 	struct slab *d;
 	for (;;) {
-		sheaf_lock(&pn->lock, LR_PAGE);
+		if (unlikely(gfp & SHEAF_GFP_NOLOCK)) {
+			/* kmalloc_nolock(): the lock may be held by the very
+			 * thread a signal handler interrupted. */
+			if (!sheaf_trylock(&pn->lock, LR_PAGE))
+				return NULL;
+		} else {
+			sheaf_lock(&pn->lock, LR_PAGE);
+		}
 		d = buddy_take(pn, order);
 		sheaf_unlock(&pn->lock, LR_PAGE);
 		if (d)
@@ -797,19 +804,29 @@ SHEAF_EXPORT void sheaf_page_info(struct sheaf_page_info *info)
 	info->used_pages = info->total_pages - info->free_pages;
 }
 
-void _sheaf_pages_lock_all(void)
+/* fork: the locks of one rank (the handlers go up the ranks, then down). */
+void _sheaf_pages_lock(enum sheaf_lock_rank r)
 {
-	sheaf_lock(&arena_lock, LR_ARENA);
-	for (unsigned int n = 0; n < _sheaf_nr_nodes; n++)
-		sheaf_lock(&page_nodes[n].lock, LR_PAGE);
-	sheaf_lock(&pool.lock, LR_POOL);
+	if (r == LR_ARENA) {
+		sheaf_lock(&arena_lock, LR_ARENA);
+	} else if (r == LR_PAGE) {
+		for (unsigned int n = 0; n < _sheaf_nr_nodes; n++)
+			sheaf_lock(&page_nodes[n].lock, LR_PAGE);
+	} else {
+		SHEAF_ASSERT(r == LR_POOL);
+		sheaf_lock(&pool.lock, LR_POOL);
+	}
 }
 
-void _sheaf_pages_unlock_all(bool child)
+void _sheaf_pages_unlock(enum sheaf_lock_rank r)
 {
-	(void)child;
-	sheaf_unlock(&pool.lock, LR_POOL);
-	for (unsigned int n = _sheaf_nr_nodes; n-- > 0;)
-		sheaf_unlock(&page_nodes[n].lock, LR_PAGE);
-	sheaf_unlock(&arena_lock, LR_ARENA);
+	if (r == LR_ARENA) {
+		sheaf_unlock(&arena_lock, LR_ARENA);
+	} else if (r == LR_PAGE) {
+		for (unsigned int n = _sheaf_nr_nodes; n-- > 0;)
+			sheaf_unlock(&page_nodes[n].lock, LR_PAGE);
+	} else {
+		SHEAF_ASSERT(r == LR_POOL);
+		sheaf_unlock(&pool.lock, LR_POOL);
+	}
 }

@@ -27,6 +27,12 @@
  *
  * Lock order (enum sheaf_lock_rank): slot lock -> barn lock -> node
  * list_lock -> page locks.
+ *
+ * kmalloc_nolock() and kfree_nolock() (the kernel's paths with !allow_spin)
+ * use the same sections and, under a slot lock taken only if free, what
+ * the slot and the barn (its lock only tried) hold: no sheaf is allocated,
+ * refilled or flushed there, and nothing waits, so that a signal handler
+ * may call them whatever lock its thread holds.
  */
 #include <errno.h>
 #include <sched.h>
@@ -166,10 +172,10 @@ static void install_full(struct kmem_cache *s, struct sheaf_pcs *pcs,
 /*
  * Give a locked slot whose main is empty a full main without allocating:
  * the spare if it has objects, else a full sheaf from the barn.  Returns
- * false when there is none.
+ * false when there is none (or, spin == false, when the barn is busy).
  */
 static bool full_main_from_barn(struct kmem_cache *s, struct sheaf_pcs *pcs,
-				unsigned int slot)
+				unsigned int slot, bool spin)
 {
 	if (pcs->spare && pcs->spare->size) {
 		swap_sheaves(pcs);
@@ -182,13 +188,13 @@ static bool full_main_from_barn(struct kmem_cache *s, struct sheaf_pcs *pcs,
 	if (!pcs->spare) {
 		/* Keep the empty main as the spare (the next kfree_rcu() or
 		 * free wants one) rather than handing it to the barn. */
-		full = _sheaf_barn_get_full(barn);
+		full = _sheaf_barn_get_full(barn, spin);
 		if (full) {
 			pcs->spare = pcs->main;
 			pcs->main = full;
 		}
 	} else {
-		full = _sheaf_barn_replace_empty(barn, pcs->main);
+		full = _sheaf_barn_replace_empty(barn, pcs->main, spin);
 		if (full)
 			pcs->main = full;
 	}
@@ -199,6 +205,7 @@ static bool full_main_from_barn(struct kmem_cache *s, struct sheaf_pcs *pcs,
 static SHEAF_NOINLINE void *sheaf_alloc_slow(struct kmem_cache *s, gfp_t gfp)
 {
 	unsigned int slot;
+	deferred_drain_slow(s);
 	struct sheaf_pcs *pcs = sheaf_pcs_trylock(s, &slot);
 	void *obj;
 
@@ -207,7 +214,7 @@ static SHEAF_NOINLINE void *sheaf_alloc_slow(struct kmem_cache *s, gfp_t gfp)
 		stat(s, SHEAF_STAT_SLOT_BUSY, slot);
 		goto from_slab;
 	}
-	if (pcs->main->size || full_main_from_barn(s, pcs, slot))
+	if (pcs->main->size || full_main_from_barn(s, pcs, slot, true))
 		goto pop;
 	/*
 	 * The kernel's 7.x rule: a caller that may spin (either reclaim bit:
@@ -227,7 +234,7 @@ static SHEAF_NOINLINE void *sheaf_alloc_slow(struct kmem_cache *s, gfp_t gfp)
 		empty = pcs->spare;
 		pcs->spare = NULL;
 	} else {
-		empty = _sheaf_barn_get_empty(sheaf_local_barn(s));
+		empty = _sheaf_barn_get_empty(sheaf_local_barn(s), true);
 	}
 	sheaf_pcs_unlock(pcs);
 	if (!empty)
@@ -267,23 +274,66 @@ from_slab:
 	return _sheaf_alloc_single(s, gfp, NUMA_NO_NODE, false, slot);
 }
 
-void *_sheaf_pcs_alloc(struct kmem_cache *s, gfp_t gfp)
+/*
+ * The pop section (rseq mode), rerun while the kernel aborts it (a signal
+ * handler's own section included: the kernel aborts the interrupted one
+ * before the handler runs).  false: it bailed, or fallback mode.
+ */
+static inline __attribute__((always_inline)) bool
+pcs_pop_section(struct kmem_cache *s, void **objp)
 {
 #ifdef SHEAF_HAVE_RSEQ_ASM
 	if (likely(_sheaf_rseq_mode)) {
 		for (;;) {
-			void *obj;
-			int r = sheaf_rseq_pop(s->hot.pcs, &obj);
+			int r = sheaf_rseq_pop(s->hot.pcs, objp);
 			if (likely(r == 0)) {
 				stat_here(s, SHEAF_STAT_ALLOC_FASTPATH);
-				return obj;
+				return true;
 			}
 			if (r == 1)
 				break;
 		}
 	}
 #endif
+	(void)s;
+	(void)objp;
+	return false;
+}
+
+void *_sheaf_pcs_alloc(struct kmem_cache *s, gfp_t gfp)
+{
+	void *obj;
+	if (likely(pcs_pop_section(s, &obj)))
+		return obj;
 	return sheaf_alloc_slow(s, gfp);
+}
+
+/*
+ * kmalloc_nolock()'s per-CPU part (the kernel's alloc_from_pcs() with
+ * !allow_spin): the pop section, else under the slot lock, if it is free,
+ * main's objects, the spare's, or a full sheaf from the barn for the empty
+ * main (the barn lock only tried).  NULL: nothing to be had without
+ * waiting; the caller tries the slab layer.
+ */
+void *_sheaf_pcs_alloc_nolock(struct kmem_cache *s)
+{
+	unsigned int slot;
+	void *obj = NULL;
+	if (pcs_pop_section(s, &obj))
+		return obj;
+	struct sheaf_pcs *pcs = sheaf_pcs_trylock(s, &slot);
+	if (!pcs) {
+		stat_here(s, SHEAF_STAT_SLOT_BUSY);
+		return NULL;
+	}
+	if (pcs->main->size || full_main_from_barn(s, pcs, slot, false)) {
+		assert_slot_ok(s, pcs);
+		obj = pcs->main->objects[--pcs->main->size];
+	}
+	sheaf_pcs_unlock(pcs);
+	if (obj)
+		stat(s, SHEAF_STAT_ALLOC_FASTPATH, slot);
+	return obj;
 }
 
 /* ----------------------------------------------------------------- free */
@@ -331,17 +381,18 @@ static void install_empty(struct kmem_cache *s, struct sheaf_pcs *pcs,
  * allocating: an empty sheaf from the barn when there is no spare, the
  * spare if it has room, else the barn's exchange of main for an empty
  * sheaf.  Returns 0, or -ENOMEM (no empty sheaf in the barn) or -E2BIG (the
- * spare is full too and the barn holds its limit of full sheaves).
+ * spare is full too and the barn holds its limit of full sheaves), or
+ * (spin == false only) -EBUSY or -ENOMEM when the barn's lock was busy.
  */
 static int room_from_barn(struct kmem_cache *s, struct sheaf_pcs *pcs,
-			  unsigned int slot)
+			  unsigned int slot, bool spin)
 {
 	struct node_barn *barn = sheaf_local_barn(s);
 	struct slab_sheaf *empty;
 	int err;
 
 	if (!pcs->spare) {
-		empty = _sheaf_barn_get_empty(barn);
+		empty = _sheaf_barn_get_empty(barn, spin);
 		if (!empty)
 			return -ENOMEM;
 		pcs->spare = pcs->main;
@@ -352,7 +403,7 @@ static int room_from_barn(struct kmem_cache *s, struct sheaf_pcs *pcs,
 		swap_sheaves(pcs);
 		return 0;
 	}
-	empty = _sheaf_barn_replace_full(barn, pcs->main, &err);
+	empty = _sheaf_barn_replace_full(barn, pcs->main, &err, spin);
 	if (!empty)
 		return err;
 	pcs->main = empty;
@@ -370,7 +421,7 @@ static struct sheaf_pcs *replace_full_main(struct kmem_cache *s,
 {
 	unsigned int cap = s->hot.sheaf_capacity;
 	struct slab_sheaf *empty;
-	int err = room_from_barn(s, pcs, *slotp);
+	int err = room_from_barn(s, pcs, *slotp, true);
 
 	if (!err)
 		return pcs;
@@ -415,6 +466,7 @@ static SHEAF_NOINLINE void sheaf_free_slow(struct kmem_cache *s,
 					   struct slab *slab, void *obj)
 {
 	unsigned int slot;
+	deferred_drain_slow(s);
 	struct sheaf_pcs *pcs = sheaf_pcs_trylock(s, &slot);
 
 	if (unlikely(!pcs)) {
@@ -441,6 +493,29 @@ to_slab:
 	_sheaf_slab_free(s, slab, obj, obj, 1, slot);
 }
 
+/* The push section (rseq mode), rerun while aborted.  false: it bailed,
+ * or fallback mode. */
+static inline __attribute__((always_inline)) bool
+pcs_push_section(struct kmem_cache *s, void *obj)
+{
+#ifdef SHEAF_HAVE_RSEQ_ASM
+	if (likely(_sheaf_rseq_mode)) {
+		for (;;) {
+			int r = sheaf_rseq_push(s->hot.pcs, obj);
+			if (likely(r == 0)) {
+				stat_here(s, SHEAF_STAT_FREE_FASTPATH);
+				return true;
+			}
+			if (r == 1)
+				break;
+		}
+	}
+#endif
+	(void)s;
+	(void)obj;
+	return false;
+}
+
 void _sheaf_pcs_free(struct kmem_cache *s, struct slab *slab, void *obj)
 {
 	if (unlikely(_sheaf_nr_nodes > 1) && slab->node != sheaf_node()) {
@@ -450,20 +525,42 @@ void _sheaf_pcs_free(struct kmem_cache *s, struct slab *slab, void *obj)
 		_sheaf_slab_free(s, slab, obj, obj, 1, slot);
 		return;
 	}
-#ifdef SHEAF_HAVE_RSEQ_ASM
-	if (likely(_sheaf_rseq_mode)) {
-		for (;;) {
-			int r = sheaf_rseq_push(s->hot.pcs, obj);
-			if (likely(r == 0)) {
-				stat_here(s, SHEAF_STAT_FREE_FASTPATH);
-				return;
-			}
-			if (r == 1)
-				break;
-		}
-	}
-#endif
+	if (likely(pcs_push_section(s, obj)))
+		return;
 	sheaf_free_slow(s, slab, obj);
+}
+
+/*
+ * kfree_nolock()'s per-CPU part (the kernel's free_to_pcs() with
+ * !allow_spin): the push section, else under the slot lock, if it is
+ * free, main with room, the spare swapped in, or an empty sheaf from the
+ * barn (its lock only tried; never past its limit of full sheaves).
+ * false: not done (a remote object, a busy slot or barn, no room without
+ * a flush or a new sheaf); the caller tries the slab layer.
+ */
+bool _sheaf_pcs_free_nolock(struct kmem_cache *s, struct slab *slab, void *obj)
+{
+	unsigned int slot;
+	if (unlikely(_sheaf_nr_nodes > 1) && slab->node != sheaf_node())
+		return false;
+	if (pcs_push_section(s, obj))
+		return true;
+	struct sheaf_pcs *pcs = sheaf_pcs_trylock(s, &slot);
+	if (!pcs) {
+		stat_here(s, SHEAF_STAT_SLOT_BUSY);
+		return false;
+	}
+	bool done = pcs->main->size < s->hot.sheaf_capacity ||
+		    room_from_barn(s, pcs, slot, false) == 0;
+	if (done) {
+		assert_slot_ok(s, pcs);
+		SHEAF_ASSERT(pcs->main->size < s->hot.sheaf_capacity);
+		pcs->main->objects[pcs->main->size++] = obj;
+	}
+	sheaf_pcs_unlock(pcs);
+	if (done)
+		stat(s, SHEAF_STAT_FREE_FASTPATH, slot);
+	return done;
 }
 
 /* ----------------------------------------------------------------- bulk */
@@ -477,7 +574,7 @@ int _sheaf_pcs_alloc_bulk(struct kmem_cache *s, gfp_t gfp, size_t nr, void **p)
 		struct sheaf_pcs *pcs = sheaf_pcs_trylock(s, &slot);
 		if (!pcs)
 			break;
-		if (!pcs->main->size && !full_main_from_barn(s, pcs, slot)) {
+		if (!pcs->main->size && !full_main_from_barn(s, pcs, slot, true)) {
 			sheaf_pcs_unlock(pcs);
 			break;
 		}
@@ -515,7 +612,7 @@ void _sheaf_pcs_free_bulk(struct kmem_cache *s, size_t nr, void **p)
 		struct sheaf_pcs *pcs = sheaf_pcs_trylock(s, &slot);
 		if (!pcs)
 			break;
-		if (pcs->main->size >= cap && room_from_barn(s, pcs, slot)) {
+		if (pcs->main->size >= cap && room_from_barn(s, pcs, slot, true)) {
 			sheaf_pcs_unlock(pcs);
 			break;
 		}
@@ -581,7 +678,7 @@ bool _sheaf_pcs_kfree_rcu(struct kmem_cache *s, void *obj)
 			rf = pcs->spare;
 			pcs->spare = NULL;
 		} else {
-			rf = _sheaf_barn_get_empty(sheaf_local_barn(s));
+			rf = _sheaf_barn_get_empty(sheaf_local_barn(s), true);
 		}
 		if (!rf) {
 			sheaf_pcs_unlock(pcs);
@@ -811,7 +908,7 @@ size_t _sheaf_pcs_cached_objects(struct kmem_cache *s)
  * fork: own every slot (remote protocol) until the handlers release them,
  * in two halves: stop every slot of every cache, one fence for all
  * (_sheaf_rseq_fence() by the caller, in rseq mode), then wait for the
- * holders and take the barns.
+ * holders.  The barns are a step of their own, after every cache's slots.
  */
 void _sheaf_pcs_fork_stop(struct kmem_cache *s)
 {
@@ -821,17 +918,22 @@ void _sheaf_pcs_fork_stop(struct kmem_cache *s)
 
 void _sheaf_pcs_fork_wait(struct kmem_cache *s)
 {
-	/*
-	 * Recorded, not order-checked: the handler holds the barn locks of
-	 * the caches before s here.  That is safe because every cache's
-	 * slots were stopped before any is waited for, so a holder of one of
-	 * s's slots cannot take a slot of another cache, and no path takes a
-	 * barn lock while holding another cache's slot (tests/test_fork.c).
-	 */
-	_sheaf_lock_tried(LR_SLOT);
+	/* It waits for every holder of s's slots (the handler holds the
+	 * slots of the caches before s: the same rank). */
+	_sheaf_lock_acquire(LR_SLOT);
 	_sheaf_slots_wait(s->hot.pcs);
+}
+
+void _sheaf_pcs_fork_lock_barns(struct kmem_cache *s)
+{
 	for (unsigned int n = 0; n < _sheaf_nr_nodes; n++)
 		sheaf_barn_lock(&s->barn[n]->lock);
+}
+
+void _sheaf_pcs_fork_unlock_barns(struct kmem_cache *s)
+{
+	for (unsigned int n = 0; n < _sheaf_nr_nodes; n++)
+		sheaf_barn_unlock(&s->barn[n]->lock);
 }
 
 /*
@@ -843,8 +945,6 @@ void _sheaf_pcs_fork_wait(struct kmem_cache *s)
  */
 void _sheaf_pcs_unlock_all(struct kmem_cache *s, bool child)
 {
-	for (unsigned int n = 0; n < _sheaf_nr_nodes; n++)
-		sheaf_barn_unlock(&s->barn[n]->lock);
 	if (child)
 		_sheaf_slots_reset(s->hot.pcs);
 	_sheaf_pcs_remote_unlock_all(s);

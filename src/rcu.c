@@ -521,6 +521,9 @@ SHEAF_EXPORT void kvfree_rcu_barrier_on_cache(struct kmem_cache *s)
 	if (!s)
 		return;
 	cache_check_live(s, "kvfree_rcu_barrier_on_cache", __builtin_return_address(0));
+	/* kfree_nolock()'s deferred frees too: every free made before the
+	 * barrier is done after it. */
+	_sheaf_deferred_drain(s);
 	_sheaf_pcs_submit_rcu_sheaves(s);
 	submit_batch();
 	worker_barrier();
@@ -531,9 +534,12 @@ SHEAF_EXPORT void kvfree_rcu_barrier(void)
 {
 	struct kmem_cache *s;
 	sheaf_init();
+	_sheaf_kmalloc_drain_deferred();
 	sheaf_lock(&_sheaf_slab_mutex, LR_SLAB_MUTEX);
-	list_for_each_entry(s, &_sheaf_slab_caches, list)
+	list_for_each_entry(s, &_sheaf_slab_caches, list) {
+		_sheaf_deferred_drain(s);
 		_sheaf_pcs_submit_rcu_sheaves(s);
+	}
 	sheaf_unlock(&_sheaf_slab_mutex, LR_SLAB_MUTEX);
 	submit_batch();
 	worker_barrier();

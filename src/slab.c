@@ -472,6 +472,50 @@ void *_sheaf_alloc_single(struct kmem_cache *s, gfp_t gfp, int node,
 }
 
 /*
+ * One object from the slab layer without waiting for a lock (the slab
+ * part of kmalloc_nolock(), the kernel's allocation with !allow_spin):
+ * node's partial slabs, or a new slab of node made while its list_lock is
+ * held (so that it is listed at once), then the same on the other nodes
+ * (a node may have no free page until an allocation that may block maps
+ * it an arena); each list_lock and the page lock only tried.  NULL when
+ * every lock that could help was busy or no memory was to be had without
+ * mapping any.  Not for debug caches (debug.c has their checked path).
+ */
+void *_sheaf_alloc_single_nolock(struct kmem_cache *s, int node, unsigned int slot)
+{
+	SHEAF_ASSERT(!cache_debug(s));
+	if (node == NUMA_NO_NODE)
+		node = sheaf_node();
+	for (unsigned int i = 0; i < _sheaf_nr_nodes; i++) {
+		int nid = (node + (int)i) % (int)_sheaf_nr_nodes;
+		struct kmem_cache_node *n = get_node(s, nid);
+		void *obj = NULL;
+		if (!sheaf_trylock(&n->list_lock, LR_LIST))
+			continue;
+		if (!list_empty(&n->partial)) {
+			obj = pop_partial_locked(s, n,
+				list_first_entry(&n->partial, struct slab, slab_list), slot);
+		} else {
+			/* Under the list lock, so that its other objects are
+			 * on the partial list before anyone can see the slab
+			 * (the order list_lock -> page lock is the usual one). */
+			struct slab *slab = _sheaf_new_slab(s, SHEAF_GFP_NOLOCK, nid, slot);
+			if (slab) {
+				obj = slab->freelist;
+				slab->freelist = get_freepointer(s, obj);
+				slab->inuse = 1;
+				if (slab->freelist)
+					slab_add_partial(n, slab);
+			}
+		}
+		sheaf_unlock(&n->list_lock, LR_LIST);
+		if (obj)
+			return obj;
+	}
+	return NULL;
+}
+
+/*
  * Prefetching free-pointer words.  Freeing or taking objects from slabs
  * in bulk (sheaf flushes and refills) touches one free-pointer word per
  * object, usually in a line the CPU no longer holds; one at a time, each
@@ -659,6 +703,123 @@ void _sheaf_slab_free(struct kmem_cache *s, struct slab *slab, void *head,
 		stat(s, SHEAF_STAT_FREE_ADD_PARTIAL, slot);
 	}
 	sheaf_unlock(&n->list_lock, LR_LIST);
+}
+
+/*
+ * Free one object to its slab without waiting (kfree_nolock()'s slab
+ * part): the compare-and-swap alone does unless the slab was full and
+ * must go on the partial list, which needs its node's list_lock: only
+ * tried.  A slab this free empties is not given back to the page layer
+ * (that takes the page lock, and for SLAB_TYPESAFE_BY_RCU liburcu's
+ * call_rcu()): it stays on the partial list, where shrink finds it.
+ * false: the list_lock was busy, nothing done (the caller defers the
+ * free).  Not for debug caches.
+ */
+bool _sheaf_slab_free_nolock(struct kmem_cache *s, struct slab *slab, void *obj,
+			     unsigned int slot)
+{
+	struct kmem_cache_node *n = NULL;
+	fc_t old, new_;
+
+	SHEAF_ASSERT(!cache_debug(s));
+	for (;;) {
+		old = slab_read(slab);
+		if (unlikely(old.freelist == obj))
+			_sheaf_report_invalid("kfree_nolock", "double free of", obj, s, NULL);
+		bool was_frozen = fc_frozen(old.counters);
+		if (!was_frozen && !old.freelist && !n) {
+			n = get_node(s, slab->node);
+			if (!sheaf_trylock(&n->list_lock, LR_LIST))
+				return false;
+		}
+		SHEAF_ASSERT(fc_inuse(old.counters) >= 1);
+		set_freepointer(s, obj, old.freelist);
+		new_.freelist = obj;
+		new_.counters = fc_set(old.counters, fc_inuse(old.counters) - 1,
+				       was_frozen);
+		if (cmpxchg16(slab, old.full, new_.full))
+			break;
+		stat(s, SHEAF_STAT_CMPXCHG_DOUBLE_FAIL, slot);
+	}
+	if (n) {
+		/* Full until this free, and nobody else lists it: a full slab
+		 * is listed by its first free, under this lock. */
+		if (!old.freelist && !fc_frozen(old.counters) && !slab->on_partial) {
+			slab_add_partial(n, slab);
+			stat(s, SHEAF_STAT_FREE_ADD_PARTIAL, slot);
+		}
+		sheaf_unlock(&n->list_lock, LR_LIST);
+	} else if (fc_frozen(old.counters)) {
+		stat(s, SHEAF_STAT_FREE_FROZEN, slot);
+	}
+	return true;
+}
+
+/* ------------------------------------------------------- deferred frees */
+
+/*
+ * kfree_nolock()'s deferred frees: what it could not free without waiting
+ * goes on its cache's stack (struct kmem_cache, deferred; the push is
+ * deferred_push(), internal.h), linked through the objects' own free
+ * pointers: the word a free writes anyway, outside the object where a
+ * ctor, SLAB_TYPESAFE_BY_RCU or slub_debug need it (a debug cache's red
+ * zones and poison are not touched; an allocated object's free pointer is
+ * never checked).  A drain takes the whole stack with one exchange (so a
+ * push never races with a pop: no ABA) and frees the objects in normal
+ * context.  Drains hold the cache's flush lock: they are serialized with
+ * each other and with the flushes of shrink and destroy, and a fork()
+ * (whose handlers take every flush lock) never finds one half done, so a
+ * child inherits every deferred object on its stack.
+ *
+ * Who drains: the cache's slow paths (pcs.c, cpu_slab.c, debug.c: one
+ * test of the stack, then a drain with the flush lock only tried, since
+ * they may run under other locks), and with the lock waited for, shrink,
+ * destroy, the count of objects in use and the RCU barriers
+ * (slab_common.c, rcu.c).
+ */
+
+/* The flush lock for a drain: taken (wait), else only tried. */
+bool _sheaf_deferred_lock(struct kmem_cache *s, bool wait)
+{
+	if (!wait)
+		return sheaf_trylock(cache_flush_lock(s), LR_FLUSH);
+	sheaf_lock(cache_flush_lock(s), LR_FLUSH);
+	return true;
+}
+
+/* After a drain of n objects. */
+void _sheaf_deferred_unlock(struct kmem_cache *s, size_t n)
+{
+	if (n)
+		atomic_fetch_sub_explicit(&s->deferred_nr, (long)n, memory_order_relaxed);
+	sheaf_unlock(cache_flush_lock(s), LR_FLUSH);
+}
+
+/*
+ * Drain a (non-debug) cache's deferred frees straight to their slabs, as
+ * the kernel's deferred frees go (objects of a sheaf cache do not go back
+ * through the sheaves: a drain runs rarely).  wait: see above.
+ */
+void _sheaf_slab_drain_deferred(struct kmem_cache *s, bool wait)
+{
+	SHEAF_ASSERT(!cache_debug(s));
+	if (!_sheaf_deferred_lock(s, wait))
+		return;
+	void *o = deferred_take(s);
+	void *batch[32];
+	size_t k = 0, n = 0;
+	unsigned int slot = sheaf_slot();
+	while (o) {
+		batch[k++] = o;
+		o = get_freepointer(s, o); /* before the free rewrites it */
+		if (k == ARRAY_SIZE(batch) || !o) {
+			_sheaf_slab_free_bulk(s, k, batch, slot);
+			n += k;
+			k = 0;
+		}
+	}
+	stat_add(s, SHEAF_STAT_FREE_SLOWPATH, slot, n);
+	_sheaf_deferred_unlock(s, n);
 }
 
 /*

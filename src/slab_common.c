@@ -240,11 +240,33 @@ static void flush_and_shrink(struct kmem_cache *s)
 		_sheaf_shrink_node(s, (int)n);
 }
 
+/*
+ * Free what kfree_nolock() deferred on s (slab.c, "deferred frees"),
+ * waiting for a drain under way elsewhere: after it, every deferred free
+ * made before the call is done.  Normal context, no lock held.
+ */
+void _sheaf_deferred_drain(struct kmem_cache *s)
+{
+	if (cache_debug(s))
+		_sheaf_debug_drain_deferred(s, true);
+	else
+		_sheaf_slab_drain_deferred(s, true);
+}
+
+SHEAF_EXPORT size_t sheaf_cache_deferred_objects(struct kmem_cache *s)
+{
+	if (!s)
+		return 0;
+	long n = atomic_load_explicit(&s->deferred_nr, memory_order_relaxed);
+	return n > 0 ? (size_t)n : 0;
+}
+
 SHEAF_EXPORT int kmem_cache_shrink(struct kmem_cache *s)
 {
 	if (!s)
 		return -EINVAL;
 	cache_check_live(s, "kmem_cache_shrink", __builtin_return_address(0));
+	_sheaf_deferred_drain(s);
 	flush_and_shrink(s);
 	_sheaf_pages_purge(true);
 	/* The kernel's answer: 1 while the cache keeps any slab (objects in
@@ -255,9 +277,12 @@ SHEAF_EXPORT int kmem_cache_shrink(struct kmem_cache *s)
 	return 0;
 }
 
+/* Objects allocated and not freed; kfree_nolock()'s deferred frees count
+ * as freed (they are drained first). */
 static size_t slab_objects_inuse(struct kmem_cache *s)
 {
 	long total = 0;
+	_sheaf_deferred_drain(s);
 	size_t free_objs = sheaf_cache_cached_objects(s);
 	for (unsigned int n = 0; n < _sheaf_nr_nodes; n++) {
 		total += atomic_load(&s->node[n]->total_objects);
@@ -347,6 +372,8 @@ SHEAF_EXPORT void kmem_cache_destroy(struct kmem_cache *s)
 	 * kvfree_rcu_barrier_on_cache()). */
 	if (READ_ONCE(s->rcu_used))
 		kvfree_rcu_barrier_on_cache(s);
+	/* Deferred frees are frees: none is reported as a leak. */
+	_sheaf_deferred_drain(s);
 	flush_and_shrink(s);
 	size_t live = slab_objects_inuse(s);
 	long lent = atomic_load_explicit(&s->lent_sheaves, memory_order_relaxed);
@@ -454,6 +481,73 @@ void _sheaf_slab_free_obj(struct kmem_cache *s, struct slab *slab, void *obj,
 		_sheaf_pcs_free(s, slab, obj);
 	else
 		_sheaf_cpu_free(s, slab, obj, fn, caller);
+}
+
+/*
+ * kmalloc_nolock()'s object of s (a kmalloc cache): the per-CPU cache of
+ * the local node (the sheaves' section or slot, or the classic fast
+ * path), then the slab layer, every lock only tried; debug caches take
+ * their checked path, the same way.  gfp: __GFP_ZERO matters.  NULL when
+ * nothing could be had without waiting or mapping memory.  No failure
+ * injection at the slab point (the kernel's kmalloc_nolock() skips
+ * should_failslab() too); the page point applies.
+ */
+void *_sheaf_cache_alloc_nolock(struct kmem_cache *s, gfp_t gfp, int node)
+{
+	void *obj = NULL;
+	unsigned int slot;
+	if (unlikely(cache_debug(s))) {
+		slot = sheaf_slot();
+		stat(s, SHEAF_STAT_ALLOC_SLOWPATH, slot);
+		/* The node first, then the others, as below. */
+		int first = node == NUMA_NO_NODE ? sheaf_node() : node;
+		for (unsigned int i = 0; !obj && i < _sheaf_nr_nodes; i++)
+			obj = _sheaf_debug_alloc(s, SHEAF_GFP_NOLOCK,
+						 (first + (int)i) % (int)_sheaf_nr_nodes, slot);
+	} else {
+		/* A request for another node bypasses the per-CPU caches (the
+		 * node is a preference here: the other nodes follow, and the
+		 * local node's per-CPU cache may hold another node's object). */
+		if (node == NUMA_NO_NODE || _sheaf_nr_nodes == 1 || node == sheaf_node())
+			obj = cache_has_sheaves(s) ? _sheaf_pcs_alloc_nolock(s)
+						   : _sheaf_cpu_alloc_nolock(s);
+		if (!obj) {
+			slot = sheaf_slot();
+			stat(s, SHEAF_STAT_ALLOC_SLOWPATH, slot);
+			obj = _sheaf_alloc_single_nolock(s, node, slot);
+		}
+	}
+	track_alloc(s, obj);
+	if (obj && (gfp & __GFP_ZERO))
+		memset(obj, 0, s->object_size);
+	return obj;
+}
+
+/*
+ * kfree_nolock() of a checked object of s (any cache), already given to
+ * the sanitizers (track_free()): the per-CPU cache, else its slab, without
+ * waiting; else (a busy slot and list_lock, or no room without a flush)
+ * the cache's deferred frees.  A debug cache's free is always deferred:
+ * its checked free waits for list_lock.
+ */
+void _sheaf_cache_free_nolock(struct kmem_cache *s, struct slab *slab, void *obj)
+{
+	if (likely(!cache_debug(s))) {
+		if (cache_has_sheaves(s) ? _sheaf_pcs_free_nolock(s, slab, obj)
+					 : _sheaf_cpu_free_nolock(s, slab, obj))
+			return;
+		unsigned int slot = sheaf_slot();
+		if (_sheaf_slab_free_nolock(s, slab, obj, slot)) {
+			stat(s, SHEAF_STAT_FREE_SLOWPATH, slot);
+			return;
+		}
+		deferred_push(s, obj);
+		return;
+	}
+	/* The link is the free pointer, metadata outside the object. */
+	_sheaf_meta_access_begin();
+	deferred_push(s, obj);
+	_sheaf_meta_access_end();
 }
 
 static inline bool alloc_args_ok(struct kmem_cache *s, gfp_t gfp, int node)

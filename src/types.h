@@ -481,6 +481,18 @@ struct kmem_cache {
 	unsigned int red_left_pad;           /* debug: left red zone before each object */
 	unsigned int track_off;              /* debug: tracks, from the object */
 	slab_flags_t flags;
+	/*
+	 * kfree_nolock()'s deferred frees (slab.c, "deferred frees"): a
+	 * stack of objects linked through their free pointers (at offset),
+	 * pushed lock-free from any context, a signal handler included, and
+	 * taken whole by a drain in normal context under the flush lock.
+	 * deferred_nr >= the stack's length (added before a push, taken off
+	 * after a drain).  Written only when a free is deferred or drained:
+	 * it shares the line of the fields every slow path reads, which the
+	 * slow paths test it with.
+	 */
+	void *deferred;
+	atomic_long deferred_nr;
 	void (*ctor)(void *);
 	struct sheaf_stat_slot *stats;       /* [_sheaf_nr_slots] */
 	struct kmem_cache_node *node[MAX_NUMNODES];

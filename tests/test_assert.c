@@ -118,8 +118,8 @@ static void legal_states(void *arg)
 	struct node_barn *barn = sheaf_local_barn(s);
 	_sheaf_barn_put_full(barn, sheaf_of(s, s, CAP));
 	_sheaf_barn_put_empty(barn, sheaf_of(s, s, 0), true);
-	struct slab_sheaf *full = _sheaf_barn_get_full(barn);
-	struct slab_sheaf *empty = _sheaf_barn_get_empty(barn);
+	struct slab_sheaf *full = _sheaf_barn_get_full(barn, true);
+	struct slab_sheaf *empty = _sheaf_barn_get_empty(barn, true);
 	if (!full || !empty || full->size != CAP || empty->size != 0)
 		_exit(6);
 	_sheaf_discard_sheaf(s, full, 0);

@@ -17,10 +17,12 @@
  *    address, cache and caller, and aborts the process (like glibc's free()).
  *
  * Thread safety: every function may be called from any thread.  None is
- * async-signal-safe: a signal handler must not call libsheaf (the slow
- * paths take locks the interrupted thread may hold; docs/PERCPU.md).  A
- * thread interrupted anywhere in libsheaf by a signal whose handler obeys
- * that rule resumes correctly.  A thread whose rseq area is not registered
+ * async-signal-safe but kmalloc_nolock() and kfree_nolock(), which take no
+ * lock they would wait for (their comments say what they promise): a
+ * signal handler must call no other libsheaf function (the slow paths take
+ * locks the interrupted thread may hold; docs/PERCPU.md).  A thread
+ * interrupted anywhere in libsheaf by a signal whose handler obeys that
+ * rule resumes correctly.  A thread whose rseq area is not registered
  * works (through the slab layer, without the per-CPU sheaves).  A module
  * that used the inline fast paths may be dlclose()d whenever no thread
  * runs its code.
@@ -446,6 +448,64 @@ void *kcalloc_node(size_t n, size_t size, gfp_t gfp, int node);
 void kfree(const void *p);
 /* kfree() after zeroing the whole usable size (ksize()) of p. */
 void kfree_sensitive(const void *p);
+
+/*
+ * kmalloc_nolock(), kfree_nolock(): allocation and free from any context,
+ * in userspace a signal handler (the kernel's any context, NMI included),
+ * whatever library lock the interrupted thread holds.  Nothing on their
+ * paths waits: every lock is only tried, and a busy one makes the
+ * allocation take another way or fail, and the free another way or be
+ * deferred.  They allocate and flush no sheaf and map no memory.  What
+ * they do use: the restartable sections of the slot (the kernel aborts
+ * the interrupted thread's section before a handler runs), the slot lock,
+ * the barn and the node lists of the size class, free pages the page
+ * layer already has.  Async-signal-safe in that sense, with these limits:
+ * a report of misuse (an invalid pointer, a double free, a slub_debug
+ * check failing) prints from the handler and aborts; errno is set on
+ * failure (a handler that cares saves and restores it, as around any
+ * system call); nothing before the library has started (its constructor
+ * starts it, so only another constructor can run earlier): NULL, ENOMEM.
+ *
+ * kmalloc_nolock: an object of the kmalloc size class of size (sizes up
+ * to KMALLOC_MAX_CACHE_SIZE, 8 KiB), from node (NUMA_NO_NODE or the
+ * local node: through the slot's per-CPU cache first; another node: from
+ * the slab layer; a node is a preference: other nodes follow it).  gfp: only __GFP_ZERO (zeroed
+ * memory), __GFP_ACCOUNT and __GFP_NO_OBJ_EXT (accepted, no effect), as
+ * the kernel's.  When the class's locks are busy it tries the next class
+ * up once (so ksize() may be larger), as the kernel's first version did.  Returns NULL
+ * with errno EINVAL for any other gfp bit or a node out of range; NULL
+ * with errno ENOMEM for a size above KMALLOC_MAX_CACHE_SIZE (never
+ * served here) and when nothing could be had without waiting or mapping
+ * memory (a busy lock or no free memory: the kernel's answer too, whose
+ * NULL means ENOMEM; another try later may succeed).  size 0:
+ * ZERO_SIZE_PTR.  A slub_debug cache is served through its checked path
+ * (its list lock only tried), the allocation track without a stack trace.
+ * No failure injection at the slab point (as the kernel's skips failslab);
+ * the page point applies.  Free with kfree() or kfree_nolock().
+ */
+void *kmalloc_nolock(size_t size, gfp_t gfp, int node);
+
+/*
+ * kfree_nolock: free p from any context, as kfree_nolock() above says.
+ * p: an object of kmalloc_nolock(), and in libsheaf any object kfree()
+ * takes but a kvmalloc() mapping: of kmalloc() (large page runs too) or
+ * kmem_cache_alloc() of any cache (the kernel, up to 7.2, takes objects
+ * of kmalloc_nolock() only; a later series takes kmalloc()'s).  NULL and
+ * ZERO_SIZE_PTR: no-op.  Not libsheaf memory, not at an object boundary,
+ * a kvmalloc() mapping, an immediately repeated free: reported as kfree()
+ * does ("sheaf: kfree_nolock(): ...") and the process aborts.  The object
+ * goes to the slot's sheaf or per-CPU freelist, else to its slab;
+ * when that would wait (the slot and the node list busy) or needs a
+ * flush or a new sheaf, it is deferred: pushed, lock-free, on a list of
+ * its cache (linked through its free pointer, as a free writes it) and
+ * freed in normal context by the cache's next slow path, or by
+ * kmem_cache_shrink(), kmem_cache_destroy(), sheaf_cache_objects_inuse()
+ * or an RCU barrier, which wait for it: a deferred free is never lost nor
+ * reported as a leak.  A slub_debug cache's free is always deferred (its
+ * checks run at the drain, and its free track is the drainer's); a large
+ * run's too (its free takes the page lock).
+ */
+void kfree_nolock(const void *p);
 /* Free nr objects of any caches or kmalloc (NULL entries skipped). */
 static inline void kfree_bulk(size_t nr, void **p)
 {
@@ -592,6 +652,11 @@ size_t sheaf_cache_objects_inuse(struct kmem_cache *s);
 size_t sheaf_cache_cached_objects(struct kmem_cache *s);
 /* Slabs the cache holds, all nodes. */
 size_t sheaf_cache_slabs(struct kmem_cache *s);
+/*
+ * Frees of the cache that kfree_nolock() deferred and no drain has done
+ * yet (0 for NULL).  A snapshot: exact when quiescent.
+ */
+size_t sheaf_cache_deferred_objects(struct kmem_cache *s);
 
 /*
  * Failure injection with the kernel's fault-injection semantics, at three
@@ -636,6 +701,24 @@ void sheaf_inject_page_failures(long skip, long count);
  * releasing a slot that is not held.
  */
 int sheaf_test_hold_slot(struct kmem_cache *s, bool hold);
+
+/*
+ * Test hook: the steps in which the fork handlers take every library lock,
+ * one rank of the lock order each (docs/ARCHITECTURE.md): "batch_lock",
+ * "drain_lock", "info.lock", "slab_mutex", "flush_lock and every slot"
+ * (every cache's slots owned as a remote flush owns them), "barn locks",
+ * "list_locks", "arena_lock", "page_node locks", "pool.lock", "glob_lock",
+ * "worker.lock".  sheaf_test_lock_step_name(): the name of step `step`,
+ * NULL past the last.  sheaf_test_hold_lock_step(): take (hold = true)
+ * that step's locks in the calling thread, as the fork handler would
+ * (every cache's, with slab_mutex for the per-cache steps), or release
+ * them (false).  While they are held, the thread must call nothing that
+ * takes them (kmalloc_nolock() and kfree_nolock() do not).  One step at a
+ * time per thread.  Returns 0, -EINVAL (no such step, or releasing a step
+ * not held), -EBUSY (a step is held already).
+ */
+const char *sheaf_test_lock_step_name(unsigned int step);
+int sheaf_test_hold_lock_step(unsigned int step, bool hold);
 
 /*
  * Test hook: make the next `count` allocations of a sheaf fail (count < 0:
