@@ -110,7 +110,7 @@ SHEAF_EXPORT struct slab_sheaf *kmem_cache_prefill_sheaf(struct kmem_cache *s,
 			/* demand for a full sheaf: RCU may recycle one more */
 			barn_earn_rcu_credit(barn);
 			if (READ_ONCE(barn->nr_full))
-				full = _sheaf_barn_get_full(barn);
+				full = _sheaf_barn_get_full(barn, true);
 		}
 		if (full) {
 			if (_sheaf_pcs_give_spare(s, sheaf, &slot)) {
