@@ -311,46 +311,57 @@ static double run_larson(const struct workload *wl, uint64_t ops)
 
 /* -------------------------------------------------------------- xmalloc */
 
-#define XM_BATCH 128
-#define XM_RING 64	/* batches in flight per direction */
+/*
+ * Threads in a ring, each producing batches of objects (cfg.batch, sizes
+ * from cfg.size, written) for the next and freeing the batches the one
+ * before made, through lock-free single-producer rings (cfg.depth batches
+ * in flight): xmalloc (2 threads: each other's) and xring (4).
+ */
+#define RING_MAX 64	/* batches in flight, at most */
+#define RING_MAXT 8	/* threads, at most */
 
-struct xm_ring {
-	void **slot[XM_RING];
+static struct ring_cfg {
+	unsigned int batch, depth;
+	size_t (*size)(uint32_t *x);
+} ring_cfg;
+
+static struct xm_ring {
+	void **slot[RING_MAX];
 	uint64_t head __attribute__((aligned(64)));	/* consumer */
 	uint64_t tail __attribute__((aligned(64)));	/* producer */
-} __attribute__((aligned(64)));
+} __attribute__((aligned(64))) xm_rings[RING_MAXT];
 
-static struct xm_ring xm_rings[2];
-
-static void *xmalloc_worker(struct worker *w)
+static void *ring_worker(struct worker *w)
 {
-	struct xm_ring *out = &xm_rings[w->idx], *in = &xm_rings[!w->idx];
+	unsigned int nt = w->t->nthreads, batch = ring_cfg.batch;
+	struct xm_ring *out = &xm_rings[w->idx];
+	struct xm_ring *in = &xm_rings[(w->idx + nt - 1) % nt];
 	uint32_t x = 0x51ed27u * (w->idx + 1);
 	uint64_t made = 0, freed = 0, total = w->t->ops;
 	while (made < total || freed < total) {
 		bool progress = false;
 		uint64_t tail = out->tail;
 		if (made < total &&
-		    tail - __atomic_load_n(&out->head, __ATOMIC_ACQUIRE) < XM_RING) {
-			void **b = xmalloc(XM_BATCH * sizeof(*b));
-			for (int i = 0; i < XM_BATCH; i++) {
-				size_t n = 8 + rnd(&x) % 505;
+		    tail - __atomic_load_n(&out->head, __ATOMIC_ACQUIRE) < ring_cfg.depth) {
+			void **b = xmalloc(batch * sizeof(*b));
+			for (unsigned int i = 0; i < batch; i++) {
+				size_t n = ring_cfg.size(&x);
 				b[i] = xmalloc(n);
 				touch(b[i], n);
 			}
-			out->slot[tail % XM_RING] = b;
+			out->slot[tail % ring_cfg.depth] = b;
 			__atomic_store_n(&out->tail, tail + 1, __ATOMIC_RELEASE);
-			made += XM_BATCH;
+			made += batch;
 			progress = true;
 		}
 		uint64_t head = in->head;
 		if (head != __atomic_load_n(&in->tail, __ATOMIC_ACQUIRE)) {
-			void **b = in->slot[head % XM_RING];
+			void **b = in->slot[head % ring_cfg.depth];
 			__atomic_store_n(&in->head, head + 1, __ATOMIC_RELEASE);
-			for (int i = 0; i < XM_BATCH; i++)
+			for (unsigned int i = 0; i < batch; i++)
 				free(b[i]);
 			free(b);
-			freed += XM_BATCH;
+			freed += batch;
 			progress = true;
 		}
 		if (!progress)
@@ -359,12 +370,23 @@ static void *xmalloc_worker(struct worker *w)
 	return NULL;
 }
 
+/* ns per pair over all threads' objects (ops per thread, whole batches). */
+static double run_ring(unsigned int threads, uint64_t ops)
+{
+	ops = (ops + ring_cfg.batch - 1) / ring_cfg.batch * ring_cfg.batch;
+	struct team t = { .nthreads = threads, .ops = ops, .fn = ring_worker };
+	return (double)run_team(&t) / (double)(threads * ops);
+}
+
+static size_t xm_size(uint32_t *x)
+{
+	return 8 + rnd(x) % 505;
+}
+
 static double run_xmalloc(const struct workload *wl, uint64_t ops)
 {
-	ops = (ops + XM_BATCH - 1) / XM_BATCH * XM_BATCH;
-	struct team t = { .nthreads = 2, .ops = ops, .fn = xmalloc_worker };
-	(void)wl;
-	return (double)run_team(&t) / (double)(2 * ops);
+	ring_cfg = (struct ring_cfg){ .batch = 128, .depth = 64, .size = xm_size };
+	return run_ring(wl->threads, ops);
 }
 
 /* ------------------------------------------------------------------ hot */
@@ -567,16 +589,6 @@ static double run_large(const struct workload *wl, uint64_t ops)
 
 /* ---------------------------------------------------------------- xring */
 
-#define XR_BATCH 64
-#define XR_RING 32	/* batches in flight between two neighbours */
-#define XR_MAXT 8
-
-static struct xm_ring_r {
-	void **slot[XR_RING];
-	uint64_t head __attribute__((aligned(64)));	/* consumer */
-	uint64_t tail __attribute__((aligned(64)));	/* producer */
-} __attribute__((aligned(64))) xr_rings[XR_MAXT];
-
 /* 8 B .. 8 KiB, log-uniform: every size class gets its share. */
 static size_t xr_size(uint32_t *x)
 {
@@ -586,50 +598,10 @@ static size_t xr_size(uint32_t *x)
 	return lo + (r >> 8) % lo;			/* lo .. 2 lo - 1 */
 }
 
-static void *xring_worker(struct worker *w)
-{
-	unsigned int nt = w->t->nthreads;
-	struct xm_ring_r *out = &xr_rings[w->idx];
-	struct xm_ring_r *in = &xr_rings[(w->idx + nt - 1) % nt];
-	uint32_t x = 0x2545f491u * (w->idx + 1);
-	uint64_t made = 0, freed = 0, total = w->t->ops;
-	while (made < total || freed < total) {
-		bool progress = false;
-		uint64_t tail = out->tail;
-		if (made < total &&
-		    tail - __atomic_load_n(&out->head, __ATOMIC_ACQUIRE) < XR_RING) {
-			void **b = xmalloc(XR_BATCH * sizeof(*b));
-			for (int i = 0; i < XR_BATCH; i++) {
-				size_t n = xr_size(&x);
-				b[i] = xmalloc(n);
-				touch(b[i], n);
-			}
-			out->slot[tail % XR_RING] = b;
-			__atomic_store_n(&out->tail, tail + 1, __ATOMIC_RELEASE);
-			made += XR_BATCH;
-			progress = true;
-		}
-		uint64_t head = in->head;
-		if (head != __atomic_load_n(&in->tail, __ATOMIC_ACQUIRE)) {
-			void **b = in->slot[head % XR_RING];
-			__atomic_store_n(&in->head, head + 1, __ATOMIC_RELEASE);
-			for (int i = 0; i < XR_BATCH; i++)
-				free(b[i]);
-			free(b);
-			freed += XR_BATCH;
-			progress = true;
-		}
-		if (!progress)
-			sched_yield();
-	}
-	return NULL;
-}
-
 static double run_xring(const struct workload *wl, uint64_t ops)
 {
-	ops = (ops + XR_BATCH - 1) / XR_BATCH * XR_BATCH;
-	struct team t = { .nthreads = wl->threads, .ops = ops, .fn = xring_worker };
-	return (double)run_team(&t) / (double)(wl->threads * ops);
+	ring_cfg = (struct ring_cfg){ .batch = 64, .depth = 32, .size = xr_size };
+	return run_ring(wl->threads, ops);
 }
 
 /* ---------------------------------------------------------------- child */

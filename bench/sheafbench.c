@@ -1126,6 +1126,42 @@ static void print_header(const char *extra, const char *extra_sep)
 	printf("\n");
 }
 
+/*
+ * The table of a workload whose child reports a share ("Y"): ns per
+ * `unit`, Mobjects/s when `rate`, peak RSS, the share, and against
+ * classic: throughput (rate) or time.
+ */
+static void print_share_table(enum wtype type, const char *title, const char *unit,
+			      const char *share, bool rate)
+{
+	for (int wi = 0; wi < NW; wi++) {
+		if (!wsel[wi] || workloads[wi].type != type)
+			continue;
+		printf("\n### %s\n\n| contender | ns/%s |%s peak RSS MiB | %s | %s vs classic |\n",
+		       title, unit, rate ? " Mobjects/s |" : "", share,
+		       rate ? "throughput" : "time");
+		printf("|---|---:|%s---:|---:|---:|\n", rate ? "---:|" : "");
+		double cl = med[wi][1];
+		for (int k = 0; k < nc; k++) {
+			int ci = order[k];
+			double v = med[wi][ci];
+			if (v < 0)
+				continue;
+			printf("| %s |", contenders[ci].name);
+			bench_print_cell(v, rate ? 2 : 1, 9);
+			if (rate)
+				bench_print_cell(v > 0 ? 1000.0 / v : -1, 1, 10);
+			bench_print_cell(cells[wi][ci].rss_kb ? cells[wi][ci].rss_kb / 1024.0 : -1, 1, 12);
+			if (recycled_share[wi][ci] >= 0)
+				printf(" %5.1f%% |", 100.0 * recycled_share[wi][ci]);
+			else
+				printf(" - |");
+			bench_print_cell(v > 0 && cl > 0 ? (rate ? cl / v : v / cl) : -1, 2, 8);
+			printf("\n");
+		}
+	}
+}
+
 static void print_tables(void)
 {
 	printf("\n### ns per operation (median of %u; lower is better)\n\n", reps);
@@ -1193,62 +1229,9 @@ static void print_tables(void)
 		printf("\n");
 	}
 
-	for (int wi = 0; wi < NW; wi++) {
-		if (!wsel[wi] || workloads[wi].type != W_RCU)
-			continue;
-		printf("\n### rcu: frees through RCU (libsheaf sheaves: kfree_rcu; "
-		       "classic: call_rcu + kmem_cache_free; peers: call_rcu + free)\n\n");
-		printf("| contender | ns/object | Mobjects/s | peak RSS MiB | "
-		       "allocations from recycled sheaves | throughput vs classic |\n");
-		printf("|---|---:|---:|---:|---:|---:|\n");
-		double cl = med[wi][1];
-		for (int k = 0; k < nc; k++) {
-			int ci = order[k];
-			double v = med[wi][ci];
-			if (v < 0)
-				continue;
-			printf("| %s |", contenders[ci].name);
-			bench_print_cell(v, 2, 9);
-			bench_print_cell(v > 0 ? 1000.0 / v : -1, 1, 10);
-			bench_print_cell(cells[wi][ci].rss_kb ? cells[wi][ci].rss_kb / 1024.0 : -1, 1, 12);
-			if (recycled_share[wi][ci] >= 0)
-				printf(" %5.1f%% |", 100.0 * recycled_share[wi][ci]);
-			else
-				printf(" - |");
-			bench_print_cell(v > 0 && cl > 0 ? cl / v : -1, 2, 8);
-			printf("\n");
-		}
-	}
-}
-
-/* churn: writes, and where libsheaf's objects came from. */
-static void print_churn_table(void)
-{
-	for (int wi = 0; wi < NW; wi++) {
-		if (!wsel[wi] || workloads[wi].type != W_CHURN)
-			continue;
-		printf("\n### churn: maple-like node traffic (prefill, take a few, "
-		       "return; replaced nodes freed, 3 in 4 through RCU)\n\n");
-		printf("| contender | ns/write | peak RSS MiB | objects from slabs "
-		       "per object handed out | time vs classic |\n");
-		printf("|---|---:|---:|---:|---:|\n");
-		double cl = med[wi][1];
-		for (int k = 0; k < nc; k++) {
-			int ci = order[k];
-			double v = med[wi][ci];
-			if (v < 0)
-				continue;
-			printf("| %s |", contenders[ci].name);
-			bench_print_cell(v, 1, 9);
-			bench_print_cell(cells[wi][ci].rss_kb ? cells[wi][ci].rss_kb / 1024.0 : -1, 1, 12);
-			if (recycled_share[wi][ci] >= 0)
-				printf(" %5.1f%% |", 100.0 * recycled_share[wi][ci]);
-			else
-				printf(" - |");
-			bench_print_cell(v > 0 && cl > 0 ? v / cl : -1, 2, 8);
-			printf("\n");
-		}
-	}
+	print_share_table(W_RCU, "rcu: frees through RCU (libsheaf sheaves: kfree_rcu; "
+			  "classic: call_rcu + kmem_cache_free; peers: call_rcu + free)",
+			  "object", "allocations from recycled sheaves", true);
 }
 
 /* vma: writes and the lockless reader's lookups. */
@@ -1467,7 +1450,9 @@ int main(int argc, char **argv)
 			med[wi][ci] = csel[ci] && wsel[wi] ? bench_cell_median(&cells[wi][ci]) : -1;
 	print_tables();
 	print_vma_table();
-	print_churn_table();
+	print_share_table(W_CHURN, "churn: maple-like node traffic (prefill, take a few, "
+			  "return; replaced nodes freed, 3 in 4 through RCU)", "write",
+			  "objects from slabs per object handed out", false);
 	print_rss_table();
 	snprintf(path, sizeof(path), "%s/%s.csv", SHEAFBENCH_RESULTS_DIR,
 		 quick ? "quick" : "full");
