@@ -434,9 +434,10 @@ void _sheaf_pages_purge(bool all)
  * freed spans: a program cycling big buffers would otherwise map, fault
  * and zero every one anew (mallocbench large).  A retained mapping serves
  * a request by resizing in place: a tail beyond what the request needs
- * (more than an eighth of it) is unmapped, a shortfall grown with
- * mremap() without moving, within the arena slots the mapping's map
- * entries cover; its pages already faulted stay.  The smallest retained
+ * (more than an eighth of it) is split off, a shortfall grown with
+ * mremap() (in place, or the pages moved to a new mapping when something
+ * lies after it) and filled with pages of other retained mappings; its
+ * pages already faulted stay.  The smallest retained
  * mapping that covers the request is taken, else the largest that can
  * grow to it.
  *
@@ -585,8 +586,9 @@ static void split_tail(struct arena *a, size_t len)
  * within the arena slots the mapping's map entries cover) and then filled
  * with pages moved from the tails of other retained mappings, largest
  * first, so that a program cycling big buffers of varying sizes reuses
- * their resident pages instead of faulting new ones.  A mapping that
- * cannot grow in place is released.
+ * their resident pages instead of faulting new ones.  When something else
+ * lies after it, its pages move to the head of a new mapping of len.
+ * Only a mapping that can be neither grown nor moved is released.
  */
 static struct arena *retained_take(size_t len, size_t *dirty)
 {
@@ -605,7 +607,7 @@ static struct arena *retained_take(size_t len, size_t *dirty)
 			best = i;
 	}
 	struct arena *a = best < RETAIN_MAX ? retained_remove(best) : NULL;
-	if (a && a->size < len && (uintptr_t)a->base + len <= slots_end(a)) {
+	if (a && a->size < len) {
 		/* donors, largest first, until they cover the shortfall */
 		size_t need = len - a->size;
 		while (need && nr_retained) {
@@ -630,6 +632,20 @@ static struct arena *retained_take(size_t len, size_t *dirty)
 		size_t have = a->size;
 		bool grown = (uintptr_t)a->base + len <= slots_end(a) &&
 			     mremap(a->base, a->size, len, 0) != MAP_FAILED;
+		if (!grown) {
+			/* Something else lies after it: its pages move to the
+			 * head of a new mapping of len instead. */
+			char *nb = map_aligned(len, ARENA_SIZE);
+			if (nb && move_pages(a->base, a->size, nb)) {
+				sheaf_lock(&arena_lock, LR_ARENA);
+				map_range((uintptr_t)a->base, slots_end(a), NULL);
+				sheaf_unlock(&arena_lock, LR_ARENA);
+				a->base = nb;
+				grown = true;
+			} else if (nb) {
+				munmap(nb, len);
+			}
+		}
 		if (grown)
 			a->size = len;
 		for (unsigned int i = 0; i < ndonor; i++) {

@@ -95,6 +95,29 @@ static void test_grow_in_place(void **state)
 	release();
 }
 
+/* Something else right after it: the pages move to a new mapping. */
+static void test_grow_moves(void **state)
+{
+	(void)state;
+	release();
+	char *p = big(6 * MiB);
+	kvfree(p);
+	void *block = mmap(p + 6 * MiB, 4096, PROT_READ,
+			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	assert_ptr_equal(block, p + 6 * MiB);
+	char *q = kvmalloc(7 * MiB, GFP_KERNEL);
+	assert_non_null(q);
+	assert_ptr_not_equal(q, p);
+	assert_int_equal(q[0], 0x5a);		/* p's pages, moved */
+	assert_int_equal(q[6 * MiB - 1], 0x5a);
+	assert_int_equal(q[7 * MiB - 1], 0);	/* the new part is fresh */
+	assert_int_equal(info().huge_retained, 0);
+	assert_false(mapped(p, 64 * 4096));
+	munmap(block, 4096);
+	kvfree(q);
+	release();
+}
+
 static void test_trim_tail(void **state)
 {
 	(void)state;
@@ -289,6 +312,7 @@ int main(void)
 		const struct CMUnitTest tests[] = {
 			cmocka_unit_test(test_same_size),
 			cmocka_unit_test(test_grow_in_place),
+			cmocka_unit_test(test_grow_moves),
 			cmocka_unit_test(test_trim_tail),
 			cmocka_unit_test(test_small_slack_kept),
 			cmocka_unit_test(test_donor_pages),
