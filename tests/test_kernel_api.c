@@ -714,10 +714,70 @@ static void test_kvfree_call_rcu(void **state)
 	kmem_cache_destroy(s);
 }
 
+/* kmalloc_obj() and family: typed results, sizes, zeroing, overflow. */
+struct tk_obj {
+	int a;
+	long b;
+};
+
+struct tk_flex {
+	size_t n;
+	uint32_t v[];
+};
+
+static void test_typed_helpers(void **state)
+{
+	(void)state;
+	struct tk_obj *p = kmalloc_obj(*p, GFP_KERNEL);
+	_Static_assert(__builtin_types_compatible_p(__typeof__(kmalloc_obj(*p, 0)),
+						    struct tk_obj *), "typed result");
+	assert_non_null(p);
+	assert_true(ksize(p) >= sizeof(*p));
+	p->b = 7;
+	kfree(p);
+	struct tk_obj *z = kzalloc_obj(struct tk_obj, GFP_KERNEL);
+	assert_non_null(z);
+	assert_int_equal(z->a, 0);
+	assert_int_equal(z->b, 0);
+	kfree(z);
+
+	struct tk_obj *arr = kzalloc_objs(*arr, 100, GFP_KERNEL);
+	assert_non_null(arr);
+	assert_true(ksize(arr) >= 100 * sizeof(*arr));
+	for (int i = 0; i < 100; i++)
+		assert_true(arr[i].a == 0 && arr[i].b == 0);
+	kfree(arr);
+	assert_null(kmalloc_objs(*arr, SIZE_MAX / 8, GFP_KERNEL));
+	assert_null(kzalloc_objs(*arr, SIZE_MAX / 8, GFP_KERNEL));
+
+	struct tk_flex *f = kzalloc_flex(*f, v, 1000, GFP_KERNEL);
+	assert_non_null(f);
+	assert_true(ksize(f) >= offsetof(struct tk_flex, v) + 1000 * sizeof(uint32_t));
+	assert_int_equal(f->v[999], 0);
+	f->v[999] = 1;
+	kfree(f);
+	assert_null(kmalloc_flex(*f, v, SIZE_MAX / 2, GFP_KERNEL));
+	assert_int_equal(sheaf_flex_size(struct tk_flex, v, SIZE_MAX / 2), SIZE_MAX);
+
+	/* the kv forms: above KMALLOC_MAX_SIZE, a mapping */
+	struct tk_obj *big = kvzalloc_objs(*big, 1 << 19, GFP_KERNEL);
+	assert_non_null(big);
+	assert_int_equal(big[(1 << 19) - 1].b, 0);
+	kvfree(big);
+	struct tk_flex *kf = kvmalloc_flex(*kf, v, 2 << 20, GFP_KERNEL);
+	assert_non_null(kf);
+	kf->v[(2 << 20) - 1] = 3;
+	kvfree(kf);
+	struct tk_obj *o = kvmalloc_obj(*o, GFP_KERNEL);
+	assert_non_null(o);
+	kvfree(o);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_gfp_values),
+		cmocka_unit_test(test_typed_helpers),
 		cmocka_unit_test(test_gfp_allow),
 		cmocka_unit_test(test_gfp_new_bits_allocate),
 		cmocka_unit_test(test_gfp_undefined_bits),

@@ -442,6 +442,38 @@ void *kzalloc_node(size_t size, gfp_t gfp, int node);
 void *kmalloc_array_node(size_t n, size_t size, gfp_t gfp, int node);
 void *kcalloc_node(size_t n, size_t size, gfp_t gfp, int node);
 /*
+ * The kernel's typed allocation helpers (7.x): VAR_OR_TYPE is a type or
+ * an expression (usually *ptr), and the result has its pointer type.
+ *   kmalloc_obj(VAR_OR_TYPE, gfp)              one object
+ *   kmalloc_objs(VAR_OR_TYPE, count, gfp)      an array (NULL on overflow)
+ *   kmalloc_flex(VAR_OR_TYPE, FAM, count, gfp) a struct whose flexible
+ *                                              array member FAM holds count
+ *                                              elements (NULL on overflow)
+ * and the kzalloc_ (zeroed) and kvmalloc_/kvzalloc_ (kvmalloc) forms.
+ * Errors: those of kmalloc()/kvmalloc().
+ */
+#define sheaf_flex_size(T, FAM, n)                                             \
+	((size_t)(n) > (SIZE_MAX - __builtin_offsetof(T, FAM)) / sizeof(((T *)0)->FAM[0]) \
+		 ? SIZE_MAX                                                    \
+		 : __builtin_offsetof(T, FAM) + (size_t)(n) * sizeof(((T *)0)->FAM[0]))
+#define kmalloc_obj(V, gfp)  ((__typeof__(V) *)kmalloc(sizeof(V), gfp))
+#define kzalloc_obj(V, gfp)  ((__typeof__(V) *)kzalloc(sizeof(V), gfp))
+#define kvmalloc_obj(V, gfp) ((__typeof__(V) *)kvmalloc(sizeof(V), gfp))
+#define kvzalloc_obj(V, gfp) ((__typeof__(V) *)kvzalloc(sizeof(V), gfp))
+#define kmalloc_objs(V, n, gfp)  ((__typeof__(V) *)kmalloc_array(n, sizeof(V), gfp))
+#define kzalloc_objs(V, n, gfp)  ((__typeof__(V) *)kcalloc(n, sizeof(V), gfp))
+#define kvmalloc_objs(V, n, gfp) ((__typeof__(V) *)kvmalloc_array(n, sizeof(V), gfp))
+#define kvzalloc_objs(V, n, gfp) ((__typeof__(V) *)kvcalloc(n, sizeof(V), gfp))
+#define kmalloc_flex(V, FAM, n, gfp)                                           \
+	((__typeof__(V) *)kmalloc(sheaf_flex_size(__typeof__(V), FAM, n), gfp))
+#define kzalloc_flex(V, FAM, n, gfp)                                           \
+	((__typeof__(V) *)kzalloc(sheaf_flex_size(__typeof__(V), FAM, n), gfp))
+#define kvmalloc_flex(V, FAM, n, gfp)                                          \
+	((__typeof__(V) *)kvmalloc(sheaf_flex_size(__typeof__(V), FAM, n), gfp))
+#define kvzalloc_flex(V, FAM, n, gfp)                                          \
+	((__typeof__(V) *)kvzalloc(sheaf_flex_size(__typeof__(V), FAM, n), gfp))
+
+/*
  * Free a kmalloc'd object, any slab object or a kvmalloc'd block.
  * NULL/ZERO_SIZE_PTR: no-op.
  */
