@@ -473,6 +473,16 @@ static void map_range(uintptr_t from, uintptr_t to, struct arena *a)
 		__atomic_store_n(&_sheaf_arena_map[x >> ARENA_SHIFT], a, __ATOMIC_RELEASE);
 }
 
+/* The same for slots no mapping covers any more, taking arena_lock. */
+static void unmap_slots(uintptr_t from, uintptr_t to)
+{
+	if (from >= to)
+		return;
+	sheaf_lock(&arena_lock, LR_ARENA);
+	map_range(from, to, NULL);
+	sheaf_unlock(&arena_lock, LR_ARENA);
+}
+
 static inline uintptr_t slots_end(const struct arena *a)
 {
 	return (uintptr_t)a->base + ALIGN_UP(a->size, ARENA_SIZE);
@@ -637,9 +647,7 @@ static struct arena *retained_take(size_t len, size_t *dirty)
 			 * head of a new mapping of len instead. */
 			char *nb = map_aligned(len, ARENA_SIZE);
 			if (nb && move_pages(a->base, a->size, nb)) {
-				sheaf_lock(&arena_lock, LR_ARENA);
-				map_range((uintptr_t)a->base, slots_end(a), NULL);
-				sheaf_unlock(&arena_lock, LR_ARENA);
+				unmap_slots((uintptr_t)a->base, slots_end(a));
 				a->base = nb;
 				grown = true;
 			} else if (nb) {
@@ -655,10 +663,8 @@ static struct arena *retained_take(size_t len, size_t *dirty)
 				uintptr_t old_end = slots_end(d);
 				d->size -= k;
 				have += k;
-				sheaf_lock(&arena_lock, LR_ARENA);
-				map_range(d->size ? slots_end(d) : (uintptr_t)d->base,
-					  old_end, NULL);
-				sheaf_unlock(&arena_lock, LR_ARENA);
+				unmap_slots(d->size ? slots_end(d) : (uintptr_t)d->base,
+					    old_end);
 			}
 			if (!d->size) {
 				_sheaf_meta_free(d, sizeof(*d));
@@ -669,9 +675,7 @@ static struct arena *retained_take(size_t len, size_t *dirty)
 			sheaf_unlock(&arena_lock, LR_ARENA);
 		}
 		if (!grown) {
-			sheaf_lock(&arena_lock, LR_ARENA);
-			map_range((uintptr_t)a->base, slots_end(a), NULL);
-			sheaf_unlock(&arena_lock, LR_ARENA);
+			unmap_slots((uintptr_t)a->base, slots_end(a));
 			huge_unmap(a);
 			return NULL;
 		}

@@ -790,13 +790,13 @@ bool _sheaf_pcs_give_spare(struct kmem_cache *s, struct slab_sheaf *sheaf,
 }
 
 /*
- * For kmem_cache_return_sheaf() when the slot has a spare already: pool the
- * returned sheaf r with it rather than refilling r from slabs.  Objects
- * move from r into the spare until the spare is full; the slot keeps the
- * one that still has objects and room (a partly used spare suits the fast
- * paths), and the other comes back to the caller, full (for the barn's
- * full list) or empty.  Returns r itself, untouched, when the slot is
- * busy; with no spare (taken meanwhile), r becomes it and NULL comes back.
+ * For kmem_cache_return_sheaf(): a slot without a spare takes the returned
+ * sheaf r as its spare (NULL comes back).  A slot with one pools r with it
+ * rather than r being refilled from slabs: objects move from r into the
+ * spare until the spare is full; the slot keeps the one that still has
+ * objects and room (a partly used spare suits the fast paths), and the
+ * other comes back to the caller, full (for the barn's full list) or
+ * empty.  Returns r itself, untouched, when the slot is busy.
  */
 struct slab_sheaf *_sheaf_pcs_pool_spare(struct kmem_cache *s, struct slab_sheaf *r,
 					 unsigned int *slotp)

@@ -216,20 +216,21 @@ SHEAF_EXPORT void kmem_cache_return_sheaf(struct kmem_cache *s, gfp_t gfp,
 		_sheaf_discard_sheaf(s, sheaf, slot);
 		return;
 	}
-	if (_sheaf_pcs_give_spare(s, sheaf, &slot)) {
+	/*
+	 * The slot's spare if it has none (one slot lock for both cases);
+	 * else pooled with its spare, so that the objects of both stay cached
+	 * and what comes back is full or empty (libsheaf's; the kernel
+	 * refills the returned sheaf from slabs for the barn); or, the slot
+	 * busy, the sheaf as it was.
+	 */
+	struct slab_sheaf *left = _sheaf_pcs_pool_spare(s, sheaf, &slot);
+	if (!left) {
 		stat(s, SHEAF_STAT_SHEAF_RETURN_FAST, slot);
 		return;
 	}
 	stat(s, SHEAF_STAT_SHEAF_RETURN_SLOW, slot);
 	struct node_barn *barn = sheaf_local_barn(s);
-	/*
-	 * The slot has a spare: pooled with it, the objects of both stay
-	 * cached and what comes back is full or empty (libsheaf's; the kernel
-	 * refills the returned sheaf from slabs for the barn).
-	 */
-	sheaf = _sheaf_pcs_pool_spare(s, sheaf, &slot);
-	if (!sheaf)
-		return;
+	sheaf = left;
 	if (!sheaf->size) {
 		if (!_sheaf_barn_put_empty(barn, sheaf, false))
 			_sheaf_free_sheaf(s, sheaf, slot);
