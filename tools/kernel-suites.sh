@@ -25,6 +25,9 @@
 #                          SHEAF_KTOOLS_CAPACITY=0: they reach every run)
 #   KSUITES_PARALLEL=1     runs at a time (the suites are mostly one thread;
 #                          results and the table keep their order)
+#   KSUITES_RERUN=1        a maple run that fails only on one of the
+#                          harness's timing checks (below) runs once more;
+#                          0: never
 #   KSUITES_QUICK=1        the CI set: all five targets at -O2
 #                          (KSUITES_ASAN=0), only the libsheaf shim, two
 #                          runs at a time (unless TARGETS, KSUITES_ASAN,
@@ -52,6 +55,7 @@ KSUITES_ASAN=${KSUITES_ASAN:-1}
 [ "$KSUITES_ASAN" = 1 ] && V=asan || V=O2
 JOBS=${JOBS:-2}
 KSUITES_TIMEOUT=${KSUITES_TIMEOUT:-1800}
+KSUITES_RERUN=${KSUITES_RERUN:-1}
 STEP=${1:-all}
 
 cd "$ROOT"
@@ -244,9 +248,27 @@ verdict() {             # log rc
 	echo pass
 }
 
+# The harness's timing checks.  maple's run_check_rcu() and
+# run_check_rcu_slowread() start 20 reader threads, sleep 5 us and store;
+# they then assert that some reader saw the old value ("Make sure the test
+# caught at least one update": MT_BUG_ON(mt, !vals->seen_...)).  A reader
+# first looks 400 us after it starts, so on a loaded machine the writer can
+# store before any reader looks, whatever the allocator: the kernel's own
+# shim fails the same check (docs/KERNEL.md).  A run whose log has one BUG
+# line, at one of those lines, and nothing else wrong is such a miss.
+timing_miss() {         # log dir
+	local f=$1 src=$2/tools/testing/radix-tree/maple.c bug fn line
+	[ "$(grep -c '^BUG at ' "$f")" = 1 ] || return 1
+	grep -qE 'ERROR: AddressSanitizer|runtime error:|LeakSanitizer' "$f" && return 1
+	bug=$(grep -m1 '^BUG at ' "$f" | sed -n 's/^BUG at \([a-z_]*\):\([0-9]*\) .*/\1 \2/p')
+	read -r fn line <<< "$bug"
+	case $fn in run_check_rcu|run_check_rcu_slowread) ;; *) return 1 ;; esac
+	sed -n "${line}p" "$src" | grep -q 'MT_BUG_ON(mt, !vals->seen_'
+}
+
 # The busiest cache's libsheaf counters, from the layer's exit lines.
 stats_of() {
-	grep '^ktools-stats:' "$1" | awk '
+	{ grep '^ktools-stats:' "$1" || true; } | awk '
 	{ for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
 	  if (v["allocs"] + 0 > best) { best = v["allocs"] + 0
 		line = sprintf("%s cap %s: %s allocs, %s%% from sheaves, refill %s, flush %s, barn put fail %s",
@@ -261,13 +283,24 @@ run_one() {             # n target shim mode dir
 	local n=$1 t=$2 shim=$3 mode=$4 dir=$5 res rc secs rss v st="-"
 	local f=$OUT/$t-$shim-$mode-$V.log
 	log "run $t on $shim${mode:+ ($mode)}"
-	res=$(cd "$dir/tools/testing/radix-tree" &&
-		SHEAF_PERCPU=${mode/-/rseq} "$KBUILD/ktools-$V/ksrun" "$f" -- \
-			timeout "$KSUITES_TIMEOUT" "./$t")
-	rc=$(echo "$res" | sed -n 's/.*rc=\([0-9]*\).*/\1/p')
-	secs=$(echo "$res" | sed -n 's/.*secs=\([0-9.]*\).*/\1/p')
-	rss=$(echo "$res" | sed -n 's/.*maxrss_kb=\([0-9]*\).*/\1/p')
-	v=$(verdict "$f" "$rc")
+	local tries=1 note=""
+	rm -f "$OUT/note-$n"
+	while :; do
+		res=$(cd "$dir/tools/testing/radix-tree" &&
+			SHEAF_PERCPU=${mode/-/rseq} "$KBUILD/ktools-$V/ksrun" "$f" -- \
+				timeout "$KSUITES_TIMEOUT" "./$t")
+		rc=$(echo "$res" | sed -n 's/.*rc=\([0-9]*\).*/\1/p')
+		secs=$(echo "$res" | sed -n 's/.*secs=\([0-9.]*\).*/\1/p')
+		rss=$(echo "$res" | sed -n 's/.*maxrss_kb=\([0-9]*\).*/\1/p')
+		v=$(verdict "$f" "$rc")
+		[ "$v" != pass ] && [ "$tries" = 1 ] && [ "$KSUITES_RERUN" = 1 ] &&
+			[ "$t" = maple ] && timing_miss "$f" "$dir" || break
+		mv "$f" "$f.first"
+		note="$t on $shim${mode:+ ($mode)}: the first run missed the harness's timing check $(grep -m1 '^BUG at ' "$f.first" | cut -d' ' -f3) (no reader looked before the first store; log $f.first), so it ran again."
+		log "  $note"
+		tries=2
+	done
+	[ "$tries" = 2 ] && { v="$v (2nd run)"; echo "$note" > "$OUT/note-$n"; }
 	[ "$shim" = libsheaf ] && st=$(stats_of "$f")
 	printf '| %s | %s | %s | %s | %s | %.0f | %s |\n' "$t" "$shim" "$mode" \
 		"$v" "$secs" "$(awk -v k="$rss" 'BEGIN { print k / 1024 }')" \
@@ -286,7 +319,7 @@ run() {
 		echo "| target | shim | mode | result | seconds | peak RSS MiB | libsheaf: busiest cache |"
 		echo "|---|---|---|---|---:|---:|---|"
 	} > "$table"
-	rm -f "$OUT"/row-* "$OUT"/verdict-*
+	rm -f "$OUT"/row-* "$OUT"/verdict-* "$OUT"/note-*
 	for t in $TARGETS; do
 		for shim in $SHIMS; do
 			if [ "$shim" = kernel ]; then
@@ -313,11 +346,14 @@ run() {
 			echo "| run $k | - | - | FAIL(no result) | - | - | - |" >> "$table"
 		fi
 		case $(cat "$OUT/verdict-$k" 2>/dev/null) in
-		pass) npass=$((npass + 1)) ;;
+		pass*) npass=$((npass + 1)) ;;
 		*) nfail=$((nfail + 1)) ;;
 		esac
 	done
 	echo >> "$table"
+	for k in $(seq 1 "$n"); do
+		[ -f "$OUT/note-$k" ] && cat "$OUT/note-$k" >> "$table"
+	done
 	echo "$npass passed, $nfail failed; logs in $OUT" >> "$table"
 	cat "$table"
 	[ "$nfail" = 0 ]
