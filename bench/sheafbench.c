@@ -960,7 +960,9 @@ static int child_main(int ci, int wi, uint64_t iters)
  * Memory held after a burst: allocate BURST objects of 64 bytes on one
  * thread, free them all, and report what the cache keeps cached (objects in
  * sheaves and barns, or the classic per-CPU freelist and slab), then the
- * same after kmem_cache_shrink().  Runs in the parent, once per cache kind.
+ * same after 2 s without a call (the idle drain, SHEAF_IDLE_MS, empties
+ * idle sheaves and barns by itself) and after kmem_cache_shrink().  Runs
+ * in the parent, once per cache kind.
  */
 static void print_memory_burst(void)
 {
@@ -970,8 +972,9 @@ static void print_memory_burst(void)
 		out_of_memory();
 	printf("\n### Memory after a burst of %d allocations of 64 bytes, all freed\n\n",
 	       BURST);
-	printf("| cache | cached objects | cached KiB | slabs | after shrink: cached | slabs |\n");
-	printf("|---|---:|---:|---:|---:|---:|\n");
+	printf("| cache | cached objects | cached KiB | slabs | after 2 s idle: cached | slabs "
+	       "| after shrink: cached | slabs |\n");
+	printf("|---|---:|---:|---:|---:|---:|---:|---:|\n");
 	for (int k = 0; k < 2; k++) {
 		struct kmem_cache_args args = { 0 };
 		args.sheaf_capacity = k == 0 ? sheaf_auto_capacity(64) : 0;
@@ -985,11 +988,16 @@ static void print_memory_burst(void)
 		for (int i = 0; i < BURST; i++)
 			kmem_cache_free(c, p[i]);
 		size_t held = sheaf_cache_cached_objects(c), slabs = sheaf_cache_slabs(c);
+		struct timespec idle = { 2, 0 };
+		while (nanosleep(&idle, &idle) != 0 && errno == EINTR)
+			;
+		size_t idle_held = sheaf_cache_cached_objects(c);
+		size_t idle_slabs = sheaf_cache_slabs(c);
 		kmem_cache_shrink(c);
-		printf("| %s (capacity %u) | %zu | %.1f | %zu | %zu | %zu |\n",
+		printf("| %s (capacity %u) | %zu | %.1f | %zu | %zu | %zu | %zu | %zu |\n",
 		       k == 0 ? "sheaf" : "classic", sheaf_cache_capacity(c), held,
-		       (double)held * 64 / 1024, slabs, sheaf_cache_cached_objects(c),
-		       sheaf_cache_slabs(c));
+		       (double)held * 64 / 1024, slabs, idle_held, idle_slabs,
+		       sheaf_cache_cached_objects(c), sheaf_cache_slabs(c));
 		kmem_cache_destroy(c);
 	}
 	free(p);

@@ -90,7 +90,16 @@ static inline bool barn_lock_spin(struct node_barn *barn, bool spin)
 	return true;
 }
 
+/* Release after a get or put: one more event for the idle drain. */
 static inline void barn_unlock(struct node_barn *barn)
+{
+	SHEAF_ASSERT_EXPENSIVE(barn_ok_locked(barn));
+	__atomic_store_n(&barn->events, barn->events + 1, __ATOMIC_RELAXED);
+	sheaf_barn_unlock(&barn->lock);
+}
+
+/* Release after a look or a shrink, which are not the barn's use. */
+static inline void barn_unlock_quiet(struct node_barn *barn)
 {
 	SHEAF_ASSERT_EXPENSIVE(barn_ok_locked(barn));
 	sheaf_barn_unlock(&barn->lock);
@@ -103,6 +112,7 @@ void _sheaf_barn_init(struct node_barn *barn)
 	WRITE_ONCE(barn->nr_full, 0);
 	WRITE_ONCE(barn->nr_empty, 0);
 	atomic_init(&barn->rcu_credit, 0);
+	barn->events = barn->idle_seen = barn->idle_looks = 0;
 }
 
 struct slab_sheaf *_sheaf_barn_get_empty(struct node_barn *barn, bool spin)
@@ -231,7 +241,7 @@ void _sheaf_barn_shrink(struct kmem_cache *s, struct node_barn *barn)
 	barn->full = barn->empty = NULL;
 	WRITE_ONCE(barn->nr_full, 0);
 	WRITE_ONCE(barn->nr_empty, 0);
-	barn_unlock(barn);
+	barn_unlock_quiet(barn);
 	while (full) {
 		struct slab_sheaf *next = full->_link[0];
 		_sheaf_discard_sheaf(s, full, 0);
@@ -256,6 +266,6 @@ size_t _sheaf_barn_objects(struct node_barn *barn, unsigned int *nr_full,
 		*nr_full = barn->nr_full;
 	if (nr_empty)
 		*nr_empty = barn->nr_empty;
-	barn_unlock(barn);
+	barn_unlock_quiet(barn);
 	return n;
 }

@@ -131,6 +131,10 @@ static void read_config(void)
 		(size_t)env_int("SHEAF_LARGE_RETAIN_MB", 64, 0, 1 << 20) << 20;
 	_sheaf_config.large_decay_ms =
 		(unsigned int)env_int("SHEAF_LARGE_DECAY_MS", 1000, 0, 3600000);
+	_sheaf_config.idle_ms =
+		(unsigned int)env_int("SHEAF_IDLE_MS", 1000, 0, 3600000);
+	if (_sheaf_config.idle_ms && _sheaf_config.idle_ms < 10)
+		_sheaf_config.idle_ms = 10;
 	v = _sheaf_getenv("SHEAF_DEFAULT_CAPACITY");
 	if (v && strcmp(v, "auto") == 0)
 		_sheaf_config.default_capacity = -1;
@@ -328,6 +332,7 @@ static void postfork(bool child)
 	for (size_t i = NR_LOCK_STEPS; i-- > 0;)
 		lock_steps[i].unlock(child);
 	_sheaf_rcu_after_fork(child);
+	_sheaf_idle_after_fork(child);
 	if (child)
 		_sheaf_cached_tid = 0; /* the parent thread's id */
 }

@@ -32,7 +32,8 @@
 
 extern struct sheaf_config _sheaf_config;
 
-extern unsigned int _sheaf_nr_slots;
+extern unsigned int _sheaf_nr_slots;  /* at most SHEAF_MAX_SLOTS */
+#define SHEAF_MAX_SLOTS 4096
 extern unsigned int _sheaf_nr_nodes;
 extern int _sheaf_cpu_node[];           /* slot/cpu -> node */
 extern bool _sheaf_stats_on;            /* hot flag for counters */
@@ -355,6 +356,7 @@ void _sheaf_pages_init(void);
 struct slab *_sheaf_pages_alloc(unsigned int order, int node, gfp_t gfp);
 void _sheaf_pages_free(struct slab *head);
 void _sheaf_pages_purge(bool all);
+void _sheaf_pages_decay(void);      /* retained huge mappings past decay */
 void *_sheaf_huge_alloc(size_t size, gfp_t gfp);
 bool _sheaf_huge_free(const void *p);        /* false: not a huge mapping */
 size_t _sheaf_huge_size(const void *p);      /* 0: not a huge mapping */
@@ -668,6 +670,8 @@ static inline struct sheaf_pcs *sheaf_pcs_trylock(struct kmem_cache *s,
 
 static inline void sheaf_pcs_unlock(struct sheaf_pcs *pcs)
 {
+	/* One more slow path: the idle drain reads it without the lock. */
+	__atomic_store_n(&pcs->events, pcs->events + 1, __ATOMIC_RELAXED);
 	__atomic_store_n(&pcs->lock, 0, __ATOMIC_RELEASE);
 	_sheaf_lock_release(LR_SLOT);
 }
@@ -704,6 +708,7 @@ void _sheaf_pcs_free_bulk(struct kmem_cache *s, size_t nr, void **p);
 void _sheaf_pcs_flush_all(struct kmem_cache *s);
 void _sheaf_pcs_destroy(struct kmem_cache *s);
 size_t _sheaf_pcs_cached_objects(struct kmem_cache *s);
+unsigned int _sheaf_pcs_drain_idle(struct kmem_cache *s, unsigned int looks);
 void _sheaf_pcs_fork_stop(struct kmem_cache *s);
 void _sheaf_pcs_fork_wait(struct kmem_cache *s);
 void _sheaf_pcs_fork_lock_barns(struct kmem_cache *s);
@@ -721,6 +726,7 @@ void _sheaf_pcs_unlock_all(struct kmem_cache *s, bool child);
 
 extern pthread_mutex_t _sheaf_slab_mutex;
 extern struct list_head _sheaf_slab_caches;
+void _sheaf_idle_after_fork(bool child);
 struct kmem_cache *_sheaf_cache_create(const char *name, unsigned int size,
 				       const struct kmem_cache_args *args,
 				       slab_flags_t flags, enum cache_kind kind);

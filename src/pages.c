@@ -802,6 +802,17 @@ static void huge_release_retained(void)
 	release_all(gone, n);
 }
 
+/* The idle drain's (slab_common.c): retained mappings past their decay
+ * go even when no huge allocation or free comes to release them. */
+void _sheaf_pages_decay(void)
+{
+	struct arena *gone[RETAIN_MAX];
+	sheaf_lock(&arena_lock, LR_ARENA);
+	unsigned int n = retained_expire(gone, 0, false);
+	sheaf_unlock(&arena_lock, LR_ARENA);
+	release_all(gone, n);
+}
+
 SHEAF_EXPORT void sheaf_page_info(struct sheaf_page_info *info)
 {
 	if (!info)

@@ -874,6 +874,93 @@ void _sheaf_pcs_flush_all(struct kmem_cache *s)
 	sheaf_unlock(cache_flush_lock(s), LR_FLUSH);
 }
 
+/*
+ * Idle drain.  The cache layer's idle thread (slab_common.c) calls this
+ * for every cache with sheaves each SHEAF_IDLE_MS / 2.  A slot is idle
+ * when no slow path has let go of its lock since the last look (its
+ * events count has not moved: the sections never write it), as tcmalloc
+ * calls a per-CPU cache idle when it had no underflow or overflow since
+ * its last look.  After `looks` idle looks in a row (so idle for at least
+ * `looks` periods, at most looks + 1) the slot is drained like a
+ * flush: main's objects to slabs, the spare flushed and freed, rcu_free
+ * to the RCU worker (to slabs after its grace period).  A slot that stays
+ * idle is drained again every 4 * looks looks: a fast-path free into main
+ * moves no count, so a thread that freed a few objects and went to sleep
+ * leaves them for one such round at most.  A barn is drained (its full
+ * sheaves flushed, every sheaf freed) after `looks` idle looks of its own
+ * lock.  A slot whose threads hit only the fast path looks idle too and
+ * is drained: that costs it a refill of at most one sheaf per round.
+ *
+ * Lock order: slab_mutex (the caller), flush_lock, the slots (the remote
+ * protocol, taken only when some slot is due), then what a flush takes.
+ * idle_seen and idle_looks are this thread's alone.  Returns the number
+ * of slots and barns drained that held something.
+ */
+static bool idle_due(uint32_t events, uint32_t *seen, uint32_t *nlooks,
+		     unsigned int looks)
+{
+	if (events != *seen) {
+		*seen = events;
+		*nlooks = 0;
+		return false;
+	}
+	uint32_t n = ++*nlooks;
+	if (n == UINT32_MAX)
+		*nlooks = n = looks + 1; /* keep the cadence, never wrap */
+	return n == looks || (n > looks && (n - looks) % (4 * looks) == 0);
+}
+
+unsigned int _sheaf_pcs_drain_idle(struct kmem_cache *s, unsigned int looks)
+{
+	unsigned int drained = 0;
+	bool due[SHEAF_MAX_SLOTS];
+	bool any = false;
+
+	sheaf_lock(cache_flush_lock(s), LR_FLUSH);
+	if (atomic_load_explicit(&s->destroying, memory_order_acquire)) {
+		sheaf_unlock(cache_flush_lock(s), LR_FLUSH);
+		return 0;
+	}
+	for (unsigned int i = 0; i < _sheaf_nr_slots; i++) {
+		struct sheaf_pcs *pcs = &s->hot.pcs[i];
+		due[i] = idle_due(__atomic_load_n(&pcs->events, __ATOMIC_RELAXED),
+				  &pcs->idle_seen, &pcs->idle_looks, looks);
+		any |= due[i];
+	}
+	if (any) {
+		_sheaf_pcs_remote_lock_all(s);
+		for (unsigned int i = 0; i < _sheaf_nr_slots; i++) {
+			struct sheaf_pcs *pcs = &s->hot.pcs[i];
+			if (!due[i] || (!pcs->main->size && !pcs->spare && !pcs->rcu_free))
+				continue;
+			assert_slot_ok(s, pcs);
+			drained++;
+			_sheaf_flush_sheaf(s, pcs->main, SHEAF_STAT_SHEAF_FLUSH_MAIN, i);
+			if (pcs->spare) {
+				_sheaf_discard_sheaf(s, pcs->spare, i);
+				pcs->spare = NULL;
+			}
+			if (pcs->rcu_free) {
+				_sheaf_rcu_submit_sheaf(s, pcs->rcu_free, false, i);
+				pcs->rcu_free = NULL;
+			}
+		}
+		_sheaf_pcs_remote_unlock_all(s);
+	}
+	for (unsigned int n = 0; n < _sheaf_nr_nodes; n++) {
+		struct node_barn *barn = s->barn[n];
+		if (!idle_due(__atomic_load_n(&barn->events, __ATOMIC_RELAXED),
+			      &barn->idle_seen, &barn->idle_looks, looks))
+			continue;
+		if (!READ_ONCE(barn->nr_full) && !READ_ONCE(barn->nr_empty))
+			continue;
+		_sheaf_barn_shrink(s, barn);
+		drained++;
+	}
+	sheaf_unlock(cache_flush_lock(s), LR_FLUSH);
+	return drained;
+}
+
 /* After a successful flush with no users left: free the main sheaves. */
 void _sheaf_pcs_destroy(struct kmem_cache *s)
 {

@@ -42,12 +42,10 @@
 #define AT_RSEQ_FEATURE_SIZE 27
 #endif
 
-#define MAX_SLOTS 4096
-
 struct sheaf_config _sheaf_config;
 unsigned int _sheaf_nr_slots = 1;
 unsigned int _sheaf_nr_nodes = 1;
-int _sheaf_cpu_node[MAX_SLOTS];
+int _sheaf_cpu_node[SHEAF_MAX_SLOTS];
 bool _sheaf_stats_on;
 bool _sheaf_initialized;
 __thread bool _sheaf_in_init;
@@ -82,7 +80,7 @@ int _sheaf_getcpu_slow(void)
  * mask plus one (0: unknown).  The rseq ABI keeps a registered thread's
  * cpu_id and mm_cid below it, so with one slot per possible CPU a section
  * needs no bound test of its own (<sheaf/rseq.h>); rseq mode is used only
- * when this is known and fits MAX_SLOTS.
+ * when this is known and fits SHEAF_MAX_SLOTS.
  */
 static long possible_cpus(void)
 {
@@ -394,12 +392,12 @@ void _sheaf_slots_remote_unlock(struct sheaf_pcs *pcs)
 void _sheaf_platform_init(void)
 {
 	long ncpu = possible_cpus();
-	bool exact = ncpu > 0 && ncpu <= MAX_SLOTS;
+	bool exact = ncpu > 0 && ncpu <= SHEAF_MAX_SLOTS;
 	if (ncpu <= 0)
 		ncpu = sysconf(_SC_NPROCESSORS_CONF);
 	if (ncpu < 1)
 		ncpu = 1;
-	_sheaf_nr_slots = (unsigned int)MIN(ncpu, MAX_SLOTS);
+	_sheaf_nr_slots = (unsigned int)MIN(ncpu, SHEAF_MAX_SLOTS);
 	if (exact)
 		detect_rseq();
 	detect_nodes();

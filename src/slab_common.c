@@ -4,10 +4,13 @@
  * and the public object API entry points.
  */
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -36,6 +39,8 @@ static struct kmem_cache *create_fail(const char *name, slab_flags_t flags,
 	errno = EINVAL;
 	return NULL;
 }
+
+static void idle_start(void);
 
 static void meta_free(struct kmem_cache *s)
 {
@@ -162,6 +167,8 @@ struct kmem_cache *_sheaf_cache_create(const char *name, unsigned int size,
 	sheaf_lock(&_sheaf_slab_mutex, LR_SLAB_MUTEX);
 	list_add_tail(&s->list, &_sheaf_slab_caches);
 	sheaf_unlock(&_sheaf_slab_mutex, LR_SLAB_MUTEX);
+	if (kind == CACHE_USER && cache_has_sheaves(s))
+		idle_start();
 	return s;
 }
 
@@ -259,6 +266,105 @@ SHEAF_EXPORT size_t sheaf_cache_deferred_objects(struct kmem_cache *s)
 		return 0;
 	long n = atomic_load_explicit(&s->deferred_nr, memory_order_relaxed);
 	return n > 0 ? (size_t)n : 0;
+}
+
+/* ---------------------------------------------------------- idle drain */
+
+/*
+ * The idle thread: every SHEAF_IDLE_MS / 2 it walks the cache list (under
+ * slab_mutex) and drains what the program stopped using, without any call
+ * from it: slots and barns of sheaf caches idle for SHEAF_IDLE_MS
+ * (_sheaf_pcs_drain_idle(), pcs.c: idle for 2 looks in a row), the
+ * frees kfree_nolock() deferred, and retained huge mappings past their
+ * decay (_sheaf_pages_decay()).  So after a burst, a program idle for
+ * 1.5 * SHEAF_IDLE_MS keeps no object in sheaves or barns.
+ *
+ * It is started by the first kmem_cache_create() of a cache with sheaves
+ * (never from an allocation: libsheaf-malloc may be inside malloc), and
+ * again in a fork()ed child by its first such call (the child has only
+ * the thread that forked).  idle_state: 0 none, 1 running; `passes`
+ * counts its walks (sheaf_test_idle_passes()).  It takes no lock of its
+ * own: slab_mutex first, then what _sheaf_pcs_drain_idle() takes, all in
+ * the fork order, so a fork() waits for a walk to end.
+ */
+static atomic_int idle_state;
+static atomic_ulong idle_passes;
+static atomic_ulong idle_drained;
+
+static unsigned int idle_pass(void)
+{
+	struct kmem_cache *s;
+	unsigned int drained = 0;
+	sheaf_lock(&_sheaf_slab_mutex, LR_SLAB_MUTEX);
+	list_for_each_entry(s, &_sheaf_slab_caches, list) {
+		if (atomic_load_explicit(&s->deferred_nr, memory_order_relaxed) > 0)
+			_sheaf_deferred_drain(s);
+		if (cache_has_sheaves(s))
+			drained += _sheaf_pcs_drain_idle(s, 2);
+	}
+	sheaf_unlock(&_sheaf_slab_mutex, LR_SLAB_MUTEX);
+	_sheaf_pages_decay();
+	atomic_fetch_add_explicit(&idle_drained, drained, memory_order_relaxed);
+	atomic_fetch_add_explicit(&idle_passes, 1, memory_order_release);
+	return drained;
+}
+
+static void *idle_thread(void *arg)
+{
+	(void)arg;
+	unsigned long ns = (unsigned long)_sheaf_config.idle_ms * 500000ul;
+	struct timespec t = { (time_t)(ns / 1000000000ul), (long)(ns % 1000000000ul) };
+	for (;;) {
+		while (nanosleep(&t, NULL) != 0 && errno == EINTR)
+			;
+		idle_pass();
+	}
+	return NULL;
+}
+
+static void idle_start(void)
+{
+	int none = 0;
+	if (!_sheaf_config.idle_ms ||
+	    !atomic_compare_exchange_strong(&idle_state, &none, 1))
+		return;
+	pthread_attr_t a;
+	pthread_t t;
+	sigset_t all, old;
+	pthread_attr_init(&a);
+	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old); /* no signals on it */
+	int err = pthread_create(&t, &a, idle_thread, NULL);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_attr_destroy(&a);
+	if (err)
+		atomic_store(&idle_state, 0); /* the next creation tries again */
+	else
+		pthread_setname_np(t, "sheaf-idle");
+}
+
+/* fork: the child has no idle thread until its next kmem_cache_create(). */
+void _sheaf_idle_after_fork(bool child)
+{
+	if (child)
+		atomic_store(&idle_state, 0);
+}
+
+SHEAF_EXPORT unsigned long sheaf_test_idle_pass(void)
+{
+	sheaf_init();
+	return idle_pass();
+}
+
+SHEAF_EXPORT unsigned long sheaf_idle_drained(void)
+{
+	return atomic_load_explicit(&idle_drained, memory_order_relaxed);
+}
+
+SHEAF_EXPORT unsigned long sheaf_test_idle_passes(void)
+{
+	return atomic_load_explicit(&idle_passes, memory_order_acquire);
 }
 
 SHEAF_EXPORT int kmem_cache_shrink(struct kmem_cache *s)

@@ -83,6 +83,8 @@ struct sheaf_config {
 	size_t large_retain;    /* SHEAF_LARGE_RETAIN_MB, in bytes: freed huge
 				 * mappings kept for reuse (0: none) */
 	unsigned int large_decay_ms; /* SHEAF_LARGE_DECAY_MS: kept that long */
+	unsigned int idle_ms;   /* SHEAF_IDLE_MS: drain slots and barns idle
+				 * that long (0: never; slab_common.c) */
 	int malloc_verbose;     /* SHEAF_MALLOC_VERBOSE: 0, 1, 2 (libsheaf-malloc) */
 	bool debug_abort;       /* SHEAF_DEBUG_ABORT (default on) */
 	const char *slub_debug; /* SLUB_DEBUG, parsed by debug.c, or NULL */
@@ -405,6 +407,12 @@ struct node_barn {
 	unsigned int nr_full;
 	unsigned int nr_empty;
 	atomic_uint rcu_credit;
+	/* The idle drain's (pcs.c): events counts the lock's releases
+	 * (written by the holder, read without the lock); idle_seen and
+	 * idle_looks are written by the drain thread alone. */
+	unsigned int events;
+	unsigned int idle_seen;
+	unsigned int idle_looks;
 	struct slab_sheaf *full;
 	struct slab_sheaf *empty;
 } __attribute__((aligned(CACHE_LINE)));

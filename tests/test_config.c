@@ -129,6 +129,9 @@ static void test_other_variables(void **state)
 		{ "SHEAF_MALLOC_VERBOSE=yes", "ignoring SHEAF_MALLOC_VERBOSE=yes" },
 		{ "SHEAF_FAKE_NUMA=99999999999999999999", "ignoring SHEAF_FAKE_NUMA" },
 		{ "SHEAF_PERCPU=\x1b[31mred", "ignoring SHEAF_PERCPU=?[31mred" },
+		{ "SHEAF_IDLE_MS=-1", "ignoring SHEAF_IDLE_MS=-1" },
+		{ "SHEAF_IDLE_MS=soon", "ignoring SHEAF_IDLE_MS=soon" },
+		{ "SHEAF_IDLE_MS=3600001", "ignoring SHEAF_IDLE_MS=3600001" },
 	};
 	struct probe p;
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -140,7 +143,9 @@ static void test_other_variables(void **state)
 	}
 	static const char *const good[] = { "SHEAF_DEBUG_ABORT=off",
 					    "SHEAF_DEBUG_ABORT=TRUE",
-					    "SHEAF_MALLOC_VERBOSE=2" };
+					    "SHEAF_MALLOC_VERBOSE=2",
+					    "SHEAF_IDLE_MS=0", "SHEAF_IDLE_MS=5",
+					    "SHEAF_IDLE_MS=250" };
 	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
 		char *env[] = { (char *)good[i], NULL };
 		run_probe(self, env, &p);

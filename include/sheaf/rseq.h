@@ -65,7 +65,11 @@ struct slab_sheaf {
  * struct sheaf_pcs - one CPU slot's sheaves of one cache (64 bytes).
  * Invariants: main != NULL whenever lock == 0; spare and rcu_free may be
  * NULL; only the lock holder (or a fast-path section, when lock == 0 and
- * stop == 0) changes anything here or in the sheaves it points to.
+ * stop == 0) changes anything here or in the sheaves it points to, except
+ * the idle drain's two words.  events counts the times a thread let go of
+ * the slot lock (every slow path; the sections never touch it), written
+ * by that holder; idle_seen and idle_looks are the idle drain's, written
+ * by its thread alone (src/pcs.c, "Idle drain").
  */
 struct sheaf_pcs {
 	uint8_t lock;          /* set by the slot trylock section */
@@ -75,7 +79,11 @@ struct sheaf_pcs {
 	struct slab_sheaf *main;
 	struct slab_sheaf *spare;
 	struct slab_sheaf *rcu_free;
-	uint64_t _pad2[4];
+	uint32_t events;       /* slow paths that held the lock (wraps) */
+	uint32_t idle_seen;    /* the idle drain's copy of events */
+	uint32_t idle_looks;   /* its looks since events last moved */
+	uint32_t _pad3;
+	uint64_t _pad2[2];
 } __attribute__((aligned(64)));
 
 /*

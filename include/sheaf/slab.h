@@ -753,6 +753,21 @@ const char *sheaf_test_lock_step_name(unsigned int step);
 int sheaf_test_hold_lock_step(unsigned int step, bool hold);
 
 /*
+ * The idle drain (SHEAF_IDLE_MS, docs/ARCHITECTURE.md "Idle drain"): a
+ * thread that every SHEAF_IDLE_MS / 2 flushes the per-CPU slots and
+ * barns of sheaf caches that no slow path used for two of its looks in a
+ * row.  sheaf_idle_drained(): how many slots and barns holding objects
+ * or sheaves it (or sheaf_test_idle_pass()) drained so far.
+ * sheaf_test_idle_pass(): one look at every cache, now, in the calling
+ * thread (what the thread does each period; with SHEAF_IDLE_MS=0 the
+ * only looks); returns the slots and barns it drained.
+ * sheaf_test_idle_passes(): the looks the thread and the hook made.
+ */
+unsigned long sheaf_idle_drained(void);
+unsigned long sheaf_test_idle_pass(void);
+unsigned long sheaf_test_idle_passes(void);
+
+/*
  * Test hook: make the next `count` allocations of a sheaf fail (count < 0:
  * all of them; 0: off), to exercise the paths that do without one
  * (SHEAF_FAULT_SHEAF with interval 1 and probability 100).
