@@ -532,7 +532,8 @@ void *kmalloc_nolock(size_t size, gfp_t gfp, int node);
  * its cache (linked through its free pointer, as a free writes it) and
  * freed in normal context by the cache's next slow path, or by
  * kmem_cache_shrink(), kmem_cache_destroy(), sheaf_cache_objects_inuse()
- * or an RCU barrier, which wait for it: a deferred free is never lost nor
+ * or an RCU barrier, which wait for it, or by the idle drain's next look
+ * (SHEAF_IDLE_MS / 2 at most): a deferred free is never lost nor
  * reported as a leak.  A slub_debug cache's free is always deferred (its
  * checks run at the drain, and its free track is the drainer's); a large
  * run's too (its free takes the page lock).
