@@ -308,19 +308,7 @@ void _sheaf_info_init(void)
 	}
 	_sheaf_set_abort_hook(info_abort);
 	sheaf_info_remove_stale(STALE_MIN_AGE_S);
-	/* The thread takes no signal meant for the program. */
-	sigset_t all, old;
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	pthread_attr_t a;
-	pthread_attr_init(&a);
-	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-	pthread_t t;
-	int err = pthread_create(&t, &a, publisher, NULL);
-	pthread_attr_destroy(&a);
-	if (!err)
-		pthread_setname_np(t, "sheaf-stats");
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	int err = _sheaf_start_thread(publisher, "sheaf-stats");
 	if (err) {
 		fprintf(stderr, "sheaf: SHEAF_STATS: cannot start the publisher thread: %s; "
 			"statistics not published\n", strerror(err));

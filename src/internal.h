@@ -74,6 +74,7 @@ static inline int sheaf_tid(void)
 }
 /* Abort the process: stderr flushed, the abort hook (info.c's), abort(). */
 SHEAF_NORETURN SHEAF_COLD void _sheaf_die(void);
+int _sheaf_start_thread(void *(*fn)(void *), const char *name);
 void _sheaf_set_abort_hook(void (*fn)(void));
 /* membarrier(PRIVATE_EXPEDITED_RSEQ): returns when done, else aborts. */
 void _sheaf_rseq_fence(void);

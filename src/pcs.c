@@ -846,6 +846,25 @@ bool _sheaf_pcs_init(struct kmem_cache *s)
 }
 
 /*
+ * Empty one slot owned by the remote protocol: main's objects to slabs
+ * (the sheaf stays), the spare flushed and freed, rcu_free to the RCU
+ * worker (its objects wait for a grace period: to slabs after it).
+ */
+static void drain_slot(struct kmem_cache *s, struct sheaf_pcs *pcs, unsigned int i)
+{
+	assert_slot_ok(s, pcs);
+	_sheaf_flush_sheaf(s, pcs->main, SHEAF_STAT_SHEAF_FLUSH_MAIN, i);
+	if (pcs->spare) {
+		_sheaf_discard_sheaf(s, pcs->spare, i);
+		pcs->spare = NULL;
+	}
+	if (pcs->rcu_free) {
+		_sheaf_rcu_submit_sheaf(s, pcs->rcu_free, false, i);
+		pcs->rcu_free = NULL;
+	}
+}
+
+/*
  * Flush every slot (the remote protocol) and every barn: main's objects go
  * to slabs (the sheaf stays), spare is flushed and freed, rcu_free goes to
  * the RCU worker (rcu.c) and to slabs after its grace period.
@@ -854,20 +873,8 @@ void _sheaf_pcs_flush_all(struct kmem_cache *s)
 {
 	sheaf_lock(cache_flush_lock(s), LR_FLUSH);
 	_sheaf_pcs_remote_lock_all(s);
-	for (unsigned int i = 0; i < _sheaf_nr_slots; i++) {
-		struct sheaf_pcs *pcs = &s->hot.pcs[i];
-		assert_slot_ok(s, pcs);
-		_sheaf_flush_sheaf(s, pcs->main, SHEAF_STAT_SHEAF_FLUSH_MAIN, i);
-		if (pcs->spare) {
-			_sheaf_discard_sheaf(s, pcs->spare, i);
-			pcs->spare = NULL;
-		}
-		if (pcs->rcu_free) {
-			/* Its objects wait for a grace period: to slabs after it. */
-			_sheaf_rcu_submit_sheaf(s, pcs->rcu_free, false, i);
-			pcs->rcu_free = NULL;
-		}
-	}
+	for (unsigned int i = 0; i < _sheaf_nr_slots; i++)
+		drain_slot(s, &s->hot.pcs[i], i);
 	_sheaf_pcs_remote_unlock_all(s);
 	for (unsigned int n = 0; n < _sheaf_nr_nodes; n++)
 		_sheaf_barn_shrink(s, s->barn[n]);
@@ -933,17 +940,8 @@ unsigned int _sheaf_pcs_drain_idle(struct kmem_cache *s, unsigned int looks)
 			struct sheaf_pcs *pcs = &s->hot.pcs[i];
 			if (!due[i] || (!pcs->main->size && !pcs->spare && !pcs->rcu_free))
 				continue;
-			assert_slot_ok(s, pcs);
 			drained++;
-			_sheaf_flush_sheaf(s, pcs->main, SHEAF_STAT_SHEAF_FLUSH_MAIN, i);
-			if (pcs->spare) {
-				_sheaf_discard_sheaf(s, pcs->spare, i);
-				pcs->spare = NULL;
-			}
-			if (pcs->rcu_free) {
-				_sheaf_rcu_submit_sheaf(s, pcs->rcu_free, false, i);
-				pcs->rcu_free = NULL;
-			}
+			drain_slot(s, pcs, i);
 		}
 		_sheaf_pcs_remote_unlock_all(s);
 	}

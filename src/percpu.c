@@ -22,6 +22,8 @@
  * libnuma's topology.
  */
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <linux/membarrier.h>
 #include <numa.h>
 #include <sched.h>
@@ -153,6 +155,28 @@ static void (*abort_hook)(void);
 void _sheaf_set_abort_hook(void (*fn)(void))
 {
 	__atomic_store_n(&abort_hook, fn, __ATOMIC_RELEASE);
+}
+
+/*
+ * A detached helper thread of the library (the RCU worker, the statistics
+ * publisher, the idle drain), named, that takes no signal meant for the
+ * program (all masked in it).  Returns pthread_create()'s answer.
+ */
+int _sheaf_start_thread(void *(*fn)(void *), const char *name)
+{
+	pthread_attr_t a;
+	pthread_t t;
+	sigset_t all, old;
+	pthread_attr_init(&a);
+	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	int err = pthread_create(&t, &a, fn, NULL);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_attr_destroy(&a);
+	if (!err)
+		pthread_setname_np(t, name);
+	return err;
 }
 
 void _sheaf_die(void)

@@ -250,17 +250,8 @@ static void worker_start_locked(void)
 	sheaf_lock_held(LR_LEAF);
 	if (worker.started || worker.forking)
 		return;
-	pthread_attr_t attr;
-	pthread_t tid;
-	sigset_t all, old;
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old); /* no signals on the worker */
-	if (pthread_create(&tid, &attr, sheaf_worker, NULL) == 0)
+	if (_sheaf_start_thread(sheaf_worker, "sheaf-rcu") == 0)
 		worker.started = true;
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	pthread_attr_destroy(&attr);
 }
 
 /*

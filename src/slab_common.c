@@ -4,8 +4,6 @@
  * and the public object API entry points.
  */
 #include <errno.h>
-#include <pthread.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -328,20 +326,8 @@ static void idle_start(void)
 	if (!_sheaf_config.idle_ms ||
 	    !atomic_compare_exchange_strong(&idle_state, &none, 1))
 		return;
-	pthread_attr_t a;
-	pthread_t t;
-	sigset_t all, old;
-	pthread_attr_init(&a);
-	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old); /* no signals on it */
-	int err = pthread_create(&t, &a, idle_thread, NULL);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	pthread_attr_destroy(&a);
-	if (err)
+	if (_sheaf_start_thread(idle_thread, "sheaf-idle"))
 		atomic_store(&idle_state, 0); /* the next creation tries again */
-	else
-		pthread_setname_np(t, "sheaf-idle");
 }
 
 /* fork: the child has no idle thread until its next kmem_cache_create(). */
