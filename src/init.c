@@ -11,11 +11,13 @@
  * constructor: preload.c).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -307,9 +309,59 @@ static const struct lock_step {
 };
 #define NR_LOCK_STEPS ARRAY_SIZE(lock_steps)
 
+/*
+ * Threads of the process, from /proc/self/stat (field 20), or -1.  Raw
+ * calls into a stack buffer: the prefork handler may run inside
+ * libsheaf-malloc and must not allocate.
+ */
+static int process_threads(void)
+{
+	char buf[1024];
+	int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = 0;
+	char *p = strrchr(buf, ')'); /* the name may hold spaces and ')' */
+	for (int field = 2; p && field < 20; field++)
+		p = strchr(p + 1, ' ');
+	return p ? atoi(p + 1) : -1;
+}
+
+/*
+ * Whether prefork() took only slab_mutex: the idle thread (sheaf-idle,
+ * slab_common.c) was the one other thread.  It holds a library lock only
+ * inside a look, and a look holds slab_mutex throughout; so with
+ * slab_mutex held and no third thread (counted after taking it: a look
+ * may start the RCU worker), no other thread holds or can take any
+ * library lock, and fork() needs no more, as for one thread.  Without
+ * this every program with sheaf caches would pay the multi-threaded
+ * fork.  Written only when it changes.
+ */
+static bool fork_light SHEAF_FORK_DATA;
+
+static bool prefork_light(void)
+{
+	if (!_sheaf_idle_running())
+		return false;
+	lock_slab_mutex();
+	if (process_threads() == 2)
+		return true;
+	unlock_slab_mutex(false);
+	return false;
+}
+
 static void prefork(void)
 {
 	bool lock = !single_threaded();
+	bool light = lock && prefork_light();
+	if (fork_light != light)
+		fork_light = light;
+	if (light)
+		lock = false;
 	if (fork_locked != lock)
 		fork_locked = lock;
 	if (!lock)
@@ -322,6 +374,14 @@ static void prefork(void)
 
 static void postfork(bool child)
 {
+	if (fork_light) {
+		unlock_slab_mutex(child);
+		if (child) {
+			_sheaf_idle_after_fork(true); /* not in the child */
+			_sheaf_cached_tid = 0;
+		}
+		return;
+	}
 	if (!fork_locked) {
 		/* One thread: no worker, no statistics publisher (both are
 		 * threads), no call_rcu thread; only the per-thread cache. */

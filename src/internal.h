@@ -728,6 +728,7 @@ void _sheaf_pcs_unlock_all(struct kmem_cache *s, bool child);
 extern pthread_mutex_t _sheaf_slab_mutex;
 extern struct list_head _sheaf_slab_caches;
 void _sheaf_idle_after_fork(bool child);
+bool _sheaf_idle_running(void);
 struct kmem_cache *_sheaf_cache_create(const char *name, unsigned int size,
 				       const struct kmem_cache_args *args,
 				       slab_flags_t flags, enum cache_kind kind);

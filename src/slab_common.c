@@ -286,6 +286,7 @@ SHEAF_EXPORT size_t sheaf_cache_deferred_objects(struct kmem_cache *s)
  * the fork order, so a fork() waits for a walk to end.
  */
 static atomic_int idle_state;
+static atomic_bool idle_alive;   /* set by the thread itself, once it runs */
 static atomic_ulong idle_passes;
 static atomic_ulong idle_drained;
 
@@ -293,6 +294,8 @@ static unsigned int idle_pass(void)
 {
 	struct kmem_cache *s;
 	unsigned int drained = 0;
+	/* Everything under slab_mutex: the fork handlers' light path
+	 * (init.c) counts on it. */
 	sheaf_lock(&_sheaf_slab_mutex, LR_SLAB_MUTEX);
 	list_for_each_entry(s, &_sheaf_slab_caches, list) {
 		if (atomic_load_explicit(&s->deferred_nr, memory_order_relaxed) > 0)
@@ -300,8 +303,8 @@ static unsigned int idle_pass(void)
 		if (cache_has_sheaves(s))
 			drained += _sheaf_pcs_drain_idle(s, 2);
 	}
-	sheaf_unlock(&_sheaf_slab_mutex, LR_SLAB_MUTEX);
 	_sheaf_pages_decay();
+	sheaf_unlock(&_sheaf_slab_mutex, LR_SLAB_MUTEX);
 	atomic_fetch_add_explicit(&idle_drained, drained, memory_order_relaxed);
 	atomic_fetch_add_explicit(&idle_passes, 1, memory_order_release);
 	return drained;
@@ -312,6 +315,7 @@ static void *idle_thread(void *arg)
 	(void)arg;
 	unsigned long ns = (unsigned long)_sheaf_config.idle_ms * 500000ul;
 	struct timespec t = { (time_t)(ns / 1000000000ul), (long)(ns % 1000000000ul) };
+	atomic_store(&idle_alive, true);
 	for (;;) {
 		while (nanosleep(&t, NULL) != 0 && errno == EINTR)
 			;
@@ -330,11 +334,23 @@ static void idle_start(void)
 		atomic_store(&idle_state, 0); /* the next creation tries again */
 }
 
+/*
+ * Whether the idle thread exists: set by the thread itself (idle_state
+ * is set before pthread_create(), while only its creator exists), and it
+ * never ends.
+ */
+bool _sheaf_idle_running(void)
+{
+	return atomic_load(&idle_alive);
+}
+
 /* fork: the child has no idle thread until its next kmem_cache_create(). */
 void _sheaf_idle_after_fork(bool child)
 {
-	if (child)
+	if (child) {
+		atomic_store(&idle_alive, false);
 		atomic_store(&idle_state, 0);
+	}
 }
 
 SHEAF_EXPORT unsigned long sheaf_test_idle_pass(void)

@@ -224,6 +224,40 @@ static void test_fork_child_gets_thread(void **state)
 	kmem_cache_destroy(s);
 }
 
+/*
+ * fork() while the thread looks every 50 ms: with the idle thread the one
+ * other thread, the handlers take slab_mutex only (init.c's light path),
+ * which a look holds throughout.  Every child uses the cache (its slots,
+ * barn and lists must be free) and exits; none may hang (alarm).
+ */
+static void test_fork_while_looking(void **state)
+{
+	(void)state;
+#ifdef SHEAF_TSAN
+	skip();
+#endif
+	struct kmem_cache *s = mk("idle-forks");
+	unsigned long passes = sheaf_test_idle_passes();
+	for (int k = 0; k < 300; k++) {
+		burst(s, 2 * CAP + k % CAP); /* something for each look to do */
+		pid_t pid = fork();
+		assert_true(pid >= 0);
+		if (pid == 0) {
+			alarm(20);
+			burst(s, 3 * CAP);
+			_exit(sheaf_cache_objects_inuse(s) == 0 ? 0 : 4);
+		}
+		int status;
+		assert_int_equal(waitpid(pid, &status, 0), pid);
+		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+			fail_msg("fork %d: child status %#x", k, status);
+		if (k % 50 == 49)
+			usleep(60000); /* let a look come between forks */
+	}
+	assert_true(sheaf_test_idle_passes() > passes);
+	kmem_cache_destroy(s);
+}
+
 int main(void)
 {
 	const char *ms = getenv("SHEAF_IDLE_MS");
@@ -240,6 +274,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_thread_drains_after_burst),
 		cmocka_unit_test(test_fork_child_gets_thread),
+		cmocka_unit_test(test_fork_while_looking),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
