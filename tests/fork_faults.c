@@ -26,6 +26,7 @@
  * to measure.
  */
 
+#include <dirent.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -57,6 +58,19 @@ static int failures;
 			failures++;                                        \
 		}                                                          \
 	} while (0)
+
+/* Threads of this process (entries of /proc/self/task). */
+static int task_count(void)
+{
+	DIR *d = opendir("/proc/self/task");
+	int n = 0;
+	if (!d)
+		return -1;
+	for (struct dirent *e; (e = readdir(d));)
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
 
 /* Sheaf caches and classic ones (fork-state blocks of two sizes). */
 static struct kmem_cache *make_cache(int i, bool sheaves)
@@ -171,22 +185,32 @@ int main(void)
 	 * With the idle drain on (SHEAF_IDLE_MS not 0) the sheaf caches
 	 * started libsheaf's idle thread: the process has two threads, but
 	 * the handlers take slab_mutex only (init.c, fork_light), which is on
-	 * the fork-data page.  Wait for the thread's first look, so that it
-	 * surely runs.
+	 * the fork-data page.  fork_faults_idle sets a period of an hour, so
+	 * that no look (which writes every cache's slots, a copy-on-write
+	 * fault per page after each fork) falls into the count: it measures
+	 * the handlers.  Wait until the thread exists, and a little more for
+	 * it to say that it runs.
 	 */
 	const char *idle = getenv("SHEAF_IDLE_MS");
 	bool with_idle = !idle || strcmp(idle, "0") != 0;
 	if (with_idle) {
-		unsigned long want = sheaf_test_idle_passes() + 1;
-		for (int i = 0; i < 1000 && sheaf_test_idle_passes() < want; i++)
+		int i;
+		for (i = 0; i < 500 && task_count() < 2; i++)
 			usleep(10000);
-		CHECK(sheaf_test_idle_passes() >= want, "the idle thread made no look");
+		CHECK(task_count() == 2, "the idle thread did not start");
+		usleep(100000);
 	}
 	double one = faults_per_fork(with_idle ? "one thread and the idle thread"
 					       : "one thread");
-	/* libsheaf writes nothing (one lock with the idle thread): the
-	 * parent's own stack and glibc's. */
-	CHECK(one < 8, "one thread: %.1f faults per fork (expected < 8)", one);
+	/*
+	 * libsheaf writes nothing (one lock, on the fork-data page, with the
+	 * idle thread): the parent's own stack and glibc's, whose fork of a
+	 * process with two threads writes more of its own (its malloc arena
+	 * locks and thread list): 6 here against 2 (8 and 4 under ASan).
+	 * Every lock of every cache taken is 22 or more.
+	 */
+	int bound = with_idle ? 12 : 8;
+	CHECK(one < bound, "one thread: %.1f faults per fork (expected < %d)", one, bound);
 #endif
 
 	pthread_t t;
