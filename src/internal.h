@@ -610,7 +610,7 @@ void _sheaf_barn_shrink(struct kmem_cache *s, struct node_barn *barn);
 size_t _sheaf_barn_objects(struct node_barn *barn, unsigned int *nr_full,
 			   unsigned int *nr_empty);
 
-/* ============================================== pcs.c: the per-CPU sheaves */
+/* =============================== pcs.c, pcs_remote.c: the per-CPU sheaves */
 
 static inline const struct sheaf_pcs_info *sheaf_pcs_info(const struct sheaf_pcs *pcs)
 {
@@ -675,6 +675,24 @@ static inline void sheaf_pcs_unlock(struct sheaf_pcs *pcs)
 	__atomic_store_n(&pcs->events, pcs->events + 1, __ATOMIC_RELAXED);
 	__atomic_store_n(&pcs->lock, 0, __ATOMIC_RELEASE);
 	_sheaf_lock_release(LR_SLOT);
+}
+
+/*
+ * The invariants of a locked slot (struct sheaf_pcs, <sheaf/rseq.h>):
+ * main is set, every sheaf is s's and holds at most sheaf_capacity
+ * objects, and an rcu_free sheaf is never left full (a full one goes to
+ * the RCU worker before the slot is unlocked).  O(1): three headers.
+ */
+static inline void sheaf_assert_slot_ok(struct kmem_cache *s, const struct sheaf_pcs *pcs)
+{
+	unsigned int cap = s->hot.sheaf_capacity;
+	SHEAF_ASSERT(pcs->capacity == cap);
+	SHEAF_ASSERT(pcs->main && pcs->main->cache == s && pcs->main->size <= cap);
+	SHEAF_ASSERT(!pcs->spare ||
+		     (pcs->spare->cache == s && pcs->spare->size <= cap));
+	SHEAF_ASSERT(!pcs->rcu_free ||
+		     (pcs->rcu_free->cache == s && pcs->rcu_free->size < cap));
+	(void)cap;
 }
 
 void _sheaf_pcs_remote_lock_all(struct kmem_cache *s);   /* holds flush_lock */

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * pcs.c - per-CPU sheaves: the alloc and free paths of caches with
- * sheaf_capacity > 0, refill and flush, and remote flushing (through the
- * platform's remote-slot protocol).  The only layer that writes struct
+ * sheaf_capacity > 0, refill and flush, bulk, kfree_rcu's sheaf and the
+ * prefill spare: what a thread does on its own slot, under the slot lock.
+ * The operations on every slot at once (flush-all, the idle drain, fork)
+ * are in pcs_remote.c.  The pcs layer is the only one that writes struct
  * sheaf_pcs (with the platform's protocol, which writes its stop and lock
  * bytes).
  *
@@ -102,37 +104,6 @@ SHEAF_EXPORT unsigned int sheaf_auto_capacity(unsigned int size)
 	return MIN(cap, SHEAF_MAX_CAPACITY);
 }
 
-/* Every slot of s (caller holds the cache's flush lock). */
-void _sheaf_pcs_remote_lock_all(struct kmem_cache *s)
-{
-	sheaf_lock_held(LR_FLUSH);
-	_sheaf_lock_acquire(LR_SLOT); /* it waits for every slot's holder */
-	_sheaf_slots_remote_lock(s->hot.pcs);
-}
-
-void _sheaf_pcs_remote_unlock_all(struct kmem_cache *s)
-{
-	_sheaf_slots_remote_unlock(s->hot.pcs);
-	_sheaf_lock_release(LR_SLOT);
-}
-
-/*
- * The invariants of a locked slot (struct sheaf_pcs, <sheaf/rseq.h>):
- * main is set, every sheaf is s's and holds at most sheaf_capacity
- * objects, and an rcu_free sheaf is never left full (a full one goes to
- * the RCU worker before the slot is unlocked).  O(1): three headers.
- */
-static inline void assert_slot_ok(struct kmem_cache *s, const struct sheaf_pcs *pcs)
-{
-	unsigned int cap = s->hot.sheaf_capacity;
-	SHEAF_ASSERT(pcs->capacity == cap);
-	SHEAF_ASSERT(pcs->main && pcs->main->cache == s && pcs->main->size <= cap);
-	SHEAF_ASSERT(!pcs->spare ||
-		     (pcs->spare->cache == s && pcs->spare->size <= cap));
-	SHEAF_ASSERT(!pcs->rcu_free ||
-		     (pcs->rcu_free->cache == s && pcs->rcu_free->size < cap));
-	(void)cap;
-}
 
 static inline void swap_sheaves(struct sheaf_pcs *pcs)
 {
@@ -262,7 +233,7 @@ static SHEAF_NOINLINE void *sheaf_alloc_slow(struct kmem_cache *s, gfp_t gfp)
 	}
 	install_full(s, pcs, full, slot);
 pop:
-	assert_slot_ok(s, pcs);
+	sheaf_assert_slot_ok(s, pcs);
 	SHEAF_ASSERT(pcs->main->size > 0);
 	obj = pcs->main->objects[--pcs->main->size];
 	sheaf_pcs_unlock(pcs);
@@ -327,7 +298,7 @@ void *_sheaf_pcs_alloc_nolock(struct kmem_cache *s)
 		return NULL;
 	}
 	if (pcs->main->size || full_main_from_barn(s, pcs, slot, false)) {
-		assert_slot_ok(s, pcs);
+		sheaf_assert_slot_ok(s, pcs);
 		obj = pcs->main->objects[--pcs->main->size];
 	}
 	sheaf_pcs_unlock(pcs);
@@ -481,7 +452,7 @@ static SHEAF_NOINLINE void sheaf_free_slow(struct kmem_cache *s,
 			goto to_slab;
 		}
 	}
-	assert_slot_ok(s, pcs);
+	sheaf_assert_slot_ok(s, pcs);
 	SHEAF_ASSERT(pcs->main->size < s->hot.sheaf_capacity);
 	pcs->main->objects[pcs->main->size++] = obj;
 	sheaf_pcs_unlock(pcs);
@@ -553,7 +524,7 @@ bool _sheaf_pcs_free_nolock(struct kmem_cache *s, struct slab *slab, void *obj)
 	bool done = pcs->main->size < s->hot.sheaf_capacity ||
 		    room_from_barn(s, pcs, slot, false) == 0;
 	if (done) {
-		assert_slot_ok(s, pcs);
+		sheaf_assert_slot_ok(s, pcs);
 		SHEAF_ASSERT(pcs->main->size < s->hot.sheaf_capacity);
 		pcs->main->objects[pcs->main->size++] = obj;
 	}
@@ -699,7 +670,7 @@ bool _sheaf_pcs_kfree_rcu(struct kmem_cache *s, void *obj)
 		}
 		pcs->rcu_free = rf;
 	}
-	assert_slot_ok(s, pcs); /* so rf->size < cap: room for obj */
+	sheaf_assert_slot_ok(s, pcs); /* so rf->size < cap: room for obj */
 	rf->objects[rf->size++] = obj;
 	if (rf->size >= cap) {
 		pcs->rcu_free = NULL;
@@ -725,7 +696,7 @@ void _sheaf_pcs_submit_rcu_sheaves(struct kmem_cache *s)
 	for (unsigned int i = 0; i < _sheaf_nr_slots; i++) {
 		struct sheaf_pcs *pcs = &s->hot.pcs[i];
 		struct slab_sheaf *rf = pcs->rcu_free;
-		assert_slot_ok(s, pcs);
+		sheaf_assert_slot_ok(s, pcs);
 		if (rf) {
 			pcs->rcu_free = NULL;
 			_sheaf_rcu_submit_sheaf(s, rf, false, i);
@@ -763,7 +734,7 @@ struct slab_sheaf *_sheaf_pcs_take_spare(struct kmem_cache *s, unsigned int want
 			       take * sizeof(void *));
 			sheaf->size += take;
 		}
-		assert_slot_ok(s, pcs);
+		sheaf_assert_slot_ok(s, pcs);
 		SHEAF_ASSERT(sheaf->cache == s && sheaf->size <= s->hot.sheaf_capacity);
 	}
 	sheaf_pcs_unlock(pcs);
@@ -784,7 +755,7 @@ bool _sheaf_pcs_give_spare(struct kmem_cache *s, struct slab_sheaf *sheaf,
 	bool taken = !pcs->spare;
 	if (taken)
 		pcs->spare = sheaf;
-	assert_slot_ok(s, pcs);
+	sheaf_assert_slot_ok(s, pcs);
 	sheaf_pcs_unlock(pcs);
 	return taken;
 }
@@ -821,261 +792,7 @@ struct slab_sheaf *_sheaf_pcs_pool_spare(struct kmem_cache *s, struct slab_sheaf
 		}
 		SHEAF_ASSERT(out->size == 0 || out->size == cap);
 	}
-	assert_slot_ok(s, pcs);
+	sheaf_assert_slot_ok(s, pcs);
 	sheaf_pcs_unlock(pcs);
 	return out;
-}
-
-/* ------------------------------------------------- create, flush, destroy */
-
-bool _sheaf_pcs_init(struct kmem_cache *s)
-{
-	((struct sheaf_pcs_info *)s->hot.pcs - 1)->limit = 0; /* _sheaf_update_inline() */
-	for (unsigned int i = 0; i < _sheaf_nr_slots; i++) {
-		struct slab_sheaf *main = _sheaf_alloc_sheaf(s, GFP_KERNEL,
-							     s->hot.sheaf_capacity, i);
-		if (!main) {
-			for (unsigned int j = 0; j < i; j++)
-				_sheaf_free_sheaf(s, s->hot.pcs[j].main, j);
-			return false;
-		}
-		s->hot.pcs[i].main = main;
-		s->hot.pcs[i].capacity = s->hot.sheaf_capacity;
-	}
-	return true;
-}
-
-/*
- * Empty one slot owned by the remote protocol: main's objects to slabs
- * (the sheaf stays), the spare flushed and freed, rcu_free to the RCU
- * worker (its objects wait for a grace period: to slabs after it).
- */
-static void drain_slot(struct kmem_cache *s, struct sheaf_pcs *pcs, unsigned int i)
-{
-	assert_slot_ok(s, pcs);
-	_sheaf_flush_sheaf(s, pcs->main, SHEAF_STAT_SHEAF_FLUSH_MAIN, i);
-	if (pcs->spare) {
-		_sheaf_discard_sheaf(s, pcs->spare, i);
-		pcs->spare = NULL;
-	}
-	if (pcs->rcu_free) {
-		_sheaf_rcu_submit_sheaf(s, pcs->rcu_free, false, i);
-		pcs->rcu_free = NULL;
-	}
-}
-
-/*
- * Flush every slot (the remote protocol) and every barn: main's objects go
- * to slabs (the sheaf stays), spare is flushed and freed, rcu_free goes to
- * the RCU worker (rcu.c) and to slabs after its grace period.
- */
-void _sheaf_pcs_flush_all(struct kmem_cache *s)
-{
-	sheaf_lock(cache_flush_lock(s), LR_FLUSH);
-	_sheaf_pcs_remote_lock_all(s);
-	for (unsigned int i = 0; i < _sheaf_nr_slots; i++)
-		drain_slot(s, &s->hot.pcs[i], i);
-	_sheaf_pcs_remote_unlock_all(s);
-	for (unsigned int n = 0; n < _sheaf_nr_nodes; n++)
-		_sheaf_barn_shrink(s, s->barn[n]);
-	sheaf_unlock(cache_flush_lock(s), LR_FLUSH);
-}
-
-/*
- * Idle drain.  The cache layer's idle thread (slab_common.c) calls this
- * for every cache with sheaves each SHEAF_IDLE_MS / 2.  A slot is idle
- * when no slow path has let go of its lock since the last look (its
- * events count has not moved: the sections never write it), as tcmalloc
- * calls a per-CPU cache idle when it had no underflow or overflow since
- * its last look.  After `looks` idle looks in a row (so idle for at least
- * `looks` periods, at most looks + 1) the slot is drained like a
- * flush: main's objects to slabs, the spare flushed and freed, rcu_free
- * to the RCU worker (to slabs after its grace period).  A slot that stays
- * idle is drained again every 4 * looks looks: a fast-path free into main
- * moves no count, so a thread that freed a few objects and went to sleep
- * leaves them for one such round at most.  A barn is drained (its full
- * sheaves flushed, every sheaf freed) after `looks` idle looks of its own
- * lock.  A slot whose threads hit only the fast path looks idle too and
- * is drained: that costs it a refill of at most one sheaf per round.
- *
- * Lock order: slab_mutex (the caller), flush_lock, the slots (the remote
- * protocol, taken only when some slot is due), then what a flush takes.
- * idle_seen and idle_looks are this thread's alone.  Returns the number
- * of slots and barns drained that held something.
- */
-static bool idle_due(uint32_t events, uint32_t *seen, uint32_t *nlooks,
-		     unsigned int looks)
-{
-	if (events != *seen) {
-		*seen = events;
-		*nlooks = 0;
-		return false;
-	}
-	uint32_t n = ++*nlooks;
-	if (n == UINT32_MAX)
-		*nlooks = n = looks + 1; /* keep the cadence, never wrap */
-	return n == looks || (n > looks && (n - looks) % (4 * looks) == 0);
-}
-
-unsigned int _sheaf_pcs_drain_idle(struct kmem_cache *s, unsigned int looks)
-{
-	unsigned int drained = 0;
-	bool due[SHEAF_MAX_SLOTS];
-	bool any = false;
-
-	sheaf_lock(cache_flush_lock(s), LR_FLUSH);
-	if (atomic_load_explicit(&s->destroying, memory_order_acquire)) {
-		sheaf_unlock(cache_flush_lock(s), LR_FLUSH);
-		return 0;
-	}
-	for (unsigned int i = 0; i < _sheaf_nr_slots; i++) {
-		struct sheaf_pcs *pcs = &s->hot.pcs[i];
-		due[i] = idle_due(__atomic_load_n(&pcs->events, __ATOMIC_RELAXED),
-				  &pcs->idle_seen, &pcs->idle_looks, looks);
-		any |= due[i];
-	}
-	if (any) {
-		_sheaf_pcs_remote_lock_all(s);
-		for (unsigned int i = 0; i < _sheaf_nr_slots; i++) {
-			struct sheaf_pcs *pcs = &s->hot.pcs[i];
-			if (!due[i] || (!pcs->main->size && !pcs->spare && !pcs->rcu_free))
-				continue;
-			drained++;
-			drain_slot(s, pcs, i);
-		}
-		_sheaf_pcs_remote_unlock_all(s);
-	}
-	for (unsigned int n = 0; n < _sheaf_nr_nodes; n++) {
-		struct node_barn *barn = s->barn[n];
-		if (!idle_due(__atomic_load_n(&barn->events, __ATOMIC_RELAXED),
-			      &barn->idle_seen, &barn->idle_looks, looks))
-			continue;
-		if (!READ_ONCE(barn->nr_full) && !READ_ONCE(barn->nr_empty))
-			continue;
-		_sheaf_barn_shrink(s, barn);
-		drained++;
-	}
-	sheaf_unlock(cache_flush_lock(s), LR_FLUSH);
-	return drained;
-}
-
-/* After a successful flush with no users left: free the main sheaves. */
-void _sheaf_pcs_destroy(struct kmem_cache *s)
-{
-	for (unsigned int i = 0; i < _sheaf_nr_slots; i++) {
-		_sheaf_free_sheaf(s, s->hot.pcs[i].main, i);
-		s->hot.pcs[i].main = NULL;
-	}
-}
-
-/* Objects cached in sheaves and barns (exact when quiescent). */
-size_t _sheaf_pcs_cached_objects(struct kmem_cache *s)
-{
-	size_t n = 0;
-	sheaf_lock(cache_flush_lock(s), LR_FLUSH);
-	_sheaf_pcs_remote_lock_all(s);
-	for (unsigned int i = 0; i < _sheaf_nr_slots; i++) {
-		struct sheaf_pcs *pcs = &s->hot.pcs[i];
-		n += pcs->main->size;
-		if (pcs->spare)
-			n += pcs->spare->size;
-		if (pcs->rcu_free)
-			n += pcs->rcu_free->size;
-	}
-	_sheaf_pcs_remote_unlock_all(s);
-	for (unsigned int k = 0; k < _sheaf_nr_nodes; k++)
-		n += _sheaf_barn_objects(s->barn[k], NULL, NULL);
-	sheaf_unlock(cache_flush_lock(s), LR_FLUSH);
-	return n;
-}
-
-/*
- * fork: own every slot (remote protocol) until the handlers release them,
- * in two halves: stop every slot of every cache, one fence for all
- * (_sheaf_rseq_fence() by the caller, in rseq mode), then wait for the
- * holders.  The barns are a step of their own, after every cache's slots.
- */
-void _sheaf_pcs_fork_stop(struct kmem_cache *s)
-{
-	sheaf_lock(cache_flush_lock(s), LR_FLUSH);
-	_sheaf_slots_stop(s->hot.pcs);
-}
-
-void _sheaf_pcs_fork_wait(struct kmem_cache *s)
-{
-	/* It waits for every holder of s's slots (the handler holds the
-	 * slots of the caches before s: the same rank). */
-	_sheaf_lock_acquire(LR_SLOT);
-	_sheaf_slots_wait(s->hot.pcs);
-}
-
-void _sheaf_pcs_fork_lock_barns(struct kmem_cache *s)
-{
-	for (unsigned int n = 0; n < _sheaf_nr_nodes; n++)
-		sheaf_barn_lock(&s->barn[n]->lock);
-}
-
-void _sheaf_pcs_fork_unlock_barns(struct kmem_cache *s)
-{
-	for (unsigned int n = 0; n < _sheaf_nr_nodes; n++)
-		sheaf_barn_unlock(&s->barn[n]->lock);
-}
-
-/*
- * After fork().  In the child every slot is free: its one thread is the
- * one that owned every slot in the prefork handler.  A lock byte may still
- * read 1 there (fallback mode: another thread's compare-and-swap takes it
- * for an instant before it sees stop and lets go, and fork() may copy that
- * instant), so the child clears them all before clearing stop.
- */
-void _sheaf_pcs_unlock_all(struct kmem_cache *s, bool child)
-{
-	if (child)
-		_sheaf_slots_reset(s->hot.pcs);
-	_sheaf_pcs_remote_unlock_all(s);
-	sheaf_unlock(cache_flush_lock(s), LR_FLUSH);
-}
-
-/*
- * Bare slot arrays: a per-CPU cache of pointers that is not a kmem_cache
- * (kmalloc's per-order caches of free large runs).  Every slot's main is a
- * sheaf of `capacity` pointers of its own, never replaced; no spare, no
- * rcu_free, no barn, no lock byte ever set: the inline sections push and
- * pop (sheaf_pcs_push_inline(), sheaf_pcs_pop_inline(), rseq mode only),
- * and _sheaf_pcs_bare_drain() empties every slot from any thread with the
- * remote-slot protocol.  The sheaves follow the slots, each in whole cache
- * lines so that no two slots share one.  NULL when out of metadata memory.
- */
-struct sheaf_pcs *_sheaf_pcs_bare_new(unsigned int capacity)
-{
-	size_t sheaf_bytes = ALIGN_UP(sizeof(struct slab_sheaf) +
-				      (size_t)capacity * sizeof(void *),
-				      (size_t)CACHE_LINE);
-	size_t bytes = _sheaf_nr_slots * (sizeof(struct sheaf_pcs) + sheaf_bytes);
-	char *mem = _sheaf_meta_alloc(bytes);
-	if (!mem)
-		return NULL;
-	struct sheaf_pcs *pcs = (struct sheaf_pcs *)(void *)mem;
-	char *sheaves = mem + _sheaf_nr_slots * sizeof(struct sheaf_pcs);
-	for (unsigned int i = 0; i < _sheaf_nr_slots; i++) {
-		pcs[i].main = (struct slab_sheaf *)(void *)(sheaves + i * sheaf_bytes);
-		pcs[i].capacity = capacity;
-	}
-	return pcs;
-}
-
-/*
- * Empty every slot of a bare array, fn(pointer) for each pointer popped.
- * The caller serialises drains of one array (and the fork handlers take
- * its lock).
- */
-void _sheaf_pcs_bare_drain(struct sheaf_pcs *pcs, void (*fn)(void *))
-{
-	_sheaf_slots_remote_lock(pcs);
-	for (unsigned int i = 0; i < _sheaf_nr_slots; i++) {
-		struct slab_sheaf *sh = pcs[i].main;
-		while (sh->size)
-			fn(sh->objects[--sh->size]);
-	}
-	_sheaf_slots_remote_unlock(pcs);
 }

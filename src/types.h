@@ -407,7 +407,7 @@ struct node_barn {
 	unsigned int nr_full;
 	unsigned int nr_empty;
 	atomic_uint rcu_credit;
-	/* The idle drain's (pcs.c): events counts the lock's releases
+	/* The idle drain's (pcs_remote.c): events counts the lock's releases
 	 * (written by the holder, read without the lock); idle_seen and
 	 * idle_looks are written by the drain thread alone. */
 	unsigned int events;

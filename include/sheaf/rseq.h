@@ -69,7 +69,7 @@ struct slab_sheaf {
  * the idle drain's two words.  events counts the times a thread let go of
  * the slot lock (every slow path; the sections never touch it), written
  * by that holder; idle_seen and idle_looks are the idle drain's, written
- * by its thread alone (src/pcs.c, "Idle drain").
+ * by its thread alone (src/pcs_remote.c, "Idle drain").
  */
 struct sheaf_pcs {
 	uint8_t lock;          /* set by the slot trylock section */
