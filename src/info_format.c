@@ -41,11 +41,11 @@ static const char *const info_stat_names[SHEAF_STAT_NR] = {
 };
 
 /*
- * Field 22 of /proc/PID/stat (start time in clock ticks since boot), 0 when
- * it cannot be read: what the publisher writes into the page's header and
- * what the reader compares it with, so that both parse it the same way.
+ * Field `field` (3 or more) of a /proc/PID/stat file open on fd, 0 when it
+ * cannot be read.  A stack buffer and plain calls, no allocation: the fork
+ * handlers use it too (init.c, the number of threads).
  */
-static uint64_t stat_start_time(int fd)
+uint64_t sheaf_proc_stat_field(int fd, int field)
 {
 	char buf[1024];
 	ssize_t n = read(fd, buf, sizeof(buf) - 1);
@@ -56,10 +56,20 @@ static uint64_t stat_start_time(int fd)
 	if (!p)
 		return 0;
 	p++;
-	/* After ')' come fields 3, 4, ...: skip 19 of them. */
-	for (int field = 3; field < 22 && p; field++)
+	/* After ')' come fields 3, 4, ...: skip field - 3 of them. */
+	for (int f = 3; f < field && p; f++)
 		p = strchr(p + 1, ' ');
 	return p ? strtoull(p + 1, NULL, 10) : 0;
+}
+
+/*
+ * Field 22 of /proc/PID/stat (start time in clock ticks since boot), 0 when
+ * it cannot be read: what the publisher writes into the page's header and
+ * what the reader compares it with, so that both parse it the same way.
+ */
+static uint64_t stat_start_time(int fd)
+{
+	return sheaf_proc_stat_field(fd, 22);
 }
 
 SHEAF_EXPORT uint64_t sheaf_info_start_time(pid_t pid)

@@ -56,6 +56,8 @@ enum sheaf_info_verdict sheaf_info_parse(const void *buf, size_t len,
  * when there is no such process, or another -errno.
  */
 int sheaf_info_proc(pid_t pid, uid_t *uid, uint64_t *start_time);
+/* Field `field` (>= 3) of the /proc/PID/stat open on fd; 0 if unreadable. */
+uint64_t sheaf_proc_stat_field(int fd, int field);
 
 /*
  * The pid a /dev/shm entry name stands for: "libsheaf." followed by the

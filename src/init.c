@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "info_page.h"
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 
@@ -310,25 +311,18 @@ static const struct lock_step {
 #define NR_LOCK_STEPS ARRAY_SIZE(lock_steps)
 
 /*
- * Threads of the process, from /proc/self/stat (field 20), or -1.  Raw
- * calls into a stack buffer: the prefork handler may run inside
- * libsheaf-malloc and must not allocate.
+ * Threads of the process, from /proc/self/stat (field 20), or 0 when it
+ * cannot be read.  No allocation (the prefork handler may run inside
+ * libsheaf-malloc): the statistics layer's parser of that file.
  */
-static int process_threads(void)
+static uint64_t process_threads(void)
 {
-	char buf[1024];
 	int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return -1;
-	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+		return 0;
+	uint64_t n = sheaf_proc_stat_field(fd, 20);
 	close(fd);
-	if (n <= 0)
-		return -1;
-	buf[n] = 0;
-	char *p = strrchr(buf, ')'); /* the name may hold spaces and ')' */
-	for (int field = 2; p && field < 20; field++)
-		p = strchr(p + 1, ' ');
-	return p ? atoi(p + 1) : -1;
+	return n;
 }
 
 /*
