@@ -39,7 +39,7 @@ static inline struct slab_sheaf *pop_locked(struct slab_sheaf **top, unsigned in
 
 /*
  * The barn's invariants, walked (caller holds barn->lock): nr_full and
- * nr_empty are the lengths of the stacks, every full sheaf is full and
+ * nr_empty are the lengths of the stacks, every full sheaf holds objects and
  * every empty one empty, all of one cache.  Only while the barn holds at
  * most BARN_WALK_MAX sheaves (its limits are 10 + 10; RCU credit may take
  * it far past them, and a walk of thousands of sheaves under the spin
@@ -54,7 +54,7 @@ static __attribute__((unused)) bool barn_stack_ok(const struct slab_sheaf *top, 
 	unsigned int len = 0;
 	for (const struct slab_sheaf *sh = top; sh; sh = sh->_link[0]) {
 		if (++len > nr || sh->cache != s ||
-		    sh->size != (full ? s->hot.sheaf_capacity : 0))
+		    (full ? !sh->size || sh->size > s->sheaf_room : sh->size != 0))
 			return false;
 	}
 	return len == nr;
@@ -132,7 +132,7 @@ bool _sheaf_barn_put_empty(struct node_barn *barn, struct slab_sheaf *sheaf,
 			   bool force)
 {
 	SHEAF_ASSERT(sheaf->size == 0);
-	if (!force && READ_ONCE(barn->nr_empty) >= MAX_EMPTY_SHEAVES)
+	if (!force && READ_ONCE(barn->nr_empty) >= cache_barn_limit(sheaf->cache))
 		return false;
 	barn_lock(barn);
 	push_locked(&barn->empty, &barn->nr_empty, sheaf);
@@ -143,7 +143,7 @@ bool _sheaf_barn_put_empty(struct node_barn *barn, struct slab_sheaf *sheaf,
 /* Put a full sheaf, ignoring the limit (callers check it). */
 void _sheaf_barn_put_full(struct node_barn *barn, struct slab_sheaf *sheaf)
 {
-	SHEAF_ASSERT(sheaf->size == sheaf->cache->hot.sheaf_capacity);
+	SHEAF_ASSERT(sheaf->size > 0 && sheaf->size <= sheaf->cache->sheaf_room);
 	/* One walk per sheaf entering the barn (bounded by the capacity). */
 	SHEAF_ASSERT_EXPENSIVE(_sheaf_sheaf_objects_of(sheaf->cache, sheaf));
 	barn_lock(barn);
@@ -160,7 +160,7 @@ struct slab_sheaf *_sheaf_barn_get_full(struct node_barn *barn, bool spin)
 	if (barn->nr_full)
 		sheaf = pop_locked(&barn->full, &barn->nr_full);
 	barn_unlock(barn);
-	SHEAF_ASSERT(!sheaf || sheaf->size == sheaf->cache->hot.sheaf_capacity);
+	SHEAF_ASSERT(!sheaf || (sheaf->size > 0 && sheaf->size <= sheaf->cache->sheaf_room));
 	return sheaf;
 }
 
@@ -174,8 +174,7 @@ struct slab_sheaf *_sheaf_barn_get_full_or_empty(struct node_barn *barn)
 	else if (barn->nr_empty)
 		sheaf = pop_locked(&barn->empty, &barn->nr_empty);
 	barn_unlock(barn);
-	SHEAF_ASSERT(!sheaf || sheaf->size == 0 ||
-		     sheaf->size == sheaf->cache->hot.sheaf_capacity);
+	SHEAF_ASSERT(!sheaf || sheaf->size <= sheaf->cache->sheaf_room);
 	return sheaf;
 }
 
@@ -195,7 +194,7 @@ struct slab_sheaf *_sheaf_barn_replace_empty(struct node_barn *barn,
 		push_locked(&barn->empty, &barn->nr_empty, empty);
 	}
 	barn_unlock(barn);
-	SHEAF_ASSERT(!full || full->size == full->cache->hot.sheaf_capacity);
+	SHEAF_ASSERT(!full || (full->size > 0 && full->size <= full->cache->sheaf_room));
 	return full;
 }
 
@@ -209,7 +208,7 @@ struct slab_sheaf *_sheaf_barn_replace_full(struct node_barn *barn,
 					    bool spin)
 {
 	struct slab_sheaf *empty = NULL;
-	if (READ_ONCE(barn->nr_full) >= MAX_FULL_SHEAVES) {
+	if (READ_ONCE(barn->nr_full) >= cache_barn_limit(full->cache)) {
 		*err = -E2BIG;
 		return NULL;
 	}
@@ -222,7 +221,7 @@ struct slab_sheaf *_sheaf_barn_replace_full(struct node_barn *barn,
 		return NULL;
 	}
 	if (barn->nr_empty) {
-		SHEAF_ASSERT(full->size == full->cache->hot.sheaf_capacity);
+		SHEAF_ASSERT(full->size > 0 && full->size <= full->cache->sheaf_room);
 		empty = pop_locked(&barn->empty, &barn->nr_empty);
 		push_locked(&barn->full, &barn->nr_full, full);
 	} else {

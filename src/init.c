@@ -138,6 +138,11 @@ static void read_config(void)
 		(unsigned int)env_int("SHEAF_IDLE_MS", 1000, 0, 3600000);
 	if (_sheaf_config.idle_ms && _sheaf_config.idle_ms < 10)
 		_sheaf_config.idle_ms = 10;
+	_sheaf_config.adaptive = _sheaf_env_bool("SHEAF_ADAPTIVE", true);
+	_sheaf_config.adaptive_max =
+		(unsigned int)env_int("SHEAF_ADAPTIVE_MAX", 4, 2, 16);
+	_sheaf_config.adaptive_budget =
+		(size_t)env_int("SHEAF_ADAPTIVE_BUDGET_MB", 64, 0, 1 << 20) << 20;
 	v = _sheaf_getenv("SHEAF_DEFAULT_CAPACITY");
 	if (v && strcmp(v, "auto") == 0)
 		_sheaf_config.default_capacity = -1;

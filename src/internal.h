@@ -610,7 +610,7 @@ void _sheaf_barn_shrink(struct kmem_cache *s, struct node_barn *barn);
 size_t _sheaf_barn_objects(struct node_barn *barn, unsigned int *nr_full,
 			   unsigned int *nr_empty);
 
-/* =============================== pcs.c, pcs_remote.c: the per-CPU sheaves */
+/* ================== pcs.c, pcs_remote.c, pcs_adapt.c: the per-CPU sheaves */
 
 static inline const struct sheaf_pcs_info *sheaf_pcs_info(const struct sheaf_pcs *pcs)
 {
@@ -627,6 +627,19 @@ sheaf_pcs_info_ok(const struct sheaf_pcs *pcs, uintptr_t x)
 static inline bool cache_has_sheaves(const struct kmem_cache *s)
 {
 	return s->hot.pcs != NULL;
+}
+
+/* The cache's current sheaf capacity and barn limit: loaded once by each
+ * operation, which uses that value throughout (struct kmem_cache,
+ * "Capacity and barn limits": an adaptive cache's may move meanwhile). */
+static inline unsigned int cache_cap(const struct kmem_cache *s)
+{
+	return __atomic_load_n(&s->hot.sheaf_capacity, __ATOMIC_RELAXED);
+}
+
+static inline unsigned int cache_barn_limit(const struct kmem_cache *s)
+{
+	return __atomic_load_n(&s->barn_limit, __ATOMIC_RELAXED);
 }
 
 /*
@@ -679,20 +692,51 @@ static inline void sheaf_pcs_unlock(struct sheaf_pcs *pcs)
 
 /*
  * The invariants of a locked slot (struct sheaf_pcs, <sheaf/rseq.h>):
- * main is set, every sheaf is s's and holds at most sheaf_capacity
- * objects, and an rcu_free sheaf is never left full (a full one goes to
- * the RCU worker before the slot is unlocked).  O(1): three headers.
+ * main is set, every sheaf is s's and holds at most sheaf_room objects
+ * (at most the capacity, but for an adaptive cache whose capacity went
+ * down since they filled), and an rcu_free sheaf is never left full (one
+ * that reached the capacity goes to the RCU worker before the slot is
+ * unlocked, so it has room for one more).  O(1): three headers.
  */
 static inline void sheaf_assert_slot_ok(struct kmem_cache *s, const struct sheaf_pcs *pcs)
 {
-	unsigned int cap = s->hot.sheaf_capacity;
-	SHEAF_ASSERT(pcs->capacity == cap);
-	SHEAF_ASSERT(pcs->main && pcs->main->cache == s && pcs->main->size <= cap);
+	unsigned int room = s->sheaf_room;
+	SHEAF_ASSERT(__atomic_load_n(&pcs->capacity, __ATOMIC_RELAXED) <= room);
+	SHEAF_ASSERT(pcs->main && pcs->main->cache == s && pcs->main->size <= room);
 	SHEAF_ASSERT(!pcs->spare ||
-		     (pcs->spare->cache == s && pcs->spare->size <= cap));
+		     (pcs->spare->cache == s && pcs->spare->size <= room));
 	SHEAF_ASSERT(!pcs->rcu_free ||
-		     (pcs->rcu_free->cache == s && pcs->rcu_free->size < cap));
-	(void)cap;
+		     (pcs->rcu_free->cache == s && pcs->rcu_free->size < room));
+	(void)room;
+}
+
+/*
+ * pcs_adapt.c: adaptive capacity.  A slow path of a locked slot that goes
+ * to the barn or past it calls sheaf_pcs_miss() (fail: the barn was at its
+ * limit); every SHEAF_ADAPT_MISSES misses the slot's window closes, and
+ * the cache grows when they came fast enough.  The idle thread's look
+ * shrinks quiet caches; kmem_cache_shrink() puts a cache back to its base.
+ */
+#define SHEAF_ADAPT_MISSES    64   /* misses per window */
+#define SHEAF_ADAPT_WINDOW_MS 16   /* a window at least this fast grows */
+void _sheaf_adapt_window(struct kmem_cache *s, struct sheaf_pcs *pcs);
+void _sheaf_adapt_look(struct kmem_cache *s);          /* under slab_mutex */
+void _sheaf_adapt_reset(struct kmem_cache *s);         /* to the base level */
+void _sheaf_adapt_release(struct kmem_cache *s);       /* destroy */
+void _sheaf_adapt_setup(struct kmem_cache *s, unsigned int cap);
+size_t _sheaf_adapt_budget_used(void);
+
+static inline void sheaf_pcs_miss(struct kmem_cache *s, struct sheaf_pcs *pcs,
+				  bool fail)
+{
+	if (!s->adaptive)
+		return;
+	uint32_t m = pcs->misses + 1;
+	__atomic_store_n(&pcs->misses, m, __ATOMIC_RELAXED); /* the look reads it */
+	if (fail && pcs->win_fails < UINT16_MAX)
+		pcs->win_fails++;
+	if (m - pcs->win_mark >= SHEAF_ADAPT_MISSES)
+		_sheaf_adapt_window(s, pcs);
 }
 
 void _sheaf_pcs_remote_lock_all(struct kmem_cache *s);   /* holds flush_lock */

@@ -122,7 +122,7 @@ static void install_full(struct kmem_cache *s, struct sheaf_pcs *pcs,
 			 struct slab_sheaf *full, unsigned int slot)
 {
 	struct node_barn *barn = sheaf_local_barn(s);
-	SHEAF_ASSERT(full->size == s->hot.sheaf_capacity);
+	SHEAF_ASSERT(full->size > 0 && full->size <= s->sheaf_room);
 	if (pcs->main->size == 0) {
 		if (!pcs->spare)
 			pcs->spare = pcs->main;
@@ -153,8 +153,10 @@ static bool full_main_from_barn(struct kmem_cache *s, struct sheaf_pcs *pcs,
 		return true;
 	}
 	struct node_barn *barn = sheaf_local_barn(s);
-	/* The slot needs a full sheaf: demand RCU may meet next (rcu_credit). */
+	/* The slot needs a full sheaf: demand RCU may meet next (rcu_credit),
+	 * and a miss for the adaptive capacity. */
 	barn_earn_rcu_credit(barn);
+	sheaf_pcs_miss(s, pcs, false);
 	struct slab_sheaf *full;
 	if (!pcs->spare) {
 		/* Keep the empty main as the spare (the next kfree_rcu() or
@@ -199,7 +201,8 @@ static SHEAF_NOINLINE void *sheaf_alloc_slow(struct kmem_cache *s, gfp_t gfp)
 		sheaf_pcs_unlock(pcs);
 		goto from_slab;
 	}
-	/* Refill outside the lock, as the kernel does. */
+	/* Refill outside the lock, as the kernel does, to the capacity of now. */
+	unsigned int cap = cache_cap(s);
 	struct slab_sheaf *empty = NULL, *full;
 	if (pcs->spare) {
 		empty = pcs->spare;
@@ -209,10 +212,10 @@ static SHEAF_NOINLINE void *sheaf_alloc_slow(struct kmem_cache *s, gfp_t gfp)
 	}
 	sheaf_pcs_unlock(pcs);
 	if (!empty)
-		empty = _sheaf_alloc_sheaf(s, gfp, s->hot.sheaf_capacity, slot);
+		empty = _sheaf_alloc_sheaf(s, gfp, s->sheaf_room, slot);
 	if (!empty)
 		goto from_slab;
-	if (_sheaf_refill_sheaf(s, empty, s->hot.sheaf_capacity, gfp, slot)) {
+	if (_sheaf_refill_sheaf(s, empty, cap, gfp, slot)) {
 		_sheaf_free_sheaf(s, empty, slot);
 		goto from_slab;
 	}
@@ -324,7 +327,7 @@ void _sheaf_offer_empty(struct kmem_cache *s, struct slab_sheaf *empty,
 static void install_empty(struct kmem_cache *s, struct sheaf_pcs *pcs,
 			  struct slab_sheaf *empty, unsigned int slot)
 {
-	unsigned int cap = s->hot.sheaf_capacity;
+	unsigned int cap = cache_cap(s);
 	SHEAF_ASSERT(empty->size == 0 && empty->cache == s);
 	if (pcs->main->size < cap) {
 		if (!pcs->spare)
@@ -356,22 +359,23 @@ static void install_empty(struct kmem_cache *s, struct sheaf_pcs *pcs,
  * (spin == false only) -EBUSY or -ENOMEM when the barn's lock was busy.
  */
 static int room_from_barn(struct kmem_cache *s, struct sheaf_pcs *pcs,
-			  unsigned int slot, bool spin)
+			  unsigned int cap, unsigned int slot, bool spin)
 {
 	struct node_barn *barn = sheaf_local_barn(s);
 	struct slab_sheaf *empty;
 	int err;
 
+	if (pcs->spare && pcs->spare->size < cap) {
+		swap_sheaves(pcs);
+		return 0;
+	}
+	sheaf_pcs_miss(s, pcs, false);
 	if (!pcs->spare) {
 		empty = _sheaf_barn_get_empty(barn, spin);
 		if (!empty)
 			return -ENOMEM;
 		pcs->spare = pcs->main;
 		pcs->main = empty;
-		return 0;
-	}
-	if (pcs->spare->size < s->hot.sheaf_capacity) {
-		swap_sheaves(pcs);
 		return 0;
 	}
 	empty = _sheaf_barn_replace_full(barn, pcs->main, &err, spin);
@@ -387,18 +391,18 @@ static int room_from_barn(struct kmem_cache *s, struct sheaf_pcs *pcs,
  * another one) with room in main, or NULL with no lock held.
  */
 static struct sheaf_pcs *replace_full_main(struct kmem_cache *s,
-					   struct sheaf_pcs *pcs,
+					   struct sheaf_pcs *pcs, unsigned int cap,
 					   unsigned int *slotp)
 {
-	unsigned int cap = s->hot.sheaf_capacity;
 	struct slab_sheaf *empty;
-	int err = room_from_barn(s, pcs, *slotp, true);
+	int err = room_from_barn(s, pcs, cap, *slotp, true);
 
 	if (!err)
 		return pcs;
 	if (err == -E2BIG) {
 		/* The barn is at its limit: the full spare goes to slabs. */
 		stat(s, SHEAF_STAT_BARN_PUT_FAIL, *slotp);
+		sheaf_pcs_miss(s, pcs, true);
 		struct slab_sheaf *spare = pcs->spare;
 		pcs->spare = NULL;
 		sheaf_pcs_unlock(pcs);
@@ -414,7 +418,7 @@ static struct sheaf_pcs *replace_full_main(struct kmem_cache *s,
 
 	/* No empty sheaf in the barn: allocate one, unlocked. */
 	sheaf_pcs_unlock(pcs);
-	empty = _sheaf_alloc_sheaf(s, GFP_NOWAIT, cap, *slotp);
+	empty = _sheaf_alloc_sheaf(s, GFP_NOWAIT, s->sheaf_room, *slotp);
 	pcs = sheaf_pcs_trylock(s, slotp);
 	if (!pcs) {
 		if (empty)
@@ -445,15 +449,16 @@ static SHEAF_NOINLINE void sheaf_free_slow(struct kmem_cache *s,
 		stat(s, SHEAF_STAT_SLOT_BUSY, slot);
 		goto to_slab;
 	}
-	if (pcs->main->size >= s->hot.sheaf_capacity) {
-		pcs = replace_full_main(s, pcs, &slot);
+	unsigned int cap = cache_cap(s);
+	if (pcs->main->size >= cap) {
+		pcs = replace_full_main(s, pcs, cap, &slot);
 		if (!pcs) {
 			slot = sheaf_slot();
 			goto to_slab;
 		}
 	}
 	sheaf_assert_slot_ok(s, pcs);
-	SHEAF_ASSERT(pcs->main->size < s->hot.sheaf_capacity);
+	SHEAF_ASSERT(pcs->main->size < s->sheaf_room);
 	pcs->main->objects[pcs->main->size++] = obj;
 	sheaf_pcs_unlock(pcs);
 	stat(s, SHEAF_STAT_FREE_FASTPATH, slot);
@@ -521,11 +526,12 @@ bool _sheaf_pcs_free_nolock(struct kmem_cache *s, struct slab *slab, void *obj)
 		stat_here(s, SHEAF_STAT_SLOT_BUSY);
 		return false;
 	}
-	bool done = pcs->main->size < s->hot.sheaf_capacity ||
-		    room_from_barn(s, pcs, slot, false) == 0;
+	unsigned int cap = cache_cap(s);
+	bool done = pcs->main->size < cap ||
+		    room_from_barn(s, pcs, cap, slot, false) == 0;
 	if (done) {
 		sheaf_assert_slot_ok(s, pcs);
-		SHEAF_ASSERT(pcs->main->size < s->hot.sheaf_capacity);
+		SHEAF_ASSERT(pcs->main->size < s->sheaf_room);
 		pcs->main->objects[pcs->main->size++] = obj;
 	}
 	sheaf_pcs_unlock(pcs);
@@ -574,7 +580,7 @@ int _sheaf_pcs_alloc_bulk(struct kmem_cache *s, gfp_t gfp, size_t nr, void **p)
 /* Objects must have been checked.  Remote-node objects go to their slabs. */
 void _sheaf_pcs_free_bulk(struct kmem_cache *s, size_t nr, void **p)
 {
-	unsigned int cap = s->hot.sheaf_capacity;
+	unsigned int cap = cache_cap(s);
 	unsigned int slot = 0;
 	size_t i = 0;
 	int node = sheaf_node();
@@ -583,7 +589,7 @@ void _sheaf_pcs_free_bulk(struct kmem_cache *s, size_t nr, void **p)
 		struct sheaf_pcs *pcs = sheaf_pcs_trylock(s, &slot);
 		if (!pcs)
 			break;
-		if (pcs->main->size >= cap && room_from_barn(s, pcs, slot, true)) {
+		if (pcs->main->size >= cap && room_from_barn(s, pcs, cap, slot, true)) {
 			sheaf_pcs_unlock(pcs);
 			break;
 		}
@@ -639,7 +645,7 @@ int _sheaf_pcs_test_hold(struct kmem_cache *s, bool hold)
  */
 bool _sheaf_pcs_kfree_rcu(struct kmem_cache *s, void *obj)
 {
-	unsigned int slot, cap = s->hot.sheaf_capacity;
+	unsigned int slot, cap = cache_cap(s);
 	struct sheaf_pcs *pcs = sheaf_pcs_trylock(s, &slot);
 	if (!pcs)
 		return false;
@@ -653,7 +659,8 @@ bool _sheaf_pcs_kfree_rcu(struct kmem_cache *s, void *obj)
 		}
 		if (!rf) {
 			sheaf_pcs_unlock(pcs);
-			struct slab_sheaf *empty = _sheaf_alloc_sheaf(s, GFP_NOWAIT, cap, slot);
+			struct slab_sheaf *empty = _sheaf_alloc_sheaf(s, GFP_NOWAIT,
+								      s->sheaf_room, slot);
 			if (!empty)
 				return false;
 			pcs = sheaf_pcs_trylock(s, &slot);
@@ -670,9 +677,11 @@ bool _sheaf_pcs_kfree_rcu(struct kmem_cache *s, void *obj)
 		}
 		pcs->rcu_free = rf;
 	}
-	sheaf_assert_slot_ok(s, pcs); /* so rf->size < cap: room for obj */
+	sheaf_assert_slot_ok(s, pcs); /* so rf->size < sheaf_room: room for obj */
 	rf->objects[rf->size++] = obj;
 	if (rf->size >= cap) {
+		/* A sheaf's worth through RCU: a miss for the capacity. */
+		sheaf_pcs_miss(s, pcs, false);
 		pcs->rcu_free = NULL;
 		/* Submitted under the slot lock: a barrier cannot miss it. */
 		_sheaf_rcu_submit_sheaf(s, rf, true, slot);
@@ -723,19 +732,19 @@ struct slab_sheaf *_sheaf_pcs_take_spare(struct kmem_cache *s, unsigned int want
 	if (!pcs)
 		return NULL;
 	struct slab_sheaf *sheaf = pcs->spare;
+	unsigned int cap = cache_cap(s);
 	if (sheaf) {
 		pcs->spare = NULL;
-		if (sheaf->size < want) {
+		if (sheaf->size < want && sheaf->size < cap) {
 			struct slab_sheaf *main = pcs->main;
-			unsigned int take = MIN(s->hot.sheaf_capacity - sheaf->size,
-						main->size);
+			unsigned int take = MIN(cap - sheaf->size, main->size);
 			main->size -= take;
 			memcpy(&sheaf->objects[sheaf->size], &main->objects[main->size],
 			       take * sizeof(void *));
 			sheaf->size += take;
 		}
 		sheaf_assert_slot_ok(s, pcs);
-		SHEAF_ASSERT(sheaf->cache == s && sheaf->size <= s->hot.sheaf_capacity);
+		SHEAF_ASSERT(sheaf->cache == s && sheaf->size <= s->sheaf_room);
 	}
 	sheaf_pcs_unlock(pcs);
 	return sheaf;
@@ -779,18 +788,19 @@ struct slab_sheaf *_sheaf_pcs_pool_spare(struct kmem_cache *s, struct slab_sheaf
 	if (!sp) {
 		pcs->spare = r;
 	} else {
-		unsigned int cap = s->hot.sheaf_capacity;
-		unsigned int mv = MIN(cap - sp->size, r->size);
+		unsigned int cap = cache_cap(s);
+		unsigned int mv = sp->size < cap ? MIN(cap - sp->size, r->size) : 0;
 		r->size -= mv;
 		memcpy(&sp->objects[sp->size], &r->objects[r->size], mv * sizeof(void *));
 		sp->size += mv;
-		if (sp->size == cap && r->size) {
+		if (sp->size >= cap && r->size) {
 			pcs->spare = r;
 			out = sp;
 		} else {
 			out = r;
 		}
-		SHEAF_ASSERT(out->size == 0 || out->size == cap);
+		/* Empty, or full (to the capacity of now, or of before). */
+		SHEAF_ASSERT(out->size == 0 || out->size >= cap);
 	}
 	sheaf_assert_slot_ok(s, pcs);
 	sheaf_pcs_unlock(pcs);

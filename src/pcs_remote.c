@@ -31,7 +31,7 @@ bool _sheaf_pcs_init(struct kmem_cache *s)
 	((struct sheaf_pcs_info *)s->hot.pcs - 1)->limit = 0; /* _sheaf_update_inline() */
 	for (unsigned int i = 0; i < _sheaf_nr_slots; i++) {
 		struct slab_sheaf *main = _sheaf_alloc_sheaf(s, GFP_KERNEL,
-							     s->hot.sheaf_capacity, i);
+							     s->sheaf_room, i);
 		if (!main) {
 			for (unsigned int j = 0; j < i; j++)
 				_sheaf_free_sheaf(s, s->hot.pcs[j].main, j);
@@ -65,11 +65,15 @@ static void drain_slot(struct kmem_cache *s, struct sheaf_pcs *pcs, unsigned int
 /*
  * Flush every slot (the remote protocol) and every barn: main's objects go
  * to slabs (the sheaf stays), spare is flushed and freed, rcu_free goes to
- * the RCU worker (rcu.c) and to slabs after its grace period.
+ * the RCU worker (rcu.c) and to slabs after its grace period; an adaptive
+ * cache goes back to its base capacity and barn limit.
  */
 void _sheaf_pcs_flush_all(struct kmem_cache *s)
 {
 	sheaf_lock(cache_flush_lock(s), LR_FLUSH);
+	/* The base capacity again (under the flush lock, which the fork
+	 * handlers take: no fork() copies the level's lock held). */
+	_sheaf_adapt_reset(s);
 	_sheaf_pcs_remote_lock_all(s);
 	for (unsigned int i = 0; i < _sheaf_nr_slots; i++)
 		drain_slot(s, &s->hot.pcs[i], i);

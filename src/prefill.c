@@ -38,7 +38,7 @@
 static inline bool is_oversize(struct kmem_cache *s, struct slab_sheaf *sheaf)
 {
 	return (sheaf->_info.flags & SHEAF_OVERSIZE) ||
-	       sheaf->_info.capacity != s->hot.sheaf_capacity;
+	       sheaf->_info.capacity > s->sheaf_room;
 }
 
 /* Report (and abort) a sheaf that is not one of s's lent out. */
@@ -91,7 +91,9 @@ SHEAF_EXPORT struct slab_sheaf *kmem_cache_prefill_sheaf(struct kmem_cache *s,
 	if (!prefill_args_ok(s, gfp, size))
 		return NULL;
 	cache_check_live(s, "kmem_cache_prefill_sheaf", __builtin_return_address(0));
-	if (!cache_has_sheaves(s) || size > s->hot.sheaf_capacity)
+	/* A regular sheaf goes out filled to the capacity of now. */
+	unsigned int cap = cache_has_sheaves(s) ? cache_cap(s) : 0;
+	if (size > cap)
 		return prefill_oversize(s, gfp, size, slot);
 
 	struct slab_sheaf *sheaf = _sheaf_pcs_take_spare(s, size, &slot);
@@ -128,15 +130,17 @@ SHEAF_EXPORT struct slab_sheaf *kmem_cache_prefill_sheaf(struct kmem_cache *s,
 			     slot);
 	}
 	if (!sheaf) {
-		sheaf = _sheaf_alloc_sheaf(s, gfp, s->hot.sheaf_capacity, slot);
+		sheaf = _sheaf_alloc_sheaf(s, gfp, s->sheaf_room, slot);
 		if (!sheaf)
 			return NULL;
 	}
-	sheaf->_info.capacity = s->hot.sheaf_capacity;
+	/* Its capacity while lent: what it holds or the cache's, whichever is
+	 * more (the cache's may have gone down since it filled). */
+	sheaf->_info.capacity = MAX(cap, sheaf->size);
 	sheaf->_info.flags = SHEAF_LENT;
 	/* As the kernel: a regular sheaf goes out full, not just to `size`. */
 	if (sheaf->size < size &&
-	    _sheaf_refill_sheaf(s, sheaf, s->hot.sheaf_capacity, gfp, slot)) {
+	    _sheaf_refill_sheaf(s, sheaf, cap, gfp, slot)) {
 		_sheaf_discard_sheaf(s, sheaf, slot);
 		return NULL;
 	}
@@ -203,11 +207,11 @@ SHEAF_EXPORT void kmem_cache_return_sheaf(struct kmem_cache *s, gfp_t gfp,
 				      sheaf, NULL, __builtin_return_address(0));
 	}
 	check_lent(s, sheaf, "kmem_cache_return_sheaf", __builtin_return_address(0));
-	/* A lent sheaf holds at most its capacity, and a regular one's is the
-	 * cache's (what lets it become a spare or a barn sheaf). */
+	/* A lent sheaf holds at most its capacity, and a regular one has the
+	 * cache's room (what lets it become a spare or a barn sheaf). */
 	SHEAF_ASSERT(sheaf->size <= sheaf->_info.capacity);
 	SHEAF_ASSERT((sheaf->_info.flags & SHEAF_OVERSIZE) ||
-		     sheaf->_info.capacity == s->hot.sheaf_capacity);
+		     sheaf->_info.capacity <= s->sheaf_room);
 	bool oversize = is_oversize(s, sheaf);
 	sheaf->_info.flags = 0; /* back: not lent any more */
 	long lent = atomic_fetch_sub_explicit(&s->lent_sheaves, 1, memory_order_relaxed);
@@ -238,9 +242,10 @@ SHEAF_EXPORT void kmem_cache_return_sheaf(struct kmem_cache *s, gfp_t gfp,
 	}
 	/* Full from the pooling, or topped up from slabs: into the barn,
 	 * beyond its limit only as far as demand has earned (rcu_credit). */
-	if ((READ_ONCE(barn->nr_full) >= MAX_FULL_SHEAVES &&
-	     !(sheaf->size == s->hot.sheaf_capacity && barn_spend_rcu_credit(barn))) ||
-	    _sheaf_refill_sheaf(s, sheaf, s->hot.sheaf_capacity, gfp, slot)) {
+	unsigned int cap = cache_cap(s);
+	if ((READ_ONCE(barn->nr_full) >= cache_barn_limit(s) &&
+	     !(sheaf->size >= cap && barn_spend_rcu_credit(barn))) ||
+	    _sheaf_refill_sheaf(s, sheaf, cap, gfp, slot)) {
 		_sheaf_discard_sheaf(s, sheaf, slot);
 		return;
 	}

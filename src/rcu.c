@@ -53,16 +53,17 @@ static void rcu_free_sheaf(struct slab_sheaf *sheaf)
 	struct kmem_cache *s = sheaf->cache;
 	struct node_barn *barn = s->barn[sheaf->node];
 	unsigned int slot = sheaf_slot();
-	/* Only full rcu_free sheaves are submitted for recycling. */
-	SHEAF_ASSERT(sheaf->size == s->hot.sheaf_capacity);
+	/* Only full rcu_free sheaves are submitted for recycling (full at the
+	 * capacity of then: an adaptive cache's may have moved since). */
+	SHEAF_ASSERT(sheaf->size > 0 && sheaf->size <= s->sheaf_room);
 
 	/* Readers are done with them: now they are free for ASan/valgrind. */
 	for (unsigned int i = 0; i < sheaf->size; i++)
 		track_free(s, sheaf->objects[i]);
 
 	/* Only a full sheaf joins the barn's full list (its invariant). */
-	bool full = sheaf->size == s->hot.sheaf_capacity;
-	if (full && (READ_ONCE(barn->nr_full) < MAX_FULL_SHEAVES ||
+	bool full = sheaf->size > 0;
+	if (full && (READ_ONCE(barn->nr_full) < cache_barn_limit(s) ||
 		     barn_spend_rcu_credit(barn))) {
 		size_t n = sheaf->size;
 		_sheaf_barn_put_full(barn, sheaf);
@@ -83,7 +84,7 @@ static void rcu_free_sheaf_nobarn(struct slab_sheaf *sheaf)
 {
 	struct kmem_cache *s = sheaf->cache;
 	unsigned int slot = sheaf_slot();
-	SHEAF_ASSERT(sheaf->size > 0 && sheaf->size <= s->hot.sheaf_capacity);
+	SHEAF_ASSERT(sheaf->size > 0 && sheaf->size <= s->sheaf_room);
 
 	for (unsigned int i = 0; i < sheaf->size; i++)
 		track_free(s, sheaf->objects[i]);
@@ -288,9 +289,10 @@ static void worker_submitted(void)
 void _sheaf_rcu_submit_sheaf(struct kmem_cache *s, struct slab_sheaf *sheaf,
 			     bool recycle, unsigned int slot)
 {
-	SHEAF_ASSERT(sheaf->cache == s && sheaf->size <= s->hot.sheaf_capacity);
-	/* Recycled sheaves join a barn's full list: only full ones. */
-	SHEAF_ASSERT(!recycle || sheaf->size == s->hot.sheaf_capacity);
+	SHEAF_ASSERT(sheaf->cache == s && sheaf->size <= s->sheaf_room);
+	/* Recycled sheaves join a barn's full list: only full ones (at the
+	 * capacity the submitter read). */
+	SHEAF_ASSERT(!recycle || sheaf->size > 0);
 	if (!sheaf->size) {
 		_sheaf_offer_empty(s, sheaf, slot);
 		return;

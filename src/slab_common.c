@@ -149,6 +149,7 @@ struct kmem_cache *_sheaf_cache_create(const char *name, unsigned int size,
 	s->hot.pow2_mask = IS_POW2(s->size) && s->size <= PAGE_SIZE ? s->size - 1 : 0;
 	if (cap) {
 		s->hot.sheaf_capacity = cap;
+		_sheaf_adapt_setup(s, cap); /* its room: what every sheaf holds */
 		s->hot.pcs = (struct sheaf_pcs *)(fk + off_pcs);
 		for (unsigned int n = 0; n < _sheaf_nr_nodes; n++) {
 			s->barn[n] = (struct node_barn *)(fk + off_barn) + n;
@@ -231,7 +232,21 @@ SHEAF_EXPORT const char *kmem_cache_name(struct kmem_cache *s)
 
 SHEAF_EXPORT unsigned int sheaf_cache_capacity(struct kmem_cache *s)
 {
-	return s ? s->hot.sheaf_capacity : 0;
+	return s ? cache_cap(s) : 0;
+}
+
+SHEAF_EXPORT int sheaf_cache_limits(struct kmem_cache *s, struct sheaf_cache_limits *l)
+{
+	if (!s || !l)
+		return -EINVAL;
+	cache_check_live(s, "sheaf_cache_limits", __builtin_return_address(0));
+	bool sheaves = cache_has_sheaves(s);
+	l->capacity = sheaves ? cache_cap(s) : 0;
+	l->capacity_base = sheaves ? s->cap_base : 0;
+	l->capacity_max = sheaves ? s->sheaf_room : 0;
+	l->barn_limit = sheaves ? cache_barn_limit(s) : 0;
+	l->adaptive = sheaves && s->adaptive;
+	return 0;
 }
 
 /* Flush every CPU cache of s and release empty slabs. */
@@ -300,8 +315,10 @@ static unsigned int idle_pass(void)
 	list_for_each_entry(s, &_sheaf_slab_caches, list) {
 		if (atomic_load_explicit(&s->deferred_nr, memory_order_relaxed) > 0)
 			_sheaf_deferred_drain(s);
-		if (cache_has_sheaves(s))
+		if (cache_has_sheaves(s)) {
 			drained += _sheaf_pcs_drain_idle(s, 2);
+			_sheaf_adapt_look(s);
+		}
 	}
 	_sheaf_pages_decay();
 	sheaf_unlock(&_sheaf_slab_mutex, LR_SLAB_MUTEX);
@@ -500,8 +517,10 @@ SHEAF_EXPORT void kmem_cache_destroy(struct kmem_cache *s)
 	sheaf_lock(&_sheaf_slab_mutex, LR_SLAB_MUTEX);
 	list_del(&s->list);
 	sheaf_unlock(&_sheaf_slab_mutex, LR_SLAB_MUTEX);
-	if (cache_has_sheaves(s))
+	if (cache_has_sheaves(s)) {
 		_sheaf_pcs_destroy(s); /* the empty mains, to the sheaf store */
+		_sheaf_adapt_release(s);
+	}
 	_sheaf_pages_purge(false);
 	cache_bury(s);
 }

@@ -85,6 +85,10 @@ struct sheaf_config {
 	unsigned int large_decay_ms; /* SHEAF_LARGE_DECAY_MS: kept that long */
 	unsigned int idle_ms;   /* SHEAF_IDLE_MS: drain slots and barns idle
 				 * that long (0: never; slab_common.c) */
+	bool adaptive;          /* SHEAF_ADAPTIVE: capacity and barn limits
+				 * follow the workload (pcs_adapt.c) */
+	unsigned int adaptive_max; /* SHEAF_ADAPTIVE_MAX: growth factor bound */
+	size_t adaptive_budget; /* SHEAF_ADAPTIVE_BUDGET_MB, in bytes */
 	int malloc_verbose;     /* SHEAF_MALLOC_VERBOSE: 0, 1, 2 (libsheaf-malloc) */
 	bool debug_abort;       /* SHEAF_DEBUG_ABORT (default on) */
 	const char *slub_debug; /* SLUB_DEBUG, parsed by debug.c, or NULL */
@@ -377,14 +381,17 @@ _Static_assert(sizeof(struct kmem_cache_cpu) == 1u << SHEAF_CPU_SHIFT &&
 /*
  * struct node_barn - per cache per node store of sheaves, under lock.
  * Invariants: nr_full == length(full), and every sheaf there is full:
- * size == the cache's sheaf_capacity (the alloc paths install a barn
- * sheaf as main and pop it at once; a refill whose relock fails parks the
- * sheaf whole; RCU recycles only full sheaves, barriers send partial ones
- * to slabs); nr_empty == length(empty), every sheaf there has size == 0.  Both are LIFO stacks
+ * filled to the cache's capacity when it was put there, so 0 < size <=
+ * sheaf_room (the capacity of an adaptive cache moves; the alloc paths
+ * install a barn sheaf as main and pop it at once; a refill whose relock
+ * fails parks the sheaf whole; RCU recycles only full sheaves, barriers
+ * send partial ones to slabs); nr_empty == length(empty), every sheaf
+ * there has size == 0.  Both are LIFO stacks
  * linked through the sheaves' _link[0]: a push writes only the pushed
  * sheaf's header and a pop reads only the popped one's, so an exchange
  * touches the barn's line and the two sheaves it moves, nothing else.  The
- * limits MAX_FULL_SHEAVES / MAX_EMPTY_SHEAVES are soft: checked when a
+ * limits, the cache's barn_limit for each stack (MAX_FULL_SHEAVES and
+ * MAX_EMPTY_SHEAVES, both 10, unless adaptive), are soft: checked when a
  * sheaf is offered, ignored when sheaves are exchanged or an undo puts one
  * back.
  *
@@ -513,6 +520,30 @@ struct kmem_cache {
 	size_t fork_size;
 	bool rcu_used;                       /* kfree_rcu() has seen the cache */
 	uint8_t kind;                        /* enum cache_kind (for sheafinfo) */
+	/*
+	 * Capacity and barn limits (pcs_adapt.c).  Invariants: cap_base <=
+	 * hot.sheaf_capacity <= sheaf_room, and every sheaf of the cache but
+	 * an oversize prefilled one has room for sheaf_room objects;
+	 * MAX_FULL_SHEAVES <= barn_limit.  A fixed cache (SHEAF_ADAPTIVE=0,
+	 * the library's own caches): adaptive false, sheaf_room == cap_base
+	 * == hot.sheaf_capacity and barn_limit == MAX_FULL_SHEAVES forever,
+	 * the kernel's behaviour.  An adaptive one changes hot.sheaf_capacity
+	 * (and every slot's push limit) and barn_limit only while holding
+	 * adapt_busy; readers load them once per operation (relaxed) and
+	 * cope with any value in the bounds.  adapt_bytes: what the cache
+	 * holds of the process-wide budget (its bound on cached bytes beyond
+	 * the base level); adapt_stamp: ms of its last change.
+	 */
+	bool adaptive;
+	atomic_bool adapt_busy;
+	unsigned int sheaf_room;
+	unsigned int cap_base;
+	unsigned int barn_limit;
+	uint32_t adapt_stamp;
+	uint32_t adapt_seen;                 /* the idle look's: sum of misses */
+	uint32_t adapt_quiet;                /* the idle look's: quiet looks */
+	uint64_t adapt_look_ns;              /* the idle look's: its last time */
+	size_t adapt_bytes;
 
 	/*
 	 * Written by other threads while the cache is in use: the RCU worker

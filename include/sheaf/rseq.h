@@ -64,26 +64,35 @@ struct slab_sheaf {
 /*
  * struct sheaf_pcs - one CPU slot's sheaves of one cache (64 bytes).
  * Invariants: main != NULL whenever lock == 0; spare and rcu_free may be
- * NULL; only the lock holder (or a fast-path section, when lock == 0 and
- * stop == 0) changes anything here or in the sheaves it points to, except
- * the idle drain's two words.  events counts the times a thread let go of
- * the slot lock (every slow path; the sections never touch it), written
- * by that holder; idle_seen and idle_looks are the idle drain's, written
- * by its thread alone (src/pcs_remote.c, "Idle drain").
+ * NULL; every sheaf here has room for the cache's sheaf_room objects and
+ * capacity <= sheaf_room; only the lock holder (or a fast-path section,
+ * when lock == 0 and stop == 0) changes anything here or in the sheaves it
+ * points to, except the idle drain's two words and capacity.  capacity is
+ * the push limit the sections read: the cache's current capacity, stored
+ * (relaxed) by whichever thread changes it (src/pcs_adapt.c); any value
+ * up to sheaf_room is safe, so a section that read the old one is right
+ * too.  events counts the times a thread let go of the slot lock (every
+ * slow path; the sections never touch it), written by that holder;
+ * idle_seen and idle_looks are the idle drain's, written by its thread
+ * alone (src/pcs_remote.c, "Idle drain").  misses counts the holder's
+ * trips to the barn or past it (wraps); win_mark, win_start and win_fails
+ * are the holder's adaptive-capacity window (pcs_adapt.c).
  */
 struct sheaf_pcs {
 	uint8_t lock;          /* set by the slot trylock section */
 	uint8_t stop;          /* set by a remote flusher */
-	uint8_t _pad[2];
-	uint32_t capacity;     /* the cache's sheaf_capacity: the push limit */
+	uint16_t win_fails;    /* barn put failures in the window */
+	uint32_t capacity;     /* the cache's current capacity: the push limit */
 	struct slab_sheaf *main;
 	struct slab_sheaf *spare;
 	struct slab_sheaf *rcu_free;
 	uint32_t events;       /* slow paths that held the lock (wraps) */
 	uint32_t idle_seen;    /* the idle drain's copy of events */
 	uint32_t idle_looks;   /* its looks since events last moved */
-	uint32_t _pad3;
-	uint64_t _pad2[2];
+	uint32_t misses;       /* barn and slab trips of slow paths (wraps) */
+	uint32_t win_mark;     /* misses when the window started */
+	uint32_t win_start;    /* its start, ms of the coarse clock (wraps) */
+	uint64_t _pad2;
 } __attribute__((aligned(64)));
 
 /*

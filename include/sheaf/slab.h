@@ -659,8 +659,33 @@ const char *sheaf_percpu_mode(void);
  * object size aligned, with any debug metadata) is `size`.
  */
 unsigned int sheaf_auto_capacity(unsigned int size);
-/* Sheaf capacity of the cache (0: classic path). */
+/* Sheaf capacity of the cache now (0: classic path); an adaptive cache's
+ * moves between its base and its maximum (sheaf_cache_limits()). */
 unsigned int sheaf_cache_capacity(struct kmem_cache *s);
+
+/*
+ * The sheaf capacity and barn limit of a cache, as they are now
+ * (docs/ARCHITECTURE.md, "Adaptive capacity").  With SHEAF_ADAPTIVE on
+ * (the default), a cache with sheaves starts at capacity_base, the
+ * capacity it was created with (args->sheaf_capacity or the automatic
+ * one), grows while its slots often go to the barn or the slabs, up to
+ * capacity_max (SHEAF_ADAPTIVE_MAX times the base, at most
+ * SHEAF_MAX_CAPACITY), and steps back when it goes quiet or is shrunk;
+ * barn_limit, the full and the empty sheaves each barn keeps, moves from
+ * the kernel's 10 up to 40 likewise.  adaptive false (SHEAF_ADAPTIVE=0,
+ * the library's own caches): the kernel's fixed values.  A cache without
+ * sheaves reports zeros.
+ */
+struct sheaf_cache_limits {
+	unsigned int capacity;      /* now: the sheaves' push and refill limit */
+	unsigned int capacity_base; /* the floor: the capacity at creation */
+	unsigned int capacity_max;  /* the ceiling: every sheaf's room */
+	unsigned int barn_limit;    /* full (and empty) sheaves per barn */
+	bool adaptive;
+};
+/* Fills *l; 0, or -EINVAL for a NULL argument.  A destroyed cache is
+ * reported (as every entry point does). */
+int sheaf_cache_limits(struct kmem_cache *s, struct sheaf_cache_limits *l);
 
 /* Page layer accounting, for tests and tools. */
 struct sheaf_page_info {

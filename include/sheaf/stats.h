@@ -49,7 +49,8 @@ extern "C" {
  * allocation and free counts in the slow-path item.
  *
  * The enum values are kept from release to release: new items are
- * appended (order_fallback, alloc_from_sheaf), the aliases keep theirs.
+ * appended (order_fallback, alloc_from_sheaf, capacity_grow,
+ * capacity_shrink), the aliases keep theirs.
  */
 #define SHEAF_STAT_ITEMS(X)                                                     \
 	/* [7.2] objects from the slot's main sheaf (bulk: the batch); classic: \
@@ -108,7 +109,12 @@ extern "C" {
 	X(ORDER_FALLBACK, order_fallback)                                      \
 	/* [libsheaf] objects kmem_cache_alloc_from_sheaf() handed out (the    \
 	 * kernel counts none: they were counted in sheaf_refill) */           \
-	X(ALLOC_FROM_SHEAF, alloc_from_sheaf)
+	X(ALLOC_FROM_SHEAF, alloc_from_sheaf)                                  \
+	/* [libsheaf] adaptive capacity: the cache's sheaf capacity or barn     \
+	 * limit went one step up (a slot missed fast), or down (quiet looks   \
+	 * of the idle thread, kmem_cache_shrink()) */                         \
+	X(CAPACITY_GROW, capacity_grow)                                        \
+	X(CAPACITY_SHRINK, capacity_shrink)
 
 /*
  * The aliases, (alias, item): an alias is never counted; sheaf_stats_get(),

@@ -1,0 +1,236 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * pcs_adapt.c - sheaves that follow the workload: the capacity of a
+ * cache's sheaves and the limits of its barns, moved between the kernel's
+ * fixed values (the floor) and a per-cache maximum, within a process-wide
+ * budget of cached memory.  Part of the pcs layer: it writes the slots'
+ * push limits (struct sheaf_pcs.capacity) and nothing else of theirs.
+ *
+ * The signal.  A slot's slow path that has to go to the barn (an exchange)
+ * or past it (slab refill, flush) is a miss: sheaf_pcs_miss() counts it
+ * in the slot's line, which that path holds anyway.  A spare swap is not a
+ * miss.  The objects a cache moves between its slots and the rest per
+ * second are misses times the capacity: a cache that misses often spends
+ * its time in the barn lock and the slab layer, and a larger sheaf makes
+ * proportionally fewer trips (libumem's magazine resizing grows a cache's
+ * magazines when its depot lock is contended; tcmalloc grows a per-CPU
+ * class's capacity on its overflows and underflows, and takes capacity
+ * back from classes that miss little).
+ *
+ * Growth, on the slow path.  Every SHEAF_ADAPT_MISSES misses a slot closes
+ * a window (one coarse-clock read per window: a few ns per 64 misses).  A
+ * window that took at most SHEAF_ADAPT_WINDOW_MS (so at least 4000 misses
+ * a second on one slot) grows the cache one step: capacity times 1.5 (up
+ * to sheaf_room, SHEAF_ADAPTIVE_MAX times the base), and the barn limit
+ * times 1.5 too (up to 4 times the kernel's 10) when at least one miss in
+ * 8 of the window was a barn put failure (the barn full while slabs were
+ * being flushed to: a larger barn keeps those objects).  At most one step
+ * per cache per window, whatever its slots see; a step is refused when
+ * the process's budget (SHEAF_ADAPTIVE_BUDGET_MB) cannot take the cache's
+ * larger bound: (slots * 3 + nodes * barn_limit) * capacity * stride bytes,
+ * the most its sheaves and barns can hold.
+ *
+ * Shrinking, on the idle thread's look (every SHEAF_IDLE_MS / 2).  A cache
+ * above its base whose slots together missed fewer than 1/16 of the growth
+ * rate (250 a second) over two looks in a row steps down: capacity and
+ * barn limit times 2/3, not below the base.  kmem_cache_shrink() puts a
+ * cache back to its base at once.
+ *
+ * Why it does not oscillate: a step changes the miss rate by its factor
+ * (1.5), and the rates that grow and that shrink are 16 times apart; a
+ * growth needs a fast window after the step's own, a shrink two slow looks.
+ *
+ * Concurrency.  adapt_busy (only tried, never waited for, except by the
+ * reset) makes one thread at a time change the level; the changes are
+ * relaxed stores that every reader tolerates in any order (struct
+ * kmem_cache, "Capacity and barn limits").  Nobody holds adapt_busy across
+ * fork(): a grower holds its slot lock, which the fork handlers wait for,
+ * the look and the reset hold slab_mutex or the flush lock.
+ */
+#include <sched.h>
+#include <time.h>
+
+#include "internal.h"
+
+/* Bytes of the budget held by all caches together. */
+static atomic_size_t budget_used;
+
+static uint64_t coarse_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static uint32_t coarse_ms(void)
+{
+	return (uint32_t)(coarse_ns() / 1000000ull);
+}
+
+/* What the cache's sheaves and barns can hold at most, in bytes. */
+static size_t cache_bound(const struct kmem_cache *s, unsigned int cap,
+			  unsigned int barn)
+{
+	size_t sheaves = (size_t)_sheaf_nr_slots * 3 + (size_t)_sheaf_nr_nodes * barn;
+	return sheaves * cap * s->size;
+}
+
+/* A cache's share of the budget at this level: its bound above the base. */
+static size_t level_bytes(const struct kmem_cache *s, unsigned int cap,
+			  unsigned int barn)
+{
+	return cache_bound(s, cap, barn) - cache_bound(s, s->cap_base, MAX_FULL_SHEAVES);
+}
+
+static inline bool adapt_trylock(struct kmem_cache *s)
+{
+	return !atomic_exchange_explicit(&s->adapt_busy, true, memory_order_acquire);
+}
+
+static inline void adapt_unlock(struct kmem_cache *s)
+{
+	atomic_store_explicit(&s->adapt_busy, false, memory_order_release);
+}
+
+/*
+ * Set the level (caller holds adapt_busy): false, nothing changed, when a
+ * larger level does not fit the budget.
+ */
+static bool set_level(struct kmem_cache *s, unsigned int cap, unsigned int barn)
+{
+	size_t old = s->adapt_bytes, want = level_bytes(s, cap, barn);
+	if (want > old) {
+		size_t more = want - old;
+		size_t used = atomic_fetch_add_explicit(&budget_used, more,
+							memory_order_relaxed);
+		if (used + more > _sheaf_config.adaptive_budget) {
+			atomic_fetch_sub_explicit(&budget_used, more, memory_order_relaxed);
+			return false;
+		}
+	} else {
+		atomic_fetch_sub_explicit(&budget_used, old - want, memory_order_relaxed);
+	}
+	s->adapt_bytes = want;
+	SHEAF_ASSERT(s->cap_base <= cap && cap <= s->sheaf_room);
+	SHEAF_ASSERT(barn >= MAX_FULL_SHEAVES);
+	__atomic_store_n(&s->barn_limit, barn, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->hot.sheaf_capacity, cap, __ATOMIC_RELAXED);
+	for (unsigned int i = 0; i < _sheaf_nr_slots; i++)
+		__atomic_store_n(&s->hot.pcs[i].capacity, cap, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->adapt_stamp, coarse_ms(), __ATOMIC_RELAXED);
+	return true;
+}
+
+static unsigned int step_up(unsigned int v, unsigned int max)
+{
+	return MIN(max, v + MAX(v / 2, 1u));
+}
+
+static unsigned int step_down(unsigned int v, unsigned int min)
+{
+	return MAX(min, v * 2 / 3);
+}
+
+#define BARN_LIMIT_MAX (4 * MAX_FULL_SHEAVES)
+
+void _sheaf_adapt_setup(struct kmem_cache *s, unsigned int cap)
+{
+	s->cap_base = cap;
+	s->barn_limit = MAX_FULL_SHEAVES;
+	s->adaptive = cap && _sheaf_config.adaptive && s->kind != CACHE_INTERNAL;
+	s->sheaf_room = s->adaptive
+		? (unsigned int)MIN((size_t)SHEAF_MAX_CAPACITY,
+				    (size_t)cap * _sheaf_config.adaptive_max)
+		: cap;
+	s->adapt_bytes = 0;
+}
+
+/* A slot's window closed (slot locked): grow the cache if it was fast. */
+void _sheaf_adapt_window(struct kmem_cache *s, struct sheaf_pcs *pcs)
+{
+	uint32_t now = coarse_ms();
+	bool fast = now - pcs->win_start <= SHEAF_ADAPT_WINDOW_MS;
+	unsigned int fails = pcs->win_fails;
+	unsigned int slot = (unsigned int)(pcs - s->hot.pcs);
+
+	pcs->win_mark = pcs->misses;
+	pcs->win_start = now;
+	pcs->win_fails = 0;
+	if (!fast ||
+	    now - __atomic_load_n(&s->adapt_stamp, __ATOMIC_RELAXED) < SHEAF_ADAPT_WINDOW_MS ||
+	    !adapt_trylock(s))
+		return;
+	unsigned int cap = cache_cap(s), barn = cache_barn_limit(s);
+	unsigned int ncap = step_up(cap, s->sheaf_room);
+	unsigned int nbarn = fails * 8 >= SHEAF_ADAPT_MISSES
+		? step_up(barn, BARN_LIMIT_MAX) : barn;
+	/* Over budget: the capacity alone, if that fits. */
+	if ((ncap != cap || nbarn != barn) &&
+	    (set_level(s, ncap, nbarn) || (nbarn != barn && ncap != cap &&
+					   set_level(s, ncap, barn))))
+		stat(s, SHEAF_STAT_CAPACITY_GROW, slot);
+	adapt_unlock(s);
+}
+
+/*
+ * The idle thread's look at an adaptive cache (under slab_mutex): the
+ * slots' misses since the last look, as a rate; two slow looks in a row
+ * step the cache down.  Reads the slot lines, writes only the cache.
+ */
+#define SHRINK_RATE (SHEAF_ADAPT_MISSES * 1000u / SHEAF_ADAPT_WINDOW_MS / 16u)
+
+void _sheaf_adapt_look(struct kmem_cache *s)
+{
+	if (!s->adaptive)
+		return;
+	uint32_t sum = 0;
+	for (unsigned int i = 0; i < _sheaf_nr_slots; i++)
+		sum += __atomic_load_n(&s->hot.pcs[i].misses, __ATOMIC_RELAXED);
+	uint32_t delta = sum - s->adapt_seen;
+	uint64_t now = coarse_ns(), elapsed = now - s->adapt_look_ns;
+	s->adapt_seen = sum;
+	s->adapt_look_ns = now;
+	unsigned int cap = cache_cap(s), barn = cache_barn_limit(s);
+	if (cap == s->cap_base && barn == MAX_FULL_SHEAVES) {
+		s->adapt_quiet = 0;
+		return;
+	}
+	/* misses per second below SHRINK_RATE (elapsed at least 1 ms) */
+	if ((uint64_t)delta * 1000000000ull >= (uint64_t)SHRINK_RATE * MAX(elapsed, 1000000ull)) {
+		s->adapt_quiet = 0;
+		return;
+	}
+	if (++s->adapt_quiet < 2 || !adapt_trylock(s))
+		return;
+	s->adapt_quiet = 0;
+	if (set_level(s, step_down(cap, s->cap_base), step_down(barn, MAX_FULL_SHEAVES)))
+		stat(s, SHEAF_STAT_CAPACITY_SHRINK, 0);
+	adapt_unlock(s);
+}
+
+/* Back to the base level (kmem_cache_shrink()). */
+void _sheaf_adapt_reset(struct kmem_cache *s)
+{
+	if (!s->adaptive)
+		return;
+	while (!adapt_trylock(s))
+		sched_yield(); /* a grower holds it for a few stores */
+	if (cache_cap(s) != s->cap_base || cache_barn_limit(s) != MAX_FULL_SHEAVES) {
+		set_level(s, s->cap_base, MAX_FULL_SHEAVES);
+		stat(s, SHEAF_STAT_CAPACITY_SHRINK, 0);
+	}
+	adapt_unlock(s);
+}
+
+/* kmem_cache_destroy(): give the cache's share of the budget back. */
+void _sheaf_adapt_release(struct kmem_cache *s)
+{
+	if (s->adapt_bytes)
+		atomic_fetch_sub_explicit(&budget_used, s->adapt_bytes, memory_order_relaxed);
+	s->adapt_bytes = 0;
+}
+
+size_t _sheaf_adapt_budget_used(void)
+{
+	return atomic_load_explicit(&budget_used, memory_order_relaxed);
+}
