@@ -266,22 +266,26 @@ _Static_assert(sizeof(struct kmem_cache_cpu) == 1u << SHEAF_CPU_SHIFT &&
  * back, a FINISH_* of an RCU trip): it is written before it is read again.
  *
  *  state          held in            lock        _link[0] _link[1] size
- *  main           pcs->main          slot        -        -        0..cap
- *  spare          pcs->spare         slot        -        -        0..cap
- *  rcu_free       pcs->rcu_free      slot        -        -        0..cap-1
- *  barn full      barn->full         barn->lock  next     -        cap
+ *  main           pcs->main          slot        -        -        0..room
+ *  spare          pcs->spare         slot        -        -        0..room
+ *  rcu_free       pcs->rcu_free      slot        -        -        0..room-1
+ *  barn full      barn->full         barn->lock  next     -        1..room
  *  barn empty     barn->empty        barn->lock  next     -        0
- *  RCU pending    worker.pending     worker.lock next     FINISH_* 1..cap
- *  RCU batch      the worker, .batch worker.lock next     FINISH_* 1..cap
- *  RCU finishing  worker.processing  the worker  -        FINISH_* 1..cap
+ *  RCU pending    worker.pending     worker.lock next     FINISH_* 1..room
+ *  RCU batch      the worker, .batch worker.lock next     FINISH_* 1..room
+ *  RCU finishing  worker.processing  the worker  -        FINISH_* 1..room
  *  lent           the borrower       none        _info    -        0..capacity
  *  lent oversize  the borrower       none        _info    -        0..capacity
  *  run cache      run_cache[][].main slot        -        -        0..runs
  *  held           a local variable   none        -        -        any
  *
- * cap is the cache's hot.sheaf_capacity (also every slot's pcs->capacity,
- * the sections' push limit); a sheaf that is not lent out stores no
- * capacity of its own.  `cache` is set once, by _sheaf_alloc_sheaf()
+ * room is the cache's sheaf_room, the objects[] every sheaf of the cache
+ * has room for; cap, its capacity in force (hot.sheaf_capacity, also
+ * every slot's pcs->capacity, the sections' push limit), is at most room
+ * and equal to it unless the cache is adaptive (pcs_adapt.c).  main and
+ * spare fill to cap; rcu_free goes to RCU at cap; a barn full sheaf or an
+ * RCU one was filled to the cap of its time (at most room).  A sheaf
+ * that is not lent out stores no capacity of its own.  `cache` is set once, by _sheaf_alloc_sheaf()
  * (sheaf.c), which also sets _link[0] = _link[1] = NULL, size = 0 and
  * `node` to the allocating thread's node; the memory is a sheaf-store
  * kmalloc cache's, given back by _sheaf_free_sheaf().
