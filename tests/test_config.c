@@ -132,6 +132,12 @@ static void test_other_variables(void **state)
 		{ "SHEAF_IDLE_MS=-1", "ignoring SHEAF_IDLE_MS=-1" },
 		{ "SHEAF_IDLE_MS=soon", "ignoring SHEAF_IDLE_MS=soon" },
 		{ "SHEAF_IDLE_MS=3600001", "ignoring SHEAF_IDLE_MS=3600001" },
+		{ "SHEAF_ADAPTIVE=sometimes", "ignoring SHEAF_ADAPTIVE=sometimes" },
+		{ "SHEAF_ADAPTIVE_MAX=1", "ignoring SHEAF_ADAPTIVE_MAX=1" },
+		{ "SHEAF_ADAPTIVE_MAX=17", "ignoring SHEAF_ADAPTIVE_MAX=17" },
+		{ "SHEAF_ADAPTIVE_BUDGET_MB=-5", "ignoring SHEAF_ADAPTIVE_BUDGET_MB=-5" },
+		{ "SHEAF_ADAPTIVE_BUDGET_MB=1048577",
+		  "ignoring SHEAF_ADAPTIVE_BUDGET_MB=1048577" },
 	};
 	struct probe p;
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -145,7 +151,9 @@ static void test_other_variables(void **state)
 					    "SHEAF_DEBUG_ABORT=TRUE",
 					    "SHEAF_MALLOC_VERBOSE=2",
 					    "SHEAF_IDLE_MS=0", "SHEAF_IDLE_MS=5",
-					    "SHEAF_IDLE_MS=250" };
+					    "SHEAF_IDLE_MS=250", "SHEAF_ADAPTIVE=0",
+					    "SHEAF_ADAPTIVE=on", "SHEAF_ADAPTIVE_MAX=16",
+					    "SHEAF_ADAPTIVE_BUDGET_MB=0" };
 	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
 		char *env[] = { (char *)good[i], NULL };
 		run_probe(self, env, &p);
