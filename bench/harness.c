@@ -73,6 +73,21 @@ char **bench_env(const char *preload, const char *extra)
 	return e;
 }
 
+char **bench_env_with(char *const *env, const char *extra)
+{
+	size_t n = 0, k = 0, xlen = strcspn(extra, "=") + 1;
+	while (env[n])
+		n++;
+	char **e = calloc(n + 2, sizeof(*e));
+	if (!e)
+		bench_die("out of memory");
+	for (size_t i = 0; i < n; i++)
+		if (strncmp(env[i], extra, xlen) != 0)
+			e[k++] = env[i];
+	e[k] = (char *)extra;
+	return e;
+}
+
 static int cmp_double(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;

@@ -31,6 +31,10 @@ void bench_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * VAR's own value) unless it is NULL. */
 char **bench_env(const char *preload, const char *extra);
 
+/* A copy of env (a bench_env() result) with extra ("VAR=VALUE") in place
+ * of VAR's own value, or added. */
+char **bench_env_with(char *const *env, const char *extra);
+
 /* Median of v[0..n), n > 0 (sorts v). */
 double bench_median(double *v, unsigned int n);
 

@@ -7,6 +7,9 @@
  *
  * Contenders: one binary, re-executed per measurement with LD_PRELOAD of
  *   sheaf     libsheaf-malloc.so (this build);
+ *   sheaf-fixed  the same with SHEAF_ADAPTIVE=0: the kmalloc caches keep the
+ *             kernel's fixed sheaf capacity and barn limit (sheaf lets them
+ *             grow with their barn and slab trips, src/pcs_adapt.c);
  *   glibc     nothing (the C library's malloc);
  *   jemalloc, tcmalloc (minimal), mimalloc: the Debian .so.
  * Each child checks that dlsym("malloc") resolves into the expected library.
@@ -94,7 +97,8 @@ struct contender {
 	const char *env;	/* one more VAR=VALUE for the child, or NULL */
 };
 
-enum { C_SHEAF, C_GLIBC, C_JEMALLOC, C_TCMALLOC, C_MIMALLOC, C_SHEAF_B, C_SHEAF_CAP, NC };
+enum { C_SHEAF, C_SHEAF_FIXED, C_GLIBC, C_JEMALLOC, C_TCMALLOC, C_MIMALLOC, C_SHEAF_B,
+       C_SHEAF_CAP, NC };
 
 /*
  * sheaf-b: another build of libsheaf-malloc, named by MALLOCBENCH_SHEAF_B
@@ -108,6 +112,8 @@ enum { C_SHEAF, C_GLIBC, C_JEMALLOC, C_TCMALLOC, C_MIMALLOC, C_SHEAF_B, C_SHEAF_
  */
 static struct contender contenders[NC] = {
 	[C_SHEAF] = { "sheaf", MALLOCBENCH_SHEAF_MALLOC, "libsheaf-malloc", NULL },
+	[C_SHEAF_FIXED] = { "sheaf-fixed", MALLOCBENCH_SHEAF_MALLOC, "libsheaf-malloc",
+			    "SHEAF_ADAPTIVE=0" },
 	[C_GLIBC] = { "glibc", NULL, "libc.so", NULL },
 	[C_JEMALLOC] = { "jemalloc", MALLOCBENCH_LIBDIR "/libjemalloc.so.2", "libjemalloc",
 			 NULL },
@@ -715,7 +721,8 @@ static void print_header(const char *extra, const char *sep)
 	printf("\n");
 }
 
-/* A build of libsheaf-malloc (sheaf, sheaf-b, sheaf-cap60), not a peer. */
+/* A build or setting of libsheaf-malloc (sheaf, sheaf-fixed, sheaf-b,
+ * sheaf-cap60), not a peer. */
 static bool is_ours(int ci)
 {
 	return !strcmp(contenders[ci].malloc_from, "libsheaf-malloc");
@@ -819,10 +826,17 @@ static void print_tables(void)
 		       best > 0 && s <= 1.2 * best ? "within 1.2x of" : "NOT within 1.2x of",
 		       who >= 0 ? contenders[who].name : "-", best > 0 ? s / best : 0,
 		       workloads[wi].fixed ? " [fixed-size: target ahead of all]" : "");
-		double c = med[wi][C_SHEAF_CAP];
+		double c = med[wi][C_SHEAF_CAP], fx = med[wi][C_SHEAF_FIXED];
 		if (c > 0 && best > 0)
 			printf("  %-9s  with SHEAF_KMALLOC_CAPACITY=60 (sheaf-cap60): %.2fx "
 			       "of the best peer\n", "", c / best);
+		if (fx > 0) {
+			printf("  %-9s  adaptive capacity: sheaf time %.2fx of sheaf-fixed's "
+			       "(SHEAF_ADAPTIVE=0: %.2f ns", "", s / fx, fx);
+			if (best > 0)
+				printf(", %.2fx of the best peer", fx / best);
+			printf(")\n");
+		}
 	}
 }
 
@@ -886,6 +900,7 @@ static void usage(FILE *out)
 "  --quick              a tenth of the operations, 3 reps\n"
 "  --workload A[,B]     larson xmalloc hot-64-t1 hot-64-t2 mixed fork fork-mt\n"
 "  --contender A[,B]    sheaf glibc jemalloc tcmalloc mimalloc sheaf-b\n"
+"                       sheaf-fixed (SHEAF_ADAPTIVE=0: fixed sheaf capacity)\n"
 "                       sheaf-cap60 (SHEAF_KMALLOC_CAPACITY=60)\n"
 "                       (sheaf-b: the libsheaf-malloc.so that the variable\n"
 "                       MALLOCBENCH_SHEAF_B names, for an A/B comparison)\n"
@@ -975,6 +990,9 @@ int main(int argc, char **argv)
 	printf("WARNING: mallocbench was built without optimisation\n");
 #endif
 	contenders[C_SHEAF_B].preload = getenv("MALLOCBENCH_SHEAF_B");
+	if (getenv("SHEAF_ADAPTIVE"))
+		bench_note("SHEAF_ADAPTIVE=%s is set: the libsheaf-malloc contenders but "
+			   "sheaf-fixed run with it", getenv("SHEAF_ADAPTIVE"));
 	for (int ci = 0; ci < NC; ci++) {
 		bool want = csel[ci] || !any_c;
 		csel[ci] = false;

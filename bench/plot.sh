@@ -4,6 +4,10 @@
 #                          (millions of operations per second, higher is better)
 #   PREFIX-scaling.png     the hot-64 loop in 1..N threads: Mops/s of all threads
 #   PREFIX-rss.png         peak resident memory of each run, per workload
+#   PREFIX-capacity.png    the phase workload: sheaf capacity, barn limit and
+#                          throughput over time, per contender (sheaf against
+#                          sheaf-fixed), from CSV's companion X-capacity.csv
+#                          when there is one (X.csv = CSV)
 #
 #   bench/plot.sh CSV PREFIX       e.g. bench/plot.sh bench/results/full.csv docs/img/bench
 set -eu
@@ -24,7 +28,7 @@ cm=$(col mops_all_threads); cr=$(col peak_rss_kib)
 contenders=$(awk -F, -v c="$cc" 'NR > 1 && !seen[$c]++ { print $c }' "$csv")
 colour() {
 	case $1 in
-	sheaf) echo "#1b9e77";; classic) echo "#7570b3";; sheaf-trust) echo "#66a61e";;
+	sheaf) echo "#1b9e77";; sheaf-fixed) echo "#1f78b4";; classic) echo "#7570b3";; sheaf-trust) echo "#66a61e";;
 	glibc) echo "#e7298a";; jemalloc) echo "#d95f02";; tcmalloc) echo "#e6ab02";;
 	mimalloc) echo "#a6761d";; *) echo "#666666";;
 	esac
@@ -117,4 +121,59 @@ sed -i 1d "$tmp/rss.dat"
 	echo
 } > "$tmp/rss.gp"
 [ "$ncol" -gt 1 ] && gnuplot "$tmp/rss.gp"
-echo "plots: $prefix-throughput.png $prefix-scaling.png $prefix-rss.png"
+
+# --- capacity over time (phase): three panels sharing the time axis -------
+cap=${csv%.csv}-capacity.csv
+plots_made="$prefix-throughput.png $prefix-scaling.png $prefix-rss.png"
+if [ -r "$cap" ] && [ "$(wc -l < "$cap")" -gt 1 ]; then
+	ccol() { head -1 "$cap" | tr ',' '\n' | grep -nx "$1" | cut -d: -f1; }
+	kc=$(ccol contender); kt=$(ccol t_ms); kcap=$(ccol capacity)
+	kb=$(ccol barn_limit); ko=$(ccol ops); kpm=$(ccol phase_ms); ki=$(ccol idle_ms)
+	# phases 1 and 2 last phase_ms, phase 3 twice that (sheafbench --phase-ms)
+	pm=$(awk -F, -v c="$kpm" 'NR == 2 { print $c / 1000 }' "$cap")
+	idle=$(awk -F, -v c="$ki" 'NR == 2 { print $c }' "$cap")
+	capplots=""; barnplots=""; rateplots=""
+	for c in $(awk -F, -v c="$kc" 'NR > 1 && !seen[$c]++ { print $c }' "$cap"); do
+		# seconds, capacity, barn limit (each held until the next sample: steps),
+		# Mops/s of all threads since the last sample (over the interval: fsteps)
+		awk -F, -v c="$kc" -v t="$kt" -v k="$kcap" -v b="$kb" -v o="$ko" -v want="$c" '
+			NR > 1 && $c == want {
+				r = (n && $t > pt) ? ($o - po) / ($t - pt) / 1000 : "-"
+				print $t / 1000, $k, $b, r; pt = $t; po = $o; n++
+			}' "$cap" > "$tmp/cap-$c.dat"
+		# sheaf-fixed dashed: where it and sheaf are at the kernel's
+		# values, sheaf shows through its gaps
+		st="lc rgb '$(colour "$c")'"
+		[ "$c" = sheaf-fixed ] && st="$st dt 2"
+		st="$st title '$c'"
+		capplots="$capplots${capplots:+, }'$tmp/cap-$c.dat' using 1:2 with steps lw 2 $st"
+		barnplots="$barnplots${barnplots:+, }'$tmp/cap-$c.dat' using 1:3 with steps lw 2 $st"
+		rateplots="$rateplots${rateplots:+, }'$tmp/cap-$c.dat' using 1:4 with fsteps lw 1.5 $st"
+	done
+	gnuplot <<EOF
+set terminal pngcairo size 1000,800 font 'sans,10' noenhanced
+set output '$prefix-capacity.png'
+set multiplot layout 3,1 title "phase: one 64-byte cache, 2 threads; the idle thread looks every $((idle / 2)) ms (SHEAF_IDLE_MS=$idle)"
+set datafile missing '-'
+set grid; set key outside right; set xrange [0:4 * $pm]
+set lmargin 10; set rmargin 20
+# the phases: phase 2 shaded, each named in the top panel
+set object 1 rect from $pm, graph 0 to 2 * $pm, graph 1 behind fc rgb '#fbe3d4' fs solid noborder
+set label 1 '1: hot pairs' at 0.5 * $pm, graph 0.9 center
+set label 2 '2: batches of 1000' at 1.5 * $pm, graph 0.9 center
+set label 3 '3: light (100 pairs per ms)' at 3 * $pm, graph 0.9 center
+set title 'sheaf capacity (objects per sheaf)'
+set yrange [0:*]; set offsets 0, 0, graph 0.25, 0
+plot $capplots
+unset label 1; unset label 2; unset label 3
+set title 'barn limit (full sheaves per barn)'
+plot $barnplots
+set title 'throughput, Mops/s of both threads (log scale)'
+set logscale y; set yrange [*:*]; set offsets 0, 0, 0, 0
+set xlabel 'seconds'
+plot $rateplots
+unset multiplot
+EOF
+	plots_made="$plots_made $prefix-capacity.png"
+fi
+echo "plots: $plots_made"

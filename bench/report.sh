@@ -4,16 +4,17 @@
 #   bench/report.sh BUILD_DIR full    (make bench)
 #       sheafbench, every workload and contender, median of 7
 #         -> table on the terminal (progress line on stderr while it runs),
-#            bench/results/full.txt and full.csv
+#            bench/results/full.txt and full.csv, and full-capacity.csv
+#            (the phase workload's capacity samples, sheaf and sheaf-fixed)
 #       instructions per hot alloc+free pair (perf stat, else callgrind)
 #         -> bench/results/instructions.txt
 #       mallocbench fork and fork-mt (libsheaf-malloc and the peers)
 #         -> bench/results/fork.{txt,csv}
-#       gnuplot -> docs/img/bench-{throughput,scaling,rss}.png
+#       gnuplot -> docs/img/bench-{throughput,scaling,rss,capacity}.png
 #       docs/PERFORMANCE.md regenerated from bench/PERFORMANCE.md.in
 #   bench/report.sh BUILD_DIR quick   (make run: under a minute)
-#       sheafbench --quick -> bench/results/quick.{txt,csv}, and plots
-#       bench/results/quick-*.png when gnuplot is there
+#       sheafbench --quick -> bench/results/quick.{txt,csv}, quick-capacity.csv,
+#       and plots bench/results/quick-*.png when gnuplot is there
 #
 # Extra sheafbench options may follow (e.g. --reps 3), for both modes.
 set -eu
@@ -41,6 +42,8 @@ run_bench() { # output-name sheafbench-args...
 	fi
 }
 
+# no stale phase samples: sheafbench writes them only when phase runs
+rm -f "$res/$mode-capacity.csv"
 if [ "$mode" = quick ]; then
 	run_bench quick --quick "$@"
 	if command -v gnuplot >/dev/null; then
@@ -106,7 +109,9 @@ awk -F, -v ncpu="$(getconf _NPROCESSORS_ONLN)" '
 		w = $col["workload"]; c = $col["contender"]
 		ns[w, c] = $col["median_ns"]; mops[w, c] = $col["mops_all_threads"]
 		rss[w, c] = $col["peak_rss_kib"]; seen[w] = 1
-		if (c != "sheaf" && c != "classic" && c != "sheaf-trust") peer[c] = 1
+		if (c != "sheaf" && c != "sheaf-fixed" && c != "classic" && c != "sheaf-trust")
+			peer[c] = 1
+		if (!(w in wseen)) { wseen[w] = 1; word[nw++] = w }
 	}
 	function best(w,   p, b) {
 		bn = ""
@@ -143,10 +148,72 @@ awk -F, -v ncpu="$(getconf _NPROCESSORS_ONLN)" '
 				mops["hot-64-t" k, "sheaf"] / mops["hot-64-t1", "sheaf"],
 				mops["hot-64-t" n, "sheaf"], n
 		}
+		if (("phase", "sheaf") in ns && ("phase", "sheaf-fixed") in ns)
+			printf "- **phase** (its heavy phase: batches of 1000 64-byte objects in 2 threads, ns per pair of one thread): sheaf %.2f ns, sheaf-fixed %.2f ns (sheaf %.2fx the time)\n",
+				ns["phase", "sheaf"], ns["phase", "sheaf-fixed"],
+				ns["phase", "sheaf"] / ns["phase", "sheaf-fixed"]
+		r = ""
+		for (i = 0; i < nw; i++)
+			if ((word[i], "sheaf") in ns && (word[i], "sheaf-fixed") in ns)
+				r = r sprintf("%s%s %.2f", r == "" ? "" : ", ", word[i],
+					      ns[word[i], "sheaf"] / ns[word[i], "sheaf-fixed"])
+		if (r != "")
+			print "- **adaptive capacity** (sheaf time / sheaf-fixed time; below 1: the adaptive capacity is faster): " r
 		if (("rcu", "sheaf") in rss && ("rcu", "classic") in rss)
 			printf "- **rcu memory**: peak RSS %.1f MiB with kfree_rcu sheaves, %.1f MiB with call_rcu + kmem_cache_free\n",
 				rss["rcu", "sheaf"] / 1024, rss["rcu", "classic"] / 1024
 	}' "$csv" > "$tmp/key"
+
+# The phase workload's capacity samples (the last repetition of each
+# contender): what the capacity plot shows, in figures.
+cap=$res/full-capacity.csv
+if [ -r "$cap" ]; then
+	awk -F, '
+	NR == 1 { for (i = 1; i <= NF; i++) col[$i] = i; next }
+	{
+		c = $col["contender"]; t = $col["t_ms"]; p = $col["phase"]
+		k = $col["capacity"]; b = $col["barn_limit"]; o = $col["ops"]
+		if (!(c in first)) {
+			first[c] = 1; who[n++] = c; base[c] = $col["capacity_base"]
+			bbase[c] = b; back[c] = -1; peak[c] = 0; pbarn[c] = 0; t3[c] = -1
+		}
+		if (p == 2) {
+			if (!((c, "t2") in at)) { at[c, "t2"] = t; at[c, "o2"] = o }
+			at[c, "t2e"] = t; at[c, "o2e"] = o
+			if (k > peak[c]) { peak[c] = k; tpeak[c] = t - at[c, "t2"] }
+			if (b > pbarn[c]) pbarn[c] = b
+		}
+		if (p == 3) {
+			if (t3[c] < 0) t3[c] = t
+			if (k == base[c] && b == bbase[c]) { if (back[c] < 0) back[c] = t - t3[c] }
+			else back[c] = -1
+		}
+		idle = $col["idle_ms"]
+	}
+	END {
+		for (i = 0; i < n; i++) {
+			c = who[i]
+			rate = at[c, "t2e"] > at[c, "t2"] ? (at[c, "o2e"] - at[c, "o2"]) / (at[c, "t2e"] - at[c, "t2"]) / 1000 : 0
+			printf "- **%s**: capacity %d at the start; in phase 2 %.1f Mops/s of both threads, ", c, base[c], rate
+			if (peak[c] > base[c])
+				printf "capacity up to %d within %.0f ms, ", peak[c], tpeak[c]
+			else
+				printf "capacity unchanged, "
+			if (pbarn[c] > bbase[c])
+				printf "barn limit up to %d; ", pbarn[c]
+			else
+				printf "barn limit unchanged (%d); ", bbase[c]
+			if (peak[c] > base[c] && back[c] >= 0)
+				printf "capacity %d and barn limit %d again %.0f ms into phase 3 (the idle thread looking every %d ms)\n", base[c], bbase[c], back[c], idle / 2
+			else if (peak[c] > base[c])
+				printf "not back at its base by the end of phase 3\n"
+			else
+				printf "nothing to give back in phase 3\n"
+		}
+	}' "$cap" > "$tmp/capacity"
+else
+	echo "(no phase samples: $cap missing)" > "$tmp/capacity"
+fi
 
 cat > "$tmp/plots" <<'EOF'
 ![throughput per workload](img/bench-throughput.png)
@@ -157,7 +224,8 @@ cat > "$tmp/plots" <<'EOF'
 EOF
 
 awk -v machine="$tmp/machine" -v tables="$tmp/tables" -v key="$tmp/key" \
-    -v plots="$tmp/plots" -v instr="$res/instructions.txt" -v fork="$res/fork.txt" '
+    -v plots="$tmp/plots" -v instr="$res/instructions.txt" -v fork="$res/fork.txt" \
+    -v capacity="$tmp/capacity" '
 	function put(f,   l) { while ((getline l < f) > 0) print l; close(f) }
 	/^@@MACHINE@@$/ { put(machine); next }
 	/^@@KEY@@$/ { put(key); next }
@@ -165,5 +233,6 @@ awk -v machine="$tmp/machine" -v tables="$tmp/tables" -v key="$tmp/key" \
 	/^@@PLOTS@@$/ { put(plots); next }
 	/^@@INSTRUCTIONS@@$/ { put(instr); next }
 	/^@@FORK@@$/ { put(fork); next }
+	/^@@CAPACITY@@$/ { put(capacity); next }
 	{ print }' "$root/bench/PERFORMANCE.md.in" > "$root/docs/PERFORMANCE.md"
 echo "docs/PERFORMANCE.md regenerated"

@@ -9,8 +9,13 @@
  *             sheaf capacity for the object size (sheaf_auto_capacity(): 60
  *             for 64-byte objects, 28 for 256): the per-CPU sheaves path,
  *             inline rseq fast paths, the default checked free;
- *   sheaf-trust  the same with SHEAF_TRUST_FREE's inline free (the kernel's
- *             kmem_cache_free() trusts its cache argument);
+ *   sheaf-fixed  the same with SHEAF_ADAPTIVE=0 in the child's environment:
+ *             the kernel's fixed sheaf capacity and barn limit, where sheaf
+ *             (the library's default) lets them grow with the cache's barn
+ *             and slab trips and step back when it goes quiet
+ *             (src/pcs_adapt.c);
+ *   sheaf-trust  the same as sheaf with SHEAF_TRUST_FREE's inline free (the
+ *             kernel's kmem_cache_free() trusts its cache argument);
  *   classic   the same with sheaf_capacity = 0: classic SLUB per-CPU
  *             freelist with its (freelist, tid) cmpxchg16b fast path;
  *   glibc     malloc/free, no LD_PRELOAD;
@@ -64,6 +69,21 @@
  *             ns per write; for libsheaf also the objects its sheaves
  *             brought from slabs per object handed out (statistics on for
  *             a last tenth of the writes, after the timed ones).
+ *   phase     Capacity over time (sheaf and sheaf-fixed only): one cache of
+ *             64-byte objects with the automatic capacity, 2 threads pinned
+ *             to CPUs, three phases of --phase-ms, --phase-ms and twice that
+ *             (default 1000 ms, --quick 600): 1, the hot loop (no slow
+ *             path); 2, batch-lifo rounds of 1000 objects in both threads
+ *             (sheaf refills and flushes through the barn and the slabs); 3,
+ *             light: 100 hot pairs then 1 ms asleep, in both threads.  The
+ *             child runs with SHEAF_IDLE_MS=200 (the idle thread looks every
+ *             100 ms; a step down takes two quiet looks), and its main
+ *             thread samples sheaf_cache_limits() (capacity, barn limit) and
+ *             the pairs done so far every 20 ms.  Result: ns per alloc+free
+ *             pair of one thread in phase 2 (each thread's time over its
+ *             pairs, from its first phase-2 round to its last).  The samples
+ *             of each contender's last repetition go to a second CSV,
+ *             <csv>-capacity.csv (bench/plot.sh draws them).
  * Every child also reports its peak resident memory (getrusage).
  * sheaf-trust runs only where its inline free is on the path.
  *
@@ -129,6 +149,13 @@
 #define REMOTE_DIV 4		/* remote: objects = iterations / 4 */
 #define VMA_DIV 25		/* vma: tree writes = iterations / 25 */
 #define CHURN_DIV 40		/* churn: writes = iterations / 40 */
+#define PHASE_THREADS 2		/* phase: worker threads */
+#define PHASE_IDLE_MS "200"	/* phase: the children's SHEAF_IDLE_MS */
+#define PHASE_SAMPLE_MS 20	/* phase: sampling period */
+#define PHASE_HOT_CHUNK 1000	/* phase 1: hot pairs between clock reads */
+#define PHASE_LIGHT_PAIRS 100	/* phase 3: hot pairs per 1 ms nap */
+#define PHASE_MS_MAX 60000	/* --phase-ms bound (the sample arrays) */
+#define PHASE_MAX_SAMPLES (4 * PHASE_MS_MAX / PHASE_SAMPLE_MS + 16)
 
 
 /* ------------------------------------------------------------ tables */
@@ -141,26 +168,33 @@ struct contender {
 	unsigned int sheaf_capacity;	/* K_SLAB */
 	const char *preload;		/* NULL: no LD_PRELOAD */
 	const char *malloc_from;	/* peers: the library that must serve malloc */
+	const char *env;		/* one more VAR=VALUE for the child, or NULL */
+	bool fixed;			/* K_SLAB: the child checks it is not adaptive */
 };
 
 static const struct contender contenders[] = {
 	/* sheaf_capacity 1: the kernel's automatic capacity for the size */
-	{ "sheaf",    K_SLAB,   1, NULL, NULL },
-	{ "classic",  K_SLAB,   0,  NULL, NULL },
+	{ "sheaf",    K_SLAB,   1, NULL, NULL, NULL, false },
+	/* sheaf with the kernel's fixed capacity and barn limit */
+	{ "sheaf-fixed", K_SLAB, 1, NULL, NULL, "SHEAF_ADAPTIVE=0", true },
+	{ "classic",  K_SLAB,   0,  NULL, NULL, NULL, false },
 	/* sheaf with the kernel's trusting kmem_cache_free() (SHEAF_TRUST_FREE:
 	 * no check that the object belongs to the cache on the inline path) */
-	{ "sheaf-trust", K_SLAB_TRUST, 1, NULL, NULL },
-	{ "glibc",    K_MALLOC, 0,  NULL, NULL },
-	{ "jemalloc", K_MALLOC, 0,  LIBDIR "libjemalloc.so.2", "libjemalloc" },
-	{ "tcmalloc", K_MALLOC, 0,  LIBDIR "libtcmalloc_minimal.so.4", "libtcmalloc" },
-	{ "mimalloc", K_MALLOC, 0,  LIBDIR "libmimalloc.so.2", "libmimalloc" },
+	{ "sheaf-trust", K_SLAB_TRUST, 1, NULL, NULL, NULL, false },
+	{ "glibc",    K_MALLOC, 0,  NULL, NULL, NULL, false },
+	{ "jemalloc", K_MALLOC, 0,  LIBDIR "libjemalloc.so.2", "libjemalloc", NULL, false },
+	{ "tcmalloc", K_MALLOC, 0,  LIBDIR "libtcmalloc_minimal.so.4", "libtcmalloc", NULL,
+	  false },
+	{ "mimalloc", K_MALLOC, 0,  LIBDIR "libmimalloc.so.2", "libmimalloc", NULL, false },
 };
 #define NC ((int)(sizeof(contenders) / sizeof(contenders[0])))
 #define C_SHEAF 0
-#define C_FIRST_PEER 3
+#define C_FIXED 1
+#define C_CLASSIC 2
+#define C_FIRST_PEER 4
 
 enum wtype { W_HOT, W_BATCH_LIFO, W_BATCH_FIFO, W_REMOTE, W_THREADS, W_RCU,
-	     W_PREALLOC, W_BULK32, W_VMA, W_CHURN };
+	     W_PREALLOC, W_BULK32, W_VMA, W_CHURN, W_PHASE };
 
 struct workload {
 	char name[16];
@@ -169,6 +203,8 @@ struct workload {
 	unsigned int threads;
 	unsigned int iters_div;	/* operations = base iterations / iters_div */
 	bool same_as_sheaf;	/* sheaf-trust runs the very same code: skip it */
+	bool sheaves_only;	/* run only by sheaf and sheaf-fixed */
+	const char *env;	/* one more VAR=VALUE for its children, or NULL */
 };
 
 #define MAX_THREADS 16		/* scaling: 1 .. min(2 x CPUs, this) threads */
@@ -182,8 +218,9 @@ struct workload {
 static struct workload workloads[MAXW];
 static int NW;
 
-static void add_workload(const char *name, enum wtype type, unsigned int size,
-			 unsigned int threads, unsigned int iters_div, bool same)
+static struct workload *add_workload(const char *name, enum wtype type,
+				     unsigned int size, unsigned int threads,
+				     unsigned int iters_div, bool same)
 {
 	struct workload *w = &workloads[NW++];
 	snprintf(w->name, sizeof(w->name), "%s", name);
@@ -192,6 +229,7 @@ static void add_workload(const char *name, enum wtype type, unsigned int size,
 	w->threads = threads;
 	w->iters_div = iters_div;
 	w->same_as_sheaf = same;
+	return w;
 }
 
 static unsigned int usable_cpus(void)
@@ -226,6 +264,11 @@ static void build_workloads(void)
 	add_workload("bulk-32", W_BULK32, 256, 1, 16, true);
 	add_workload("vma", W_VMA, sizeof(struct rtree_node), 2, VMA_DIV, true);
 	add_workload("churn", W_CHURN, 256, 1, CHURN_DIV, true);
+	/* Time-based (--phase-ms), not --iters; the idle thread's looks every
+	 * 100 ms, so that phase 3's steps down show within the run. */
+	struct workload *w = add_workload("phase", W_PHASE, 64, PHASE_THREADS, 1, true);
+	w->sheaves_only = true;
+	w->env = "SHEAF_IDLE_MS=" PHASE_IDLE_MS;
 }
 
 /* ------------------------------------------------------------ helpers */
@@ -865,6 +908,162 @@ static double run_vma(const struct contender *ct, struct ctx c, uint64_t n)
 	return (double)(t1 - t0) / (double)n;
 }
 
+/*
+ * phase: see the header.  The main thread switches the phases and samples
+ * the cache every PHASE_SAMPLE_MS on an absolute clock; the workers run
+ * the phase they read before each round, and count their pairs and their
+ * time per phase.  A round never spans two phases' counts: it is counted
+ * in the phase it started in (a round is 1000 pairs, microseconds).
+ */
+static unsigned int phase_ms;		/* --phase-ms: phases 1 and 2; 3 is twice */
+static _Atomic int phase_now = -1;	/* -1 before the start, 1..3, 0: stop */
+
+struct phase_worker {
+	pthread_t th;
+	const struct impl *im;
+	struct ctx c;
+	int cpu;			/* -1: not pinned */
+	_Atomic uint64_t ops;		/* pairs so far, all phases (the sampler's) */
+	uint64_t pairs[4], t_first[4], t_last[4];	/* per phase 1..3 */
+	_Atomic bool ready;
+};
+
+struct phase_sample {
+	double t_ms;
+	int phase;
+	unsigned int capacity, barn_limit;
+	uint64_t ops;
+};
+
+static void *phase_worker_main(void *arg)
+{
+	struct phase_worker *w = arg;
+	const struct impl *im = w->im;
+	void **v = calloc(BATCH, sizeof(*v));
+	unsigned int spins = 0;
+	int p;
+
+	if (!v)
+		out_of_memory();
+	if (w->cpu >= 0) {
+		cpu_set_t set;
+		CPU_ZERO(&set);
+		CPU_SET(w->cpu, &set);
+		(void)sched_setaffinity(0, sizeof(set), &set);
+	}
+	void *keep = im->alloc1(w->c);	/* as run_hot: one object stays live */
+	atomic_store(&w->ready, true);
+	while (atomic_load_explicit(&phase_now, memory_order_acquire) < 0)
+		backoff(&spins);
+	while ((p = atomic_load_explicit(&phase_now, memory_order_acquire)) > 0) {
+		uint64_t t0 = bench_now_ns(), n;
+		if (p == 1) {
+			im->hot(w->c, PHASE_HOT_CHUNK);
+			n = PHASE_HOT_CHUNK;
+		} else if (p == 2) {
+			im->lifo(w->c, v, 1);
+			n = BATCH;
+		} else {
+			struct timespec nap = { 0, 1000000 };
+			im->hot(w->c, PHASE_LIGHT_PAIRS);
+			n = PHASE_LIGHT_PAIRS;
+			nanosleep(&nap, NULL);
+		}
+		uint64_t t1 = bench_now_ns();
+		if (!w->pairs[p])
+			w->t_first[p] = t0;
+		w->t_last[p] = t1;
+		w->pairs[p] += n;
+		atomic_store_explicit(&w->ops, atomic_load_explicit(&w->ops, memory_order_relaxed) + n,
+				      memory_order_relaxed);
+	}
+	im->free1(w->c, keep);
+	free(v);
+	return NULL;
+}
+
+/* ns per pair of one thread in phase p: the threads' times over their pairs. */
+static double phase_ns(const struct phase_worker *w, unsigned int nw, int p)
+{
+	uint64_t t = 0, n = 0;
+	for (unsigned int i = 0; i < nw; i++)
+		if (w[i].pairs[p]) {
+			t += w[i].t_last[p] - w[i].t_first[p];
+			n += w[i].pairs[p];
+		}
+	return n ? (double)t / (double)n : -1;
+}
+
+static double run_phase(const struct impl *im, struct ctx c, unsigned int nthreads)
+{
+	struct phase_worker w[MAX_THREADS];
+	uint64_t end[4] = { 0, phase_ms, 2ull * phase_ms, 4ull * phase_ms };
+	size_t max = 4u * phase_ms / PHASE_SAMPLE_MS + 8, ns = 0;
+	struct phase_sample *smp = calloc(max, sizeof(*smp));
+	int allowed[CPU_SETSIZE], nallowed = 0, cur = 1;
+	struct sheaf_cache_limits l = { 0 };
+	cpu_set_t set;
+
+	if (!smp)
+		out_of_memory();
+	if (sched_getaffinity(0, sizeof(set), &set) == 0)
+		for (int cpu = 0; cpu < CPU_SETSIZE; cpu++)
+			if (CPU_ISSET(cpu, &set))
+				allowed[nallowed++] = cpu;
+	memset(w, 0, sizeof(w));
+	for (unsigned int i = 0; i < nthreads; i++) {
+		w[i].im = im;
+		w[i].c = c;
+		w[i].cpu = nallowed ? allowed[i % (unsigned int)nallowed] : -1;
+		if (pthread_create(&w[i].th, NULL, phase_worker_main, &w[i]) != 0)
+			bench_die("pthread_create failed");
+	}
+	for (unsigned int i = 0, spins = 0; i < nthreads; i++)
+		while (!atomic_load(&w[i].ready))
+			backoff(&spins);
+
+	uint64_t t0 = bench_now_ns();
+	atomic_store_explicit(&phase_now, 1, memory_order_release);
+	for (;;) {
+		uint64_t el = bench_now_ns() - t0;
+		int p = el < end[1] * 1000000 ? 1 : el < end[2] * 1000000 ? 2 :
+			el < end[3] * 1000000 ? 3 : 0;
+		if (p != cur) {
+			atomic_store_explicit(&phase_now, p, memory_order_release);
+			cur = p;
+		}
+		if (ns < max) {		/* the last one (p == 0): the end of phase 3 */
+			struct phase_sample *x = &smp[ns++];
+			sheaf_cache_limits(c.cache, &l);
+			x->t_ms = (double)el / 1e6;
+			x->phase = p ? p : 3;
+			x->capacity = l.capacity;
+			x->barn_limit = l.barn_limit;
+			for (unsigned int i = 0; i < nthreads; i++)
+				x->ops += atomic_load_explicit(&w[i].ops, memory_order_relaxed);
+		}
+		if (!p)
+			break;
+		/* the next tick of the grid (a late wake-up skips ticks) */
+		uint64_t tick = PHASE_SAMPLE_MS * 1000000ull;
+		uint64_t next = t0 + (el / tick + 1) * tick;
+		struct timespec ts = { (time_t)(next / 1000000000ull),
+				       (long)(next % 1000000000ull) };
+		while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+			;
+	}
+	for (unsigned int i = 0; i < nthreads; i++)
+		pthread_join(w[i].th, NULL);
+
+	/* base and max, phase 1's ns per pair, then the samples */
+	printf("Q %u %u %.4f\n", l.capacity_base, l.capacity_max, phase_ns(w, nthreads, 1));
+	for (size_t i = 0; i < ns; i++)
+		printf("P %.1f %d %u %u %llu\n", smp[i].t_ms, smp[i].phase, smp[i].capacity,
+		       smp[i].barn_limit, (unsigned long long)smp[i].ops);
+	free(smp);
+	return phase_ns(w, nthreads, 2);
+}
+
 static int child_main(int ci, int wi, uint64_t iters)
 {
 	const struct contender *ct = &contenders[ci];
@@ -877,7 +1076,8 @@ static int child_main(int ci, int wi, uint64_t iters)
 	Dl_info di;
 	double ns;
 
-	alarm((unsigned int)(60 + iters / 100000));	/* a hung child dies */
+	/* a hung child dies */
+	alarm((unsigned int)(60 + iters / 100000 + (wl->type == W_PHASE ? 4 * phase_ms / 1000 : 0)));
 	if (!sym || !dladdr(sym, &di) || !di.dli_fname)
 		di.dli_fname = "?";
 	for (int i = 0; i < NC; i++) {	/* the preloaded one, or none */
@@ -906,6 +1106,12 @@ static int child_main(int ci, int wi, uint64_t iters)
 			return 1;
 		}
 		printf("C %u\n", sheaf_cache_capacity(c.cache));
+		struct sheaf_cache_limits l;
+		if (ct->fixed && sheaf_cache_limits(c.cache, &l) == 0 && l.adaptive) {
+			printf("E %s: the cache is adaptive (%s not in effect)\n", ct->name,
+			       ct->env);
+			return 1;
+		}
 	}
 
 	switch (wl->type) {
@@ -929,6 +1135,9 @@ static int child_main(int ci, int wi, uint64_t iters)
 	case W_BULK32:
 		ns = run_prealloc(ct, c, n, wl->type == W_PREALLOC &&
 				  ct->kind != K_MALLOC && sheaf_cache_capacity(c.cache));
+		break;
+	case W_PHASE:
+		ns = run_phase(im, c, wl->threads);
 		break;
 	case W_REMOTE:
 	case W_THREADS: {
@@ -1016,6 +1225,17 @@ static double lookups_sum[MAXW][NC];	/* vma: reader lookups/s, summed */
 static unsigned int lookups_n[MAXW][NC];
 static char stats_text[16384];
 static unsigned int sheaf_capacity_seen = UINT32_MAX, failures;
+static char **wenvs[MAXW][NC];		/* with a workload's own variable */
+
+/* phase: the samples of each contender's last successful repetition, and
+ * of the run going on (staged until it succeeds). */
+struct phase_run {
+	struct phase_sample *s;
+	size_t n;
+	unsigned int base, max;
+	double phase1_ns;
+};
+static struct phase_run phase_runs[NC], phase_stage;
 
 /* A child's lines beyond the common protocol (bench_run_child). */
 struct child_ctx {
@@ -1039,6 +1259,19 @@ static bool child_line(void *arg, char *line)
 		lookups_n[x->wi][x->ci]++;
 	} else if (line[0] == 'Y' && line[1] == ' ') {
 		recycled_share[x->wi][x->ci] = strtod(line + 2, NULL);
+	} else if (line[0] == 'P' && line[1] == ' ') {
+		struct phase_sample *p = &phase_stage.s[phase_stage.n];
+		unsigned long long ops;
+		if (phase_stage.n < PHASE_MAX_SAMPLES &&
+		    sscanf(line + 2, "%lf %d %u %u %llu", &p->t_ms, &p->phase, &p->capacity,
+			   &p->barn_limit, &ops) == 5) {
+			p->ops = ops;
+			phase_stage.n++;
+		}
+	} else if (line[0] == 'Q' && line[1] == ' ') {
+		if (sscanf(line + 2, "%u %u %lf", &phase_stage.base, &phase_stage.max,
+			   &phase_stage.phase1_ns) != 3)
+			phase_stage.base = phase_stage.max = 0;
 	} else if (line[0] == 'C' && line[1] == ' ' && x->ci == C_SHEAF) {
 		sheaf_capacity_seen = (unsigned int)strtoul(line + 2, NULL, 10);
 	} else {
@@ -1054,14 +1287,37 @@ static uint64_t child_iters;
 static bool run_child(int wi, int ci, double *ns, long *rss, char *err,
 		      size_t errlen)
 {
-	char a0[] = "sheafbench", a1[64], a2[64], a3[32];
-	char *argv[] = { a0, a1, a2, a3, NULL };
+	char a0[] = "sheafbench", a1[64], a2[64], a3[32], a4[32];
+	char *argv[] = { a0, a1, a2, a3, a4, NULL };
 	struct child_ctx x = { .wi = wi, .ci = ci };
+	char **env = envs[ci];
 	snprintf(a1, sizeof(a1), "--child=%s", contenders[ci].name);
 	snprintf(a2, sizeof(a2), "--workload=%.15s", workloads[wi].name);
 	snprintf(a3, sizeof(a3), "--iters=%llu", (unsigned long long)child_iters);
-	return bench_run_child(child_exe, argv, envs[ci], child_line, &x, ns, rss,
-			       err, errlen);
+	snprintf(a4, sizeof(a4), "--phase-ms=%u", phase_ms);
+	if (workloads[wi].env) {
+		if (!wenvs[wi][ci])
+			wenvs[wi][ci] = bench_env_with(envs[ci], workloads[wi].env);
+		env = wenvs[wi][ci];
+	}
+	if (!phase_stage.s && !(phase_stage.s = calloc(PHASE_MAX_SAMPLES,
+							 sizeof(*phase_stage.s))))
+		bench_die("out of memory");
+	phase_stage.n = 0;
+	phase_stage.base = phase_stage.max = 0;
+	phase_stage.phase1_ns = -1;
+	if (!bench_run_child(child_exe, argv, env, child_line, &x, ns, rss, err, errlen))
+		return false;
+	if (workloads[wi].type == W_PHASE && phase_stage.n) {
+		struct phase_run *r = &phase_runs[ci];
+		struct phase_sample *keep = r->s;
+		if (!keep && !(keep = calloc(PHASE_MAX_SAMPLES, sizeof(*keep))))
+			bench_die("out of memory");
+		memcpy(keep, phase_stage.s, phase_stage.n * sizeof(*keep));
+		*r = phase_stage;
+		r->s = keep;
+	}
+	return true;
 }
 
 static void print_facts(bool quick, uint64_t iters)
@@ -1092,10 +1348,12 @@ static void print_facts(bool quick, uint64_t iters)
 	       "gcc ", __VERSION__);
 #endif
 	printf("Run: %s, median of %u reps, %llu iterations per run (remote: %llu "
-	       "objects; hot-64-tN: per thread; vma: %llu writes), batches of %d\n",
+	       "objects; hot-64-tN: per thread; vma: %llu writes), batches of %d; "
+	       "phase: %u + %u + %u ms\n",
 	       quick ? "quick" : "full", reps, (unsigned long long)iters,
 	       (unsigned long long)(iters / REMOTE_DIV),
-	       (unsigned long long)(iters / VMA_DIV), BATCH);
+	       (unsigned long long)(iters / VMA_DIV), BATCH, phase_ms, phase_ms,
+	       2 * phase_ms);
 #ifndef __OPTIMIZE__
 	printf("WARNING: sheafbench was built without optimisation\n");
 #endif
@@ -1103,11 +1361,14 @@ static void print_facts(bool quick, uint64_t iters)
 }
 
 /* Selected, except the trusting contender where it would run the same
- * code as sheaf. */
+ * code as sheaf, and any but sheaf and sheaf-fixed where a workload is
+ * about sheaves alone. */
 static bool cell_wanted(int wi, int ci)
 {
 	return wsel[wi] &&
-	       !(workloads[wi].same_as_sheaf && contenders[ci].kind == K_SLAB_TRUST);
+	       !(workloads[wi].same_as_sheaf && contenders[ci].kind == K_SLAB_TRUST) &&
+	       !(workloads[wi].sheaves_only &&
+		 !(contenders[ci].kind == K_SLAB && contenders[ci].sheaf_capacity));
 }
 
 static void run_all(const char *exe, uint64_t iters)
@@ -1149,7 +1410,7 @@ static void print_share_table(enum wtype type, const char *title, const char *un
 		       title, unit, rate ? " Mobjects/s |" : "", share,
 		       rate ? "throughput" : "time");
 		printf("|---|---:|%s---:|---:|---:|\n", rate ? "---:|" : "");
-		double cl = med[wi][1];
+		double cl = med[wi][C_CLASSIC];
 		for (int k = 0; k < nc; k++) {
 			int ci = order[k];
 			double v = med[wi][ci];
@@ -1253,7 +1514,7 @@ static void print_vma_table(void)
 		       "free_bulk + call_rcu; peers = malloc/free + call_rcu)\n\n");
 		printf("| contender | ns/write | writes/s (M) | reader lookups/s (M) | "
 		       "writes vs classic |\n|---|---:|---:|---:|---:|\n");
-		double cl = med[wi][1];
+		double cl = med[wi][C_CLASSIC];
 		for (int k = 0; k < nc; k++) {
 			int ci = order[k];
 			double v = med[wi][ci];
@@ -1268,6 +1529,113 @@ static void print_vma_table(void)
 			printf("\n");
 		}
 	}
+}
+
+/* What a phase run's samples say (the last repetition's). */
+struct phase_facts {
+	unsigned int cap1, cap2, cap3, barn0, barn2, barn3;
+	double t3, back;	/* phase 3's start; base again, ms after it (-1: never) */
+};
+
+static void phase_facts_of(const struct phase_run *r, struct phase_facts *f)
+{
+	*f = (struct phase_facts){ .t3 = -1, .back = -1 };
+	for (size_t i = 0; i < r->n; i++) {
+		const struct phase_sample *x = &r->s[i];
+		if (i == 0)
+			f->barn0 = x->barn_limit;
+		if (x->phase == 1)
+			f->cap1 = x->capacity;
+		if (x->phase == 2) {
+			f->cap2 = x->capacity > f->cap2 ? x->capacity : f->cap2;
+			f->barn2 = x->barn_limit > f->barn2 ? x->barn_limit : f->barn2;
+		}
+		if (x->phase == 3) {
+			if (f->t3 < 0)
+				f->t3 = x->t_ms;
+			if (x->capacity == r->base && x->barn_limit == f->barn0) {
+				if (f->back < 0)
+					f->back = x->t_ms - f->t3;
+			} else {
+				f->back = -1;	/* not there yet, or left again */
+			}
+		}
+		f->cap3 = x->capacity;
+		f->barn3 = x->barn_limit;
+	}
+}
+
+static void print_phase_table(void)
+{
+	for (int wi = 0; wi < NW; wi++) {
+		if (!wsel[wi] || workloads[wi].type != W_PHASE)
+			continue;
+		printf("\n### phase: a cache's sheaf capacity over time (%u B objects, %u "
+		       "threads; phases of %u, %u and %u ms: hot pairs, batches of %d, "
+		       "light; SHEAF_IDLE_MS=%s; capacities from the last repetition)\n\n",
+		       workloads[wi].size, workloads[wi].threads, phase_ms, phase_ms,
+		       2 * phase_ms, BATCH, PHASE_IDLE_MS);
+		printf("| contender | phase 2 ns/pair | vs sheaf-fixed | phase 1 ns/pair | "
+		       "capacity base..max | capacity end of 1 | peak in 2 | end of 3 | "
+		       "barn limit peak in 2 | end of 3 | base again, ms into 3 |\n"
+		       "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+		double fx = med[wi][C_FIXED];
+		for (int k = 0; k < nc; k++) {
+			int ci = order[k];
+			const struct phase_run *r = &phase_runs[ci];
+			struct phase_facts f;
+			double v = med[wi][ci];
+			if (v < 0 || !r->n)
+				continue;
+			phase_facts_of(r, &f);
+			printf("| %s |", contenders[ci].name);
+			bench_print_cell(v, 2, 8);
+			bench_print_cell(fx > 0 ? v / fx : -1, 2, 6);
+			bench_print_cell(r->phase1_ns, 2, 8);
+			printf(" %u..%u | %u | %u | %u | %u | %u |", r->base, r->max, f.cap1,
+			       f.cap2, f.cap3, f.barn2, f.barn3);
+			bench_print_cell(f.back, 0, 6);
+			printf("\n");
+		}
+	}
+}
+
+/*
+ * The phase samples next to the main CSV: X.csv -> X-capacity.csv, one row
+ * per sample of each contender's last repetition.
+ */
+static void write_capacity_csv(const char *csv)
+{
+	char path[4096];
+	size_t len = strlen(csv);
+	bool any = false;
+	FILE *f;
+
+	for (int ci = 0; ci < NC; ci++)
+		any = any || phase_runs[ci].n;
+	if (!any)
+		return;
+	if (len > 4 && !strcmp(csv + len - 4, ".csv"))
+		len -= 4;
+	snprintf(path, sizeof(path), "%.*s-capacity.csv", (int)len, csv);
+	if (!(f = fopen(path, "w"))) {
+		bench_note("cannot write %s: %s", path, strerror(errno));
+		return;
+	}
+	fprintf(f, "contender,t_ms,phase,capacity,barn_limit,ops,capacity_base,"
+		"capacity_max,phase_ms,idle_ms\n");
+	for (int k = 0; k < nc; k++) {
+		const struct phase_run *r = &phase_runs[order[k]];
+		for (size_t i = 0; i < r->n; i++)
+			fprintf(f, "%s,%.1f,%d,%u,%u,%llu,%u,%u,%u,%s\n", contenders[order[k]].name,
+				r->s[i].t_ms, r->s[i].phase, r->s[i].capacity, r->s[i].barn_limit,
+				(unsigned long long)r->s[i].ops, r->base, r->max, phase_ms,
+				PHASE_IDLE_MS);
+	}
+	if (fclose(f) != 0)
+		bench_note("error writing %s", path);
+	else
+		printf("CSV: %s\n", path);
 }
 
 /* Peak resident memory of each child (whole process), every workload. */
@@ -1320,13 +1688,15 @@ static void write_csv(const char *path)
 			fprintf(f, "%s,%s,%u,%u,%.4f,%.4f,%.4f,%u,%.4f,%.4f,%ld,%.4f\n",
 				workloads[wi].name, contenders[ci].name, workloads[wi].threads,
 				workloads[wi].size, m, c->v[0], c->v[c->nv - 1], c->nv,
-				(workloads[wi].type == W_THREADS ? workloads[wi].threads : 1) *
+				(workloads[wi].type == W_THREADS || workloads[wi].type == W_PHASE
+				 ? workloads[wi].threads : 1) *
 				1000.0 / m, sh > 0 ? m / sh : -1.0, cells[wi][ci].rss_kb, extra);
 		}
 	if (fclose(f) != 0)
 		bench_note("error writing %s", path);
 	else
 		printf("\nCSV: %s\n", path);
+	write_capacity_csv(path);
 }
 
 static void usage(FILE *out)
@@ -1339,14 +1709,19 @@ static void usage(FILE *out)
 "  --reps N             repetitions per (contender, workload), median reported\n"
 "                       (default 7, quick 3)\n"
 "  --iters N            base iterations per run (default 50000000)\n"
-"  --csv PATH           CSV output (default %s/{full,quick}.csv)\n"
+"  --csv PATH           CSV output (default %s/{full,quick}.csv);\n"
+"                       phase's samples go to PATH without .csv + -capacity.csv\n"
+"  --phase-ms N         phase: length of phases 1 and 2 (3: twice that), ms\n"
+"                       (default 1000, quick 600)\n"
 "  --help               this text\n"
 "Environment: SHEAF_STATS=1 also prints the libsheaf counters of the sheaf\n"
 "contender's hot-64 cache (counting slows libsheaf down).\n"
 "workloads: hot-64 hot-256 batch-lifo batch-fifo remote hot-64-t1 .. hot-64-tN\n"
-"           (N = 2 x CPUs, at most %d) rcu prealloc-32 bulk-32 vma\n"
-"contenders: sheaf classic sheaf-trust glibc jemalloc tcmalloc mimalloc\n",
-		SHEAFBENCH_RESULTS_DIR, MAX_THREADS);
+"           (N = 2 x CPUs, at most %d) rcu prealloc-32 bulk-32 vma churn\n"
+"           phase (sheaf and sheaf-fixed only; children get SHEAF_IDLE_MS=%s)\n"
+"contenders: sheaf sheaf-fixed (SHEAF_ADAPTIVE=0) classic sheaf-trust glibc\n"
+"            jemalloc tcmalloc mimalloc\n",
+		SHEAFBENCH_RESULTS_DIR, MAX_THREADS, PHASE_IDLE_MS);
 }
 
 /* "--name value" or "--name=value"; NULL if argv[*i] is not --name. */
@@ -1379,7 +1754,7 @@ int main(int argc, char **argv)
 {
 	bench_prog = "sheafbench";
 	bool quick = false, any_w = false, any_c = false;
-	uint64_t iters = 0, r = 0;
+	uint64_t iters = 0, r = 0, pms = 0;
 	const char *csv = NULL, *child = NULL, *v;
 	char exe[4096], path[4096];
 
@@ -1399,6 +1774,8 @@ int main(int argc, char **argv)
 			iters = parse_count(v, "--iters");
 		else if ((v = bench_optval(argc, argv, &i, "--csv")))
 			csv = v;
+		else if ((v = bench_optval(argc, argv, &i, "--phase-ms")))
+			pms = parse_count(v, "--phase-ms");
 		else if ((v = bench_optval(argc, argv, &i, "--child")))
 			child = v;
 		else
@@ -1409,6 +1786,9 @@ int main(int argc, char **argv)
 	if (r > 1000)
 		bench_die("--reps: at most 1000");
 	reps = r ? (unsigned int)r : quick ? 3 : 7;
+	if (pms > PHASE_MS_MAX || (pms && pms < 5 * PHASE_SAMPLE_MS))
+		bench_die("--phase-ms: %d to %d", 5 * PHASE_SAMPLE_MS, PHASE_MS_MAX);
+	phase_ms = pms ? (unsigned int)pms : quick ? 600 : 1000;
 
 	if (child) {			/* hidden: one measurement, see run_child */
 		int ci = find_name(child, true), wi = 0;
@@ -1427,6 +1807,9 @@ int main(int argc, char **argv)
 	if (sheaf_stats_enabled())
 		bench_note("SHEAF_STATS is on: libsheaf counts events, which slows the sheaf "
 		     "and classic contenders");
+	if (getenv("SHEAF_ADAPTIVE"))
+		bench_note("SHEAF_ADAPTIVE=%s is set: the sheaf contenders but sheaf-fixed run "
+			   "with it", getenv("SHEAF_ADAPTIVE"));
 	for (int ci = 0; ci < NC; ci++) {
 		bool want = csel[ci] || !any_c;
 		csel[ci] = false;
@@ -1438,7 +1821,7 @@ int main(int argc, char **argv)
 			continue;
 		}
 		csel[ci] = true;
-		envs[ci] = bench_env(contenders[ci].preload, NULL);
+		envs[ci] = bench_env(contenders[ci].preload, contenders[ci].env);
 		order[nc++] = ci;
 	}
 	if (nc == 0)
@@ -1461,6 +1844,7 @@ int main(int argc, char **argv)
 	print_share_table(W_CHURN, "churn: maple-like node traffic (prefill, take a few, "
 			  "return; replaced nodes freed, 3 in 4 through RCU)", "write",
 			  "objects from slabs per object handed out", false);
+	print_phase_table();
 	print_rss_table();
 	snprintf(path, sizeof(path), "%s/%s.csv", SHEAFBENCH_RESULTS_DIR,
 		 quick ? "quick" : "full");
