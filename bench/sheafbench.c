@@ -49,6 +49,8 @@
  *             kmem_cache_free(), the peers call_rcu() + free().  Time includes
  *             the final barrier; also peak RSS and the share of allocations
  *             served from sheaves recycled through RCU.
+ *   rcu-32    The same on a cache created with sheaf capacity 32 (the
+ *             README's example; rcu's is the automatic 60).
  *   prealloc-32  Get 32 256-byte objects ready (a maple tree write's worst
  *             case), use one, give the rest back, free it: sheaves with
  *             kmem_cache_prefill_sheaf()/alloc_from_sheaf()/return_sheaf();
@@ -205,6 +207,7 @@ struct workload {
 	bool same_as_sheaf;	/* sheaf-trust runs the very same code: skip it */
 	bool sheaves_only;	/* run only by sheaf and sheaf-fixed */
 	const char *env;	/* one more VAR=VALUE for its children, or NULL */
+	unsigned int capacity;	/* libsheaf's sheaf capacity; 0: the automatic one */
 };
 
 #define MAX_THREADS 16		/* scaling: 1 .. min(2 x CPUs, this) threads */
@@ -260,6 +263,8 @@ static void build_workloads(void)
 	/* These free through kfree_rcu(), return_sheaf() or free_bulk(): the
 	 * inline free that sheaf-trust changes is not on their path. */
 	add_workload("rcu", W_RCU, 64, 1, REMOTE_DIV, true);
+	/* The same with the capacity the README's example asks for. */
+	add_workload("rcu-32", W_RCU, 64, 1, REMOTE_DIV, true)->capacity = 32;
 	add_workload("prealloc-32", W_PREALLOC, 256, 1, 16, true);
 	add_workload("bulk-32", W_BULK32, 256, 1, 16, true);
 	add_workload("vma", W_VMA, sizeof(struct rtree_node), 2, VMA_DIV, true);
@@ -1091,7 +1096,8 @@ static int child_main(int ci, int wi, uint64_t iters)
 		struct kmem_cache_args args = { 0 };
 		char name[64];
 
-		args.sheaf_capacity = ct->sheaf_capacity ? sheaf_auto_capacity(wl->size) : 0;
+		args.sheaf_capacity = !ct->sheaf_capacity ? 0
+				      : wl->capacity ? wl->capacity : sheaf_auto_capacity(wl->size);
 		/* A maple-tree-like node cache asks for 32 (the kernel 7.0 rule:
 		 * the requested capacity is a minimum over the automatic one). */
 		if (args.sheaf_capacity && (wl->type == W_PREALLOC || wl->type == W_BULK32 ||
