@@ -123,6 +123,18 @@ static void quiet_look(void)
 	sheaf_test_idle_pass();
 }
 
+/* After a load: grown if this run's policy may grow, every object back,
+ * and the cache gone. */
+static void check_grown_and_destroy(struct kmem_cache *s)
+{
+	if (may_grow())
+		assert_true(limits(s).capacity > BASE);
+	else
+		assert_int_equal(limits(s).capacity, BASE);
+	assert_int_equal(sheaf_cache_objects_inuse(s), 0);
+	kmem_cache_destroy(s);
+}
+
 /* ------------------------------------------------------------ the tests */
 
 static void test_limits_api(void **state)
@@ -215,12 +227,7 @@ static void test_grows_under_contention(void **state)
 		assert_int_equal(pthread_create(&t[i], NULL, work, &w), 0);
 	for (int i = 0; i < 2; i++)
 		pthread_join(t[i], NULL);
-	if (may_grow())
-		assert_true(limits(s).capacity > BASE);
-	else
-		assert_int_equal(limits(s).capacity, BASE);
-	assert_int_equal(sheaf_cache_objects_inuse(s), 0);
-	kmem_cache_destroy(s);
+	check_grown_and_destroy(s);
 }
 
 /* Frees that overflow the barn (put failures: sheaves flushed to slabs)
@@ -354,12 +361,7 @@ static void test_rcu_grows(void **state)
 		kfree_rcu(n, rcu);
 	}
 	kvfree_rcu_barrier();
-	if (may_grow())
-		assert_true(limits(s).capacity > BASE);
-	else
-		assert_int_equal(limits(s).capacity, BASE);
-	assert_int_equal(sheaf_cache_objects_inuse(s), 0);
-	kmem_cache_destroy(s);
+	check_grown_and_destroy(s);
 }
 
 /* Destroying a grown cache gives its budget back: a new cache of the same
