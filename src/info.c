@@ -76,6 +76,20 @@ static long futex(uint32_t *uaddr, int op, uint32_t val,
 	return syscall(SYS_futex, uaddr, op, val, ts, NULL, 0);
 }
 
+/* The record's layout (<sheaf/info.h>, version 3: 44 counters): no hidden
+ * padding; a counter more changes the record, so the version too (the
+ * two counters of adaptive capacity were once added without it).  The
+ * bounds a reader checks the capacity fields against are the library's
+ * (pcs_adapt.c's BARN_LIMIT_MAX, local there, is 4 * MAX_FULL_SHEAVES). */
+_Static_assert(__builtin_offsetof(struct sheaf_info_cache, slabs) == 104 &&
+	       SHEAF_STAT_NR == 44 &&
+	       sizeof(struct sheaf_info_cache) == 168 + 8 * SHEAF_STAT_NR,
+	       "struct sheaf_info_cache: a layout change needs a new SHEAF_INFO_VERSION");
+_Static_assert(SHEAF_INFO_CAPACITY_MAX == SHEAF_MAX_CAPACITY &&
+	       SHEAF_INFO_BARN_LIMIT_MIN == MAX_FULL_SHEAVES &&
+	       SHEAF_INFO_BARN_LIMIT_MAX == 4 * MAX_FULL_SHEAVES,
+	       "<sheaf/info.h>'s capacity and barn limit bounds are not the library's");
+
 static void collect_cache(struct kmem_cache *s, struct sheaf_info_cache *r)
 {
 	memset(r, 0, sizeof(*r));
@@ -84,10 +98,18 @@ static void collect_cache(struct kmem_cache *s, struct sheaf_info_cache *r)
 	r->size = s->size;
 	r->objects_per_slab = s->objects;
 	r->order = s->order;
-	r->sheaf_capacity = s->hot.sheaf_capacity;
 	r->slab_flags = s->flags;
-	if (cache_has_sheaves(s))
+	if (cache_has_sheaves(s)) {
 		r->flags |= SHEAF_INFO_C_SHEAVES;
+		/* Each loaded once: an adaptive cache's may move meanwhile,
+		 * every value within the constant base and room. */
+		r->sheaf_capacity = cache_cap(s);
+		r->capacity_base = s->cap_base;
+		r->capacity_max = s->sheaf_room;
+		r->barn_limit = cache_barn_limit(s);
+		if (s->adaptive)
+			r->flags |= SHEAF_INFO_C_ADAPTIVE;
+	}
 	if (cache_debug(s))
 		r->flags |= SHEAF_INFO_C_DEBUG;
 	if (s->kind == CACHE_KMALLOC)

@@ -144,6 +144,29 @@ static enum sheaf_info_verdict verdict(enum sheaf_info_verdict v, char *why,
 	return v;
 }
 
+/*
+ * A record's capacity fields (<sheaf/info.h>, struct sheaf_info_cache):
+ * with sheaves, 1 <= base <= capacity <= max <= SHEAF_INFO_CAPACITY_MAX
+ * and a barn limit in SHEAF_INFO_BARN_LIMIT_MIN..MAX, a fixed cache's
+ * range one value and its barn limit the kernel's; without, all zero and
+ * not adaptive.
+ */
+static bool capacity_ok(const struct sheaf_info_cache *c)
+{
+	bool adaptive = c->flags & SHEAF_INFO_C_ADAPTIVE;
+	if (!(c->flags & SHEAF_INFO_C_SHEAVES))
+		return !adaptive && !c->sheaf_capacity && !c->capacity_base &&
+		       !c->capacity_max && !c->barn_limit;
+	if (c->capacity_base < 1 || c->capacity_base > c->sheaf_capacity ||
+	    c->sheaf_capacity > c->capacity_max ||
+	    c->capacity_max > SHEAF_INFO_CAPACITY_MAX ||
+	    c->barn_limit < SHEAF_INFO_BARN_LIMIT_MIN ||
+	    c->barn_limit > SHEAF_INFO_BARN_LIMIT_MAX)
+		return false;
+	return adaptive || (c->capacity_base == c->capacity_max &&
+			    c->barn_limit == SHEAF_INFO_BARN_LIMIT_MIN);
+}
+
 enum sheaf_info_verdict sheaf_info_parse(const void *buf, size_t len,
 					 char *why, size_t whylen)
 {
@@ -190,10 +213,18 @@ enum sheaf_info_verdict sheaf_info_parse(const void *buf, size_t len,
 		return verdict(SHEAF_INFO_INVALID, why, whylen, "no start time");
 	const struct sheaf_info_cache *r =
 		(const void *)((const char *)buf + h->header_size);
-	for (unsigned int i = 0; i < h->nr_caches; i++)
-		if (!memchr(r[i].name, 0, sizeof(r[i].name)))
+	for (unsigned int i = 0; i < h->nr_caches; i++) {
+		const struct sheaf_info_cache *c = &r[i];
+		if (!memchr(c->name, 0, sizeof(c->name)))
 			return verdict(SHEAF_INFO_INVALID, why, whylen,
 				       "record %u: name not NUL-terminated", i);
+		if (!capacity_ok(c))
+			return verdict(SHEAF_INFO_INVALID, why, whylen,
+				       "record %u: capacity %u (base %u, max %u), barn "
+				       "limit %u, flags %#x inconsistent", i,
+				       c->sheaf_capacity, c->capacity_base,
+				       c->capacity_max, c->barn_limit, c->flags);
+	}
 	return SHEAF_INFO_VALID;
 }
 
@@ -457,8 +488,9 @@ static void print_json(FILE *out, const struct sheaf_info_header *h,
 		fprintf(out, "%s\n  {\"name\": ", i ? "," : "");
 		json_string(out, c->name, sizeof(c->name));
 		fprintf(out, ", \"object_size\": %u, \"size\": %u, \"objects_per_slab\": %u"
-			", \"order\": %u, \"sheaf_capacity\": %u, \"sheaves\": %s"
-			", \"debug\": %s, \"kmalloc\": %s, \"internal\": %s"
+			", \"order\": %u, \"sheaf_capacity\": %u, \"capacity_base\": %u"
+			", \"capacity_max\": %u, \"barn_limit\": %u, \"sheaves\": %s"
+			", \"adaptive\": %s, \"debug\": %s, \"kmalloc\": %s, \"internal\": %s"
 			", \"slab_flags\": %u, \"slabs\": %" PRIu64
 			", \"objects_total\": %" PRIu64 ", \"objects_inuse\": %" PRIu64
 			", \"objects_cached\": %" PRIu64 ", \"objects_partial_free\": %" PRIu64
@@ -466,8 +498,9 @@ static void print_json(FILE *out, const struct sheaf_info_header *h,
 			", \"bytes\": %" PRIu64 ", \"allocs\": %" PRIu64
 			", \"frees\": %" PRIu64 ",\n   \"stats\": {",
 			c->object_size, c->size, c->objects_per_slab, c->order,
-			c->sheaf_capacity,
+			c->sheaf_capacity, c->capacity_base, c->capacity_max, c->barn_limit,
 			c->flags & SHEAF_INFO_C_SHEAVES ? "true" : "false",
+			c->flags & SHEAF_INFO_C_ADAPTIVE ? "true" : "false",
 			c->flags & SHEAF_INFO_C_DEBUG ? "true" : "false",
 			c->flags & SHEAF_INFO_C_KMALLOC ? "true" : "false",
 			c->flags & SHEAF_INFO_C_INTERNAL ? "true" : "false",
@@ -480,6 +513,19 @@ static void print_json(FILE *out, const struct sheaf_info_header *h,
 		fputs("}}", out);
 	}
 	fputs("\n ]}\n", out);
+}
+
+/*
+ * The Cap column: "60" for a fixed cache (0: no sheaves), "90(60-240)",
+ * the capacity now and its range, for an adaptive one (no space: every
+ * row has as many words).  Returns its length.
+ */
+static int cap_str(char *buf, size_t len, const struct sheaf_info_cache *c)
+{
+	if (c->flags & SHEAF_INFO_C_ADAPTIVE)
+		return snprintf(buf, len, "%u(%u-%u)", c->sheaf_capacity,
+				c->capacity_base, c->capacity_max);
+	return snprintf(buf, len, "%u", c->sheaf_capacity);
 }
 
 static void print_table(FILE *out, const struct sheaf_info_header *h,
@@ -496,13 +542,20 @@ static void print_table(FILE *out, const struct sheaf_info_header *h,
 		h->generation, h->flags & SHEAF_INFO_P_RSEQ ? "rseq" : "fallback",
 		h->nr_slots, h->nr_slots == 1 ? "" : "s",
 		h->nr_nodes, h->nr_nodes == 1 ? "" : "s");
-	fprintf(out, "%-20s %7s %7s %7s %6s %4s %7s %4s %7s %4s %7s %7s %5s %5s %7s %s\n",
-		"Name", "Objsize", "Inuse", "Total", "Slabs", "Cap", "Allocs",
+	/* The Cap column as wide as its widest value (4 for fixed caches). */
+	int capw = 4;
+	for (unsigned int i = 0; i < n; i++) {
+		char cb[40];
+		int w = cap_str(cb, sizeof(cb), rec(h, idx[i]));
+		capw = w > capw ? w : capw;
+	}
+	fprintf(out, "%-20s %7s %7s %7s %6s %*s %7s %4s %7s %4s %7s %7s %5s %5s %5s %7s %s\n",
+		"Name", "Objsize", "Inuse", "Total", "Slabs", capw, "Cap", "Allocs",
 		"Shf%", "Frees", "Shf%", "Refill", "Flush", "BarnF", "BarnE",
-		"Memory", "Flg");
+		"BarnL", "Memory", "Flg");
 	for (unsigned int i = 0; i < n; i++) {
 		const struct sheaf_info_cache *c = rec(h, idx[i]);
-		char b[12][24], fl[8];
+		char b[13][24], cb[40], fl[8];
 		bool sh = c->flags & SHEAF_INFO_C_SHEAVES;
 		uint64_t allocs = info_allocs(c), frees = info_frees(c);
 		unsigned int f = 0;
@@ -514,14 +567,17 @@ static void print_table(FILE *out, const struct sheaf_info_header *h,
 			fl[f++] = 'k';
 		if (c->flags & SHEAF_INFO_C_INTERNAL)
 			fl[f++] = 'i';
+		if (c->flags & SHEAF_INFO_C_ADAPTIVE)
+			fl[f++] = 'a';
 		fl[f] = 0;
+		cap_str(cb, sizeof(cb), c);
 		sheaf_info_put_escaped(out, c->name, sizeof(c->name), 20);
-		fprintf(out, " %7u %7s %7s %6s %4u %7s %4s %7s %4s %7s %7s %5s %5s %7s %s\n",
+		fprintf(out, " %7u %7s %7s %6s %*s %7s %4s %7s %4s %7s %7s %5s %5s %5s %7s %s\n",
 			c->object_size,
 			count_str(b[0], sizeof(b[0]), c->objects_inuse),
 			count_str(b[1], sizeof(b[1]), c->objects_total),
 			count_str(b[2], sizeof(b[2]), c->slabs),
-			c->sheaf_capacity,
+			capw, cb,
 			count_str(b[3], sizeof(b[3]), allocs),
 			share_str(b[4], sizeof(b[4]), info_sheaf_allocs(c), allocs, sh),
 			count_str(b[5], sizeof(b[5]), frees),
@@ -531,7 +587,8 @@ static void print_table(FILE *out, const struct sheaf_info_header *h,
 			count_str(b[8], sizeof(b[8]), c->stats[SHEAF_STAT_SHEAF_FLUSH]),
 			sh ? count_str(b[9], sizeof(b[9]), c->barn_full) : "-",
 			sh ? count_str(b[10], sizeof(b[10]), c->barn_empty) : "-",
-			bytes_str(b[11], sizeof(b[11]), c->bytes), fl);
+			sh ? count_str(b[11], sizeof(b[11]), c->barn_limit) : "-",
+			bytes_str(b[12], sizeof(b[12]), c->bytes), fl);
 	}
 	if (h->total_caches > h->nr_caches)
 		fprintf(out, "(%u more caches not published: the page holds %u)\n",

@@ -41,8 +41,11 @@ enum sheaf_info_verdict {
  * header_size, record_size and nr_stats (FOREIGN), seq even (BUSY), then
  * max_caches <= SHEAF_INFO_MAX_CACHES, nr_caches <= max_caches,
  * header_size + max_caches * record_size <= len, total_caches >=
- * nr_caches, pid > 0, start_time != 0 and every valid record's name
- * NUL-terminated within its field (INVALID).  On anything but VALID, `why`
+ * nr_caches, pid > 0, start_time != 0, and every valid record's name
+ * NUL-terminated within its field and its capacity fields consistent
+ * (<sheaf/info.h>, struct sheaf_info_cache: base <= capacity <= max <=
+ * SHEAF_INFO_CAPACITY_MAX, barn limit in bounds, a fixed cache's range one
+ * value, all 0 without sheaves) (INVALID).  On anything but VALID, `why`
  * (if not NULL) receives one line without newline saying what is wrong.
  * Pure: no system call, no allocation.
  */

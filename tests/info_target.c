@@ -6,8 +6,8 @@
  * (100 bytes, no sheaves), and kmalloc.  Commands, one per line on stdin;
  * after each, one line on stdout: "ok" and what the program knows of its
  * caches through the library's own API (objects live as the program counts
- * them, then the library's figures and every counter), which the test
- * compares with what sheafinfo reports:
+ * them, then the library's figures, its sheaf_cache_limits() and every
+ * counter), which the test compares with what sheafinfo reports:
  *
  *   alloc CACHE N     allocate N objects (CACHE: sheaf, classic, kmalloc)
  *   free CACHE N      free the N most recent
@@ -91,6 +91,13 @@ static void report(void)
 		printf(" %s.inuse=%zu %s.slabs=%zu %s.cached=%zu", p->label,
 		       sheaf_cache_objects_inuse(p->s), p->label, sheaf_cache_slabs(p->s),
 		       p->label, sheaf_cache_cached_objects(p->s));
+		struct sheaf_cache_limits l;
+		if (sheaf_cache_limits(p->s, &l))
+			exit(1);
+		printf(" %s.capacity=%u %s.capacity_base=%u %s.capacity_max=%u"
+		       " %s.barn_limit=%u %s.adaptive=%d", p->label, l.capacity,
+		       p->label, l.capacity_base, p->label, l.capacity_max, p->label,
+		       l.barn_limit, p->label, (int)l.adaptive);
 		for (int k = 0; k < SHEAF_STAT_NR; k++)
 			printf(" %s.%s=%llu", p->label, sheaf_stat_name((enum sheaf_stat_item)k),
 			       (unsigned long long)sheaf_stats_get(p->s, (enum sheaf_stat_item)k));

@@ -11,9 +11,9 @@
  * exited: a page that grows max_caches while sheafinfo reads it, a page
  * truncated under `sheafinfo -w`, a sparse 2 GiB page, a page of another
  * owner (as root), a page without start time, a page whose sequence count
- * stays odd, cache names with terminal escapes, a symbolic link and a FIFO
- * at the page's name, stale pages (listing, --clean, and the next
- * publisher's cleanup).  The publisher side (tests/info_target.c, real
+ * stays odd, inconsistent capacity fields, cache names with terminal
+ * escapes, a symbolic link and a FIFO at the page's name, stale pages
+ * (listing, --clean, and the next publisher's cleanup).  The publisher side (tests/info_target.c, real
  * libsheaf) against a file, a symbolic link and a FIFO planted at its name.
  * Each answer must be a clean refusal (one line on stderr, status 1) or a
  * correct table, never a crash, a hang, a big memory footprint or a raw
@@ -564,6 +564,68 @@ static void test_odd_sequence(void **state)
 	uncraft();
 }
 
+/*
+ * Capacity fields that no libsheaf writes (<sheaf/info.h>: base <=
+ * capacity <= max <= 1024, barn limit 10 to 40, a fixed cache's range one
+ * value, nothing without sheaves): refused, naming the record.  The same
+ * record made consistent is shown.
+ */
+static void test_bad_capacity(void **state)
+{
+	static const struct {
+		uint32_t flags, cap, base, max, barn;
+	} bad[] = {
+		{ SHEAF_INFO_C_SHEAVES | SHEAF_INFO_C_ADAPTIVE, 90, 60, 40, 10 },  /* cap > max */
+		{ SHEAF_INFO_C_SHEAVES | SHEAF_INFO_C_ADAPTIVE, 30, 60, 240, 10 }, /* cap < base */
+		{ SHEAF_INFO_C_SHEAVES | SHEAF_INFO_C_ADAPTIVE, 0, 0, 240, 10 },   /* base 0 */
+		{ SHEAF_INFO_C_SHEAVES | SHEAF_INFO_C_ADAPTIVE, 2000, 600, 4096, 10 }, /* > 1024 */
+		{ SHEAF_INFO_C_SHEAVES | SHEAF_INFO_C_ADAPTIVE, 90, 60, 240, 9 },  /* barn < 10 */
+		{ SHEAF_INFO_C_SHEAVES | SHEAF_INFO_C_ADAPTIVE, 90, 60, 240, 41 }, /* barn > 40 */
+		{ SHEAF_INFO_C_SHEAVES, 90, 60, 240, 10 },     /* fixed, with a range */
+		{ SHEAF_INFO_C_SHEAVES, 60, 60, 60, 20 },      /* fixed, a grown barn */
+		{ 0, 60, 60, 60, 10 },                         /* no sheaves, a capacity */
+		{ SHEAF_INFO_C_ADAPTIVE, 0, 0, 0, 0 },         /* adaptive, no sheaves */
+	};
+	pid_t me = getpid();
+	craft(me, 1, one_name);
+	start_responder();
+	struct sheaf_info_cache *c = &records(cp.h)[0];
+	struct run r;
+	for (unsigned int i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		c->flags = bad[i].flags;
+		c->sheaf_capacity = bad[i].cap;
+		c->capacity_base = bad[i].base;
+		c->capacity_max = bad[i].max;
+		c->barn_limit = bad[i].barn;
+		run_tool(&r, "-a", pid_str(me), NULL);
+		char what[160];
+		snprintf(what, sizeof(what), "invalid page (record 0: capacity %u (base %u, "
+			 "max %u), barn limit %u, flags %#x inconsistent): refused",
+			 bad[i].cap, bad[i].base, bad[i].max, bad[i].barn, bad[i].flags);
+		expect_refusal(&r, what);
+		if (*r.out)
+			fail_msg("case %u: a refused page printed '%s'", i, r.out);
+		run_free(&r);
+	}
+	/* Consistent: an adaptive cache grown from 60 to 90 (of 240). */
+	c->flags = SHEAF_INFO_C_SHEAVES | SHEAF_INFO_C_ADAPTIVE;
+	c->sheaf_capacity = 90;
+	c->capacity_base = 60;
+	c->capacity_max = 240;
+	c->barn_limit = 15;
+	run_tool(&r, "-a", pid_str(me), NULL);
+	if (r.status != 0 || !strstr(r.out, " 90(60-240) ") || *r.err)
+		fail_msg("status %d, stdout '%s', stderr '%s'", r.status, r.out, r.err);
+	run_free(&r);
+	run_tool(&r, "-a", "--json", pid_str(me), NULL);
+	if (r.status != 0 || !strstr(r.out, "\"sheaf_capacity\": 90, \"capacity_base\": 60, "
+				     "\"capacity_max\": 240, \"barn_limit\": 15, "
+				     "\"sheaves\": true, \"adaptive\": true"))
+		fail_msg("status %d, stdout '%s', stderr '%s'", r.status, r.out, r.err);
+	run_free(&r);
+	uncraft();
+}
+
 /* Terminal escapes in names (and in the command name): escaped. */
 static void test_control_chars(void **state)
 {
@@ -875,6 +937,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_teardown(test_wrong_owner, cleanup),
 		cmocka_unit_test_teardown(test_no_start_time, cleanup),
 		cmocka_unit_test_teardown(test_odd_sequence, cleanup),
+		cmocka_unit_test_teardown(test_bad_capacity, cleanup),
 		cmocka_unit_test_teardown(test_control_chars, cleanup),
 		cmocka_unit_test_teardown(test_link_and_fifo, cleanup),
 		cmocka_unit_test_teardown(test_publisher_planted, cleanup),

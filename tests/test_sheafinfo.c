@@ -9,8 +9,10 @@
  * the refresh it asks for.  The target does a known sequence of allocations
  * and frees and reports, through the library's API, what it knows; the
  * test compares sheafinfo --json with both: objects in use with what the
- * program holds, allocations and frees with what it made, every counter
- * and the slab figures with the library's own values.  Then each error
+ * program holds, allocations and frees with what it made, every counter,
+ * the slab figures and the capacity fields with the library's own values,
+ * for the fixed caches CTest's SHEAF_ADAPTIVE=0 makes and for an adaptive
+ * one (SHEAF_ADAPTIVE=1 in that target's environment).  Then each error
  * sheafinfo reports: no such process, no statistics, a page of another
  * version or of no libsheaf at all, a stale page (dead process, recycled
  * pid), a process that does not answer; SHEAF_STATS=exit's table; the page
@@ -43,6 +45,9 @@
 static const char *sheafinfo, *target;
 /* Non-zero: run_tool() runs sheafinfo as this user (and group). */
 static uid_t tool_uid;
+/* More environment for the targets a test starts ("NAME=VALUE", NULL-ended):
+ * CTest sets SHEAF_ADAPTIVE=0 for the whole test. */
+static const char *const *target_env;
 
 /* ------------------------------------------------------------ helpers */
 
@@ -76,6 +81,7 @@ static void forget(pid_t pid)
 static int cleanup(void **state)
 {
 	tool_uid = 0;
+	target_env = NULL;
 	char name[64];
 	for (int i = 0; i < nr_started; i++) {
 		kill(started[i], SIGCONT);
@@ -119,6 +125,8 @@ static void start_target_iv(struct proc *p, const char *stats, const char *inter
 		else
 			unsetenv("SHEAF_STATS");
 		setenv("SHEAF_STATS_INTERVAL", interval ? interval : "3600000", 1);
+		for (const char *const *e = target_env; e && *e; e++)
+			putenv((char *)*e);
 		execl(target, target, (char *)NULL);
 		_exit(127);
 	}
@@ -272,6 +280,36 @@ static const char *counter_names[] = {
 #undef NAME
 };
 
+/* "key": true or false in obj. */
+static bool json_bool(const char *obj, const char *key)
+{
+	char pat[128];
+	snprintf(pat, sizeof(pat), "\"%s\": ", key);
+	const char *s = strstr(obj, pat);
+	if (!s)
+		fail_msg("no %s in %.60s...", key, obj);
+	s += strlen(pat);
+	if (strncmp(s, "true", 4) && strncmp(s, "false", 5))
+		fail_msg("%s: not a boolean: %.20s", key, s);
+	return *s == 't';
+}
+
+/*
+ * A cache's capacity fields in sheafinfo's JSON against the library's
+ * sheaf_cache_limits() in the target's last reply (label: its prefix).
+ */
+static void check_limits(const char *obj, struct proc *p, const char *label)
+{
+	char key[96];
+#define R(field) (snprintf(key, sizeof(key), "%s." field, label), reply_value(p, key))
+	assert_int_equal(json_value(obj, "sheaf_capacity"), R("capacity"));
+	assert_int_equal(json_value(obj, "capacity_base"), R("capacity_base"));
+	assert_int_equal(json_value(obj, "capacity_max"), R("capacity_max"));
+	assert_int_equal(json_value(obj, "barn_limit"), R("barn_limit"));
+	assert_int_equal(json_bool(obj, "adaptive"), R("adaptive"));
+#undef R
+}
+
 /*
  * sheafinfo --json against the target's last reply: label is the reply's
  * prefix ("sheaf", "classic"), name the cache.  Returns the generation.
@@ -308,6 +346,7 @@ static uint64_t check_cache(const char *json, struct proc *p, const char *label,
 	assert_true(json_value(obj, "bytes") >=
 		    json_value(obj, "slabs") * (4096u << json_value(obj, "order")));
 	assert_int_equal(json_value(obj, "object_size"), 100);
+	check_limits(obj, p, label);
 	/*
 	 * One thread, no contention: every allocation and free of the sheaf
 	 * cache went through its sheaves (the barn's overflow flushes sheaves
@@ -316,7 +355,13 @@ static uint64_t check_cache(const char *json, struct proc *p, const char *label,
 	 */
 	const char *st = strstr(obj, "\"stats\"");
 	if (sheaves) {
+		/* The capacity it was created with, fixed (SHEAF_ADAPTIVE=0):
+		 * the kernel's barn limit, no range. */
 		assert_int_equal(json_value(obj, "sheaf_capacity"), 4);
+		assert_int_equal(json_value(obj, "capacity_base"), 4);
+		assert_int_equal(json_value(obj, "capacity_max"), 4);
+		assert_int_equal(json_value(obj, "barn_limit"), 10);
+		assert_false(json_bool(obj, "adaptive"));
 		assert_int_equal(json_value(st, "alloc_fastpath"), allocs);
 		assert_int_equal(json_value(st, "alloc_slowpath"), 0);
 		assert_int_equal(json_value(st, "free_fastpath"), frees);
@@ -332,6 +377,10 @@ static uint64_t check_cache(const char *json, struct proc *p, const char *label,
 		assert_int_equal(json_value(st, "alloc_cpu_sheaf"), 0);
 		assert_int_equal(json_value(st, "free_cpu_sheaf"), 0);
 		assert_int_equal(json_value(obj, "sheaf_capacity"), 0);
+		assert_int_equal(json_value(obj, "capacity_base"), 0);
+		assert_int_equal(json_value(obj, "capacity_max"), 0);
+		assert_int_equal(json_value(obj, "barn_limit"), 0);
+		assert_false(json_bool(obj, "adaptive"));
 		assert_true(strstr(obj, "\"sheaves\": false") != NULL);
 	}
 #undef R
@@ -382,14 +431,28 @@ static void test_numbers(void **state)
 	free(out);
 	free(err);
 
-	/* The table: the cache's row holds its figures. */
+	/* The table: the cache's row holds its figures (capacity 4, fixed:
+	 * no range; barn limit 10), the classic cache's no barn. */
 	assert_int_equal(run_tool(&out, &err, pid_str(p.pid), NULL), 0);
+	assert_non_null(strstr(out, " BarnF BarnE BarnL "));
 	char *row = strstr(out, "\ninfo-sheaf ");
 	assert_non_null(row);
-	unsigned int objsize, inuse;
-	assert_int_equal(sscanf(row, "\ninfo-sheaf %u %u", &objsize, &inuse), 2);
+	unsigned int objsize, inuse, cap, barnl;
+	char capw[32], flags[8];
+	assert_int_equal(sscanf(row, "\ninfo-sheaf %u %u %*s %*s %31s %*s %*s %*s %*s "
+				"%*s %*s %*s %*s %u %*s %7s", &objsize, &inuse, capw,
+				&barnl, flags), 5);
 	assert_int_equal(objsize, 100);
 	assert_int_equal(inuse, 120);
+	assert_string_equal(capw, "4");
+	assert_int_equal(barnl, 10);
+	assert_string_equal(flags, "S");
+	row = strstr(out, "\ninfo-classic ");
+	assert_non_null(row);
+	assert_int_equal(sscanf(row, "\ninfo-classic %*u %*s %*s %*s %u %*s %*s %*s "
+				"%*s %*s %*s %*s %*s %31s", &cap, capw), 2);
+	assert_int_equal(cap, 0);
+	assert_string_equal(capw, "-");
 	free(out);
 	free(err);
 
@@ -403,6 +466,78 @@ static void test_numbers(void **state)
 
 	assert_int_equal(end_target(&p, true), 0);
 	assert_false(published(p.pid));
+}
+
+/*
+ * An adaptive cache: the target alone runs with SHEAF_ADAPTIVE=1 (CTest
+ * sets 0 for the test) and SHEAF_ADAPTIVE_MAX=4, and without idle looks
+ * (SHEAF_IDLE_MS of an hour), so that nothing steps the cache down between
+ * the target's reply and the snapshot sheafinfo asks for.  The page shows
+ * the range (4 to 4 * 4), the library's level, and a level grown by
+ * allocation bursts (a sheaf of 4 objects goes to the barn or the slabs
+ * every 4 objects: 64 such misses within 16 ms grow the cache).
+ */
+static void test_adaptive(void **state)
+{
+	static const char *const env[] = { "SHEAF_ADAPTIVE=1", "SHEAF_ADAPTIVE_MAX=4",
+					   "SHEAF_IDLE_MS=3600000", NULL };
+	static char obj[16384];
+	struct proc p;
+	char *out, *err;
+	target_env = env;
+	start_target(&p, "1");
+	command(&p, "alloc sheaf 10");
+	command(&p, "alloc classic 10");
+	assert_int_equal(reply_value(&p, "sheaf.adaptive"), 1);
+	assert_int_equal(run_tool(&out, &err, "--json", pid_str(p.pid), NULL), 0);
+	json_cache(out, "info-sheaf", obj, sizeof(obj));
+	assert_true(json_bool(obj, "adaptive"));
+	assert_int_equal(json_value(obj, "capacity_base"), 4);
+	assert_int_equal(json_value(obj, "capacity_max"), 4 * 4);
+	check_limits(obj, &p, "sheaf");
+	uint64_t cap = json_value(obj, "sheaf_capacity"), barn = json_value(obj, "barn_limit");
+	assert_true(cap >= 4 && cap <= 16);
+	assert_true(barn >= SHEAF_INFO_BARN_LIMIT_MIN && barn <= SHEAF_INFO_BARN_LIMIT_MAX);
+	/* A cache without sheaves is never adaptive. */
+	json_cache(out, "info-classic", obj, sizeof(obj));
+	assert_false(json_bool(obj, "adaptive"));
+	check_limits(obj, &p, "classic");
+	free(out);
+	free(err);
+
+	/* Bursts until the library says the cache grew (the first one does
+	 * but for a stall of more than 16 ms in every window of it). */
+	for (int i = 0; i < 50 && !reply_value(&p, "sheaf.capacity_grow"); i++) {
+		command(&p, "alloc sheaf 20000");
+		command(&p, "free sheaf 20000");
+	}
+	if (!reply_value(&p, "sheaf.capacity_grow"))
+		fail_msg("the adaptive cache never grew: %s", p.reply);
+	cap = reply_value(&p, "sheaf.capacity");
+	assert_true(cap > 4 && cap <= 16);
+	assert_int_equal(run_tool(&out, &err, "--json", pid_str(p.pid), NULL), 0);
+	json_cache(out, "info-sheaf", obj, sizeof(obj));
+	check_limits(obj, &p, "sheaf");
+	assert_int_equal(json_value(strstr(obj, "\"stats\""), "capacity_grow"),
+			 reply_value(&p, "sheaf.capacity_grow"));
+	free(out);
+	free(err);
+
+	/* The table: "CAP(4-16)", the barn limit, flag a. */
+	assert_int_equal(run_tool(&out, &err, pid_str(p.pid), NULL), 0);
+	char *row = strstr(out, "\ninfo-sheaf ");
+	assert_non_null(row);
+	char capw[32], flags[8], want[32];
+	unsigned int barnl;
+	assert_int_equal(sscanf(row, "\ninfo-sheaf %*u %*s %*s %*s %31s %*s %*s %*s %*s "
+				"%*s %*s %*s %*s %u %*s %7s", capw, &barnl, flags), 3);
+	snprintf(want, sizeof(want), "%u(4-16)", (unsigned int)cap);
+	assert_string_equal(capw, want);
+	assert_int_equal(barnl, reply_value(&p, "sheaf.barn_limit"));
+	assert_string_equal(flags, "Sa");
+	free(out);
+	free(err);
+	assert_int_equal(end_target(&p, true), 0);
 }
 
 /* -s: order of the rows; bad keys and operands are usage errors. */
@@ -763,6 +898,7 @@ int main(int argc, char **argv)
 	target = argv[2];
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(test_numbers, cleanup),
+		cmocka_unit_test_teardown(test_adaptive, cleanup),
 		cmocka_unit_test_teardown(test_sort_and_usage, cleanup),
 		cmocka_unit_test_teardown(test_no_such_process, cleanup),
 		cmocka_unit_test_teardown(test_not_published, cleanup),

@@ -48,9 +48,12 @@ extern "C" {
 #endif
 
 #define SHEAF_INFO_MAGIC   0x464e494641454853ull  /* "SHEAFINF" little endian */
-/* 2: the 7.2 counter meanings, order_fallback and alloc_from_sheaf (42
- * counters, 496-byte records); 1: the 40 counters before. */
-#define SHEAF_INFO_VERSION 2u
+/* 3: a cache's capacity range and barn limit (capacity_base, capacity_max,
+ * barn_limit, SHEAF_INFO_C_ADAPTIVE) and the 44 counters with
+ * capacity_grow and capacity_shrink (520-byte records); 2: the 7.2 counter
+ * meanings, order_fallback and alloc_from_sheaf (42 counters, 496-byte
+ * records); 1: the 40 counters before. */
+#define SHEAF_INFO_VERSION 3u
 #define SHEAF_INFO_MAX_CACHES 256u
 #define SHEAF_INFO_SHM_PREFIX "/libsheaf."        /* + decimal pid */
 
@@ -92,6 +95,17 @@ struct sheaf_info_header {
 #define SHEAF_INFO_C_DEBUG    0x2u  /* slub_debug flags: checked slow path */
 #define SHEAF_INFO_C_KMALLOC  0x4u  /* a kmalloc size class */
 #define SHEAF_INFO_C_INTERNAL 0x8u  /* libsheaf's own (sheaf-store-*) */
+#define SHEAF_INFO_C_ADAPTIVE 0x10u /* capacity and barn limit move (SHEAF_ADAPTIVE) */
+
+/*
+ * The barn limit of a cache with sheaves: the kernel's 10 full (and empty)
+ * sheaves per barn, up to 4 times that for an adaptive cache
+ * (sheaf_cache_limits(), <sheaf/slab.h>).
+ */
+#define SHEAF_INFO_BARN_LIMIT_MIN 10u
+#define SHEAF_INFO_BARN_LIMIT_MAX 40u
+/* The largest capacity a record may show: SHEAF_MAX_CAPACITY (<sheaf/slab.h>). */
+#define SHEAF_INFO_CAPACITY_MAX 1024u
 
 /*
  * struct sheaf_info_cache - one cache.
@@ -102,6 +116,13 @@ struct sheaf_info_header {
  * fallback (counter order_fallback) has a smaller order and fewer objects,
  * so objects_total == slabs * objects_per_slab and bytes == slabs *
  * (page_size << order) + metadata only while there is none.
+ * Capacity (what sheaf_cache_limits() reports): a cache with sheaves
+ * (SHEAF_INFO_C_SHEAVES) has 1 <= capacity_base <= sheaf_capacity <=
+ * capacity_max <= SHEAF_INFO_CAPACITY_MAX and SHEAF_INFO_BARN_LIMIT_MIN
+ * <= barn_limit <= SHEAF_INFO_BARN_LIMIT_MAX; a fixed one (no
+ * SHEAF_INFO_C_ADAPTIVE) has capacity_base == sheaf_capacity ==
+ * capacity_max and barn_limit == SHEAF_INFO_BARN_LIMIT_MIN.  A cache
+ * without sheaves has the four fields 0 and SHEAF_INFO_C_ADAPTIVE clear.
  */
 struct sheaf_info_cache {
 	char name[64];
@@ -109,11 +130,13 @@ struct sheaf_info_cache {
 	uint32_t size;            /* stride in the slab (object + metadata) */
 	uint32_t objects_per_slab; /* at the cache's order */
 	uint32_t order;           /* slab = 2^order pages (order_fallback: fewer) */
-	uint32_t sheaf_capacity;  /* 0: classic per-CPU slab path */
+	uint32_t sheaf_capacity;  /* now; 0: classic per-CPU slab path */
 	uint32_t flags;           /* SHEAF_INFO_C_* */
 	uint32_t slab_flags;      /* SLAB_* creation flags */
-	uint32_t pad;
-	uint64_t slabs;
+	uint32_t capacity_base;   /* the floor: the capacity at creation */
+	uint32_t capacity_max;    /* the ceiling: every sheaf's room */
+	uint32_t barn_limit;      /* full (and empty) sheaves per barn, now */
+	uint64_t slabs;           /* (offset 104: the uint64 fields stay aligned) */
 	uint64_t objects_total;   /* slots in all slabs */
 	uint64_t objects_inuse;   /* handed out to the program */
 	uint64_t objects_cached;  /* free in sheaves and barns, or in cpu slabs */
@@ -127,7 +150,7 @@ struct sheaf_info_cache {
 
 /*
  * The largest page a reader accepts: the header and SHEAF_INFO_MAX_CACHES
- * records (127104 bytes), the size the publisher creates.  A reader refuses
+ * records (133248 bytes), the size the publisher creates.  A reader refuses
  * a larger file before reading it (docs/STATS.md, "Threat model").
  */
 #define SHEAF_INFO_PAGE_MAX (sizeof(struct sheaf_info_header) + \
