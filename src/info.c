@@ -80,14 +80,14 @@ static long futex(uint32_t *uaddr, int op, uint32_t val,
  * padding; a counter more changes the record, so the version too (the
  * two counters of adaptive capacity were once added without it).  The
  * bounds a reader checks the capacity fields against are the library's
- * (pcs_adapt.c's BARN_LIMIT_MAX, local there, is 4 * MAX_FULL_SHEAVES). */
+ * (MAX_BARN_LIMIT, types.h, which pcs_adapt.c grows the limit to). */
 _Static_assert(__builtin_offsetof(struct sheaf_info_cache, slabs) == 104 &&
 	       SHEAF_STAT_NR == 44 &&
 	       sizeof(struct sheaf_info_cache) == 168 + 8 * SHEAF_STAT_NR,
 	       "struct sheaf_info_cache: a layout change needs a new SHEAF_INFO_VERSION");
 _Static_assert(SHEAF_INFO_CAPACITY_MAX == SHEAF_MAX_CAPACITY &&
 	       SHEAF_INFO_BARN_LIMIT_MIN == MAX_FULL_SHEAVES &&
-	       SHEAF_INFO_BARN_LIMIT_MAX == 4 * MAX_FULL_SHEAVES,
+	       SHEAF_INFO_BARN_LIMIT_MAX == MAX_BARN_LIMIT,
 	       "<sheaf/info.h>'s capacity and barn limit bounds are not the library's");
 
 static void collect_cache(struct kmem_cache *s, struct sheaf_info_cache *r)

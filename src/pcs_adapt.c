@@ -131,8 +131,6 @@ static unsigned int step_down(unsigned int v, unsigned int min)
 	return MAX(min, v * 2 / 3);
 }
 
-#define BARN_LIMIT_MAX (4 * MAX_FULL_SHEAVES)
-
 void _sheaf_adapt_setup(struct kmem_cache *s, unsigned int cap)
 {
 	s->cap_base = cap;
@@ -163,7 +161,7 @@ void _sheaf_adapt_window(struct kmem_cache *s, struct sheaf_pcs *pcs)
 	unsigned int cap = cache_cap(s), barn = cache_barn_limit(s);
 	unsigned int ncap = step_up(cap, s->sheaf_room);
 	unsigned int nbarn = fails * 8 >= SHEAF_ADAPT_MISSES
-		? step_up(barn, BARN_LIMIT_MAX) : barn;
+		? step_up(barn, MAX_BARN_LIMIT) : barn;
 	/* Over budget: the capacity alone, if that fits. */
 	if ((ncap != cap || nbarn != barn) &&
 	    (set_level(s, ncap, nbarn) || (nbarn != barn && ncap != cap &&

@@ -380,6 +380,9 @@ _Static_assert(sizeof(struct kmem_cache_cpu) == 1u << SHEAF_CPU_SHIFT &&
 
 #define MAX_FULL_SHEAVES  10
 #define MAX_EMPTY_SHEAVES 10
+/* The largest barn limit of an adaptive cache (pcs_adapt.c; the statistics
+ * page's readers check it: SHEAF_INFO_BARN_LIMIT_MAX). */
+#define MAX_BARN_LIMIT    (4 * MAX_FULL_SHEAVES)
 /* Bound on rcu_credit (sheaves): what RCU may recycle past the limit. */
 #define MAX_RCU_CREDIT    16384
 /*
