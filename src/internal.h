@@ -712,8 +712,9 @@ static inline void sheaf_assert_slot_ok(struct kmem_cache *s, const struct sheaf
 
 /*
  * pcs_adapt.c: adaptive capacity.  A slow path of a locked slot that goes
- * to the barn or past it calls sheaf_pcs_miss() (fail: the barn was at its
- * limit); every SHEAF_ADAPT_MISSES misses the slot's window closes, and
+ * to the barn or past it calls sheaf_pcs_miss() (then
+ * sheaf_pcs_miss_was_fail() when the barn was at its limit of full
+ * sheaves); every SHEAF_ADAPT_MISSES misses the slot's window closes, and
  * the cache grows when they came fast enough.  The idle thread's look
  * shrinks quiet caches; kmem_cache_shrink() puts a cache back to its base.
  */
@@ -726,17 +727,21 @@ void _sheaf_adapt_release(struct kmem_cache *s);       /* destroy */
 void _sheaf_adapt_setup(struct kmem_cache *s, unsigned int cap);
 size_t _sheaf_adapt_budget_used(void);
 
-static inline void sheaf_pcs_miss(struct kmem_cache *s, struct sheaf_pcs *pcs,
-				  bool fail)
+static inline void sheaf_pcs_miss(struct kmem_cache *s, struct sheaf_pcs *pcs)
 {
 	if (!s->adaptive)
 		return;
 	uint32_t m = pcs->misses + 1;
 	__atomic_store_n(&pcs->misses, m, __ATOMIC_RELAXED); /* the look reads it */
-	if (fail && pcs->win_fails < UINT16_MAX)
-		pcs->win_fails++;
 	if (m - pcs->win_mark >= SHEAF_ADAPT_MISSES)
 		_sheaf_adapt_window(s, pcs);
+}
+
+/* The miss just counted was a barn put failure. */
+static inline void sheaf_pcs_miss_was_fail(struct kmem_cache *s, struct sheaf_pcs *pcs)
+{
+	if (s->adaptive && pcs->win_fails < UINT16_MAX)
+		pcs->win_fails++;
 }
 
 void _sheaf_pcs_remote_lock_all(struct kmem_cache *s);   /* holds flush_lock */

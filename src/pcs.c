@@ -156,7 +156,7 @@ static bool full_main_from_barn(struct kmem_cache *s, struct sheaf_pcs *pcs,
 	/* The slot needs a full sheaf: demand RCU may meet next (rcu_credit),
 	 * and a miss for the adaptive capacity. */
 	barn_earn_rcu_credit(barn);
-	sheaf_pcs_miss(s, pcs, false);
+	sheaf_pcs_miss(s, pcs);
 	struct slab_sheaf *full;
 	if (!pcs->spare) {
 		/* Keep the empty main as the spare (the next kfree_rcu() or
@@ -369,7 +369,7 @@ static int room_from_barn(struct kmem_cache *s, struct sheaf_pcs *pcs,
 		swap_sheaves(pcs);
 		return 0;
 	}
-	sheaf_pcs_miss(s, pcs, false);
+	sheaf_pcs_miss(s, pcs);
 	if (!pcs->spare) {
 		empty = _sheaf_barn_get_empty(barn, spin);
 		if (!empty)
@@ -402,7 +402,7 @@ static struct sheaf_pcs *replace_full_main(struct kmem_cache *s,
 	if (err == -E2BIG) {
 		/* The barn is at its limit: the full spare goes to slabs. */
 		stat(s, SHEAF_STAT_BARN_PUT_FAIL, *slotp);
-		sheaf_pcs_miss(s, pcs, true);
+		sheaf_pcs_miss_was_fail(s, pcs); /* room_from_barn() counted it */
 		struct slab_sheaf *spare = pcs->spare;
 		pcs->spare = NULL;
 		sheaf_pcs_unlock(pcs);
@@ -681,7 +681,7 @@ bool _sheaf_pcs_kfree_rcu(struct kmem_cache *s, void *obj)
 	rf->objects[rf->size++] = obj;
 	if (rf->size >= cap) {
 		/* A sheaf's worth through RCU: a miss for the capacity. */
-		sheaf_pcs_miss(s, pcs, false);
+		sheaf_pcs_miss(s, pcs);
 		pcs->rcu_free = NULL;
 		/* Submitted under the slot lock: a barrier cannot miss it. */
 		_sheaf_rcu_submit_sheaf(s, rf, true, slot);
