@@ -58,12 +58,13 @@ static struct slab_sheaf *sheaf_of(struct kmem_cache *s, struct kmem_cache *from
 	return sheaf;
 }
 
-/* Cheap: the barn's full list holds full sheaves only. */
-static void put_partial_sheaf_full(void *arg)
+/* Cheap: the barn's full list holds sheaves with objects only (filled to
+ * the capacity of their time: any size from 1 to the cache's room). */
+static void put_empty_sheaf_full(void *arg)
 {
 	(void)arg;
 	struct kmem_cache *s = sheaf_cache("assert-cheap");
-	struct slab_sheaf *sheaf = sheaf_of(s, s, CAP - 1);
+	struct slab_sheaf *sheaf = sheaf_of(s, s, 0);
 	_sheaf_barn_put_full(sheaf_local_barn(s), sheaf);
 }
 
@@ -93,9 +94,9 @@ static void test_cheap_tier(void **state)
 	(void)state;
 	if (_sheaf_check_level() < 1)
 		skip();
-	expect_child_abort(put_partial_sheaf_full,
+	expect_child_abort(put_empty_sheaf_full,
 		     "sheaf: internal invariant broken: "
-		     "sheaf->size == sheaf->cache->hot.sheaf_capacity");
+		     "sheaf->size > 0 && sheaf->size <= sheaf->cache->sheaf_room");
 }
 
 static void test_expensive_tier(void **state)
@@ -116,13 +117,21 @@ static void legal_states(void *arg)
 	(void)arg;
 	struct kmem_cache *s = sheaf_cache("assert-legal");
 	struct node_barn *barn = sheaf_local_barn(s);
-	_sheaf_barn_put_full(barn, sheaf_of(s, s, CAP));
+	/* Both filled before either goes in (an allocation may take a barn
+	 * sheaf as its slot's main). */
+	struct slab_sheaf *a = sheaf_of(s, s, CAP);
+	struct slab_sheaf *b = sheaf_of(s, s, CAP - 1); /* full at a lower capacity */
+	_sheaf_barn_put_full(barn, a);
+	_sheaf_barn_put_full(barn, b);
 	_sheaf_barn_put_empty(barn, sheaf_of(s, s, 0), true);
 	struct slab_sheaf *full = _sheaf_barn_get_full(barn, true);
 	struct slab_sheaf *empty = _sheaf_barn_get_empty(barn, true);
-	if (!full || !empty || full->size != CAP || empty->size != 0)
+	struct slab_sheaf *full2 = _sheaf_barn_get_full(barn, true);
+	if (!full || !full2 || !empty || full->size != CAP - 1 || full2->size != CAP ||
+	    empty->size != 0)
 		_exit(6);
 	_sheaf_discard_sheaf(s, full, 0);
+	_sheaf_discard_sheaf(s, full2, 0);
 	_sheaf_free_sheaf(s, empty, 0);
 	kmem_cache_destroy(s);
 }
