@@ -115,6 +115,35 @@ static void rounds(struct kmem_cache *s, unsigned int ms)
 	rounds_of(s, ROUND, ms);
 }
 
+/* What a load runs until. */
+enum goal { G_MAX, G_GROWN, G_BARN };
+
+static bool reached(struct kmem_cache *s, enum goal g)
+{
+	struct sheaf_cache_limits l;
+	assert_int_equal(sheaf_cache_limits(s, &l), 0);
+	return g == G_MAX ? l.capacity == l.capacity_max
+	     : g == G_GROWN ? l.capacity > l.capacity_base : l.barn_limit > 10;
+}
+
+/*
+ * Rounds of n until the goal is reached, for at most ms (the policy steps
+ * once per 16 ms at most: a bound for slow builds, sanitizers).  When this
+ * run's policy may not grow, 100 ms of the load: a growth would have come
+ * in its first 16 ms windows.
+ */
+static void rounds_to(struct kmem_cache *s, unsigned int n, enum goal g, unsigned int ms)
+{
+	if (!may_grow()) {
+		rounds_of(s, n, 100);
+		return;
+	}
+	uint64_t end = mono_ms() + ms;
+	do
+		round_trip(s, n);
+	while (!reached(s, g) && mono_ms() < end);
+}
+
 /* Look (the idle thread's pass) after a pause: a rate of 0 misses. */
 static void quiet_look(void)
 {
@@ -169,7 +198,7 @@ static void test_grows_to_max(void **state)
 	(void)state;
 	sheaf_stats_enable(true);
 	struct kmem_cache *s = mk("adapt-grow", 64);
-	rounds(s, 400);
+	rounds_to(s, ROUND, G_MAX, 3000);
 	struct sheaf_cache_limits l = limits(s);
 	uint64_t grows = sheaf_stats_get(s, SHEAF_STAT_CAPACITY_GROW);
 	if (may_grow()) {
@@ -198,7 +227,7 @@ static void test_slow_misses_do_not_grow(void **state)
 	(void)state;
 	struct kmem_cache *s = mk("adapt-slow", 64);
 	struct timespec t = { 0, 2 * 1000000L };
-	for (unsigned int i = 0; i < 200; i++) {
+	for (unsigned int i = 0; i < 100; i++) {
 		round_trip(s, 3 * BASE); /* a few misses */
 		nanosleep(&t, NULL);
 	}
@@ -206,12 +235,12 @@ static void test_slow_misses_do_not_grow(void **state)
 	kmem_cache_destroy(s);
 }
 
-struct worker { struct kmem_cache *s; unsigned int ms; };
+struct worker { struct kmem_cache *s; };
 
 static void *work(void *arg)
 {
 	struct worker *w = arg;
-	rounds(w->s, w->ms);
+	rounds_to(w->s, ROUND, G_GROWN, 3000);
 	return NULL;
 }
 
@@ -221,7 +250,7 @@ static void test_grows_under_contention(void **state)
 {
 	(void)state;
 	struct kmem_cache *s = mk("adapt-two", 256);
-	struct worker w = { s, 200 };
+	struct worker w = { s };
 	pthread_t t[2];
 	for (int i = 0; i < 2; i++)
 		assert_int_equal(pthread_create(&t[i], NULL, work, &w), 0);
@@ -237,7 +266,7 @@ static void test_barn_limit_grows(void **state)
 	(void)state;
 	struct kmem_cache *s = mk("adapt-barn", 64);
 	/* 20000 objects: many more full sheaves than the barn keeps. */
-	rounds_of(s, 20000, 400);
+	rounds_to(s, 20000, G_BARN, 3000);
 	struct sheaf_cache_limits l = limits(s);
 	if (may_grow())
 		assert_true(l.barn_limit > 10);
@@ -254,7 +283,7 @@ static void test_shrinks_when_quiet(void **state)
 	sheaf_stats_enable(true);
 	struct kmem_cache *s = mk("adapt-quiet", 64);
 	sheaf_test_idle_pass(); /* a first look: its time */
-	rounds(s, 400);
+	rounds_to(s, ROUND, G_MAX, 3000);
 	struct sheaf_cache_limits l = limits(s);
 	if (!may_grow()) {
 		assert_int_equal(l.capacity, BASE);
@@ -286,7 +315,7 @@ static void test_shrinks_when_quiet(void **state)
 	assert_true(sheaf_stats_get(s, SHEAF_STAT_CAPACITY_SHRINK) >= steps);
 
 	/* Grown again, then kmem_cache_shrink(): the base at once. */
-	rounds(s, 400);
+	rounds_to(s, ROUND, G_GROWN, 3000);
 	assert_true(limits(s).capacity > BASE);
 	kmem_cache_shrink(s);
 	l = limits(s);
@@ -302,7 +331,7 @@ static void test_busy_cache_kept(void **state)
 	(void)state;
 	struct kmem_cache *s = mk("adapt-busy", 64);
 	sheaf_test_idle_pass();
-	rounds(s, 400);
+	rounds_to(s, ROUND, G_MAX, 3000);
 	unsigned int cap = limits(s).capacity;
 	for (int i = 0; i < 4; i++) {
 		rounds(s, 30); /* thousands of misses between looks */
@@ -320,7 +349,7 @@ static void test_prefill_across_levels(void **state)
 	(void)state;
 	sheaf_stats_enable(true);
 	struct kmem_cache *s = mk("adapt-prefill", 64);
-	rounds(s, 400);
+	rounds_to(s, ROUND, G_MAX, 3000);
 	unsigned int cap = limits(s).capacity;
 	struct slab_sheaf *sh = kmem_cache_prefill_sheaf(s, GFP_KERNEL, cap);
 	assert_non_null(sh);
@@ -371,7 +400,7 @@ static void test_destroy_returns_budget(void **state)
 	(void)state;
 	for (int k = 0; k < 3; k++) {
 		struct kmem_cache *s = mk("adapt-again", 1024);
-		rounds(s, 400);
+		rounds_to(s, ROUND, G_MAX, 3000);
 		unsigned int cap = limits(s).capacity;
 		if (may_grow())
 			assert_int_equal(cap, factor() * BASE);
