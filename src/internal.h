@@ -75,6 +75,7 @@ static inline int sheaf_tid(void)
 /* Abort the process: stderr flushed, the abort hook (info.c's), abort(). */
 SHEAF_NORETURN SHEAF_COLD void _sheaf_die(void);
 int _sheaf_start_thread(void *(*fn)(void *), const char *name);
+uint64_t _sheaf_coarse_ns(void);         /* CLOCK_MONOTONIC_COARSE */
 void _sheaf_set_abort_hook(void (*fn)(void));
 /* membarrier(PRIVATE_EXPEDITED_RSEQ): returns when done, else aborts. */
 void _sheaf_rseq_fence(void);
@@ -723,9 +724,7 @@ static inline void sheaf_assert_slot_ok(struct kmem_cache *s, const struct sheaf
 void _sheaf_adapt_window(struct kmem_cache *s, struct sheaf_pcs *pcs);
 void _sheaf_adapt_look(struct kmem_cache *s);          /* under slab_mutex */
 void _sheaf_adapt_reset(struct kmem_cache *s);         /* to the base level */
-void _sheaf_adapt_release(struct kmem_cache *s);       /* destroy */
 void _sheaf_adapt_setup(struct kmem_cache *s, unsigned int cap);
-size_t _sheaf_adapt_budget_used(void);
 
 static inline void sheaf_pcs_miss(struct kmem_cache *s, struct sheaf_pcs *pcs)
 {

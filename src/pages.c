@@ -459,13 +459,6 @@ static struct arena *retained[RETAIN_MAX];
 static unsigned int nr_retained;
 static size_t retained_bytes;
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 /* Arena slots [from, to) of the map: point them at a (or NULL). */
 static void map_range(uintptr_t from, uintptr_t to, struct arena *a)
 {
@@ -515,7 +508,7 @@ static unsigned int retained_expire(struct arena **out, size_t adding, bool one_
 {
 	unsigned int n = 0;
 	uint64_t decay = (uint64_t)_sheaf_config.large_decay_ms * 1000000ull;
-	uint64_t now = nr_retained ? now_ns() : 0;
+	uint64_t now = nr_retained ? _sheaf_coarse_ns() : 0;
 	while (nr_retained &&
 	       (now - retained[0]->freed_ns >= decay ||
 		retained_bytes + adding > _sheaf_config.large_retain ||
@@ -774,7 +767,7 @@ bool _sheaf_huge_free(const void *p)
 	if (a->size <= _sheaf_config.large_retain) {
 		ngone = retained_expire(gone, a->size, true);
 		__atomic_store_n(&a->retained, true, __ATOMIC_RELAXED);
-		a->freed_ns = now_ns();
+		a->freed_ns = _sheaf_coarse_ns();
 		retained[nr_retained++] = a;
 		retained_bytes += a->size;
 	} else {

@@ -55,16 +55,9 @@
 /* Bytes of the budget held by all caches together. */
 static atomic_size_t budget_used;
 
-static uint64_t coarse_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static uint32_t coarse_ms(void)
 {
-	return (uint32_t)(coarse_ns() / 1000000ull);
+	return (uint32_t)(_sheaf_coarse_ns() / 1000000ull);
 }
 
 /* What the cache's sheaves and barns can hold at most, in bytes. */
@@ -93,10 +86,12 @@ static inline void adapt_unlock(struct kmem_cache *s)
 }
 
 /*
- * Set the level (caller holds adapt_busy): false, nothing changed, when a
- * larger level does not fit the budget.
+ * Set the level at time now (ms; caller holds adapt_busy): false, nothing
+ * changed, when a larger level does not fit the budget.  Back at the base
+ * level the cache holds none of the budget (a destroy's flush resets it).
  */
-static bool set_level(struct kmem_cache *s, unsigned int cap, unsigned int barn)
+static bool set_level(struct kmem_cache *s, unsigned int cap, unsigned int barn,
+		      uint32_t now)
 {
 	size_t old = s->adapt_bytes, want = level_bytes(s, cap, barn);
 	if (want > old) {
@@ -117,7 +112,7 @@ static bool set_level(struct kmem_cache *s, unsigned int cap, unsigned int barn)
 	__atomic_store_n(&s->hot.sheaf_capacity, cap, __ATOMIC_RELAXED);
 	for (unsigned int i = 0; i < _sheaf_nr_slots; i++)
 		__atomic_store_n(&s->hot.pcs[i].capacity, cap, __ATOMIC_RELAXED);
-	__atomic_store_n(&s->adapt_stamp, coarse_ms(), __ATOMIC_RELAXED);
+	__atomic_store_n(&s->adapt_stamp, now, __ATOMIC_RELAXED);
 	return true;
 }
 
@@ -164,8 +159,8 @@ void _sheaf_adapt_window(struct kmem_cache *s, struct sheaf_pcs *pcs)
 		? step_up(barn, MAX_BARN_LIMIT) : barn;
 	/* Over budget: the capacity alone, if that fits. */
 	if ((ncap != cap || nbarn != barn) &&
-	    (set_level(s, ncap, nbarn) || (nbarn != barn && ncap != cap &&
-					   set_level(s, ncap, barn))))
+	    (set_level(s, ncap, nbarn, now) || (nbarn != barn && ncap != cap &&
+						set_level(s, ncap, barn, now))))
 		stat(s, SHEAF_STAT_CAPACITY_GROW, slot);
 	adapt_unlock(s);
 }
@@ -185,7 +180,7 @@ void _sheaf_adapt_look(struct kmem_cache *s)
 	for (unsigned int i = 0; i < _sheaf_nr_slots; i++)
 		sum += __atomic_load_n(&s->hot.pcs[i].misses, __ATOMIC_RELAXED);
 	uint32_t delta = sum - s->adapt_seen;
-	uint64_t now = coarse_ns(), elapsed = now - s->adapt_look_ns;
+	uint64_t now = _sheaf_coarse_ns(), elapsed = now - s->adapt_look_ns;
 	s->adapt_seen = sum;
 	s->adapt_look_ns = now;
 	unsigned int cap = cache_cap(s), barn = cache_barn_limit(s);
@@ -201,12 +196,14 @@ void _sheaf_adapt_look(struct kmem_cache *s)
 	if (++s->adapt_quiet < 2 || !adapt_trylock(s))
 		return;
 	s->adapt_quiet = 0;
-	if (set_level(s, step_down(cap, s->cap_base), step_down(barn, MAX_FULL_SHEAVES)))
+	if (set_level(s, step_down(cap, s->cap_base), step_down(barn, MAX_FULL_SHEAVES),
+		      (uint32_t)(now / 1000000ull)))
 		stat(s, SHEAF_STAT_CAPACITY_SHRINK, 0);
 	adapt_unlock(s);
 }
 
-/* Back to the base level (kmem_cache_shrink()). */
+/* Back to the base level (every flush-all: kmem_cache_shrink(), destroy,
+ * malloc_trim()), under the cache's flush lock. */
 void _sheaf_adapt_reset(struct kmem_cache *s)
 {
 	if (!s->adaptive)
@@ -214,21 +211,8 @@ void _sheaf_adapt_reset(struct kmem_cache *s)
 	while (!adapt_trylock(s))
 		sched_yield(); /* a grower holds it for a few stores */
 	if (cache_cap(s) != s->cap_base || cache_barn_limit(s) != MAX_FULL_SHEAVES) {
-		set_level(s, s->cap_base, MAX_FULL_SHEAVES);
+		set_level(s, s->cap_base, MAX_FULL_SHEAVES, coarse_ms());
 		stat(s, SHEAF_STAT_CAPACITY_SHRINK, 0);
 	}
 	adapt_unlock(s);
-}
-
-/* kmem_cache_destroy(): give the cache's share of the budget back. */
-void _sheaf_adapt_release(struct kmem_cache *s)
-{
-	if (s->adapt_bytes)
-		atomic_fetch_sub_explicit(&budget_used, s->adapt_bytes, memory_order_relaxed);
-	s->adapt_bytes = 0;
-}
-
-size_t _sheaf_adapt_budget_used(void)
-{
-	return atomic_load_explicit(&budget_used, memory_order_relaxed);
 }

@@ -158,6 +158,18 @@ void _sheaf_set_abort_hook(void (*fn)(void))
 }
 
 /*
+ * The coarse monotonic clock, ns (a vDSO read of the last tick, a few ns):
+ * retained mappings' decay (pages.c) and adaptive capacity's windows and
+ * looks (pcs_adapt.c), which need milliseconds, not precision.
+ */
+uint64_t _sheaf_coarse_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/*
  * A detached helper thread of the library (the RCU worker, the statistics
  * publisher, the idle drain), named, that takes no signal meant for the
  * program (all masked in it).  Returns pthread_create()'s answer.

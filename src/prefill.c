@@ -35,10 +35,9 @@
 #define SHEAF_LENT_MASK 0xffff0000u
 #define SHEAF_OVERSIZE  1u
 
-static inline bool is_oversize(struct kmem_cache *s, struct slab_sheaf *sheaf)
+static inline bool is_oversize(struct slab_sheaf *sheaf)
 {
-	return (sheaf->_info.flags & SHEAF_OVERSIZE) ||
-	       sheaf->_info.capacity > s->sheaf_room;
+	return sheaf->_info.flags & SHEAF_OVERSIZE;
 }
 
 /* Report (and abort) a sheaf that is not one of s's lent out. */
@@ -212,7 +211,7 @@ SHEAF_EXPORT void kmem_cache_return_sheaf(struct kmem_cache *s, gfp_t gfp,
 	SHEAF_ASSERT(sheaf->size <= sheaf->_info.capacity);
 	SHEAF_ASSERT((sheaf->_info.flags & SHEAF_OVERSIZE) ||
 		     sheaf->_info.capacity <= s->sheaf_room);
-	bool oversize = is_oversize(s, sheaf);
+	bool oversize = is_oversize(sheaf);
 	sheaf->_info.flags = 0; /* back: not lent any more */
 	long lent = atomic_fetch_sub_explicit(&s->lent_sheaves, 1, memory_order_relaxed);
 	SHEAF_ASSERT(lent > 0); /* this sheaf was counted when it went out */

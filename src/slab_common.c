@@ -518,8 +518,10 @@ SHEAF_EXPORT void kmem_cache_destroy(struct kmem_cache *s)
 	list_del(&s->list);
 	sheaf_unlock(&_sheaf_slab_mutex, LR_SLAB_MUTEX);
 	if (cache_has_sheaves(s)) {
+		/* flush_and_shrink() put it back to its base level: it holds
+		 * none of the adaptive budget any more. */
+		SHEAF_ASSERT(s->adapt_bytes == 0);
 		_sheaf_pcs_destroy(s); /* the empty mains, to the sheaf store */
-		_sheaf_adapt_release(s);
 	}
 	_sheaf_pages_purge(false);
 	cache_bury(s);
