@@ -396,6 +396,37 @@ static void *release_later(void *arg)
 	return NULL;
 }
 
+/*
+ * A barrier ends the worker's wait between batches: with that wait made an
+ * hour long, sheaves submitted during it are finished as soon as a barrier
+ * asks (before, the worker slept its wait out; a barrier that did not wake
+ * it would hang here until CTest's timeout).
+ */
+static void test_barrier_ends_gather(void **state)
+{
+	(void)state;
+	struct kmem_cache *s = make("rcu-gather", 8, 0);
+	sheaf_test_rcu_set_gather_us(3600u * 1000000u);
+	for (int i = 0; i < 64; i++) { /* full sheaves: submitted */
+		struct node *n = kmem_cache_alloc(s, GFP_KERNEL);
+		assert_non_null(n);
+		kfree_rcu(n, rcu);
+	}
+	for (int i = 0; i < 10000 && !sheaf_test_rcu_worker_gathering(); i++)
+		usleep(1000);
+	assert_true(sheaf_test_rcu_worker_gathering());
+	for (int i = 0; i < 64; i++) {
+		struct node *n = kmem_cache_alloc(s, GFP_KERNEL);
+		assert_non_null(n);
+		kfree_rcu(n, rcu);
+	}
+	kvfree_rcu_barrier();
+	sheaf_test_rcu_set_gather_us(0);
+	kmem_cache_shrink(s);
+	assert_int_equal(sheaf_cache_objects_inuse(s), 0);
+	kmem_cache_destroy(s);
+}
+
 static void test_fork_in_grace_period(void **state)
 {
 	struct kmem_cache *s = make("rcu-fork-gp", 8, 0);
@@ -577,6 +608,7 @@ int main(void)
 		cmocka_unit_test(test_slot_busy),
 		cmocka_unit_test(test_fork),
 		cmocka_unit_test(test_fork_in_grace_period),
+		cmocka_unit_test(test_barrier_ends_gather),
 		cmocka_unit_test(test_barrier_skips_urcu),
 		cmocka_unit_test(test_typesafe_by_rcu),
 	};

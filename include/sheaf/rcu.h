@@ -128,6 +128,13 @@ size_t sheaf_rcu_recycled_objects(struct kmem_cache *s);
  * state without guessing how long the worker takes to wake.
  */
 bool sheaf_test_rcu_worker_busy(void);
+/*
+ * Test hooks: make the worker's wait between batches (normally 500 us, or
+ * three times the last grace period) us microseconds, 0: back to normal;
+ * whether the worker is in that wait now.
+ */
+void sheaf_test_rcu_set_gather_us(unsigned int us);
+bool sheaf_test_rcu_worker_gathering(void);
 
 #ifdef __cplusplus
 }
