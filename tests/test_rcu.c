@@ -396,6 +396,17 @@ static void *release_later(void *arg)
 	return NULL;
 }
 
+/* 64 objects through kfree_rcu() on a cache of capacity 8: full sheaves
+ * go to the worker. */
+static void kfree_rcu_full_sheaves(struct kmem_cache *s)
+{
+	for (int i = 0; i < 64; i++) {
+		struct node *n = kmem_cache_alloc(s, GFP_KERNEL);
+		assert_non_null(n);
+		kfree_rcu(n, rcu);
+	}
+}
+
 /*
  * A barrier ends the worker's wait between batches: with that wait made an
  * hour long, sheaves submitted during it are finished as soon as a barrier
@@ -407,19 +418,11 @@ static void test_barrier_ends_gather(void **state)
 	(void)state;
 	struct kmem_cache *s = make("rcu-gather", 8, 0);
 	sheaf_test_rcu_set_gather_us(3600u * 1000000u);
-	for (int i = 0; i < 64; i++) { /* full sheaves: submitted */
-		struct node *n = kmem_cache_alloc(s, GFP_KERNEL);
-		assert_non_null(n);
-		kfree_rcu(n, rcu);
-	}
+	kfree_rcu_full_sheaves(s);
 	for (int i = 0; i < 10000 && !sheaf_test_rcu_worker_gathering(); i++)
 		usleep(1000);
 	assert_true(sheaf_test_rcu_worker_gathering());
-	for (int i = 0; i < 64; i++) {
-		struct node *n = kmem_cache_alloc(s, GFP_KERNEL);
-		assert_non_null(n);
-		kfree_rcu(n, rcu);
-	}
+	kfree_rcu_full_sheaves(s);
 	kvfree_rcu_barrier();
 	sheaf_test_rcu_set_gather_us(0);
 	kmem_cache_shrink(s);
@@ -435,11 +438,7 @@ static void test_fork_in_grace_period(void **state)
 	assert_int_equal(pthread_create(&r, NULL, gp_reader, NULL), 0);
 	while (!reader_in)
 		usleep(1000);
-	for (int i = 0; i < 64; i++) { /* full sheaves: submitted */
-		struct node *n = kmem_cache_alloc(s, GFP_KERNEL);
-		assert_non_null(n);
-		kfree_rcu(n, rcu);
-	}
+	kfree_rcu_full_sheaves(s);
 	/* Until the worker holds the batch, in synchronize_rcu() behind the
 	 * reader (a fixed 30 ms sleep was not always enough on a loaded VM:
 	 * the fork then came with the reader inside its section, and the
