@@ -452,8 +452,8 @@ void _sheaf_pages_purge(bool all)
  * with huge && retained, oldest free first; retained_bytes is the sum of
  * their sizes and within the budget as of the last huge free or
  * allocation; huge_bytes counts live huge mappings only; every huge
- * mapping's size is a multiple of HUGE_GRAIN.  Munmap happens outside the lock, after the mapping's
- * arena-map entries are cleared under it.
+ * mapping's size is a multiple of HUGE_GRAIN.  Munmap happens outside the
+ * lock, after the mapping's arena-map entries are cleared under it.
  */
 #define RETAIN_MAX 64
 

@@ -140,6 +140,8 @@ static uint64_t mono_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+static unsigned int gather_us_override; /* sheaf_test_rcu_set_gather_us() */
+
 /*
  * How long the next batch gathers after a grace period that took gp_ns:
  * SHEAF_RCU_BATCH_US, or long enough that grace periods take at most
@@ -150,8 +152,6 @@ static uint64_t mono_ns(void)
  * every CPU it is long, and back-to-back ones tax them; with the CPUs free
  * it is short, and short batches keep the recycled objects warm.
  */
-static unsigned int gather_us_override; /* sheaf_test_rcu_set_gather_us() */
-
 static unsigned int batch_wait_us(uint64_t gp_ns)
 {
 	unsigned int o = __atomic_load_n(&gather_us_override, __ATOMIC_RELAXED);
@@ -170,7 +170,7 @@ static struct {
 	pthread_cond_t wake;   /* work submitted */
 	pthread_cond_t done;   /* a batch finished */
 	pthread_cond_t idle;   /* the worker finished a batch (busy cleared) */
-	pthread_cond_t gather; /* a barrier or a fork ends the gathering wait
+	pthread_cond_t gather; /* a barrier ends the gathering wait
 				  (CLOCK_MONOTONIC: gather_init()) */
 	struct slab_sheaf *pending;
 	struct slab_sheaf *batch;       /* waited a grace period, to finish */
@@ -220,9 +220,9 @@ static __attribute__((unused)) bool worker_counts_ok_locked(void)
 
 /*
  * Caller holds worker.lock: let the next batch gather for us microseconds
- * (the lock dropped meanwhile), or until a barrier comes to wait for it or
- * a fork() is being prepared.  Submissions do not end it: they are what it
- * gathers.
+ * (the lock dropped meanwhile), or until a barrier comes to wait for it
+ * (it signals `gather`); a fork() being prepared ends it at its next
+ * wake-up.  Submissions do not end it: they are what it gathers.
  */
 static void gather_locked(unsigned int us)
 {
