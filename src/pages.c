@@ -498,6 +498,97 @@ static inline uintptr_t slots_end(const struct arena *a)
 }
 
 /*
+ * Huge mappings' struct arena records come from pages of them that are
+ * never unmapped: a freed record goes on arena_recs (under arena_lock,
+ * linked through ->base, with huge and size cleared) for the next.  A
+ * lockless reader with a stale map entry (huge_arena_of() racing a free)
+ * so reads a mapped record that says "not huge", and a split or release
+ * costs no mmap() and munmap() of a page for a 40-byte record.
+ */
+static struct arena *arena_recs;
+
+static struct arena *arena_rec_new_locked(void)
+{
+	sheaf_lock_held(LR_ARENA);
+	if (!arena_recs) {
+		struct arena *v = _sheaf_meta_alloc(PAGE_SIZE);
+		if (!v)
+			return NULL;
+		for (size_t i = 0; i < PAGE_SIZE / sizeof(*v); i++) {
+			v[i].base = (char *)arena_recs;
+			arena_recs = &v[i];
+		}
+	}
+	struct arena *a = arena_recs;
+	arena_recs = (struct arena *)a->base;
+	memset(a, 0, sizeof(*a));
+	return a;
+}
+
+static struct arena *arena_rec_new(void)
+{
+	sheaf_lock(&arena_lock, LR_ARENA);
+	struct arena *a = arena_rec_new_locked();
+	sheaf_unlock(&arena_lock, LR_ARENA);
+	return a;
+}
+
+static void arena_rec_free(struct arena *a)
+{
+	if (!a)
+		return;
+	sheaf_lock(&arena_lock, LR_ARENA);
+	__atomic_store_n(&a->huge, false, __ATOMIC_RELAXED);
+	a->size = 0;
+	a->base = (char *)arena_recs;
+	arena_recs = a;
+	sheaf_unlock(&arena_lock, LR_ARENA);
+}
+
+/*
+ * Arena-aligned addresses where a huge mapping of ours was and is no
+ * more (unmapped, or its pages all moved elsewhere), newest last, under
+ * arena_lock: map_huge() tries them first, one mmap() with
+ * MAP_FIXED_NOREPLACE instead of map_aligned()'s three calls.  A hint is
+ * only a guess: anything may have been mapped there since, and the kernel
+ * then refuses.
+ */
+#define SLOT_HINTS 16
+static uintptr_t slot_hint[SLOT_HINTS];
+static unsigned int nr_slot_hints;
+
+static void slot_hint_add(uintptr_t base)
+{
+	sheaf_lock(&arena_lock, LR_ARENA);
+	if (nr_slot_hints == SLOT_HINTS) {
+		memmove(&slot_hint[0], &slot_hint[1], (SLOT_HINTS - 1) * sizeof(slot_hint[0]));
+		nr_slot_hints--;
+	}
+	slot_hint[nr_slot_hints++] = base;
+	sheaf_unlock(&arena_lock, LR_ARENA);
+}
+
+/* len fresh bytes at an arena-aligned address, or NULL. */
+static char *map_huge(size_t len)
+{
+	for (int tries = 0; tries < 2; tries++) {
+		sheaf_lock(&arena_lock, LR_ARENA);
+		uintptr_t at = nr_slot_hints ? slot_hint[--nr_slot_hints] : 0;
+		sheaf_unlock(&arena_lock, LR_ARENA);
+		if (!at)
+			break;
+		char *p = mmap((void *)at, len, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE |
+			       MAP_FIXED_NOREPLACE, -1, 0);
+		if (p == (char *)at)
+			return p;
+		if (p != MAP_FAILED)	/* a kernel before 4.17: a hint only */
+			munmap(p, len);
+	}
+	return map_aligned(len, ARENA_SIZE);
+}
+
+/*
  * Under arena_lock: how many bytes may stay retained, SHEAF_LARGE_RETAIN_MB
  * or half of what is live in huge mappings, whichever is larger.  A fixed
  * budget below a program's swing in huge memory (mallocbench large: 20
@@ -527,7 +618,8 @@ static struct arena *retained_remove(unsigned int i)
 static void huge_unmap(struct arena *a)
 {
 	munmap(a->base, a->size);
-	_sheaf_meta_free(a, sizeof(*a));
+	slot_hint_add((uintptr_t)a->base);
+	arena_rec_free(a);
 }
 
 /*
@@ -573,6 +665,19 @@ static void retained_insert(struct arena *a)
 }
 
 /*
+ * Fresh huge-mapping memory [p, p + n), whole 2 MiB grains at 2 MiB
+ * alignment: transparent huge pages asked for (SHEAF_LARGE_THP), so that
+ * the first touch of a grain faults one 2 MiB page rather than 512 small
+ * ones and a move carries one page-table entry per grain.  Advice only:
+ * with THP off, or none to be had, the pages stay small.
+ */
+static void huge_advise(void *p, size_t n)
+{
+	if (_sheaf_config.large_thp)
+		(void)madvise(p, n, MADV_HUGEPAGE);
+}
+
+/*
  * Move the pages of [from, from + n) to `to` (already ours), page tables
  * and all: resident pages stay resident, nothing is faulted or zeroed.
  */
@@ -597,6 +702,7 @@ static bool extend(char *at, size_t n)
 		munmap(p, n);
 		return false;
 	}
+	huge_advise(p, n);
 	return true;
 }
 
@@ -608,8 +714,10 @@ static bool extend(char *at, size_t n)
 static void split_tail(struct arena *a, size_t len)
 {
 	size_t tail = a->size - len;
-	struct arena *t = _sheaf_meta_alloc(sizeof(*t));
-	char *nb = t ? map_aligned(tail, ARENA_SIZE) : NULL;
+	struct arena *t = arena_rec_new();
+	char *nb = t ? map_huge(tail) : NULL;
+	if (nb)
+		huge_advise(nb, tail);
 	bool moved = nb && move_pages(a->base + len, tail, nb);
 	uintptr_t old_end = slots_end(a);
 	a->size = len;
@@ -626,7 +734,7 @@ static void split_tail(struct arena *a, size_t len)
 	if (!moved) {
 		if (nb)
 			munmap(nb, tail);
-		_sheaf_meta_free(t, sizeof(*t));
+		arena_rec_free(t);
 		munmap(a->base + len, tail);
 	}
 }
@@ -690,9 +798,12 @@ static struct arena *retained_take(size_t len, size_t *dirty)
 		if (!grown) {
 			/* Something else lies after it: its pages move to the
 			 * head of a new mapping of len instead. */
-			char *nb = map_aligned(len, ARENA_SIZE);
+			char *nb = map_huge(len);
+			if (nb)
+				huge_advise(nb, len);
 			if (nb && move_pages(a->base, a->size, nb)) {
 				unmap_slots((uintptr_t)a->base, slots_end(a));
+				slot_hint_add((uintptr_t)a->base);
 				a->base = nb;
 				grown = true;
 			} else if (nb) {
@@ -712,7 +823,8 @@ static struct arena *retained_take(size_t len, size_t *dirty)
 					    old_end);
 			}
 			if (!d->size) {
-				_sheaf_meta_free(d, sizeof(*d));
+				slot_hint_add((uintptr_t)d->base);
+				arena_rec_free(d);
 				continue;
 			}
 			sheaf_lock(&arena_lock, LR_ARENA);
@@ -739,14 +851,15 @@ void *_sheaf_huge_alloc(size_t size, gfp_t gfp)
 	size_t dirty = 0; /* bytes of a reused mapping that may hold old data */
 	struct arena *a = retained_take(len, &dirty);
 	if (!a) {
-		a = _sheaf_meta_alloc(sizeof(*a));
+		a = arena_rec_new();
 		if (!a)
 			return NULL;
-		char *base = map_aligned(len, ARENA_SIZE);
+		char *base = map_huge(len);
 		if (!base) {
-			_sheaf_meta_free(a, sizeof(*a));
+			arena_rec_free(a);
 			return NULL;
 		}
+		huge_advise(base, len);
 		a->base = base;
 		a->size = len;
 		a->huge = true;

@@ -8,11 +8,14 @@
  * budget, the count limit and kmem_cache_shrink() bound what is kept.
  * Huge mappings come in whole multiples of 2 MiB (HUGE_GRAIN), so that
  * pages move between them a page-table page at a time.
- * Run again with SHEAF_LARGE_DECAY_MS=50 (decay) and SHEAF_LARGE_RETAIN_MB=0
- * (nothing retained, as before retention existed).
+ * Run again with SHEAF_LARGE_DECAY_MS=50 (decay), SHEAF_LARGE_RETAIN_MB=0
+ * (nothing retained, as before retention existed; a freed mapping's
+ * address is reused) and SHEAF_LARGE_THP=1 (huge mappings advised
+ * MADV_HUGEPAGE).
  */
 #include <errno.h>
 #include <setjmp.h>
+#include <stdio.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -369,6 +372,77 @@ static void test_nothing_retained(void **state)
 	assert_false(mapped(p, 64 * 4096));
 }
 
+/*
+ * An arena-aligned address a huge mapping left is tried first for the
+ * next one (pages.c's slot hints: one mmap() instead of three), and a
+ * hint that something else took meanwhile is passed over.
+ */
+static void test_slot_reused(void **state)
+{
+	(void)state;
+	char *p = big(8 * MiB), *q = big(8 * MiB);
+	kvfree(p);
+	assert_false(mapped(p, 64 * 4096));
+	/* A page just past the old mapping: the hole left is too small for
+	 * a fresh aligned reservation (size + 256 MiB), so only the hint
+	 * puts the next mapping back at p. */
+	void *fence = mmap(p + 12 * MiB, 4096, PROT_NONE,
+			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	char *r = big(8 * MiB);
+	assert_ptr_equal(r, p);
+	kvfree(r);
+	if (fence != MAP_FAILED)
+		munmap(fence, 4096);
+	/* someone else maps at the hint: the next mapping goes elsewhere */
+	void *other = mmap(p, 4096, PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	assert_ptr_equal(other, p);
+	r = big(8 * MiB);
+	assert_true(r != p);
+	assert_true(mapped(p, 4096));
+	kvfree(r);
+	munmap(other, 4096);
+	kvfree(q);
+}
+
+/* Whether the mapping that starts at p has VmFlag `flag` (smaps). */
+static bool vm_flag(const void *p, const char *flag)
+{
+	FILE *f = fopen("/proc/self/smaps", "r");
+	assert_non_null(f);
+	char line[512];
+	bool in = false, found = false;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long lo, hi;
+		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' ')) {
+			in = lo == (uintptr_t)p;
+			continue;
+		}
+		if (in && !strncmp(line, "VmFlags:", 8)) {
+			char want[8];
+			snprintf(want, sizeof(want), " %s", flag);
+			found = strstr(line, want) != NULL;
+			break;
+		}
+	}
+	fclose(f);
+	return found;
+}
+
+/* SHEAF_LARGE_THP: a huge mapping is advised MADV_HUGEPAGE, else not. */
+static void test_thp_advice(void **state)
+{
+	(void)state;
+	const char *v = getenv("SHEAF_LARGE_THP");
+	bool on = v && !strcmp(v, "1");
+	if (on && access("/sys/kernel/mm/transparent_hugepage/enabled", R_OK) != 0)
+		skip();	/* a kernel without THP refuses the advice */
+	char *p = big(8 * MiB);
+	assert_int_equal(vm_flag(p, "hg"), on);
+	kvfree(p);
+	release();
+}
+
 int main(void)
 {
 	any_cache = kmem_cache_create("test-large", 64, 0, 0, NULL);
@@ -380,6 +454,7 @@ int main(void)
 	if (retain && !strcmp(retain, "0")) {
 		const struct CMUnitTest tests[] = {
 			cmocka_unit_test(test_nothing_retained),
+			cmocka_unit_test(test_slot_reused),
 		};
 		rc = cmocka_run_group_tests(tests, NULL, NULL);
 	} else if (decay && !strcmp(decay, "50")) {
@@ -401,6 +476,7 @@ int main(void)
 			cmocka_unit_test(test_retained_not_live),
 			cmocka_unit_test(test_bounds),
 			cmocka_unit_test(test_budget_scales),
+			cmocka_unit_test(test_thp_advice),
 		};
 		rc = cmocka_run_group_tests(tests, NULL, NULL);
 	}
