@@ -190,7 +190,9 @@ _Static_assert(offsetof(struct slab, slab_cache) == SHEAF_DESC_CACHE &&
  * unmapped.  arena_map[addr >> ARENA_SHIFT] points at the arena covering
  * addr; a retained mapping keeps its entries (reuse needs no new ones),
  * and its `retained` flag makes it no live block: a pointer into it is
- * reported as invalid (a double free among them).
+ * reported as invalid (a double free among them).  A huge mapping's record
+ * is never unmapped either: once the mapping is gone it goes on pages.c's
+ * free list with huge false and size 0, and serves the next one.
  */
 struct arena {
 	char *base;

@@ -341,10 +341,18 @@ enum { SHEAF_RSEQ_DONE = 0, SHEAF_RSEQ_BAIL = 1, SHEAF_RSEQ_ABORTED = 2,
 /*
  * Pop.  in: base = s->pcs.  Bails if lock or stop is set or main is empty.
  *   commit: main->size = size - 1, after loading objects[size - 1].
+ * It also loads objects[size - 2], the object the next pop will hand out,
+ * and prefetches its line for writing once the section is over: a
+ * program writes an object it allocated, and a sheaf (unlike a free list,
+ * whose pop reads the object) has not touched that line since the object
+ * was freed, often long before.  mallocbench mixed, 12 interleaved pairs:
+ * 0.907 of the time without (hot-64 0.954: no cost).  For the last object
+ * (size 1) that word is the header's size and node, a harmless address
+ * to prefetch (a prefetch never faults).
  */
 static inline int sheaf_rseq_pop(struct sheaf_pcs *base, void **objp)
 {
-	void *obj;
+	void *obj, *next;
 	__asm__ goto(
 		SHEAF_RSEQ_ARM
 		SHEAF_RSEQ_SLOT
@@ -354,12 +362,14 @@ static inline int sheaf_rseq_pop(struct sheaf_pcs *base, void **objp)
 		"jz %l[bail]\n\t"
 		"subl $1, %%edx\n\t"
 		"movq " SHEAF_STR(SHEAF_OFF_OBJECTS) "(%%rcx, %%rdx, 8), %%rax\n\t"
+		"movq -8+" SHEAF_STR(SHEAF_OFF_OBJECTS) "(%%rcx, %%rdx, 8), %[next]\n\t"
 		"movl %%edx, " SHEAF_STR(SHEAF_OFF_SIZE) "(%%rcx)\n\t"
 		SHEAF_RSEQ_END
-		: "=&a"(obj)
+		: "=&a"(obj), [next] "=&r"(next)
 		: [base] "r"(base) SHEAF_RSEQ_OFF_INPUTS
 		: "rcx", "rdx", "memory", "cc"
 		: bail, abort);
+	__builtin_prefetch(next, 1, 3);
 	*objp = obj;
 	return SHEAF_RSEQ_DONE;
 bail:
