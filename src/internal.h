@@ -82,14 +82,17 @@ void _sheaf_rseq_fence(void);
 /*
  * The remote-slot protocol (percpu.c) on any array of _sheaf_nr_slots
  * struct sheaf_pcs: own every slot from another thread (stop everywhere,
- * one fence, wait for the holders), and the two halves, so that fork()
- * fences once for every cache.
+ * one fence, wait for the holders; main's count copied from the slot into
+ * main->size, and back by the unlock), and the halves that fork() uses
+ * to fence once for every cache and freeze the slots without touching
+ * their counts (stop, wait, then release: stop cleared, nothing copied).
  */
 void _sheaf_slots_remote_lock(struct sheaf_pcs *pcs);
 void _sheaf_slots_remote_unlock(struct sheaf_pcs *pcs);
 void _sheaf_slots_reset(struct sheaf_pcs *pcs);         /* fork()ed child */
 void _sheaf_slots_stop(struct sheaf_pcs *pcs);
 void _sheaf_slots_wait(struct sheaf_pcs *pcs);
+void _sheaf_slots_release(struct sheaf_pcs *pcs);
 
 /* The CPU the thread runs on now (a hint: it may move at once). */
 static inline unsigned int sheaf_cpu(void)
@@ -648,7 +651,9 @@ static inline unsigned int cache_barn_limit(const struct kmem_cache *s)
  * mode a compare-and-swap of `lock` followed by a check of `stop` (the
  * remote flusher's Dekker pair).  Returns the locked slot (maybe not the one
  * the thread was on a moment ago) or NULL.  Release with sheaf_pcs_unlock()
- * from any CPU.
+ * from any CPU.  The holder works with main->size: the lock copies the
+ * slot's count there, the unlock copies it back (<sheaf/rseq.h>, struct
+ * sheaf_pcs).
  */
 static inline struct sheaf_pcs *sheaf_pcs_trylock(struct kmem_cache *s,
 					    unsigned int *slotp)
@@ -658,9 +663,11 @@ static inline struct sheaf_pcs *sheaf_pcs_trylock(struct kmem_cache *s,
 		for (;;) {
 			int r = sheaf_rseq_trylock(s->hot.pcs, slotp);
 			if (likely(r == 0)) {
+				struct sheaf_pcs *pcs = &s->hot.pcs[*slotp];
+				pcs->main->size = pcs->count;
 				_sheaf_lock_tried(LR_SLOT);
 				sheaf_debug_yield();
-				return &s->hot.pcs[*slotp];
+				return pcs;
 			}
 			if (r == 1)
 				return NULL;
@@ -678,6 +685,7 @@ static inline struct sheaf_pcs *sheaf_pcs_trylock(struct kmem_cache *s,
 		return NULL;
 	}
 	*slotp = slot;
+	pcs->main->size = pcs->count;
 	_sheaf_lock_tried(LR_SLOT);
 	sheaf_debug_yield();
 	return pcs;
@@ -685,6 +693,7 @@ static inline struct sheaf_pcs *sheaf_pcs_trylock(struct kmem_cache *s,
 
 static inline void sheaf_pcs_unlock(struct sheaf_pcs *pcs)
 {
+	pcs->count = pcs->main->size;	/* main's count for the sections */
 	/* One more slow path: the idle drain reads it without the lock. */
 	__atomic_store_n(&pcs->events, pcs->events + 1, __ATOMIC_RELAXED);
 	__atomic_store_n(&pcs->lock, 0, __ATOMIC_RELEASE);

@@ -38,6 +38,7 @@ bool _sheaf_pcs_init(struct kmem_cache *s)
 			return false;
 		}
 		s->hot.pcs[i].main = main;
+		s->hot.pcs[i].count = 0;
 		s->hot.pcs[i].capacity = s->hot.sheaf_capacity;
 	}
 	return true;
@@ -234,7 +235,8 @@ void _sheaf_pcs_unlock_all(struct kmem_cache *s, bool child)
 {
 	if (child)
 		_sheaf_slots_reset(s->hot.pcs);
-	_sheaf_pcs_remote_unlock_all(s);
+	_sheaf_slots_release(s->hot.pcs);
+	_sheaf_lock_release(LR_SLOT);
 	sheaf_unlock(cache_flush_lock(s), LR_FLUSH);
 }
 

@@ -386,6 +386,10 @@ void _sheaf_slots_remote_lock(struct sheaf_pcs *pcs)
 	if (_sheaf_rseq_mode)
 		_sheaf_rseq_fence();
 	_sheaf_slots_wait(pcs);
+	/* No section runs on them now: the owner works with main->size. */
+	for (unsigned int i = 0; i < _sheaf_nr_slots; i++)
+		if (pcs[i].main)
+			pcs[i].main->size = pcs[i].count;
 }
 
 /* The remote protocol in two halves, so that fork() fences once for all. */
@@ -416,6 +420,18 @@ void _sheaf_slots_reset(struct sheaf_pcs *pcs)
 }
 
 void _sheaf_slots_remote_unlock(struct sheaf_pcs *pcs)
+{
+	for (unsigned int i = 0; i < _sheaf_nr_slots; i++)
+		pcs[i].count = pcs[i].main ? pcs[i].main->size : 0;
+	_sheaf_slots_release(pcs);
+}
+
+/*
+ * Clear stop only: the fork handlers own the slots to freeze them, not to
+ * work with their sheaves, so counts stay in the slots (and no sheaf
+ * header shared with the child is written: a copy-on-write fault each).
+ */
+void _sheaf_slots_release(struct sheaf_pcs *pcs)
 {
 	for (unsigned int i = 0; i < _sheaf_nr_slots; i++)
 		__atomic_store_n(&pcs[i].stop, 0, __ATOMIC_RELEASE);

@@ -270,7 +270,7 @@ _Static_assert(sizeof(struct kmem_cache_cpu) == 1u << SHEAF_CPU_SHIFT &&
  * back, a FINISH_* of an RCU trip): it is written before it is read again.
  *
  *  state          held in            lock        _link[0] _link[1] size
- *  main           pcs->main          slot        -        -        0..room
+ *  main           pcs->main          slot        -        -        0..room *
  *  spare          pcs->spare         slot        -        -        0..room
  *  rcu_free       pcs->rcu_free      slot        -        -        0..room-1
  *  barn full      barn->full         barn->lock  next     -        1..room
@@ -282,6 +282,10 @@ _Static_assert(sizeof(struct kmem_cache_cpu) == 1u << SHEAF_CPU_SHIFT &&
  *  lent oversize  the borrower       none        _info    -        0..capacity
  *  run cache      run_cache[][].main slot        -        -        0..runs
  *  held           a local variable   none        -        -        any
+ *
+ * (*) while the slot is free, main's count is pcs->count and main->size is
+ * stale; the slot's owner copies it in and back (<sheaf/rseq.h>, struct
+ * sheaf_pcs).
  *
  * room is the cache's sheaf_room, the objects[] every sheaf of the cache
  * has room for; cap, its capacity in force (hot.sheaf_capacity, also

@@ -16,7 +16,10 @@
  *    at the next preemption: SIGSEGV);
  *  - signals: a storm of signals whose handlers do not call libsheaf (the
  *    documented rule: nothing in libsheaf is async-signal-safe) while
- *    threads allocate and free: every object intact, none handed out twice.
+ *    threads allocate and free: every object intact, none handed out twice;
+ *  - main's count, which the slot keeps for the sections: a slow path, a
+ *    flush and the count of cached objects see the sections' pushes and
+ *    pops, and the sections see theirs.
  *
  * Runs in both per-CPU modes (CTest); the rseq-only parts skip themselves
  * in fallback mode.
@@ -451,9 +454,56 @@ static void test_signal_storm(void **state)
 	kmem_cache_destroy(x.r.c[1]);
 }
 
+/*
+ * The slot keeps main's count for the sections (struct sheaf_pcs, count):
+ * whoever owns the slot otherwise (a flush, the count of cached objects,
+ * a slow path) must see the pushes and pops the sections made, and the
+ * sections must see what the owner did.  The slab layer's count of
+ * objects in use (its objects less the free ones in slabs and the cached
+ * ones, counted by owning every slot) is what the test holds, after each
+ * kind of step.
+ */
+static void test_slot_count(void **state)
+{
+	(void)state;
+	struct kmem_cache_args a = { .sheaf_capacity = 16 };
+	struct kmem_cache *s = kmem_cache_create("pcpu-count", 64, &a, 0);
+	assert_non_null(s);
+	void *p[40];
+	size_t live = 40;
+	for (int i = 0; i < 40; i++)
+		assert_non_null(p[i] = kmem_cache_alloc(s, GFP_KERNEL));
+	assert_int_equal(sheaf_cache_objects_inuse(s), live);
+	/* frees into main (the sections' count), then the owner counts */
+	for (int i = 39; i >= 30; i--, live--)
+		kmem_cache_free(s, p[i]);
+	assert_int_equal(sheaf_cache_objects_inuse(s), live);
+	/* the sections go on from what the owner left */
+	for (int i = 30; i < 35; i++, live++)
+		assert_non_null(p[i] = kmem_cache_alloc(s, GFP_KERNEL));
+	assert_int_equal(sheaf_cache_objects_inuse(s), live);
+	for (int i = 34; i >= 20; i--, live--)
+		kmem_cache_free(s, p[i]);
+	/* a flush takes every cached object back to its slab, none twice */
+	kmem_cache_shrink(s);
+	assert_int_equal(sheaf_cache_cached_objects(s), 0);
+	assert_int_equal(sheaf_cache_objects_inuse(s), live);
+	for (int i = 0; i < 8; i++, live--)
+		kmem_cache_free(s, p[i]);
+	for (int i = 0; i < 8; i++, live++)
+		assert_non_null(p[i] = kmem_cache_alloc(s, GFP_KERNEL));
+	assert_int_equal(sheaf_cache_objects_inuse(s), live);
+	for (int i = 0; i < 20; i++, live--)
+		kmem_cache_free(s, p[i]);
+	kmem_cache_shrink(s);
+	assert_int_equal(sheaf_cache_objects_inuse(s), 0);
+	kmem_cache_destroy(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_slot_count),
 		cmocka_unit_test(test_unregistered_thread_paths),
 		cmocka_unit_test(test_unregistered_thread_race),
 		cmocka_unit_test(test_membarrier_retry),

@@ -77,6 +77,14 @@ struct slab_sheaf {
  * alone (src/pcs_remote.c, "Idle drain").  misses counts the holder's
  * trips to the barn or past it (wraps); win_mark, win_start and win_fails
  * are the holder's adaptive-capacity window (pcs_adapt.c).
+ *
+ * count is main's object count while the slot is free (lock == 0 and
+ * stop == 0): the sections pop and push with it, in the slot's own line,
+ * and leave main->size stale, so that neither fast path has to load the
+ * sheaf's header before its array.  Whoever takes the slot (the trylock,
+ * a remote owner once every section is out) first copies count into
+ * main->size, works with main->size as every other sheaf's, and copies it
+ * back into count before it lets go (src/internal.h, src/percpu.c).
  */
 struct sheaf_pcs {
 	uint8_t lock;          /* set by the slot trylock section */
@@ -92,7 +100,8 @@ struct sheaf_pcs {
 	uint32_t misses;       /* barn and slab trips of slow paths (wraps) */
 	uint32_t win_mark;     /* misses when the window started */
 	uint32_t win_start;    /* its start, ms of the coarse clock (wraps) */
-	uint64_t _pad2;
+	uint32_t count;        /* main's objects while the slot is free */
+	uint32_t _pad2;
 } __attribute__((aligned(64)));
 
 /*
@@ -104,6 +113,7 @@ struct sheaf_pcs {
 #define SHEAF_PCS_OFF_CAPACITY 4
 #define SHEAF_PCS_OFF_MAIN     8
 #define SHEAF_PCS_OFF_RCU_FREE 24
+#define SHEAF_PCS_OFF_COUNT    56
 /* The classic slot, struct kmem_cache_cpu (src/types.h asserts them). */
 #define SHEAF_CPU_SHIFT        6
 #define SHEAF_CPU_OFF_TID      8
@@ -123,9 +133,10 @@ SHEAF_STATIC_ASSERT(sizeof(struct sheaf_pcs) == 1u << SHEAF_PCS_SHIFT &&
 		    offsetof(struct sheaf_pcs, stop) == 1 &&
 		    offsetof(struct sheaf_pcs, capacity) == SHEAF_PCS_OFF_CAPACITY &&
 		    offsetof(struct sheaf_pcs, main) == SHEAF_PCS_OFF_MAIN &&
-		    offsetof(struct sheaf_pcs, rcu_free) == SHEAF_PCS_OFF_RCU_FREE,
+		    offsetof(struct sheaf_pcs, rcu_free) == SHEAF_PCS_OFF_RCU_FREE &&
+		    offsetof(struct sheaf_pcs, count) == SHEAF_PCS_OFF_COUNT,
 		    "the sections index slots by << 6, test lock and stop with one "
-		    "16-bit compare at 0, and read capacity, main, rcu_free here");
+		    "16-bit compare at 0, and read capacity, main, rcu_free, count here");
 
 /* The start of every struct kmem_cache: what the inline fast paths read. */
 struct sheaf_cache_hot {
@@ -339,15 +350,16 @@ enum { SHEAF_RSEQ_DONE = 0, SHEAF_RSEQ_BAIL = 1, SHEAF_RSEQ_ABORTED = 2,
        SHEAF_RSEQ_NOSLOT = 3 };
 
 /*
- * Pop.  in: base = s->pcs.  Bails if lock or stop is set or main is empty.
- *   commit: main->size = size - 1, after loading objects[size - 1].
- * It also loads objects[size - 2], the object the next pop will hand out,
- * and prefetches its line for writing once the section is over: a
+ * Pop.  in: base = s->pcs.  Bails if lock or stop is set or the slot's
+ * count is 0 (main empty).
+ *   commit: count = count - 1, after loading main->objects[count - 1].
+ * It also loads objects[count - 2], the object the next pop will hand
+ * out, and prefetches its line for writing once the section is over: a
  * program writes an object it allocated, and a sheaf (unlike a free list,
  * whose pop reads the object) has not touched that line since the object
  * was freed, often long before.  mallocbench mixed, 12 interleaved pairs:
  * 0.907 of the time without (hot-64 0.954: no cost).  For the last object
- * (size 1) that word is the header's size and node, a harmless address
+ * (count 1) that word is the header's size and node, a harmless address
  * to prefetch (a prefetch never faults).
  */
 static inline int sheaf_rseq_pop(struct sheaf_pcs *base, void **objp)
@@ -356,18 +368,18 @@ static inline int sheaf_rseq_pop(struct sheaf_pcs *base, void **objp)
 	__asm__ goto(
 		SHEAF_RSEQ_ARM
 		SHEAF_RSEQ_SLOT
-		"movq " SHEAF_STR(SHEAF_PCS_OFF_MAIN) "(%%rax), %%rcx\n\t"
-		"movl " SHEAF_STR(SHEAF_OFF_SIZE) "(%%rcx), %%edx\n\t"
+		"movl " SHEAF_STR(SHEAF_PCS_OFF_COUNT) "(%%rax), %%edx\n\t"
 		"testl %%edx, %%edx\n\t"
 		"jz %l[bail]\n\t"
+		"movq " SHEAF_STR(SHEAF_PCS_OFF_MAIN) "(%%rax), %%rcx\n\t"
 		"subl $1, %%edx\n\t"
-		"movq " SHEAF_STR(SHEAF_OFF_OBJECTS) "(%%rcx, %%rdx, 8), %%rax\n\t"
+		"movq " SHEAF_STR(SHEAF_OFF_OBJECTS) "(%%rcx, %%rdx, 8), %[obj]\n\t"
 		"movq -8+" SHEAF_STR(SHEAF_OFF_OBJECTS) "(%%rcx, %%rdx, 8), %[next]\n\t"
-		"movl %%edx, " SHEAF_STR(SHEAF_OFF_SIZE) "(%%rcx)\n\t"
+		"movl %%edx, " SHEAF_STR(SHEAF_PCS_OFF_COUNT) "(%%rax)\n\t"
 		SHEAF_RSEQ_END
-		: "=&a"(obj), [next] "=&r"(next)
+		: [obj] "=&r"(obj), [next] "=&r"(next)
 		: [base] "r"(base) SHEAF_RSEQ_OFF_INPUTS
-		: "rcx", "rdx", "memory", "cc"
+		: "rax", "rcx", "rdx", "memory", "cc"
 		: bail, abort);
 	__builtin_prefetch(next, 1, 3);
 	*objp = obj;
@@ -380,9 +392,9 @@ abort:
 }
 
 /*
- * Push onto the sheaf at byte offset SHEAF_OFF of the slot (main at 8,
- * rcu_free at 24), bailing if it holds LIMIT objects already (the slot's
- * capacity SHEAF_RSEQ_LIMIT_SLOT with no input, or the register operand
+ * Push onto the sheaf at byte offset SHEAF_OFF of the slot (rcu_free at
+ * 24, whose count is its own size: only main's is kept in the slot),
+ * bailing if it holds LIMIT objects already (the register operand
  * SHEAF_RSEQ_LIMIT_REG with LIMIT_INPUT SHEAF_RSEQ_LIMIT_REG_INPUT), or
  * (CHECK = SHEAF_RSEQ_NONNULL, for rcu_free) if it is NULL.  The object is
  * stored at objects[size] first (harmless if the section restarts: that
@@ -390,7 +402,6 @@ abort:
  *   commit: sheaf->size = size + 1.
  */
 #define SHEAF_RSEQ_NONNULL "testq %%rcx, %%rcx\n\tjz %l[bail]\n\t"
-#define SHEAF_RSEQ_LIMIT_SLOT SHEAF_STR(SHEAF_PCS_OFF_CAPACITY) "(%%rax)"
 #define SHEAF_RSEQ_LIMIT_REG "%[limit]"
 #define SHEAF_RSEQ_LIMIT_REG_INPUT , [limit] "r"(limit)
 #define SHEAF_RSEQ_PUSH_SECTION(SHEAF_OFF, CHECK, LIMIT, LIMIT_INPUT)          \
@@ -412,10 +423,27 @@ abort:
 		: "rax", "rcx", "rdx", "memory", "cc"                          \
 		: bail, abort)
 
-/* Push onto main (free), up to the slot's capacity. */
+/*
+ * Push onto main (free), up to the slot's capacity, with the slot's count.
+ *   commit: count = count + 1, after storing obj at main->objects[count].
+ */
 static inline int sheaf_rseq_push(struct sheaf_pcs *base, void *obj)
 {
-	SHEAF_RSEQ_PUSH_SECTION(SHEAF_PCS_OFF_MAIN, "", SHEAF_RSEQ_LIMIT_SLOT, );
+	__asm__ goto(
+		SHEAF_RSEQ_ARM
+		SHEAF_RSEQ_SLOT
+		"movl " SHEAF_STR(SHEAF_PCS_OFF_COUNT) "(%%rax), %%edx\n\t"
+		"cmpl " SHEAF_STR(SHEAF_PCS_OFF_CAPACITY) "(%%rax), %%edx\n\t"
+		"jae %l[bail]\n\t"
+		"movq " SHEAF_STR(SHEAF_PCS_OFF_MAIN) "(%%rax), %%rcx\n\t"
+		"movq %[obj], " SHEAF_STR(SHEAF_OFF_OBJECTS) "(%%rcx, %%rdx, 8)\n\t"
+		"addl $1, %%edx\n\t"
+		"movl %%edx, " SHEAF_STR(SHEAF_PCS_OFF_COUNT) "(%%rax)\n\t"
+		SHEAF_RSEQ_END
+		:
+		: [base] "r"(base) SHEAF_RSEQ_OFF_INPUTS, [obj] "r"(obj)
+		: "rax", "rcx", "rdx", "memory", "cc"
+		: bail, abort);
 	return SHEAF_RSEQ_DONE;
 bail:
 	sheaf_rseq_disarm();
