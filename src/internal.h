@@ -684,8 +684,9 @@ static inline struct sheaf_pcs *sheaf_pcs_trylock(struct kmem_cache *s,
 		__atomic_store_n(&pcs->lock, 0, __ATOMIC_RELEASE);
 		return NULL;
 	}
+	/* No section runs in fallback mode: count already equals main->size
+	 * (every unlock copied it there), nothing to copy. */
 	*slotp = slot;
-	pcs->main->size = pcs->count;
 	_sheaf_lock_tried(LR_SLOT);
 	sheaf_debug_yield();
 	return pcs;
