@@ -362,6 +362,13 @@ struct slab *_sheaf_pages_alloc(unsigned int order, int node, gfp_t gfp);
 void _sheaf_pages_free(struct slab *head);
 void _sheaf_pages_purge(bool all);
 void _sheaf_pages_decay(void);      /* retained huge mappings past decay */
+/* pages.c: the arena lock (LR_ARENA) and aligned mappings, which huge.c
+ * (the layer's huge mappings) shares. */
+extern pthread_mutex_t _sheaf_arena_lock;
+void *_sheaf_map_aligned(size_t size, size_t align);
+/* huge.c */
+void _sheaf_huge_release_retained(void);     /* kmem_cache_shrink, malloc_trim */
+void _sheaf_huge_bytes_locked(size_t *live, size_t *retained);
 void *_sheaf_huge_alloc(size_t size, gfp_t gfp);
 bool _sheaf_huge_free(const void *p);        /* false: not a huge mapping */
 size_t _sheaf_huge_size(const void *p);      /* 0: not a huge mapping */

@@ -159,7 +159,7 @@ void _sheaf_set_abort_hook(void (*fn)(void))
 
 /*
  * The coarse monotonic clock, ns (a vDSO read of the last tick, a few ns):
- * retained mappings' decay (pages.c) and adaptive capacity's windows and
+ * retained mappings' decay (huge.c) and adaptive capacity's windows and
  * looks (pcs_adapt.c), which need milliseconds, not precision.
  */
 uint64_t _sheaf_coarse_ns(void)

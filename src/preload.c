@@ -218,7 +218,7 @@ SHEAF_EXPORT void *calloc(size_t n, size_t size)
 	if (likely(malloc_fast(bytes, &p)))
 		return memset(p, 0, bytes);
 	/* Zeroed below: page runs by kmalloc, huge mappings fresh or by
-	 * pages.c where a retained one is reused,
+	 * huge.c where a retained one is reused,
 	 * the boot area is never reused. */
 	return malloc_slow(bytes, __GFP_ZERO);
 }

@@ -62,7 +62,7 @@ enum sheaf_lock_rank {
 	LR_SLOT,        /* per cache and slot: the slot lock byte */
 	LR_BARN,        /* per cache and node: node_barn.lock */
 	LR_LIST,        /* per cache and node: kmem_cache_node.list_lock */
-	LR_ARENA,       /* pages.c arena_lock */
+	LR_ARENA,       /* pages.c _sheaf_arena_lock (huge.c too) */
 	LR_PAGE,        /* pages.c page_node.lock */
 	LR_POOL,        /* pages.c pool.lock: the fork-state pool */
 	LR_LEAF,        /* fault.c glob_lock, rcu.c worker.lock */
@@ -84,7 +84,7 @@ struct sheaf_config {
 				 * mappings kept for reuse (0: none) */
 	unsigned int large_decay_ms; /* SHEAF_LARGE_DECAY_MS: kept that long */
 	bool large_thp;         /* SHEAF_LARGE_THP: huge mappings advised
-				 * MADV_HUGEPAGE (pages.c) */
+				 * MADV_HUGEPAGE (huge.c) */
 	unsigned int idle_ms;   /* SHEAF_IDLE_MS: drain slots and barns idle
 				 * that long (0: never; slab_common.c) */
 	bool adaptive;          /* SHEAF_ADAPTIVE: capacity and barn limits
@@ -186,12 +186,12 @@ _Static_assert(offsetof(struct slab, slab_cache) == SHEAF_DESC_CACHE &&
 /*
  * struct arena - one 256 MiB aligned mapping (or a huge kmalloc mapping).
  * Arenas are never unmapped; a freed huge mapping is retained for reuse
- * (pages.c: within SHEAF_LARGE_RETAIN_MB, for SHEAF_LARGE_DECAY_MS) or
+ * (huge.c: within SHEAF_LARGE_RETAIN_MB, for SHEAF_LARGE_DECAY_MS) or
  * unmapped.  arena_map[addr >> ARENA_SHIFT] points at the arena covering
  * addr; a retained mapping keeps its entries (reuse needs no new ones),
  * and its `retained` flag makes it no live block: a pointer into it is
  * reported as invalid (a double free among them).  A huge mapping's record
- * is never unmapped either: once the mapping is gone it goes on pages.c's
+ * is never unmapped either: once the mapping is gone it goes on huge.c's
  * free list with huge false and size 0, and serves the next one.
  */
 struct arena {

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * test_large.c - huge mappings (kvmalloc and kmalloc above the largest page
- * run) are retained when freed and reused (src/pages.c): the same size
+ * run) are retained when freed and reused (src/huge.c): the same size
  * comes back at the same address, a larger one grows a retained mapping in
  * place, a smaller one trims its tail; reuse zeroes for __GFP_ZERO; a
  * retained mapping is no live block (a second free is reported); the
@@ -374,7 +374,7 @@ static void test_nothing_retained(void **state)
 
 /*
  * An arena-aligned address a huge mapping left is tried first for the
- * next one (pages.c's slot hints: one mmap() instead of three), and a
+ * next one (huge.c's slot hints: one mmap() instead of three), and a
  * hint that something else took meanwhile is passed over.
  */
 static void test_slot_reused(void **state)
