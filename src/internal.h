@@ -654,6 +654,20 @@ static inline unsigned int cache_barn_limit(const struct kmem_cache *s)
 }
 
 /*
+ * libsheaf's recycling (docs/PREFILL.md, "Recycling first"; docs/RCU.md,
+ * "RCU credit"): a prefill whose spare is short takes a full barn sheaf, a
+ * prefill tops its spare up from main, a returned sheaf is pooled with the
+ * spare, an empty main is kept as the spare when the slot has none, and RCU
+ * recycles past the barn limit as far as demand has earned.  It goes with
+ * the adaptive capacity: SHEAF_ADAPTIVE=0 (and the library's own caches)
+ * run the kernel's fixed design exactly, with the kernel's counters.
+ */
+static inline bool cache_recycles(const struct kmem_cache *s)
+{
+	return s->adaptive;
+}
+
+/*
  * The slot lock of a sheaf cache: the rseq trylock section, or in fallback
  * mode a compare-and-swap of `lock` followed by a check of `stop` (the
  * remote flusher's Dekker pair).  Returns the locked slot (maybe not the one

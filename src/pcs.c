@@ -158,9 +158,10 @@ static bool full_main_from_barn(struct kmem_cache *s, struct sheaf_pcs *pcs,
 	barn_earn_rcu_credit(barn);
 	sheaf_pcs_miss(s, pcs);
 	struct slab_sheaf *full;
-	if (!pcs->spare) {
+	if (!pcs->spare && cache_recycles(s)) {
 		/* Keep the empty main as the spare (the next kfree_rcu() or
-		 * free wants one) rather than handing it to the barn. */
+		 * free wants one) rather than handing it to the barn (the
+		 * kernel's puts it on the barn's empty list, below). */
 		full = _sheaf_barn_get_full(barn, spin);
 		if (full) {
 			pcs->spare = pcs->main;
@@ -722,7 +723,8 @@ void _sheaf_pcs_submit_rcu_sheaves(struct kmem_cache *s)
  * slot's main sheaf when it holds fewer than want objects (objects the
  * slot has cached anyway, often recycled through RCU, rather than from
  * slabs).  libsheaf's, not the kernel's (which refills from slabs): kept
- * because prealloc-32 runs 0.74x the time with it (docs/PREFILL.md).
+ * because prealloc-32 runs 0.74x the time with it (docs/PREFILL.md); a
+ * cache that does not recycle (cache_recycles()) takes the spare as it is.
  * NULL when the slot is busy or has no spare.  *slotp: the slot.
  */
 struct slab_sheaf *_sheaf_pcs_take_spare(struct kmem_cache *s, unsigned int want,
@@ -735,7 +737,7 @@ struct slab_sheaf *_sheaf_pcs_take_spare(struct kmem_cache *s, unsigned int want
 	unsigned int cap = cache_cap(s);
 	if (sheaf) {
 		pcs->spare = NULL;
-		if (sheaf->size < want && sheaf->size < cap) {
+		if (sheaf->size < want && sheaf->size < cap && cache_recycles(s)) {
 			struct slab_sheaf *main = pcs->main;
 			unsigned int take = MIN(cap - sheaf->size, main->size);
 			main->size -= take;

@@ -17,6 +17,12 @@
  * (sheaf_return_fast), else it is topped up and put into the barn as a full
  * sheaf, or flushed and freed when the barn is at its limit or the top-up
  * fails (sheaf_return_slow).
+ *
+ * That is the kernel's design, which a cache that does not recycle
+ * (SHEAF_ADAPTIVE=0, the library's own caches: cache_recycles()) follows
+ * exactly.  The others recycle first: a prefill tops the spare up from
+ * main and, still short, takes a full barn sheaf instead; a return pools
+ * the sheaf with the spare rather than refilling it from slabs.
  */
 #include <errno.h>
 #include <string.h>
@@ -107,7 +113,7 @@ SHEAF_EXPORT struct slab_sheaf *kmem_cache_prefill_sheaf(struct kmem_cache *s,
 		 */
 		struct node_barn *barn = sheaf_local_barn(s);
 		struct slab_sheaf *full = NULL;
-		if (sheaf->size < size) {
+		if (sheaf->size < size && cache_recycles(s)) {
 			/* demand for a full sheaf: RCU may recycle one more */
 			barn_earn_rcu_credit(barn);
 			if (READ_ONCE(barn->nr_full))
@@ -226,7 +232,9 @@ SHEAF_EXPORT void kmem_cache_return_sheaf(struct kmem_cache *s, gfp_t gfp,
 	 * refills the returned sheaf from slabs for the barn); or, the slot
 	 * busy, the sheaf as it was.
 	 */
-	struct slab_sheaf *left = _sheaf_pcs_pool_spare(s, sheaf, &slot);
+	struct slab_sheaf *left = cache_recycles(s)
+		? _sheaf_pcs_pool_spare(s, sheaf, &slot)
+		: (_sheaf_pcs_give_spare(s, sheaf, &slot) ? NULL : sheaf);
 	if (!left) {
 		stat(s, SHEAF_STAT_SHEAF_RETURN_FAST, slot);
 		return;
@@ -243,7 +251,8 @@ SHEAF_EXPORT void kmem_cache_return_sheaf(struct kmem_cache *s, gfp_t gfp,
 	 * beyond its limit only as far as demand has earned (rcu_credit). */
 	unsigned int cap = cache_cap(s);
 	if ((READ_ONCE(barn->nr_full) >= cache_barn_limit(s) &&
-	     !(sheaf->size >= cap && barn_spend_rcu_credit(barn))) ||
+	     !(sheaf->size >= cap && cache_recycles(s) &&
+	       barn_spend_rcu_credit(barn))) ||
 	    _sheaf_refill_sheaf(s, sheaf, cap, gfp, slot)) {
 		_sheaf_discard_sheaf(s, sheaf, slot);
 		return;

@@ -102,23 +102,37 @@ static void test_prefill_fast_slow(void **state)
 	kmem_cache_destroy(s);
 }
 
+static bool recycles(struct kmem_cache *s)
+{
+	struct sheaf_cache_limits l;
+	assert_int_equal(sheaf_cache_limits(s, &l), 0);
+	return l.adaptive;
+}
+
 /*
- * Recycling first: a prefill whose spare is short (after the top-up from
- * main) takes a full sheaf from the barn rather than objects from slabs,
- * and a returned sheaf is pooled with the slot's spare (the full one of
- * the two goes to the barn) rather than refilled from slabs.
+ * Recycling first (an adaptive cache, test_prefill_adaptive): a prefill
+ * whose spare is short (after the top-up from main) takes a full sheaf
+ * from the barn rather than objects from slabs, and a returned sheaf is
+ * pooled with the slot's spare (the full one of the two goes to the barn)
+ * rather than refilled from slabs.  With SHEAF_ADAPTIVE=0 the same steps
+ * give the kernel's counters: the short spare and the returned sheaf are
+ * refilled from slabs, the barn's full sheaf stays where it is.
  */
 static void test_prefill_recycles_barn(void **state)
 {
 	struct kmem_cache *s = make("pf-recycle", CAP, 0);
+	bool rec = recycles(s);
 	struct slab_sheaf *sh1 = kmem_cache_prefill_sheaf(s, GFP_KERNEL, CAP);
 	struct slab_sheaf *sh2 = kmem_cache_prefill_sheaf(s, GFP_KERNEL, CAP);
 	assert_non_null(sh1);
 	assert_non_null(sh2);
 	kmem_cache_return_sheaf(s, GFP_KERNEL, sh1);	/* the spare */
-	kmem_cache_return_sheaf(s, GFP_KERNEL, sh2);	/* pooled: one full to the barn */
+	/* pooled (one full to the barn), or (kernel) full to the barn */
+	kmem_cache_return_sheaf(s, GFP_KERNEL, sh2);
 	assert_int_equal(ST(s, BARN_PUT), 1);
+	assert_int_equal(ST(s, SHEAF_REFILL), 2 * CAP);
 	struct slab_sheaf *sh3 = kmem_cache_prefill_sheaf(s, GFP_KERNEL, CAP);
+	assert_ptr_equal(sh3, rec ? sh2 : sh1);		/* the spare */
 	void *p[CAP];
 	drain(s, sh3, p, CAP - 1);
 	kmem_cache_return_sheaf(s, GFP_KERNEL, sh3);	/* spare, 1 object */
@@ -126,14 +140,41 @@ static void test_prefill_recycles_barn(void **state)
 	struct slab_sheaf *sh4 = kmem_cache_prefill_sheaf(s, GFP_KERNEL, CAP);
 	assert_non_null(sh4);
 	assert_int_equal(kmem_cache_sheaf_size(sh4), CAP);
-	assert_int_equal(ST(s, SHEAF_REFILL), refill);	/* nothing from slabs */
-	assert_int_equal(ST(s, BARN_GET), get + 1);
-	/* back: pooled with the 1-object spare, no refill and no flush */
+	if (rec) {
+		assert_int_equal(ST(s, SHEAF_REFILL), refill);	/* nothing from slabs */
+		assert_int_equal(ST(s, BARN_GET), get + 1);
+	} else {
+		/* the spare, topped up from slabs; the barn not asked */
+		assert_ptr_equal(sh4, sh1);
+		assert_int_equal(ST(s, SHEAF_REFILL), refill + CAP - 1);
+		assert_int_equal(ST(s, BARN_GET), get);
+	}
+	/* back: pooled with the 1-object spare, no refill and no flush; or
+	 * (kernel) the spare */
 	uint64_t flush = ST(s, SHEAF_FLUSH), put = ST(s, BARN_PUT);
+	uint64_t fast = ST(s, SHEAF_RETURN_FAST);
+	refill = ST(s, SHEAF_REFILL);
 	kmem_cache_return_sheaf(s, GFP_KERNEL, sh4);
 	assert_int_equal(ST(s, SHEAF_REFILL), refill);
 	assert_int_equal(ST(s, SHEAF_FLUSH), flush);
-	assert_int_equal(ST(s, BARN_PUT), put + 1);
+	assert_int_equal(ST(s, BARN_PUT), put + rec);
+	assert_int_equal(ST(s, SHEAF_RETURN_FAST), fast + !rec);
+	if (!rec) {
+		/* A second return finds the spare taken: topped up from slabs
+		 * (CAP - 1 objects) and put into the barn. */
+		struct slab_sheaf *sh5 = kmem_cache_prefill_sheaf(s, GFP_KERNEL, CAP);
+		struct slab_sheaf *sh6 = kmem_cache_prefill_sheaf(s, GFP_KERNEL, 1);
+		assert_ptr_equal(sh5, sh1);			/* the spare */
+		void *q = kmem_cache_alloc_from_sheaf(s, GFP_NOWAIT, sh6);
+		assert_non_null(q);
+		kmem_cache_return_sheaf(s, GFP_KERNEL, sh5);	/* the spare */
+		refill = ST(s, SHEAF_REFILL);
+		put = ST(s, BARN_PUT);
+		kmem_cache_return_sheaf(s, GFP_KERNEL, sh6);
+		assert_int_equal(ST(s, SHEAF_REFILL), refill + 1);
+		assert_int_equal(ST(s, BARN_PUT), put + 1);
+		kmem_cache_free(s, q);
+	}
 	free_all(s, p, CAP - 1);
 	assert_int_equal(kmem_cache_shrink(s), 0);
 	assert_int_equal(sheaf_cache_objects_inuse(s), 0);

@@ -21,6 +21,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include <sheaf/rcu.h>
 #include <sheaf/slab.h>
 
 #define CAP 4
@@ -215,6 +216,60 @@ static void test_barn_limit_and_get(void **state)
 	assert_int_equal(kmem_cache_shrink(c), 0);
 	assert_int_equal(sheaf_cache_cached_objects(c), 0);
 	assert_int_equal(sheaf_cache_slabs(c), 0);
+	kmem_cache_destroy(c);
+}
+
+/*
+ * RCU sheaves meeting a barn at its limit.  The kernel (SHEAF_ADAPTIVE=0)
+ * flushes a recycled sheaf to slabs when the barn holds 10 full sheaves
+ * (barn_put_fail).  An adaptive cache earns the barn one credit each time
+ * an allocation asks it for a full sheaf, and the RCU worker spends them
+ * to recycle past the limit (docs/RCU.md, "RCU credit").
+ */
+static void test_rcu_credit(void **state)
+{
+	struct kmem_cache *c = fresh("scn-rcu-credit");
+	struct sheaf_cache_limits l;
+	assert_int_equal(sheaf_cache_limits(c, &l), 0);
+	enum { K = 3, FILL = (2 + 10) * CAP, TAKE = 2 * CAP + K * CAP };
+	void *p[FILL + K * CAP];
+	assert_int_equal(kmem_cache_alloc_bulk(c, GFP_KERNEL, FILL + K * CAP, p),
+			 FILL + K * CAP);
+	/* main, spare and the barn's 10 full sheaves */
+	for (int i = 0; i < FILL; i++)
+		kmem_cache_free(c, p[i]);
+	sheaf_stats_reset(c);
+	/* Demand: main, the spare, then K full sheaves from the barn... */
+	for (int i = 0; i < TAKE; i++)
+		assert_non_null(p[i] = kmem_cache_alloc(c, GFP_KERNEL));
+	assert_int_equal(ST(c, BARN_GET), K);
+	assert_int_equal(ST(c, SHEAF_REFILL), 0);
+	/* ...given back: the barn holds its 10 again. */
+	for (int i = 0; i < TAKE; i++)
+		kmem_cache_free(c, p[i]);
+	assert_int_equal(ST(c, BARN_PUT), K);
+	assert_int_equal(ST(c, BARN_PUT_FAIL), 0);
+	sheaf_stats_reset(c);
+	/* K full rcu_free sheaves, recycled after their grace period. */
+	for (int i = FILL; i < FILL + K * CAP; i++)
+		kfree_rcu_mightsleep(p[i]);
+	assert_int_equal(ST(c, FREE_RCU_SHEAF), K * CAP);
+	kvfree_rcu_barrier_on_cache(c);
+	assert_int_equal(sheaf_cache_objects_inuse(c), 0);
+	if (l.adaptive) {
+		assert_int_equal(ST(c, BARN_PUT), K);
+		assert_int_equal(ST(c, RCU_SHEAF_RECYCLED), K * CAP);
+		assert_int_equal(ST(c, BARN_PUT_FAIL), 0);
+		assert_int_equal(sheaf_rcu_recycled_objects(c), K * CAP);
+	} else {
+		assert_int_equal(ST(c, BARN_PUT), 0);
+		assert_int_equal(ST(c, RCU_SHEAF_RECYCLED), 0);
+		assert_int_equal(ST(c, BARN_PUT_FAIL), K);
+		assert_int_equal(ST(c, SHEAF_FLUSH_OTHER), K * CAP);
+		assert_int_equal(sheaf_rcu_recycled_objects(c), 0);
+	}
+	assert_int_equal(kmem_cache_shrink(c), 0);
+	assert_int_equal(sheaf_cache_cached_objects(c), 0);
 	kmem_cache_destroy(c);
 }
 
@@ -454,6 +509,7 @@ int main(void)
 		cmocka_unit_test(test_swap),
 		cmocka_unit_test(test_barn_limit_and_get),
 		cmocka_unit_test(test_bulk_counts),
+		cmocka_unit_test(test_rcu_credit),
 		cmocka_unit_test(test_node_bypass),
 		cmocka_unit_test(test_trylock_failure),
 		cmocka_unit_test(test_default_capacity),
