@@ -790,7 +790,7 @@ void _sheaf_pcs_bare_drain(struct sheaf_pcs *pcs, void (*fn)(void *));
 bool _sheaf_pcs_kfree_rcu(struct kmem_cache *s, void *obj);
 void _sheaf_pcs_submit_rcu_sheaves(struct kmem_cache *s); /* barriers */
 struct slab_sheaf *_sheaf_pcs_take_spare(struct kmem_cache *s, unsigned int want,
-					 unsigned int *slotp);   /* prefill */
+					 unsigned int *slotp, bool *from_barn); /* prefill */
 struct slab_sheaf *_sheaf_pcs_pool_spare(struct kmem_cache *s, struct slab_sheaf *r,
 					 unsigned int *slotp);
 bool _sheaf_pcs_give_spare(struct kmem_cache *s, struct slab_sheaf *sheaf,

@@ -719,32 +719,51 @@ void _sheaf_pcs_submit_rcu_sheaves(struct kmem_cache *s)
 /* ------------------------------------------------- prefilled sheaves */
 
 /*
- * For kmem_cache_prefill_sheaf(): the slot's spare, topped up from the
- * slot's main sheaf when it holds fewer than want objects (objects the
- * slot has cached anyway, often recycled through RCU, rather than from
- * slabs).  libsheaf's, not the kernel's (which refills from slabs): kept
- * because prealloc-32 runs 0.74x the time with it (docs/PREFILL.md); a
- * cache that does not recycle (cache_recycles()) takes the spare as it is.
- * NULL when the slot is busy or has no spare.  *slotp: the slot.
+ * For kmem_cache_prefill_sheaf(): the slot's spare.  A cache that recycles
+ * (cache_recycles()) does better when the spare holds fewer than want
+ * objects: if the spare and main together are short, a full sheaf from
+ * the barn goes out instead (*from_barn; the spare stays in the slot, and
+ * the demand earns the barn RCU credit); else, or with no full sheaf in
+ * the barn, the spare is topped up from main (objects the slot has cached
+ * anyway, often recycled through RCU, rather than from slabs).  Both
+ * libsheaf's, not the kernel's (which refills the spare from slabs): the
+ * top-up runs prealloc-32 in 0.74x the time (docs/PREFILL.md), and one
+ * slot lock serves both.  NULL when the slot is busy or has no spare.
+ * *slotp: the slot.
  */
 struct slab_sheaf *_sheaf_pcs_take_spare(struct kmem_cache *s, unsigned int want,
-					 unsigned int *slotp)
+					 unsigned int *slotp, bool *from_barn)
 {
+	*from_barn = false;
 	struct sheaf_pcs *pcs = sheaf_pcs_trylock(s, slotp);
 	if (!pcs)
 		return NULL;
 	struct slab_sheaf *sheaf = pcs->spare;
 	unsigned int cap = cache_cap(s);
+	if (sheaf && sheaf->size < want && sheaf->size < cap && cache_recycles(s)) {
+		struct slab_sheaf *main = pcs->main;
+		if (sheaf->size + main->size < want) {
+			struct node_barn *barn = sheaf_local_barn(s);
+			barn_earn_rcu_credit(barn);
+			struct slab_sheaf *full = READ_ONCE(barn->nr_full)
+				? _sheaf_barn_get_full(barn, true) : NULL;
+			if (full) {
+				*from_barn = true;
+				sheaf_assert_slot_ok(s, pcs);
+				sheaf_pcs_unlock(pcs);
+				SHEAF_ASSERT(full->cache == s && full->size > 0 &&
+					     full->size <= s->sheaf_room);
+				return full;
+			}
+		}
+		unsigned int take = MIN(cap - sheaf->size, main->size);
+		main->size -= take;
+		memcpy(&sheaf->objects[sheaf->size], &main->objects[main->size],
+		       take * sizeof(void *));
+		sheaf->size += take;
+	}
 	if (sheaf) {
 		pcs->spare = NULL;
-		if (sheaf->size < want && sheaf->size < cap && cache_recycles(s)) {
-			struct slab_sheaf *main = pcs->main;
-			unsigned int take = MIN(cap - sheaf->size, main->size);
-			main->size -= take;
-			memcpy(&sheaf->objects[sheaf->size], &main->objects[main->size],
-			       take * sizeof(void *));
-			sheaf->size += take;
-		}
 		sheaf_assert_slot_ok(s, pcs);
 		SHEAF_ASSERT(sheaf->cache == s && sheaf->size <= s->sheaf_room);
 	}

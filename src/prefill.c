@@ -101,32 +101,18 @@ SHEAF_EXPORT struct slab_sheaf *kmem_cache_prefill_sheaf(struct kmem_cache *s,
 	if (size > cap)
 		return prefill_oversize(s, gfp, size, slot);
 
-	struct slab_sheaf *sheaf = _sheaf_pcs_take_spare(s, size, &slot);
+	bool from_barn;
+	struct slab_sheaf *sheaf = _sheaf_pcs_take_spare(s, size, &slot, &from_barn);
 	if (sheaf) {
 		stat(s, SHEAF_STAT_SHEAF_PREFILL_FAST, slot);
 		/*
-		 * Short even after the top-up from main: a full sheaf waiting
-		 * in the barn (freed objects, RCU-recycled ones) goes out
-		 * instead and the spare goes back to the slot, rather than
-		 * objects coming from slabs while the barn's are flushed to
-		 * them (libsheaf's; the kernel refills from slabs).
+		 * Short spare (and main): a full sheaf waiting in the barn
+		 * (freed objects, RCU-recycled ones) went out instead, rather
+		 * than objects coming from slabs while the barn's are flushed
+		 * to them (libsheaf's; the kernel refills from slabs).
 		 */
-		struct node_barn *barn = sheaf_local_barn(s);
-		struct slab_sheaf *full = NULL;
-		if (sheaf->size < size && cache_recycles(s)) {
-			/* demand for a full sheaf: RCU may recycle one more */
-			barn_earn_rcu_credit(barn);
-			if (READ_ONCE(barn->nr_full))
-				full = _sheaf_barn_get_full(barn, true);
-		}
-		if (full) {
-			if (_sheaf_pcs_give_spare(s, sheaf, &slot)) {
-				stat(s, SHEAF_STAT_BARN_GET, slot);
-				sheaf = full;
-			} else {
-				_sheaf_barn_put_full(barn, full);
-			}
-		}
+		if (from_barn)
+			stat(s, SHEAF_STAT_BARN_GET, slot);
 	} else {
 		sheaf = _sheaf_barn_get_full_or_empty(sheaf_local_barn(s));
 		stat(s, SHEAF_STAT_SHEAF_PREFILL_SLOW, slot);
@@ -152,6 +138,10 @@ SHEAF_EXPORT struct slab_sheaf *kmem_cache_prefill_sheaf(struct kmem_cache *s,
 	/* A regular sheaf goes out with at least `size`, at most its capacity. */
 	SHEAF_ASSERT(sheaf->cache == s && sheaf->size >= size &&
 		     sheaf->size <= sheaf->_info.capacity);
+	/* The first object it hands out: its line comes in for writing
+	 * while the caller prepares (kmem_cache_alloc_from_sheaf() does the
+	 * same for each next one). */
+	__builtin_prefetch(sheaf->objects[sheaf->size - 1], 1, 3);
 	atomic_fetch_add_explicit(&s->lent_sheaves, 1, memory_order_relaxed);
 	return sheaf;
 }
@@ -170,6 +160,10 @@ SHEAF_EXPORT void *kmem_cache_alloc_from_sheaf(struct kmem_cache *s, gfp_t gfp,
 		return NULL;
 	SHEAF_ASSERT(sheaf->size <= sheaf->_info.capacity);
 	void *obj = sheaf->objects[--sheaf->size];
+	/* The caller writes the object; the next one's line comes in
+	 * meanwhile (a sheaf's objects are cold, often back from RCU). */
+	if (sheaf->size)
+		__builtin_prefetch(sheaf->objects[sheaf->size - 1], 1, 3);
 	track_alloc(s, obj);
 	if (gfp & __GFP_ZERO)
 		memset(obj, 0, s->object_size);
