@@ -126,6 +126,42 @@ SHEAF_EXPORT size_t kmalloc_size_roundup(size_t size)
 #define RUN_CACHE_BYTES (1u << 20)
 #define RUN_CACHE_RUNS(order) (RUN_CACHE_BYTES >> PAGE_SHIFT >> (order))
 static struct sheaf_pcs *run_cache[RUN_CACHE_MAX - RUN_CACHE_MIN + 1];
+/* malloc_trim()'s drain and the run depot (below; the fork handlers take it). */
+static pthread_mutex_t drain_lock SHEAF_FORK_DATA = PTHREAD_MUTEX_INITIALIZER;
+
+/*
+ * The run depot, one per order: the runs a full slot gives up, kept for
+ * the next slot that runs empty, rather than each going back to the buddy
+ * lists (whose free and allocation set up and clear a descriptor per page
+ * and merge and split under the node's page lock: about 100 ns a pair,
+ * against 18 for tcmalloc, for a program that frees and allocates 1000
+ * buffers of 8-32 KiB in turn; a slot holds 1 MiB of each order).  Half a
+ * slot moves at a time, popped and pushed by the fast paths' own sections
+ * (no slot lock is held), with drain_lock taken around the depot's array
+ * only if it is free (a kfree() may come from under any other lock of the
+ * library, and malloc_trim()'s drain holds drain_lock while it waits for
+ * slots): when it is busy, or the depot is full or empty, the runs go to
+ * or come from the buddy lists as before.  At most RUN_DEPOT_BYTES of
+ * each order.  Decay rides on the depot's own traffic, as jemalloc's does
+ * without its background thread (libsheaf-malloc starts no thread of its
+ * own): once a RUN_DEPOT_DECAY_NS period has passed, the runs no slot
+ * took during it (the depot's low-water mark) go to the buddy lists,
+ * which give dirty memory back to the system past their limit; so a
+ * program whose buffers stopped cycling keeps at most what the last
+ * period left, and malloc_trim() empties the depot at once.  A depot
+ * run's head has flags 0, as a cached run's.
+ * Invariants (under drain_lock): low <= nr <= max.
+ */
+#define RUN_DEPOT_BYTES (16u << 20)
+#define RUN_DEPOT_RUNS(order) (RUN_DEPOT_BYTES >> PAGE_SHIFT >> (order))
+#define RUN_DEPOT_DECAY_NS 1000000000ull
+#define RUN_MOVE_MAX (RUN_CACHE_RUNS(RUN_CACHE_MIN) / 2)
+static struct run_depot {
+	void **runs;
+	unsigned int nr, max;
+	unsigned int low;	/* the smallest nr in this decay period */
+	uint64_t period;	/* its start, _sheaf_coarse_ns() */
+} run_depot[RUN_CACHE_MAX - RUN_CACHE_MIN + 1];
 
 static void run_cache_init(void)
 {
@@ -137,9 +173,104 @@ static void run_cache_init(void)
 		run_cache[o - RUN_CACHE_MIN] = _sheaf_pcs_bare_new(RUN_CACHE_RUNS(o));
 		if (!run_cache[o - RUN_CACHE_MIN])
 			return;
+		/* NULL: no depot, the surplus of a slot to the buddy lists. */
+		struct run_depot *dp = &run_depot[o - RUN_CACHE_MIN];
+		dp->runs = _sheaf_meta_alloc(RUN_DEPOT_RUNS(o) * sizeof(void *));
+		dp->max = dp->runs ? RUN_DEPOT_RUNS(o) : 0;
 	}
 #endif
 }
+
+#ifdef SHEAF_HAVE_RSEQ_ASM
+/*
+ * Decay (caller holds drain_lock): a period over, the runs no slot took
+ * in it go to the buddy lists (the page lock nests inside drain_lock, as
+ * in malloc_trim()'s drain; once a period, so others rarely find the
+ * depot busy for it), and a new period starts.
+ */
+static void run_depot_decay(struct run_depot *dp)
+{
+	sheaf_lock_held(LR_DRAIN);
+	SHEAF_ASSERT(dp->low <= dp->nr && dp->nr <= dp->max);
+	uint64_t now = _sheaf_coarse_ns();
+	if (now - dp->period < RUN_DEPOT_DECAY_NS)
+		return;
+	for (unsigned int n = dp->low; n; n--)
+		_sheaf_pages_free(virt_to_slab(dp->runs[--dp->nr]));
+	dp->low = dp->nr;
+	dp->period = now;
+}
+
+/*
+ * The slot of `order` ran empty: up to half a slot of runs from the depot,
+ * one for the caller and the rest pushed into the slot.  NULL when the
+ * depot is empty or busy.
+ */
+static SHEAF_NOINLINE struct slab *run_depot_get(unsigned int order)
+{
+	struct run_depot *dp = &run_depot[order - RUN_CACHE_MIN];
+	struct sheaf_pcs *pcs = run_cache[order - RUN_CACHE_MIN];
+	void *batch[RUN_MOVE_MAX];
+	unsigned int n;
+	if (!dp->max || !sheaf_trylock(&drain_lock, LR_DRAIN))
+		return NULL;
+	run_depot_decay(dp);
+	n = MIN(dp->nr, RUN_CACHE_RUNS(order) / 2);
+	dp->nr -= n;
+	memcpy(batch, &dp->runs[dp->nr], n * sizeof(void *));
+	dp->low = MIN(dp->low, dp->nr);
+	sheaf_unlock(&drain_lock, LR_DRAIN);
+	if (!n)
+		return NULL;
+	/* The slot may have been refilled meanwhile, or the thread moved:
+	 * what does not fit goes to the buddy lists. */
+	for (unsigned int i = 1; i < n; i++)
+		if (!sheaf_pcs_push_inline(pcs, batch[i]))
+			_sheaf_pages_free(virt_to_slab(batch[i]));
+	return virt_to_slab(batch[0]);
+}
+
+/*
+ * The slot of d's order is full: d and up to half a slot more into the
+ * depot.  False when the depot is busy; what does not fit in it goes to
+ * the buddy lists.
+ */
+static SHEAF_NOINLINE bool run_depot_put(struct slab *d)
+{
+	unsigned int order = d->order;
+	struct run_depot *dp = &run_depot[order - RUN_CACHE_MIN];
+	struct sheaf_pcs *pcs = run_cache[order - RUN_CACHE_MIN];
+	void *batch[RUN_MOVE_MAX + 1];
+	unsigned int n = 1, want = RUN_CACHE_RUNS(order) / 2;
+	if (!dp->max || !sheaf_trylock(&drain_lock, LR_DRAIN))
+		return false;
+	run_depot_decay(dp);
+	batch[0] = slab_address(d);
+	if (dp->nr + want + 1 <= dp->max)
+		while (n <= want && sheaf_pcs_pop_inline(pcs, &batch[n]))
+			n++;
+	unsigned int k = MIN(n, dp->max - dp->nr);
+	memcpy(&dp->runs[dp->nr], batch, k * sizeof(void *));
+	dp->nr += k;
+	sheaf_unlock(&drain_lock, LR_DRAIN);
+	for (unsigned int i = k; i < n; i++)
+		_sheaf_pages_free(virt_to_slab(batch[i]));
+	return true;
+}
+
+/* Empty every depot into the buddy lists (caller holds drain_lock). */
+static void run_depot_drain_locked(void)
+{
+	sheaf_lock_held(LR_DRAIN);
+	for (unsigned int o = RUN_CACHE_MIN; o <= RUN_CACHE_MAX; o++) {
+		struct run_depot *dp = &run_depot[o - RUN_CACHE_MIN];
+		while (dp->nr)
+			_sheaf_pages_free(virt_to_slab(dp->runs[--dp->nr]));
+		dp->low = 0;
+	}
+}
+
+#endif
 
 /* A cached run of `order` for the local node, or NULL. */
 static inline struct slab *run_cache_get(unsigned int order, int node)
@@ -148,13 +279,17 @@ static inline struct slab *run_cache_get(unsigned int order, int node)
 	void *run;
 	struct sheaf_pcs *pcs;
 	if (order >= RUN_CACHE_MIN && order <= RUN_CACHE_MAX && node == NUMA_NO_NODE &&
-	    (pcs = run_cache[order - RUN_CACHE_MIN]) && sheaf_pcs_pop_inline(pcs, &run))
-		return virt_to_slab(run);
+	    (pcs = run_cache[order - RUN_CACHE_MIN])) {
+		if (sheaf_pcs_pop_inline(pcs, &run))
+			return virt_to_slab(run);
+		return run_depot_get(order);
+	}
 #endif
 	return NULL;
 }
 
-/* Keep the run of d (flags already 0) in the cache: false when full. */
+/* Keep the run of d (flags already 0) in the cache or the depot: false
+ * when neither takes it. */
 static inline bool run_cache_put(struct slab *d)
 {
 #ifdef SHEAF_HAVE_RSEQ_ASM
@@ -162,7 +297,7 @@ static inline bool run_cache_put(struct slab *d)
 	unsigned int order = d->order;
 	return order >= RUN_CACHE_MIN && order <= RUN_CACHE_MAX &&
 	       (pcs = run_cache[order - RUN_CACHE_MIN]) &&
-	       sheaf_pcs_push_inline(pcs, slab_address(d));
+	       (sheaf_pcs_push_inline(pcs, slab_address(d)) || run_depot_put(d));
 #else
 	(void)d;
 	return false;
@@ -175,7 +310,6 @@ static inline bool run_cache_put(struct slab *d)
  * drain_lock, which the fork handlers take (before the cache list: the
  * drain takes page locks), so that no child inherits a drain half done.
  */
-static pthread_mutex_t drain_lock SHEAF_FORK_DATA = PTHREAD_MUTEX_INITIALIZER;
 
 #ifdef SHEAF_HAVE_RSEQ_ASM
 static void run_free(void *run)
@@ -241,6 +375,7 @@ void _sheaf_run_cache_drain(void)
 	for (unsigned int o = RUN_CACHE_MIN; o <= RUN_CACHE_MAX; o++)
 		if (run_cache[o - RUN_CACHE_MIN])
 			_sheaf_pcs_bare_drain(run_cache[o - RUN_CACHE_MIN], run_free);
+	run_depot_drain_locked();
 	sheaf_unlock(&drain_lock, LR_DRAIN);
 #endif
 }

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <malloc.h>
 #include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -438,6 +439,63 @@ static void test_malloc_trim_runs(void **state)
 }
 
 /*
+ * The run depot (kmalloc.c): the 16 KiB runs a full slot gives up wait
+ * there rather than in the buddy lists, the next allocations take them
+ * back from it, and a decay period (1 s) in which no slot took them sends
+ * them to the buddy lists at the depot's next use.  Only where the run
+ * caches are (rseq mode, one node); pinned, so that one slot sees it all.
+ */
+static void test_run_depot(void **state)
+{
+	(void)state;
+	enum { R = 256, PG = 4 };	/* 4 MiB of 16 KiB runs; a slot keeps 64 */
+	static void *r[R];
+	if (strcmp(sheaf_percpu_mode(), "rseq") != 0 || sheaf_nr_nodes() != 1)
+		skip();
+	cpu_set_t old, one;
+	assert_int_equal(sched_getaffinity(0, sizeof(old), &old), 0);
+	CPU_ZERO(&one);
+	CPU_SET(sched_getcpu(), &one);
+	assert_int_equal(sched_setaffinity(0, sizeof(one), &one), 0);
+	struct sheaf_page_info a, b, c;
+	malloc_trim(0);
+	for (int i = 0; i < R; i++) {
+		assert_non_null(r[i] = malloc(16000));
+		memset(r[i], 1, 64);
+	}
+	sheaf_page_info(&a);
+	for (int i = 0; i < R; i++)
+		free(r[i]);
+	sheaf_page_info(&b);
+	/* Without the depot, R - 64 runs would be back in the buddy lists. */
+	assert_true(b.free_pages < a.free_pages + 16 * PG);
+	for (int i = 0; i < R; i++)
+		assert_non_null(r[i] = malloc(16000));
+	sheaf_page_info(&c);
+	/* ...and would come from them again. */
+	assert_true(c.free_pages + 16 * PG > b.free_pages);
+	for (int i = 0; i < R; i++)
+		free(r[i]);
+	sheaf_page_info(&b);
+	/*
+	 * Two decay periods, each ended by allocations that empty the slot
+	 * and take from the depot (which decays first): the runs no slot
+	 * took go to the buddy lists, more than 100 of the ~190 waiting.
+	 */
+	for (int k = 0; k < 2; k++) {
+		usleep(1100 * 1000);
+		for (int i = 0; i < 70; i++)
+			assert_non_null(r[k * 70 + i] = malloc(16000));
+	}
+	sheaf_page_info(&c);
+	assert_true(c.free_pages >= b.free_pages + 100 * PG);
+	for (int i = 0; i < 140; i++)
+		free(r[i]);
+	assert_int_equal(malloc_trim(0), 1);
+	assert_int_equal(sched_setaffinity(0, sizeof(old), &old), 0);
+}
+
+/*
  * The fast paths follow the inline switch at run time: while failure
  * injection is armed every allocation must reach the checked path (the
  * size table's copy of the class's slots must be withdrawn, or malloc()
@@ -688,6 +746,7 @@ int main(void)
 		cmocka_unit_test(test_valloc_pvalloc),
 		cmocka_unit_test(test_malloc_trim),
 		cmocka_unit_test(test_malloc_trim_runs),
+		cmocka_unit_test(test_run_depot),
 		cmocka_unit_test(test_inline_switch),
 		cmocka_unit_test(test_fork_with_threads),
 		cmocka_unit_test(test_invalid_free),
