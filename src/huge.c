@@ -555,6 +555,8 @@ void _sheaf_pages_decay(void)
 	unsigned int n = retained_expire(gone, 0, false);
 	sheaf_unlock(&_sheaf_arena_lock, LR_ARENA);
 	release_all(gone, n);
+	/* and the buddy lists' dirty blocks past their decay (pages.c) */
+	_sheaf_pages_purge(false);
 }
 
 /* sheaf_page_info() (pages.c), under the arena lock. */

@@ -141,7 +141,8 @@ struct sheaf_rseq_area {
  *    allocated as far as the buddy allocator knows, with head flags 0
  *    (neither PG_LARGE nor PG_BUDDY: kfree() reports it, the buddy does
  *    not merge it) and its tails still PG_TAIL;
- *  - a free block has only its head valid (PG_BUDDY, order, list link);
+ *  - a free block has only its head valid (PG_BUDDY, order, list link,
+ *    and with PG_DIRTY the time dirty_ns it last became dirty);
  *    the descriptors of its other pages may have been zeroed by madvise;
  *  - for a slab: 0 <= inuse <= objects; inuse counts objects not on the
  *    slab's own freelist (objects handed out plus objects on a CPU slot's
@@ -174,7 +175,8 @@ struct slab {
 	uint16_t node;
 	uint8_t on_partial;  /* on the node's partial list (list_lock) */
 	uint8_t pad2[3];
-	void *pad3;
+	uint64_t dirty_ns;   /* a free block's head with PG_DIRTY: when it last
+				became dirty (_sheaf_coarse_ns(); pages.c) */
 };
 _Static_assert(sizeof(struct slab) == 1u << SHEAF_DESC_SHIFT, "struct slab must be 64 bytes");
 _Static_assert(ARENA_MAP_SIZE == SHEAF_ARENA_ENTRIES,
