@@ -136,12 +136,13 @@ static pthread_mutex_t drain_lock SHEAF_FORK_DATA = PTHREAD_MUTEX_INITIALIZER;
  * and merge and split under the node's page lock: about 100 ns a pair,
  * against 18 for tcmalloc, for a program that frees and allocates 1000
  * buffers of 8-32 KiB in turn; a slot holds 1 MiB of each order).  Half a
- * slot moves at a time, popped and pushed by the fast paths' own sections
- * (no slot lock is held), with drain_lock taken around the depot's array
- * only if it is free (a kfree() may come from under any other lock of the
- * library, and malloc_trim()'s drain holds drain_lock while it waits for
- * slots): when it is busy, or the depot is full or empty, the runs go to
- * or come from the buddy lists as before.  At most RUN_DEPOT_BYTES of
+ * slot moves at a time, straight between the slot and the depot's array,
+ * popped and pushed by the fast paths' own sections (no slot lock is
+ * held), under drain_lock, taken only if it is free (a kfree() may come
+ * from under any other lock of the library, and malloc_trim()'s drain
+ * holds drain_lock while it waits for slots): when it is busy, or the
+ * depot is full or empty, the runs go to or come from the buddy lists as
+ * before.  At most RUN_DEPOT_BYTES of
  * each order.  Decay rides on the depot's own traffic, as jemalloc's does
  * without its background thread (libsheaf-malloc starts no thread of its
  * own): once a RUN_DEPOT_DECAY_NS period has passed, the runs no slot
@@ -155,7 +156,6 @@ static pthread_mutex_t drain_lock SHEAF_FORK_DATA = PTHREAD_MUTEX_INITIALIZER;
 #define RUN_DEPOT_BYTES (16u << 20)
 #define RUN_DEPOT_RUNS(order) (RUN_DEPOT_BYTES >> PAGE_SHIFT >> (order))
 #define RUN_DEPOT_DECAY_NS 1000000000ull
-#define RUN_MOVE_MAX (RUN_CACHE_RUNS(RUN_CACHE_MIN) / 2)
 static struct run_depot {
 	void **runs;
 	unsigned int nr, max;
@@ -182,6 +182,16 @@ static void run_cache_init(void)
 }
 
 #ifdef SHEAF_HAVE_RSEQ_ASM
+/* The depot's top n runs to the buddy lists (caller holds drain_lock). */
+static void run_depot_release(struct run_depot *dp, unsigned int n)
+{
+	sheaf_lock_held(LR_DRAIN);
+	SHEAF_ASSERT(n <= dp->nr);
+	while (n--)
+		_sheaf_pages_free(virt_to_slab(dp->runs[--dp->nr]));
+	dp->low = MIN(dp->low, dp->nr);
+}
+
 /*
  * Decay (caller holds drain_lock): a period over, the runs no slot took
  * in it go to the buddy lists (the page lock nests inside drain_lock, as
@@ -190,83 +200,69 @@ static void run_cache_init(void)
  */
 static void run_depot_decay(struct run_depot *dp)
 {
-	sheaf_lock_held(LR_DRAIN);
 	SHEAF_ASSERT(dp->low <= dp->nr && dp->nr <= dp->max);
 	uint64_t now = _sheaf_coarse_ns();
 	if (now - dp->period < RUN_DEPOT_DECAY_NS)
 		return;
-	for (unsigned int n = dp->low; n; n--)
-		_sheaf_pages_free(virt_to_slab(dp->runs[--dp->nr]));
+	run_depot_release(dp, dp->low);
 	dp->low = dp->nr;
 	dp->period = now;
 }
 
 /*
- * The slot of `order` ran empty: up to half a slot of runs from the depot,
- * one for the caller and the rest pushed into the slot.  NULL when the
+ * The slot of `order` ran empty: one run from the depot for the caller,
+ * and up to half a slot more pushed into the slot (until it is full: it
+ * may have been refilled meanwhile, or the thread moved).  NULL when the
  * depot is empty or busy.
  */
 static SHEAF_NOINLINE struct slab *run_depot_get(unsigned int order)
 {
 	struct run_depot *dp = &run_depot[order - RUN_CACHE_MIN];
 	struct sheaf_pcs *pcs = run_cache[order - RUN_CACHE_MIN];
-	void *batch[RUN_MOVE_MAX];
-	unsigned int n;
+	void *run = NULL;
 	if (!dp->max || !sheaf_trylock(&drain_lock, LR_DRAIN))
 		return NULL;
 	run_depot_decay(dp);
-	n = MIN(dp->nr, RUN_CACHE_RUNS(order) / 2);
-	dp->nr -= n;
-	memcpy(batch, &dp->runs[dp->nr], n * sizeof(void *));
-	dp->low = MIN(dp->low, dp->nr);
+	if (dp->nr) {
+		run = dp->runs[--dp->nr];
+		for (unsigned int i = 1; i < RUN_CACHE_RUNS(order) / 2 && dp->nr &&
+		     sheaf_pcs_push_inline(pcs, dp->runs[dp->nr - 1]); i++)
+			dp->nr--;
+		dp->low = MIN(dp->low, dp->nr);
+	}
 	sheaf_unlock(&drain_lock, LR_DRAIN);
-	if (!n)
-		return NULL;
-	/* The slot may have been refilled meanwhile, or the thread moved:
-	 * what does not fit goes to the buddy lists. */
-	for (unsigned int i = 1; i < n; i++)
-		if (!sheaf_pcs_push_inline(pcs, batch[i]))
-			_sheaf_pages_free(virt_to_slab(batch[i]));
-	return virt_to_slab(batch[0]);
+	return run ? virt_to_slab(run) : NULL;
 }
 
 /*
- * The slot of d's order is full: d and up to half a slot more into the
- * depot.  False when the depot is busy; what does not fit in it goes to
- * the buddy lists.
+ * The slot of d's order is full: d, and up to half a slot popped from the
+ * slot, into the depot.  False when the depot is busy or full.
  */
 static SHEAF_NOINLINE bool run_depot_put(struct slab *d)
 {
 	unsigned int order = d->order;
 	struct run_depot *dp = &run_depot[order - RUN_CACHE_MIN];
 	struct sheaf_pcs *pcs = run_cache[order - RUN_CACHE_MIN];
-	void *batch[RUN_MOVE_MAX + 1];
-	unsigned int n = 1, want = RUN_CACHE_RUNS(order) / 2;
 	if (!dp->max || !sheaf_trylock(&drain_lock, LR_DRAIN))
 		return false;
 	run_depot_decay(dp);
-	batch[0] = slab_address(d);
-	if (dp->nr + want + 1 <= dp->max)
-		while (n <= want && sheaf_pcs_pop_inline(pcs, &batch[n]))
-			n++;
-	unsigned int k = MIN(n, dp->max - dp->nr);
-	memcpy(&dp->runs[dp->nr], batch, k * sizeof(void *));
-	dp->nr += k;
+	bool kept = dp->nr < dp->max;
+	if (kept) {
+		dp->runs[dp->nr++] = slab_address(d);
+		for (unsigned int i = 0; i < RUN_CACHE_RUNS(order) / 2 &&
+		     dp->nr < dp->max && sheaf_pcs_pop_inline(pcs, &dp->runs[dp->nr]); i++)
+			dp->nr++;
+	}
 	sheaf_unlock(&drain_lock, LR_DRAIN);
-	for (unsigned int i = k; i < n; i++)
-		_sheaf_pages_free(virt_to_slab(batch[i]));
-	return true;
+	return kept;
 }
 
 /* Empty every depot into the buddy lists (caller holds drain_lock). */
 static void run_depot_drain_locked(void)
 {
-	sheaf_lock_held(LR_DRAIN);
 	for (unsigned int o = RUN_CACHE_MIN; o <= RUN_CACHE_MAX; o++) {
 		struct run_depot *dp = &run_depot[o - RUN_CACHE_MIN];
-		while (dp->nr)
-			_sheaf_pages_free(virt_to_slab(dp->runs[--dp->nr]));
-		dp->low = 0;
+		run_depot_release(dp, dp->nr);
 	}
 }
 
