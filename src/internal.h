@@ -792,9 +792,7 @@ void _sheaf_pcs_submit_rcu_sheaves(struct kmem_cache *s); /* barriers */
 struct slab_sheaf *_sheaf_pcs_take_spare(struct kmem_cache *s, unsigned int want,
 					 unsigned int *slotp, bool *from_barn); /* prefill */
 struct slab_sheaf *_sheaf_pcs_pool_spare(struct kmem_cache *s, struct slab_sheaf *r,
-					 unsigned int *slotp);
-bool _sheaf_pcs_give_spare(struct kmem_cache *s, struct slab_sheaf *sheaf,
-			   unsigned int *slotp);             /* return */
+					 unsigned int *slotp);          /* return */
 void *_sheaf_pcs_alloc(struct kmem_cache *s, gfp_t gfp);
 void _sheaf_pcs_free(struct kmem_cache *s, struct slab *slab, void *obj);
 /* kmalloc_nolock(), kfree_nolock(): nothing that waits, allocates a sheaf

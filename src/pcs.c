@@ -153,9 +153,11 @@ static bool full_main_from_barn(struct kmem_cache *s, struct sheaf_pcs *pcs,
 		return true;
 	}
 	struct node_barn *barn = sheaf_local_barn(s);
-	/* The slot needs a full sheaf: demand RCU may meet next (rcu_credit),
-	 * and a miss for the adaptive capacity. */
-	barn_earn_rcu_credit(barn);
+	/* The slot needs a full sheaf: demand RCU may meet next (rcu_credit,
+	 * only earned where the cache recycles, so only spent there), and a
+	 * miss for the adaptive capacity. */
+	if (cache_recycles(s))
+		barn_earn_rcu_credit(barn);
 	sheaf_pcs_miss(s, pcs);
 	struct slab_sheaf *full;
 	if (!pcs->spare && cache_recycles(s)) {
@@ -772,32 +774,15 @@ struct slab_sheaf *_sheaf_pcs_take_spare(struct kmem_cache *s, unsigned int want
 }
 
 /*
- * For kmem_cache_return_sheaf(): the sheaf becomes the slot's spare if the
- * slot has none (partly used or not: the fast paths cope with any spare).
- * False when the slot is busy or has a spare.
- */
-bool _sheaf_pcs_give_spare(struct kmem_cache *s, struct slab_sheaf *sheaf,
-			   unsigned int *slotp)
-{
-	struct sheaf_pcs *pcs = sheaf_pcs_trylock(s, slotp);
-	if (!pcs)
-		return false;
-	bool taken = !pcs->spare;
-	if (taken)
-		pcs->spare = sheaf;
-	sheaf_assert_slot_ok(s, pcs);
-	sheaf_pcs_unlock(pcs);
-	return taken;
-}
-
-/*
  * For kmem_cache_return_sheaf(): a slot without a spare takes the returned
- * sheaf r as its spare (NULL comes back).  A slot with one pools r with it
- * rather than r being refilled from slabs: objects move from r into the
- * spare until the spare is full; the slot keeps the one that still has
- * objects and room (a partly used spare suits the fast paths), and the
- * other comes back to the caller, full (for the barn's full list) or
- * empty.  Returns r itself, untouched, when the slot is busy.
+ * sheaf r as its spare, partly used or not (NULL comes back: the fast
+ * paths cope with any spare).  A slot with one, in a cache that recycles
+ * (cache_recycles()), pools r with it rather than r being refilled from
+ * slabs: objects move from r into the spare until the spare is full; the
+ * slot keeps the one that still has objects and room, and the other comes
+ * back to the caller, full (for the barn's full list) or empty.  Returns
+ * r itself, untouched, when the slot is busy, or has a spare and the
+ * cache follows the kernel.
  */
 struct slab_sheaf *_sheaf_pcs_pool_spare(struct kmem_cache *s, struct slab_sheaf *r,
 					 unsigned int *slotp)
@@ -808,6 +793,8 @@ struct slab_sheaf *_sheaf_pcs_pool_spare(struct kmem_cache *s, struct slab_sheaf
 	struct slab_sheaf *sp = pcs->spare, *out = NULL;
 	if (!sp) {
 		pcs->spare = r;
+	} else if (!cache_recycles(s)) {
+		out = r;
 	} else {
 		unsigned int cap = cache_cap(s);
 		unsigned int mv = sp->size < cap ? MIN(cap - sp->size, r->size) : 0;

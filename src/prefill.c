@@ -226,9 +226,7 @@ SHEAF_EXPORT void kmem_cache_return_sheaf(struct kmem_cache *s, gfp_t gfp,
 	 * refills the returned sheaf from slabs for the barn); or, the slot
 	 * busy, the sheaf as it was.
 	 */
-	struct slab_sheaf *left = cache_recycles(s)
-		? _sheaf_pcs_pool_spare(s, sheaf, &slot)
-		: (_sheaf_pcs_give_spare(s, sheaf, &slot) ? NULL : sheaf);
+	struct slab_sheaf *left = _sheaf_pcs_pool_spare(s, sheaf, &slot);
 	if (!left) {
 		stat(s, SHEAF_STAT_SHEAF_RETURN_FAST, slot);
 		return;
@@ -236,7 +234,7 @@ SHEAF_EXPORT void kmem_cache_return_sheaf(struct kmem_cache *s, gfp_t gfp,
 	stat(s, SHEAF_STAT_SHEAF_RETURN_SLOW, slot);
 	struct node_barn *barn = sheaf_local_barn(s);
 	sheaf = left;
-	if (!sheaf->size) {
+	if (!sheaf->size && cache_recycles(s)) {	/* the kernel refills it */
 		if (!_sheaf_barn_put_empty(barn, sheaf, false))
 			_sheaf_free_sheaf(s, sheaf, slot);
 		return;
@@ -245,8 +243,7 @@ SHEAF_EXPORT void kmem_cache_return_sheaf(struct kmem_cache *s, gfp_t gfp,
 	 * beyond its limit only as far as demand has earned (rcu_credit). */
 	unsigned int cap = cache_cap(s);
 	if ((READ_ONCE(barn->nr_full) >= cache_barn_limit(s) &&
-	     !(sheaf->size >= cap && cache_recycles(s) &&
-	       barn_spend_rcu_credit(barn))) ||
+	     !(sheaf->size >= cap && barn_spend_rcu_credit(barn))) ||
 	    _sheaf_refill_sheaf(s, sheaf, cap, gfp, slot)) {
 		_sheaf_discard_sheaf(s, sheaf, slot);
 		return;

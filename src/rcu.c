@@ -65,7 +65,7 @@ static void rcu_free_sheaf(struct slab_sheaf *sheaf)
 	/* Only a full sheaf joins the barn's full list (its invariant). */
 	bool full = sheaf->size > 0;
 	if (full && (READ_ONCE(barn->nr_full) < cache_barn_limit(s) ||
-		     (cache_recycles(s) && barn_spend_rcu_credit(barn)))) {
+		     barn_spend_rcu_credit(barn))) {
 		size_t n = sheaf->size;
 		_sheaf_barn_put_full(barn, sheaf);
 		stat(s, SHEAF_STAT_BARN_PUT, slot);

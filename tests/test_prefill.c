@@ -174,6 +174,19 @@ static void test_prefill_recycles_barn(void **state)
 		assert_int_equal(ST(s, SHEAF_REFILL), refill + 1);
 		assert_int_equal(ST(s, BARN_PUT), put + 1);
 		kmem_cache_free(s, q);
+		/* An emptied sheaf returned to a slot with a spare: the kernel
+		 * refills it whole and puts it into the barn. */
+		struct slab_sheaf *sh7 = kmem_cache_prefill_sheaf(s, GFP_KERNEL, CAP);
+		struct slab_sheaf *sh8 = kmem_cache_prefill_sheaf(s, GFP_KERNEL, CAP);
+		void *e[CAP];
+		drain(s, sh7, e, CAP);
+		kmem_cache_return_sheaf(s, GFP_KERNEL, sh8);	/* the spare */
+		refill = ST(s, SHEAF_REFILL);
+		put = ST(s, BARN_PUT);
+		kmem_cache_return_sheaf(s, GFP_KERNEL, sh7);
+		assert_int_equal(ST(s, SHEAF_REFILL), refill + CAP);
+		assert_int_equal(ST(s, BARN_PUT), put + 1);
+		free_all(s, e, CAP);
 	}
 	free_all(s, p, CAP - 1);
 	assert_int_equal(kmem_cache_shrink(s), 0);
