@@ -496,6 +496,51 @@ static void test_run_depot(void **state)
 }
 
 /*
+ * The depots share one budget (48 MiB of runs of any order): 800 runs of
+ * 32 KiB (25 MiB, more than the third of it each order had before) all
+ * wait in the depot, none goes to the buddy lists; past the budget the
+ * surplus does.  Pinned, as test_run_depot.
+ */
+static void test_run_depot_budget(void **state)
+{
+	(void)state;
+	enum { R = 1800, PG = 8, SLOT = 32, BUDGET = 1536 };	/* 32 KiB runs */
+	static void *r[R];
+	if (strcmp(sheaf_percpu_mode(), "rseq") != 0 || sheaf_nr_nodes() != 1)
+		skip();
+	cpu_set_t old, one;
+	assert_int_equal(sched_getaffinity(0, sizeof(old), &old), 0);
+	CPU_ZERO(&one);
+	CPU_SET(sched_getcpu(), &one);
+	assert_int_equal(sched_setaffinity(0, sizeof(one), &one), 0);
+	struct sheaf_page_info a, b;
+	malloc_trim(0);
+	for (int i = 0; i < 800; i++) {
+		assert_non_null(r[i] = malloc(30000));
+		memset(r[i], 1, 64);
+	}
+	sheaf_page_info(&a);
+	for (int i = 0; i < 800; i++)
+		free(r[i]);
+	sheaf_page_info(&b);
+	/* Before, 800 - 32 - 512 runs went back to the buddy lists. */
+	assert_true(b.free_pages < a.free_pages + 16 * PG);
+	for (int i = 0; i < 800; i++)
+		assert_non_null(r[i] = malloc(30000));
+	for (int i = 800; i < R; i++)
+		assert_non_null(r[i] = malloc(30000));
+	sheaf_page_info(&a);
+	for (int i = 0; i < R; i++)
+		free(r[i]);
+	sheaf_page_info(&b);
+	/* The budget bounds it: what neither the slot nor the depot holds is
+	 * in the buddy lists (less 16 runs: a busy lock or a moved thread). */
+	assert_true(b.free_pages >= a.free_pages + (R - SLOT - BUDGET - 16) * PG);
+	assert_int_equal(malloc_trim(0), 1);
+	assert_int_equal(sched_setaffinity(0, sizeof(old), &old), 0);
+}
+
+/*
  * The fast paths follow the inline switch at run time: while failure
  * injection is armed every allocation must reach the checked path (the
  * size table's copy of the class's slots must be withdrawn, or malloc()
@@ -747,6 +792,7 @@ int main(void)
 		cmocka_unit_test(test_malloc_trim),
 		cmocka_unit_test(test_malloc_trim_runs),
 		cmocka_unit_test(test_run_depot),
+		cmocka_unit_test(test_run_depot_budget),
 		cmocka_unit_test(test_inline_switch),
 		cmocka_unit_test(test_fork_with_threads),
 		cmocka_unit_test(test_invalid_free),

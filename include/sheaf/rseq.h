@@ -354,15 +354,20 @@ enum { SHEAF_RSEQ_DONE = 0, SHEAF_RSEQ_BAIL = 1, SHEAF_RSEQ_ABORTED = 2,
  * count is 0 (main empty).
  *   commit: count = count - 1, after loading main->objects[count - 1].
  * It also loads objects[count - 2], the object the next pop will hand
- * out, and prefetches its line for writing once the section is over: a
+ * out, into *nextp (sheaf_rseq_pop_next), and sheaf_rseq_pop prefetches
+ * its line for writing once the section is over: a
  * program writes an object it allocated, and a sheaf (unlike a free list,
  * whose pop reads the object) has not touched that line since the object
  * was freed, often long before.  mallocbench mixed, 12 interleaved pairs:
  * 0.907 of the time without (hot-64 0.954: no cost).  For the last object
  * (count 1) that word is the header's size and node, a harmless address
- * to prefetch (a prefetch never faults).
+ * to prefetch (a prefetch never faults).  Where the popped entries are
+ * not about to be written (pages moved in batches) the prefetch only
+ * costs: on this project's AMD VM a prefetch waits for its TLB walk, so
+ * those callers use sheaf_rseq_pop_next and drop *nextp.
  */
-static inline int sheaf_rseq_pop(struct sheaf_pcs *base, void **objp)
+static inline __attribute__((always_inline)) int
+sheaf_rseq_pop_next(struct sheaf_pcs *base, void **objp, void **nextp)
 {
 	void *obj, *next;
 	__asm__ goto(
@@ -381,7 +386,7 @@ static inline int sheaf_rseq_pop(struct sheaf_pcs *base, void **objp)
 		: [base] "r"(base) SHEAF_RSEQ_OFF_INPUTS
 		: "rax", "rcx", "rdx", "memory", "cc"
 		: bail, abort);
-	__builtin_prefetch(next, 1, 3);
+	*nextp = next;
 	*objp = obj;
 	return SHEAF_RSEQ_DONE;
 bail:
@@ -389,6 +394,16 @@ bail:
 	return SHEAF_RSEQ_BAIL;
 abort:
 	return SHEAF_RSEQ_ABORTED;
+}
+
+static inline __attribute__((always_inline)) int
+sheaf_rseq_pop(struct sheaf_pcs *base, void **objp)
+{
+	void *next;
+	int r = sheaf_rseq_pop_next(base, objp, &next);
+	if (r == SHEAF_RSEQ_DONE)
+		__builtin_prefetch(next, 1, 3);
+	return r;
 }
 
 /*
