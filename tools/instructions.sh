@@ -29,12 +29,13 @@ if command -v perf >/dev/null 2>&1 &&
 	N2=4000000
 fi
 
-ir() { # contender preload n
+ir() { # contender preload n [size]
+	sz=${4:-64}
 	if [ $tool = perf ]; then
 		# best of 3: the counter also sees page faults and the like
 		best=
 		for _ in 1 2 3; do
-			out=$(LD_PRELOAD="$2" perf stat -x, -e instructions:u "$hl" "$1" 64 "$3" \
+			out=$(LD_PRELOAD="$2" perf stat -x, -e instructions:u "$hl" "$1" "$sz" "$3" \
 				2>&1 >/dev/null | awk -F, '/instructions/ { print $1 }')
 			case $out in ''|*[!0-9]*) continue;; esac
 			if [ -z "$best" ] || [ "$out" -lt "$best" ]; then best=$out; fi
@@ -43,7 +44,7 @@ ir() { # contender preload n
 		return
 	fi
 		out=$(LD_PRELOAD="$2" valgrind --tool=callgrind --callgrind-out-file=/dev/null \
-		"$hl" "$1" 64 "$3" 2>&1 >/dev/null | sed -n 's/.*Collected : *\([0-9]*\).*/\1/p')
+		"$hl" "$1" "$sz" "$3" 2>&1 >/dev/null | sed -n 's/.*Collected : *\([0-9]*\).*/\1/p')
 	echo "${out:-0}"
 }
 
@@ -68,6 +69,22 @@ for spec in "sheaf:" "classic:" "malloc:" \
 	esac
 	printf '| %s | %s | %s |\n' "$name" "$mode" "$per"
 done
+
+# The adaptive capacity must leave the hot paths as they are: the same
+# loop with SHEAF_ADAPTIVE=0 (the kernel's fixed design), 64 and 256 bytes.
+printf '\n| libsheaf sheaves, object size | SHEAF_ADAPTIVE=1 (default) | SHEAF_ADAPTIVE=0 |\n'
+printf '|---|---:|---:|\n'
+for sz in 64 256; do
+	row=
+	for ad in 1 0; do
+		export SHEAF_ADAPTIVE=$ad
+		a=$(ir sheaf "" $N1 $sz)
+		b=$(ir sheaf "" $N2 $sz)
+		row="$row | $(awk -v a="$a" -v b="$b" -v n=$((N2 - N1)) 'BEGIN { printf "%.1f", (b - a) / n }')"
+	done
+	printf '| %s B%s |\n' "$sz" "$row"
+done
+unset SHEAF_ADAPTIVE
 
 # Static count of the inline rseq fast path (the loop body of hotloop).
 objdump -d --no-show-raw-insn "$hl" | awk '
