@@ -176,6 +176,18 @@ static void test_limits_api(void **state)
 	assert_int_equal(l.barn_limit, 10);
 	assert_int_equal(l.adaptive, adaptive_env());
 	assert_int_equal(l.capacity_max, adaptive_env() ? factor() * BASE : BASE);
+	kmem_cache_destroy(s);
+
+	/* A base below 16 counts as 16 for the ceiling (objects of a page
+	 * and more get 4 from the kernel's table: 16 a sheaf at most was
+	 * too few); the floor and the capacity in force stay the base. */
+	struct kmem_cache_args small = { .sheaf_capacity = 4 };
+	s = kmem_cache_create("adapt-small", 4096, &small, 0);
+	assert_non_null(s);
+	l = limits(s);
+	assert_int_equal(l.capacity, 4);
+	assert_int_equal(l.capacity_base, 4);
+	assert_int_equal(l.capacity_max, adaptive_env() ? factor() * 16 : 4);
 	assert_int_equal(sheaf_cache_limits(NULL, &l), -EINVAL);
 	assert_int_equal(sheaf_cache_limits(s, NULL), -EINVAL);
 	kmem_cache_destroy(s);
