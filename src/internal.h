@@ -330,6 +330,22 @@ static inline struct slab *virt_to_slab(const void *addr)
 	return d;
 }
 
+/*
+ * The descriptor of the page at addr when the caller knows it is a head
+ * page of an arena (a run it took from a run cache): the arena's memmap
+ * sits at its base, so this is arithmetic, no load.  virt_to_slab()'s
+ * read of the flags (to follow a tail page to its head) was the larger
+ * part of a large kmalloc from a run cache: a dependent load of a line
+ * last touched when the run was freed.
+ */
+static inline struct slab *arena_head_desc(const void *addr)
+{
+	uintptr_t x = (uintptr_t)addr, mm = x & ~(ARENA_SIZE - 1);
+	struct slab *d = (struct slab *)mm + ((x - mm) >> PAGE_SHIFT);
+	SHEAF_ASSERT(d == virt_to_slab(addr));
+	return d;
+}
+
 static inline void *slab_address(const struct slab *slab)
 {
 	uintptr_t mm = (uintptr_t)slab & ~(ARENA_SIZE - 1);

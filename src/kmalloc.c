@@ -255,7 +255,7 @@ static SHEAF_NOINLINE struct slab *run_depot_get(unsigned int order)
 		run_depot_pages -= (size_t)(nr - dp->nr) << order;
 	}
 	sheaf_unlock(&drain_lock, LR_DRAIN);
-	return run ? virt_to_slab(run) : NULL;
+	return run ? arena_head_desc(run) : NULL;
 }
 
 /*
@@ -305,7 +305,7 @@ static inline struct slab *run_cache_get(unsigned int order, int node)
 	if (order >= RUN_CACHE_MIN && order <= RUN_CACHE_MAX && node == NUMA_NO_NODE &&
 	    (pcs = run_cache[order - RUN_CACHE_MIN])) {
 		if (run_pop(pcs, &run))
-			return virt_to_slab(run);
+			return arena_head_desc(run);
 		return run_depot_get(order);
 	}
 #endif
