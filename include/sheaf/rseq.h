@@ -407,38 +407,6 @@ sheaf_rseq_pop(struct sheaf_pcs *base, void **objp)
 }
 
 /*
- * Push onto the sheaf at byte offset SHEAF_OFF of the slot (rcu_free at
- * 24, whose count is its own size: only main's is kept in the slot),
- * bailing if it holds LIMIT objects already (the register operand
- * SHEAF_RSEQ_LIMIT_REG with LIMIT_INPUT SHEAF_RSEQ_LIMIT_REG_INPUT), or
- * (CHECK = SHEAF_RSEQ_NONNULL, for rcu_free) if it is NULL.  The object is
- * stored at objects[size] first (harmless if the section restarts: that
- * slot is above the top).
- *   commit: sheaf->size = size + 1.
- */
-#define SHEAF_RSEQ_NONNULL "testq %%rcx, %%rcx\n\tjz %l[bail]\n\t"
-#define SHEAF_RSEQ_LIMIT_REG "%[limit]"
-#define SHEAF_RSEQ_LIMIT_REG_INPUT , [limit] "r"(limit)
-#define SHEAF_RSEQ_PUSH_SECTION(SHEAF_OFF, CHECK, LIMIT, LIMIT_INPUT)          \
-	__asm__ goto(                                                          \
-		SHEAF_RSEQ_ARM                                                 \
-		SHEAF_RSEQ_SLOT                                                \
-		"movq " SHEAF_STR(SHEAF_OFF) "(%%rax), %%rcx\n\t"              \
-		CHECK                                                          \
-		"movl " SHEAF_STR(SHEAF_OFF_SIZE) "(%%rcx), %%edx\n\t"          \
-		"cmpl " LIMIT ", %%edx\n\t"                                    \
-		"jae %l[bail]\n\t"                                             \
-		"movq %[obj], " SHEAF_STR(SHEAF_OFF_OBJECTS) "(%%rcx, %%rdx, 8)\n\t" \
-		"addl $1, %%edx\n\t"                                           \
-		"movl %%edx, " SHEAF_STR(SHEAF_OFF_SIZE) "(%%rcx)\n\t"          \
-		SHEAF_RSEQ_END                                                 \
-		:                                                              \
-		: [base] "r"(base) SHEAF_RSEQ_OFF_INPUTS,                      \
-		  [obj] "r"(obj) LIMIT_INPUT                                   \
-		: "rax", "rcx", "rdx", "memory", "cc"                          \
-		: bail, abort)
-
-/*
  * Push onto main (free), up to the slot's capacity, with the slot's count.
  *   commit: count = count + 1, after storing obj at main->objects[count].
  */
@@ -468,15 +436,36 @@ abort:
 }
 
 /*
- * Push onto rcu_free (kfree_rcu).  limit = sheaf_capacity - 1: the push
- * that fills the sheaf is left to the slow path, which hands the sheaf to
- * libsheaf's RCU worker thread (a grace period, then the barn).
+ * Push onto rcu_free (kfree_rcu), the sheaf at offset 24 of the slot,
+ * whose count is its own size (only main's is kept in the slot); bails if
+ * rcu_free is NULL or holds `limit` objects already.  limit =
+ * sheaf_capacity - 1: the push that fills the sheaf is left to the slow
+ * path, which hands the sheaf to libsheaf's RCU worker thread (a grace
+ * period, then the barn).  The object is stored at objects[size] first
+ * (harmless if the section restarts: that slot is above the top).
+ *   commit: rcu_free->size = size + 1.
  */
 static inline int sheaf_rseq_push_rcu(struct sheaf_pcs *base, void *obj,
 				      unsigned int limit)
 {
-	SHEAF_RSEQ_PUSH_SECTION(SHEAF_PCS_OFF_RCU_FREE, SHEAF_RSEQ_NONNULL, SHEAF_RSEQ_LIMIT_REG,
-				SHEAF_RSEQ_LIMIT_REG_INPUT);
+	__asm__ goto(
+		SHEAF_RSEQ_ARM
+		SHEAF_RSEQ_SLOT
+		"movq " SHEAF_STR(SHEAF_PCS_OFF_RCU_FREE) "(%%rax), %%rcx\n\t"
+		"testq %%rcx, %%rcx\n\t"
+		"jz %l[bail]\n\t"
+		"movl " SHEAF_STR(SHEAF_OFF_SIZE) "(%%rcx), %%edx\n\t"
+		"cmpl %[limit], %%edx\n\t"
+		"jae %l[bail]\n\t"
+		"movq %[obj], " SHEAF_STR(SHEAF_OFF_OBJECTS) "(%%rcx, %%rdx, 8)\n\t"
+		"addl $1, %%edx\n\t"
+		"movl %%edx, " SHEAF_STR(SHEAF_OFF_SIZE) "(%%rcx)\n\t"
+		SHEAF_RSEQ_END
+		:
+		: [base] "r"(base) SHEAF_RSEQ_OFF_INPUTS, [obj] "r"(obj),
+		  [limit] "r"(limit)
+		: "rax", "rcx", "rdx", "memory", "cc"
+		: bail, abort);
 	return SHEAF_RSEQ_DONE;
 bail:
 	sheaf_rseq_disarm();
