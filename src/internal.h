@@ -331,17 +331,25 @@ static inline struct slab *virt_to_slab(const void *addr)
 }
 
 /*
- * The descriptor of the page at addr when the caller knows it is a head
- * page of an arena (a run it took from a run cache): the arena's memmap
- * sits at its base, so this is arithmetic, no load.  virt_to_slab()'s
- * read of the flags (to follow a tail page to its head) was the larger
- * part of a large kmalloc from a run cache: a dependent load of a line
- * last touched when the run was freed.
+ * The descriptor of the page at addr, for an addr the caller knows lies in
+ * an arena (free() found the arena's page map): the arena's memmap sits at
+ * its base, so this is arithmetic, no load, and not head-resolved.
+ */
+static inline struct slab *arena_page_desc(const void *addr)
+{
+	uintptr_t x = (uintptr_t)addr, mm = x & ~(ARENA_SIZE - 1);
+	return (struct slab *)mm + ((x - mm) >> PAGE_SHIFT);
+}
+
+/*
+ * The same for a head page (a run the caller took from a run cache).
+ * virt_to_slab()'s read of the flags (to follow a tail page to its head)
+ * was the larger part of a large kmalloc from a run cache: a dependent
+ * load of a line last touched when the run was freed.
  */
 static inline struct slab *arena_head_desc(const void *addr)
 {
-	uintptr_t x = (uintptr_t)addr, mm = x & ~(ARENA_SIZE - 1);
-	struct slab *d = (struct slab *)mm + ((x - mm) >> PAGE_SHIFT);
+	struct slab *d = arena_page_desc(addr);
 	SHEAF_ASSERT(d == virt_to_slab(addr));
 	return d;
 }
@@ -894,6 +902,9 @@ struct kmem_cache *_sheaf_kmalloc_cache(size_t size);
 /* kmalloc(), kfree(), ksize() with the function named in reports. */
 void *_sheaf_kmalloc(size_t size, gfp_t gfp);
 void _sheaf_kfree(const void *p, const char *fn, void *caller);
+/* free()'s path for p in an arena page no sheaf cache owns: true when p
+ * was a live large run's head and is freed; else kfree() decides. */
+bool _sheaf_kfree_run(const void *p);
 size_t _sheaf_ksize(const void *p, const char *fn, void *caller);
 
 

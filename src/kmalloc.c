@@ -654,6 +654,30 @@ void _sheaf_kfree(const void *p, const char *fn, void *caller)
 	_sheaf_report_invalid(fn, "invalid pointer", p, NULL, caller);
 }
 
+/*
+ * free()'s path for a pointer in an arena page that no sheaf cache owns
+ * (libsheaf-malloc's page map said NULL, so the arena exists): the head
+ * of a live large run is freed here, from its own page's descriptor by
+ * arithmetic, without kfree()'s map load and checks in front (which its
+ * run branch repeats: flags PG_LARGE, p the run's start).  Anything else
+ * (slabs of caches without sheaves, tail pages, cached runs, bad
+ * pointers) is left to kfree(), which reports what is wrong.
+ */
+SHEAF_NOINLINE bool _sheaf_kfree_run(const void *p)
+{
+	if ((uintptr_t)p & (PAGE_SIZE - 1))
+		return false;
+	struct slab *d = arena_page_desc(p);
+	if (__atomic_load_n(&d->flags, __ATOMIC_ACQUIRE) != PG_LARGE)
+		return false;
+	set_desc_flags(d, 0);
+	if (!run_cache_put(d)) {
+		large_drain_slow();
+		_sheaf_pages_free(d);
+	}
+	return true;
+}
+
 SHEAF_EXPORT void kfree(const void *p)
 {
 	_sheaf_kfree(p, "kfree", __builtin_return_address(0));

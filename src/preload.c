@@ -255,7 +255,10 @@ static SHEAF_NOINLINE void free_slow(void *p, const char *fn, void *caller)
  * slot.  Neither needs the cache itself: p -> arena page map -> slots ->
  * main sheaf is the whole chain of dependent loads.  A pointer that fails
  * the test takes the inline kfree() path, which checks through the cache,
- * then kfree()'s slow path, which reports.
+ * then kfree()'s slow path, which reports.  A NULL slot in an arena is
+ * most often the head of a large run (16 KiB-4 MiB): _sheaf_kfree_run()
+ * frees it from its page's descriptor, found by arithmetic; anything else
+ * goes to kfree().
  */
 SHEAF_EXPORT void free(void *p)
 {
@@ -272,6 +275,8 @@ SHEAF_EXPORT void free(void *p)
 				} else if (sheaf_kfree_inline(p)) {
 					return;
 				}
+			} else if (_sheaf_kfree_run(p)) {
+				return; /* a large run's head */
 			}
 		}
 	}
