@@ -245,6 +245,14 @@ static SHEAF_NOINLINE void free_slow(void *p, const char *fn, void *caller)
 }
 
 #ifdef SHEAF_HAVE_RSEQ_ASM
+/* free() of p in an arena page that no sheaf cache owns: most often a
+ * large run's head (_sheaf_kfree_run()), else kfree() decides. */
+static SHEAF_NOINLINE void free_in_arena(void *p, void *caller)
+{
+	if (!_sheaf_kfree_run(p))
+		free_slow(p, "free", caller);
+}
+
 /*
  * free(p): the arena's dense page map (_sheaf_pcsmap, internal.h) names
  * the slots of p's cache (NULL: not a page of a slab of a cache with
@@ -275,8 +283,10 @@ SHEAF_EXPORT void free(void *p)
 				} else if (sheaf_kfree_inline(p)) {
 					return;
 				}
-			} else if (_sheaf_kfree_run(p)) {
-				return; /* a large run's head */
+			} else {
+				/* A tail call: free() keeps no frame. */
+				free_in_arena(p, __builtin_return_address(0));
+				return;
 			}
 		}
 	}
