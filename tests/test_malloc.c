@@ -439,6 +439,27 @@ static void test_malloc_trim_runs(void **state)
 }
 
 /*
+ * The run caches and depots exist in rseq mode with one node only (skip
+ * otherwise); the tests pin the thread to its CPU so that one slot sees
+ * every run.  *old: the affinity to restore with unpin().
+ */
+static void pin_for_runs(cpu_set_t *old)
+{
+	if (strcmp(sheaf_percpu_mode(), "rseq") != 0 || sheaf_nr_nodes() != 1)
+		skip();
+	cpu_set_t one;
+	assert_int_equal(sched_getaffinity(0, sizeof(*old), old), 0);
+	CPU_ZERO(&one);
+	CPU_SET(sched_getcpu(), &one);
+	assert_int_equal(sched_setaffinity(0, sizeof(one), &one), 0);
+}
+
+static void unpin(const cpu_set_t *old)
+{
+	assert_int_equal(sched_setaffinity(0, sizeof(*old), old), 0);
+}
+
+/*
  * The run depot (kmalloc.c): the 16 KiB runs a full slot gives up wait
  * there rather than in the buddy lists, the next allocations take them
  * back from it, and a decay period (1 s) in which no slot took them sends
@@ -450,13 +471,8 @@ static void test_run_depot(void **state)
 	(void)state;
 	enum { R = 256, PG = 4 };	/* 4 MiB of 16 KiB runs; a slot keeps 64 */
 	static void *r[R];
-	if (strcmp(sheaf_percpu_mode(), "rseq") != 0 || sheaf_nr_nodes() != 1)
-		skip();
-	cpu_set_t old, one;
-	assert_int_equal(sched_getaffinity(0, sizeof(old), &old), 0);
-	CPU_ZERO(&one);
-	CPU_SET(sched_getcpu(), &one);
-	assert_int_equal(sched_setaffinity(0, sizeof(one), &one), 0);
+	cpu_set_t old;
+	pin_for_runs(&old);
 	struct sheaf_page_info a, b, c;
 	malloc_trim(0);
 	for (int i = 0; i < R; i++) {
@@ -492,7 +508,7 @@ static void test_run_depot(void **state)
 	for (int i = 0; i < 140; i++)
 		free(r[i]);
 	assert_int_equal(malloc_trim(0), 1);
-	assert_int_equal(sched_setaffinity(0, sizeof(old), &old), 0);
+	unpin(&old);
 }
 
 /*
@@ -506,13 +522,8 @@ static void test_run_depot_budget(void **state)
 	(void)state;
 	enum { R = 1800, PG = 8, SLOT = 32, BUDGET = 1536 };	/* 32 KiB runs */
 	static void *r[R];
-	if (strcmp(sheaf_percpu_mode(), "rseq") != 0 || sheaf_nr_nodes() != 1)
-		skip();
-	cpu_set_t old, one;
-	assert_int_equal(sched_getaffinity(0, sizeof(old), &old), 0);
-	CPU_ZERO(&one);
-	CPU_SET(sched_getcpu(), &one);
-	assert_int_equal(sched_setaffinity(0, sizeof(one), &one), 0);
+	cpu_set_t old;
+	pin_for_runs(&old);
 	struct sheaf_page_info a, b;
 	malloc_trim(0);
 	for (int i = 0; i < 800; i++) {
@@ -537,7 +548,7 @@ static void test_run_depot_budget(void **state)
 	 * in the buddy lists (less 16 runs: a busy lock or a moved thread). */
 	assert_true(b.free_pages >= a.free_pages + (R - SLOT - BUDGET - 16) * PG);
 	assert_int_equal(malloc_trim(0), 1);
-	assert_int_equal(sched_setaffinity(0, sizeof(old), &old), 0);
+	unpin(&old);
 }
 
 /*
