@@ -112,7 +112,7 @@ void _sheaf_barn_init(struct node_barn *barn)
 	WRITE_ONCE(barn->nr_full, 0);
 	WRITE_ONCE(barn->nr_empty, 0);
 	atomic_init(&barn->rcu_credit, 0);
-	barn->events = barn->idle_seen = barn->idle_looks = 0;
+	barn->events = 0;
 }
 
 struct slab_sheaf *_sheaf_barn_get_empty(struct node_barn *barn, bool spin)

@@ -828,6 +828,13 @@ void _sheaf_pcs_free_bulk(struct kmem_cache *s, size_t nr, void **p);
 void _sheaf_pcs_flush_all(struct kmem_cache *s);
 void _sheaf_pcs_destroy(struct kmem_cache *s);
 size_t _sheaf_pcs_cached_objects(struct kmem_cache *s);
+/* The idle drain's row for a new sheaf cache, and back at its destroy
+ * (both under slab_mutex). */
+#define SHEAF_IDLE_NO_ROW UINT32_MAX
+void _sheaf_idle_row_get(struct kmem_cache *s);
+void _sheaf_idle_row_put(struct kmem_cache *s);
+/* The head of s's row (under slab_mutex); NULL: it has none. */
+struct sheaf_idle_cache *_sheaf_idle_cache_view(const struct kmem_cache *s);
 unsigned int _sheaf_pcs_drain_idle(struct kmem_cache *s, unsigned int looks);
 void _sheaf_pcs_fork_stop(struct kmem_cache *s);
 void _sheaf_pcs_fork_wait(struct kmem_cache *s);

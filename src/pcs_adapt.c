@@ -188,28 +188,29 @@ void _sheaf_adapt_window(struct kmem_cache *s, struct sheaf_pcs *pcs)
 
 void _sheaf_adapt_look(struct kmem_cache *s)
 {
-	if (!s->adaptive)
+	struct sheaf_idle_cache *v = _sheaf_idle_cache_view(s);
+	if (!s->adaptive || !v)
 		return;
 	uint32_t sum = 0;
 	for (unsigned int i = 0; i < _sheaf_nr_slots; i++)
 		sum += __atomic_load_n(&s->hot.pcs[i].misses, __ATOMIC_RELAXED);
-	uint32_t delta = sum - s->adapt_seen;
-	uint64_t now = _sheaf_coarse_ns(), elapsed = now - s->adapt_look_ns;
-	s->adapt_seen = sum;
-	s->adapt_look_ns = now;
+	uint32_t delta = sum - v->adapt_seen;
+	uint64_t now = _sheaf_coarse_ns(), elapsed = now - v->adapt_look_ns;
+	v->adapt_seen = sum;
+	v->adapt_look_ns = now;
 	unsigned int cap = cache_cap(s), barn = cache_barn_limit(s);
 	if (cap == s->cap_base && barn == MAX_FULL_SHEAVES) {
-		s->adapt_quiet = 0;
+		v->adapt_quiet = 0;
 		return;
 	}
 	/* misses per second below SHRINK_RATE (elapsed at least 1 ms) */
 	if ((uint64_t)delta * 1000000000ull >= (uint64_t)SHRINK_RATE * MAX(elapsed, 1000000ull)) {
-		s->adapt_quiet = 0;
+		v->adapt_quiet = 0;
 		return;
 	}
-	if (++s->adapt_quiet < 2 || !adapt_trylock(s))
+	if (++v->adapt_quiet < 2 || !adapt_trylock(s))
 		return;
-	s->adapt_quiet = 0;
+	v->adapt_quiet = 0;
 	if (set_level(s, step_down(cap, s->cap_base), step_down(barn, MAX_FULL_SHEAVES),
 		      (uint32_t)(now / 1000000ull)))
 		stat(s, SHEAF_STAT_CAPACITY_SHRINK, 0);

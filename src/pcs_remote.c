@@ -8,6 +8,8 @@
  * slot arrays of kmalloc's run caches.  pcs.c has the paths a thread
  * takes on its own slot (the slot lock); both are the pcs layer.
  */
+#include <string.h>
+
 #include "internal.h"
 
 /* Every slot of s (caller holds the cache's flush lock). */
@@ -103,9 +105,98 @@ void _sheaf_pcs_flush_all(struct kmem_cache *s)
  *
  * Lock order: slab_mutex (the caller), flush_lock, the slots (the remote
  * protocol, taken only when some slot is due), then what a flush takes.
- * idle_seen and idle_looks are this thread's alone.  Returns the number
+ * Its views of the slots and barns are in its table (above), under
+ * slab_mutex.  Returns the number
  * of slots and barns drained that held something.
  */
+/*
+ * The idle look's view of every sheaf cache, in one table of its own: one
+ * row per cache, its struct sheaf_idle_cache (pcs_adapt.c's view of the
+ * adaptive level) then a struct sheaf_idle_slot per slot and per barn.  A
+ * look writes its view of each; kept in the slots' lines, the barns (both
+ * in the fork-state pool) and the cache structs (a mapping each), those
+ * writes dirtied lines that the slots' CPUs keep hot and, after a fork(),
+ * took a copy-on-write fault on every pool page holding slots and on every
+ * adaptive cache's struct; here a row is 40 bytes with two slots and one
+ * node, and 128 caches take two pages.  Rows freed by destroyed caches are
+ * reused.
+ * Invariants (under slab_mutex): idle_table holds idle_cap rows; every
+ * row below idle_top is a live cache's (its idle_row) or on the free list
+ * idle_free[0..idle_nfree); a row handed out is zeroed.
+ */
+static struct sheaf_idle_slot *idle_table;
+static unsigned int *idle_free;
+static unsigned int idle_cap, idle_top, idle_nfree;
+
+/* A row in units of struct sheaf_idle_slot: the cache's head, then the
+ * slots' and barns' entries. */
+#define IDLE_HEAD_UNITS (sizeof(struct sheaf_idle_cache) / sizeof(struct sheaf_idle_slot))
+_Static_assert(sizeof(struct sheaf_idle_cache) % sizeof(struct sheaf_idle_slot) == 0 &&
+	       _Alignof(struct sheaf_idle_cache) <= sizeof(struct sheaf_idle_slot),
+	       "a row's head is whole entries");
+
+static size_t idle_row_len(void)
+{
+	return IDLE_HEAD_UNITS + _sheaf_nr_slots + _sheaf_nr_nodes;
+}
+
+static struct sheaf_idle_slot *idle_row(const struct kmem_cache *s)
+{
+	sheaf_lock_held(LR_SLAB_MUTEX);
+	return s->idle_row == SHEAF_IDLE_NO_ROW
+		? NULL : idle_table + (size_t)s->idle_row * idle_row_len();
+}
+
+struct sheaf_idle_cache *_sheaf_idle_cache_view(const struct kmem_cache *s)
+{
+	return (struct sheaf_idle_cache *)(void *)idle_row(s);
+}
+
+/* Twice the rows (at least 32); false when no memory: the table stays. */
+static bool idle_table_grow(void)
+{
+	unsigned int cap = idle_cap ? idle_cap * 2 : 32;
+	size_t row = idle_row_len() * sizeof(struct sheaf_idle_slot);
+	struct sheaf_idle_slot *t = _sheaf_meta_alloc((size_t)cap * row);
+	unsigned int *f = _sheaf_meta_alloc((size_t)cap * sizeof(*f));
+	if (!t || !f) {
+		_sheaf_meta_free(t, (size_t)cap * row);
+		_sheaf_meta_free(f, (size_t)cap * sizeof(*f));
+		return false;
+	}
+	if (idle_table) {
+		memcpy(t, idle_table, (size_t)idle_cap * row);
+		memcpy(f, idle_free, (size_t)idle_nfree * sizeof(*f));
+		_sheaf_meta_free(idle_table, (size_t)idle_cap * row);
+		_sheaf_meta_free(idle_free, (size_t)idle_cap * sizeof(*f));
+	}
+	idle_table = t;
+	idle_free = f;
+	idle_cap = cap;
+	return true;
+}
+
+void _sheaf_idle_row_get(struct kmem_cache *s)
+{
+	sheaf_lock_held(LR_SLAB_MUTEX);
+	s->idle_row = SHEAF_IDLE_NO_ROW;
+	if (idle_nfree) {
+		s->idle_row = idle_free[--idle_nfree];
+		memset(idle_table + (size_t)s->idle_row * idle_row_len(), 0,
+		       idle_row_len() * sizeof(struct sheaf_idle_slot));
+	} else if (idle_top < idle_cap || idle_table_grow()) {
+		s->idle_row = idle_top++; /* fresh memory: zero */
+	}
+}
+
+void _sheaf_idle_row_put(struct kmem_cache *s)
+{
+	sheaf_lock_held(LR_SLAB_MUTEX);
+	if (s->idle_row != SHEAF_IDLE_NO_ROW)
+		idle_free[idle_nfree++] = s->idle_row;
+	s->idle_row = SHEAF_IDLE_NO_ROW;
+}
+
 static bool idle_due(uint32_t events, uint32_t *seen, uint32_t *nlooks,
 		     unsigned int looks)
 {
@@ -120,24 +211,56 @@ static bool idle_due(uint32_t events, uint32_t *seen, uint32_t *nlooks,
 	return n == looks || (n > looks && (n - looks) % (4 * looks) == 0);
 }
 
+/* The slot holds something to drain (a relaxed snapshot, without its lock:
+ * count is main's size while the slot is free, in both per-CPU modes). */
+static bool slot_holds(const struct sheaf_pcs *pcs)
+{
+	return __atomic_load_n(&pcs->count, __ATOMIC_RELAXED) ||
+	       __atomic_load_n(&pcs->spare, __ATOMIC_RELAXED) ||
+	       __atomic_load_n(&pcs->rcu_free, __ATOMIC_RELAXED);
+}
+
 unsigned int _sheaf_pcs_drain_idle(struct kmem_cache *s, unsigned int looks)
 {
 	unsigned int drained = 0;
-	bool due[SHEAF_MAX_SLOTS];
-	bool any = false;
+	bool due[SHEAF_MAX_SLOTS], barn_due[MAX_NUMNODES];
+	bool slots_due = false, any = false;
 
+	struct sheaf_idle_slot *row = idle_row(s);
+	if (!row)
+		return 0; /* no memory for its row when it was created */
+	struct sheaf_idle_slot *view = row + IDLE_HEAD_UNITS;
+	/*
+	 * What is due and holds something, from relaxed snapshots and without
+	 * a lock (the cache stays while slab_mutex is held: a destroy takes it
+	 * to leave the list), so that a look at a quiet cache writes nothing
+	 * of the cache's, only this table: no flush lock, no slot's stop word
+	 * (both in the fork-state pool), no copy-on-write fault after a fork.
+	 */
+	for (unsigned int i = 0; i < _sheaf_nr_slots; i++) {
+		struct sheaf_pcs *pcs = &s->hot.pcs[i];
+		due[i] = idle_due(__atomic_load_n(&pcs->events, __ATOMIC_RELAXED),
+				  &view[i].seen, &view[i].looks, looks) &&
+			 slot_holds(pcs);
+		slots_due |= due[i];
+	}
+	any = slots_due;
+	for (unsigned int n = 0; n < _sheaf_nr_nodes; n++) {
+		struct node_barn *barn = s->barn[n];
+		struct sheaf_idle_slot *v = &view[_sheaf_nr_slots + n];
+		barn_due[n] = idle_due(__atomic_load_n(&barn->events, __ATOMIC_RELAXED),
+				       &v->seen, &v->looks, looks) &&
+			      (READ_ONCE(barn->nr_full) || READ_ONCE(barn->nr_empty));
+		any |= barn_due[n];
+	}
+	if (!any)
+		return 0;
 	sheaf_lock(cache_flush_lock(s), LR_FLUSH);
 	if (atomic_load_explicit(&s->destroying, memory_order_acquire)) {
 		sheaf_unlock(cache_flush_lock(s), LR_FLUSH);
 		return 0;
 	}
-	for (unsigned int i = 0; i < _sheaf_nr_slots; i++) {
-		struct sheaf_pcs *pcs = &s->hot.pcs[i];
-		due[i] = idle_due(__atomic_load_n(&pcs->events, __ATOMIC_RELAXED),
-				  &pcs->idle_seen, &pcs->idle_looks, looks);
-		any |= due[i];
-	}
-	if (any) {
+	if (slots_due) {
 		_sheaf_pcs_remote_lock_all(s);
 		for (unsigned int i = 0; i < _sheaf_nr_slots; i++) {
 			struct sheaf_pcs *pcs = &s->hot.pcs[i];
@@ -150,10 +273,7 @@ unsigned int _sheaf_pcs_drain_idle(struct kmem_cache *s, unsigned int looks)
 	}
 	for (unsigned int n = 0; n < _sheaf_nr_nodes; n++) {
 		struct node_barn *barn = s->barn[n];
-		if (!idle_due(__atomic_load_n(&barn->events, __ATOMIC_RELAXED),
-			      &barn->idle_seen, &barn->idle_looks, looks))
-			continue;
-		if (!READ_ONCE(barn->nr_full) && !READ_ONCE(barn->nr_empty))
+		if (!barn_due[n] || (!READ_ONCE(barn->nr_full) && !READ_ONCE(barn->nr_empty)))
 			continue;
 		_sheaf_barn_shrink(s, barn);
 		drained++;

@@ -164,6 +164,8 @@ struct kmem_cache *_sheaf_cache_create(const char *name, unsigned int size,
 	}
 
 	sheaf_lock(&_sheaf_slab_mutex, LR_SLAB_MUTEX);
+	if (cache_has_sheaves(s))
+		_sheaf_idle_row_get(s);
 	list_add_tail(&s->list, &_sheaf_slab_caches);
 	sheaf_unlock(&_sheaf_slab_mutex, LR_SLAB_MUTEX);
 	if (kind == CACHE_USER && cache_has_sheaves(s))
@@ -516,6 +518,8 @@ SHEAF_EXPORT void kmem_cache_destroy(struct kmem_cache *s)
 	}
 	sheaf_lock(&_sheaf_slab_mutex, LR_SLAB_MUTEX);
 	list_del(&s->list);
+	if (cache_has_sheaves(s))
+		_sheaf_idle_row_put(s);
 	sheaf_unlock(&_sheaf_slab_mutex, LR_SLAB_MUTEX);
 	if (cache_has_sheaves(s)) {
 		/* flush_and_shrink() put it back to its base level: it holds

@@ -395,6 +395,22 @@ _Static_assert(sizeof(struct kmem_cache_cpu) == 1u << SHEAF_CPU_SHIFT &&
 #define MAX_BARN_LIMIT    (4 * MAX_FULL_SHEAVES)
 /* Bound on rcu_credit (sheaves): what RCU may recycle past the limit. */
 #define MAX_RCU_CREDIT    16384
+/* The idle drain's view of one slot or barn: events as its last look saw
+ * them, and its looks since they last moved (pcs_remote.c). */
+struct sheaf_idle_slot {
+	uint32_t seen;
+	uint32_t looks;
+};
+
+/* The idle look's view of a cache's adaptive level (pcs_adapt.c): the sum
+ * of its slots' misses it last saw, when, and its quiet looks in a row.
+ * The head of the cache's row in the drain's table. */
+struct sheaf_idle_cache {
+	uint32_t adapt_seen;
+	uint32_t adapt_quiet;
+	uint64_t adapt_look_ns;
+};
+
 /*
  * struct node_barn - per cache per node store of sheaves, under lock.
  * Invariants: nr_full == length(full), and every sheaf there is full:
@@ -431,12 +447,10 @@ struct node_barn {
 	unsigned int nr_full;
 	unsigned int nr_empty;
 	atomic_uint rcu_credit;
-	/* The idle drain's (pcs_remote.c): events counts the lock's releases
-	 * (written by the holder, read without the lock); idle_seen and
-	 * idle_looks are written by the drain thread alone. */
+	/* events counts the lock's releases (written by the holder, read
+	 * without the lock by the idle drain, pcs_remote.c, which keeps its
+	 * own view of it in its table, not here). */
 	unsigned int events;
-	unsigned int idle_seen;
-	unsigned int idle_looks;
 	struct slab_sheaf *full;
 	struct slab_sheaf *empty;
 } __attribute__((aligned(CACHE_LINE)));
@@ -527,6 +541,9 @@ struct kmem_cache {
 	atomic_long deferred_nr;
 	void (*ctor)(void *);
 	struct sheaf_stat_slot *stats;       /* [_sheaf_nr_slots] */
+	/* The idle drain's row of its table (pcs_remote.c; under slab_mutex;
+	 * SHEAF_IDLE_NO_ROW: none, the drain leaves the cache alone). */
+	unsigned int idle_row;
 	struct kmem_cache_node *node[MAX_NUMNODES];
 	char name[64];
 	struct list_head list;               /* slab_caches, under slab_mutex */
@@ -557,9 +574,8 @@ struct kmem_cache {
 	unsigned int cap_base;
 	unsigned int barn_limit;
 	uint32_t adapt_stamp;
-	uint32_t adapt_seen;                 /* the idle look's: sum of misses */
-	uint32_t adapt_quiet;                /* the idle look's: quiet looks */
-	uint64_t adapt_look_ns;              /* the idle look's: its last time */
+	/* (The idle look's own view, the misses it saw and when, lives in
+	 * its table: struct sheaf_idle_cache, pcs_remote.c.) */
 	size_t adapt_bytes;
 
 	/*

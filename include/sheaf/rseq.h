@@ -67,14 +67,15 @@ struct slab_sheaf {
  * NULL; every sheaf here has room for the cache's sheaf_room objects and
  * capacity <= sheaf_room; only the lock holder (or a fast-path section,
  * when lock == 0 and stop == 0) changes anything here or in the sheaves it
- * points to, except the idle drain's two words and capacity.  capacity is
+ * points to, except capacity.  capacity is
  * the push limit the sections read: the cache's current capacity, stored
  * (relaxed) by whichever thread changes it (src/pcs_adapt.c); any value
  * up to sheaf_room is safe, so a section that read the old one is right
  * too.  events counts the times a thread let go of the slot lock (every
- * slow path; the sections never touch it), written by that holder;
- * idle_seen and idle_looks are the idle drain's, written by its thread
- * alone (src/pcs_remote.c, "Idle drain").  misses counts the holder's
+ * slow path; the sections never touch it), written by that holder, read
+ * by the idle drain (src/pcs_remote.c, "Idle drain"), whose own
+ * bookkeeping lives in the cache, not in this line that the slot's CPU
+ * keeps hot.  misses counts the holder's
  * trips to the barn or past it (wraps); win_mark, win_start and win_fails
  * are the holder's adaptive-capacity window (pcs_adapt.c).
  *
@@ -95,8 +96,7 @@ struct sheaf_pcs {
 	struct slab_sheaf *spare;
 	struct slab_sheaf *rcu_free;
 	uint32_t events;       /* slow paths that held the lock (wraps) */
-	uint32_t idle_seen;    /* the idle drain's copy of events */
-	uint32_t idle_looks;   /* its looks since events last moved */
+	uint32_t _pad1[2];
 	uint32_t misses;       /* barn and slab trips of slow paths (wraps) */
 	uint32_t win_mark;     /* misses when the window started */
 	uint32_t win_start;    /* its start, ms of the coarse clock (wraps) */
