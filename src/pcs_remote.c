@@ -211,15 +211,6 @@ static bool idle_due(uint32_t events, uint32_t *seen, uint32_t *nlooks,
 	return n == looks || (n > looks && (n - looks) % (4 * looks) == 0);
 }
 
-/* The slot holds something to drain (a relaxed snapshot, without its lock:
- * count is main's size while the slot is free, in both per-CPU modes). */
-static bool slot_holds(const struct sheaf_pcs *pcs)
-{
-	return __atomic_load_n(&pcs->count, __ATOMIC_RELAXED) ||
-	       __atomic_load_n(&pcs->spare, __ATOMIC_RELAXED) ||
-	       __atomic_load_n(&pcs->rcu_free, __ATOMIC_RELAXED);
-}
-
 unsigned int _sheaf_pcs_drain_idle(struct kmem_cache *s, unsigned int looks)
 {
 	unsigned int drained = 0;
@@ -231,17 +222,18 @@ unsigned int _sheaf_pcs_drain_idle(struct kmem_cache *s, unsigned int looks)
 		return 0; /* no memory for its row when it was created */
 	struct sheaf_idle_slot *view = row + IDLE_HEAD_UNITS;
 	/*
-	 * What is due and holds something, from relaxed snapshots and without
-	 * a lock (the cache stays while slab_mutex is held: a destroy takes it
-	 * to leave the list), so that a look at a quiet cache writes nothing
-	 * of the cache's, only this table: no flush lock, no slot's stop word
-	 * (both in the fork-state pool), no copy-on-write fault after a fork.
+	 * What is due, from the events counts (relaxed snapshots) without a
+	 * lock (the cache stays while slab_mutex is held: a destroy takes it
+	 * to leave the list), so that a look at which nothing is due writes
+	 * nothing of the cache's, only this table: no flush lock, no slot's
+	 * stop word (both in the fork-state pool), no copy-on-write fault
+	 * after a fork.  Whether a due slot holds anything is read under the
+	 * slots' remote lock, as the sheaf pointers are the holder's.
 	 */
 	for (unsigned int i = 0; i < _sheaf_nr_slots; i++) {
 		struct sheaf_pcs *pcs = &s->hot.pcs[i];
 		due[i] = idle_due(__atomic_load_n(&pcs->events, __ATOMIC_RELAXED),
-				  &view[i].seen, &view[i].looks, looks) &&
-			 slot_holds(pcs);
+				  &view[i].seen, &view[i].looks, looks);
 		slots_due |= due[i];
 	}
 	any = slots_due;
