@@ -625,6 +625,18 @@ static void zero_explicit(void *p, size_t n)
 	__asm__ __volatile__("" : : "r"(p) : "memory");
 }
 
+/* Free the live large run whose head is d (flags PG_LARGE): marked free
+ * (flags 0, so that a second free is reported), into the run cache or
+ * depot, else to the buddy lists.  kfree() and free()'s run path. */
+static void large_free(struct slab *d)
+{
+	set_desc_flags(d, 0);
+	if (!run_cache_put(d)) {
+		large_drain_slow();
+		_sheaf_pages_free(d);
+	}
+}
+
 /* Free p, reporting `fn` as the function on a bad pointer. */
 void _sheaf_kfree(const void *p, const char *fn, void *caller)
 {
@@ -641,11 +653,7 @@ void _sheaf_kfree(const void *p, const char *fn, void *caller)
 			return;
 		}
 		if ((flags & PG_LARGE) && slab_address(d) == p) {
-			set_desc_flags(d, 0);
-			if (!run_cache_put(d)) {
-				large_drain_slow();
-				_sheaf_pages_free(d);
-			}
+			large_free(d);
 			return;
 		}
 	} else if (_sheaf_huge_free(p)) {
@@ -670,11 +678,7 @@ SHEAF_NOINLINE bool _sheaf_kfree_run(const void *p)
 	struct slab *d = arena_page_desc(p);
 	if (__atomic_load_n(&d->flags, __ATOMIC_ACQUIRE) != PG_LARGE)
 		return false;
-	set_desc_flags(d, 0);
-	if (!run_cache_put(d)) {
-		large_drain_slow();
-		_sheaf_pages_free(d);
-	}
+	large_free(d);
 	return true;
 }
 

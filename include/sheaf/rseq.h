@@ -74,8 +74,8 @@ struct slab_sheaf {
  * too.  events counts the times a thread let go of the slot lock (every
  * slow path; the sections never touch it), written by that holder, read
  * by the idle drain (src/pcs_remote.c, "Idle drain"), whose own
- * bookkeeping lives in the cache, not in this line that the slot's CPU
- * keeps hot.  misses counts the holder's
+ * bookkeeping lives in a table of its own, not in this line that the
+ * slot's CPU keeps hot.  misses counts the holder's
  * trips to the barn or past it (wraps); win_mark, win_start and win_fails
  * are the holder's adaptive-capacity window (pcs_adapt.c).
  *

@@ -670,7 +670,8 @@ unsigned int sheaf_cache_capacity(struct kmem_cache *s);
  * capacity it was created with (args->sheaf_capacity or the automatic
  * one), grows while its slots often go to the barn or the slabs, up to
  * capacity_max (SHEAF_ADAPTIVE_MAX times the base, a base below 16
- * counting as 16, at most SHEAF_MAX_CAPACITY), and steps back when it goes quiet or is shrunk;
+ * counting as 16, at most SHEAF_MAX_CAPACITY), and steps back when it
+ * goes quiet or is shrunk;
  * barn_limit, the full and the empty sheaves each barn keeps, moves from
  * the kernel's 10 up to 40 likewise.  adaptive false (SHEAF_ADAPTIVE=0,
  * the library's own caches): the kernel's fixed values.  A cache without
