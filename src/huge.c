@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * huge.c - the page layer's huge mappings: kmalloc/kvmalloc (and the
- * malloc replacement) above MAX_RUN_SIZE, each a mapping of its own,
- * arena-aligned so that the arena map identifies it, in whole 2 MiB
- * grains; retained when freed and reused (resized in place, filled with
- * the pages of other retained mappings), released by budget and decay.
+ * huge.c - the page layer's huge allocations: kmalloc/kvmalloc (and the
+ * malloc replacement) above MAX_RUN_SIZE, carved in whole 2 MiB grains
+ * from a span heap of large reservations (regions), as tcmalloc's page
+ * heap carves its spans.  A freed span joins its free neighbours and stays
+ * resident for the next request, within a budget and a decay; what is
+ * released goes back with madvise(MADV_DONTNEED), the address space kept.
  * pages.c is the other half of the layer (arenas, buddy runs); both take
  * the one arena lock, _sheaf_arena_lock (LR_ARENA).
  */
@@ -16,155 +17,426 @@
 
 #include "internal.h"
 
-static size_t huge_bytes;  /* live huge mappings' bytes, under the arena lock */
-
 /*
- * Huge mappings (above MAX_RUN_SIZE), each arena aligned.  A freed one is
- * retained for the next huge allocation rather than unmapped, as
- * jemalloc's decay, mimalloc's purge delay and tcmalloc's page heap keep
- * freed spans: a program cycling big buffers would otherwise map, fault
- * and zero every one anew (mallocbench large).  A retained mapping serves
- * a request by resizing in place: a tail beyond what the request needs
- * (more than an eighth of it) is split off, a shortfall grown with
- * mremap() (in place, or the pages moved to a new mapping when something
- * lies after it) and filled with pages of other retained mappings; its
- * pages already faulted stay.  The smallest retained
- * mapping that covers the request is taken, else the largest that can
- * grow to it.
+ * The span heap.
  *
- * Bounds: at most RETAIN_MAX mappings and retain_budget() bytes
- * (SHEAF_LARGE_RETAIN_MB, 64 MiB by default, or half the live huge bytes
- * if more; 0: nothing retained, every free unmaps), the oldest
- * released first; a mapping unused for SHEAF_LARGE_DECAY_MS (1000 ms) is
- * released by the next huge allocation or free, and all of them by
- * _sheaf_pages_purge(true) (kmem_cache_shrink(), malloc_trim()).
+ * A region is one reservation (mmap, MAP_NORESERVE: address space, no
+ * memory until touched) of REGION_SIZE, or a request's size rounded up to
+ * arenas when that is larger, aligned to an arena so that the arena map's
+ * slots for it point at its record.  A region is tiled by spans of whole
+ * grains (HUGE_GRAIN, 2 MiB): live ones (an allocation each: the pointer
+ * handed out is the span's first byte) and free ones.  An allocation takes
+ * the free span that serves it with the fewest grains never touched or
+ * released (each of those costs page faults), then the smallest, and
+ * carves the request from it at the first suitably aligned grain; the
+ * rest stays free.  A freed span joins its free neighbours at once, so
+ * that a program cycling big buffers of varying sizes finds its old pages
+ * in one span again: no system call, no page fault, no page moved.  Only
+ * when no free span serves a request is a new region reserved.
  *
- * Invariants (under _sheaf_arena_lock): retained[0..nr_retained) are the arenas
- * with huge && retained, oldest free first; retained_bytes is the sum of
- * their sizes and within the budget as of the last huge free or
- * allocation; huge_bytes counts live huge mappings only; every huge
- * mapping's size is a multiple of HUGE_GRAIN.  Munmap happens outside the
- * lock, after the mapping's arena-map entries are cleared under it.
+ * Memory.  Each grain has a dirty bit: it may be resident (it was handed
+ * out since it was last released).  The dirty grains of free spans are
+ * the retained memory (sheaf_page_info()'s huge_retained): at most
+ * retain_budget() bytes (SHEAF_LARGE_RETAIN_MB, 64 MiB by default, or
+ * half the live huge bytes if more; 0: every freed grain is released at
+ * once), the oldest free spans released first; a free span unused for
+ * SHEAF_LARGE_DECAY_MS (1000 ms) is released by the next huge allocation
+ * or free, or the idle drain's decay; kmem_cache_shrink() and
+ * malloc_trim() release all of them and unmap every region with nothing
+ * live.  The decay also unmaps a region that has been wholly free and
+ * released for that long.
+ *
+ * Why grains: mallocbench large (20 buffers of 5-25 MiB replaced at
+ * random) in tcmalloc's page heap costs no system call per replacement;
+ * huge mappings of their own, resized with mremap() and filled with the
+ * pages of others, cost about one mremap() and one mmap() per replacement
+ * (docs/MALLOC.md, "Large buffers").  2 MiB is the span of one page-table
+ * page: a span is a whole number of them, and asked for transparent huge
+ * pages (SHEAF_LARGE_THP) each grain can be one.
  */
-#define RETAIN_MAX 64
+#define GRAIN_SHIFT 21
+#define HUGE_GRAIN (1ul << GRAIN_SHIFT)
+#define REGION_SIZE (4 * ARENA_SIZE)	/* 1 GiB of address space */
+
+enum span_state { SPAN_FREE, SPAN_LIVE, SPAN_BUSY };
 
 /*
- * Huge mappings are whole multiples of HUGE_GRAIN (the span of one
- * page-table page, 2 MiB), so that every split, grow and donor move above
- * starts and ends on such a boundary: mremap() then moves whole page-table
- * pages, and the moved pages are touched at the cost of a TLB miss.  Moved
- * at an unaligned offset, each page's entry moves alone and, in a guest
- * with shadow or paravirtual page tables, its first touch costs a host
- * fault: 4.5 us per page measured on the development VM, half of a fresh
- * page's 10 us, against 0.07 us aligned (docs/MALLOC.md, "Large buffers").
- * The slack past a request is not touched by its user: it costs address
- * space, not memory, unless a reused mapping brought it in resident.
+ * struct huge_span - grains [first, first + n) of region r.
+ * Invariants (under _sheaf_arena_lock): every grain of r belongs to
+ * exactly one span, and r->span[g] is it; two FREE spans are never
+ * adjacent (a FREE span next to a BUSY one joins it when the release
+ * ends); FREE spans and only they are on the free list, ordered by
+ * freed_ns (oldest first); dirty counts the span's dirty grains (FREE and
+ * BUSY spans; a LIVE span's grains are all dirty).  BUSY: taken off the
+ * free list while madvise() releases part of it outside the lock; nothing
+ * carves from it.  Lockless readers (span_of(): free(), ksize(), a
+ * pointer's owner) read r->span[g] and state atomically; records are never
+ * unmapped, so a stale reader reads a record that says "not live".
  */
-#define HUGE_GRAIN (2ul << 20)
+struct huge_span {
+	struct huge_region *r;
+	size_t first, n;	/* grains */
+	size_t dirty;		/* FREE, BUSY: how many of its grains are dirty */
+	uint64_t freed_ns;	/* FREE, BUSY: when it was last freed (CLOCK_MONOTONIC) */
+	int node;		/* LIVE: the node of the allocating thread */
+	uint8_t state;		/* enum span_state */
+	struct huge_span *prev, *next;	/* FREE: the free list; spare records: next */
+};
 
-static struct arena *retained[RETAIN_MAX];
-static unsigned int nr_retained;
-static size_t retained_bytes;
+/*
+ * struct huge_region - one reservation: a.base, a.size (grains whole
+ * grains), a.huge set: the record the arena map's slots for it point at.
+ * span[] and dirty[] (a bitmap) have cap entries, cap >= grains; a record
+ * whose region is unmapped serves the next region it is large enough for.
+ * Invariant (under _sheaf_arena_lock): a region is on `regions` from its
+ * mapping to its unmapping; its map slots point at it in that time only.
+ */
+struct huge_region {
+	struct arena a;
+	size_t grains, cap;
+	struct huge_span **span;
+	unsigned long *dirty;
+	struct huge_region *next;	/* regions, or spare_regions */
+};
 
-/* Arena slots [from, to) of the map: point them at a (or NULL). */
-static void map_range(uintptr_t from, uintptr_t to, struct arena *a)
+#define LONG_BITS (8 * sizeof(unsigned long))
+
+static struct huge_region *regions, *spare_regions;
+static struct huge_span *spare_spans;
+static struct huge_span *free_head, *free_tail;
+static size_t huge_bytes;	/* live spans' bytes */
+static size_t free_dirty;	/* FREE and BUSY spans' dirty grains */
+
+static inline char *grain_addr(const struct huge_region *r, size_t g)
 {
-	for (uintptr_t x = from; x < to; x += ARENA_SIZE)
-		__atomic_store_n(&_sheaf_arena_map[x >> ARENA_SHIFT], a, __ATOMIC_RELEASE);
+	return r->a.base + (g << GRAIN_SHIFT);
 }
 
-/* The same for slots no mapping covers any more, taking _sheaf_arena_lock. */
-static void unmap_slots(uintptr_t from, uintptr_t to)
+static inline char *span_addr(const struct huge_span *s)
 {
-	if (from >= to)
-		return;
-	sheaf_lock(&_sheaf_arena_lock, LR_ARENA);
-	map_range(from, to, NULL);
-	sheaf_unlock(&_sheaf_arena_lock, LR_ARENA);
+	return grain_addr(s->r, s->first);
 }
 
-static inline uintptr_t slots_end(const struct arena *a)
+/* ------------------------------------------------------- dirty bits */
+
+static inline bool grain_dirty(const struct huge_region *r, size_t g)
 {
-	return (uintptr_t)a->base + ALIGN_UP(a->size, ARENA_SIZE);
+	return r->dirty[g / LONG_BITS] >> (g % LONG_BITS) & 1;
+}
+
+static size_t dirty_count(const struct huge_region *r, size_t g, size_t n)
+{
+	size_t c = 0;
+	for (size_t i = g; i < g + n; i++)
+		c += grain_dirty(r, i);
+	return c;
+}
+
+static void dirty_mark(struct huge_region *r, size_t g, size_t n, bool on)
+{
+	for (size_t i = g; i < g + n; i++) {
+		unsigned long bit = 1ul << (i % LONG_BITS);
+		if (on)
+			r->dirty[i / LONG_BITS] |= bit;
+		else
+			r->dirty[i / LONG_BITS] &= ~bit;
+	}
+}
+
+/* ------------------------------------------------------- records */
+
+/* Under the lock: at least k spare span records, or false. */
+static bool span_recs_reserve(unsigned int k)
+{
+	unsigned int have = 0;
+	for (struct huge_span *s = spare_spans; s && have < k; s = s->next)
+		have++;
+	if (have >= k)
+		return true;
+	struct huge_span *v = _sheaf_meta_alloc(PAGE_SIZE);
+	if (!v)
+		return false;
+	for (size_t i = 0; i < PAGE_SIZE / sizeof(*v); i++) {
+		v[i].next = spare_spans;
+		spare_spans = &v[i];
+	}
+	return true;
+}
+
+static struct huge_span *span_rec_get(void)
+{
+	struct huge_span *s = spare_spans;
+	spare_spans = s->next;
+	memset(s, 0, sizeof(*s));
+	return s;
+}
+
+static void span_rec_put(struct huge_span *s)
+{
+	__atomic_store_n(&s->state, SPAN_FREE, __ATOMIC_RELAXED);
+	s->r = NULL;
+	s->next = spare_spans;
+	spare_spans = s;
+}
+
+/* r->span[] over s's grains: s. */
+static void span_publish(struct huge_span *s)
+{
+	for (size_t g = s->first; g < s->first + s->n; g++)
+		__atomic_store_n(&s->r->span[g], s, __ATOMIC_RELEASE);
+}
+
+/* ------------------------------------------------------- the free list */
+
+static void free_link(struct huge_span *s)
+{
+	struct huge_span *after = free_tail;
+	while (after && after->freed_ns > s->freed_ns)
+		after = after->prev;
+	s->prev = after;
+	s->next = after ? after->next : free_head;
+	if (s->next)
+		s->next->prev = s;
+	else
+		free_tail = s;
+	if (after)
+		after->next = s;
+	else
+		free_head = s;
+}
+
+static void free_unlink(struct huge_span *s)
+{
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		free_head = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	else
+		free_tail = s->prev;
+	s->prev = s->next = NULL;
+}
+
+/* s (FREE or BUSY over) absorbs its FREE neighbour t, which is adjacent. */
+static void span_absorb(struct huge_span *s, struct huge_span *t)
+{
+	free_unlink(t);
+	s->first = MIN(s->first, t->first);
+	s->n += t->n;
+	s->dirty += t->dirty;
+	s->freed_ns = MAX(s->freed_ns, t->freed_ns);
+	span_rec_put(t);
+}
+
+/* Under the lock: s (FREE, on no list) joins its FREE neighbours and the
+ * free list.  The joined span is as old as the newest of its parts. */
+static void free_insert(struct huge_span *s)
+{
+	struct huge_region *r = s->r;
+	__atomic_store_n(&s->state, SPAN_FREE, __ATOMIC_RELAXED);
+	if (s->first) {
+		struct huge_span *l = r->span[s->first - 1];
+		if (l->state == SPAN_FREE)
+			span_absorb(s, l);
+	}
+	if (s->first + s->n < r->grains) {
+		struct huge_span *t = r->span[s->first + s->n];
+		if (t->state == SPAN_FREE)
+			span_absorb(s, t);
+	}
+	span_publish(s);
+	free_link(s);
+}
+
+/* ------------------------------------------------------- allocation */
+
+/* The first grain of s whose address is aligned to align. */
+static size_t aligned_grain(const struct huge_span *s, size_t align)
+{
+	uintptr_t at = ALIGN_UP((uintptr_t)span_addr(s), align);
+	return (size_t)((at - (uintptr_t)s->r->a.base) >> GRAIN_SHIFT);
 }
 
 /*
- * Huge mappings' struct arena records come from pages of them that are
- * never unmapped: a freed record goes on arena_recs (under _sheaf_arena_lock,
- * linked through ->base, with huge and size cleared) for the next.  A
- * lockless reader with a stale map entry (huge_arena_of() racing a free)
- * so reads a mapped record that says "not huge", and a split or release
- * costs no mmap() and munmap() of a page for a 40-byte record.
+ * Under the lock: the free span to carve need grains aligned to align
+ * from, and in *at the grain to start at; NULL if none serves.  Fewest
+ * clean grains in the carved part first (each costs faults), then the
+ * smallest span (the large ones kept whole), then the lowest address.
  */
-static struct arena *arena_recs;
-
-static struct arena *arena_rec_new_locked(void)
+static struct huge_span *best_fit(size_t need, size_t align, size_t *at)
 {
-	sheaf_lock_held(LR_ARENA);
-	if (!arena_recs) {
-		struct arena *v = _sheaf_meta_alloc(PAGE_SIZE);
-		if (!v)
-			return NULL;
-		for (size_t i = 0; i < PAGE_SIZE / sizeof(*v); i++) {
-			v[i].base = (char *)arena_recs;
-			arena_recs = &v[i];
+	struct huge_span *best = NULL;
+	size_t best_clean = 0, best_at = 0;
+	for (struct huge_span *s = free_head; s; s = s->next) {
+		if (s->n < need)
+			continue;
+		size_t g = aligned_grain(s, align);
+		if (g + need > s->first + s->n)
+			continue;
+		size_t clean = need - (s->dirty ? dirty_count(s->r, g, need) : 0);
+		if (!best || clean < best_clean ||
+		    (clean == best_clean && (s->n < best->n ||
+		     (s->n == best->n && span_addr(s) < span_addr(best))))) {
+			best = s;
+			best_clean = clean;
+			best_at = g;
 		}
 	}
-	struct arena *a = arena_recs;
-	arena_recs = (struct arena *)a->base;
-	memset(a, 0, sizeof(*a));
-	return a;
-}
-
-static struct arena *arena_rec_new(void)
-{
-	sheaf_lock(&_sheaf_arena_lock, LR_ARENA);
-	struct arena *a = arena_rec_new_locked();
-	sheaf_unlock(&_sheaf_arena_lock, LR_ARENA);
-	return a;
-}
-
-static void arena_rec_free(struct arena *a)
-{
-	if (!a)
-		return;
-	sheaf_lock(&_sheaf_arena_lock, LR_ARENA);
-	__atomic_store_n(&a->huge, false, __ATOMIC_RELAXED);
-	a->size = 0;
-	a->base = (char *)arena_recs;
-	arena_recs = a;
-	sheaf_unlock(&_sheaf_arena_lock, LR_ARENA);
+	*at = best_at;
+	return best;
 }
 
 /*
- * Arena-aligned addresses where a huge mapping of ours was and is no
- * more (unmapped, or its pages all moved elsewhere), newest last, under
- * _sheaf_arena_lock: map_huge() tries them first, one mmap() with
- * MAP_FIXED_NOREPLACE instead of _sheaf_map_aligned()'s three calls.  A hint is
- * only a guess: anything may have been mapped there since, and the kernel
- * then refuses.
+ * Under the lock, with two spare records: grains [at, at + need) of the
+ * free span s become a live span; what is left on either side stays free.
+ * Returns the live span, its grains' dirty bits as they were (the caller
+ * fills its clean ones, then marks them all); *dirty_end: the bytes from
+ * its start up to the end of its last dirty grain (what may hold old
+ * data).
  */
-#define SLOT_HINTS 16
-static uintptr_t slot_hint[SLOT_HINTS];
-static unsigned int nr_slot_hints;
-
-static void slot_hint_add(uintptr_t base)
+static struct huge_span *carve(struct huge_span *s, size_t at, size_t need,
+			       size_t *dirty_end)
 {
-	sheaf_lock(&_sheaf_arena_lock, LR_ARENA);
-	if (nr_slot_hints == SLOT_HINTS) {
-		memmove(&slot_hint[0], &slot_hint[1], (SLOT_HINTS - 1) * sizeof(slot_hint[0]));
-		nr_slot_hints--;
+	struct huge_region *r = s->r;
+	size_t end = s->first + s->n;
+	free_unlink(s);
+	if (at > s->first) {
+		struct huge_span *l = span_rec_get();
+		*l = (struct huge_span){ .r = r, .first = s->first, .n = at - s->first,
+					 .freed_ns = s->freed_ns, .state = SPAN_FREE };
+		l->dirty = dirty_count(r, l->first, l->n);
+		span_publish(l);
+		free_link(l);
 	}
-	slot_hint[nr_slot_hints++] = base;
-	sheaf_unlock(&_sheaf_arena_lock, LR_ARENA);
+	if (at + need < end) {
+		struct huge_span *t = span_rec_get();
+		*t = (struct huge_span){ .r = r, .first = at + need, .n = end - at - need,
+					 .freed_ns = s->freed_ns, .state = SPAN_FREE };
+		t->dirty = dirty_count(r, t->first, t->n);
+		span_publish(t);
+		free_link(t);
+	}
+	size_t last = 0;
+	for (size_t g = at; g < at + need; g++)
+		if (grain_dirty(r, g)) {
+			free_dirty--;
+			last = g - at + 1;
+		}
+	*dirty_end = last << GRAIN_SHIFT;
+	s->first = at;
+	s->n = need;
+	s->dirty = 0;
+	s->node = sheaf_node();
+	span_publish(s);
+	__atomic_store_n(&s->state, SPAN_LIVE, __ATOMIC_RELEASE);
+	huge_bytes += need << GRAIN_SHIFT;
+	return s;
 }
 
 /*
- * Fresh huge-mapping memory [p, p + n), whole 2 MiB grains at 2 MiB
- * alignment: transparent huge pages asked for (SHEAF_LARGE_THP), so that
- * the first touch of a grain faults one 2 MiB page rather than 512 small
- * ones and a move carries one page-table entry per grain.  Advice only:
- * with THP off, or none to be had, the pages stay small.
+ * Filling a new span's clean grains with the resident pages of free ones.
+ *
+ * A program cycling big buffers leaves free spans between its live ones
+ * that fit no request of the moment: their pages are resident and unused,
+ * while a request that finds no span dirty enough would fault in fresh
+ * pages (512 faults a grain) and grow the heap's footprint until the holes
+ * happen to fit.  Instead the clean grains of the carved span get the
+ * dirty grains of free spans, oldest free first, moved page tables and all
+ * with mremap(MREMAP_DONTUNMAP): the source stays mapped (empty: clean),
+ * so the region has no hole that another mapping could take, and nothing
+ * is faulted or zeroed.  At most FILL_MAX grains an allocation; a move
+ * that fails (an old kernel without MREMAP_DONTUNMAP, the map count
+ * limit) leaves both grains as they were, the clean one to fault.
+ */
+#define FILL_MAX 64
+
+struct fill {
+	unsigned int n, ndonors;
+	size_t dst[FILL_MAX], src[FILL_MAX];	/* grains: s's clean, a donor's dirty */
+	struct huge_span *from[FILL_MAX];	/* the donor of src[i] */
+	struct huge_span *donors[FILL_MAX];	/* BUSY while the moves run */
+	bool moved[FILL_MAX];
+};
+
+/* Under the lock: pair s's clean grains with dirty grains of free spans,
+ * oldest first, in f; the donors are taken off the free list (BUSY). */
+static void fill_plan(struct huge_span *s, struct fill *f)
+{
+	size_t g = s->first, end = s->first + s->n;
+	f->n = f->ndonors = 0;
+	for (struct huge_span *d = free_head, *next; d && f->n < FILL_MAX; d = next) {
+		next = d->next;
+		if (!d->dirty)
+			continue;
+		unsigned int before = f->n;
+		for (size_t x = d->first; x < d->first + d->n && f->n < FILL_MAX; x++) {
+			if (!grain_dirty(d->r, x))
+				continue;
+			while (g < end && grain_dirty(s->r, g))
+				g++;
+			if (g == end)
+				break;
+			f->dst[f->n] = g++;
+			f->src[f->n] = x;
+			f->from[f->n] = d;
+			f->n++;
+		}
+		if (f->n > before) {
+			free_unlink(d);
+			__atomic_store_n(&d->state, SPAN_BUSY, __ATOMIC_RELAXED);
+			f->donors[f->ndonors++] = d;
+		}
+		if (g == end)
+			break;
+	}
+}
+
+/* Outside the lock: the moves f planned; contiguous runs in one call,
+ * grain by grain where a run spans mappings (mremap() wants one). */
+static void fill_run(struct huge_span *s, struct fill *f)
+{
+	for (unsigned int i = 0, k; i < f->n; i += k) {
+		for (k = 1; i + k < f->n && f->from[i + k] == f->from[i] &&
+			    f->src[i + k] == f->src[i] + k && f->dst[i + k] == f->dst[i] + k; k++)
+			;
+		for (unsigned int j = i, step = k; j < i + k; j += step) {
+			size_t len = (size_t)step << GRAIN_SHIFT;
+			char *from = grain_addr(f->from[j]->r, f->src[j]);
+			bool ok = mremap(from, len, len,
+					 MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP,
+					 grain_addr(s->r, f->dst[j])) != MAP_FAILED;
+			if (!ok && step > 1) {
+				step = 1;	/* again, one grain at a time */
+				j -= 1;
+				continue;
+			}
+			for (unsigned int m = j; m < j + step; m++)
+				f->moved[m] = ok;
+		}
+	}
+}
+
+/* Under the lock: the donors' moved grains are clean; the donors free. */
+static void fill_done(struct fill *f)
+{
+	for (unsigned int i = 0; i < f->n; i++) {
+		if (!f->moved[i])
+			continue;
+		struct huge_span *d = f->from[i];
+		dirty_mark(d->r, f->src[i], 1, false);
+		d->dirty--;
+		free_dirty--;
+	}
+	for (unsigned int i = 0; i < f->ndonors; i++)
+		free_insert(f->donors[i]);
+}
+
+/*
+ * Fresh huge-heap address space [p, p + n): transparent huge pages asked
+ * for (SHEAF_LARGE_THP), so that the first touch of a grain faults one
+ * 2 MiB page rather than 512 small ones.  Advice only: with THP off, or
+ * none to be had, the pages stay small.
  */
 static void huge_advise(void *p, size_t n)
 {
@@ -172,53 +444,88 @@ static void huge_advise(void *p, size_t n)
 		(void)madvise(p, n, MADV_HUGEPAGE);
 }
 
-/*
- * Map n fresh bytes at `at`, if nothing lies there (advised:
- * huge_advise()).  A mapping grows this way rather than by mremap(), which
- * refuses (EFAULT) to grow a range of several VMAs, as one that was given
- * pages of others is; map_huge() tries its hints this way.
- */
-static bool extend(char *at, size_t n)
+/* Under the lock: a region record for `grains` grains, or NULL. */
+static struct huge_region *region_rec_get(size_t grains)
 {
-	char *p = mmap(at, n, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE,
-		       -1, 0);
-	if (p == MAP_FAILED)
+	for (struct huge_region **pp = &spare_regions; *pp; pp = &(*pp)->next)
+		if ((*pp)->cap >= grains) {
+			struct huge_region *r = *pp;
+			*pp = r->next;
+			return r;
+		}
+	size_t words = (grains + LONG_BITS - 1) / LONG_BITS;
+	size_t bytes = sizeof(struct huge_region) + grains * sizeof(struct huge_span *) +
+		       words * sizeof(unsigned long);
+	/* whatever the pages hold beyond that is capacity too */
+	size_t cap = (ALIGN_UP(bytes, PAGE_SIZE) - sizeof(struct huge_region)) /
+		     (sizeof(struct huge_span *) + sizeof(unsigned long));
+	struct huge_region *r = _sheaf_meta_alloc(bytes);
+	if (!r)
+		return NULL;
+	r->cap = MAX(cap, grains);
+	r->span = (struct huge_span **)(r + 1);
+	r->dirty = (unsigned long *)(r->span + r->cap);
+	return r;
+}
+
+static void map_slots(const struct huge_region *r, struct arena *to)
+{
+	uintptr_t end = (uintptr_t)r->a.base + ALIGN_UP(r->a.size, ARENA_SIZE);
+	for (uintptr_t x = (uintptr_t)r->a.base; x < end; x += ARENA_SIZE)
+		__atomic_store_n(&_sheaf_arena_map[x >> ARENA_SHIFT], to, __ATOMIC_RELEASE);
+}
+
+/*
+ * A new region that serves need grains at any alignment up to an arena:
+ * REGION_SIZE, or the request rounded up to arenas if larger; if that
+ * much address space cannot be had (an RLIMIT_AS, strict overcommit),
+ * the request alone.  Its one span is free and clean.
+ */
+static bool region_add(size_t need)
+{
+	size_t want = need << GRAIN_SHIFT;
+	size_t size = MAX(REGION_SIZE, ALIGN_UP(want, ARENA_SIZE));
+	char *base = _sheaf_map_aligned(size, ARENA_SIZE);
+	if (!base && size > want)
+		base = _sheaf_map_aligned(size = want, ARENA_SIZE);
+	if (!base)
 		return false;
-	if (p != at) {	/* a kernel before 4.17 takes the flag for a hint */
-		munmap(p, n);
+	huge_advise(base, size);
+	size_t grains = size >> GRAIN_SHIFT;
+	sheaf_lock(&_sheaf_arena_lock, LR_ARENA);
+	struct huge_region *r = region_rec_get(grains);
+	if (!r || !span_recs_reserve(1)) {
+		if (r) {
+			r->next = spare_regions;
+			spare_regions = r;
+		}
+		sheaf_unlock(&_sheaf_arena_lock, LR_ARENA);
+		munmap(base, size);
 		return false;
 	}
-	huge_advise(p, n);
+	r->a = (struct arena){ .base = base, .size = size, .huge = true };
+	__atomic_store_n(&r->grains, grains, __ATOMIC_RELAXED);
+	memset(r->dirty, 0, (grains + LONG_BITS - 1) / LONG_BITS * sizeof(unsigned long));
+	struct huge_span *s = span_rec_get();
+	*s = (struct huge_span){ .r = r, .first = 0, .n = grains,
+				 .freed_ns = _sheaf_coarse_ns(), .state = SPAN_FREE };
+	span_publish(s);
+	free_link(s);
+	r->next = regions;
+	regions = r;
+	map_slots(r, &r->a);
+	sheaf_unlock(&_sheaf_arena_lock, LR_ARENA);
 	return true;
 }
 
-/* len fresh bytes at an arena-aligned address (advised), or NULL: a slot
- * hint if one is still free, else a new aligned mapping. */
-static char *map_huge(size_t len)
-{
-	for (int tries = 0; tries < 2; tries++) {
-		sheaf_lock(&_sheaf_arena_lock, LR_ARENA);
-		uintptr_t at = nr_slot_hints ? slot_hint[--nr_slot_hints] : 0;
-		sheaf_unlock(&_sheaf_arena_lock, LR_ARENA);
-		if (!at)
-			break;
-		if (extend((char *)at, len))
-			return (char *)at;
-	}
-	char *p = _sheaf_map_aligned(len, ARENA_SIZE);
-	if (p)
-		huge_advise(p, len);
-	return p;
-}
+/* ------------------------------------------------------- release */
 
 /*
  * Under _sheaf_arena_lock: how many bytes may stay retained, SHEAF_LARGE_RETAIN_MB
- * or half of what is live in huge mappings, whichever is larger.  A fixed
+ * or half of what is live in huge spans, whichever is larger.  A fixed
  * budget below a program's swing in huge memory (mallocbench large: 20
  * buffers of 5-25 MiB, 300 MiB live, swinging by tens of MiB) releases
- * what the next replacement faults in again: 142 fresh pages per
- * replacement at 64 MiB, 102 at 80, 69 at 88.  Scaled with the live bytes,
+ * what the next replacement faults in again.  Scaled with the live bytes,
  * what is kept is at most half as much again as what is in use, and the
  * decay returns it all once the program stops cycling buffers.
  */
@@ -228,333 +535,255 @@ static size_t retain_budget(void)
 	return fixed ? MAX(fixed, huge_bytes / 2) : 0;
 }
 
-/* Remove retained[i] (under _sheaf_arena_lock); its map entries are cleared. */
-static struct arena *retained_remove(unsigned int i)
-{
-	struct arena *a = retained[i];
-	memmove(&retained[i], &retained[i + 1],
-		(nr_retained - i - 1) * sizeof(retained[0]));
-	nr_retained--;
-	retained_bytes -= a->size;
-	return a;
-}
-
-static void huge_unmap(struct arena *a)
-{
-	munmap(a->base, a->size);
-	slot_hint_add((uintptr_t)a->base);
-	arena_rec_free(a);
-}
-
 /*
- * Under _sheaf_arena_lock: move into out[] (at most RETAIN_MAX) the retained
- * mappings past their decay, and the oldest while the budget or the
- * count is exceeded by `adding` more bytes (and one more mapping).
- * Returns how many; the caller unmaps them after unlocking.
+ * Under the lock: the next release due, as a span made BUSY and the
+ * grains [*from, *from + *n) of it to release; NULL when nothing is due.
+ * The oldest free span with dirty grains goes whole when `all`, or when it
+ * is past the decay; while the retained grains are over the budget, as
+ * many of its last dirty grains as the excess.
  */
-static unsigned int retained_expire(struct arena **out, size_t adding, bool one_more)
+static struct huge_span *release_pick(bool all, size_t slack, size_t *from, size_t *n)
 {
-	unsigned int n = 0;
+	struct huge_span *s = free_head;
+	while (s && !s->dirty)
+		s = s->next;
+	if (!s)
+		return NULL;
 	uint64_t decay = (uint64_t)_sheaf_config.large_decay_ms * 1000000ull;
-	uint64_t now = nr_retained ? _sheaf_coarse_ns() : 0;
-	size_t budget = retain_budget();
-	while (nr_retained &&
-	       (now - retained[0]->freed_ns >= decay ||
-		retained_bytes + adding > budget ||
-		(one_more && nr_retained == RETAIN_MAX))) {
-		struct arena *a = retained_remove(0);
-		map_range((uintptr_t)a->base, slots_end(a), NULL);
-		out[n++] = a;
+	size_t budget = retain_budget() >> GRAIN_SHIFT;
+	if (free_dirty <= budget + slack)
+		budget = free_dirty;	/* within the trigger: decay only */
+	if (all || _sheaf_coarse_ns() - s->freed_ns >= decay || s->dirty <= free_dirty - MIN(free_dirty, budget)) {
+		*from = s->first;
+		*n = s->n;
+	} else if (free_dirty > budget) {
+		size_t excess = free_dirty - budget, g = s->first + s->n;
+		while (excess)
+			excess -= grain_dirty(s->r, --g);
+		*from = g;
+		*n = s->first + s->n - g;
+	} else {
+		return NULL;
 	}
-	return n;
+	free_unlink(s);
+	__atomic_store_n(&s->state, SPAN_BUSY, __ATOMIC_RELAXED);
+	return s;
 }
 
-static void release_all(struct arena **v, unsigned int n)
+/* Under the lock: s's grains [from, from + n) released (or not, if
+ * madvise() failed: they stay dirty); s free again. */
+static void release_done(struct huge_span *s, size_t from, size_t n, bool ok)
 {
-	for (unsigned int i = 0; i < n; i++)
-		huge_unmap(v[i]);
+	if (ok) {
+		size_t c = dirty_count(s->r, from, n);
+		dirty_mark(s->r, from, n, false);
+		s->dirty -= c;
+		free_dirty -= c;
+	}
+	free_insert(s);
 }
 
-/* Under _sheaf_arena_lock: put a retained mapping back, the list kept by age. */
-static void retained_insert(struct arena *a)
+/* Under the lock: unlink a region with nothing live and nothing dirty
+ * (its one span FREE and clean) when `all`, or when that span is past the
+ * decay; returns it (its map slots cleared) for munmap() after unlocking. */
+static struct huge_region *region_pick_empty(bool all)
 {
-	unsigned int i = nr_retained;
-	while (i && retained[i - 1]->freed_ns > a->freed_ns) {
-		retained[i] = retained[i - 1];
-		i--;
+	uint64_t decay = (uint64_t)_sheaf_config.large_decay_ms * 1000000ull;
+	uint64_t now = _sheaf_coarse_ns();
+	for (struct huge_region **pp = &regions; *pp; pp = &(*pp)->next) {
+		struct huge_region *r = *pp;
+		struct huge_span *s = r->span[0];
+		if (s->state != SPAN_FREE || s->n != r->grains || s->dirty ||
+		    (!all && now - s->freed_ns < decay))
+			continue;
+		*pp = r->next;
+		free_unlink(s);
+		span_rec_put(s);
+		map_slots(r, NULL);
+		__atomic_store_n(&r->grains, 0, __ATOMIC_RELAXED);
+		return r;
 	}
-	retained[i] = a;
-	nr_retained++;
-	retained_bytes += a->size;
+	return NULL;
 }
 
 /*
- * Move the pages of [from, from + n) to `to` (already ours), page tables
- * and all: resident pages stay resident, nothing is faulted or zeroed.
+ * Bring the retained memory within its bounds (release_pick()): the
+ * madvise() calls run outside the lock, their spans BUSY meanwhile.
+ * `regions_too`: then unmap the regions region_pick_empty() gives.
  */
-static bool move_pages(char *from, size_t n, char *to)
+static void huge_trim(bool all, bool after_free, bool regions_too)
 {
-	return mremap(from, n, n, MREMAP_MAYMOVE | MREMAP_FIXED, to) != MAP_FAILED;
-}
-
-/*
- * a (taken from the list, not live) gives up [len, a->size): its pages go
- * to a new arena-aligned retained mapping when it can be had, else back
- * to the system.
- */
-static void split_tail(struct arena *a, size_t len)
-{
-	size_t tail = a->size - len;
-	struct arena *t = arena_rec_new();
-	char *nb = t ? map_huge(tail) : NULL;
-	bool moved = nb && move_pages(a->base + len, tail, nb);
-	uintptr_t old_end = slots_end(a);
-	a->size = len;
+	size_t from, n;
 	sheaf_lock(&_sheaf_arena_lock, LR_ARENA);
-	map_range(slots_end(a), old_end, NULL);
-	if (moved) {
-		*t = (struct arena){ .base = nb, .size = tail, .node = a->node,
-				     .huge = true, .retained = true,
-				     .freed_ns = a->freed_ns };
-		map_range((uintptr_t)nb, slots_end(t), t);
-		retained_insert(t);
+	/* After a free the budget is exceeded by its own slack first: the
+	 * next allocation usually takes what it gave (free, then malloc). */
+	size_t slack = after_free ? retain_budget() >> GRAIN_SHIFT : 0;
+	struct huge_span *s;
+	while ((s = release_pick(all, slack, &from, &n))) {
+		slack = 0;
+		char *p = grain_addr(s->r, from);
+		sheaf_unlock(&_sheaf_arena_lock, LR_ARENA);
+		bool ok = madvise(p, n << GRAIN_SHIFT, MADV_DONTNEED) == 0;
+		sheaf_lock(&_sheaf_arena_lock, LR_ARENA);
+		release_done(s, from, n, ok);
+	}
+	struct huge_region *r;
+	while (regions_too && (r = region_pick_empty(all))) {
+		char *base = r->a.base;
+		size_t size = r->a.size;
+		r->next = spare_regions;
+		spare_regions = r;
+		sheaf_unlock(&_sheaf_arena_lock, LR_ARENA);
+		munmap(base, size);
+		sheaf_lock(&_sheaf_arena_lock, LR_ARENA);
 	}
 	sheaf_unlock(&_sheaf_arena_lock, LR_ARENA);
-	if (!moved) {
-		if (nb)
-			munmap(nb, tail);
-		arena_rec_free(t);
-		munmap(a->base + len, tail);
-	}
 }
 
-/*
- * A retained mapping resized to len bytes, or NULL; *dirty: how many of
- * its first bytes may hold old data (the rest is fresh, zero).
- *
- * The smallest retained mapping that covers len is taken, else the
- * largest.  A tail beyond len (more than an eighth of it) is split off and
- * stays retained.  A shortfall is grown in place (mremap() without moving,
- * within the arena slots the mapping's map entries cover) and then filled
- * with pages moved from the tails of other retained mappings, largest
- * first, so that a program cycling big buffers of varying sizes reuses
- * their resident pages instead of faulting new ones.  When something else
- * lies after it, its pages move to the head of a new mapping of len.
- * Only a mapping that can be neither grown nor moved is released.
- */
-static struct arena *retained_take(size_t len, size_t *dirty)
-{
-	struct arena *gone[RETAIN_MAX + 1], *donor[RETAIN_MAX];
-	unsigned int ngone, ndonor = 0, best = RETAIN_MAX;
+/* ------------------------------------------------------- the interface */
 
-	if (!_sheaf_config.large_retain)
-		return NULL;
-	sheaf_lock(&_sheaf_arena_lock, LR_ARENA);
-	ngone = retained_expire(gone, 0, false);
-	for (unsigned int i = 0; i < nr_retained; i++) {
-		struct arena *a = retained[i];
-		struct arena *b = best < RETAIN_MAX ? retained[best] : NULL;
-		if (!b || (a->size >= len ? b->size < len || a->size < b->size
-					  : b->size < len && a->size > b->size))
-			best = i;
-	}
-	struct arena *a = best < RETAIN_MAX ? retained_remove(best) : NULL;
-	if (a && a->size < len) {
-		/* donors, largest first, until they cover the shortfall */
-		size_t need = len - a->size;
-		while (need && nr_retained) {
-			unsigned int k = 0;
-			for (unsigned int i = 1; i < nr_retained; i++)
-				if (retained[i]->size > retained[k]->size)
-					k = i;
-			donor[ndonor] = retained_remove(k);
-			need -= MIN(need, donor[ndonor]->size);
-			ndonor++;
-		}
-	}
-	sheaf_unlock(&_sheaf_arena_lock, LR_ARENA);
-	release_all(gone, ngone);
-	if (!a)
-		return NULL;
-
-	*dirty = MIN(a->size, len);
-	if (a->size > len + len / 8) {
-		split_tail(a, len);
-	} else if (a->size < len) {
-		size_t have = a->size;
-		bool grown = (uintptr_t)a->base + len <= slots_end(a) &&
-			     extend(a->base + a->size, len - a->size);
-		if (!grown) {
-			/* Something else lies after it: its pages move to the
-			 * head of a new mapping of len instead. */
-			char *nb = map_huge(len);
-			if (nb && move_pages(a->base, a->size, nb)) {
-				unmap_slots((uintptr_t)a->base, slots_end(a));
-				slot_hint_add((uintptr_t)a->base);
-				a->base = nb;
-				grown = true;
-			} else if (nb) {
-				munmap(nb, len);
-			}
-		}
-		if (grown)
-			a->size = len;
-		for (unsigned int i = 0; i < ndonor; i++) {
-			struct arena *d = donor[i];
-			size_t k = MIN(d->size, len - have);
-			if (grown && k && move_pages(d->base + d->size - k, k, a->base + have)) {
-				uintptr_t old_end = slots_end(d);
-				d->size -= k;
-				have += k;
-				unmap_slots(d->size ? slots_end(d) : (uintptr_t)d->base,
-					    old_end);
-			}
-			if (!d->size) {
-				slot_hint_add((uintptr_t)d->base);
-				arena_rec_free(d);
-				continue;
-			}
-			sheaf_lock(&_sheaf_arena_lock, LR_ARENA);
-			retained_insert(d);
-			sheaf_unlock(&_sheaf_arena_lock, LR_ARENA);
-		}
-		if (!grown) {
-			unmap_slots((uintptr_t)a->base, slots_end(a));
-			huge_unmap(a);
-			return NULL;
-		}
-		*dirty = have;
-	}
-	return a;
-}
-
-void *_sheaf_huge_alloc(size_t size, gfp_t gfp)
+void *_sheaf_huge_alloc(size_t size, size_t align, gfp_t gfp)
 {
 	if (should_fail(SHEAF_FAULT_PAGE, NULL, size, gfp))
 		return NULL;
 	size_t len = ALIGN_UP(size, HUGE_GRAIN);
-	if (len < size)
+	if (len < size || align > ARENA_SIZE || len > (1ul << ADDR_BITS))
 		return NULL;
-	size_t dirty = 0; /* bytes of a reused mapping that may hold old data */
-	struct arena *a = retained_take(len, &dirty);
-	if (!a) {
-		a = arena_rec_new();
-		if (!a)
-			return NULL;
-		char *base = map_huge(len);
-		if (!base) {
-			arena_rec_free(a);
-			return NULL;
+	size_t need = len >> GRAIN_SHIFT, dirty_end = 0;
+	align = MAX(align, HUGE_GRAIN);
+	struct huge_span *s = NULL;
+	struct fill fill;
+	fill.n = 0;
+	for (int tries = 0; !s && tries < 3; tries++) {
+		size_t at;
+		sheaf_lock(&_sheaf_arena_lock, LR_ARENA);
+		struct huge_span *f = best_fit(need, align, &at);
+		if (f && span_recs_reserve(2)) {
+			s = carve(f, at, need, &dirty_end);
+			if (dirty_count(s->r, s->first, s->n) < s->n && free_dirty)
+				fill_plan(s, &fill);
+			if (!fill.n)
+				dirty_mark(s->r, s->first, s->n, true);
 		}
-		a->base = base;
-		a->size = len;
-		a->huge = true;
+		sheaf_unlock(&_sheaf_arena_lock, LR_ARENA);
+		/* no free span serves it: a new region, then again (another
+		 * thread may take it first); no record to be had: ENOMEM */
+		if (!s && (f || !region_add(need)))
+			break;
 	}
-	a->node = sheaf_node();
-	sheaf_lock(&_sheaf_arena_lock, LR_ARENA);
-	__atomic_store_n(&a->retained, false, __ATOMIC_RELAXED);
-	map_range((uintptr_t)a->base, slots_end(a), a);
-	huge_bytes += a->size;
-	sheaf_unlock(&_sheaf_arena_lock, LR_ARENA);
-	/* A fresh mapping is zero; a reused one beyond `dirty` only. */
-	if (dirty && (gfp & __GFP_ZERO))
-		memset(a->base, 0, MIN(dirty, size));
-	return a->base;
+	if (!s)
+		return NULL;
+	char *p = span_addr(s);
+	if (fill.n) {
+		fill_run(s, &fill);
+		sheaf_lock(&_sheaf_arena_lock, LR_ARENA);
+		fill_done(&fill);
+		dirty_mark(s->r, s->first, s->n, true);
+		sheaf_unlock(&_sheaf_arena_lock, LR_ARENA);
+		for (unsigned int i = 0; i < fill.n; i++)
+			if (fill.moved[i])	/* old data arrived */
+				dirty_end = MAX(dirty_end, (fill.dst[i] - s->first + 1) << GRAIN_SHIFT);
+	}
+	/* Clean grains are zero (fresh or released); dirty ones may not be. */
+	if (dirty_end && (gfp & __GFP_ZERO))
+		memset(p, 0, MIN(dirty_end, size));
+	huge_trim(false, false, false);	/* past the budget or the decay */
+	return p;
 }
 
-/* The live huge mapping containing p (anywhere in it), or NULL. */
-static struct arena *huge_arena_of(const void *p)
+/* The live span containing p (anywhere in it), or NULL. */
+static struct huge_span *span_of(const void *p)
 {
 	uintptr_t x = (uintptr_t)p;
 	if (x >> ADDR_BITS)
 		return NULL;
 	struct arena *a = __atomic_load_n(&_sheaf_arena_map[x >> ARENA_SHIFT],
 					  __ATOMIC_ACQUIRE);
-	if (!a || !a->huge || __atomic_load_n(&a->retained, __ATOMIC_RELAXED) ||
-	    x - (uintptr_t)a->base >= a->size)
+	if (!a || !a->huge || x < (uintptr_t)a->base)
 		return NULL;
-	return a;
+	struct huge_region *r = container_of(a, struct huge_region, a);
+	size_t g = (x - (uintptr_t)a->base) >> GRAIN_SHIFT;
+	if (g >= __atomic_load_n(&r->grains, __ATOMIC_RELAXED))
+		return NULL;
+	struct huge_span *s = __atomic_load_n(&r->span[g], __ATOMIC_ACQUIRE);
+	if (!s || __atomic_load_n(&s->state, __ATOMIC_ACQUIRE) != SPAN_LIVE)
+		return NULL;
+	return s;
 }
 
-/* The huge mapping that starts at p, or NULL. */
-static struct arena *huge_arena(const void *p)
+/* The live span that starts at p, or NULL. */
+static struct huge_span *span_at(const void *p)
 {
-	struct arena *a = huge_arena_of(p);
-	return a && a->base == p ? a : NULL;
+	struct huge_span *s = span_of(p);
+	return s && span_addr(s) == p ? s : NULL;
 }
 
 void *_sheaf_huge_start(const void *p)
 {
-	struct arena *a = huge_arena_of(p);
-	return a ? a->base : NULL;
+	struct huge_span *s = span_of(p);
+	return s ? span_addr(s) : NULL;
 }
 
 int _sheaf_huge_node(const void *p)
 {
-	struct arena *a = huge_arena(p);
-	return a ? a->node : -1;
+	struct huge_span *s = span_at(p);
+	return s ? s->node : -1;
 }
 
 size_t _sheaf_huge_size(const void *p)
 {
-	struct arena *a = huge_arena(p);
-	return a ? a->size : 0;
+	struct huge_span *s = span_at(p);
+	return s ? s->n << GRAIN_SHIFT : 0;
 }
 
 bool _sheaf_huge_free(const void *p)
 {
-	struct arena *gone[RETAIN_MAX + 1];
-	unsigned int ngone;
-	struct arena *a = huge_arena(p);
-	if (!a)
+	struct huge_span *s = span_at(p);
+	if (!s)
 		return false;
 	sheaf_lock(&_sheaf_arena_lock, LR_ARENA);
 	/* Checked again under the lock: two frees of p race to here. */
-	if (__atomic_load_n(&a->retained, __ATOMIC_RELAXED)) {
+	if (s->state != SPAN_LIVE || span_addr(s) != p) {
 		sheaf_unlock(&_sheaf_arena_lock, LR_ARENA);
 		return false;
 	}
-	huge_bytes -= a->size;
-	if (a->size <= retain_budget()) {
-		ngone = retained_expire(gone, a->size, true);
-		__atomic_store_n(&a->retained, true, __ATOMIC_RELAXED);
-		a->freed_ns = _sheaf_coarse_ns();
-		retained[nr_retained++] = a;
-		retained_bytes += a->size;
-	} else {
-		ngone = retained_expire(gone, 0, false);
-		map_range((uintptr_t)a->base, slots_end(a), NULL);
-		gone[ngone++] = a;
-	}
+	huge_bytes -= s->n << GRAIN_SHIFT;
+	s->dirty = s->n;
+	free_dirty += s->n;
+	s->freed_ns = _sheaf_coarse_ns();
+	free_insert(s);
 	sheaf_unlock(&_sheaf_arena_lock, LR_ARENA);
-	release_all(gone, ngone);
+	huge_trim(false, true, false);
 	return true;
 }
 
-/* Every retained huge mapping back to the system (shrink, malloc_trim). */
-void _sheaf_huge_release_retained(void)
+/*
+ * fork(), in the child, the arena lock held: a span that a thread of the
+ * parent was releasing (BUSY) has no thread to finish it; it is free
+ * again, its grains still counted dirty (they may be resident).
+ */
+void _sheaf_huge_after_fork_child(void)
 {
-	struct arena *gone[RETAIN_MAX];
-	unsigned int n = 0;
-	sheaf_lock(&_sheaf_arena_lock, LR_ARENA);
-	while (nr_retained) {
-		struct arena *a = retained_remove(0);
-		map_range((uintptr_t)a->base, slots_end(a), NULL);
-		gone[n++] = a;
-	}
-	sheaf_unlock(&_sheaf_arena_lock, LR_ARENA);
-	release_all(gone, n);
+	sheaf_lock_held(LR_ARENA);
+	for (struct huge_region *r = regions; r; r = r->next)
+		for (size_t g = 0; g < r->grains; g = r->span[g]->first + r->span[g]->n)
+			if (r->span[g]->state == SPAN_BUSY)
+				free_insert(r->span[g]);
 }
 
-/* The idle drain's (slab_common.c): retained mappings past their decay
- * go even when no huge allocation or free comes to release them. */
+/* Every retained grain back to the system, and every region with nothing
+ * live unmapped (shrink, malloc_trim). */
+void _sheaf_huge_release_retained(void)
+{
+	huge_trim(true, false, true);
+}
+
+/* The idle drain's (slab_common.c): free spans past their decay are
+ * released, and regions wholly free that long unmapped, even when no huge
+ * allocation or free comes to do it. */
 void _sheaf_pages_decay(void)
 {
-	struct arena *gone[RETAIN_MAX];
-	sheaf_lock(&_sheaf_arena_lock, LR_ARENA);
-	unsigned int n = retained_expire(gone, 0, false);
-	sheaf_unlock(&_sheaf_arena_lock, LR_ARENA);
-	release_all(gone, n);
+	huge_trim(false, false, true);
 	/* and the buddy lists' dirty blocks past their decay (pages.c) */
 	_sheaf_pages_purge(false);
 }
@@ -564,5 +793,5 @@ void _sheaf_huge_bytes_locked(size_t *live, size_t *retained_out)
 {
 	sheaf_lock_held(LR_ARENA);
 	*live = huge_bytes;
-	*retained_out = retained_bytes;
+	*retained_out = free_dirty << GRAIN_SHIFT;
 }

@@ -134,7 +134,7 @@ static void read_config(void)
 		(size_t)env_int("SHEAF_LARGE_RETAIN_MB", 64, 0, 1 << 20) << 20;
 	_sheaf_config.large_decay_ms =
 		(unsigned int)env_int("SHEAF_LARGE_DECAY_MS", 1000, 0, 3600000);
-	_sheaf_config.large_thp = _sheaf_env_bool("SHEAF_LARGE_THP", false);
+	_sheaf_config.large_thp = _sheaf_env_bool("SHEAF_LARGE_THP", true);
 	_sheaf_config.idle_ms =
 		(unsigned int)env_int("SHEAF_IDLE_MS", 1000, 0, 3600000);
 	if (_sheaf_config.idle_ms && _sheaf_config.idle_ms < 10)
@@ -287,7 +287,12 @@ static void unlock_lists(bool child)
 }
 
 static void lock_arena(void) { _sheaf_pages_lock(LR_ARENA); }
-static void unlock_arena(bool child) { (void)child; _sheaf_pages_unlock(LR_ARENA); }
+static void unlock_arena(bool child)
+{
+	if (child)
+		_sheaf_huge_after_fork_child();
+	_sheaf_pages_unlock(LR_ARENA);
+}
 static void lock_pages(void) { _sheaf_pages_lock(LR_PAGE); }
 static void unlock_pages(bool child) { (void)child; _sheaf_pages_unlock(LR_PAGE); }
 static void lock_pool(void) { _sheaf_pages_lock(LR_POOL); }

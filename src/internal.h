@@ -195,7 +195,8 @@ void *_sheaf_map_aligned(size_t size, size_t align);
 /* huge.c */
 void _sheaf_huge_release_retained(void);     /* kmem_cache_shrink, malloc_trim */
 void _sheaf_huge_bytes_locked(size_t *live, size_t *retained);
-void *_sheaf_huge_alloc(size_t size, gfp_t gfp);
+void *_sheaf_huge_alloc(size_t size, size_t align, gfp_t gfp); /* align <= ARENA_SIZE */
+void _sheaf_huge_after_fork_child(void);     /* fork handler, arena lock held */
 bool _sheaf_huge_free(const void *p);        /* false: not a huge mapping */
 size_t _sheaf_huge_size(const void *p);      /* 0: not a huge mapping */
 void *_sheaf_huge_start(const void *p);      /* start of the mapping containing p */

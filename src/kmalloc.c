@@ -422,7 +422,7 @@ static void *kmalloc_huge(size_t size, gfp_t gfp)
 	 * not fail (__GFP_NOFAIL, the kernel's rule over NOWAIT). */
 	if (!(gfpflags_allow_blocking(gfp) || (gfp & __GFP_NOFAIL)))
 		return NULL;
-	return _sheaf_huge_alloc(size, gfp);
+	return _sheaf_huge_alloc(size, 0, gfp);
 }
 
 static void *kmalloc_large(size_t size, gfp_t gfp, int node)

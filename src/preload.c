@@ -217,8 +217,8 @@ SHEAF_EXPORT void *calloc(size_t n, size_t size)
 	void *p;
 	if (likely(malloc_fast(bytes, &p)))
 		return memset(p, 0, bytes);
-	/* Zeroed below: page runs by kmalloc, huge mappings fresh or by
-	 * huge.c where a retained one is reused,
+	/* Zeroed below: page runs by kmalloc, huge spans by huge.c (the
+	 * grains that were handed out before; the others are zero), and
 	 * the boot area is never reused. */
 	return malloc_slow(bytes, __GFP_ZERO);
 }
@@ -372,16 +372,18 @@ SHEAF_EXPORT void *reallocarray(void *p, size_t n, size_t size)
 
 /* ------------------------------------------------------------- alignment */
 
-/* Largest alignment served: huge mappings are aligned to an arena. */
+/* Largest alignment served: the huge heap's regions are arena aligned. */
 #define MALLOC_MAX_ALIGN ARENA_SIZE
 
 /*
  * size bytes aligned to align (a power of two).  Power-of-two classes up
  * to a page are naturally aligned (page-aligned slabs, stride = size), and
- * so are page runs (buddy blocks) and huge mappings (arena-aligned): ask
- * for max(size, align), rounded up to a power of two inside a page.  A
- * debug cache's layout (SLUB_DEBUG red zones) shifts its objects: a
- * misaligned result is given back and a page run taken instead.
+ * so are page runs (buddy blocks): ask for max(size, align), rounded up to
+ * a power of two inside a page.  Beyond the largest run the huge heap
+ * carves a span at the alignment asked (its grains are 2 MiB aligned, its
+ * regions arena aligned).  A debug cache's layout (SLUB_DEBUG red zones)
+ * shifts its objects: a misaligned result is given back and a page run
+ * taken instead.
  */
 static void *aligned_malloc(size_t align, size_t size, const char *fn)
 {
@@ -394,6 +396,12 @@ static void *aligned_malloc(size_t align, size_t size, const char *fn)
 		return NULL;
 	}
 	size_t want = MAX(size, align);
+	if (want > MAX_RUN_SIZE) {
+		void *p = _sheaf_huge_alloc(MAX(size, 1), align, GFP_KERNEL);
+		if (unlikely(!p))
+			errno = ENOMEM;
+		return p;
+	}
 	if (want <= PAGE_SIZE)
 		want = 1ul << (64 - __builtin_clzl(want - 1));
 	void *p = _sheaf_kmalloc(want, GFP_KERNEL);

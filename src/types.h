@@ -186,23 +186,19 @@ _Static_assert(offsetof(struct slab, slab_cache) == SHEAF_DESC_CACHE &&
 	       "<sheaf/rseq.h> descriptor offsets");
 
 /*
- * struct arena - one 256 MiB aligned mapping (or a huge kmalloc mapping).
- * Arenas are never unmapped; a freed huge mapping is retained for reuse
- * (huge.c: within SHEAF_LARGE_RETAIN_MB, for SHEAF_LARGE_DECAY_MS) or
- * unmapped.  arena_map[addr >> ARENA_SHIFT] points at the arena covering
- * addr; a retained mapping keeps its entries (reuse needs no new ones),
- * and its `retained` flag makes it no live block: a pointer into it is
- * reported as invalid (a double free among them).  A huge mapping's record
- * is never unmapped either: once the mapping is gone it goes on huge.c's
- * free list with huge false and size 0, and serves the next one.
+ * struct arena - one 256 MiB aligned mapping of slabs and page runs, or
+ * (huge set) the record of a huge-heap region (huge.c: a reservation of
+ * one or more arenas' address space, carved into spans of 2 MiB grains).
+ * arena_map[addr >> ARENA_SHIFT] points at the arena or region covering
+ * addr.  Arenas are never unmapped; a region is when nothing in it is live
+ * or retained, its map slots cleared first.  Records are never unmapped:
+ * a lockless reader with a stale map entry reads one that says "not live".
  */
 struct arena {
 	char *base;
-	size_t size;         /* ARENA_SIZE, or the mapping size when huge */
+	size_t size;         /* ARENA_SIZE, or the region's size when huge */
 	int node;
 	bool huge;
-	bool retained;       /* huge, freed, kept for reuse (under arena_lock) */
-	uint64_t freed_ns;   /* retained: when it was freed (CLOCK_MONOTONIC) */
 };
 
 /* =========================================================== slab (slab.c) */
