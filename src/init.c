@@ -134,7 +134,7 @@ static void read_config(void)
 		(size_t)env_int("SHEAF_LARGE_RETAIN_MB", 64, 0, 1 << 20) << 20;
 	_sheaf_config.large_decay_ms =
 		(unsigned int)env_int("SHEAF_LARGE_DECAY_MS", 1000, 0, 3600000);
-	_sheaf_config.large_thp = _sheaf_env_bool("SHEAF_LARGE_THP", true);
+	_sheaf_config.large_thp = _sheaf_env_bool("SHEAF_LARGE_THP", false);
 	_sheaf_config.idle_ms =
 		(unsigned int)env_int("SHEAF_IDLE_MS", 1000, 0, 3600000);
 	if (_sheaf_config.idle_ms && _sheaf_config.idle_ms < 10)

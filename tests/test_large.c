@@ -11,7 +11,7 @@
  * what stays resident, and shrink unmaps a region with nothing live.
  * Run again with SHEAF_LARGE_DECAY_MS=50 (decay), SHEAF_LARGE_RETAIN_MB=0
  * (nothing retained: every freed grain released at once) and
- * SHEAF_LARGE_THP=0 (the heap not advised MADV_HUGEPAGE).
+ * SHEAF_LARGE_THP=1 (the heap advised MADV_HUGEPAGE).
  */
 #include <sys/resource.h>
 #include <errno.h>
@@ -440,12 +440,12 @@ static bool vm_flag(const void *p, const char *flag)
 	return found;
 }
 
-/* SHEAF_LARGE_THP: the heap is advised MADV_HUGEPAGE (by default), or not. */
+/* SHEAF_LARGE_THP=1: the heap is advised MADV_HUGEPAGE, else not. */
 static void test_thp_advice(void **state)
 {
 	(void)state;
 	const char *v = getenv("SHEAF_LARGE_THP");
-	bool on = !(v && !strcmp(v, "0"));
+	bool on = v && !strcmp(v, "1");
 	if (on && access("/sys/kernel/mm/transparent_hugepage/enabled", R_OK) != 0)
 		skip();	/* a kernel without THP refuses the advice */
 	char *p = big(8 * MiB);
