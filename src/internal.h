@@ -187,9 +187,9 @@ void _sheaf_pages_init(void);
 struct slab *_sheaf_pages_alloc(unsigned int order, int node, gfp_t gfp);
 void _sheaf_pages_free(struct slab *head);
 void _sheaf_pages_purge(bool all);
-void _sheaf_pages_decay(void);      /* retained huge mappings past decay */
+void _sheaf_pages_decay(void);      /* free huge spans past decay */
 /* pages.c: the arena lock (LR_ARENA) and aligned mappings, which huge.c
- * (the layer's huge mappings) shares. */
+ * (the layer's huge heap) shares. */
 extern pthread_mutex_t _sheaf_arena_lock;
 void *_sheaf_map_aligned(size_t size, size_t align);
 /* huge.c */
@@ -197,10 +197,10 @@ void _sheaf_huge_release_retained(void);     /* kmem_cache_shrink, malloc_trim *
 void _sheaf_huge_bytes_locked(size_t *live, size_t *retained);
 void *_sheaf_huge_alloc(size_t size, size_t align, gfp_t gfp); /* align <= ARENA_SIZE */
 void _sheaf_huge_after_fork_child(void);     /* fork handler, arena lock held */
-bool _sheaf_huge_free(const void *p);        /* false: not a huge mapping */
-size_t _sheaf_huge_size(const void *p);      /* 0: not a huge mapping */
+bool _sheaf_huge_free(const void *p);        /* false: not a live huge span */
+size_t _sheaf_huge_size(const void *p);      /* 0: not a live huge span */
 void *_sheaf_huge_start(const void *p);      /* start of the mapping containing p */
-int _sheaf_huge_node(const void *p);         /* -1: not a huge mapping */
+int _sheaf_huge_node(const void *p);         /* -1: not a live huge span */
 void *_sheaf_meta_alloc(size_t size);        /* zeroed, page granular */
 void _sheaf_meta_free(void *p, size_t size);
 void *_sheaf_meta_pool_alloc(size_t size);   /* zeroed, packed: fork state */

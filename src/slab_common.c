@@ -290,7 +290,7 @@ SHEAF_EXPORT size_t sheaf_cache_deferred_objects(struct kmem_cache *s)
  * slab_mutex) and drains what the program stopped using, without any call
  * from it: slots and barns of sheaf caches idle for SHEAF_IDLE_MS
  * (_sheaf_pcs_drain_idle(), pcs_remote.c: idle for 2 looks in a row), the
- * frees kfree_nolock() deferred, and retained huge mappings past their
+ * frees kfree_nolock() deferred, and free huge spans past their
  * decay (_sheaf_pages_decay()).  So after a burst, a program idle for
  * 1.5 * SHEAF_IDLE_MS keeps no object in sheaves or barns.
  *

@@ -81,10 +81,10 @@ struct sheaf_config {
 				 * minimum capacity when they have sheaves */
 	unsigned int yield_every; /* SHEAF_DEBUG_YIELD=N: yield in 1 of N lock holds */
 	size_t large_retain;    /* SHEAF_LARGE_RETAIN_MB, in bytes: freed huge
-				 * mappings kept for reuse (0: none) */
+				 * spans kept resident for reuse (0: none) */
 	unsigned int large_decay_ms; /* SHEAF_LARGE_DECAY_MS: kept that long */
-	bool large_thp;         /* SHEAF_LARGE_THP: huge mappings advised
-				 * MADV_HUGEPAGE (huge.c) */
+	bool large_thp;         /* SHEAF_LARGE_THP: the huge heap's regions
+				 * advised MADV_HUGEPAGE (huge.c) */
 	unsigned int idle_ms;   /* SHEAF_IDLE_MS: drain slots and barns idle
 				 * that long (0: never; slab_common.c) */
 	bool adaptive;          /* SHEAF_ADAPTIVE: capacity and barn limits

@@ -695,8 +695,8 @@ struct sheaf_page_info {
 	size_t used_pages;      /* pages handed out (slabs, large kmalloc) */
 	size_t free_pages;      /* pages in the free lists */
 	size_t dirty_pages;     /* free pages not yet given back with madvise */
-	size_t huge_bytes;      /* bytes in dedicated mappings (huge kmalloc) */
-	size_t huge_retained;   /* bytes of freed huge mappings kept for reuse */
+	size_t huge_bytes;      /* bytes in live huge spans (kmalloc above 4 MiB) */
+	size_t huge_retained;   /* bytes of freed huge spans kept resident for reuse */
 };
 void sheaf_page_info(struct sheaf_page_info *info);
 
