@@ -359,11 +359,12 @@ struct fill {
 	bool moved[FILL_MAX];
 };
 
-/* Under the lock: pair s's clean grains with dirty grains of free spans,
- * oldest first, in f; the donors are taken off the free list (BUSY). */
-static void fill_plan(struct huge_span *s, struct fill *f)
+/* Under the lock: pair s's clean grains past its first `skip` with dirty
+ * grains of free spans, oldest first, in f; the donors are taken off the
+ * free list (BUSY). */
+static void fill_plan(struct huge_span *s, size_t skip, struct fill *f)
 {
-	size_t g = s->first, end = s->first + s->n;
+	size_t g = s->first + skip, end = s->first + s->n;
 	f->n = f->ndonors = 0;
 	for (struct huge_span *d = free_head, *next; d && f->n < FILL_MAX; d = next) {
 		next = d->next;
@@ -392,28 +393,33 @@ static void fill_plan(struct huge_span *s, struct fill *f)
 	}
 }
 
+/*
+ * Outside the lock: the pages of the n grains at `from` moved to `to`,
+ * page tables and all; the source stays mapped, empty (clean).  False if
+ * the kernel refused (mremap() wants one mapping: a range that pages were
+ * moved into is several) or has no MREMAP_DONTUNMAP (before 5.7).
+ */
+static bool move_grains(char *from, char *to, size_t n)
+{
+	size_t len = n << GRAIN_SHIFT;
+	return mremap(from, len, len, MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP,
+		      to) != MAP_FAILED;
+}
+
 /* Outside the lock: the moves f planned; contiguous runs in one call,
- * grain by grain where a run spans mappings (mremap() wants one). */
+ * grain by grain where a run is refused. */
 static void fill_run(struct huge_span *s, struct fill *f)
 {
 	for (unsigned int i = 0, k; i < f->n; i += k) {
 		for (k = 1; i + k < f->n && f->from[i + k] == f->from[i] &&
 			    f->src[i + k] == f->src[i] + k && f->dst[i + k] == f->dst[i] + k; k++)
 			;
-		for (unsigned int j = i, step = k; j < i + k; j += step) {
-			size_t len = (size_t)step << GRAIN_SHIFT;
-			char *from = grain_addr(f->from[j]->r, f->src[j]);
-			bool ok = mremap(from, len, len,
-					 MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP,
-					 grain_addr(s->r, f->dst[j])) != MAP_FAILED;
-			if (!ok && step > 1) {
-				step = 1;	/* again, one grain at a time */
-				j -= 1;
-				continue;
-			}
-			for (unsigned int m = j; m < j + step; m++)
-				f->moved[m] = ok;
-		}
+		bool ok = move_grains(grain_addr(f->from[i]->r, f->src[i]),
+				      grain_addr(s->r, f->dst[i]), k);
+		for (unsigned int m = i; m < i + k; m++)
+			f->moved[m] = ok || (k > 1 &&
+				move_grains(grain_addr(f->from[m]->r, f->src[m]),
+					    grain_addr(s->r, f->dst[m]), 1));
 	}
 }
 
@@ -642,15 +648,15 @@ static void huge_trim(bool all, bool after_free, bool regions_too)
 
 /* ------------------------------------------------------- the interface */
 
-void *_sheaf_huge_alloc(size_t size, size_t align, gfp_t gfp)
+/*
+ * A new live span of need grains aligned to align, its clean grains past
+ * the first `skip` filled (fill_plan()), all of them dirty; NULL if no
+ * region or record can be had.  *dirty_end: the bytes from its start that
+ * may hold old data.
+ */
+static struct huge_span *span_new(size_t need, size_t align, size_t skip,
+				  size_t *dirty_end)
 {
-	if (should_fail(SHEAF_FAULT_PAGE, NULL, size, gfp))
-		return NULL;
-	size_t len = ALIGN_UP(size, HUGE_GRAIN);
-	if (len < size || align > ARENA_SIZE || len > (1ul << ADDR_BITS))
-		return NULL;
-	size_t need = len >> GRAIN_SHIFT, dirty_end = 0;
-	align = MAX(align, HUGE_GRAIN);
 	struct huge_span *s = NULL;
 	struct fill fill;
 	fill.n = 0;
@@ -659,9 +665,9 @@ void *_sheaf_huge_alloc(size_t size, size_t align, gfp_t gfp)
 		sheaf_lock(&_sheaf_arena_lock, LR_ARENA);
 		struct huge_span *f = best_fit(need, align, &at);
 		if (f && span_recs_reserve(2)) {
-			s = carve(f, at, need, &dirty_end);
-			if (dirty_count(s->r, s->first, s->n) < s->n && free_dirty)
-				fill_plan(s, &fill);
+			s = carve(f, at, need, dirty_end);
+			if (free_dirty && dirty_count(s->r, s->first + skip, need - skip) < need - skip)
+				fill_plan(s, skip, &fill);
 			if (!fill.n)
 				dirty_mark(s->r, s->first, s->n, true);
 		}
@@ -671,10 +677,7 @@ void *_sheaf_huge_alloc(size_t size, size_t align, gfp_t gfp)
 		if (!s && (f || !region_add(need)))
 			break;
 	}
-	if (!s)
-		return NULL;
-	char *p = span_addr(s);
-	if (fill.n) {
+	if (s && fill.n) {
 		fill_run(s, &fill);
 		sheaf_lock(&_sheaf_arena_lock, LR_ARENA);
 		fill_done(&fill);
@@ -682,8 +685,29 @@ void *_sheaf_huge_alloc(size_t size, size_t align, gfp_t gfp)
 		sheaf_unlock(&_sheaf_arena_lock, LR_ARENA);
 		for (unsigned int i = 0; i < fill.n; i++)
 			if (fill.moved[i])	/* old data arrived */
-				dirty_end = MAX(dirty_end, (fill.dst[i] - s->first + 1) << GRAIN_SHIFT);
+				*dirty_end = MAX(*dirty_end, (fill.dst[i] - s->first + 1) << GRAIN_SHIFT);
 	}
+	return s;
+}
+
+/* size in grains, or 0 if it is too large to be had. */
+static size_t grains_for(size_t size)
+{
+	size_t len = ALIGN_UP(size, HUGE_GRAIN);
+	return len < size || len > (1ul << ADDR_BITS) ? 0 : len >> GRAIN_SHIFT;
+}
+
+void *_sheaf_huge_alloc(size_t size, size_t align, gfp_t gfp)
+{
+	if (should_fail(SHEAF_FAULT_PAGE, NULL, size, gfp))
+		return NULL;
+	size_t need = grains_for(size), dirty_end = 0;
+	if (!need || align > ARENA_SIZE)
+		return NULL;
+	struct huge_span *s = span_new(need, MAX(align, HUGE_GRAIN), 0, &dirty_end);
+	if (!s)
+		return NULL;
+	char *p = span_addr(s);
 	/* Clean grains are zero (fresh or released); dirty ones may not be. */
 	if (dirty_end && (gfp & __GFP_ZERO))
 		memset(p, 0, MIN(dirty_end, size));
@@ -755,6 +779,97 @@ bool _sheaf_huge_free(const void *p)
 	sheaf_unlock(&_sheaf_arena_lock, LR_ARENA);
 	huge_trim(false, true, false);
 	return true;
+}
+
+/*
+ * realloc() of the live span at p to size bytes (above MAX_RUN_SIZE),
+ * without copying: a shrink gives the tail back as a free span; a growth
+ * takes the free span right after it when that is large enough (its clean
+ * grains filled as a new span's are), else a new span gets p's pages
+ * moved to its head (move_grains(); a grain the kernel refuses to move is
+ * copied) and p's grains are freed, clean.  Returns the block (p, or the
+ * new one; the bytes past the old size are not zeroed), or NULL with p
+ * untouched: not a live span, or no memory (the caller copies, or fails).
+ */
+void *_sheaf_huge_realloc(void *p, size_t size)
+{
+	size_t need = grains_for(size);
+	struct huge_span *s = span_at(p);
+	if (!need || !s)
+		return NULL;
+	struct fill fill;
+	fill.n = 0;
+	sheaf_lock(&_sheaf_arena_lock, LR_ARENA);
+	if (s->state != SPAN_LIVE || span_addr(s) != p) {
+		sheaf_unlock(&_sheaf_arena_lock, LR_ARENA);
+		return NULL;
+	}
+	struct huge_region *r = s->r;
+	size_t end = s->first + s->n;
+	struct huge_span *t = end < r->grains ? r->span[end] : NULL;
+	if (need <= s->n) {
+		if (need < s->n && span_recs_reserve(1)) {
+			t = span_rec_get();
+			*t = (struct huge_span){ .r = r, .first = s->first + need,
+						 .n = s->n - need, .dirty = s->n - need,
+						 .freed_ns = _sheaf_coarse_ns() };
+			s->n = need;
+			huge_bytes -= t->n << GRAIN_SHIFT;
+			free_dirty += t->n;
+			free_insert(t);
+		}
+		sheaf_unlock(&_sheaf_arena_lock, LR_ARENA);
+		huge_trim(false, true, false);
+		return p;
+	}
+	if (t && t->state == SPAN_FREE && t->n >= need - s->n && span_recs_reserve(2)) {
+		size_t extra = need - s->n, dirty_end;
+		struct huge_span *c = carve(t, end, extra, &dirty_end);
+		s->n += extra;
+		span_publish(s);
+		span_rec_put(c);
+		if (free_dirty && dirty_count(r, end, extra) < extra)
+			fill_plan(s, need - extra, &fill);
+		if (!fill.n)
+			dirty_mark(r, s->first, s->n, true);
+		sheaf_unlock(&_sheaf_arena_lock, LR_ARENA);
+		if (fill.n) {
+			fill_run(s, &fill);
+			sheaf_lock(&_sheaf_arena_lock, LR_ARENA);
+			fill_done(&fill);
+			dirty_mark(r, s->first, s->n, true);
+			sheaf_unlock(&_sheaf_arena_lock, LR_ARENA);
+		}
+		huge_trim(false, false, false);
+		return p;
+	}
+	sheaf_unlock(&_sheaf_arena_lock, LR_ARENA);
+
+	size_t dirty_end = 0, old = s->n;
+	struct huge_span *n = span_new(need, HUGE_GRAIN, old, &dirty_end);
+	if (!n)
+		return NULL;
+	char *q = span_addr(n);
+	bool moved = move_grains(p, q, old);
+	if (!moved)	/* grain by grain, copying what the kernel refuses */
+		for (size_t g = 0; g < old; g++) {
+			char *from = (char *)p + (g << GRAIN_SHIFT), *to = q + (g << GRAIN_SHIFT);
+			if (!move_grains(from, to, 1))
+				memcpy(to, from, HUGE_GRAIN);
+		}
+	/* p's grains: empty when moved at once, else counted dirty (may be) */
+	sheaf_lock(&_sheaf_arena_lock, LR_ARENA);
+	size_t dirty = moved ? 0 : old;
+	if (moved)
+		dirty_mark(r, s->first, old, false);
+	huge_bytes -= old << GRAIN_SHIFT;
+	s->dirty = dirty;
+	free_dirty += dirty;
+	s->freed_ns = _sheaf_coarse_ns();
+	free_insert(s);
+	sheaf_unlock(&_sheaf_arena_lock, LR_ARENA);
+	huge_trim(false, true, false);
+	return q;
 }
 
 /*

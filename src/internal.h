@@ -197,6 +197,9 @@ void _sheaf_huge_release_retained(void);     /* kmem_cache_shrink, malloc_trim *
 void _sheaf_huge_bytes_locked(size_t *live, size_t *retained);
 void *_sheaf_huge_alloc(size_t size, size_t align, gfp_t gfp); /* align <= ARENA_SIZE */
 void _sheaf_huge_after_fork_child(void);     /* fork handler, arena lock held */
+void *_sheaf_huge_realloc(void *p, size_t size); /* NULL: p untouched, copy */
+/* The largest huge span the malloc replacement asks for (_sheaf_kmalloc). */
+#define HUGE_MAX_SIZE (1ul << 40)
 bool _sheaf_huge_free(const void *p);        /* false: not a live huge span */
 size_t _sheaf_huge_size(const void *p);      /* 0: not a live huge span */
 void *_sheaf_huge_start(const void *p);      /* start of the mapping containing p */

@@ -25,8 +25,6 @@ static struct kmem_cache *kmalloc_caches[NR_KMALLOC];
  * largest buddy order. */
 _Static_assert(KMALLOC_MAX_SIZE == MAX_RUN_SIZE,
 	       "KMALLOC_MAX_SIZE is the largest page run");
-/* The largest mapping the malloc replacement asks for (_sheaf_kmalloc). */
-#define HUGE_MAX_SIZE (1ul << 40)
 /* The largest kvmalloc(): the kernel refuses more than INT_MAX bytes. */
 #define KVMALLOC_MAX_SIZE ((size_t)INT_MAX)
 
@@ -834,6 +832,13 @@ static void *do_krealloc(const void *p, size_t size, gfp_t gfp, bool kv,
 		return ZERO_SIZE_PTR;
 	}
 	size_t old = _sheaf_ksize(p, fn, caller);
+	if (kv && old > MAX_RUN_SIZE && size > MAX_RUN_SIZE && size <= KVMALLOC_MAX_SIZE &&
+	    !(gfp & __GFP_ZERO) && gfpflags_allow_blocking(gfp)) {
+		/* a huge span: resized in place or its pages moved, no copy */
+		void *q = _sheaf_huge_realloc((void *)p, size);
+		if (q)
+			return q;
+	}
 	if (size <= old) {
 		if (gfp & __GFP_ZERO)
 			memset((char *)p + size, 0, old - size);

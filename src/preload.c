@@ -345,6 +345,12 @@ static void *do_realloc(void *p, size_t size, void *caller)
 		return NULL;
 	}
 	size_t old = usable_size(p, "realloc", caller);
+	if (old > MAX_RUN_SIZE && size > MAX_RUN_SIZE && size <= HUGE_MAX_SIZE && !is_boot(p)) {
+		/* a huge span: resized in place or its pages moved, no copy */
+		void *q = _sheaf_huge_realloc(p, size);
+		if (q)
+			return q;
+	}
 	if (!is_boot(p) && realloc_in_place(old, size))
 		return p;
 	void *n = malloc(size);

@@ -7,7 +7,8 @@
  * smaller one is carved from it, the rest stays free); a request that finds
  * no span resident enough gets the pages of free spans moved in rather
  * than faulted; reuse zeroes for __GFP_ZERO; a free span is no live block
- * (a second free is reported); the budget and kmem_cache_shrink() bound
+ * (a second free is reported); kvrealloc() resizes a span in place or
+ * moves its pages, never copies; the budget and kmem_cache_shrink() bound
  * what stays resident, and shrink unmaps a region with nothing live.
  * Run again with SHEAF_LARGE_DECAY_MS=50 (decay), SHEAF_LARGE_RETAIN_MB=0
  * (nothing retained: every freed grain released at once) and
@@ -249,6 +250,52 @@ static void test_zero_on_reuse(void **state)
 	release();
 }
 
+/* kvrealloc() of a huge span: grown into the free span after it, shrunk
+ * with its tail given back, in place; nothing copied. */
+static void test_realloc_in_place(void **state)
+{
+	(void)state;
+	release();
+	char *a = big(8 * MiB);
+	char *q = kvrealloc(a, 20 * MiB, GFP_KERNEL);
+	assert_ptr_equal(q, a);
+	assert_int_equal(ksize(q), 20 * MiB);
+	assert_int_equal(q[0], 0x5a);
+	assert_int_equal(q[8 * MiB - 1], 0x5a);
+	memset(q, 0x44, 20 * MiB);
+	size_t before = info().huge_retained;
+	char *r = kvrealloc(q, 6 * MiB, GFP_KERNEL);
+	assert_ptr_equal(r, a);
+	assert_int_equal(ksize(r), 6 * MiB);
+	assert_int_equal(info().huge_retained, before + 14 * MiB);
+	assert_int_equal(r[6 * MiB - 1], 0x44);
+	kvfree(r);
+	release();
+}
+
+/* Something live right after it: its pages move to a new span (mremap),
+ * what it leaves is clean, not a copy's resident source. */
+static void test_realloc_moves(void **state)
+{
+	(void)state;
+	release();
+	char *a = big(8 * MiB), *fence = big(6 * MiB);
+	assert_ptr_equal(fence, a + 8 * MiB);
+	size_t before = info().huge_retained;
+	char *q = kvrealloc(a, 20 * MiB, GFP_KERNEL);
+	assert_non_null(q);
+	assert_ptr_not_equal(q, a);
+	for (size_t off = 0; off < 8 * MiB; off += 4096)
+		if (q[off] != 0x5a)
+			fail_msg("byte %zu after the move: %d", off, q[off]);
+	assert_true(resident(a, 8 * MiB) < 64);
+	assert_int_equal(info().huge_retained, before);
+	memset(q, 1, 20 * MiB);
+	kvfree(q);
+	kvfree(fence);
+	release();
+}
+
 static char *stale;
 
 static void free_again(void *arg)
@@ -473,6 +520,8 @@ int main(void)
 			cmocka_unit_test(test_fill_moves_pages),
 			cmocka_unit_test(test_fill_zeroed),
 			cmocka_unit_test(test_zero_on_reuse),
+			cmocka_unit_test(test_realloc_in_place),
+			cmocka_unit_test(test_realloc_moves),
 			cmocka_unit_test(test_retained_not_live),
 			cmocka_unit_test(test_bounds),
 			cmocka_unit_test(test_budget_scales),
