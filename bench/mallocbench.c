@@ -41,6 +41,12 @@
  *             buffers, where an allocator that keeps freed mappings reuses
  *             them and one that unmaps them maps and faults them anew;
  *             ns per replacement.
+ *   grow      1 thread growing 2 buffers by realloc() in turn, from 1 MiB
+ *             to 32 MiB by a quarter at a time (each new part written one
+ *             byte per 4 KiB page), then freeing both; 100 rounds at
+ *             --scale 1: a program's growing logs or arrays, where an
+ *             allocator resizes in place, moves pages or copies; ns per
+ *             realloc().
  *   xring     4 threads in a ring (more threads than CPUs on purpose): each
  *             allocates batches of 64 objects of sizes drawn log-uniformly
  *             from 8 bytes to 8 KiB (every size class up to 8 KiB), writes
@@ -128,7 +134,7 @@ static struct contender contenders[NC] = {
 			  "SHEAF_KMALLOC_CAPACITY=60" },
 };
 
-enum wtype { W_LARSON, W_XMALLOC, W_HOT, W_MIXED, W_FORK, W_LARGE, W_XRING };
+enum wtype { W_LARSON, W_XMALLOC, W_HOT, W_MIXED, W_FORK, W_LARGE, W_XRING, W_GROW };
 
 struct workload {
 	const char *name;
@@ -139,7 +145,7 @@ struct workload {
 	bool fixed;		/* a fixed-size workload */
 };
 
-enum { NW = 9 };
+enum { NW = 10 };
 static const struct workload workloads[NW] = {
 	{ "larson", W_LARSON, 4, 3000000, false },
 	{ "xmalloc", W_XMALLOC, 2, 6000000, false },
@@ -150,6 +156,7 @@ static const struct workload workloads[NW] = {
 	{ "fork-mt", W_FORK, 2, 3000, false },
 	{ "large", W_LARGE, 1, 300, false },
 	{ "xring", W_XRING, 4, 2000000, false },
+	{ "grow", W_GROW, 1, 100, false },
 };
 
 static inline uint32_t rnd(uint32_t *x)
@@ -603,6 +610,46 @@ static double run_large(const struct workload *wl, uint64_t ops)
 	return ns;
 }
 
+/* ---------------------------------------------------------------- grow */
+
+#define GROW_MIN (1ul << 20)
+#define GROW_MAX (32ul << 20)
+
+static double run_grow(const struct workload *wl, uint64_t ops)
+{
+	(void)wl;
+	pin(0);
+	uint64_t t0 = 0, reallocs = 0;
+	for (uint64_t r = 0; r < ops + ops / 10 + 1; r++) {
+		if (r == ops / 10 + 1) {
+			t0 = bench_now_ns();	/* after the warm-up rounds */
+			reallocs = 0;
+		}
+		char *buf[2] = { xmalloc(GROW_MIN), xmalloc(GROW_MIN) };
+		size_t n[2] = { GROW_MIN, GROW_MIN };
+		for (int b = 0; b < 2; b++)
+			large_fill(buf[b], n[b]);
+		while (n[1] < GROW_MAX) {
+			for (int b = 0; b < 2; b++) {
+				size_t m = n[b] + n[b] / 4 < GROW_MAX ? n[b] + n[b] / 4 : GROW_MAX;
+				char *q = realloc(buf[b], m);
+				if (!q)
+					bench_die("realloc(%zu) failed", m);
+				if (q[0] != 0 || q[n[b] - 1] != 1)
+					bench_die("realloc() lost the contents");
+				large_fill(q + n[b], m - n[b]);
+				q[n[b] - 1] = 0;
+				buf[b] = q;
+				n[b] = m;
+				reallocs++;
+			}
+		}
+		free(buf[0]);
+		free(buf[1]);
+	}
+	return (double)(bench_now_ns() - t0) / (double)reallocs;
+}
+
 /* ---------------------------------------------------------------- xring */
 
 /* 8 B .. 8 KiB, log-uniform: every size class gets its share. */
@@ -662,6 +709,9 @@ static int child_main(int ci, int wi, double scale)
 		break;
 	case W_XRING:
 		ns = run_xring(wl, ops);
+		break;
+	case W_GROW:
+		ns = run_grow(wl, ops);
 		break;
 	}
 	getrusage(RUSAGE_SELF, &ru);
@@ -909,6 +959,7 @@ static void usage(FILE *out)
 "usage: mallocbench [options]\n"
 "  --quick              a tenth of the operations, 3 reps\n"
 "  --workload A[,B]     larson xmalloc hot-64-t1 hot-64-t2 mixed fork fork-mt\n"
+"                       large xring grow\n"
 "  --contender A[,B]    sheaf glibc jemalloc tcmalloc mimalloc sheaf-b\n"
 "                       sheaf-fixed (SHEAF_ADAPTIVE=0: fixed sheaf capacity)\n"
 "                       sheaf-cap60 (SHEAF_KMALLOC_CAPACITY=60)\n"
