@@ -25,9 +25,10 @@
  * never unmapped while the process lives: lockless readers (the classic
  * fast path) may read a stale free pointer from any slab page.
  *
- * Requests above MAX_RUN_SIZE ("huge" kmalloc) get a mapping of their own,
- * aligned to ARENA_SIZE so that arena_map identifies it, retained for reuse
- * or unmapped when freed (no free pointer is ever read from them): huge.c,
+ * Requests above MAX_RUN_SIZE ("huge" kmalloc) are spans of the huge heap:
+ * regions of address space aligned to ARENA_SIZE so that arena_map
+ * identifies them, carved in 2 MiB grains, freed spans kept resident for
+ * reuse within a budget (no free pointer is ever read from them): huge.c,
  * the other half of this layer, under the same arena lock.
  */
 #include <errno.h>
