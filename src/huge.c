@@ -10,6 +10,7 @@
  * the one arena lock, _sheaf_arena_lock (LR_ARENA).
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stddef.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -141,6 +142,18 @@ static void dirty_mark(struct huge_region *r, size_t g, size_t n, bool on)
 		else
 			r->dirty[i / LONG_BITS] &= ~bit;
 	}
+}
+
+/*
+ * Fresh huge-heap address space [p, p + n): transparent huge pages asked
+ * for (SHEAF_LARGE_THP), so that the first touch of a grain faults one
+ * 2 MiB page rather than 512 small ones.  Advice only: with THP off, or
+ * none to be had, the pages stay small.
+ */
+static void huge_advise(void *p, size_t n)
+{
+	if (_sheaf_config.large_thp)
+		(void)madvise(p, n, MADV_HUGEPAGE);
 }
 
 /* ------------------------------------------------------- records */
@@ -394,33 +407,40 @@ static void fill_plan(struct huge_span *s, size_t skip, struct fill *f)
 }
 
 /*
- * Outside the lock: the pages of the n grains at `from` moved to `to`,
- * page tables and all; the source stays mapped, empty (clean).  False if
- * the kernel refused (mremap() wants one mapping: a range that pages were
- * moved into is several) or has no MREMAP_DONTUNMAP (before 5.7).
+ * Outside the lock: the pages of the grain at `from` moved to the grain
+ * at `to`, page tables and all; the source stays mapped, empty (clean).
+ * One grain at a time: a grain always lies in one mapping (every split of
+ * a region's mappings is at a grain boundary), as mremap() wants before
+ * Linux 6.17, and a kernel that refuses a range of several only finds
+ * out after it has unmapped the destination.  False if the kernel
+ * refused (no MREMAP_DONTUNMAP before 5.7, the map count limit): the
+ * destination is then mapped again if the kernel had unmapped it (clean),
+ * or, if that cannot be done, the process stops with a message rather
+ * than hand out a block with a hole.
  */
-static bool move_grains(char *from, char *to, size_t n)
+static bool move_grain(char *from, char *to)
 {
-	size_t len = n << GRAIN_SHIFT;
-	return mremap(from, len, len, MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP,
-		      to) != MAP_FAILED;
+	if (mremap(from, HUGE_GRAIN, HUGE_GRAIN,
+		   MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP, to) != MAP_FAILED)
+		return true;
+	void *q = mmap(to, HUGE_GRAIN, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+	if (q == to) {
+		huge_advise(q, HUGE_GRAIN);
+	} else if (q != MAP_FAILED || errno != EEXIST) {
+		fprintf(stderr, "sheaf: huge heap: a failed page move left %p unmapped, "
+			"and it cannot be mapped again\n", (void *)to);
+		_sheaf_die();
+	}
+	return false;
 }
 
-/* Outside the lock: the moves f planned; contiguous runs in one call,
- * grain by grain where a run is refused. */
+/* Outside the lock: the moves f planned. */
 static void fill_run(struct huge_span *s, struct fill *f)
 {
-	for (unsigned int i = 0, k; i < f->n; i += k) {
-		for (k = 1; i + k < f->n && f->from[i + k] == f->from[i] &&
-			    f->src[i + k] == f->src[i] + k && f->dst[i + k] == f->dst[i] + k; k++)
-			;
-		bool ok = move_grains(grain_addr(f->from[i]->r, f->src[i]),
-				      grain_addr(s->r, f->dst[i]), k);
-		for (unsigned int m = i; m < i + k; m++)
-			f->moved[m] = ok || (k > 1 &&
-				move_grains(grain_addr(f->from[m]->r, f->src[m]),
-					    grain_addr(s->r, f->dst[m]), 1));
-	}
+	for (unsigned int i = 0; i < f->n; i++)
+		f->moved[i] = move_grain(grain_addr(f->from[i]->r, f->src[i]),
+					 grain_addr(s->r, f->dst[i]));
 }
 
 /* Under the lock: the donors' moved grains are clean; the donors free. */
@@ -438,17 +458,6 @@ static void fill_done(struct fill *f)
 		free_insert(f->donors[i]);
 }
 
-/*
- * Fresh huge-heap address space [p, p + n): transparent huge pages asked
- * for (SHEAF_LARGE_THP), so that the first touch of a grain faults one
- * 2 MiB page rather than 512 small ones.  Advice only: with THP off, or
- * none to be had, the pages stay small.
- */
-static void huge_advise(void *p, size_t n)
-{
-	if (_sheaf_config.large_thp)
-		(void)madvise(p, n, MADV_HUGEPAGE);
-}
 
 /* Under the lock: a region record for `grains` grains, or NULL. */
 static struct huge_region *region_rec_get(size_t grains)
@@ -786,7 +795,7 @@ bool _sheaf_huge_free(const void *p)
  * without copying: a shrink gives the tail back as a free span; a growth
  * takes the free span right after it when that is large enough (its clean
  * grains filled as a new span's are), else a new span gets p's pages
- * moved to its head (move_grains(); a grain the kernel refuses to move is
+ * moved to its head (move_grain(); a grain the kernel refuses to move is
  * copied) and p's grains are freed, clean.  Returns the block (p, or the
  * new one; the bytes past the old size are not zeroed), or NULL with p
  * untouched: not a live span, or no memory (the caller copies, or fails).
@@ -850,14 +859,15 @@ void *_sheaf_huge_realloc(void *p, size_t size)
 	if (!n)
 		return NULL;
 	char *q = span_addr(n);
-	bool moved = move_grains(p, q, old);
-	if (!moved)	/* grain by grain, copying what the kernel refuses */
-		for (size_t g = 0; g < old; g++) {
-			char *from = (char *)p + (g << GRAIN_SHIFT), *to = q + (g << GRAIN_SHIFT);
-			if (!move_grains(from, to, 1))
-				memcpy(to, from, HUGE_GRAIN);
+	bool moved = true;	/* all of them: p's grains are then clean */
+	for (size_t g = 0; g < old; g++) {
+		char *from = (char *)p + (g << GRAIN_SHIFT), *to = q + (g << GRAIN_SHIFT);
+		if (!move_grain(from, to)) {
+			memcpy(to, from, HUGE_GRAIN);
+			moved = false;
 		}
-	/* p's grains: empty when moved at once, else counted dirty (may be) */
+	}
+	/* p's grains: empty when all moved, else counted dirty (may be) */
 	sheaf_lock(&_sheaf_arena_lock, LR_ARENA);
 	size_t dirty = moved ? 0 : old;
 	if (moved)
