@@ -68,9 +68,11 @@ enum span_state { SPAN_FREE, SPAN_LIVE, SPAN_BUSY };
  * adjacent (a FREE span next to a BUSY one joins it when the release
  * ends); FREE spans and only they are on the free list, ordered by
  * freed_ns (oldest first); dirty counts the span's dirty grains (FREE and
- * BUSY spans; a LIVE span's grains are all dirty).  BUSY: taken off the
- * free list while madvise() releases part of it outside the lock; nothing
- * carves from it.  Lockless readers (span_of(): free(), ksize(), a
+ * BUSY spans; a LIVE span's grains are all dirty once its allocation
+ * returns: while its fill runs, the grains being filled are still clean).
+ * BUSY: taken off the free list while madvise() releases part of it, or
+ * its pages move to a new span's grains, outside the lock; nothing carves
+ * from it.  Lockless readers (span_of(): free(), ksize(), a
  * pointer's owner) read r->span[g] and state atomically; records are never
  * unmapped, so a stale reader reads a record that says "not live".
  */
@@ -85,7 +87,7 @@ struct huge_span {
 };
 
 /*
- * struct huge_region - one reservation: a.base, a.size (grains whole
+ * struct huge_region - one reservation: a.base, a.size (`grains` whole
  * grains), a.huge set: the record the arena map's slots for it point at.
  * span[] and dirty[] (a bitmap) have cap entries, cap >= grains; a record
  * whose region is unmapped serves the next region it is large enough for.
@@ -231,7 +233,7 @@ static void free_unlink(struct huge_span *s)
 	s->prev = s->next = NULL;
 }
 
-/* s (FREE or BUSY over) absorbs its FREE neighbour t, which is adjacent. */
+/* s (being put on the free list) absorbs its adjacent FREE neighbour t. */
 static void span_absorb(struct huge_span *s, struct huge_span *t)
 {
 	free_unlink(t);
