@@ -290,12 +290,13 @@ static void test_reallocarray(void **state)
 	free(a);
 }
 
-/* Every alignment from 1 to 4 MiB (and one huge), with several sizes. */
+/* Every alignment from 1 to 256 MiB (the largest: the huge heap's
+ * regions are arena aligned), with several sizes. */
 static void test_aligned(void **state)
 {
 	(void)state;
 	static const size_t asz[] = { 0, 1, 24, 100, 4095, 4097, 70000, 5ul << 20 };
-	for (size_t align = 1; align <= (8ul << 20); align *= 2) {
+	for (size_t align = 1; align <= (256ul << 20); align *= 2) {
 		for (size_t k = 0; k < sizeof(asz) / sizeof(asz[0]); k++) {
 			size_t n = asz[k];
 			void *p = NULL;
@@ -321,6 +322,16 @@ static void test_aligned(void **state)
 			free(p);
 		}
 	}
+	/* Huge alignments, several live at once: carved at aligned grains
+	 * of the heap's regions, or a new region. */
+	void *h[6];
+	for (int i = 0; i < 6; i++) {
+		assert_int_equal(posix_memalign(&h[i], 64ul << 20, 3ul << 20), 0);
+		assert_int_equal((uintptr_t)h[i] % (64ul << 20), 0);
+		fill(h[i], 3ul << 20, 3);
+	}
+	for (int i = 0; i < 6; i++)
+		free(h[i]);
 	/* Many at once: distinct and aligned. */
 	void *v[64];
 	for (int i = 0; i < 64; i++) {
