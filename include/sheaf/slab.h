@@ -647,7 +647,7 @@ int sheaf_numa_node_id(void);
  * kmalloc mapping reports the node it was allocated on. */
 int sheaf_obj_node(const void *obj);
 /* The cache of the slab holding obj (a kmalloc size class for kmalloc'd
- * objects); NULL for large kmalloc, huge mappings and foreign memory. */
+ * objects); NULL for large kmalloc, huge spans and foreign memory. */
 struct kmem_cache *sheaf_obj_cache(const void *obj);
 /* Per-CPU mode in use: "rseq" or "fallback". */
 const char *sheaf_percpu_mode(void);
