@@ -7,7 +7,7 @@
  * alignment, sheaf capacity, constructor, slub_debug flags), plus kmalloc:
  * alloc (GFP_KERNEL, GFP_NOWAIT, __GFP_ZERO), free, bulk alloc and free,
  * prefill / alloc from sheaf / refill / return, kfree_rcu, shrink, destroy,
- * kmalloc / krealloc / kfree, and failure injection (page layer and sheaf
+ * kmalloc / krealloc / kvrealloc / kfree, and failure injection (page layer and sheaf
  * allocation) switched on and off.
  *
  * The model checks, after every operation: a returned object is non-NULL
@@ -18,11 +18,11 @@
  * into it until it is freed (checked at free); a prefilled sheaf holds at
  * least what was asked and gives exactly that many objects even while
  * every page and sheaf allocation fails; ksize() covers the request;
- * krealloc keeps the contents.  On request and when a cache is torn down,
- * after the cache's RCU barrier: its count of objects in use equals the
- * model's live objects plus what its prefilled sheaves hold (no object
- * lost or counted twice).  At the end of the input no huge kvmalloc
- * mapping is left.
+ * krealloc and kvrealloc keep the contents.  On request and when a
+ * cache is torn down, after the cache's RCU barrier: its count of objects
+ * in use equals the model's live objects plus what its prefilled sheaves
+ * hold (no object lost or counted twice).  At the end of the input no
+ * huge kvmalloc span is left.
  *
  * Built two ways: with libFuzzer (clang -fsanitize=fuzzer,address,
  * undefined: `make fuzz`), and with a replay main (fuzz_replay.c) that runs
@@ -433,13 +433,18 @@ static void op_krealloc(void)
 {
 	if (!nk)
 		return;
+	/* kvrealloc() also to and between huge sizes: a huge span resized
+	 * in place, grown into its free neighbour, or its pages moved */
+	static const size_t big[] = { (4u << 20) + 4096, 6u << 20 };
 	unsigned int i = next(nk);
 	struct obj *o = &kobjs[i];
-	size_t size = 1 + next(12000);
+	bool kv = next(2);
+	size_t size = kv && !next(4) ? big[next(2)] : 1 + next(12000);
 	verify(o);
-	void *p = krealloc(o->p, size, GFP_KERNEL);
+	void *p = kv ? kvrealloc(o->p, size, GFP_KERNEL) : krealloc(o->p, size, GFP_KERNEL);
 	if (!p) {
-		CHECK(injecting, "krealloc(%zu) failed with no failure injected", size);
+		CHECK(injecting, "%s(%zu) failed with no failure injected",
+		      kv ? "kvrealloc" : "krealloc", size);
 		verify(o);		/* the old object is untouched */
 		return;
 	}
