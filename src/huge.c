@@ -414,27 +414,41 @@ static void fill_plan(struct huge_span *s, size_t skip, struct fill *f)
  * One grain at a time: a grain always lies in one mapping (every split of
  * a region's mappings is at a grain boundary), as mremap() wants before
  * Linux 6.17, and a kernel that refuses a range of several only finds
- * out after it has unmapped the destination.  False if the kernel
- * refused (no MREMAP_DONTUNMAP before 5.7, the map count limit): the
- * destination is then mapped again if the kernel had unmapped it (clean),
- * or, if that cannot be done, the process stops with a message rather
- * than hand out a block with a hole.
+ * out after it has unmapped the destination.  False if the move was
+ * refused: both grains are then as they were.  A kernel without
+ * MREMAP_DONTUNMAP (before 5.7), or valgrind, refuses with EINVAL before
+ * doing anything, and no move is tried again.  Any other refusal (the
+ * map count limit) is checked for a destination left unmapped, which is
+ * mapped again (clean); if that cannot be done, the process stops with a
+ * message rather than hand out a block with a hole.
  */
+static bool no_moves;
+
 static bool move_grain(char *from, char *to)
 {
+	if (__atomic_load_n(&no_moves, __ATOMIC_RELAXED))
+		return false;
 	if (mremap(from, HUGE_GRAIN, HUGE_GRAIN,
 		   MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP, to) != MAP_FAILED)
 		return true;
+	if (errno == EINVAL) {
+		__atomic_store_n(&no_moves, true, __ATOMIC_RELAXED);
+		return false;
+	}
+	unsigned char vec[HUGE_GRAIN / 4096];	/* contents unused */
+	if (mincore(to, HUGE_GRAIN, vec) == 0 || errno != ENOMEM)
+		return false;	/* still mapped */
 	void *q = mmap(to, HUGE_GRAIN, PROT_READ | PROT_WRITE,
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
 	if (q == to) {
 		huge_advise(q, HUGE_GRAIN);
-	} else if (q != MAP_FAILED || errno != EEXIST) {
-		fprintf(stderr, "sheaf: huge heap: a failed page move left %p unmapped, "
-			"and it cannot be mapped again\n", (void *)to);
-		_sheaf_die();
+		return false;
 	}
-	return false;
+	if (q != MAP_FAILED)
+		munmap(q, HUGE_GRAIN);	/* the flag taken for a hint */
+	fprintf(stderr, "sheaf: huge heap: a failed page move left %p unmapped, "
+		"and it cannot be mapped again\n", (void *)to);
+	_sheaf_die();
 }
 
 /* Outside the lock: the moves f planned. */
