@@ -507,7 +507,7 @@ static void malloc_report(const char *when)
 	const char *prog = program_invocation_short_name;
 	int n = snprintf(line, sizeof(line),
 			 "libsheaf-malloc: %s (pid %d) %s: %s, %zu pages in use, "
-			 "%zu bytes in huge mappings, %zu bytes at start-up\n",
+			 "%zu bytes in huge spans, %zu bytes at start-up\n",
 			 prog ? prog : "?", (int)getpid(), when, sheaf_percpu_mode(),
 			 pi.used_pages, pi.huge_bytes,
 			 __atomic_load_n(&boot_used, __ATOMIC_RELAXED));
