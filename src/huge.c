@@ -367,10 +367,10 @@ static struct huge_span *carve(struct huge_span *s, size_t at, size_t need,
 #define FILL_MAX 64
 
 struct fill {
-	unsigned int n, ndonors;
+	unsigned int n;
 	size_t dst[FILL_MAX], src[FILL_MAX];	/* grains: s's clean, a donor's dirty */
-	struct huge_span *from[FILL_MAX];	/* the donor of src[i] */
-	struct huge_span *donors[FILL_MAX];	/* BUSY while the moves run */
+	struct huge_span *from[FILL_MAX];	/* the donor of src[i] (BUSY; a
+						 * donor's pairs are consecutive) */
 	bool moved[FILL_MAX];
 };
 
@@ -380,7 +380,7 @@ struct fill {
 static void fill_plan(struct huge_span *s, size_t skip, struct fill *f)
 {
 	size_t g = s->first + skip, end = s->first + s->n;
-	f->n = f->ndonors = 0;
+	f->n = 0;
 	for (struct huge_span *d = free_head, *next; d && f->n < FILL_MAX; d = next) {
 		next = d->next;
 		if (!d->dirty)
@@ -401,7 +401,6 @@ static void fill_plan(struct huge_span *s, size_t skip, struct fill *f)
 		if (f->n > before) {
 			free_unlink(d);
 			__atomic_store_n(&d->state, SPAN_BUSY, __ATOMIC_RELAXED);
-			f->donors[f->ndonors++] = d;
 		}
 		if (g == end)
 			break;
@@ -459,19 +458,46 @@ static void fill_run(struct huge_span *s, struct fill *f)
 					 grain_addr(s->r, f->dst[i]));
 }
 
-/* Under the lock: the donors' moved grains are clean; the donors free. */
+/* Under the lock: the donors' moved grains are clean; each donor free
+ * again after its last pair. */
 static void fill_done(struct fill *f)
 {
 	for (unsigned int i = 0; i < f->n; i++) {
-		if (!f->moved[i])
-			continue;
 		struct huge_span *d = f->from[i];
-		dirty_mark(d->r, f->src[i], 1, false);
-		d->dirty--;
-		free_dirty--;
+		if (f->moved[i]) {
+			dirty_mark(d->r, f->src[i], 1, false);
+			d->dirty--;
+			free_dirty--;
+		}
+		if (i + 1 == f->n || f->from[i + 1] != d)
+			free_insert(d);
 	}
-	for (unsigned int i = 0; i < f->ndonors; i++)
-		free_insert(f->donors[i]);
+}
+
+/*
+ * The two halves of filling s's clean grains past its first `skip`.
+ * Under the lock, right after s was carved or grown: plan the moves, or
+ * (nothing to move) mark s's grains dirty at once.  Outside the lock:
+ * make the planned moves, then mark the donors and s.
+ */
+static void fill_begin(struct huge_span *s, size_t skip, struct fill *f)
+{
+	f->n = 0;
+	if (free_dirty && dirty_count(s->r, s->first + skip, s->n - skip) < s->n - skip)
+		fill_plan(s, skip, f);
+	if (!f->n)
+		dirty_mark(s->r, s->first, s->n, true);
+}
+
+static void fill_end(struct huge_span *s, struct fill *f)
+{
+	if (!f->n)
+		return;
+	fill_run(s, f);
+	sheaf_lock(&_sheaf_arena_lock, LR_ARENA);
+	fill_done(f);
+	dirty_mark(s->r, s->first, s->n, true);
+	sheaf_unlock(&_sheaf_arena_lock, LR_ARENA);
 }
 
 
@@ -566,6 +592,13 @@ static size_t retain_budget(void)
 	return fixed ? MAX(fixed, huge_bytes / 2) : 0;
 }
 
+/* Whether a span freed at freed_ns is past SHEAF_LARGE_DECAY_MS. */
+static bool decayed(uint64_t freed_ns)
+{
+	uint64_t decay = (uint64_t)_sheaf_config.large_decay_ms * 1000000ull;
+	return _sheaf_coarse_ns() - freed_ns >= decay;
+}
+
 /*
  * Under the lock: the next release due, as a span made BUSY and the
  * grains [*from, *from + *n) of it to release; NULL when nothing is due.
@@ -580,11 +613,10 @@ static struct huge_span *release_pick(bool all, size_t slack, size_t *from, size
 		s = s->next;
 	if (!s)
 		return NULL;
-	uint64_t decay = (uint64_t)_sheaf_config.large_decay_ms * 1000000ull;
 	size_t budget = retain_budget() >> GRAIN_SHIFT;
 	if (free_dirty <= budget + slack)
 		budget = free_dirty;	/* within the trigger: decay only */
-	if (all || _sheaf_coarse_ns() - s->freed_ns >= decay || s->dirty <= free_dirty - MIN(free_dirty, budget)) {
+	if (all || decayed(s->freed_ns) || s->dirty <= free_dirty - MIN(free_dirty, budget)) {
 		*from = s->first;
 		*n = s->n;
 	} else if (free_dirty > budget) {
@@ -619,13 +651,11 @@ static void release_done(struct huge_span *s, size_t from, size_t n, bool ok)
  * decay; returns it (its map slots cleared) for munmap() after unlocking. */
 static struct huge_region *region_pick_empty(bool all)
 {
-	uint64_t decay = (uint64_t)_sheaf_config.large_decay_ms * 1000000ull;
-	uint64_t now = _sheaf_coarse_ns();
 	for (struct huge_region **pp = &regions; *pp; pp = &(*pp)->next) {
 		struct huge_region *r = *pp;
 		struct huge_span *s = r->span[0];
 		if (s->state != SPAN_FREE || s->n != r->grains || s->dirty ||
-		    (!all && now - s->freed_ns < decay))
+		    (!all && !decayed(s->freed_ns)))
 			continue;
 		*pp = r->next;
 		free_unlink(s);
@@ -683,18 +713,14 @@ static struct huge_span *span_new(size_t need, size_t align, size_t skip,
 				  size_t *dirty_end)
 {
 	struct huge_span *s = NULL;
-	struct fill fill;
-	fill.n = 0;
+	struct fill fill = { .n = 0 };
 	for (int tries = 0; !s && tries < 3; tries++) {
 		size_t at;
 		sheaf_lock(&_sheaf_arena_lock, LR_ARENA);
 		struct huge_span *f = best_fit(need, align, &at);
 		if (f && span_recs_reserve(2)) {
 			s = carve(f, at, need, dirty_end);
-			if (free_dirty && dirty_count(s->r, s->first + skip, need - skip) < need - skip)
-				fill_plan(s, skip, &fill);
-			if (!fill.n)
-				dirty_mark(s->r, s->first, s->n, true);
+			fill_begin(s, skip, &fill);
 		}
 		sheaf_unlock(&_sheaf_arena_lock, LR_ARENA);
 		/* no free span serves it: a new region, then again (another
@@ -703,11 +729,7 @@ static struct huge_span *span_new(size_t need, size_t align, size_t skip,
 			break;
 	}
 	if (s && fill.n) {
-		fill_run(s, &fill);
-		sheaf_lock(&_sheaf_arena_lock, LR_ARENA);
-		fill_done(&fill);
-		dirty_mark(s->r, s->first, s->n, true);
-		sheaf_unlock(&_sheaf_arena_lock, LR_ARENA);
+		fill_end(s, &fill);
 		for (unsigned int i = 0; i < fill.n; i++)
 			if (fill.moved[i])	/* old data arrived */
 				*dirty_end = MAX(*dirty_end, (fill.dst[i] - s->first + 1) << GRAIN_SHIFT);
@@ -785,6 +807,17 @@ size_t _sheaf_huge_size(const void *p)
 	return s ? s->n << GRAIN_SHIFT : 0;
 }
 
+/* Under the lock: the live span s freed, `dirty` of its grains dirty
+ * (may be resident), joined with its free neighbours. */
+static void span_free_locked(struct huge_span *s, size_t dirty)
+{
+	huge_bytes -= s->n << GRAIN_SHIFT;
+	s->dirty = dirty;
+	free_dirty += dirty;
+	s->freed_ns = _sheaf_coarse_ns();
+	free_insert(s);
+}
+
 bool _sheaf_huge_free(const void *p)
 {
 	struct huge_span *s = span_at(p);
@@ -796,11 +829,7 @@ bool _sheaf_huge_free(const void *p)
 		sheaf_unlock(&_sheaf_arena_lock, LR_ARENA);
 		return false;
 	}
-	huge_bytes -= s->n << GRAIN_SHIFT;
-	s->dirty = s->n;
-	free_dirty += s->n;
-	s->freed_ns = _sheaf_coarse_ns();
-	free_insert(s);
+	span_free_locked(s, s->n);
 	sheaf_unlock(&_sheaf_arena_lock, LR_ARENA);
 	huge_trim(false, true, false);
 	return true;
@@ -823,7 +852,6 @@ void *_sheaf_huge_realloc(void *p, size_t size)
 	if (!need || !s)
 		return NULL;
 	struct fill fill;
-	fill.n = 0;
 	sheaf_lock(&_sheaf_arena_lock, LR_ARENA);
 	if (s->state != SPAN_LIVE || span_addr(s) != p) {
 		sheaf_unlock(&_sheaf_arena_lock, LR_ARENA);
@@ -831,40 +859,29 @@ void *_sheaf_huge_realloc(void *p, size_t size)
 	}
 	struct huge_region *r = s->r;
 	size_t end = s->first + s->n;
-	struct huge_span *t = end < r->grains ? r->span[end] : NULL;
 	if (need <= s->n) {
 		if (need < s->n && span_recs_reserve(1)) {
-			t = span_rec_get();
-			*t = (struct huge_span){ .r = r, .first = s->first + need,
-						 .n = s->n - need, .dirty = s->n - need,
-						 .freed_ns = _sheaf_coarse_ns() };
+			/* the tail becomes a live span of its own, then freed */
+			struct huge_span *tail = span_rec_get();
+			*tail = (struct huge_span){ .r = r, .first = s->first + need,
+						    .n = s->n - need };
 			s->n = need;
-			huge_bytes -= t->n << GRAIN_SHIFT;
-			free_dirty += t->n;
-			free_insert(t);
+			span_free_locked(tail, tail->n);
 		}
 		sheaf_unlock(&_sheaf_arena_lock, LR_ARENA);
 		huge_trim(false, true, false);
 		return p;
 	}
+	struct huge_span *t = end < r->grains ? r->span[end] : NULL;
 	if (t && t->state == SPAN_FREE && t->n >= need - s->n && span_recs_reserve(2)) {
 		size_t extra = need - s->n, dirty_end;
 		struct huge_span *c = carve(t, end, extra, &dirty_end);
 		s->n += extra;
 		span_publish(s);
 		span_rec_put(c);
-		if (free_dirty && dirty_count(r, end, extra) < extra)
-			fill_plan(s, need - extra, &fill);
-		if (!fill.n)
-			dirty_mark(r, s->first, s->n, true);
+		fill_begin(s, need - extra, &fill);
 		sheaf_unlock(&_sheaf_arena_lock, LR_ARENA);
-		if (fill.n) {
-			fill_run(s, &fill);
-			sheaf_lock(&_sheaf_arena_lock, LR_ARENA);
-			fill_done(&fill);
-			dirty_mark(r, s->first, s->n, true);
-			sheaf_unlock(&_sheaf_arena_lock, LR_ARENA);
-		}
+		fill_end(s, &fill);
 		huge_trim(false, false, false);
 		return p;
 	}
@@ -885,14 +902,9 @@ void *_sheaf_huge_realloc(void *p, size_t size)
 	}
 	/* p's grains: empty when all moved, else counted dirty (may be) */
 	sheaf_lock(&_sheaf_arena_lock, LR_ARENA);
-	size_t dirty = moved ? 0 : old;
 	if (moved)
 		dirty_mark(r, s->first, old, false);
-	huge_bytes -= old << GRAIN_SHIFT;
-	s->dirty = dirty;
-	free_dirty += dirty;
-	s->freed_ns = _sheaf_coarse_ns();
-	free_insert(s);
+	span_free_locked(s, moved ? 0 : old);
 	sheaf_unlock(&_sheaf_arena_lock, LR_ARENA);
 	huge_trim(false, true, false);
 	return q;
