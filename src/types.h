@@ -85,6 +85,8 @@ struct sheaf_config {
 	unsigned int large_decay_ms; /* SHEAF_LARGE_DECAY_MS: kept that long */
 	bool large_thp;         /* SHEAF_LARGE_THP: the huge heap's regions
 				 * advised MADV_HUGEPAGE (huge.c) */
+	int large_populate;     /* SHEAF_LARGE_POPULATE: -1 auto (learned
+				 * from the program's frees), 0 off, 1 on */
 	unsigned int idle_ms;   /* SHEAF_IDLE_MS: drain slots and barns idle
 				 * that long (0: never; slab_common.c) */
 	bool adaptive;          /* SHEAF_ADAPTIVE: capacity and barn limits

@@ -493,6 +493,58 @@ static void test_thp_advice(void **state)
 	release();
 }
 
+/*
+ * Prefaulting (huge.c, "Prefaulting"): the clean grains of a new span are
+ * populated once the program has been seen to touch what it allocates
+ * (8 spans freed with their probe page touched), not after a span freed
+ * untouched, nor above 64 MiB; SHEAF_LARGE_POPULATE=0 never, 1 always,
+ * and never with SHEAF_LARGE_THP=1.  What is populated is all the request
+ * but its probe page.
+ */
+/* A span of n bytes from fresh grains (regions unmapped before). */
+static char *fresh(size_t n)
+{
+	release();
+	char *p = kvmalloc(n, GFP_KERNEL);
+	assert_non_null(p);
+	return p;
+}
+
+/* How many of a fresh span's pages are resident when it is handed out;
+ * then the program touches it whole, and frees it. */
+static size_t fresh_touched(size_t n)
+{
+	char *p = fresh(n);
+	size_t r = resident(p, n);
+	memset(p, 0x5a, n);
+	kvfree(p);
+	return r;
+}
+
+static void test_populate(void **state)
+{
+	(void)state;
+	const char *v = getenv("SHEAF_LARGE_POPULATE"), *thp = getenv("SHEAF_LARGE_THP");
+	int mode = -1;	/* auto */
+	if ((thp && !strcmp(thp, "1")) || (v && !strcmp(v, "0")))
+		mode = 0;
+	else if (v && !strcmp(v, "1"))
+		mode = 1;
+	size_t pages = 8 * MiB / 4096;
+	/* a span freed untouched: none populated after it (auto) */
+	kvfree(fresh(8 * MiB));
+	char *p = fresh(8 * MiB);
+	assert_int_equal(resident(p, 8 * MiB), mode == 1 ? pages - 1 : 0);
+	kvfree(p);
+	/* eight spans touched whole: populated after them (auto) */
+	for (int i = 0; i < 8; i++)
+		(void)fresh_touched(8 * MiB);
+	assert_int_equal(fresh_touched(8 * MiB), mode ? pages - 1 : 0);
+	/* never a span above 64 MiB */
+	assert_int_equal(fresh_touched(80 * MiB), 0);
+	release();
+}
+
 int main(void)
 {
 	any_cache = kmem_cache_create("test-large", 64, 0, 0, NULL);
@@ -501,7 +553,12 @@ int main(void)
 	const char *decay = getenv("SHEAF_LARGE_DECAY_MS");
 	const char *retain = getenv("SHEAF_LARGE_RETAIN_MB");
 	int rc;
-	if (retain && !strcmp(retain, "0")) {
+	if (getenv("SHEAF_LARGE_POPULATE")) {
+		const struct CMUnitTest tests[] = {
+			cmocka_unit_test(test_populate),
+		};
+		rc = cmocka_run_group_tests(tests, NULL, NULL);
+	} else if (retain && !strcmp(retain, "0")) {
 		const struct CMUnitTest tests[] = {
 			cmocka_unit_test(test_nothing_retained),
 		};
@@ -526,6 +583,7 @@ int main(void)
 			cmocka_unit_test(test_bounds),
 			cmocka_unit_test(test_budget_scales),
 			cmocka_unit_test(test_thp_advice),
+			cmocka_unit_test(test_populate),
 			cmocka_unit_test(test_run_decay),
 		};
 		rc = cmocka_run_group_tests(tests, NULL, NULL);
