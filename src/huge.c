@@ -428,12 +428,35 @@ static void fill_plan(struct huge_span *s, size_t skip, struct fill *f)
  * message rather than hand out a block with a hole.
  */
 static bool no_moves;
+static long refuse_moves;	/* sheaf_test_refuse_moves() */
+static bool refuse_unmap;
+
+SHEAF_EXPORT void sheaf_test_refuse_moves(long count, bool unmap_dest)
+{
+	__atomic_store_n(&refuse_unmap, unmap_dest, __ATOMIC_RELAXED);
+	__atomic_store_n(&refuse_moves, count, __ATOMIC_RELAXED);
+}
+
+/* A refusal the test hook asked for: as the kernel's, errno ENOMEM. */
+static bool move_refused_for_test(char *to)
+{
+	long n = __atomic_load_n(&refuse_moves, __ATOMIC_RELAXED);
+	if (likely(!n))
+		return false;
+	if (n > 0)
+		__atomic_fetch_sub(&refuse_moves, 1, __ATOMIC_RELAXED);
+	if (__atomic_load_n(&refuse_unmap, __ATOMIC_RELAXED))
+		munmap(to, HUGE_GRAIN);
+	errno = ENOMEM;
+	return true;
+}
 
 static bool move_grain(char *from, char *to)
 {
 	if (__atomic_load_n(&no_moves, __ATOMIC_RELAXED))
 		return false;
-	if (mremap(from, HUGE_GRAIN, HUGE_GRAIN,
+	if (!move_refused_for_test(to) &&
+	    mremap(from, HUGE_GRAIN, HUGE_GRAIN,
 		   MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP, to) != MAP_FAILED)
 		return true;
 	if (errno == EINVAL) {

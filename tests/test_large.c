@@ -329,6 +329,40 @@ static void test_retained_not_live(void **state)
 	release();
 }
 
+/*
+ * A move the kernel refuses (the map count limit) leaves both grains as
+ * they were: the request's grains stay clean (mapped; they fault when
+ * touched, or are prefaulted) and the free spans keep their pages.  A
+ * kernel before 6.17 could refuse after unmapping the destination: the
+ * heap maps it again rather than hand out a block with a hole.
+ */
+static void test_move_refused(void **state)
+{
+	(void)state;
+	for (int unmap = 0; unmap < 2; unmap++) {
+		char *a, *b, *c, *d;
+		holes(&a, &b, &c, &d);
+		sheaf_test_refuse_moves(-1, unmap);
+		char *q = kvmalloc(20 * MiB, GFP_KERNEL);
+		sheaf_test_refuse_moves(0, false);
+		assert_non_null(q);
+		assert_true(q > d);
+		(void)resident(q, 20 * MiB);	/* asserts that all of it is mapped */
+		memset(q, 0x33, 20 * MiB);
+		assert_int_equal(q[20 * MiB - 1], 0x33);
+		/* the free spans kept their pages */
+		assert_int_equal(info().huge_retained, 20 * MiB);
+		assert_int_equal(resident(a, 10 * MiB), 10 * MiB / 4096);
+		assert_int_equal(resident(c, 10 * MiB), 10 * MiB / 4096);
+		assert_int_equal(a[0], 0x11);
+		assert_int_equal(c[0], 0x22);
+		kvfree(q);
+		kvfree(b);
+		kvfree(d);
+		release();
+	}
+}
+
 static void test_bounds(void **state)
 {
 	(void)state;
@@ -576,6 +610,7 @@ int main(void)
 			cmocka_unit_test(test_carve),
 			cmocka_unit_test(test_fill_moves_pages),
 			cmocka_unit_test(test_fill_zeroed),
+			cmocka_unit_test(test_move_refused),
 			cmocka_unit_test(test_zero_on_reuse),
 			cmocka_unit_test(test_realloc_in_place),
 			cmocka_unit_test(test_realloc_moves),

@@ -801,6 +801,15 @@ unsigned long sheaf_test_idle_passes(void);
  */
 void sheaf_inject_sheaf_failures(long count);
 
+/*
+ * Test hook: refuse the huge heap's next `count` page moves (count < 0:
+ * all of them; 0: off) as the kernel refuses one at the map count limit
+ * (ENOMEM); with unmap_dest, after unmapping the destination first, as a
+ * kernel before 6.17 could.  The heap then maps the destination again
+ * (clean: it faults) or stops the process with a message.
+ */
+void sheaf_test_refuse_moves(long count, bool unmap_dest);
+
 /* ------------------------------------------------- inline fast paths */
 
 #if defined(SHEAF_HAVE_RSEQ_ASM)
