@@ -92,7 +92,10 @@ struct huge_span {
 /*
  * struct huge_region - one reservation: a.base, a.size (`grains` whole
  * grains), a.huge set: the record the arena map's slots for it point at.
- * span[] and dirty[] (a bitmap) have cap entries, cap >= grains; a record
+ * span[], dirty[] (a bitmap) and ext[] have cap entries, cap >= grains;
+ * ext[g] is a hint, not an invariant: how many of grain g's pages, from
+ * its start, are likely resident (0 when clean; what a span's request
+ * covered of its last grain when it was live; see prefault()); a record
  * whose region is unmapped serves the next region it is large enough for.
  * Invariant (under _sheaf_arena_lock): a region is on `regions` from its
  * mapping to its unmapping; its map slots point at it in that time only.
@@ -102,10 +105,12 @@ struct huge_region {
 	size_t grains, cap;
 	struct huge_span **span;
 	unsigned long *dirty;
+	uint16_t *ext;
 	struct huge_region *next;	/* regions, or spare_regions */
 };
 
 #define LONG_BITS (8 * sizeof(unsigned long))
+#define GRAIN_PAGES (HUGE_GRAIN / PAGE_SIZE)
 
 static struct huge_region *regions, *spare_regions;
 static struct huge_span *spare_spans;
@@ -138,15 +143,36 @@ static size_t dirty_count(const struct huge_region *r, size_t g, size_t n)
 	return c;
 }
 
+/* Grains [g, g + n) dirty, or clean (released, or their pages moved
+ * away: nothing resident). */
 static void dirty_mark(struct huge_region *r, size_t g, size_t n, bool on)
 {
 	for (size_t i = g; i < g + n; i++) {
 		unsigned long bit = 1ul << (i % LONG_BITS);
-		if (on)
+		if (on) {
 			r->dirty[i / LONG_BITS] |= bit;
-		else
+		} else {
 			r->dirty[i / LONG_BITS] &= ~bit;
+			r->ext[i] = 0;
+		}
 	}
+}
+
+/* The pages of grain g of span s that a request of size bytes covers. */
+static size_t grain_need(const struct huge_span *s, size_t g, size_t size)
+{
+	if (g + 1 < s->first + s->n)
+		return GRAIN_PAGES;
+	return (size - ((g - s->first) << GRAIN_SHIFT) + PAGE_SIZE - 1) / PAGE_SIZE;
+}
+
+/* Under the lock: s live for a request of size bytes: its grains dirty,
+ * their extents what the request covers (or what they had). */
+static void span_mark_live(struct huge_span *s, size_t size)
+{
+	dirty_mark(s->r, s->first, s->n, true);
+	for (size_t g = s->first; g < s->first + s->n; g++)
+		s->r->ext[g] = (uint16_t)MAX(s->r->ext[g], grain_need(s, g, size));
 }
 
 /*
@@ -371,9 +397,13 @@ static struct huge_span *carve(struct huge_span *s, size_t at, size_t need,
 #define FILL_MAX 64
 
 struct fill {
-	unsigned int n, nclean;
+	unsigned int n, nclean, npart;
 	size_t size;				/* bytes the program asked for */
 	size_t clean[FILL_MAX];			/* s's clean grains past skip */
+	size_t part[FILL_MAX];			/* s's dirty grains past skip with
+						 * fewer pages resident than the
+						 * request covers (ext[] hint) */
+	uint16_t part_from[FILL_MAX], part_to[FILL_MAX];	/* those pages */
 	size_t dst[FILL_MAX], src[FILL_MAX];	/* grains: s's clean, a donor's dirty */
 	struct huge_span *from[FILL_MAX];	/* the donor of src[i] (BUSY; a
 						 * donor's pairs are consecutive) */
@@ -393,7 +423,7 @@ static void fill_plan(struct huge_span *s, size_t skip, struct fill *f)
 			continue;
 		unsigned int before = f->n;
 		for (size_t x = d->first; x < d->first + d->n && f->n < FILL_MAX; x++) {
-			if (!grain_dirty(d->r, x))
+			if (d->r->ext[x] != GRAIN_PAGES)	/* whole grains only */
 				continue;
 			while (g < end && grain_dirty(s->r, g))
 				g++;
@@ -489,11 +519,12 @@ static void fill_run(struct huge_span *s, struct fill *f)
 
 /* Under the lock: the donors' moved grains are clean; each donor free
  * again after its last pair. */
-static void fill_done(struct fill *f)
+static void fill_done(struct huge_span *s, struct fill *f)
 {
 	for (unsigned int i = 0; i < f->n; i++) {
 		struct huge_span *d = f->from[i];
 		if (f->moved[i]) {
+			s->r->ext[f->dst[i]] = GRAIN_PAGES;
 			dirty_mark(d->r, f->src[i], 1, false);
 			d->dirty--;
 			free_dirty--;
@@ -566,7 +597,10 @@ static void populate(char *p, size_t n)
 }
 
 /* Outside the lock, s live: the probe chosen among the clean grains no
- * move filled, and those populated (but the probe) when wanted. */
+ * move filled, and those populated (but the probe) when wanted, with the
+ * pages the request covers that its dirty grains likely lack (the last
+ * grain of a span freed before is resident only as far as its request
+ * went: carved into a longer span, it would fault the rest). */
 static void prefault(struct huge_span *s, struct fill *f)
 {
 	char *start = span_addr(s), *end = start + f->size;
@@ -587,13 +621,17 @@ static void prefault(struct huge_span *s, struct fill *f)
 			hi[k++] = b;
 		}
 	}
-	if (!k)
+	char *probe = NULL;
+	if (k) {
+		probe = (char *)ALIGN_DOWN((uintptr_t)(lo[k - 1] + (hi[k - 1] - lo[k - 1]) / 2),
+					   PAGE_SIZE);
+		__atomic_store_n(&s->probe, probe, __ATOMIC_RELAXED);
+	}
+	if ((!k && !f->npart) || (s->n << GRAIN_SHIFT) > POPULATE_MAX || !populate_wanted())
 		return;
-	char *probe = (char *)ALIGN_DOWN((uintptr_t)(lo[k - 1] + (hi[k - 1] - lo[k - 1]) / 2),
-					 PAGE_SIZE);
-	__atomic_store_n(&s->probe, probe, __ATOMIC_RELAXED);
-	if ((s->n << GRAIN_SHIFT) > POPULATE_MAX || !populate_wanted())
-		return;
+	for (unsigned int i = 0; i < f->npart; i++)
+		populate(grain_addr(s->r, f->part[i]) + f->part_from[i] * PAGE_SIZE,
+			 (size_t)(f->part_to[i] - f->part_from[i]) * PAGE_SIZE);
 	for (unsigned int i = 0; i < k; i++) {
 		if (probe >= lo[i] && probe < hi[i]) {
 			populate(lo[i], (size_t)(probe - lo[i]));
@@ -612,15 +650,23 @@ static void prefault(struct huge_span *s, struct fill *f)
  */
 static void fill_begin(struct huge_span *s, size_t skip, size_t size, struct fill *f)
 {
-	f->n = f->nclean = 0;
+	f->n = f->nclean = f->npart = 0;
 	f->size = size;
-	for (size_t g = s->first + skip; g < s->first + s->n && f->nclean < FILL_MAX; g++)
-		if (!grain_dirty(s->r, g))
-			f->clean[f->nclean++] = g;
+	for (size_t g = s->first + skip; g < s->first + s->n; g++) {
+		size_t need = grain_need(s, g, size);
+		if (!grain_dirty(s->r, g)) {
+			if (f->nclean < FILL_MAX)
+				f->clean[f->nclean++] = g;
+		} else if (s->r->ext[g] < need && f->npart < FILL_MAX) {
+			f->part[f->npart] = g;
+			f->part_from[f->npart] = s->r->ext[g];
+			f->part_to[f->npart++] = (uint16_t)need;
+		}
+	}
 	if (free_dirty && dirty_count(s->r, s->first + skip, s->n - skip) < s->n - skip)
 		fill_plan(s, skip, f);
 	if (!f->n)
-		dirty_mark(s->r, s->first, s->n, true);
+		span_mark_live(s, size);
 }
 
 static void fill_end(struct huge_span *s, struct fill *f)
@@ -628,8 +674,8 @@ static void fill_end(struct huge_span *s, struct fill *f)
 	if (f->n) {
 		fill_run(s, f);
 		sheaf_lock(&_sheaf_arena_lock, LR_ARENA);
-		fill_done(f);
-		dirty_mark(s->r, s->first, s->n, true);
+		fill_done(s, f);
+		span_mark_live(s, f->size);
 		sheaf_unlock(&_sheaf_arena_lock, LR_ARENA);
 	}
 	prefault(s, f);
@@ -647,16 +693,18 @@ static struct huge_region *region_rec_get(size_t grains)
 		}
 	size_t words = (grains + LONG_BITS - 1) / LONG_BITS;
 	size_t bytes = sizeof(struct huge_region) + grains * sizeof(struct huge_span *) +
-		       words * sizeof(unsigned long);
-	/* whatever the pages hold beyond that is capacity too */
+		       words * sizeof(unsigned long) + grains * sizeof(uint16_t);
+	/* whatever the pages hold beyond that is capacity too (a bitmap word
+	 * counted per grain: room to spare) */
 	size_t cap = (ALIGN_UP(bytes, PAGE_SIZE) - sizeof(struct huge_region)) /
-		     (sizeof(struct huge_span *) + sizeof(unsigned long));
+		     (sizeof(struct huge_span *) + sizeof(unsigned long) + sizeof(uint16_t));
 	struct huge_region *r = _sheaf_meta_alloc(bytes);
 	if (!r)
 		return NULL;
 	r->cap = MAX(cap, grains);
 	r->span = (struct huge_span **)(r + 1);
 	r->dirty = (unsigned long *)(r->span + r->cap);
+	r->ext = (uint16_t *)(r->dirty + (r->cap + LONG_BITS - 1) / LONG_BITS);
 	return r;
 }
 
@@ -698,6 +746,7 @@ static bool region_add(size_t need)
 	r->a = (struct arena){ .base = base, .size = size, .huge = true };
 	__atomic_store_n(&r->grains, grains, __ATOMIC_RELAXED);
 	memset(r->dirty, 0, (grains + LONG_BITS - 1) / LONG_BITS * sizeof(unsigned long));
+	memset(r->ext, 0, grains * sizeof(*r->ext));
 	struct huge_span *s = span_rec_get();
 	*s = (struct huge_span){ .r = r, .first = 0, .n = grains,
 				 .freed_ns = _sheaf_coarse_ns(), .state = SPAN_FREE };

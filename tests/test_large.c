@@ -533,7 +533,8 @@ static void test_thp_advice(void **state)
  * (8 spans freed with their probe page touched), not after a span freed
  * untouched, nor above 64 MiB; SHEAF_LARGE_POPULATE=0 never, 1 always,
  * and never with SHEAF_LARGE_THP=1.  What is populated is all the request
- * but its probe page.
+ * but its probe page, and the part of a reused grain that its last
+ * request did not cover.
  */
 /* A span of n bytes from fresh grains (regions unmapped before). */
 static char *fresh(size_t n)
@@ -560,7 +561,8 @@ static void test_populate(void **state)
 	(void)state;
 	const char *v = getenv("SHEAF_LARGE_POPULATE"), *thp = getenv("SHEAF_LARGE_THP");
 	int mode = -1;	/* auto */
-	if ((thp && !strcmp(thp, "1")) || (v && !strcmp(v, "0")))
+	bool on_thp = thp && !strcmp(thp, "1");
+	if (on_thp || (v && !strcmp(v, "0")))
 		mode = 0;
 	else if (v && !strcmp(v, "1"))
 		mode = 1;
@@ -574,6 +576,19 @@ static void test_populate(void **state)
 	for (int i = 0; i < 8; i++)
 		(void)fresh_touched(8 * MiB);
 	assert_int_equal(fresh_touched(8 * MiB), mode ? pages - 1 : 0);
+	/* a span's last grain is resident as far as its request went: reused
+	 * as a whole grain, the rest is populated too */
+	for (int i = 0; i < 8; i++)
+		(void)fresh_touched(8 * MiB);
+	char *a = fresh(5 * MiB), *fence = big(6 * MiB);
+	memset(a, 0x5a, 5 * MiB);
+	kvfree(a);
+	char *q = kvmalloc(6 * MiB, GFP_KERNEL);
+	assert_ptr_equal(q, a);
+	if (!on_thp)	/* there a's last grain may be one huge page */
+		assert_int_equal(resident(q, 6 * MiB), (mode ? 6 : 5) * MiB / 4096);
+	kvfree(q);
+	kvfree(fence);
 	/* never a span above 64 MiB */
 	assert_int_equal(fresh_touched(80 * MiB), 0);
 	release();
