@@ -21,6 +21,17 @@ static const unsigned int kmalloc_sizes[] = {
 
 static struct kmem_cache *kmalloc_caches[NR_KMALLOC];
 
+/*
+ * The malloc replacement's two classes above KMALLOC_MAX_CACHE_SIZE,
+ * malloc-16k and malloc-32k (NULL in libsheaf: kmalloc() keeps the
+ * kernel's classes, and takes page runs above 8 KiB).  With sheaves, a
+ * program's 8-32 KiB buffers take the inline paths of the small sizes
+ * rather than a page run's descriptor at both ends (docs/MALLOC.md,
+ * "8-32 KiB buffers").
+ */
+static const unsigned int malloc_big_sizes[] = { 16384, 32768 };
+static struct kmem_cache *malloc_big_caches[ARRAY_SIZE(malloc_big_sizes)];
+
 /* kmalloc()'s limit is the largest page run, as the kernel's is its
  * largest buddy order. */
 _Static_assert(KMALLOC_MAX_SIZE == MAX_RUN_SIZE,
@@ -88,6 +99,22 @@ void _sheaf_kmalloc_init(void)
 							&args, 0, CACHE_KMALLOC);
 		if (!kmalloc_caches[i]) {
 			fprintf(stderr, "sheaf: cannot create %s\n", names[i]);
+			_sheaf_die();
+		}
+	}
+	for (unsigned int i = 0; _sheaf_kmalloc_sheaves && i < ARRAY_SIZE(malloc_big_sizes); i++) {
+		char name[32];
+		snprintf(name, sizeof(name), "malloc-%uk", malloc_big_sizes[i] >> 10);
+		args.sheaf_capacity = MAX(sheaf_auto_capacity(malloc_big_sizes[i]),
+					  (unsigned int)_sheaf_config.kmalloc_capacity);
+		/* The free pointer in the first page, which the program wrote
+		 * (not in the middle: a page it may never have touched). */
+		args.use_freeptr_offset = true;
+		args.freeptr_offset = 0;
+		malloc_big_caches[i] = _sheaf_cache_create(name, malloc_big_sizes[i],
+							   &args, 0, CACHE_KMALLOC);
+		if (!malloc_big_caches[i]) {
+			fprintf(stderr, "sheaf: cannot create %s\n", name);
 			_sheaf_die();
 		}
 	}
@@ -449,6 +476,19 @@ struct kmem_cache *_sheaf_kmalloc_cache(size_t size)
 	return kmalloc_caches[kmalloc_index(size)];
 }
 
+/* The malloc replacement's cache for size (1..MALLOC_MAX_CACHED), after
+ * init: a kmalloc class, or above KMALLOC_MAX_CACHE_SIZE malloc-16k or
+ * malloc-32k (NULL without the malloc replacement, or past them). */
+struct kmem_cache *_sheaf_malloc_cache(size_t size)
+{
+	if (size <= KMALLOC_MAX_CACHE_SIZE)
+		return kmalloc_caches[kmalloc_index(size)];
+	for (unsigned int i = 0; i < ARRAY_SIZE(malloc_big_sizes); i++)
+		if (size <= malloc_big_sizes[i])
+			return malloc_big_caches[i];
+	return NULL;
+}
+
 /* sheaf_init(), then whether gfp and node are valid (else errno EINVAL). */
 static inline bool kmalloc_args_ok(gfp_t gfp, int node)
 {
@@ -485,9 +525,24 @@ static inline void *do_kmalloc(size_t size, gfp_t gfp, int node, size_t max)
 	return p;
 }
 
+/* The malloc replacement's: its classes up to MALLOC_MAX_CACHED, then
+ * page runs and huge spans. */
 void *_sheaf_kmalloc(size_t size, gfp_t gfp)
 {
+	if (size > KMALLOC_MAX_CACHE_SIZE && size <= MALLOC_MAX_CACHED) {
+		struct kmem_cache *s = _sheaf_malloc_cache(size);
+		if (s && likely(kmalloc_args_ok(gfp, NUMA_NO_NODE)))
+			return _sheaf_slab_alloc(s, gfp, NUMA_NO_NODE);
+	}
 	return do_kmalloc(size, gfp, NUMA_NO_NODE, HUGE_MAX_SIZE);
+}
+
+/* A page run (or huge span) of size bytes, whatever the classes: page
+ * aligned, for the malloc replacement's aligned allocations. */
+void *_sheaf_kmalloc_pages(size_t size, gfp_t gfp)
+{
+	return do_kmalloc(MAX(size, KMALLOC_MAX_CACHE_SIZE + 1), gfp, NUMA_NO_NODE,
+			  HUGE_MAX_SIZE);
 }
 
 void *_sheaf_kmalloc_internal(size_t size, gfp_t gfp)

@@ -10,6 +10,8 @@
  *                  MALLOC_ALIGNMENT and alignof(max_align_t) on x86-64;
  *                  kmalloc-8 serves kmalloc() only)
  *   17 .. 8192     the kmalloc class (32, 64, 96, 128, 192, 256, ... 8192)
+ *   .. 32 KiB      malloc-16k, malloc-32k: classes of the malloc replacement
+ *                  only (kmalloc() takes page runs there, as the kernel's)
  *   .. 4 MiB       a page run of the buddy allocator (a power of two of pages)
  *   above          a mapping of its own, unmapped by free()
  *
@@ -43,10 +45,10 @@
 /* glibc's MALLOC_ALIGNMENT on x86-64: 2 * sizeof(size_t), max_align_t. */
 #define MALLOC_ALIGN 16ul
 #define MALLOC_IDX(size) (((size) + MALLOC_ALIGN - 1) / MALLOC_ALIGN)
-#define NR_MALLOC_IDX (MALLOC_IDX(KMALLOC_MAX_CACHE_SIZE) + 1)
+#define NR_MALLOC_IDX (MALLOC_IDX(MALLOC_MAX_CACHED) + 1)
 
 /*
- * malloc_cache[MALLOC_IDX(size)]: the kmalloc cache serving size 0..8192.
+ * malloc_cache[MALLOC_IDX(size)]: the cache serving size 0..32768.
  * Every entry is NULL until malloc_setup() filled the table after
  * sheaf_init(): the fast path's NULL test is also its "initialised" test.
  * Written once (idempotently) with release stores; read with acquire.
@@ -146,7 +148,7 @@ static SHEAF_NOINLINE void malloc_setup(void)
 	malloc_verbose = _sheaf_config.malloc_verbose; /* read at start-up */
 	for (size_t i = 0; i < NR_MALLOC_IDX; i++) {
 		size_t size = MAX(i * MALLOC_ALIGN, MALLOC_ALIGN);
-		__atomic_store_n(&malloc_cache[i], _sheaf_kmalloc_cache(size),
+		__atomic_store_n(&malloc_cache[i], _sheaf_malloc_cache(size),
 				 __ATOMIC_RELEASE);
 	}
 	malloc_pcs_refresh();
@@ -175,7 +177,7 @@ static inline bool malloc_init(void)
 static inline __attribute__((always_inline)) bool malloc_fast(size_t size, void **objp)
 {
 #ifdef SHEAF_HAVE_RSEQ_ASM
-	if (likely(size <= KMALLOC_MAX_CACHE_SIZE)) {
+	if (likely(size <= MALLOC_MAX_CACHED)) {
 		struct sheaf_pcs *pcs = __atomic_load_n(&malloc_pcs[MALLOC_IDX(size)],
 							__ATOMIC_ACQUIRE);
 		if (likely(pcs))
@@ -413,7 +415,7 @@ static void *aligned_malloc(size_t align, size_t size, const char *fn)
 	void *p = _sheaf_kmalloc(want, GFP_KERNEL);
 	if (p && unlikely((uintptr_t)p & (align - 1))) {
 		_sheaf_kfree(p, fn, NULL);
-		p = _sheaf_kmalloc(MAX(want, KMALLOC_MAX_CACHE_SIZE + 1), GFP_KERNEL);
+		p = _sheaf_kmalloc_pages(want, GFP_KERNEL);
 	}
 	if (unlikely(!p))
 		errno = ENOMEM;

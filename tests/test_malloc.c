@@ -471,7 +471,9 @@ static void unpin(const cpu_set_t *old)
 }
 
 /*
- * The run depot (kmalloc.c): the 16 KiB runs a full slot gives up wait
+ * The run depot (kmalloc.c), through kmalloc() (malloc() has classes up
+ * to 32 KiB; kmalloc() takes page runs above 8 KiB, as the kernel's):
+ * the 16 KiB runs a full slot gives up wait
  * there rather than in the buddy lists, the next allocations take them
  * back from it, and a decay period (1 s) in which no slot took them sends
  * them to the buddy lists at the depot's next use.  Only where the run
@@ -487,22 +489,22 @@ static void test_run_depot(void **state)
 	struct sheaf_page_info a, b, c;
 	malloc_trim(0);
 	for (int i = 0; i < R; i++) {
-		assert_non_null(r[i] = malloc(16000));
+		assert_non_null(r[i] = kmalloc(16000, GFP_KERNEL));
 		memset(r[i], 1, 64);
 	}
 	sheaf_page_info(&a);
 	for (int i = 0; i < R; i++)
-		free(r[i]);
+		kfree(r[i]);
 	sheaf_page_info(&b);
 	/* Without the depot, R - 64 runs would be back in the buddy lists. */
 	assert_true(b.free_pages < a.free_pages + 16 * PG);
 	for (int i = 0; i < R; i++)
-		assert_non_null(r[i] = malloc(16000));
+		assert_non_null(r[i] = kmalloc(16000, GFP_KERNEL));
 	sheaf_page_info(&c);
 	/* ...and would come from them again. */
 	assert_true(c.free_pages + 16 * PG > b.free_pages);
 	for (int i = 0; i < R; i++)
-		free(r[i]);
+		kfree(r[i]);
 	sheaf_page_info(&b);
 	/*
 	 * Two decay periods, each ended by allocations that empty the slot
@@ -512,12 +514,12 @@ static void test_run_depot(void **state)
 	for (int k = 0; k < 2; k++) {
 		usleep(1100 * 1000);
 		for (int i = 0; i < 70; i++)
-			assert_non_null(r[k * 70 + i] = malloc(16000));
+			assert_non_null(r[k * 70 + i] = kmalloc(16000, GFP_KERNEL));
 	}
 	sheaf_page_info(&c);
 	assert_true(c.free_pages >= b.free_pages + 100 * PG);
 	for (int i = 0; i < 140; i++)
-		free(r[i]);
+		kfree(r[i]);
 	assert_int_equal(malloc_trim(0), 1);
 	unpin(&old);
 }
@@ -538,22 +540,22 @@ static void test_run_depot_budget(void **state)
 	struct sheaf_page_info a, b;
 	malloc_trim(0);
 	for (int i = 0; i < 800; i++) {
-		assert_non_null(r[i] = malloc(30000));
+		assert_non_null(r[i] = kmalloc(30000, GFP_KERNEL));
 		memset(r[i], 1, 64);
 	}
 	sheaf_page_info(&a);
 	for (int i = 0; i < 800; i++)
-		free(r[i]);
+		kfree(r[i]);
 	sheaf_page_info(&b);
 	/* Before, 800 - 32 - 512 runs went back to the buddy lists. */
 	assert_true(b.free_pages < a.free_pages + 16 * PG);
 	for (int i = 0; i < 800; i++)
-		assert_non_null(r[i] = malloc(30000));
+		assert_non_null(r[i] = kmalloc(30000, GFP_KERNEL));
 	for (int i = 800; i < R; i++)
-		assert_non_null(r[i] = malloc(30000));
+		assert_non_null(r[i] = kmalloc(30000, GFP_KERNEL));
 	sheaf_page_info(&a);
 	for (int i = 0; i < R; i++)
-		free(r[i]);
+		kfree(r[i]);
 	sheaf_page_info(&b);
 	/* The budget bounds it: what neither the slot nor the depot holds is
 	 * in the buddy lists (less 16 runs: a busy lock or a moved thread). */
@@ -769,19 +771,26 @@ static void test_invalid_free(void **state)
 	}
 	char *q = malloc(100000);
 	expect_abort(do_free, q + PAGE, "sheaf: free(): invalid pointer");
-	/* Runs of the orders with per-CPU run caches (16-64 KiB): inside
-	 * the head page and past it. */
-	for (size_t n = 10000; n <= 60000; n += 25000) {
+	/* malloc-16k and malloc-32k objects (10000, 20000) and a run of an
+	 * order with per-CPU run caches (60000): inside the head page and
+	 * past it. */
+	for (size_t n = 10000; n <= 60000; n += n < 20000 ? 10000 : 40000) {
 		char *r = malloc(n);
-		expect_abort(do_free, r + 64, "sheaf: free(): invalid pointer");
-		expect_abort(do_free, r + PAGE, "sheaf: free(): invalid pointer");
+		const char *why = n <= 32768
+			? "sheaf: free(): invalid pointer (not at an object boundary)"
+			: "sheaf: free(): invalid pointer";
+		assert_int_equal(malloc_usable_size(r), n <= 16384 ? 16384 : n <= 32768 ? 32768 : 65536);
+		expect_abort(do_free, r + 64, why);
+		expect_abort(do_free, r + PAGE, why);
 		free(r);
 	}
 	char *h = malloc(6u << 20);
 	expect_abort(do_free, h + 64, "sheaf: free(): invalid pointer");
 	expect_abort(do_realloc, &on_stack, "sheaf: realloc(): invalid pointer");
 	expect_abort(do_usable, p + 8, "sheaf: malloc_usable_size(): invalid pointer");
-	for (size_t n = 10000; n <= 300000; n *= 2)
+	/* runs: from 40000 bytes (malloc()'s classes end at 32 KiB, and an
+	 * object's double free is not caught on the inline path) */
+	for (size_t n = 40000; n <= 300000; n *= 2)
 		expect_abort(do_double_free_run, (void *)(uintptr_t)n,
 			     "sheaf: free(): invalid pointer");
 	free(p);
