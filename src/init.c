@@ -136,10 +136,15 @@ static void read_config(void)
 		(unsigned int)env_int("SHEAF_LARGE_DECAY_MS", 1000, 0, 3600000);
 	_sheaf_config.large_thp = _sheaf_env_bool("SHEAF_LARGE_THP", false);
 	v = _sheaf_getenv("SHEAF_LARGE_POPULATE");
-	if (v && strcmp(v, "auto") == 0)
-		_sheaf_config.large_populate = -1;
-	else
-		_sheaf_config.large_populate = env_int("SHEAF_LARGE_POPULATE", -1, 0, 1);
+	_sheaf_config.large_populate = -1;	/* auto */
+	if (v && (!strcmp(v, "0") || !strcmp(v, "1"))) {
+		_sheaf_config.large_populate = *v - '0';
+	} else if (v && *v && strcmp(v, "auto") != 0) {
+		char s[72];
+		shown(s, sizeof(s), v);
+		fprintf(stderr, "sheaf: ignoring SHEAF_LARGE_POPULATE=%s (expected "
+			"auto, 0 or 1)\n", s);
+	}
 	_sheaf_config.idle_ms =
 		(unsigned int)env_int("SHEAF_IDLE_MS", 1000, 0, 3600000);
 	if (_sheaf_config.idle_ms && _sheaf_config.idle_ms < 10)

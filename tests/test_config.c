@@ -138,6 +138,12 @@ static void test_other_variables(void **state)
 		{ "SHEAF_ADAPTIVE_BUDGET_MB=-5", "ignoring SHEAF_ADAPTIVE_BUDGET_MB=-5" },
 		{ "SHEAF_ADAPTIVE_BUDGET_MB=1048577",
 		  "ignoring SHEAF_ADAPTIVE_BUDGET_MB=1048577" },
+		{ "SHEAF_LARGE_RETAIN_MB=-1", "ignoring SHEAF_LARGE_RETAIN_MB=-1" },
+		{ "SHEAF_LARGE_DECAY_MS=soon", "ignoring SHEAF_LARGE_DECAY_MS=soon" },
+		{ "SHEAF_LARGE_THP=maybe", "ignoring SHEAF_LARGE_THP=maybe" },
+		{ "SHEAF_LARGE_POPULATE=2",
+		  "ignoring SHEAF_LARGE_POPULATE=2 (expected auto, 0 or 1)" },
+		{ "SHEAF_LARGE_POPULATE=yes", "ignoring SHEAF_LARGE_POPULATE=yes" },
 	};
 	struct probe p;
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -153,7 +159,10 @@ static void test_other_variables(void **state)
 					    "SHEAF_IDLE_MS=0", "SHEAF_IDLE_MS=5",
 					    "SHEAF_IDLE_MS=250", "SHEAF_ADAPTIVE=0",
 					    "SHEAF_ADAPTIVE=on", "SHEAF_ADAPTIVE_MAX=16",
-					    "SHEAF_ADAPTIVE_BUDGET_MB=0" };
+					    "SHEAF_ADAPTIVE_BUDGET_MB=0",
+					    "SHEAF_LARGE_POPULATE=auto",
+					    "SHEAF_LARGE_POPULATE=0",
+					    "SHEAF_LARGE_POPULATE=1" };
 	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
 		char *env[] = { (char *)good[i], NULL };
 		run_probe(self, env, &p);
