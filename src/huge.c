@@ -650,11 +650,13 @@ static void prefault(struct huge_span *s, struct fill *f)
  */
 static void fill_begin(struct huge_span *s, size_t skip, size_t size, struct fill *f)
 {
+	size_t clean = 0;
 	f->n = f->nclean = f->npart = 0;
 	f->size = size;
 	for (size_t g = s->first + skip; g < s->first + s->n; g++) {
 		size_t need = grain_need(s, g, size);
 		if (!grain_dirty(s->r, g)) {
+			clean++;
 			if (f->nclean < FILL_MAX)
 				f->clean[f->nclean++] = g;
 		} else if (s->r->ext[g] < need && f->npart < FILL_MAX) {
@@ -663,7 +665,7 @@ static void fill_begin(struct huge_span *s, size_t skip, size_t size, struct fil
 			f->part_to[f->npart++] = (uint16_t)need;
 		}
 	}
-	if (free_dirty && dirty_count(s->r, s->first + skip, s->n - skip) < s->n - skip)
+	if (free_dirty && clean)
 		fill_plan(s, skip, f);
 	if (!f->n)
 		span_mark_live(s, size);
