@@ -109,8 +109,13 @@ static void rcu_free_sheaf_nobarn(struct slab_sheaf *sheaf)
  * last grace period when that is longer (batch_wait_us()): with threads
  * busy on every CPU a grace period took 2.3 ms in sheafbench's vma (50 us
  * in rcu-32, one busy thread), and waiting 3x as long made vma's writes
- * 24% faster (bench/ab.sh, 8 pairs) and left rcu and rcu-32 level.  A
- * barrier ends the wait at once.
+ * 24% faster (bench/ab.sh, 8 pairs) and left rcu and rcu-32 level.  Then
+ * it goes on gathering until the batch holds SHEAF_RCU_BATCH_BYTES of
+ * objects, or SHEAF_RCU_BATCH_MAX_US have passed since the last batch
+ * (gather_locked()): a grace period is worth a membarrier to every CPU,
+ * so it serves at least that much memory, while the threads that free
+ * fast (rcu-32: GiB a second) reach it before the first wait is over.
+ * A barrier ends the wait at once.
  *
  * The list is linked through the sheaf's rcu_head space: _link[0] = next,
  * _link[1] = how to finish it (recycle or to slabs).
@@ -132,6 +137,12 @@ static void rcu_free_sheaf_nobarn(struct slab_sheaf *sheaf)
 #endif
 #define SHEAF_RCU_GP_SHARE 4      /* grace periods: at most 1/this of the time */
 #define SHEAF_RCU_BATCH_MAX_US 10000
+/* A batch gathers at least this many bytes of objects (or for
+ * SHEAF_RCU_BATCH_MAX_US): the memory a grace period's interrupts pay for. */
+#define SHEAF_RCU_BATCH_BYTES (1ul << 20)
+/* What a per-object kfree_rcu() callback counts for (its size is not
+ * looked up on the submitting path). */
+#define SHEAF_RCU_CB_BYTES 64
 
 static uint64_t mono_ns(void)
 {
@@ -143,8 +154,8 @@ static uint64_t mono_ns(void)
 static unsigned int gather_us_override; /* sheaf_test_rcu_set_gather_us() */
 
 /*
- * How long the next batch gathers after a grace period that took gp_ns:
- * SHEAF_RCU_BATCH_US, or long enough that grace periods take at most
+ * How long the next batch gathers at least after a grace period that took
+ * gp_ns: SHEAF_RCU_BATCH_US, or long enough that grace periods take at most
  * 1/SHEAF_RCU_GP_SHARE of the worker's time, up to SHEAF_RCU_BATCH_MAX_US
  * (liburcu's call_rcu thread waits 10 ms).  A grace period is a membarrier
  * that interrupts every CPU running the process's threads, and the worker
@@ -152,14 +163,17 @@ static unsigned int gather_us_override; /* sheaf_test_rcu_set_gather_us() */
  * every CPU it is long, and back-to-back ones tax them; with the CPUs free
  * it is short, and short batches keep the recycled objects warm.
  */
-static unsigned int batch_wait_us(uint64_t gp_ns)
+static unsigned int batch_wait_us(uint64_t gp_ns, unsigned int max_us)
+{
+	uint64_t us = gp_ns * (SHEAF_RCU_GP_SHARE - 1) / 1000;
+	return (unsigned int)MIN(MAX(us, (uint64_t)SHEAF_RCU_BATCH_US), (uint64_t)max_us);
+}
+
+/* The longest a batch gathers: SHEAF_RCU_BATCH_MAX_US, or the test hook's. */
+static unsigned int batch_max_us(void)
 {
 	unsigned int o = __atomic_load_n(&gather_us_override, __ATOMIC_RELAXED);
-	if (o)
-		return o;
-	uint64_t us = gp_ns * (SHEAF_RCU_GP_SHARE - 1) / 1000;
-	return (unsigned int)MIN(MAX(us, (uint64_t)SHEAF_RCU_BATCH_US),
-				 (uint64_t)SHEAF_RCU_BATCH_MAX_US);
+	return o ? o : SHEAF_RCU_BATCH_MAX_US;
 }
 
 #define FINISH_RECYCLE ((void *)1)
@@ -176,13 +190,17 @@ static struct {
 	struct slab_sheaf *batch;       /* waited a grace period, to finish */
 	struct slab_sheaf *processing;  /* being finished */
 	struct rcu_head *cbs;  /* kfree_rcu() callbacks waiting (queue_kfree_cb) */
+	size_t pending_bytes;  /* about what pending and cbs hold (a hint: a
+				  fork child's requeued batch is not in it) */
 	uint64_t submitted, completed;
+	uint64_t batches;      /* grace periods the worker has waited */
 	unsigned int waiters;  /* threads in worker_barrier() */
 	bool started, sleeping;
 	bool running;          /* the started worker reached its loop */
 	bool busy;             /* a batch taken: in its grace period or finishing */
 	bool forking;          /* fork() under way: take no new batch */
 	bool gathering;        /* the worker waits on `gather` */
+	bool gather_bytes;     /* ... for pending_bytes to reach SHEAF_RCU_BATCH_BYTES */
 	bool gather_ready;     /* `gather` initialised */
 } worker SHEAF_FORK_DATA = {
 	.lock = PTHREAD_MUTEX_INITIALIZER,
@@ -218,27 +236,46 @@ static __attribute__((unused)) bool worker_counts_ok_locked(void)
 	return n == waiting && !worker.batch && !worker.processing;
 }
 
-/*
- * Caller holds worker.lock: let the next batch gather for us microseconds
- * (the lock dropped meanwhile), or until a barrier comes to wait for it
- * (it signals `gather`); a fork() being prepared ends it at its next
- * wake-up.  Submissions do not end it: they are what it gathers.
- */
-static void gather_locked(unsigned int us)
+static struct timespec deadline_after(const struct timespec *now, unsigned int us)
 {
-	struct timespec until;
-	clock_gettime(CLOCK_MONOTONIC, &until);
-	until.tv_sec += us / 1000000;
-	until.tv_nsec += (long)(us % 1000000) * 1000;
-	if (until.tv_nsec >= 1000000000) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000;
+	struct timespec t = *now;
+	t.tv_sec += us / 1000000;
+	t.tv_nsec += (long)(us % 1000000) * 1000;
+	if (t.tv_nsec >= 1000000000) {
+		t.tv_sec++;
+		t.tv_nsec -= 1000000000;
 	}
+	return t;
+}
+
+/*
+ * Caller holds worker.lock: let the next batch gather (the lock dropped
+ * meanwhile) for min_us microseconds, then until it holds
+ * SHEAF_RCU_BATCH_BYTES (gather_bytes: the submission that gets it there
+ * signals `gather`; not before, which would wake the worker for nothing)
+ * or max_us have passed; a barrier that comes to wait for it
+ * ends it at once (it signals `gather` too), and a fork() being prepared
+ * at its next wake-up.
+ */
+static void gather_locked(unsigned int min_us, unsigned int max_us)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	struct timespec least = deadline_after(&now, min_us);
+	struct timespec most = deadline_after(&now, MAX(min_us, max_us));
+	bool least_passed = false;
 	worker.gathering = true;
-	while (!worker.waiters && !worker.forking &&
-	       pthread_cond_timedwait(&worker.gather, &worker.lock, &until) != ETIMEDOUT)
-		;
-	worker.gathering = false;
+	while (!worker.waiters && !worker.forking) {
+		if (least_passed && worker.pending_bytes >= SHEAF_RCU_BATCH_BYTES)
+			break;
+		if (pthread_cond_timedwait(&worker.gather, &worker.lock,
+					   least_passed ? &most : &least) == ETIMEDOUT) {
+			if (least_passed)
+				break;
+			least_passed = worker.gather_bytes = true;
+		}
+	}
+	worker.gathering = worker.gather_bytes = false;
 }
 
 static void *sheaf_worker(void *arg)
@@ -259,7 +296,9 @@ static void *sheaf_worker(void *arg)
 		struct rcu_head *cbs = worker.cbs;
 		worker.pending = NULL;
 		worker.cbs = NULL;
+		worker.pending_bytes = 0;
 		worker.busy = true;
+		worker.batches++;
 		sheaf_unlock(&worker.lock, LR_LEAF);
 
 		uint64_t gp_start = mono_ns();
@@ -295,13 +334,15 @@ static void *sheaf_worker(void *arg)
 		pthread_cond_broadcast(&worker.idle);
 		pthread_cond_broadcast(&worker.done);
 		/*
-		 * Let the next batch gather for a while (batch_wait_us()):
-		 * each grace period interrupts every CPU running the process
-		 * (membarrier), so back-to-back ones would tax the allocating
-		 * threads.
+		 * Let the next batch gather for a while (batch_wait_us()),
+		 * then until it is worth a grace period: each interrupts
+		 * every CPU running the process (membarrier), so back-to-back
+		 * ones would tax the allocating threads.
 		 */
-		if (!worker.waiters) /* a barrier does not wait */
-			gather_locked(batch_wait_us(gp_ns));
+		if (!worker.waiters) { /* a barrier does not wait */
+			unsigned int max_us = batch_max_us();
+			gather_locked(batch_wait_us(gp_ns, max_us), max_us);
+		}
 	}
 	return NULL;
 }
@@ -352,11 +393,16 @@ static bool worker_enter(void)
 	return false;
 }
 
-static void worker_submitted(void)
+static void worker_submitted(size_t bytes)
 {
 	worker.submitted++;
+	size_t before = worker.pending_bytes;
+	worker.pending_bytes += bytes;
 	if (worker.sleeping)
 		pthread_cond_signal(&worker.wake);
+	else if (worker.gather_bytes && before < SHEAF_RCU_BATCH_BYTES &&
+		 worker.pending_bytes >= SHEAF_RCU_BATCH_BYTES)
+		pthread_cond_signal(&worker.gather);	/* worth a grace period */
 	sheaf_unlock(&worker.lock, LR_LEAF);
 }
 
@@ -389,7 +435,7 @@ void _sheaf_rcu_submit_sheaf(struct kmem_cache *s, struct slab_sheaf *sheaf,
 	}
 	sheaf->_link[0] = worker.pending;
 	worker.pending = sheaf;
-	worker_submitted();
+	worker_submitted((size_t)sheaf->size * s->size);
 }
 
 /* Wait until every sheaf submitted so far has been finished. */
@@ -440,7 +486,7 @@ static void urcu_cb_done(void)
 /*
  * A kfree_rcu() callback, to the sheaf worker, whose batches wait one
  * grace period each about every SHEAF_RCU_BATCH_US (longer when grace
- * periods are slow: batch_wait_us()), rather than to
+ * periods are slow or little is freed: gather_locked()), rather than to
  * liburcu's call_rcu() helper, which sleeps about 10 ms between batches: a
  * kvfree_rcu barrier then waits for the worker only (the kernel, too,
  * batches the per-object kfree_rcu() path itself, and its rcu_barrier()
@@ -460,7 +506,7 @@ static void queue_kfree_cb(struct rcu_head *head, void (*fn)(struct rcu_head *),
 	head->func = fn;
 	head->next.next = (struct cds_wfcq_node *)(void *)worker.cbs;
 	worker.cbs = head;
-	worker_submitted();
+	worker_submitted(SHEAF_RCU_CB_BYTES);
 }
 
 /* liburcu's rcu_barrier(), when a libsheaf callback may be in its queue. */
@@ -625,6 +671,14 @@ SHEAF_EXPORT void kvfree_rcu_barrier(void)
 SHEAF_EXPORT void sheaf_test_rcu_set_gather_us(unsigned int us)
 {
 	__atomic_store_n(&gather_us_override, us, __ATOMIC_RELAXED);
+}
+
+SHEAF_EXPORT unsigned long sheaf_test_rcu_worker_batches(void)
+{
+	sheaf_lock(&worker.lock, LR_LEAF);
+	unsigned long n = (unsigned long)worker.batches;
+	sheaf_unlock(&worker.lock, LR_LEAF);
+	return n;
 }
 
 SHEAF_EXPORT bool sheaf_test_rcu_worker_gathering(void)

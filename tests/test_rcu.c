@@ -430,6 +430,67 @@ static void test_barrier_ends_gather(void **state)
 	kmem_cache_destroy(s);
 }
 
+/* Objects of 4 KiB for test_gather_until_bytes(). */
+struct page_obj {
+	struct rcu_head rcu;
+	char data[4096 - sizeof(struct rcu_head)];
+};
+
+static void kfree_rcu_pages(struct kmem_cache *s, int n)
+{
+	for (int i = 0; i < n; i++) {
+		struct page_obj *p = kmem_cache_alloc(s, GFP_KERNEL);
+		assert_non_null(p);
+		p->data[0] = (char)i;
+		kfree_rcu(p, rcu);
+	}
+}
+
+/*
+ * A batch gathers until it is worth a grace period.  With the longest wait
+ * made an hour: the worker gathers; 256 KiB of objects submitted leave it
+ * gathering (no grace period); a submission that
+ * brings the batch to 1 MiB (SHEAF_RCU_BATCH_BYTES) ends the wait without
+ * a barrier (before, the worker slept its whole wait out, and the second
+ * check failed after its 10 s).
+ */
+static void test_gather_until_bytes(void **state)
+{
+	(void)state;
+	struct kmem_cache_args args;
+	memset(&args, 0, sizeof(args));
+	args.sheaf_capacity = 8;
+	struct kmem_cache *s = kmem_cache_create("rcu-bytes", sizeof(struct page_obj),
+						 &args, 0);
+	assert_non_null(s);
+	sheaf_test_rcu_set_gather_us(3600u * 1000000u);
+	/* Nothing waiting (the barrier), then one sheaf: the worker takes it
+	 * and gathers after it, or was gathering already; either way with
+	 * 32 KiB at most waiting. */
+	kvfree_rcu_barrier();
+	kfree_rcu_pages(s, 8);
+	for (int i = 0; i < 10000 && !sheaf_test_rcu_worker_gathering(); i++)
+		usleep(1000);
+	assert_true(sheaf_test_rcu_worker_gathering());
+	unsigned long b1 = sheaf_test_rcu_worker_batches();
+
+	kfree_rcu_pages(s, 64);	/* 256 KiB: not worth a grace period */
+	usleep(50 * 1000);
+	assert_int_equal(sheaf_test_rcu_worker_batches(), b1);
+	assert_true(sheaf_test_rcu_worker_gathering());
+
+	kfree_rcu_pages(s, 1024);	/* 4 MiB more: worth one */
+	for (int i = 0; i < 10000 && sheaf_test_rcu_worker_batches() == b1; i++)
+		usleep(1000);
+	assert_true(sheaf_test_rcu_worker_batches() > b1);
+
+	sheaf_test_rcu_set_gather_us(0);
+	kvfree_rcu_barrier();
+	kmem_cache_shrink(s);
+	assert_int_equal(sheaf_cache_objects_inuse(s), 0);
+	kmem_cache_destroy(s);
+}
+
 static void test_fork_in_grace_period(void **state)
 {
 	struct kmem_cache *s = make("rcu-fork-gp", 8, 0);
@@ -608,6 +669,7 @@ int main(void)
 		cmocka_unit_test(test_fork),
 		cmocka_unit_test(test_fork_in_grace_period),
 		cmocka_unit_test(test_barrier_ends_gather),
+		cmocka_unit_test(test_gather_until_bytes),
 		cmocka_unit_test(test_barrier_skips_urcu),
 		cmocka_unit_test(test_typesafe_by_rcu),
 	};

@@ -129,12 +129,15 @@ size_t sheaf_rcu_recycled_objects(struct kmem_cache *s);
  */
 bool sheaf_test_rcu_worker_busy(void);
 /*
- * Test hooks: make the worker's wait between batches (normally 500 us, or
- * three times the last grace period) us microseconds, 0: back to normal;
- * whether the worker is in that wait now.
+ * Test hooks: make the longest wait of the worker between batches
+ * (normally 10 ms: it waits 500 us, or three times the last grace period,
+ * then until 1 MiB of objects wait) us microseconds, 0: back to normal;
+ * whether the worker is in that wait now; how many grace periods it has
+ * waited (batches taken) since the process started.
  */
 void sheaf_test_rcu_set_gather_us(unsigned int us);
 bool sheaf_test_rcu_worker_gathering(void);
+unsigned long sheaf_test_rcu_worker_batches(void);
 
 #ifdef __cplusplus
 }
