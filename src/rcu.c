@@ -765,7 +765,9 @@ void _sheaf_rcu_unlock_worker(bool child)
 		pthread_cond_init(&worker.wake, NULL);
 		pthread_cond_init(&worker.done, NULL);
 		pthread_cond_init(&worker.idle, NULL);
-		worker.gathering = false;
+		worker.gathering = worker.gather_bytes = false;
+		/* The requeued batch's bytes are not counted: its sheaves
+		 * wait at most SHEAF_RCU_BATCH_MAX_US more. */
 		if (worker.gather_ready)
 			gather_init();
 	}
