@@ -88,7 +88,7 @@ static void free_link(struct huge_span *s)
 		heap->free_head = s;
 }
 
-void _sheaf_huge_free_unlink(struct huge_span *s)
+static void free_unlink(struct huge_span *s)
 {
 	if (s->prev)
 		s->prev->next = s->next;
@@ -101,10 +101,18 @@ void _sheaf_huge_free_unlink(struct huge_span *s)
 	s->prev = s->next = NULL;
 }
 
+/* Under the lock: the FREE span s off the free list, BUSY (released or
+ * giving its pages outside the lock; free_insert() when that is done). */
+void _sheaf_huge_take_busy(struct huge_span *s)
+{
+	free_unlink(s);
+	__atomic_store_n(&s->state, SPAN_BUSY, __ATOMIC_RELAXED);
+}
+
 /* s (being put on the free list) absorbs its adjacent FREE neighbour t. */
 static void span_absorb(struct huge_span *s, struct huge_span *t)
 {
-	_sheaf_huge_free_unlink(t);
+	free_unlink(t);
 	s->first = MIN(s->first, t->first);
 	s->n += t->n;
 	s->dirty += t->dirty;
@@ -183,7 +191,7 @@ static struct huge_span *carve(struct huge_span *s, size_t at, size_t need,
 {
 	struct huge_region *r = s->r;
 	size_t end = s->first + s->n;
-	_sheaf_huge_free_unlink(s);
+	free_unlink(s);
 	if (at > s->first) {
 		struct huge_span *l = span_rec_get();
 		*l = (struct huge_span){ .r = r, .first = s->first, .n = at - s->first,
@@ -348,8 +356,7 @@ static struct huge_span *release_pick(bool all, size_t slack, size_t *from, size
 	} else {
 		return NULL;
 	}
-	_sheaf_huge_free_unlink(s);
-	__atomic_store_n(&s->state, SPAN_BUSY, __ATOMIC_RELAXED);
+	_sheaf_huge_take_busy(s);
 	return s;
 }
 
@@ -378,7 +385,7 @@ static struct huge_region *region_pick_empty(bool all)
 		    (!all && !decayed(s->freed_ns)))
 			continue;
 		*pp = r->next;
-		_sheaf_huge_free_unlink(s);
+		free_unlink(s);
 		span_rec_put(s);
 		map_slots(r, NULL);
 		__atomic_store_n(&r->grains, 0, __ATOMIC_RELAXED);

@@ -180,8 +180,9 @@ static inline void huge_advise(void *p, size_t n)
 		(void)madvise(p, n, MADV_HUGEPAGE);
 }
 
-/* huge.c: the free list (under the lock). */
-void _sheaf_huge_free_unlink(struct huge_span *s);
+/* huge.c: the free list (under the lock): a FREE span taken off it
+ * (BUSY), and a span put back on it, joined with its FREE neighbours. */
+void _sheaf_huge_take_busy(struct huge_span *s);
 void _sheaf_huge_free_insert(struct huge_span *s);
 
 /*

@@ -52,8 +52,7 @@ static void fill_plan(struct huge_span *s, size_t skip, struct fill *f)
 			f->n++;
 		}
 		if (f->n > before) {
-			_sheaf_huge_free_unlink(d);
-			__atomic_store_n(&d->state, SPAN_BUSY, __ATOMIC_RELAXED);
+			_sheaf_huge_take_busy(d);
 		}
 		if (g == end)
 			break;

@@ -262,7 +262,7 @@ static void gather_locked(unsigned int min_us, unsigned int max_us)
 	struct timespec now;
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	struct timespec least = deadline_after(&now, min_us);
-	struct timespec most = deadline_after(&now, MAX(min_us, max_us));
+	struct timespec most = deadline_after(&now, max_us);	/* min_us <= max_us */
 	bool least_passed = false;
 	worker.gathering = true;
 	while (!worker.waiters && !worker.forking) {
