@@ -543,9 +543,18 @@ static inline struct sheaf_pcs *sheaf_pcs_trylock(struct kmem_cache *s,
 	return pcs;
 }
 
+/* Main's count, and the pop's top hint, for the sections: whoever lets
+ * a slot go (struct sheaf_pcs, <sheaf/rseq.h>). */
+static inline void sheaf_pcs_publish(struct sheaf_pcs *pcs)
+{
+	unsigned int n = pcs->main ? pcs->main->size : 0;
+	pcs->count = n;
+	pcs->top = n ? pcs->main->objects[n - 1] : NULL;
+}
+
 static inline void sheaf_pcs_unlock(struct sheaf_pcs *pcs)
 {
-	pcs->count = pcs->main->size;	/* main's count for the sections */
+	sheaf_pcs_publish(pcs);
 	/* One more slow path: the idle drain reads it without the lock. */
 	__atomic_store_n(&pcs->events, pcs->events + 1, __ATOMIC_RELAXED);
 	__atomic_store_n(&pcs->lock, 0, __ATOMIC_RELEASE);

@@ -41,6 +41,7 @@ bool _sheaf_pcs_init(struct kmem_cache *s)
 		}
 		s->hot.pcs[i].main = main;
 		s->hot.pcs[i].count = 0;
+		s->hot.pcs[i].top = NULL;
 		s->hot.pcs[i].capacity = s->hot.sheaf_capacity;
 	}
 	return true;

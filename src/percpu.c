@@ -422,7 +422,7 @@ void _sheaf_slots_reset(struct sheaf_pcs *pcs)
 void _sheaf_slots_remote_unlock(struct sheaf_pcs *pcs)
 {
 	for (unsigned int i = 0; i < _sheaf_nr_slots; i++)
-		pcs[i].count = pcs[i].main ? pcs[i].main->size : 0;
+		sheaf_pcs_publish(&pcs[i]);
 	_sheaf_slots_release(pcs);
 }
 

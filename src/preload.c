@@ -16,10 +16,11 @@
  *   above          a mapping of its own, unmapped by free()
  *
  * Fast paths: malloc is the table malloc_pcs[(size + 15) / 16] (the
- * class's slots) and the inline pop of <sheaf/slab.h>
- * (sheaf_pcs_pop_inline); free reads the slots from the arena's page
- * map, checks the object boundary against their info line and pushes onto
- * the slot's main sheaf (free() below).  Everything else goes to
+ * class's slots) and the inline pop of <sheaf/slab.h> that keeps the
+ * slot's top hint (sheaf_pcs_pop_hint_inline: malloc()'s sizes interleave
+ * many caches, struct sheaf_pcs); free reads the slots from the arena's
+ * page map, checks the object boundary against their info line and pushes
+ * onto the slot's main sheaf, keeping the hint (free() below).  Everything else goes to
  * kmalloc.c's slow paths (_sheaf_kmalloc, _sheaf_kfree, _sheaf_ksize),
  * which report a pointer the
  * library does not own in one line and abort, as glibc does.
@@ -181,7 +182,7 @@ static inline __attribute__((always_inline)) bool malloc_fast(size_t size, void 
 		struct sheaf_pcs *pcs = __atomic_load_n(&malloc_pcs[MALLOC_IDX(size)],
 							__ATOMIC_ACQUIRE);
 		if (likely(pcs))
-			return sheaf_pcs_pop_inline(pcs, objp);
+			return sheaf_pcs_pop_hint_inline(pcs, objp);
 	}
 #else
 	(void)size;
@@ -280,7 +281,7 @@ SHEAF_EXPORT void free(void *p)
 				pm[(x & ((1ul << SHEAF_ARENA_SHIFT) - 1)) >> PAGE_SHIFT];
 			if (likely(pcs != NULL)) {
 				if (likely(sheaf_pcs_info_ok(pcs, x))) {
-					if (likely(sheaf_pcs_push_inline(pcs, p)))
+					if (likely(sheaf_pcs_push_hint_inline(pcs, p)))
 						return;
 				} else if (sheaf_kfree_inline(p)) {
 					return;

@@ -86,6 +86,24 @@ struct slab_sheaf {
  * a remote owner once every section is out) first copies count into
  * main->size, works with main->size as every other sheaf's, and copies it
  * back into count before it lets go (src/internal.h, src/percpu.c).
+ *
+ * top is a hint, never trusted: main->objects[count - 1] as the last
+ * hint section or unlock left it.  libsheaf-malloc's malloc() and free()
+ * keep it (sheaf_rseq_pop_hint, sheaf_rseq_push_hint), and so does
+ * whoever lets a slot go; kmem_cache_alloc()'s and kmem_cache_free()'s
+ * sections leave it stale, as does a section aborted between its store
+ * and the commit.  The hint pop hands out top when it equals
+ * objects[count - 1] and that entry otherwise, so a stale top costs a
+ * branch and a load, never a wrong object.  What it buys: the object's
+ * address is one load from the slot line, not two dependent ones (count,
+ * then the array), so the program's write to the object it was just
+ * given has its address early, and the next pop's loads of its own slot
+ * line do not wait on that store.  With a program's malloc() sizes
+ * interleaved (the last store to a slot line then another class's), the
+ * two dependent loads made every pop wait for the one before it
+ * (bench/popchain.c; docs/MALLOC.md, "mixed: the pop's top hint").  The
+ * kmem_cache sections do without it: a cache serves one type, whose
+ * allocate-then-free loops ran 9% slower with the two more instructions.
  */
 struct sheaf_pcs {
 	uint8_t lock;          /* set by the slot trylock section */
@@ -96,8 +114,8 @@ struct sheaf_pcs {
 	struct slab_sheaf *spare;
 	struct slab_sheaf *rcu_free;
 	uint32_t events;       /* slow paths that held the lock (wraps) */
-	uint32_t _pad1[2];
 	uint32_t misses;       /* barn and slab trips of slow paths (wraps) */
+	void *top;             /* hint: main->objects[count - 1] (see above) */
 	uint32_t win_mark;     /* misses when the window started */
 	uint32_t win_start;    /* its start, ms of the coarse clock (wraps) */
 	uint32_t count;        /* main's objects while the slot is free */
@@ -113,6 +131,7 @@ struct sheaf_pcs {
 #define SHEAF_PCS_OFF_CAPACITY 4
 #define SHEAF_PCS_OFF_MAIN     8
 #define SHEAF_PCS_OFF_RCU_FREE 24
+#define SHEAF_PCS_OFF_TOP      40
 #define SHEAF_PCS_OFF_COUNT    56
 /* The classic slot, struct kmem_cache_cpu (src/types.h asserts them). */
 #define SHEAF_CPU_SHIFT        6
@@ -134,9 +153,10 @@ SHEAF_STATIC_ASSERT(sizeof(struct sheaf_pcs) == 1u << SHEAF_PCS_SHIFT &&
 		    offsetof(struct sheaf_pcs, capacity) == SHEAF_PCS_OFF_CAPACITY &&
 		    offsetof(struct sheaf_pcs, main) == SHEAF_PCS_OFF_MAIN &&
 		    offsetof(struct sheaf_pcs, rcu_free) == SHEAF_PCS_OFF_RCU_FREE &&
+		    offsetof(struct sheaf_pcs, top) == SHEAF_PCS_OFF_TOP &&
 		    offsetof(struct sheaf_pcs, count) == SHEAF_PCS_OFF_COUNT,
 		    "the sections index slots by << 6, test lock and stop with one "
-		    "16-bit compare at 0, and read capacity, main, rcu_free, count here");
+		    "16-bit compare at 0, and read capacity, main, rcu_free, top, count here");
 
 /* The start of every struct kmem_cache: what the inline fast paths read. */
 struct sheaf_cache_hot {
@@ -365,27 +385,57 @@ enum { SHEAF_RSEQ_DONE = 0, SHEAF_RSEQ_BAIL = 1, SHEAF_RSEQ_ABORTED = 2,
  * not about to be written (pages moved in batches) the prefetch only
  * costs: on this project's AMD VM a prefetch waits for its TLB walk, so
  * those callers use sheaf_rseq_pop_next and drop *nextp.
+ *
+ * The hint pop (sheaf_rseq_pop_hint, libsheaf-malloc's malloc()) hands
+ * out the slot's top hint when it equals objects[count - 1], that entry
+ * otherwise (a branch over one load), and stores objects[count - 2] as
+ * the new hint before the commit; with the hint push (free()) keeping it
+ * too, the object's address is one load from the slot line, not two
+ * dependent ones (struct sheaf_pcs, top).
  */
+#define SHEAF_RSEQ_POP_HEAD                                                    \
+	"movl " SHEAF_STR(SHEAF_PCS_OFF_COUNT) "(%%rax), %%edx\n\t"             \
+	"testl %%edx, %%edx\n\t"                                               \
+	"jz %l[bail]\n\t"
+#define SHEAF_RSEQ_POP_PLAIN                                                   \
+	SHEAF_RSEQ_POP_HEAD                                                    \
+	"movq " SHEAF_STR(SHEAF_PCS_OFF_MAIN) "(%%rax), %%rcx\n\t"              \
+	"subl $1, %%edx\n\t"                                                   \
+	"movq " SHEAF_STR(SHEAF_OFF_OBJECTS) "(%%rcx, %%rdx, 8), %[obj]\n\t"    \
+	"movq -8+" SHEAF_STR(SHEAF_OFF_OBJECTS) "(%%rcx, %%rdx, 8), %[next]\n\t" \
+	"movl %%edx, " SHEAF_STR(SHEAF_PCS_OFF_COUNT) "(%%rax)\n\t"
+#define SHEAF_RSEQ_POP_HINT                                                    \
+	SHEAF_RSEQ_POP_HEAD                                                    \
+	"movq " SHEAF_STR(SHEAF_PCS_OFF_TOP) "(%%rax), %[obj]\n\t"              \
+	"movq " SHEAF_STR(SHEAF_PCS_OFF_MAIN) "(%%rax), %%rcx\n\t"              \
+	"subl $1, %%edx\n\t"                                                   \
+	"cmpq %[obj], " SHEAF_STR(SHEAF_OFF_OBJECTS) "(%%rcx, %%rdx, 8)\n\t"    \
+	"je 5f\n\t"                                                            \
+	"movq " SHEAF_STR(SHEAF_OFF_OBJECTS) "(%%rcx, %%rdx, 8), %[obj]\n\t"    \
+	"5:\n\t"                                                               \
+	"movq -8+" SHEAF_STR(SHEAF_OFF_OBJECTS) "(%%rcx, %%rdx, 8), %[next]\n\t" \
+	"movq %[next], " SHEAF_STR(SHEAF_PCS_OFF_TOP) "(%%rax)\n\t"             \
+	"movl %%edx, " SHEAF_STR(SHEAF_PCS_OFF_COUNT) "(%%rax)\n\t"
+
+#define SHEAF_RSEQ_POP_ASM(BODY)                                               \
+	__asm__ goto(                                                          \
+		SHEAF_RSEQ_ARM                                                 \
+		SHEAF_RSEQ_SLOT                                                \
+		BODY                                                           \
+		SHEAF_RSEQ_END                                                 \
+		: [obj] "=&r"(obj), [next] "=&r"(next)                         \
+		: [base] "r"(base) SHEAF_RSEQ_OFF_INPUTS                       \
+		: "rax", "rcx", "rdx", "memory", "cc"                          \
+		: bail, abort)
+
 static inline __attribute__((always_inline)) int
-sheaf_rseq_pop_next(struct sheaf_pcs *base, void **objp, void **nextp)
+sheaf_rseq_pop_any(struct sheaf_pcs *base, void **objp, void **nextp, bool hint)
 {
 	void *obj, *next;
-	__asm__ goto(
-		SHEAF_RSEQ_ARM
-		SHEAF_RSEQ_SLOT
-		"movl " SHEAF_STR(SHEAF_PCS_OFF_COUNT) "(%%rax), %%edx\n\t"
-		"testl %%edx, %%edx\n\t"
-		"jz %l[bail]\n\t"
-		"movq " SHEAF_STR(SHEAF_PCS_OFF_MAIN) "(%%rax), %%rcx\n\t"
-		"subl $1, %%edx\n\t"
-		"movq " SHEAF_STR(SHEAF_OFF_OBJECTS) "(%%rcx, %%rdx, 8), %[obj]\n\t"
-		"movq -8+" SHEAF_STR(SHEAF_OFF_OBJECTS) "(%%rcx, %%rdx, 8), %[next]\n\t"
-		"movl %%edx, " SHEAF_STR(SHEAF_PCS_OFF_COUNT) "(%%rax)\n\t"
-		SHEAF_RSEQ_END
-		: [obj] "=&r"(obj), [next] "=&r"(next)
-		: [base] "r"(base) SHEAF_RSEQ_OFF_INPUTS
-		: "rax", "rcx", "rdx", "memory", "cc"
-		: bail, abort);
+	if (hint)
+		SHEAF_RSEQ_POP_ASM(SHEAF_RSEQ_POP_HINT);
+	else
+		SHEAF_RSEQ_POP_ASM(SHEAF_RSEQ_POP_PLAIN);
 	*nextp = next;
 	*objp = obj;
 	return SHEAF_RSEQ_DONE;
@@ -397,10 +447,26 @@ abort:
 }
 
 static inline __attribute__((always_inline)) int
+sheaf_rseq_pop_next(struct sheaf_pcs *base, void **objp, void **nextp)
+{
+	return sheaf_rseq_pop_any(base, objp, nextp, false);
+}
+
+static inline __attribute__((always_inline)) int
 sheaf_rseq_pop(struct sheaf_pcs *base, void **objp)
 {
 	void *next;
-	int r = sheaf_rseq_pop_next(base, objp, &next);
+	int r = sheaf_rseq_pop_any(base, objp, &next, false);
+	if (r == SHEAF_RSEQ_DONE)
+		__builtin_prefetch(next, 1, 3);
+	return r;
+}
+
+static inline __attribute__((always_inline)) int
+sheaf_rseq_pop_hint(struct sheaf_pcs *base, void **objp)
+{
+	void *next;
+	int r = sheaf_rseq_pop_any(base, objp, &next, true);
 	if (r == SHEAF_RSEQ_DONE)
 		__builtin_prefetch(next, 1, 3);
 	return r;
@@ -408,31 +474,52 @@ sheaf_rseq_pop(struct sheaf_pcs *base, void **objp)
 
 /*
  * Push onto main (free), up to the slot's capacity, with the slot's count.
- *   commit: count = count + 1, after storing obj at main->objects[count].
+ *   commit: count = count + 1, after storing obj at main->objects[count]
+ *   (and, for the hint push, as the slot's top hint).
  */
-static inline int sheaf_rseq_push(struct sheaf_pcs *base, void *obj)
+#define SHEAF_RSEQ_PUSH_ASM(HINT_STORE)                                        \
+	__asm__ goto(                                                          \
+		SHEAF_RSEQ_ARM                                                 \
+		SHEAF_RSEQ_SLOT                                                \
+		"movl " SHEAF_STR(SHEAF_PCS_OFF_COUNT) "(%%rax), %%edx\n\t"     \
+		"cmpl " SHEAF_STR(SHEAF_PCS_OFF_CAPACITY) "(%%rax), %%edx\n\t"  \
+		"jae %l[bail]\n\t"                                             \
+		"movq " SHEAF_STR(SHEAF_PCS_OFF_MAIN) "(%%rax), %%rcx\n\t"      \
+		"movq %[obj], " SHEAF_STR(SHEAF_OFF_OBJECTS) "(%%rcx, %%rdx, 8)\n\t" \
+		HINT_STORE                                                     \
+		"addl $1, %%edx\n\t"                                           \
+		"movl %%edx, " SHEAF_STR(SHEAF_PCS_OFF_COUNT) "(%%rax)\n\t"     \
+		SHEAF_RSEQ_END                                                 \
+		:                                                              \
+		: [base] "r"(base) SHEAF_RSEQ_OFF_INPUTS, [obj] "r"(obj)       \
+		: "rax", "rcx", "rdx", "memory", "cc"                          \
+		: bail, abort)
+
+static inline __attribute__((always_inline)) int
+sheaf_rseq_push_any(struct sheaf_pcs *base, void *obj, bool hint)
 {
-	__asm__ goto(
-		SHEAF_RSEQ_ARM
-		SHEAF_RSEQ_SLOT
-		"movl " SHEAF_STR(SHEAF_PCS_OFF_COUNT) "(%%rax), %%edx\n\t"
-		"cmpl " SHEAF_STR(SHEAF_PCS_OFF_CAPACITY) "(%%rax), %%edx\n\t"
-		"jae %l[bail]\n\t"
-		"movq " SHEAF_STR(SHEAF_PCS_OFF_MAIN) "(%%rax), %%rcx\n\t"
-		"movq %[obj], " SHEAF_STR(SHEAF_OFF_OBJECTS) "(%%rcx, %%rdx, 8)\n\t"
-		"addl $1, %%edx\n\t"
-		"movl %%edx, " SHEAF_STR(SHEAF_PCS_OFF_COUNT) "(%%rax)\n\t"
-		SHEAF_RSEQ_END
-		:
-		: [base] "r"(base) SHEAF_RSEQ_OFF_INPUTS, [obj] "r"(obj)
-		: "rax", "rcx", "rdx", "memory", "cc"
-		: bail, abort);
+	if (hint)
+		SHEAF_RSEQ_PUSH_ASM("movq %[obj], " SHEAF_STR(SHEAF_PCS_OFF_TOP) "(%%rax)\n\t");
+	else
+		SHEAF_RSEQ_PUSH_ASM("");
 	return SHEAF_RSEQ_DONE;
 bail:
 	sheaf_rseq_disarm();
 	return SHEAF_RSEQ_BAIL;
 abort:
 	return SHEAF_RSEQ_ABORTED;
+}
+
+static inline __attribute__((always_inline)) int
+sheaf_rseq_push(struct sheaf_pcs *base, void *obj)
+{
+	return sheaf_rseq_push_any(base, obj, false);
+}
+
+static inline __attribute__((always_inline)) int
+sheaf_rseq_push_hint(struct sheaf_pcs *base, void *obj)
+{
+	return sheaf_rseq_push_any(base, obj, true);
 }
 
 /*

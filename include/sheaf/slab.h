@@ -837,6 +837,26 @@ sheaf_pcs_push_inline(struct sheaf_pcs *pcs, void *obj)
 	return __builtin_expect(r == 0, 1);
 }
 
+/* The same with the slot's top hint kept (struct sheaf_pcs, top): for
+ * callers whose pops interleave many caches, as malloc()'s sizes do. */
+static inline __attribute__((always_inline)) bool
+sheaf_pcs_pop_hint_inline(struct sheaf_pcs *pcs, void **objp)
+{
+	int r;
+	while ((r = sheaf_rseq_pop_hint(pcs, objp)) == 2)
+		;
+	return __builtin_expect(r == 0, 1);
+}
+
+static inline __attribute__((always_inline)) bool
+sheaf_pcs_push_hint_inline(struct sheaf_pcs *pcs, void *obj)
+{
+	int r;
+	while ((r = sheaf_rseq_push_hint(pcs, obj)) == 2)
+		;
+	return __builtin_expect(r == 0, 1);
+}
+
 /*
  * The inline free checks that obj is an object of s: its page's descriptor
  * names s, and it sits at an object boundary of its slab (an alignment test
