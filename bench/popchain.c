@@ -190,7 +190,7 @@ int main(int argc, char **argv)
 {
 	unsigned int classes = 5, batch = 1000, reps = 5;
 	unsigned long rounds = 20000;
-	for (int i = 1; i < argc; i++) {
+	for (int i = 1; i < argc; i += 2) {
 		const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : "";
 		if (!strcmp(o, "--classes"))
 			classes = (unsigned int)parse(o, v, 1, MAX_CLASSES);
@@ -205,7 +205,6 @@ int main(int argc, char **argv)
 					"[--rounds N] [--reps N]\n");
 			return 2;
 		}
-		i++;
 	}
 
 	/* The last CPU, as mallocbench's single-threaded workloads. */
