@@ -879,9 +879,14 @@ static void print_tables(void)
 		double best = best_peer(wi, true, &who);
 		if (!wsel[wi] || s <= 0)
 			continue;
-		printf("- %-9s: %s glibc (%.2fx), %s the best peer %s (sheaf time %.2fx of "
-		       "its)%s\n", workloads[wi].name,
-		       g > 0 && s < g ? "ahead of" : "NOT ahead of", g > 0 ? g / s : 0,
+		char vs_glibc[48];
+		if (g > 0)
+			snprintf(vs_glibc, sizeof(vs_glibc), "%s glibc (%.2fx)",
+				 s < g ? "ahead of" : "NOT ahead of", g / s);
+		else	/* not a contender of this run (--contender) */
+			snprintf(vs_glibc, sizeof(vs_glibc), "glibc not run");
+		printf("- %-9s: %s, %s the best peer %s (sheaf time %.2fx of "
+		       "its)%s\n", workloads[wi].name, vs_glibc,
 		       best > 0 && s < best ? "ahead of" :
 		       best > 0 && s <= 1.2 * best ? "within 1.2x of" : "NOT within 1.2x of",
 		       who >= 0 ? contenders[who].name : "-", best > 0 ? s / best : 0,
