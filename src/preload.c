@@ -17,7 +17,7 @@
  *
  * Fast paths: malloc is the table malloc_pcs[(size + 15) / 16] (the
  * class's slots) and the inline pop of <sheaf/slab.h> that keeps the
- * slot's top hint (sheaf_pcs_pop_hint_inline: malloc()'s sizes interleave
+ * slot's top hint (sheaf_pcs_pop_with(..., true): malloc()'s sizes interleave
  * many caches, struct sheaf_pcs); free reads the slots from the arena's
  * page map, checks the object boundary against their info line and pushes
  * onto the slot's main sheaf, keeping the hint (free() below).  Everything else goes to
@@ -182,7 +182,7 @@ static inline __attribute__((always_inline)) bool malloc_fast(size_t size, void 
 		struct sheaf_pcs *pcs = __atomic_load_n(&malloc_pcs[MALLOC_IDX(size)],
 							__ATOMIC_ACQUIRE);
 		if (likely(pcs))
-			return sheaf_pcs_pop_hint_inline(pcs, objp);
+			return sheaf_pcs_pop_with(pcs, objp, true);
 	}
 #else
 	(void)size;
@@ -281,7 +281,7 @@ SHEAF_EXPORT void free(void *p)
 				pm[(x & ((1ul << SHEAF_ARENA_SHIFT) - 1)) >> PAGE_SHIFT];
 			if (likely(pcs != NULL)) {
 				if (likely(sheaf_pcs_info_ok(pcs, x))) {
-					if (likely(sheaf_pcs_push_hint_inline(pcs, p)))
+					if (likely(sheaf_pcs_push_with(pcs, p, true)))
 						return;
 				} else if (sheaf_kfree_inline(p)) {
 					return;

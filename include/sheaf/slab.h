@@ -817,44 +817,38 @@ void sheaf_test_refuse_moves(long count, bool unmap_dest);
  * The building blocks, also used by the library itself (the malloc
  * replacement, libsheaf-malloc): one pop or push on the calling thread's
  * slot of `pcs`, rerun while the kernel aborts it.  False: the section
- * bailed out (slot busy, main empty or full), take a slow path.
+ * bailed out (slot busy, main empty or full), take a slow path.  hint:
+ * keep the slot's top hint (struct sheaf_pcs, top), for callers whose
+ * pops interleave many caches, as malloc()'s sizes do.
  */
+static inline __attribute__((always_inline)) bool
+sheaf_pcs_pop_with(struct sheaf_pcs *pcs, void **objp, bool hint)
+{
+	int r;
+	while ((r = hint ? sheaf_rseq_pop_hint(pcs, objp) : sheaf_rseq_pop(pcs, objp)) == 2)
+		;
+	return __builtin_expect(r == 0, 1);
+}
+
+static inline __attribute__((always_inline)) bool
+sheaf_pcs_push_with(struct sheaf_pcs *pcs, void *obj, bool hint)
+{
+	int r;
+	while ((r = sheaf_rseq_push_any(pcs, obj, hint)) == 2)
+		;
+	return __builtin_expect(r == 0, 1);
+}
+
 static inline __attribute__((always_inline)) bool
 sheaf_pcs_pop_inline(struct sheaf_pcs *pcs, void **objp)
 {
-	int r;
-	while ((r = sheaf_rseq_pop(pcs, objp)) == 2)
-		;
-	return __builtin_expect(r == 0, 1);
+	return sheaf_pcs_pop_with(pcs, objp, false);
 }
 
 static inline __attribute__((always_inline)) bool
 sheaf_pcs_push_inline(struct sheaf_pcs *pcs, void *obj)
 {
-	int r;
-	while ((r = sheaf_rseq_push(pcs, obj)) == 2)
-		;
-	return __builtin_expect(r == 0, 1);
-}
-
-/* The same with the slot's top hint kept (struct sheaf_pcs, top): for
- * callers whose pops interleave many caches, as malloc()'s sizes do. */
-static inline __attribute__((always_inline)) bool
-sheaf_pcs_pop_hint_inline(struct sheaf_pcs *pcs, void **objp)
-{
-	int r;
-	while ((r = sheaf_rseq_pop_hint(pcs, objp)) == 2)
-		;
-	return __builtin_expect(r == 0, 1);
-}
-
-static inline __attribute__((always_inline)) bool
-sheaf_pcs_push_hint_inline(struct sheaf_pcs *pcs, void *obj)
-{
-	int r;
-	while ((r = sheaf_rseq_push_hint(pcs, obj)) == 2)
-		;
-	return __builtin_expect(r == 0, 1);
+	return sheaf_pcs_push_with(pcs, obj, false);
 }
 
 /*
