@@ -17,13 +17,13 @@
  *
  * Fast paths: malloc is the table malloc_pcs[(size + 15) / 16] (the
  * class's slots) and the inline pop of <sheaf/slab.h> that keeps the
- * slot's top hint (sheaf_pcs_pop_with(..., true): malloc()'s sizes interleave
- * many caches, struct sheaf_pcs); free reads the slots from the arena's
- * page map, checks the object boundary against their info line and pushes
- * onto the slot's main sheaf, keeping the hint (free() below).  Everything else goes to
- * kmalloc.c's slow paths (_sheaf_kmalloc, _sheaf_kfree, _sheaf_ksize),
- * which report a pointer the
- * library does not own in one line and abort, as glibc does.
+ * slot's top hint (sheaf_pcs_pop_with(..., true): malloc()'s sizes
+ * interleave many caches, struct sheaf_pcs); free reads the slots from
+ * the arena's page map, checks the object boundary against their info
+ * line and pushes onto the slot's main sheaf, keeping the hint (free()
+ * below).  Everything else goes to kmalloc.c's slow paths
+ * (_sheaf_kmalloc, _sheaf_kfree, _sheaf_ksize), which report a pointer
+ * the library does not own in one line and abort, as glibc does.
  *
  * Start-up: the table is all NULL until sheaf_init() has run, so the first
  * allocation of the process takes the slow path, which runs sheaf_init().
