@@ -103,7 +103,8 @@ struct slab_sheaf {
  * two dependent loads made every pop wait for the one before it
  * (bench/popchain.c; docs/MALLOC.md, "mixed: the pop's top hint").  The
  * kmem_cache sections do without it: a cache serves one type, whose
- * allocate-then-free loops ran 9% slower with the two more instructions.
+ * allocate-then-free loops ran 9% slower with the hint's four more
+ * instructions a pair.
  */
 struct sheaf_pcs {
 	uint8_t lock;          /* set by the slot trylock section */
