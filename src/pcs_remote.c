@@ -40,8 +40,7 @@ bool _sheaf_pcs_init(struct kmem_cache *s)
 			return false;
 		}
 		s->hot.pcs[i].main = main;
-		s->hot.pcs[i].count = 0;
-		s->hot.pcs[i].top = NULL;
+		sheaf_pcs_publish(&s->hot.pcs[i]);	/* empty: count 0 */
 		s->hot.pcs[i].capacity = s->hot.sheaf_capacity;
 	}
 	return true;

@@ -89,10 +89,10 @@ struct slab_sheaf {
  *
  * top is a hint, never trusted: main->objects[count - 1] as the last
  * hint section or unlock left it.  libsheaf-malloc's malloc() and free()
- * keep it (sheaf_rseq_pop_hint, sheaf_rseq_push_hint), and so does
- * whoever lets a slot go; kmem_cache_alloc()'s and kmem_cache_free()'s
- * sections leave it stale, as does a section aborted between its store
- * and the commit.  The hint pop hands out top when it equals
+ * keep it (the `hint` flag of sheaf_rseq_pop_any and sheaf_rseq_push_any),
+ * and so does whoever lets a slot go; kmem_cache_alloc()'s and
+ * kmem_cache_free()'s sections leave it stale, as does a section aborted
+ * between its store and the commit.  The hint pop hands out top when it equals
  * objects[count - 1] and that entry otherwise, so a stale top costs a
  * branch and a load, never a wrong object.  What it buys: the object's
  * address is one load from the slot line, not two dependent ones (count,
@@ -387,7 +387,7 @@ enum { SHEAF_RSEQ_DONE = 0, SHEAF_RSEQ_BAIL = 1, SHEAF_RSEQ_ABORTED = 2,
  * costs: on this project's AMD VM a prefetch waits for its TLB walk, so
  * those callers use sheaf_rseq_pop_next and drop *nextp.
  *
- * The hint pop (sheaf_rseq_pop_hint, libsheaf-malloc's malloc()) hands
+ * The hint pop (hint = true, libsheaf-malloc's malloc()) hands
  * out the slot's top hint when it equals objects[count - 1], that entry
  * otherwise (a branch over one load), and stores objects[count - 2] as
  * the new hint before the commit; with the hint push (free()) keeping it
@@ -453,24 +453,21 @@ sheaf_rseq_pop_next(struct sheaf_pcs *base, void **objp, void **nextp)
 	return sheaf_rseq_pop_any(base, objp, nextp, false);
 }
 
+/* The pop that prefetches the next object (hint: the hint pop). */
 static inline __attribute__((always_inline)) int
-sheaf_rseq_pop(struct sheaf_pcs *base, void **objp)
+sheaf_rseq_pop_fetch(struct sheaf_pcs *base, void **objp, bool hint)
 {
 	void *next;
-	int r = sheaf_rseq_pop_any(base, objp, &next, false);
+	int r = sheaf_rseq_pop_any(base, objp, &next, hint);
 	if (r == SHEAF_RSEQ_DONE)
 		__builtin_prefetch(next, 1, 3);
 	return r;
 }
 
 static inline __attribute__((always_inline)) int
-sheaf_rseq_pop_hint(struct sheaf_pcs *base, void **objp)
+sheaf_rseq_pop(struct sheaf_pcs *base, void **objp)
 {
-	void *next;
-	int r = sheaf_rseq_pop_any(base, objp, &next, true);
-	if (r == SHEAF_RSEQ_DONE)
-		__builtin_prefetch(next, 1, 3);
-	return r;
+	return sheaf_rseq_pop_fetch(base, objp, false);
 }
 
 /*
@@ -515,12 +512,6 @@ static inline __attribute__((always_inline)) int
 sheaf_rseq_push(struct sheaf_pcs *base, void *obj)
 {
 	return sheaf_rseq_push_any(base, obj, false);
-}
-
-static inline __attribute__((always_inline)) int
-sheaf_rseq_push_hint(struct sheaf_pcs *base, void *obj)
-{
-	return sheaf_rseq_push_any(base, obj, true);
 }
 
 /*

@@ -825,7 +825,7 @@ static inline __attribute__((always_inline)) bool
 sheaf_pcs_pop_with(struct sheaf_pcs *pcs, void **objp, bool hint)
 {
 	int r;
-	while ((r = hint ? sheaf_rseq_pop_hint(pcs, objp) : sheaf_rseq_pop(pcs, objp)) == 2)
+	while ((r = sheaf_rseq_pop_fetch(pcs, objp, hint)) == 2)
 		;
 	return __builtin_expect(r == 0, 1);
 }
