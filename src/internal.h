@@ -582,8 +582,8 @@ static inline void sheaf_assert_slot_ok(struct kmem_cache *s, const struct sheaf
 }
 
 /*
- * pcs_adapt.c: adaptive capacity.  A slow path of a locked slot that goes
- * to the barn or past it calls sheaf_pcs_miss() (then
+ * pcs_adapt.c: adaptive capacity.  A slow path of a locked slot that swaps
+ * main and spare, or goes to the barn or past it, calls sheaf_pcs_miss() (then
  * sheaf_pcs_miss_was_fail() when the barn was at its limit of full
  * sheaves); every SHEAF_ADAPT_MISSES misses the slot's window closes, and
  * the cache grows when they came fast enough.  The idle thread's look

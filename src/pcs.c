@@ -148,17 +148,16 @@ static void install_full(struct kmem_cache *s, struct sheaf_pcs *pcs,
 static bool full_main_from_barn(struct kmem_cache *s, struct sheaf_pcs *pcs,
 				unsigned int slot, bool spin)
 {
+	sheaf_pcs_miss(s, pcs);
 	if (pcs->spare && pcs->spare->size) {
 		swap_sheaves(pcs);
 		return true;
 	}
 	struct node_barn *barn = sheaf_local_barn(s);
 	/* The slot needs a full sheaf: demand RCU may meet next (rcu_credit,
-	 * only earned where the cache recycles, so only spent there), and a
-	 * miss for the adaptive capacity. */
+	 * only earned where the cache recycles, so only spent there). */
 	if (cache_recycles(s))
 		barn_earn_rcu_credit(barn);
-	sheaf_pcs_miss(s, pcs);
 	struct slab_sheaf *full;
 	if (!pcs->spare && cache_recycles(s)) {
 		/* Keep the empty main as the spare (the next kfree_rcu() or
@@ -368,11 +367,11 @@ static int room_from_barn(struct kmem_cache *s, struct sheaf_pcs *pcs,
 	struct slab_sheaf *empty;
 	int err;
 
+	sheaf_pcs_miss(s, pcs);
 	if (pcs->spare && pcs->spare->size < cap) {
 		swap_sheaves(pcs);
 		return 0;
 	}
-	sheaf_pcs_miss(s, pcs);
 	if (!pcs->spare) {
 		empty = _sheaf_barn_get_empty(barn, spin);
 		if (!empty)

@@ -6,10 +6,16 @@
  * budget of cached memory.  Part of the pcs layer: it writes the slots'
  * push limits (struct sheaf_pcs.capacity) and nothing else of theirs.
  *
- * The signal.  A slot's slow path that has to go to the barn (an exchange)
- * or past it (slab refill, flush) is a miss: sheaf_pcs_miss() counts it
- * in the slot's line, which that path holds anyway.  A spare swap is not a
- * miss.  The objects a cache moves between its slots and the rest per
+ * The signal.  A slot's slow path that swaps main and spare, or has to go
+ * to the barn (an exchange) or past it (slab refill, flush), is a miss:
+ * sheaf_pcs_miss() counts it in the slot's line, which that path holds
+ * anyway.  A swap takes no shared lock, but it is still a trip out of the
+ * inline sections into a slow path (a slot trylock and unlock, tens of ns
+ * against a few for the pop): a program whose batches of one class just
+ * overflow a sheaf swaps on every batch, and a larger sheaf removes the
+ * swap (libsheaf-malloc's `mixed` swapped once a class a batch in each
+ * direction, 28 slow paths per 1000 allocations, at capacities the barn
+ * never saw; docs/MALLOC.md).  The objects a cache moves between its slots and the rest per
  * second are misses times the capacity: a cache that misses often spends
  * its time in the barn lock and the slab layer, and a larger sheaf makes
  * proportionally fewer trips (libumem's magazine resizing grows a cache's

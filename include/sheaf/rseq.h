@@ -76,7 +76,7 @@ struct slab_sheaf {
  * by the idle drain (src/pcs_remote.c, "Idle drain"), whose own
  * bookkeeping lives in a table of its own, not in this line that the
  * slot's CPU keeps hot.  misses counts the holder's
- * trips to the barn or past it (wraps); win_mark, win_start and win_fails
+ * sheaf swaps and trips to the barn or past it (wraps); win_mark, win_start and win_fails
  * are the holder's adaptive-capacity window (pcs_adapt.c).
  *
  * count is main's object count while the slot is free (lock == 0 and
@@ -115,7 +115,7 @@ struct sheaf_pcs {
 	struct slab_sheaf *spare;
 	struct slab_sheaf *rcu_free;
 	uint32_t events;       /* slow paths that held the lock (wraps) */
-	uint32_t misses;       /* barn and slab trips of slow paths (wraps) */
+	uint32_t misses;       /* swaps, barn and slab trips of slow paths (wraps) */
 	void *top;             /* hint: main->objects[count - 1] (see above) */
 	uint32_t win_mark;     /* misses when the window started */
 	uint32_t win_start;    /* its start, ms of the coarse clock (wraps) */
