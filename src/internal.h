@@ -87,16 +87,16 @@ static inline void track_free(struct kmem_cache *s, void *obj)
 
 extern struct arena *_sheaf_arena_map[ARENA_MAP_SIZE];
 /*
- * _sheaf_pcsmap[addr >> ARENA_SHIFT]: the arena's dense page map of slots,
- * one pointer per page: the cache's per-slot array (s->hot.pcs) on every
- * page of a slab of a cache with sheaves (at the cache's order: not an
- * order fallback's, _sheaf_new_slab()), NULL on every other page.  Eight
- * pages per cache line where the descriptors take a line each, so the
- * free() of libsheaf-malloc, which reads it for every pointer, misses the
- * cache far less.  new_slab() sets a slab's entries, pages_free() clears a
- * run's.  Allocated with the arena (512 KiB, touched as used), never freed.
+ * sheaf_pcsmap[addr >> ARENA_SHIFT] (<sheaf/rseq.h>): the arena's dense page
+ * map of slots, one pointer per page: the cache's per-slot array
+ * (s->hot.pcs) on every page of a slab of a cache with sheaves (at the
+ * cache's order: not an order fallback's, _sheaf_new_slab()), NULL on
+ * every other page.  The inline free paths (libsheaf-malloc's free(), and
+ * kfree(), kfree_rcu() and kmem_cache_free() of <sheaf/slab.h>) read it
+ * instead of the descriptors.  new_slab() sets a slab's entries,
+ * pages_free() clears a run's.  Allocated with the arena (512 KiB, touched
+ * as used), never freed.
  */
-extern struct sheaf_pcs **_sheaf_pcsmap[ARENA_MAP_SIZE];
 void _sheaf_pcsmap_set(struct slab *d, size_t npages, struct sheaf_pcs *pcs);
 /* sheaf_memmap[addr >> ARENA_SHIFT]: the arena's memmap, NULL if not a slab arena. */
 extern void *sheaf_memmap[ARENA_MAP_SIZE];
@@ -456,13 +456,6 @@ size_t _sheaf_barn_objects(struct node_barn *barn, unsigned int *nr_full,
 static inline const struct sheaf_pcs_info *sheaf_pcs_info(const struct sheaf_pcs *pcs)
 {
 	return (const struct sheaf_pcs_info *)(const void *)pcs - 1;
-}
-
-static inline __attribute__((always_inline)) bool
-sheaf_pcs_info_ok(const struct sheaf_pcs *pcs, uintptr_t x)
-{
-	const struct sheaf_pcs_info *info = sheaf_pcs_info(pcs);
-	return (uint64_t)((x & info->offmask) * info->mul) < info->limit;
 }
 
 static inline bool cache_has_sheaves(const struct kmem_cache *s)

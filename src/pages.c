@@ -43,7 +43,7 @@
 
 struct arena *_sheaf_arena_map[ARENA_MAP_SIZE];
 SHEAF_EXPORT void *sheaf_memmap[ARENA_MAP_SIZE];
-struct sheaf_pcs **_sheaf_pcsmap[ARENA_MAP_SIZE];
+SHEAF_EXPORT struct sheaf_pcs **sheaf_pcsmap[ARENA_MAP_SIZE];
 
 #define MEMMAP_PAGES ((ARENA_PAGES * sizeof(struct slab)) >> PAGE_SHIFT) /* 1024 */
 #define DIRTY_LIMIT  (8192ul) /* pages (32 MiB) of dirty free memory per node
@@ -234,7 +234,7 @@ static inline struct slab *desc_at(const struct slab *d, size_t idx)
 /* Set the page-map entries of the npages pages from descriptor d on. */
 void _sheaf_pcsmap_set(struct slab *d, size_t npages, struct sheaf_pcs *pcs)
 {
-	struct sheaf_pcs **pm = _sheaf_pcsmap[(uintptr_t)d >> ARENA_SHIFT];
+	struct sheaf_pcs **pm = sheaf_pcsmap[(uintptr_t)d >> ARENA_SHIFT];
 	size_t idx = desc_index(d);
 	for (size_t i = 0; i < npages; i++)
 		__atomic_store_n(&pm[idx + i], pcs, __ATOMIC_RELEASE);
@@ -284,7 +284,7 @@ static bool arena_grow(int node)
 	pn->total += ARENA_PAGES - MEMMAP_PAGES;
 	__atomic_store_n(&_sheaf_arena_map[(uintptr_t)base >> ARENA_SHIFT], a,
 			 __ATOMIC_RELEASE);
-	__atomic_store_n(&_sheaf_pcsmap[(uintptr_t)base >> ARENA_SHIFT], pcsmap,
+	__atomic_store_n(&sheaf_pcsmap[(uintptr_t)base >> ARENA_SHIFT], pcsmap,
 			 __ATOMIC_RELEASE);
 	__atomic_store_n(&sheaf_memmap[(uintptr_t)base >> ARENA_SHIFT], (void *)base,
 			 __ATOMIC_RELEASE);

@@ -257,35 +257,33 @@ static SHEAF_NOINLINE void free_in_arena(void *p, void *caller)
 }
 
 /*
- * free(p): the arena's dense page map (_sheaf_pcsmap, internal.h) names
+ * free(p): the arena's dense page map (sheaf_pcsmap, <sheaf/rseq.h>) names
  * the slots of p's cache (NULL: not a page of a slab of a cache with
  * sheaves), and their info line (struct sheaf_pcs_info) checks that p is
  * an object boundary with one multiply and one compare, whatever the
  * stride (so sizes of 96 and 192 bytes take no unpredictable branch), and
  * fails while the inline paths are off.  The push reads its limit from the
  * slot.  Neither needs the cache itself: p -> arena page map -> slots ->
- * main sheaf is the whole chain of dependent loads.  A pointer that fails
- * the test takes the inline kfree() path, which checks through the cache,
- * then kfree()'s slow path, which reports.  A NULL slot in an arena is
- * most often the head of a large run (16 KiB-4 MiB): _sheaf_kfree_run()
- * frees it from its page's descriptor, found by arithmetic; anything else
- * goes to kfree().
+ * main sheaf is the whole chain of dependent loads (the test is
+ * sheaf_pcs_of_inline()'s, <sheaf/slab.h>, written out here to tell a
+ * NULL slot from a failed test).  A pointer that fails the test takes
+ * kfree()'s slow path, which checks through the cache and reports.  A
+ * NULL slot in an arena is most often the head of a large run (16 KiB-4
+ * MiB): _sheaf_kfree_run() frees it from its page's descriptor, found by
+ * arithmetic; anything else goes to kfree().
  */
 SHEAF_EXPORT void free(void *p)
 {
 	uintptr_t x = (uintptr_t)p, idx = x >> SHEAF_ARENA_SHIFT;
 	if (likely(idx < SHEAF_ARENA_ENTRIES)) {
-		struct sheaf_pcs **pm = _sheaf_pcsmap[idx];
+		struct sheaf_pcs **pm = sheaf_pcsmap[idx];
 		if (likely(pm != NULL)) {
 			struct sheaf_pcs *pcs =
 				pm[(x & ((1ul << SHEAF_ARENA_SHIFT) - 1)) >> PAGE_SHIFT];
 			if (likely(pcs != NULL)) {
-				if (likely(sheaf_pcs_info_ok(pcs, x))) {
-					if (likely(sheaf_pcs_push_with(pcs, p, true)))
-						return;
-				} else if (sheaf_kfree_inline(p)) {
+				if (likely(sheaf_pcs_info_ok(pcs, x) &&
+					   sheaf_pcs_push_with(pcs, p, true)))
 					return;
-				}
 			} else {
 				/* A tail call: free() keeps no frame. */
 				free_in_arena(p, __builtin_return_address(0));

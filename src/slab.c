@@ -218,13 +218,11 @@ bool _sheaf_calculate_sizes(struct kmem_cache *s,
  * and there is no reclaim to spare.  A fallback slab has fewer objects
  * (slab->objects, as the kernel's slab->objects), which the exported
  * paths' pointer checks use, and no entries in the page map of slots:
- * libsheaf-malloc's free() test takes the cache's order for the slab's
- * (struct sheaf_pcs_info), so its objects take kfree()'s checked path.
- * The inline paths of <sheaf/slab.h> compare an object's index with the
- * cache's objects per slab: in a fallback slab they also accept the one
- * address where an object after the last would start, when the slab's
- * unused tail holds it (a pointer no allocation returned, which the
- * exported paths report; the kernel's fast paths check no pointer).
+ * the inline free paths (libsheaf-malloc's free(), and kfree(),
+ * kfree_rcu() and kmem_cache_free() of <sheaf/slab.h>), whose boundary
+ * test takes the cache's order for the slab's (struct sheaf_pcs_info),
+ * find none and leave its objects to the exported paths, which check
+ * them against the slab's own objects (test_order_fallback).
  */
 struct slab *_sheaf_new_slab(struct kmem_cache *s, gfp_t gfp, int node,
 			     unsigned int slot)

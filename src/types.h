@@ -455,35 +455,7 @@ struct node_barn {
 
 /* ============================================================= pcs (pcs.c) */
 
-/*
- * struct sheaf_pcs_info - the line just before a cache's slot 0
- * (sheaf_pcs_info(pcs), allocated with the slots by cache creation),
- * written only when the inline paths are switched
- * on or off, so that every CPU keeps it cached (slot lines are written by
- * their slot's slow paths).  free()-style paths that reach the slots from a
- * page (the library's dense page map of slots) without the cache use it
- * to check that an address x is an object boundary, exactly and without a
- * branch on the kind of stride (sheaf_pcs_info_ok()):
- *
- *   off = x & offmask         offset in the slab (slabs are aligned to
- *                             their size: buddy blocks)
- *   ok  = off * mul < limit   (mod 2^64)
- *
- * mul = ceil(2^64 / size) (the cache's hot.reciprocal, sheaf_obj_index()'s
- * constant): off * mul (mod 2^64) is below mul
- * exactly when size divides off (Lemire's divisibility test, off < 2^32),
- * and is then index * r with r = size * mul mod 2^64, so limit = objects *
- * r also bounds the index.  A power-of-two size has r = 0: every multiple
- * gives 0, and limit = 1 (its objects tile the slab).  limit = 0 while the
- * inline paths are off: every test fails, and the caller takes the path
- * through the cache, which checks everything.
- */
-struct sheaf_pcs_info {
-	uint64_t offmask;
-	uint64_t mul;
-	uint64_t limit;
-	uint64_t _pad[5];
-} __attribute__((aligned(64)));
+/* struct sheaf_pcs_info, the line before a cache's slot 0: <sheaf/rseq.h>. */
 
 /* =================================================== cache (slab_common.c) */
 

@@ -77,11 +77,10 @@ void kvfree_call_rcu(struct rcu_head *head, void *ptr);
 static inline __attribute__((always_inline)) void
 sheaf_kfree_rcu_inline(struct rcu_head *head, void *ptr)
 {
-	const struct sheaf_cache_hot *h = sheaf_obj_cache_inline((uintptr_t)ptr);
-	if (__builtin_expect(h != NULL, 1)) {
+	struct sheaf_pcs *pcs = sheaf_pcs_of_inline((uintptr_t)ptr);
+	if (__builtin_expect(pcs != NULL, 1)) {
 		int r;
-		while ((r = sheaf_rseq_push_rcu(h->inline_pcs, ptr,
-						h->sheaf_capacity - 1)) == 2)
+		while ((r = sheaf_rseq_push_rcu(pcs, ptr)) == 2)
 			;
 		if (__builtin_expect(r == 0, 1))
 			return;

@@ -216,7 +216,9 @@ extern struct sheaf_runtime sheaf_rt;
 #endif
 
 /*
- * Page descriptors, as far as the inline free needs them: sheaf_memmap[]
+ * Page descriptors (what the inline free paths read before they read the
+ * dense page map below; still exported for programs built with those
+ * headers, and the layout the library's own checks assert): sheaf_memmap[]
  * maps addr >> 28 to the descriptor array of that 256 MiB arena (NULL: not
  * libsheaf slab memory); a 64-byte descriptor per 4 KiB page has, for every
  * page of a slab (head or tail), the cache at offset 16 and the head page's
@@ -229,6 +231,57 @@ extern void *sheaf_memmap[];
 #define SHEAF_DESC_SHIFT   6  /* sizeof(struct slab) == 1 << 6: src/types.h */
 #define SHEAF_DESC_CACHE   16
 #define SHEAF_DESC_HEAD    40
+
+/*
+ * The dense page map of slots, which the inline free paths read instead of
+ * the descriptors: sheaf_pcsmap[addr >> 28] is NULL (not a libsheaf arena)
+ * or that arena's array of one pointer per 4 KiB page: the slot array
+ * (struct sheaf_pcs[], the cache's pcs) of the cache with sheaves whose
+ * slab, at the cache's own order, holds the page; NULL on every other page
+ * (no sheaves, an order fallback's slab, free pages, page runs).  Eight
+ * pages a cache line where the descriptors take a line each: a program
+ * that frees objects scattered over many pages misses the cache far less.
+ */
+extern struct sheaf_pcs **sheaf_pcsmap[];
+
+/*
+ * struct sheaf_pcs_info - the line just before a cache's slot 0
+ * (allocated with the slots by cache creation),
+ * written only when the inline paths are switched
+ * on or off, so that every CPU keeps it cached (slot lines are written by
+ * their slot's slow paths).  free()-style paths that reach the slots from a
+ * page (the library's dense page map of slots) without the cache use it
+ * to check that an address x is an object boundary, exactly and without a
+ * branch on the kind of stride (sheaf_pcs_info_ok()):
+ *
+ *   off = x & offmask         offset in the slab (slabs are aligned to
+ *                             their size: buddy blocks)
+ *   ok  = off * mul < limit   (mod 2^64)
+ *
+ * mul = ceil(2^64 / size) (the cache's hot.reciprocal, sheaf_obj_index()'s
+ * constant): off * mul (mod 2^64) is below mul
+ * exactly when size divides off (Lemire's divisibility test, off < 2^32),
+ * and is then index * r with r = size * mul mod 2^64, so limit = objects *
+ * r also bounds the index.  A power-of-two size has r = 0: every multiple
+ * gives 0, and limit = 1 (its objects tile the slab).  limit = 0 while the
+ * inline paths are off: every test fails, and the caller takes the path
+ * through the cache, which checks everything.
+ */
+struct sheaf_pcs_info {
+	uint64_t offmask;
+	uint64_t mul;
+	uint64_t limit;
+	uint64_t _pad[5];
+} __attribute__((aligned(64)));
+
+/* x is an object boundary of a slab of the cache whose slots are pcs
+ * (and that cache's inline paths are on). */
+static inline __attribute__((always_inline)) bool
+sheaf_pcs_info_ok(const struct sheaf_pcs *pcs, uintptr_t x)
+{
+	const struct sheaf_pcs_info *info = (const struct sheaf_pcs_info *)(const void *)pcs - 1;
+	return (uint64_t)((x & info->offmask) * info->mul) < info->limit;
+}
 
 #define SHEAF_RSEQ_SIG 0x53053053
 
@@ -517,15 +570,15 @@ sheaf_rseq_push(struct sheaf_pcs *base, void *obj)
 /*
  * Push onto rcu_free (kfree_rcu), the sheaf at offset 24 of the slot,
  * whose count is its own size (only main's is kept in the slot); bails if
- * rcu_free is NULL or holds `limit` objects already.  limit =
- * sheaf_capacity - 1: the push that fills the sheaf is left to the slow
- * path, which hands the sheaf to libsheaf's RCU worker thread (a grace
- * period, then the barn).  The object is stored at objects[size] first
- * (harmless if the section restarts: that slot is above the top).
+ * rcu_free is NULL or holds capacity - 1 objects already (the slot's
+ * capacity, the cache's current one): the push that fills the sheaf is
+ * left to the slow path, which hands the sheaf to libsheaf's RCU worker
+ * thread (a grace period, then the barn).  The object is stored at
+ * objects[size] first (harmless if the section restarts: that slot is
+ * above the top).
  *   commit: rcu_free->size = size + 1.
  */
-static inline int sheaf_rseq_push_rcu(struct sheaf_pcs *base, void *obj,
-				      unsigned int limit)
+static inline int sheaf_rseq_push_rcu(struct sheaf_pcs *base, void *obj)
 {
 	__asm__ goto(
 		SHEAF_RSEQ_ARM
@@ -534,16 +587,16 @@ static inline int sheaf_rseq_push_rcu(struct sheaf_pcs *base, void *obj,
 		"testq %%rcx, %%rcx\n\t"
 		"jz %l[bail]\n\t"
 		"movl " SHEAF_STR(SHEAF_OFF_SIZE) "(%%rcx), %%edx\n\t"
-		"cmpl %[limit], %%edx\n\t"
+		"leal 1(%%rdx), %%r8d\n\t"
+		"cmpl " SHEAF_STR(SHEAF_PCS_OFF_CAPACITY) "(%%rax), %%r8d\n\t"
 		"jae %l[bail]\n\t"
 		"movq %[obj], " SHEAF_STR(SHEAF_OFF_OBJECTS) "(%%rcx, %%rdx, 8)\n\t"
 		"addl $1, %%edx\n\t"
 		"movl %%edx, " SHEAF_STR(SHEAF_OFF_SIZE) "(%%rcx)\n\t"
 		SHEAF_RSEQ_END
 		:
-		: [base] "r"(base) SHEAF_RSEQ_OFF_INPUTS, [obj] "r"(obj),
-		  [limit] "r"(limit)
-		: "rax", "rcx", "rdx", "memory", "cc"
+		: [base] "r"(base) SHEAF_RSEQ_OFF_INPUTS, [obj] "r"(obj)
+		: "rax", "rcx", "rdx", "r8", "memory", "cc"
 		: bail, abort);
 	return SHEAF_RSEQ_DONE;
 bail:

@@ -852,71 +852,52 @@ sheaf_pcs_push_inline(struct sheaf_pcs *pcs, void *obj)
 }
 
 /*
- * The inline free checks that obj is an object of s: its page's descriptor
- * names s, and it sits at an object boundary of its slab (an alignment test
- * for power-of-two sizes, else a multiply by the cache's reciprocal instead
- * of a division).  Anything else goes to the exported function, which
- * reports it.
+ * The inline free checks: x is an object of a cache with inline sheaves
+ * when its page's entry in the dense page map of slots (sheaf_pcsmap,
+ * <sheaf/rseq.h>) names that cache's slots and x sits at an object
+ * boundary of the slab, which the info line before slot 0 tests with one
+ * multiply and one compare whatever the stride.  Eight pages' entries a
+ * cache line, where the page descriptors take a line each: a program
+ * freeing objects scattered over many pages (the nodes a tree replaces)
+ * waits for far fewer lines.  The slots, or NULL: not a slab object at a
+ * boundary, a bad pointer, an order fallback's slab, the cache's inline
+ * paths off; the caller's slow path decides and reports.
  */
-/* The descriptor of the page of x (NULL: not a libsheaf arena); *mmp its
- * arena's descriptor array. */
-static inline __attribute__((always_inline)) char *
-sheaf_desc_inline(uintptr_t x, char **mmp)
+/* The entry of x's page (NULL: none, or not a libsheaf arena). */
+static inline __attribute__((always_inline)) struct sheaf_pcs *
+sheaf_pcsmap_inline(uintptr_t x)
 {
 	uintptr_t idx = x >> SHEAF_ARENA_SHIFT;
 	if (__builtin_expect(idx >= SHEAF_ARENA_ENTRIES, 0))
 		return NULL;
-	char *mm = (char *)sheaf_memmap[idx];
-	if (__builtin_expect(mm == NULL, 0))
+	struct sheaf_pcs **pm = sheaf_pcsmap[idx];
+	if (__builtin_expect(pm == NULL, 0))
 		return NULL;
-	*mmp = mm;
-	return mm + (((x & ((1ul << SHEAF_ARENA_SHIFT) - 1)) >> SHEAF_PAGE_SHIFT)
-		     << SHEAF_DESC_SHIFT);
+	return pm[(x & ((1ul << SHEAF_ARENA_SHIFT) - 1)) >> SHEAF_PAGE_SHIFT];
 }
 
-/* x is at an object boundary of the slab of descriptor d (cache h). */
-static inline __attribute__((always_inline)) bool
-sheaf_boundary_ok_inline(const struct sheaf_cache_hot *h, char *mm, char *d,
-			 uintptr_t x)
+static inline __attribute__((always_inline)) struct sheaf_pcs *
+sheaf_pcs_of_inline(uintptr_t x)
 {
-	if (__builtin_expect(h->pow2_mask != 0, 1))
-		return (x & h->pow2_mask) == 0;
-	char *head = *(char *const *)(d + SHEAF_DESC_HEAD);
-	uint64_t off = x - ((uintptr_t)mm + ((uintptr_t)(head - mm) << 6));
-	return sheaf_obj_boundary(h, off);
-}
-
-static inline __attribute__((always_inline)) bool
-sheaf_obj_ok_inline(const struct sheaf_cache_hot *h, struct kmem_cache *s,
-		    uintptr_t x)
-{
-	char *mm = NULL;
-	char *d = sheaf_desc_inline(x, &mm);
-	if (__builtin_expect(d == NULL, 0) ||
-	    __builtin_expect(*(struct kmem_cache *const *)(d + SHEAF_DESC_CACHE) != s, 0))
-		return false;
-	return sheaf_boundary_ok_inline(h, mm, d, x);
+	struct sheaf_pcs *pcs = sheaf_pcsmap_inline(x);
+	if (__builtin_expect(pcs == NULL || !sheaf_pcs_info_ok(pcs, x), 0))
+		return NULL;
+	return pcs;
 }
 
 /*
- * The cache of x as its page descriptor names it, when that cache has
- * inline sheaves and x is at one of its object boundaries; else NULL (not
- * a slab object, a bad pointer, no inline sheaves: the caller's slow path
- * decides and reports).  kfree()-style fast paths start here.
+ * x is an object of the cache h whose inline slots are pcs (not NULL):
+ * kmem_cache_free()'s check.  A power-of-two size up to a page tiles its
+ * slabs, so there the boundary test is an alignment test on h's line,
+ * which the caller has loaded anyway.
  */
-static inline __attribute__((always_inline)) const struct sheaf_cache_hot *
-sheaf_obj_cache_inline(uintptr_t x)
+static inline __attribute__((always_inline)) bool
+sheaf_obj_ok_inline(const struct sheaf_cache_hot *h, const struct sheaf_pcs *pcs,
+		    uintptr_t x)
 {
-	char *mm = NULL;
-	char *d = sheaf_desc_inline(x, &mm);
-	if (__builtin_expect(d != NULL, 1)) {
-		const struct sheaf_cache_hot *h =
-			*(const struct sheaf_cache_hot *const *)(d + SHEAF_DESC_CACHE);
-		if (__builtin_expect(h && h->inline_pcs &&
-				     sheaf_boundary_ok_inline(h, mm, d, x), 1))
-			return h;
-	}
-	return NULL;
+	return sheaf_pcsmap_inline(x) == pcs &&
+	       (__builtin_expect(h->pow2_mask != 0, 1) ? (x & h->pow2_mask) == 0
+						       : sheaf_pcs_info_ok(pcs, x));
 }
 
 /*
@@ -926,8 +907,8 @@ sheaf_obj_cache_inline(uintptr_t x)
 static inline __attribute__((always_inline)) bool
 sheaf_kfree_inline(void *obj)
 {
-	const struct sheaf_cache_hot *h = sheaf_obj_cache_inline((uintptr_t)obj);
-	return h && sheaf_pcs_push_inline(h->inline_pcs, obj);
+	struct sheaf_pcs *pcs = sheaf_pcs_of_inline((uintptr_t)obj);
+	return pcs && sheaf_pcs_push_inline(pcs, obj);
 }
 #endif
 
@@ -968,7 +949,7 @@ sheaf_free_inline(struct kmem_cache *s, void *obj, bool trust)
 	struct sheaf_pcs *pcs;
 	if (__builtin_expect(s && (pcs = h->inline_pcs) &&
 			     (trust ? obj != NULL
-				    : sheaf_obj_ok_inline(h, s, (uintptr_t)obj)), 1) &&
+				    : sheaf_obj_ok_inline(h, pcs, (uintptr_t)obj)), 1) &&
 	    sheaf_pcs_push_inline(pcs, obj))
 		return;
 	(kmem_cache_free)(s, obj);
