@@ -92,7 +92,7 @@ extern struct arena *_sheaf_arena_map[ARENA_MAP_SIZE];
  * (s->hot.pcs) on every page of a slab of a cache with sheaves (at the
  * cache's order: not an order fallback's, _sheaf_new_slab()), NULL on
  * every other page.  The inline free paths (libsheaf-malloc's free(), and
- * kfree(), kfree_rcu() and kmem_cache_free() of <sheaf/slab.h>) read it
+ * the kfree_rcu() and kmem_cache_free() of the public headers) read it
  * instead of the descriptors.  new_slab() sets a slab's entries,
  * pages_free() clears a run's.  Allocated with the arena (512 KiB, touched
  * as used), never freed.
@@ -452,11 +452,6 @@ size_t _sheaf_barn_objects(struct node_barn *barn, unsigned int *nr_full,
 			   unsigned int *nr_empty);
 
 /* ================== pcs.c, pcs_remote.c, pcs_adapt.c: the per-CPU sheaves */
-
-static inline const struct sheaf_pcs_info *sheaf_pcs_info(const struct sheaf_pcs *pcs)
-{
-	return (const struct sheaf_pcs_info *)(const void *)pcs - 1;
-}
 
 static inline bool cache_has_sheaves(const struct kmem_cache *s)
 {

@@ -54,9 +54,9 @@ static bool inline_allowed(void)
 void _sheaf_update_inline(struct kmem_cache *s)
 {
 	struct sheaf_pcs *want = inline_allowed() ? s->hot.pcs : NULL;
-	/* What descriptor-based free() paths test (struct sheaf_pcs_info). */
+	/* What the inline free paths test (struct sheaf_pcs_info). */
 	if (s->hot.pcs) {
-		struct sheaf_pcs_info *info = (struct sheaf_pcs_info *)s->hot.pcs - 1;
+		struct sheaf_pcs_info *info = sheaf_pcs_info(s->hot.pcs);
 		size_t slab_bytes = (size_t)PAGE_SIZE << s->order;
 		uint64_t mul = s->hot.reciprocal; /* sheaf_obj_index()'s */
 		uint64_t r = (uint64_t)s->size * mul;

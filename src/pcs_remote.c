@@ -30,7 +30,7 @@ void _sheaf_pcs_remote_unlock_all(struct kmem_cache *s)
 
 bool _sheaf_pcs_init(struct kmem_cache *s)
 {
-	((struct sheaf_pcs_info *)s->hot.pcs - 1)->limit = 0; /* _sheaf_update_inline() */
+	sheaf_pcs_info(s->hot.pcs)->limit = 0; /* _sheaf_update_inline() */
 	for (unsigned int i = 0; i < _sheaf_nr_slots; i++) {
 		struct slab_sheaf *main = _sheaf_alloc_sheaf(s, GFP_KERNEL,
 							     s->sheaf_room, i);

@@ -218,8 +218,8 @@ bool _sheaf_calculate_sizes(struct kmem_cache *s,
  * and there is no reclaim to spare.  A fallback slab has fewer objects
  * (slab->objects, as the kernel's slab->objects), which the exported
  * paths' pointer checks use, and no entries in the page map of slots:
- * the inline free paths (libsheaf-malloc's free(), and kfree(),
- * kfree_rcu() and kmem_cache_free() of <sheaf/slab.h>), whose boundary
+ * the inline free paths (libsheaf-malloc's free(), and the kfree_rcu()
+ * and kmem_cache_free() of the public headers), whose boundary
  * test takes the cache's order for the slab's (struct sheaf_pcs_info),
  * find none and leave its objects to the exported paths, which check
  * them against the slab's own objects (test_order_fallback).

@@ -248,6 +248,15 @@ static void test_slow_misses_do_not_grow(void **state)
 	kmem_cache_destroy(s);
 }
 
+/* The slots' trips to the barn so far (statistics on). */
+static uint64_t barn_trips(struct kmem_cache *s)
+{
+	return sheaf_stats_get(s, SHEAF_STAT_BARN_GET) +
+	       sheaf_stats_get(s, SHEAF_STAT_BARN_GET_FAIL) +
+	       sheaf_stats_get(s, SHEAF_STAT_BARN_PUT) +
+	       sheaf_stats_get(s, SHEAF_STAT_BARN_PUT_FAIL);
+}
+
 /*
  * Swaps of main and spare are misses too.  Rounds of 1.5 x BASE objects
  * on one CPU fit a slot's main and spare: after the first round they go
@@ -267,15 +276,9 @@ static void test_spare_swaps_grow(void **state)
 	sheaf_stats_enable(true);
 	struct kmem_cache *s = mk("adapt-swap", 64);
 	round_trip(s, BASE + BASE / 2); /* the slot's sheaves filled */
-	uint64_t trips0 = sheaf_stats_get(s, SHEAF_STAT_BARN_GET) +
-			  sheaf_stats_get(s, SHEAF_STAT_BARN_GET_FAIL) +
-			  sheaf_stats_get(s, SHEAF_STAT_BARN_PUT) +
-			  sheaf_stats_get(s, SHEAF_STAT_BARN_PUT_FAIL);
+	uint64_t trips0 = barn_trips(s);
 	rounds_to(s, BASE + BASE / 2, G_GROWN, 3000);
-	uint64_t trips = sheaf_stats_get(s, SHEAF_STAT_BARN_GET) +
-			 sheaf_stats_get(s, SHEAF_STAT_BARN_GET_FAIL) +
-			 sheaf_stats_get(s, SHEAF_STAT_BARN_PUT) +
-			 sheaf_stats_get(s, SHEAF_STAT_BARN_PUT_FAIL) - trips0;
+	uint64_t trips = barn_trips(s) - trips0;
 	/* On one slot the load never needed the barn: fewer trips than a
 	 * window's 64, so whatever grew came from the swaps. */
 	if (pinned)

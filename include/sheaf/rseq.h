@@ -274,12 +274,20 @@ struct sheaf_pcs_info {
 	uint64_t _pad[5];
 } __attribute__((aligned(64)));
 
+/* The info line of the slots pcs: the line before slot 0 (the library
+ * writes it, the inline free paths read it). */
+static inline __attribute__((always_inline)) struct sheaf_pcs_info *
+sheaf_pcs_info(const struct sheaf_pcs *pcs)
+{
+	return (struct sheaf_pcs_info *)(uintptr_t)pcs - 1;
+}
+
 /* x is an object boundary of a slab of the cache whose slots are pcs
  * (and that cache's inline paths are on). */
 static inline __attribute__((always_inline)) bool
 sheaf_pcs_info_ok(const struct sheaf_pcs *pcs, uintptr_t x)
 {
-	const struct sheaf_pcs_info *info = (const struct sheaf_pcs_info *)(const void *)pcs - 1;
+	const struct sheaf_pcs_info *info = sheaf_pcs_info(pcs);
 	return (uint64_t)((x & info->offmask) * info->mul) < info->limit;
 }
 

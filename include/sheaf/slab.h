@@ -859,9 +859,7 @@ sheaf_pcs_push_inline(struct sheaf_pcs *pcs, void *obj)
  * multiply and one compare whatever the stride.  Eight pages' entries a
  * cache line, where the page descriptors take a line each: a program
  * freeing objects scattered over many pages (the nodes a tree replaces)
- * waits for far fewer lines.  The slots, or NULL: not a slab object at a
- * boundary, a bad pointer, an order fallback's slab, the cache's inline
- * paths off; the caller's slow path decides and reports.
+ * waits for far fewer lines.
  */
 /* The entry of x's page (NULL: none, or not a libsheaf arena). */
 static inline __attribute__((always_inline)) struct sheaf_pcs *
@@ -876,6 +874,9 @@ sheaf_pcsmap_inline(uintptr_t x)
 	return pm[(x & ((1ul << SHEAF_ARENA_SHIFT) - 1)) >> SHEAF_PAGE_SHIFT];
 }
 
+/* kfree_rcu()'s check: the slots of x's cache, or NULL (not a slab object
+ * at a boundary, a bad pointer, an order fallback's slab, the cache's
+ * inline paths off: the caller's slow path decides and reports). */
 static inline __attribute__((always_inline)) struct sheaf_pcs *
 sheaf_pcs_of_inline(uintptr_t x)
 {
@@ -898,17 +899,6 @@ sheaf_obj_ok_inline(const struct sheaf_cache_hot *h, const struct sheaf_pcs *pcs
 	return sheaf_pcsmap_inline(x) == pcs &&
 	       (__builtin_expect(h->pow2_mask != 0, 1) ? (x & h->pow2_mask) == 0
 						       : sheaf_pcs_info_ok(pcs, x));
-}
-
-/*
- * kfree()'s fast path: obj pushed onto the main sheaf of its cache's slot.
- * False: nothing was done; take the slow path.
- */
-static inline __attribute__((always_inline)) bool
-sheaf_kfree_inline(void *obj)
-{
-	struct sheaf_pcs *pcs = sheaf_pcs_of_inline((uintptr_t)obj);
-	return pcs && sheaf_pcs_push_inline(pcs, obj);
 }
 #endif
 
