@@ -120,10 +120,12 @@ static void read_config(void)
 	v = _sheaf_getenv("SHEAF_PERCPU");
 	if (v && strcmp(v, "fallback") == 0)
 		_sheaf_config.percpu_fallback = true;
+	else if (v && strcmp(v, "cpu_id") == 0)
+		_sheaf_config.percpu_cpu_id = true;
 	else if (v && *v && strcmp(v, "rseq") != 0) {
 		char s[72];
 		shown(s, sizeof(s), v);
-		fprintf(stderr, "sheaf: ignoring SHEAF_PERCPU=%s (rseq|fallback)\n", s);
+		fprintf(stderr, "sheaf: ignoring SHEAF_PERCPU=%s (rseq|cpu_id|fallback)\n", s);
 	}
 	_sheaf_config.fake_numa = env_int("SHEAF_FAKE_NUMA", 0, 0, MAX_NUMNODES);
 	_sheaf_config.yield_every = (unsigned int)env_int("SHEAF_DEBUG_YIELD", 0, 0,
@@ -511,4 +513,12 @@ SHEAF_EXPORT const char *sheaf_percpu_mode(void)
 {
 	sheaf_init();
 	return _sheaf_rseq_mode ? "rseq" : "fallback";
+}
+
+SHEAF_EXPORT const char *sheaf_percpu_slots(void)
+{
+	sheaf_init();
+	if (!_sheaf_rseq_mode)
+		return "getcpu";
+	return _sheaf_rseq_mm_cid ? "mm_cid" : "cpu_id";
 }

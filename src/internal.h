@@ -492,10 +492,12 @@ static inline bool cache_recycles(const struct kmem_cache *s)
  * the thread was on a moment ago) or NULL.  Release with sheaf_pcs_unlock()
  * from any CPU.  The holder works with main->size: the lock copies the
  * slot's count there, the unlock copies it back (<sheaf/rseq.h>, struct
- * sheaf_pcs).
+ * sheaf_pcs).  Always inlined: with the sections' two variants
+ * (SHEAF_RSEQ_VARIANTS) the compiler kept it out of line, 35 more
+ * instructions a pair in fallback mode (callgrind_pair).
  */
-static inline struct sheaf_pcs *sheaf_pcs_trylock(struct kmem_cache *s,
-					    unsigned int *slotp)
+static inline __attribute__((always_inline)) struct sheaf_pcs *
+sheaf_pcs_trylock(struct kmem_cache *s, unsigned int *slotp)
 {
 #ifdef SHEAF_HAVE_RSEQ_ASM
 	if (likely(_sheaf_rseq_mode)) {

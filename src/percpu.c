@@ -118,7 +118,8 @@ static void detect_rseq(void)
 		return;
 	_sheaf_rseq_ok = true;
 	unsigned long feat = getauxval(AT_RSEQ_FEATURE_SIZE);
-	if (feat >= offsetof(struct sheaf_rseq_area, mm_cid) + sizeof(uint32_t) &&
+	if (!_sheaf_config.percpu_cpu_id &&
+	    feat >= offsetof(struct sheaf_rseq_area, mm_cid) + sizeof(uint32_t) &&
 	    READ_ONCE(sheaf_rseq()->mm_cid) < _sheaf_nr_slots)
 		_sheaf_rseq_mm_cid = true;
 }
@@ -248,8 +249,8 @@ SHEAF_EXPORT struct sheaf_runtime sheaf_rt;
  * both are written (decide_percpu_mode(), the only writer).
  */
 struct sheaf_runtime _sheaf_rt_local;
-_Static_assert(offsetof(struct sheaf_runtime, slot_off) == 8,
-	       "SHEAF_RSEQ_LOAD_SOFF reads slot_off at offset 8");
+_Static_assert(offsetof(struct sheaf_rseq_area, mm_cid) == 24,
+	       "SHEAF_RSEQ_VARIANTS reads mm_cid at offset 24 of the rseq area");
 _Static_assert(offsetof(struct sheaf_rseq_area, cpu_id) == 4,
 	       "SHEAF_RSEQ_SLOTNR tests cpu_id at offset 4 of the rseq area");
 _Static_assert(offsetof(struct sheaf_rseq_area, rseq_cs) == 8,
@@ -263,6 +264,11 @@ static void decide_percpu_mode(void)
 #if !defined(SHEAF_HAVE_RSEQ_ASM) || defined(SHEAF_HAVE_TSAN)
 	rseq = false; /* TSan cannot see through the sections: fallback */
 #endif
+	/* The sections tag slot_sel's bit 0 (<sheaf/rseq.h>): the area must
+	 * be 32-byte aligned relative to the thread pointer, as the kernel
+	 * requires of the area itself. */
+	if (_sheaf_rseq_offset & 31)
+		rseq = false;
 	if (rseq && sheaf_membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ) != 0)
 		rseq = false;
 	_sheaf_rseq_mode = rseq;
@@ -270,6 +276,7 @@ static void decide_percpu_mode(void)
 	sheaf_rt.slot_off = _sheaf_rseq_offset + (_sheaf_rseq_mm_cid
 		? (long)offsetof(struct sheaf_rseq_area, mm_cid)
 		: (long)offsetof(struct sheaf_rseq_area, cpu_id));
+	sheaf_rt.slot_sel = _sheaf_rseq_offset + (_sheaf_rseq_mm_cid ? 0 : 1);
 	_sheaf_rt_local = sheaf_rt;
 }
 

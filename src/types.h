@@ -75,6 +75,8 @@ struct sheaf_config {
 	bool stats_exit;        /* SHEAF_STATS=exit: print the table at exit */
 	unsigned int stats_interval_ms; /* SHEAF_STATS_INTERVAL: publishing period */
 	bool percpu_fallback;   /* SHEAF_PERCPU=fallback, or no rseq */
+	bool percpu_cpu_id;     /* SHEAF_PERCPU=cpu_id: rseq slots by cpu_id
+				   even where the kernel fills mm_cid */
 	int fake_numa;          /* SHEAF_FAKE_NUMA=N (0: off) */
 	int default_capacity;   /* SHEAF_DEFAULT_CAPACITY: -1 auto, 0 off, N */
 	int kmalloc_capacity;   /* SHEAF_KMALLOC_CAPACITY: the kmalloc caches'

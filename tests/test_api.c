@@ -1454,6 +1454,16 @@ static void test_introspection(void **state)
 	const char *want = getenv("SHEAF_PERCPU");
 	if (want && !strcmp(want, "fallback"))
 		assert_string_equal(mode, "fallback");
+	const char *slots = sheaf_percpu_slots();
+	if (!strcmp(mode, "fallback")) {
+		assert_string_equal(slots, "getcpu");
+	} else {
+		assert_true(!strcmp(slots, "mm_cid") || !strcmp(slots, "cpu_id"));
+		/* SHEAF_PERCPU=cpu_id: the sections' cpu_id variant runs
+		 * (test_api_cpu_id, stress_cpu_id). */
+		if (want && !strcmp(want, "cpu_id"))
+			assert_string_equal(slots, "cpu_id");
+	}
 
 	void *m = malloc(100);
 	long local = 0;

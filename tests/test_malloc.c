@@ -175,6 +175,14 @@ static void assert_top_hints(struct kmem_cache *s)
 	 * sections leave it, and only its correctness below holds. */
 	if (!h->inline_pcs)
 		return;
+	/* With cpu_id slots (SHEAF_PERCPU=cpu_id, kernels before 6.3) a pop
+	 * aborted by a migration after its hint store runs again on the new
+	 * CPU's slot and leaves the old slot's hint one object down: stale,
+	 * which the pop's comparison makes harmless, so only exactness is
+	 * lost.  An mm_cid stays with this single thread, and the restart
+	 * repairs the hint it broke. */
+	if (strcmp(sheaf_percpu_slots(), "mm_cid") != 0)
+		return;
 	for (unsigned int i = 0; i < sheaf_nr_slots(); i++) {
 		const struct sheaf_pcs *pcs = &h->pcs[i];
 		if (__atomic_load_n(&pcs->lock, __ATOMIC_ACQUIRE))

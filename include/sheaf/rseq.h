@@ -204,10 +204,15 @@ sheaf_obj_boundary(const struct sheaf_cache_hot *h, uint64_t off)
 /* Process-wide state the inline fast paths read (set once at start-up). */
 struct sheaf_runtime {
 	long rseq_offset;       /* glibc's __rseq_offset */
-	/* The slot number's %fs-relative address: rseq_offset + 24 (the rseq
-	 * mm_cid) or + 4 (cpu_id), so that a section reads it with one
-	 * instruction. */
+	/* rseq_offset + 24 (the rseq mm_cid) or + 4 (cpu_id): what the
+	 * sections of earlier headers read the slot number from.  Kept for
+	 * programs built with them. */
 	long slot_off;
+	/* The sections' one word (SHEAF_RSEQ_VARIANTS): rseq_offset when
+	 * slots are mm_cids, rseq_offset + 1 when they are cpu_ids.  The
+	 * offset is a multiple of 32 (the kernel's alignment of struct rseq;
+	 * start-up checks it), so bit 0 is free to say which. */
+	long slot_sel;
 };
 extern struct sheaf_runtime sheaf_rt;
 /* The library reads its own hidden copy instead (no GOT load). */
@@ -304,36 +309,61 @@ sheaf_pcs_info_ok(const struct sheaf_pcs *pcs, uintptr_t x)
 #define SHEAF_HAVE_RSEQ_ASM 1
 
 /*
- * The descriptor of a section [1f, 2f) with abort handler 4f, in section
- * __rseq_cs, and the store of its address into rseq->rseq_cs (offset 8)
- * that arms it.  The thread's rseq area is addressed %fs-relative:
- * [roff] = sheaf_rt.rseq_offset, [soff] = sheaf_rt.slot_off, both memory
- * operands (loaded inside the section's asm: no address kept in a
- * register across the restart loop).
+ * The thread's rseq area is addressed %fs-relative.  sheaf_rseq_disarm()
+ * reads sheaf_rt.rseq_offset ([roff], a memory operand, loaded inside its
+ * asm); the sections take sheaf_rt.slot_sel in a register ([sel]), loaded
+ * once by SHEAF_RSEQ_VARIANTS, which runs the section in one of two
+ * variants, each with every rseq-area displacement fixed:
+ *
+ *   D "0", SLOT "24": slots are mm_cids, sel = rseq_offset
+ *   D "1", SLOT "4":  slots are cpu_ids, sel = rseq_offset + 1
+ *
+ * (a displacement is written F-D: the field's offset less the tag).  So a
+ * section reads the slot number with one load from the rseq area and no
+ * load of its address: every load the fast paths do not make counts,
+ * libsheaf-malloc's malloc()/free() pair being bound by its loads
+ * (docs/MALLOC.md).  The branch on the tag is the same every time.
  */
 #ifdef SHEAF_RT_HIDDEN
 /* The library: its private copy of sheaf_rt, a hidden symbol, read
  * RIP-relative (slot_off at offset 8). */
 #define SHEAF_RSEQ_LOAD_ROFF "movq %c[rt](%%rip), %%rcx\n\t"
-#define SHEAF_RSEQ_LOAD_SOFF "movq %c[rt]+8(%%rip), %%rax\n\t"
 #define SHEAF_RSEQ_OFF_INPUTS , [rt] "i"(&SHEAF_RT)
 #else
 #define SHEAF_RSEQ_LOAD_ROFF "movq %[roff], %%rcx\n\t"
-#define SHEAF_RSEQ_LOAD_SOFF "movq %[soff], %%rax\n\t"
 #define SHEAF_RSEQ_OFF_INPUTS                                                  \
-	, [roff] "m"(SHEAF_RT.rseq_offset), [soff] "m"(SHEAF_RT.slot_off)
+	, [roff] "m"(SHEAF_RT.rseq_offset)
 #endif
 
-#define SHEAF_RSEQ_ARM                                                         \
+/*
+ * The descriptor of a section [1f, 2f) with abort handler 4f, in section
+ * __rseq_cs, and the store of its address into rseq->rseq_cs (offset 8)
+ * that arms it.
+ */
+#define SHEAF_RSEQ_ARM(D)                                                      \
 	".pushsection __rseq_cs, \"aw\"\n\t"                                   \
 	".balign 32\n\t"                                                       \
 	"3:\n\t"                                                               \
 	".long 0, 0\n\t"                                                       \
 	".quad 1f, (2f - 1f), 4f\n\t"                                          \
 	".popsection\n\t"                                                      \
-	SHEAF_RSEQ_LOAD_ROFF                                                   \
 	"leaq 3b(%%rip), %%rax\n\t"                                            \
-	"movq %%rax, %%fs:8(%%rcx)\n\t"
+	"movq %%rax, %%fs:8-" D "(%[sel])\n\t"
+
+/*
+ * Run ASM(D, SLOT), a section in the variant of this process's slots
+ * (above).  Before start-up slot_sel is 0, but no section runs then: the
+ * fast paths find no slots.
+ */
+#define SHEAF_RSEQ_VARIANTS(ASM)                                               \
+	do {                                                                   \
+		long sel_ = SHEAF_RT.slot_sel;                                 \
+		if (__builtin_expect(!(sel_ & 1), 1))                          \
+			ASM("0", "24");                                        \
+		else                                                           \
+			ASM("1", "4");                                         \
+	} while (0)
+#define SHEAF_RSEQ_SEL_INPUT , [sel] "r"(sel_)
 
 /*
  * Start of every section (label 1; %rcx = rseq_offset from the arming):
@@ -348,21 +378,20 @@ sheaf_pcs_info_ok(const struct sheaf_pcs *pcs, uintptr_t x)
  * the line the section has just armed also keeps the slot below the slot
  * count.
  */
-#define SHEAF_RSEQ_SLOTNR(NOSLOT)                                              \
+#define SHEAF_RSEQ_SLOTNR(NOSLOT, D, SLOT)                                     \
 	"1:\n\t"                                                               \
-	"cmpl $0, %%fs:4(%%rcx)\n\t"                                           \
+	"cmpl $0, %%fs:4-" D "(%[sel])\n\t"                                    \
 	"jl %l[" NOSLOT "]\n\t"                                                \
-	SHEAF_RSEQ_LOAD_SOFF                                                   \
-	"movl %%fs:(%%rax), %%eax\n\t"
+	"movl %%fs:" SLOT "-" D "(%[sel]), %%eax\n\t"
 
 /*
  * Start of every sheaf section: %rax = &base[slot] for the slot read from
  * the rseq area now; bail if the thread has no usable slot (above) or the
  * slot's lock or stop byte is set.
  */
-#define SHEAF_RSEQ_SLOT                                                        \
-	SHEAF_RSEQ_SLOTNR("bail")                                              \
-	"shlq $" SHEAF_STR(SHEAF_PCS_SHIFT) ", %%rax\n\t"                       \
+#define SHEAF_RSEQ_SLOT(D, SLOT)                                               \
+	SHEAF_RSEQ_SLOTNR("bail", D, SLOT)                                     \
+	"shlq $" SHEAF_STR(SHEAF_PCS_SHIFT) ", %%rax\n\t"                      \
 	"addq %[base], %%rax\n\t"                                              \
 	"cmpw $0, (%%rax)\n\t"                                                 \
 	"jne %l[bail]\n\t"
@@ -384,21 +413,22 @@ sheaf_pcs_info_ok(const struct sheaf_pcs *pcs, uintptr_t x)
  * SHEAF_RSEQ_NO_DISARM off (a shared object that is never unloaded).
  */
 #if defined(SHEAF_RSEQ_DISARM_ALWAYS) ||                                       \
-	(defined(__PIC__) && !defined(__PIE__) && !defined(SHEAF_RT_HIDDEN) &&  \
+	(defined(__PIC__) && !defined(__PIE__) && !defined(SHEAF_RT_HIDDEN) && \
 	 !defined(SHEAF_RSEQ_NO_DISARM))
-#define SHEAF_RSEQ_DISARM                                                      \
+#define SHEAF_RSEQ_DISARM(D) "movq $0, %%fs:8-" D "(%[sel])\n\t"
+#define SHEAF_RSEQ_DISARM_RT                                                   \
 	SHEAF_RSEQ_LOAD_ROFF                                                   \
 	"movq $0, %%fs:8(%%rcx)\n\t"
 
 static inline __attribute__((always_inline)) void sheaf_rseq_disarm(void)
 {
-	__asm__ volatile(SHEAF_RSEQ_DISARM
+	__asm__ volatile(SHEAF_RSEQ_DISARM_RT
 			 :
 			 : [unused] "i"(0) SHEAF_RSEQ_OFF_INPUTS
 			 : "rcx", "memory");
 }
 #else
-#define SHEAF_RSEQ_DISARM ""
+#define SHEAF_RSEQ_DISARM(D) ""
 static inline __attribute__((always_inline)) void sheaf_rseq_disarm(void)
 {
 }
@@ -410,9 +440,9 @@ static inline __attribute__((always_inline)) void sheaf_rseq_disarm(void)
  * preceded by the signature encoded as an undefined instruction (as
  * librseq does) so that disassembly stays sane; it jumps to C's `abort`.
  */
-#define SHEAF_RSEQ_END                                                         \
+#define SHEAF_RSEQ_END(D)                                                      \
 	"2:\n\t"                                                               \
-	SHEAF_RSEQ_DISARM                                                      \
+	SHEAF_RSEQ_DISARM(D)                                                   \
 	".pushsection __rseq_failure, \"ax\"\n\t"                              \
 	".byte 0x0f, 0xb9, 0x3d\n\t"                                           \
 	".long 0x53053053\n\t"                                                 \
@@ -456,48 +486,50 @@ enum { SHEAF_RSEQ_DONE = 0, SHEAF_RSEQ_BAIL = 1, SHEAF_RSEQ_ABORTED = 2,
  * dependent ones (struct sheaf_pcs, top).
  */
 #define SHEAF_RSEQ_POP_HEAD                                                    \
-	"movl " SHEAF_STR(SHEAF_PCS_OFF_COUNT) "(%%rax), %%edx\n\t"             \
+	"movl " SHEAF_STR(SHEAF_PCS_OFF_COUNT) "(%%rax), %%edx\n\t"            \
 	"testl %%edx, %%edx\n\t"                                               \
 	"jz %l[bail]\n\t"
 #define SHEAF_RSEQ_POP_PLAIN                                                   \
 	SHEAF_RSEQ_POP_HEAD                                                    \
-	"movq " SHEAF_STR(SHEAF_PCS_OFF_MAIN) "(%%rax), %%rcx\n\t"              \
+	"movq " SHEAF_STR(SHEAF_PCS_OFF_MAIN) "(%%rax), %%rcx\n\t"             \
 	"subl $1, %%edx\n\t"                                                   \
-	"movq " SHEAF_STR(SHEAF_OFF_OBJECTS) "(%%rcx, %%rdx, 8), %[obj]\n\t"    \
+	"movq " SHEAF_STR(SHEAF_OFF_OBJECTS) "(%%rcx, %%rdx, 8), %[obj]\n\t"   \
 	"movq -8+" SHEAF_STR(SHEAF_OFF_OBJECTS) "(%%rcx, %%rdx, 8), %[next]\n\t" \
 	"movl %%edx, " SHEAF_STR(SHEAF_PCS_OFF_COUNT) "(%%rax)\n\t"
 #define SHEAF_RSEQ_POP_HINT                                                    \
 	SHEAF_RSEQ_POP_HEAD                                                    \
-	"movq " SHEAF_STR(SHEAF_PCS_OFF_TOP) "(%%rax), %[obj]\n\t"              \
-	"movq " SHEAF_STR(SHEAF_PCS_OFF_MAIN) "(%%rax), %%rcx\n\t"              \
+	"movq " SHEAF_STR(SHEAF_PCS_OFF_TOP) "(%%rax), %[obj]\n\t"             \
+	"movq " SHEAF_STR(SHEAF_PCS_OFF_MAIN) "(%%rax), %%rcx\n\t"             \
 	"subl $1, %%edx\n\t"                                                   \
-	"cmpq %[obj], " SHEAF_STR(SHEAF_OFF_OBJECTS) "(%%rcx, %%rdx, 8)\n\t"    \
+	"cmpq %[obj], " SHEAF_STR(SHEAF_OFF_OBJECTS) "(%%rcx, %%rdx, 8)\n\t"   \
 	"je 5f\n\t"                                                            \
-	"movq " SHEAF_STR(SHEAF_OFF_OBJECTS) "(%%rcx, %%rdx, 8), %[obj]\n\t"    \
+	"movq " SHEAF_STR(SHEAF_OFF_OBJECTS) "(%%rcx, %%rdx, 8), %[obj]\n\t"   \
 	"5:\n\t"                                                               \
 	"movq -8+" SHEAF_STR(SHEAF_OFF_OBJECTS) "(%%rcx, %%rdx, 8), %[next]\n\t" \
-	"movq %[next], " SHEAF_STR(SHEAF_PCS_OFF_TOP) "(%%rax)\n\t"             \
+	"movq %[next], " SHEAF_STR(SHEAF_PCS_OFF_TOP) "(%%rax)\n\t"            \
 	"movl %%edx, " SHEAF_STR(SHEAF_PCS_OFF_COUNT) "(%%rax)\n\t"
 
-#define SHEAF_RSEQ_POP_ASM(BODY)                                               \
+#define SHEAF_RSEQ_POP_ASM(BODY, D, SLOT)                                      \
 	__asm__ goto(                                                          \
-		SHEAF_RSEQ_ARM                                                 \
-		SHEAF_RSEQ_SLOT                                                \
+		SHEAF_RSEQ_ARM(D)                                              \
+		SHEAF_RSEQ_SLOT(D, SLOT)                                       \
 		BODY                                                           \
-		SHEAF_RSEQ_END                                                 \
+		SHEAF_RSEQ_END(D)                                              \
 		: [obj] "=&r"(obj), [next] "=&r"(next)                         \
-		: [base] "r"(base) SHEAF_RSEQ_OFF_INPUTS                       \
+		: [base] "r"(base) SHEAF_RSEQ_SEL_INPUT                        \
 		: "rax", "rcx", "rdx", "memory", "cc"                          \
 		: bail, abort)
+#define SHEAF_RSEQ_POP_HINT_ASM(D, SLOT) SHEAF_RSEQ_POP_ASM(SHEAF_RSEQ_POP_HINT, D, SLOT)
+#define SHEAF_RSEQ_POP_PLAIN_ASM(D, SLOT) SHEAF_RSEQ_POP_ASM(SHEAF_RSEQ_POP_PLAIN, D, SLOT)
 
 static inline __attribute__((always_inline)) int
 sheaf_rseq_pop_any(struct sheaf_pcs *base, void **objp, void **nextp, bool hint)
 {
 	void *obj, *next;
 	if (hint)
-		SHEAF_RSEQ_POP_ASM(SHEAF_RSEQ_POP_HINT);
+		SHEAF_RSEQ_VARIANTS(SHEAF_RSEQ_POP_HINT_ASM);
 	else
-		SHEAF_RSEQ_POP_ASM(SHEAF_RSEQ_POP_PLAIN);
+		SHEAF_RSEQ_VARIANTS(SHEAF_RSEQ_POP_PLAIN_ASM);
 	*nextp = next;
 	*objp = obj;
 	return SHEAF_RSEQ_DONE;
@@ -536,31 +568,34 @@ sheaf_rseq_pop(struct sheaf_pcs *base, void **objp)
  *   commit: count = count + 1, after storing obj at main->objects[count]
  *   (and, for the hint push, as the slot's top hint).
  */
-#define SHEAF_RSEQ_PUSH_ASM(HINT_STORE)                                        \
+#define SHEAF_RSEQ_PUSH_ASM(HINT_STORE, D, SLOT)                               \
 	__asm__ goto(                                                          \
-		SHEAF_RSEQ_ARM                                                 \
-		SHEAF_RSEQ_SLOT                                                \
-		"movl " SHEAF_STR(SHEAF_PCS_OFF_COUNT) "(%%rax), %%edx\n\t"     \
-		"cmpl " SHEAF_STR(SHEAF_PCS_OFF_CAPACITY) "(%%rax), %%edx\n\t"  \
+		SHEAF_RSEQ_ARM(D)                                              \
+		SHEAF_RSEQ_SLOT(D, SLOT)                                       \
+		"movl " SHEAF_STR(SHEAF_PCS_OFF_COUNT) "(%%rax), %%edx\n\t"    \
+		"cmpl " SHEAF_STR(SHEAF_PCS_OFF_CAPACITY) "(%%rax), %%edx\n\t" \
 		"jae %l[bail]\n\t"                                             \
-		"movq " SHEAF_STR(SHEAF_PCS_OFF_MAIN) "(%%rax), %%rcx\n\t"      \
+		"movq " SHEAF_STR(SHEAF_PCS_OFF_MAIN) "(%%rax), %%rcx\n\t"     \
 		"movq %[obj], " SHEAF_STR(SHEAF_OFF_OBJECTS) "(%%rcx, %%rdx, 8)\n\t" \
 		HINT_STORE                                                     \
 		"addl $1, %%edx\n\t"                                           \
-		"movl %%edx, " SHEAF_STR(SHEAF_PCS_OFF_COUNT) "(%%rax)\n\t"     \
-		SHEAF_RSEQ_END                                                 \
+		"movl %%edx, " SHEAF_STR(SHEAF_PCS_OFF_COUNT) "(%%rax)\n\t"    \
+		SHEAF_RSEQ_END(D)                                              \
 		:                                                              \
-		: [base] "r"(base) SHEAF_RSEQ_OFF_INPUTS, [obj] "r"(obj)       \
+		: [base] "r"(base) SHEAF_RSEQ_SEL_INPUT, [obj] "r"(obj)        \
 		: "rax", "rcx", "rdx", "memory", "cc"                          \
 		: bail, abort)
 
 static inline __attribute__((always_inline)) int
 sheaf_rseq_push_any(struct sheaf_pcs *base, void *obj, bool hint)
 {
+#define SHEAF_RSEQ_PUSH_HINT_ASM(D, SLOT)                                      \
+	SHEAF_RSEQ_PUSH_ASM("movq %[obj], " SHEAF_STR(SHEAF_PCS_OFF_TOP) "(%%rax)\n\t", D, SLOT)
+#define SHEAF_RSEQ_PUSH_PLAIN_ASM(D, SLOT) SHEAF_RSEQ_PUSH_ASM("", D, SLOT)
 	if (hint)
-		SHEAF_RSEQ_PUSH_ASM("movq %[obj], " SHEAF_STR(SHEAF_PCS_OFF_TOP) "(%%rax)\n\t");
+		SHEAF_RSEQ_VARIANTS(SHEAF_RSEQ_PUSH_HINT_ASM);
 	else
-		SHEAF_RSEQ_PUSH_ASM("");
+		SHEAF_RSEQ_VARIANTS(SHEAF_RSEQ_PUSH_PLAIN_ASM);
 	return SHEAF_RSEQ_DONE;
 bail:
 	sheaf_rseq_disarm();
@@ -586,26 +621,28 @@ sheaf_rseq_push(struct sheaf_pcs *base, void *obj)
  * above the top).
  *   commit: rcu_free->size = size + 1.
  */
+#define SHEAF_RSEQ_PUSH_RCU_ASM(D, SLOT)                                       \
+	__asm__ goto(                                                          \
+		SHEAF_RSEQ_ARM(D)                                              \
+		SHEAF_RSEQ_SLOT(D, SLOT)                                       \
+		"movq " SHEAF_STR(SHEAF_PCS_OFF_RCU_FREE) "(%%rax), %%rcx\n\t" \
+		"testq %%rcx, %%rcx\n\t"                                       \
+		"jz %l[bail]\n\t"                                              \
+		"movl " SHEAF_STR(SHEAF_OFF_SIZE) "(%%rcx), %%edx\n\t"         \
+		"leal 1(%%rdx), %%r8d\n\t"                                     \
+		"cmpl " SHEAF_STR(SHEAF_PCS_OFF_CAPACITY) "(%%rax), %%r8d\n\t" \
+		"jae %l[bail]\n\t"                                             \
+		"movq %[obj], " SHEAF_STR(SHEAF_OFF_OBJECTS) "(%%rcx, %%rdx, 8)\n\t" \
+		"addl $1, %%edx\n\t"                                           \
+		"movl %%edx, " SHEAF_STR(SHEAF_OFF_SIZE) "(%%rcx)\n\t"         \
+		SHEAF_RSEQ_END(D)                                              \
+		:                                                              \
+		: [base] "r"(base) SHEAF_RSEQ_SEL_INPUT, [obj] "r"(obj)        \
+		: "rax", "rcx", "rdx", "r8", "memory", "cc"                    \
+		: bail, abort)
 static inline int sheaf_rseq_push_rcu(struct sheaf_pcs *base, void *obj)
 {
-	__asm__ goto(
-		SHEAF_RSEQ_ARM
-		SHEAF_RSEQ_SLOT
-		"movq " SHEAF_STR(SHEAF_PCS_OFF_RCU_FREE) "(%%rax), %%rcx\n\t"
-		"testq %%rcx, %%rcx\n\t"
-		"jz %l[bail]\n\t"
-		"movl " SHEAF_STR(SHEAF_OFF_SIZE) "(%%rcx), %%edx\n\t"
-		"leal 1(%%rdx), %%r8d\n\t"
-		"cmpl " SHEAF_STR(SHEAF_PCS_OFF_CAPACITY) "(%%rax), %%r8d\n\t"
-		"jae %l[bail]\n\t"
-		"movq %[obj], " SHEAF_STR(SHEAF_OFF_OBJECTS) "(%%rcx, %%rdx, 8)\n\t"
-		"addl $1, %%edx\n\t"
-		"movl %%edx, " SHEAF_STR(SHEAF_OFF_SIZE) "(%%rcx)\n\t"
-		SHEAF_RSEQ_END
-		:
-		: [base] "r"(base) SHEAF_RSEQ_OFF_INPUTS, [obj] "r"(obj)
-		: "rax", "rcx", "rdx", "r8", "memory", "cc"
-		: bail, abort);
+	SHEAF_RSEQ_VARIANTS(SHEAF_RSEQ_PUSH_RCU_ASM);
 	return SHEAF_RSEQ_DONE;
 bail:
 	sheaf_rseq_disarm();
@@ -621,15 +658,17 @@ abort:
 static inline int sheaf_rseq_trylock(struct sheaf_pcs *base, unsigned int *slotp)
 {
 	struct sheaf_pcs *pcs;
-	__asm__ goto(
-		SHEAF_RSEQ_ARM
-		SHEAF_RSEQ_SLOT
-		"movb $1, (%%rax)\n\t"
-		SHEAF_RSEQ_END
-		: "=&a"(pcs)
-		: [base] "r"(base) SHEAF_RSEQ_OFF_INPUTS
-		: "rcx", "memory", "cc"
-		: bail, abort);
+#define SHEAF_RSEQ_TRYLOCK_ASM(D, SLOT)                                        \
+	__asm__ goto(                                                          \
+		SHEAF_RSEQ_ARM(D)                                              \
+		SHEAF_RSEQ_SLOT(D, SLOT)                                       \
+		"movb $1, (%%rax)\n\t"                                         \
+		SHEAF_RSEQ_END(D)                                              \
+		: "=&a"(pcs)                                                   \
+		: [base] "r"(base) SHEAF_RSEQ_SEL_INPUT                        \
+		: "memory", "cc"                                               \
+		: bail, abort)
+	SHEAF_RSEQ_VARIANTS(SHEAF_RSEQ_TRYLOCK_ASM);
 	*slotp = (unsigned int)(pcs - base);
 	return SHEAF_RSEQ_DONE;
 bail:
@@ -659,28 +698,30 @@ static inline int sheaf_rseq_cpu_cmpxchg(void *base, void *c, void *old_fl,
 					 unsigned long old_tid, void *new_fl,
 					 unsigned long new_tid)
 {
-	__asm__ goto(
-		SHEAF_RSEQ_ARM
-		SHEAF_RSEQ_SLOTNR("noslot")
-		"shlq $" SHEAF_STR(SHEAF_CPU_SHIFT) ", %%rax\n\t"
-		"addq %[base], %%rax\n\t"
-		"cmpq %[c], %%rax\n\t"
-		"jne %l[bail]\n\t"
-		"cmpb $0, " SHEAF_STR(SHEAF_CPU_OFF_STOP) "(%%rax)\n\t"
-		"jne %l[bail]\n\t"
-		"cmpq %[ofl], (%%rax)\n\t"
-		"jne %l[bail]\n\t"
-		"cmpq %[otid], " SHEAF_STR(SHEAF_CPU_OFF_TID) "(%%rax)\n\t"
-		"jne %l[bail]\n\t"
-		"movq %[ntid], " SHEAF_STR(SHEAF_CPU_OFF_TID) "(%%rax)\n\t"
-		"movq %[nfl], (%%rax)\n\t"
-		SHEAF_RSEQ_END
-		:
-		: [base] "r"(base) SHEAF_RSEQ_OFF_INPUTS, [c] "r"(c),
-		  [ofl] "r"(old_fl), [otid] "r"(old_tid), [nfl] "r"(new_fl),
-		  [ntid] "r"(new_tid)
-		: "rax", "rcx", "memory", "cc"
-		: bail, noslot, abort);
+#define SHEAF_RSEQ_CMPXCHG_ASM(D, SLOT)                                        \
+	__asm__ goto(                                                          \
+		SHEAF_RSEQ_ARM(D)                                              \
+		SHEAF_RSEQ_SLOTNR("noslot", D, SLOT)                           \
+		"shlq $" SHEAF_STR(SHEAF_CPU_SHIFT) ", %%rax\n\t"              \
+		"addq %[base], %%rax\n\t"                                      \
+		"cmpq %[c], %%rax\n\t"                                         \
+		"jne %l[bail]\n\t"                                             \
+		"cmpb $0, " SHEAF_STR(SHEAF_CPU_OFF_STOP) "(%%rax)\n\t"        \
+		"jne %l[bail]\n\t"                                             \
+		"cmpq %[ofl], (%%rax)\n\t"                                     \
+		"jne %l[bail]\n\t"                                             \
+		"cmpq %[otid], " SHEAF_STR(SHEAF_CPU_OFF_TID) "(%%rax)\n\t"    \
+		"jne %l[bail]\n\t"                                             \
+		"movq %[ntid], " SHEAF_STR(SHEAF_CPU_OFF_TID) "(%%rax)\n\t"    \
+		"movq %[nfl], (%%rax)\n\t"                                     \
+		SHEAF_RSEQ_END(D)                                              \
+		:                                                              \
+		: [base] "r"(base) SHEAF_RSEQ_SEL_INPUT, [c] "r"(c),           \
+		  [ofl] "r"(old_fl), [otid] "r"(old_tid), [nfl] "r"(new_fl),   \
+		  [ntid] "r"(new_tid)                                          \
+		: "rax", "memory", "cc"                                        \
+		: bail, noslot, abort)
+	SHEAF_RSEQ_VARIANTS(SHEAF_RSEQ_CMPXCHG_ASM);
 	return SHEAF_RSEQ_DONE;
 bail:
 	sheaf_rseq_disarm();
@@ -700,24 +741,26 @@ static inline int sheaf_rseq_cpu_settid(void *base, void *c,
 					unsigned long old_tid,
 					unsigned long new_tid)
 {
-	__asm__ goto(
-		SHEAF_RSEQ_ARM
-		SHEAF_RSEQ_SLOTNR("noslot")
-		"shlq $" SHEAF_STR(SHEAF_CPU_SHIFT) ", %%rax\n\t"
-		"addq %[base], %%rax\n\t"
-		"cmpq %[c], %%rax\n\t"
-		"jne %l[bail]\n\t"
-		"cmpb $0, " SHEAF_STR(SHEAF_CPU_OFF_STOP) "(%%rax)\n\t"
-		"jne %l[bail]\n\t"
-		"cmpq %[otid], " SHEAF_STR(SHEAF_CPU_OFF_TID) "(%%rax)\n\t"
-		"jne %l[bail]\n\t"
-		"movq %[ntid], " SHEAF_STR(SHEAF_CPU_OFF_TID) "(%%rax)\n\t"
-		SHEAF_RSEQ_END
-		:
-		: [base] "r"(base) SHEAF_RSEQ_OFF_INPUTS, [c] "r"(c),
-		  [otid] "r"(old_tid), [ntid] "r"(new_tid)
-		: "rax", "rcx", "memory", "cc"
-		: bail, noslot, abort);
+#define SHEAF_RSEQ_SETTID_ASM(D, SLOT)                                         \
+	__asm__ goto(                                                          \
+		SHEAF_RSEQ_ARM(D)                                              \
+		SHEAF_RSEQ_SLOTNR("noslot", D, SLOT)                           \
+		"shlq $" SHEAF_STR(SHEAF_CPU_SHIFT) ", %%rax\n\t"              \
+		"addq %[base], %%rax\n\t"                                      \
+		"cmpq %[c], %%rax\n\t"                                         \
+		"jne %l[bail]\n\t"                                             \
+		"cmpb $0, " SHEAF_STR(SHEAF_CPU_OFF_STOP) "(%%rax)\n\t"        \
+		"jne %l[bail]\n\t"                                             \
+		"cmpq %[otid], " SHEAF_STR(SHEAF_CPU_OFF_TID) "(%%rax)\n\t"    \
+		"jne %l[bail]\n\t"                                             \
+		"movq %[ntid], " SHEAF_STR(SHEAF_CPU_OFF_TID) "(%%rax)\n\t"    \
+		SHEAF_RSEQ_END(D)                                              \
+		:                                                              \
+		: [base] "r"(base) SHEAF_RSEQ_SEL_INPUT, [c] "r"(c),           \
+		  [otid] "r"(old_tid), [ntid] "r"(new_tid)                     \
+		: "rax", "memory", "cc"                                        \
+		: bail, noslot, abort)
+	SHEAF_RSEQ_VARIANTS(SHEAF_RSEQ_SETTID_ASM);
 	return SHEAF_RSEQ_DONE;
 bail:
 	sheaf_rseq_disarm();

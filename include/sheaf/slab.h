@@ -651,6 +651,10 @@ int sheaf_obj_node(const void *obj);
 struct kmem_cache *sheaf_obj_cache(const void *obj);
 /* Per-CPU mode in use: "rseq" or "fallback". */
 const char *sheaf_percpu_mode(void);
+/* What names a thread's slot: "mm_cid" or "cpu_id" (rseq mode: the rseq
+ * field; cpu_id where the kernel does not fill mm_cid, or with
+ * SHEAF_PERCPU=cpu_id), "getcpu" (fallback mode: sched_getcpu()). */
+const char *sheaf_percpu_slots(void);
 /*
  * The kernel's automatic sheaf capacity for objects of `size` bytes (7.0):
  * 60 below 256 bytes, 26 below 1 KiB, 12 below a page, 4 above, raised so
