@@ -326,7 +326,7 @@ sheaf_pcs_info_ok(const struct sheaf_pcs *pcs, uintptr_t x)
  */
 #ifdef SHEAF_RT_HIDDEN
 /* The library: its private copy of sheaf_rt, a hidden symbol, read
- * RIP-relative (slot_off at offset 8). */
+ * RIP-relative (slot_sel at offset 16). */
 #define SHEAF_RSEQ_LOAD_ROFF "movq %c[rt](%%rip), %%rcx\n\t"
 #define SHEAF_RSEQ_OFF_INPUTS , [rt] "i"(&SHEAF_RT)
 #else
@@ -366,7 +366,7 @@ sheaf_pcs_info_ok(const struct sheaf_pcs *pcs, uintptr_t x)
 #define SHEAF_RSEQ_SEL_INPUT , [sel] "r"(sel_)
 
 /*
- * Start of every section (label 1; %rcx = rseq_offset from the arming):
+ * Start of every section (label 1; [sel] = slot_sel, the arming's base):
  * %eax = the slot number read from the rseq area now, or a jump to NOSLOT
  * when the thread's rseq area is not registered: cpu_id negative (it
  * unregistered, or its registration failed).  The kernel then aborts none
