@@ -689,6 +689,21 @@ abort:
  */
 
 /*
+ * Start of both classic sections: arm, %rax = &base[slot] for the slot
+ * read now; NOSLOT if the thread has none, bail if that is not `c` (the
+ * slot the caller read before the section) or its stop byte is set.
+ */
+#define SHEAF_RSEQ_CPU_SLOT(D, SLOT)                                           \
+	SHEAF_RSEQ_ARM(D)                                                      \
+	SHEAF_RSEQ_SLOTNR("noslot", D, SLOT)                                   \
+	"shlq $" SHEAF_STR(SHEAF_CPU_SHIFT) ", %%rax\n\t"                      \
+	"addq %[base], %%rax\n\t"                                              \
+	"cmpq %[c], %%rax\n\t"                                                 \
+	"jne %l[bail]\n\t"                                                     \
+	"cmpb $0, " SHEAF_STR(SHEAF_CPU_OFF_STOP) "(%%rax)\n\t"                \
+	"jne %l[bail]\n\t"
+
+/*
  * CPU-local compare-and-swap of (freelist, tid).
  *   commit: freelist = new_fl, after tid = new_tid.  An abort between the
  *   two stores leaves (old freelist, new tid): a valid state (no object
@@ -700,14 +715,7 @@ static inline int sheaf_rseq_cpu_cmpxchg(void *base, void *c, void *old_fl,
 {
 #define SHEAF_RSEQ_CMPXCHG_ASM(D, SLOT)                                        \
 	__asm__ goto(                                                          \
-		SHEAF_RSEQ_ARM(D)                                              \
-		SHEAF_RSEQ_SLOTNR("noslot", D, SLOT)                           \
-		"shlq $" SHEAF_STR(SHEAF_CPU_SHIFT) ", %%rax\n\t"              \
-		"addq %[base], %%rax\n\t"                                      \
-		"cmpq %[c], %%rax\n\t"                                         \
-		"jne %l[bail]\n\t"                                             \
-		"cmpb $0, " SHEAF_STR(SHEAF_CPU_OFF_STOP) "(%%rax)\n\t"        \
-		"jne %l[bail]\n\t"                                             \
+		SHEAF_RSEQ_CPU_SLOT(D, SLOT)                                   \
 		"cmpq %[ofl], (%%rax)\n\t"                                     \
 		"jne %l[bail]\n\t"                                             \
 		"cmpq %[otid], " SHEAF_STR(SHEAF_CPU_OFF_TID) "(%%rax)\n\t"    \
@@ -743,14 +751,7 @@ static inline int sheaf_rseq_cpu_settid(void *base, void *c,
 {
 #define SHEAF_RSEQ_SETTID_ASM(D, SLOT)                                         \
 	__asm__ goto(                                                          \
-		SHEAF_RSEQ_ARM(D)                                              \
-		SHEAF_RSEQ_SLOTNR("noslot", D, SLOT)                           \
-		"shlq $" SHEAF_STR(SHEAF_CPU_SHIFT) ", %%rax\n\t"              \
-		"addq %[base], %%rax\n\t"                                      \
-		"cmpq %[c], %%rax\n\t"                                         \
-		"jne %l[bail]\n\t"                                             \
-		"cmpb $0, " SHEAF_STR(SHEAF_CPU_OFF_STOP) "(%%rax)\n\t"        \
-		"jne %l[bail]\n\t"                                             \
+		SHEAF_RSEQ_CPU_SLOT(D, SLOT)                                   \
 		"cmpq %[otid], " SHEAF_STR(SHEAF_CPU_OFF_TID) "(%%rax)\n\t"    \
 		"jne %l[bail]\n\t"                                             \
 		"movq %[ntid], " SHEAF_STR(SHEAF_CPU_OFF_TID) "(%%rax)\n\t"    \
