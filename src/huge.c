@@ -150,32 +150,90 @@ static size_t aligned_grain(const struct huge_span *s, size_t align)
 }
 
 /*
- * Under the lock: the free span to carve need grains aligned to align
- * from, and in *at the grain to start at; NULL if none serves.  Fewest
- * clean grains in the carved part first (each costs faults), then the
- * smallest span (the large ones kept whole), then the lowest address.
+ * What carving grains [at, at + need) of region r costs, in grains: each
+ * clean grain past the first `skip` is faulted in (or takes a free span's
+ * pages), and each dirty grain among the first `skip` loses its resident
+ * pages, since a realloc() moves the old block's pages onto them (the
+ * kernel unmaps what a move lands on), and the next growth faults those
+ * in again.
  */
-static struct huge_span *best_fit(size_t need, size_t align, size_t *at)
+static size_t carve_cost(const struct huge_region *r, size_t at, size_t need,
+			 size_t skip)
 {
-	struct huge_span *best = NULL;
-	size_t best_clean = 0, best_at = 0;
+	size_t lead = MIN(skip, need);
+	return dirty_count(r, at, lead) + (need - lead) - dirty_count(r, at + lead, need - lead);
+}
+
+/* The grain of region r at or after (up) or before (!up) grain g where
+ * an address aligned to align starts (the region's base is aligned to a
+ * grain, not to align); SIZE_MAX when there is none before. */
+static size_t grain_aligned(const struct huge_region *r, size_t g, size_t align, bool up)
+{
+	uintptr_t base = (uintptr_t)r->a.base, a = (uintptr_t)grain_addr(r, g);
+	a = up ? ALIGN_UP(a, align) : ALIGN_DOWN(a, align);
+	return a < base ? SIZE_MAX : (size_t)((a - base) >> GRAIN_SHIFT);
+}
+
+struct fit {
+	struct huge_span *span;
+	size_t at, cost;
+};
+
+/* Carving [g, g + need) from the free span s, if it lies in s: kept in *f
+ * if it is the best so far (lowest cost, then the smallest span, then the
+ * lowest address). */
+static void fit_try(struct fit *f, struct huge_span *s, size_t g, size_t need, size_t skip)
+{
+	if (g < s->first || g == SIZE_MAX || g + need > s->first + s->n)
+		return;
+	size_t cost = s->dirty ? carve_cost(s->r, g, need, skip) : need - MIN(skip, need);
+	if (!f->span || cost < f->cost ||
+	    (cost == f->cost && (s->n < f->span->n ||
+	     (s->n == f->span->n && grain_addr(s->r, g) < grain_addr(f->span->r, f->at))))) {
+		f->span = s;
+		f->at = g;
+		f->cost = cost;
+	}
+}
+
+/*
+ * Under the lock: the free span to carve need grains aligned to align
+ * from, and in *at the grain to start at; NULL if none serves.  Lowest
+ * carve_cost() first, then the smallest span (the large ones kept whole),
+ * then the lowest address.  The places tried in a span: its first
+ * aligned grain, and around each run of dirty grains in it, the place
+ * whose grain `skip` is the run's first (a fresh request, skip 0, starts
+ * on the run; a realloc()'s old pages land on the clean grains before it)
+ * and the place right after the run (the old pages land on the clean
+ * grains there).  mallocbench grow (two buffers realloc()ed in turn to 32
+ * MiB): with the first aligned grain only, each move of a buffer landed
+ * on retained grains and threw them away, and the last growths of every
+ * round faulted 3180 pages in (164 now).
+ */
+static struct huge_span *best_fit(size_t need, size_t align, size_t skip, size_t *at)
+{
+	struct fit f = { .span = NULL };
 	for (struct huge_span *s = heap->free_head; s; s = s->next) {
 		if (s->n < need)
 			continue;
-		size_t g = aligned_grain(s, align);
-		if (g + need > s->first + s->n)
-			continue;
-		size_t clean = need - (s->dirty ? dirty_count(s->r, g, need) : 0);
-		if (!best || clean < best_clean ||
-		    (clean == best_clean && (s->n < best->n ||
-		     (s->n == best->n && span_addr(s) < span_addr(best))))) {
-			best = s;
-			best_clean = clean;
-			best_at = g;
+		fit_try(&f, s, aligned_grain(s, align), need, skip);
+		size_t end = s->first + s->n;
+		for (size_t x = s->first; s->dirty && x < end;) {
+			if (!grain_dirty(s->r, x)) {
+				x++;
+				continue;
+			}
+			size_t run = x;
+			while (x < end && grain_dirty(s->r, x))
+				x++;
+			if (run >= skip)
+				fit_try(&f, s, grain_aligned(s->r, run - skip, align, false), need, skip);
+			if (skip)
+				fit_try(&f, s, grain_aligned(s->r, x, align, true), need, skip);
 		}
 	}
-	*at = best_at;
-	return best;
+	*at = f.at;
+	return f.span;
 }
 
 /*
@@ -445,7 +503,7 @@ static struct huge_span *span_new(size_t need, size_t size, size_t align,
 	for (int tries = 0; !s && tries < 3; tries++) {
 		size_t at;
 		sheaf_lock(&_sheaf_arena_lock, LR_ARENA);
-		struct huge_span *f = best_fit(need, align, &at);
+		struct huge_span *f = best_fit(need, align, skip, &at);
 		if (f && span_recs_reserve(2)) {
 			s = carve(f, at, need, dirty_end);
 			_sheaf_huge_fill_begin(s, skip, size, &fill);

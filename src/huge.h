@@ -20,10 +20,10 @@
  * slots for it point at its record.  A region is tiled by spans of whole
  * grains (HUGE_GRAIN, 2 MiB): live ones (an allocation each: the pointer
  * handed out is the span's first byte) and free ones.  An allocation takes
- * the free span that serves it with the fewest grains never touched or
- * released (each of those costs page faults), then the smallest, and
- * carves the request from it at the first suitably aligned grain; the
- * rest stays free.  A freed span joins its free neighbours at once, so
+ * the place in a free span that costs the fewest grains (best_fit(): a
+ * grain never touched or released costs page faults; for a realloc()
+ * that moves, so does a retained grain its old pages would land on),
+ * then the smallest span; the rest of the span stays free.  A freed span joins its free neighbours at once, so
  * that a program cycling big buffers of varying sizes finds its old pages
  * in one span again: no system call, no page fault, no page moved.  Only
  * when no free span serves a request is a new region reserved.
