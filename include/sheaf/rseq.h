@@ -476,7 +476,13 @@ enum { SHEAF_RSEQ_DONE = 0, SHEAF_RSEQ_BAIL = 1, SHEAF_RSEQ_ABORTED = 2,
  * to prefetch (a prefetch never faults).  Where the popped entries are
  * not about to be written (pages moved in batches) the prefetch only
  * costs: on this project's AMD VM a prefetch waits for its TLB walk, so
- * those callers use sheaf_rseq_pop_next and drop *nextp.
+ * those callers use sheaf_rseq_pop_next and drop *nextp.  So does the
+ * hint pop (below) since session 22: malloc()'s objects of a few hundred
+ * bytes and up lie a page or more apart, and there the walk cost more
+ * than the prefetch saved (the prefetch was 58% of malloc()'s samples in
+ * mallocbench mixed of 129-2048 bytes; without it, 8 alternating runs:
+ * that mix 0.947 of the time, the default mix 0.94-0.97, xmalloc 0.96,
+ * 8-128 bytes 1.00, hot-64-t1 0.98).
  *
  * The hint pop (hint = true, libsheaf-malloc's malloc()) hands
  * out the slot's top hint when it equals objects[count - 1], that entry
@@ -546,13 +552,14 @@ sheaf_rseq_pop_next(struct sheaf_pcs *base, void **objp, void **nextp)
 	return sheaf_rseq_pop_any(base, objp, nextp, false);
 }
 
-/* The pop that prefetches the next object (hint: the hint pop). */
+/* The pop that prefetches the next object; the hint pop (hint) does not
+ * (above). */
 static inline __attribute__((always_inline)) int
 sheaf_rseq_pop_fetch(struct sheaf_pcs *base, void **objp, bool hint)
 {
 	void *next;
 	int r = sheaf_rseq_pop_any(base, objp, &next, hint);
-	if (r == SHEAF_RSEQ_DONE)
+	if (r == SHEAF_RSEQ_DONE && !hint)
 		__builtin_prefetch(next, 1, 3);
 	return r;
 }

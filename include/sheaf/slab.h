@@ -823,7 +823,8 @@ void sheaf_test_refuse_moves(long count, bool unmap_dest);
  * slot of `pcs`, rerun while the kernel aborts it.  False: the section
  * bailed out (slot busy, main empty or full), take a slow path.  hint:
  * keep the slot's top hint (struct sheaf_pcs, top), for callers whose
- * pops interleave many caches, as malloc()'s sizes do.
+ * pops interleave many caches, as malloc()'s sizes do; the hint pop does
+ * not prefetch the next object (<sheaf/rseq.h>, the pop).
  */
 static inline __attribute__((always_inline)) bool
 sheaf_pcs_pop_with(struct sheaf_pcs *pcs, void **objp, bool hint)
