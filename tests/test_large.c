@@ -332,6 +332,35 @@ static void test_realloc_keeps_retained(void **state)
 	assert_true(pages >= 16 * MiB / 4096 - 64);
 }
 
+/*
+ * A fresh request starts on the retained grains of a free span whose
+ * first grains are clean, rather than at the span's start (where the
+ * clean grains would be filled by moving the retained ones over, or
+ * faulted in).  The span is made so: x moved away by a realloc() (its
+ * grains left clean), then y, right after it, freed (retained).
+ */
+static void test_fresh_on_retained(void **state)
+{
+	(void)state;
+	release();
+	char *x = big(8 * MiB), *y = big(8 * MiB), *fence = big(6 * MiB);
+	bool laid_out = y == x + 8 * MiB && fence == y + 8 * MiB;
+	char *q = kvrealloc(x, 12 * MiB, GFP_KERNEL);	/* moves: x's grains clean */
+	kvfree(y);
+	size_t kept = info().huge_retained;
+	char *z = big(8 * MiB);
+	size_t kept_after = info().huge_retained;
+	kvfree(z);
+	kvfree(q);
+	kvfree(fence);
+	release();	/* before the checks: a failure leaves nothing live */
+	assert_true(laid_out);
+	assert_non_null(q);
+	assert_int_equal(kept, 8 * MiB);
+	assert_ptr_equal(z, y);
+	assert_int_equal(kept_after, 0);
+}
+
 static char *stale;
 
 static void free_again(void *arg)
@@ -666,6 +695,7 @@ int main(void)
 			cmocka_unit_test(test_realloc_in_place),
 			cmocka_unit_test(test_realloc_moves),
 			cmocka_unit_test(test_realloc_keeps_retained),
+			cmocka_unit_test(test_fresh_on_retained),
 			cmocka_unit_test(test_retained_not_live),
 			cmocka_unit_test(test_bounds),
 			cmocka_unit_test(test_budget_scales),
