@@ -142,26 +142,22 @@ void _sheaf_huge_free_insert(struct huge_span *s)
 
 /* ------------------------------------------------------- allocation */
 
-/* The first grain of s whose address is aligned to align. */
-static size_t aligned_grain(const struct huge_span *s, size_t align)
-{
-	uintptr_t at = ALIGN_UP((uintptr_t)span_addr(s), align);
-	return (size_t)((at - (uintptr_t)s->r->a.base) >> GRAIN_SHIFT);
-}
-
 /*
- * What carving grains [at, at + need) of region r costs, in grains: each
- * clean grain past the first `skip` is faulted in (or takes a free span's
- * pages), and each dirty grain among the first `skip` loses its resident
- * pages, since a realloc() moves the old block's pages onto them (the
- * kernel unmaps what a move lands on), and the next growth faults those
- * in again.
+ * What carving grains [at, at + need) of the free span s costs, in
+ * grains: each clean grain past the first `skip` is faulted in (or takes
+ * a free span's pages), and each dirty grain among the first `skip` loses
+ * its resident pages, since a realloc() moves the old block's pages onto
+ * them (the kernel unmaps what a move lands on), and the next growth
+ * faults those in again.
  */
-static size_t carve_cost(const struct huge_region *r, size_t at, size_t need,
+static size_t carve_cost(const struct huge_span *s, size_t at, size_t need,
 			 size_t skip)
 {
 	size_t lead = MIN(skip, need);
-	return dirty_count(r, at, lead) + (need - lead) - dirty_count(r, at + lead, need - lead);
+	if (!s->dirty)
+		return need - lead;
+	return dirty_count(s->r, at, lead) + (need - lead) -
+	       dirty_count(s->r, at + lead, need - lead);
 }
 
 /* The grain of region r at or after (up) or before (!up) grain g where
@@ -186,7 +182,7 @@ static void fit_try(struct fit *f, struct huge_span *s, size_t g, size_t need, s
 {
 	if (g < s->first || g == SIZE_MAX || g + need > s->first + s->n)
 		return;
-	size_t cost = s->dirty ? carve_cost(s->r, g, need, skip) : need - MIN(skip, need);
+	size_t cost = carve_cost(s, g, need, skip);
 	if (!f->span || cost < f->cost ||
 	    (cost == f->cost && (s->n < f->span->n ||
 	     (s->n == f->span->n && grain_addr(s->r, g) < grain_addr(f->span->r, f->at))))) {
@@ -219,7 +215,7 @@ static struct huge_span *best_fit(size_t need, size_t align, size_t skip, size_t
 	for (struct huge_span *s = heap->free_head; s; s = s->next) {
 		if (s->n < need)
 			continue;
-		fit_try(&f, s, aligned_grain(s, align), need, skip);
+		fit_try(&f, s, grain_aligned(s->r, s->first, align, true), need, skip);
 		size_t end = s->first + s->n;
 		unsigned int runs = 0;
 		for (size_t x = s->first; s->dirty && x < end && runs < FIT_RUNS;) {

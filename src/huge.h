@@ -23,8 +23,8 @@
  * the place in a free span that costs the fewest grains (best_fit(): a
  * grain never touched or released costs page faults; for a realloc()
  * that moves, so does a retained grain its old pages would land on),
- * then the smallest span; the rest of the span stays free.  A freed span joins its free neighbours at once, so
- * that a program cycling big buffers of varying sizes finds its old pages
+ * then the smallest span; the rest of the span stays free.  A freed span
+ * joins its free neighbours at once, so that a program cycling big buffers of varying sizes finds its old pages
  * in one span again: no system call, no page fault, no page moved.  Only
  * when no free span serves a request is a new region reserved.
  *
