@@ -31,8 +31,17 @@
  * larger: below), and the barn limit
  * times 1.5 too (up to 4 times the kernel's 10) when at least one miss in
  * 8 of the window was a barn put failure (the barn full while slabs were
- * being flushed to: a larger barn keeps those objects).  At most one step
- * per cache per window, whatever its slots see; a step is refused when
+ * being flushed to: a larger barn keeps those objects).  Only a window
+ * that ran wholly at the cache's current level can step it: each change
+ * counts in adapt_level, a window records the count at its start
+ * (win_level), so every step is judged on 64 misses at the capacity it
+ * would grow, one step per such window whatever the other slots see.
+ * There is no other pause between steps: a cache with fast misses climbs
+ * from its base to its ceiling in as many windows as it has steps (12 to
+ * 64: four windows), as tcmalloc grows a class on each miss.  Session 22
+ * still spaced steps 16 ms apart, which made a 1 KiB class of mallocbench
+ * `mixed` climb for 80 ms: longer than the whole run at --scale 1, so
+ * that run measured the climb (docs/MALLOC.md).  A step is refused when
  * the process's budget (SHEAF_ADAPTIVE_BUDGET_MB) cannot take the cache's
  * larger bound: (slots * 3 + nodes * barn_limit) * capacity * stride bytes,
  * the most its sheaves and barns can hold.
@@ -93,12 +102,11 @@ static inline void adapt_unlock(struct kmem_cache *s)
 }
 
 /*
- * Set the level at time now (ms; caller holds adapt_busy): false, nothing
+ * Set the level (caller holds adapt_busy): false, nothing
  * changed, when a larger level does not fit the budget.  Back at the base
  * level the cache holds none of the budget (a destroy's flush resets it).
  */
-static bool set_level(struct kmem_cache *s, unsigned int cap, unsigned int barn,
-		      uint32_t now)
+static bool set_level(struct kmem_cache *s, unsigned int cap, unsigned int barn)
 {
 	size_t old = s->adapt_bytes, want = level_bytes(s, cap, barn);
 	if (want > old) {
@@ -119,7 +127,8 @@ static bool set_level(struct kmem_cache *s, unsigned int cap, unsigned int barn,
 	__atomic_store_n(&s->hot.sheaf_capacity, cap, __ATOMIC_RELAXED);
 	for (unsigned int i = 0; i < _sheaf_nr_slots; i++)
 		__atomic_store_n(&s->hot.pcs[i].capacity, cap, __ATOMIC_RELAXED);
-	__atomic_store_n(&s->adapt_stamp, now, __ATOMIC_RELAXED);
+	/* Every slot's window open now started at the old level. */
+	__atomic_store_n(&s->adapt_level, s->adapt_level + 1, __ATOMIC_RELEASE);
 	return true;
 }
 
@@ -158,29 +167,36 @@ void _sheaf_adapt_setup(struct kmem_cache *s, unsigned int cap)
 	s->adapt_bytes = 0;
 }
 
-/* A slot's window closed (slot locked): grow the cache if it was fast. */
+/* A slot's window closed (slot locked): grow the cache if it was fast and
+ * measured at the cache's current level from its start. */
 void _sheaf_adapt_window(struct kmem_cache *s, struct sheaf_pcs *pcs)
 {
 	uint32_t now = coarse_ms();
 	bool fast = now - pcs->win_start <= SHEAF_ADAPT_WINDOW_MS;
 	unsigned int fails = pcs->win_fails;
 	unsigned int slot = (unsigned int)(pcs - s->hot.pcs);
+	uint32_t level = __atomic_load_n(&s->adapt_level, __ATOMIC_ACQUIRE);
+	bool settled = pcs->win_level == level;
 
 	pcs->win_mark = pcs->misses;
 	pcs->win_start = now;
 	pcs->win_fails = 0;
-	if (!fast ||
-	    now - __atomic_load_n(&s->adapt_stamp, __ATOMIC_RELAXED) < SHEAF_ADAPT_WINDOW_MS ||
-	    !adapt_trylock(s))
+	pcs->win_level = level;
+	if (!fast || !settled || !adapt_trylock(s))
 		return;
+	/* Another slot's window may have stepped since the load above. */
+	if (s->adapt_level != level) {
+		adapt_unlock(s);
+		return;
+	}
 	unsigned int cap = cache_cap(s), barn = cache_barn_limit(s);
 	unsigned int ncap = step_up(cap, s->sheaf_room);
 	unsigned int nbarn = fails * 8 >= SHEAF_ADAPT_MISSES
 		? step_up(barn, MAX_BARN_LIMIT) : barn;
 	/* Over budget: the capacity alone, if that fits. */
 	if ((ncap != cap || nbarn != barn) &&
-	    (set_level(s, ncap, nbarn, now) || (nbarn != barn && ncap != cap &&
-						set_level(s, ncap, barn, now))))
+	    (set_level(s, ncap, nbarn) || (nbarn != barn && ncap != cap &&
+					   set_level(s, ncap, barn))))
 		stat(s, SHEAF_STAT_CAPACITY_GROW, slot);
 	adapt_unlock(s);
 }
@@ -217,8 +233,7 @@ void _sheaf_adapt_look(struct kmem_cache *s)
 	if (++v->adapt_quiet < 2 || !adapt_trylock(s))
 		return;
 	v->adapt_quiet = 0;
-	if (set_level(s, step_down(cap, s->cap_base), step_down(barn, MAX_FULL_SHEAVES),
-		      (uint32_t)(now / 1000000ull)))
+	if (set_level(s, step_down(cap, s->cap_base), step_down(barn, MAX_FULL_SHEAVES)))
 		stat(s, SHEAF_STAT_CAPACITY_SHRINK, 0);
 	adapt_unlock(s);
 }
@@ -232,7 +247,7 @@ void _sheaf_adapt_reset(struct kmem_cache *s)
 	while (!adapt_trylock(s))
 		sched_yield(); /* a grower holds it for a few stores */
 	if (cache_cap(s) != s->cap_base || cache_barn_limit(s) != MAX_FULL_SHEAVES) {
-		set_level(s, s->cap_base, MAX_FULL_SHEAVES, coarse_ms());
+		set_level(s, s->cap_base, MAX_FULL_SHEAVES);
 		stat(s, SHEAF_STAT_CAPACITY_SHRINK, 0);
 	}
 	adapt_unlock(s);

@@ -538,14 +538,16 @@ struct kmem_cache {
 	 * adapt_busy; readers load them once per operation (relaxed) and
 	 * cope with any value in the bounds.  adapt_bytes: what the cache
 	 * holds of the process-wide budget (its bound on cached bytes beyond
-	 * the base level); adapt_stamp: ms of its last change.
+	 * the base level); adapt_level: the number of its changes (wraps),
+	 * which a slot's window records at its start (sheaf_pcs.win_level):
+	 * only a window that ran wholly at the current level can step it.
 	 */
 	bool adaptive;
 	atomic_bool adapt_busy;
 	unsigned int sheaf_room;
 	unsigned int cap_base;
 	unsigned int barn_limit;
-	uint32_t adapt_stamp;
+	uint32_t adapt_level;
 	/* (The idle look's own view, the misses it saw and when, lives in
 	 * its table: struct sheaf_idle_cache, pcs_remote.c.) */
 	size_t adapt_bytes;

@@ -101,8 +101,7 @@ static uint64_t mono_ms(void)
 	return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
 }
 
-/* Rounds of n for ms milliseconds (at most one step per 16 ms window:
- * growing four steps takes time, not just misses). */
+/* Rounds of n for ms milliseconds. */
 static void rounds_of(struct kmem_cache *s, unsigned int n, unsigned int ms)
 {
 	uint64_t end = mono_ms() + ms;
@@ -128,10 +127,10 @@ static bool reached(struct kmem_cache *s, enum goal g)
 }
 
 /*
- * Rounds of n until the goal is reached, for at most ms (the policy steps
- * once per 16 ms at most: a bound for slow builds, sanitizers).  When this
- * run's policy may not grow, 100 ms of the load: a growth would have come
- * in its first 16 ms windows.
+ * Rounds of n until the goal is reached, for at most ms (a bound for slow
+ * builds, sanitizers, whose windows may take longer than 16 ms).  When
+ * this run's policy may not grow, 100 ms of the load: a growth would have
+ * come in its first windows.
  */
 static void rounds_to(struct kmem_cache *s, unsigned int n, enum goal g, unsigned int ms)
 {
@@ -231,6 +230,50 @@ static void test_grows_to_max(void **state)
 	assert_true(sheaf_cache_cached_objects(s) <= bound);
 	sheaf_stats_enable(false);
 	kmem_cache_destroy(s);
+}
+
+/*
+ * Growth follows misses, not time: every window of 64 fast misses that ran
+ * wholly at the cache's level steps it once, with no pause between steps.
+ * On one CPU, rounds of ROUND objects (some 250 misses each at the base)
+ * climb from the base to the ceiling in a handful of rounds, one counted
+ * step a level.  Until session 23 steps were also 16 ms apart: these
+ * rounds, a few ms in all, made one step.  40 rounds (well over 100
+ * windows) leave room for windows a preempted or sanitized run makes slow.
+ */
+static void test_climbs_in_windows(void **state)
+{
+	(void)state;
+	cpu_set_t one, old;
+	bool pinned = sched_getaffinity(0, sizeof(old), &old) == 0;
+	CPU_ZERO(&one);
+	CPU_SET(sched_getcpu() >= 0 ? sched_getcpu() : 0, &one);
+	pinned = pinned && sched_setaffinity(0, sizeof(one), &one) == 0;
+	sheaf_stats_enable(true);
+	struct kmem_cache *s = mk("adapt-climb", 64);
+	unsigned int n = 0;
+	while (n < 40 && !reached(s, G_MAX)) {
+		round_trip(s, ROUND);
+		n++;
+	}
+	struct sheaf_cache_limits l = limits(s);
+	uint64_t grows = sheaf_stats_get(s, SHEAF_STAT_CAPACITY_GROW);
+	if (may_grow()) {
+		/* The steps from the base to the ceiling, times 1.5 each. */
+		unsigned int steps = 0;
+		for (unsigned int c = BASE; c < l.capacity_max; steps++)
+			c = c + c / 2 < l.capacity_max ? c + c / 2 : l.capacity_max;
+		assert_int_equal(l.capacity, l.capacity_max);
+		assert_int_equal(grows, steps);
+	} else {
+		assert_int_equal(l.capacity, BASE);
+		assert_int_equal(grows, 0);
+	}
+	assert_int_equal(sheaf_cache_objects_inuse(s), 0);
+	sheaf_stats_enable(false);
+	kmem_cache_destroy(s);
+	if (pinned)
+		sched_setaffinity(0, sizeof(old), &old);
 }
 
 /* The same misses spread out in time (64 of them over far more than the
@@ -467,6 +510,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_limits_api),
 		cmocka_unit_test(test_grows_to_max),
+		cmocka_unit_test(test_climbs_in_windows),
 		cmocka_unit_test(test_slow_misses_do_not_grow),
 		cmocka_unit_test(test_spare_swaps_grow),
 		cmocka_unit_test(test_grows_under_contention),

@@ -76,8 +76,8 @@ struct slab_sheaf {
  * by the idle drain (src/pcs_remote.c, "Idle drain"), whose own
  * bookkeeping lives in a table of its own, not in this line that the
  * slot's CPU keeps hot.  misses counts the holder's
- * sheaf swaps and trips to the barn or past it (wraps); win_mark, win_start and win_fails
- * are the holder's adaptive-capacity window (pcs_adapt.c).
+ * sheaf swaps and trips to the barn or past it (wraps); win_mark, win_start, win_fails and
+ * win_level are the holder's adaptive-capacity window (pcs_adapt.c).
  *
  * count is main's object count while the slot is free (lock == 0 and
  * stop == 0): the sections pop and push with it, in the slot's own line,
@@ -120,7 +120,7 @@ struct sheaf_pcs {
 	uint32_t win_mark;     /* misses when the window started */
 	uint32_t win_start;    /* its start, ms of the coarse clock (wraps) */
 	uint32_t count;        /* main's objects while the slot is free */
-	uint32_t _pad2;
+	uint32_t win_level;    /* the cache's adapt_level at its start */
 } __attribute__((aligned(64)));
 
 /*
