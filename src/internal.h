@@ -624,6 +624,9 @@ struct slab_sheaf *_sheaf_pcs_pool_spare(struct kmem_cache *s, struct slab_sheaf
 					 unsigned int *slotp);          /* return */
 void *_sheaf_pcs_alloc(struct kmem_cache *s, gfp_t gfp);
 void _sheaf_pcs_free(struct kmem_cache *s, struct slab *slab, void *obj);
+/* libsheaf-malloc's, after its own inline section bailed (pcs.c). */
+void *_sheaf_pcs_alloc_bailed(struct kmem_cache *s);
+void _sheaf_pcs_free_bailed(struct kmem_cache *s, void *obj);
 /* kmalloc_nolock(), kfree_nolock(): nothing that waits, allocates a sheaf
  * or flushes one (NULL, false: the slab layer's turn). */
 void *_sheaf_pcs_alloc_nolock(struct kmem_cache *s);

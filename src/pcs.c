@@ -64,6 +64,7 @@ void _sheaf_update_inline(struct kmem_cache *s)
 				   : (size_t)s->objects * s->size == slab_bytes;
 		if (!want || s->red_left_pad || slab_bytes > (1ull << 32))
 			limit = 0;
+		info->cache = s;
 		info->offmask = slab_bytes - 1;
 		info->mul = mul;
 		if (__atomic_load_n(&info->limit, __ATOMIC_RELAXED) != limit)
@@ -439,6 +440,7 @@ static struct sheaf_pcs *replace_full_main(struct kmem_cache *s,
 	return pcs;
 }
 
+/* slab: obj's, or NULL (looked up only if obj goes to it). */
 static SHEAF_NOINLINE void sheaf_free_slow(struct kmem_cache *s,
 					   struct slab *slab, void *obj)
 {
@@ -468,7 +470,7 @@ static SHEAF_NOINLINE void sheaf_free_slow(struct kmem_cache *s,
 
 to_slab:
 	stat(s, SHEAF_STAT_FREE_SLOWPATH, slot);
-	_sheaf_slab_free(s, slab, obj, obj, 1, slot);
+	_sheaf_slab_free(s, slab ? slab : virt_to_slab(obj), obj, obj, 1, slot);
 }
 
 /* The push section (rseq mode), rerun while aborted.  false: it bailed,
@@ -506,6 +508,34 @@ void _sheaf_pcs_free(struct kmem_cache *s, struct slab *slab, void *obj)
 	if (likely(pcs_push_section(s, obj)))
 		return;
 	sheaf_free_slow(s, slab, obj);
+}
+
+/*
+ * libsheaf-malloc's malloc() and free() after their inline section bailed
+ * on slots they found through the size table or the page map (main empty
+ * or full, the slot busy, no slot): straight to the sheaf slow path, as
+ * _sheaf_pcs_alloc() and _sheaf_pcs_free() go after their own section.
+ * Those slots were published, so the cache's inline paths were on: no
+ * debug flags, statistics, tracking or failure injection, and the free's
+ * pointer passed the info line's boundary test.  Without this, a bailed
+ * malloc() went through kmalloc()'s class lookup and the slab layer's
+ * entry, and a bailed free() through kfree()'s descriptor checks, and
+ * each ran its section once more before the slow path.
+ */
+void *_sheaf_pcs_alloc_bailed(struct kmem_cache *s)
+{
+	return sheaf_alloc_slow(s, GFP_KERNEL);
+}
+
+void _sheaf_pcs_free_bailed(struct kmem_cache *s, void *obj)
+{
+	/* One node (the inline paths' condition), so no remote objects: the
+	 * slab, a cold descriptor line, only if the object goes to it. */
+	if (unlikely(_sheaf_nr_nodes > 1)) {
+		_sheaf_pcs_free(s, virt_to_slab(obj), obj);
+		return;
+	}
+	sheaf_free_slow(s, NULL, obj);
 }
 
 /*

@@ -174,20 +174,40 @@ static inline bool malloc_init(void)
 
 /* ------------------------------------------------------------ allocation */
 
-/* The inline sheaf pop for size into *objp; false: take malloc_slow(). */
-static inline __attribute__((always_inline)) bool malloc_fast(size_t size, void **objp)
+/* The class's slots for size, NULL: take malloc_slow(). */
+static inline __attribute__((always_inline)) struct sheaf_pcs *malloc_slots(size_t size)
 {
 #ifdef SHEAF_HAVE_RSEQ_ASM
-	if (likely(size <= MALLOC_MAX_CACHED)) {
-		struct sheaf_pcs *pcs = __atomic_load_n(&malloc_pcs[MALLOC_IDX(size)],
-							__ATOMIC_ACQUIRE);
-		if (likely(pcs))
-			return sheaf_pcs_pop_with(pcs, objp, true);
-	}
+	if (likely(size <= MALLOC_MAX_CACHED))
+		return __atomic_load_n(&malloc_pcs[MALLOC_IDX(size)], __ATOMIC_ACQUIRE);
 #else
 	(void)size;
-	(void)objp;
 #endif
+	return NULL;
+}
+
+/*
+ * The class's cache after the pop on its slots bailed: its sheaf slow
+ * path, with no detour through kmalloc() (pcs.c, _sheaf_pcs_alloc_bailed()).
+ */
+static SHEAF_NOINLINE void *malloc_bailed(struct sheaf_pcs *pcs)
+{
+	void *p = _sheaf_pcs_alloc_bailed(sheaf_pcs_info(pcs)->cache);
+	if (unlikely(!p))
+		errno = ENOMEM;
+	return p;
+}
+
+/* malloc(size) from the class's slots (the inline pop, else its slow
+ * path), or NULL when no slots serve size: take malloc_slow(). */
+static inline __attribute__((always_inline)) bool malloc_fast(size_t size, void **objp)
+{
+	struct sheaf_pcs *pcs = malloc_slots(size);
+	if (likely(pcs)) {
+		if (unlikely(!sheaf_pcs_pop_with(pcs, objp, true)))
+			*objp = malloc_bailed(pcs);
+		return true;
+	}
 	return false;
 }
 
@@ -219,7 +239,7 @@ SHEAF_EXPORT void *calloc(size_t n, size_t size)
 	}
 	void *p;
 	if (likely(malloc_fast(bytes, &p)))
-		return memset(p, 0, bytes);
+		return likely(p) ? memset(p, 0, bytes) : NULL;
 	/* Zeroed below: page runs by kmalloc, huge spans by huge.c (the
 	 * grains that were handed out before; the others are zero), and
 	 * the boot area is never reused. */
@@ -248,6 +268,14 @@ static SHEAF_NOINLINE void free_slow(void *p, const char *fn, void *caller)
 }
 
 #ifdef SHEAF_HAVE_RSEQ_ASM
+/* free(p) of the cache whose slots are pcs (p passed their boundary
+ * test) after the push bailed: its sheaf slow path, with no detour through
+ * kfree()'s checks (pcs.c, _sheaf_pcs_free_bailed()). */
+static SHEAF_NOINLINE void free_bailed(struct sheaf_pcs *pcs, void *p)
+{
+	_sheaf_pcs_free_bailed(sheaf_pcs_info(pcs)->cache, p);
+}
+
 /* free() of p in an arena page that no sheaf cache owns: most often a
  * large run's head (_sheaf_kfree_run()), else kfree() decides. */
 static SHEAF_NOINLINE void free_in_arena(void *p, void *caller)
@@ -281,9 +309,12 @@ SHEAF_EXPORT void free(void *p)
 			struct sheaf_pcs *pcs =
 				pm[(x & ((1ul << SHEAF_ARENA_SHIFT) - 1)) >> PAGE_SHIFT];
 			if (likely(pcs != NULL)) {
-				if (likely(sheaf_pcs_info_ok(pcs, x) &&
-					   sheaf_pcs_push_with(pcs, p, true)))
+				if (likely(sheaf_pcs_info_ok(pcs, x))) {
+					if (likely(sheaf_pcs_push_with(pcs, p, true)))
+						return;
+					free_bailed(pcs, p);
 					return;
+				}
 			} else {
 				/* A tail call: free() keeps no frame. */
 				free_in_arena(p, __builtin_return_address(0));

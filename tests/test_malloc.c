@@ -236,6 +236,63 @@ static void test_top_hint(void **state)
 	assert_top_hints(c[0]);
 }
 
+/*
+ * The paths a bailed section takes (pcs.c, _sheaf_pcs_alloc_bailed() and
+ * _sheaf_pcs_free_bailed()): 1000 blocks of one class are many sheaves'
+ * worth, so malloc() finds main empty and free() finds it full again and
+ * again, and each goes from its section straight to the sheaf slow path
+ * (spare, barn, slabs).  Every block distinct and of the class, kept
+ * intact; calloc() through the same path zeroes blocks that were written;
+ * afterwards the class holds exactly what it held before.
+ */
+#define BAILED_N 1000
+static int cmp_ptr(const void *a, const void *b)
+{
+	uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static void test_bailed_paths(void **state)
+{
+	(void)state;
+	static void *p[BAILED_N], *q[BAILED_N];
+	void *first = malloc(opaque(2000));
+	struct kmem_cache *s = sheaf_obj_cache(first);
+	assert_non_null(s);
+	free(first);
+	unsigned long inuse = sheaf_cache_objects_inuse(s);
+	for (int round = 0; round < 3; round++) {
+		for (unsigned int i = 0; i < BAILED_N; i++) {
+			p[i] = malloc(opaque(1025 + i % 1024));
+			assert_non_null(p[i]);
+			assert_ptr_equal(sheaf_obj_cache(p[i]), s);
+			fill(p[i], 1025, i);
+		}
+		memcpy(q, p, sizeof(p));
+		qsort(q, BAILED_N, sizeof(q[0]), cmp_ptr);
+		for (unsigned int i = 1; i < BAILED_N; i++)
+			assert_ptr_not_equal(q[i - 1], q[i]);
+		for (unsigned int i = 0; i < BAILED_N; i++)
+			check(p[i], 1025, i);
+		/* freed in an order unlike the allocation's */
+		for (unsigned int i = 0; i < BAILED_N; i++)
+			free(p[(i * 7919u) % BAILED_N]);
+		assert_int_equal(sheaf_cache_objects_inuse(s), inuse);
+	}
+	for (unsigned int i = 0; i < BAILED_N; i++) {
+		p[i] = calloc(1, opaque(2048));
+		assert_non_null(p[i]);
+		const unsigned char *c = p[i];
+		for (size_t k = 0; k < 2048; k++)
+			if (c[k])
+				fail_msg("byte %zu of calloc()'s %p is %u", k, p[i], c[k]);
+		fill(p[i], 2048, i);
+	}
+	for (unsigned int i = 0; i < BAILED_N; i++)
+		free(p[i]);
+	assert_int_equal(sheaf_cache_objects_inuse(s), inuse);
+}
+
 static void test_malloc_huge_fails(void **state)
 {
 	(void)state;
@@ -892,6 +949,7 @@ int main(void)
 		cmocka_unit_test(test_malloc_alignment_16),
 		cmocka_unit_test(test_kmalloc_sheaves),
 		cmocka_unit_test(test_top_hint),
+		cmocka_unit_test(test_bailed_paths),
 		cmocka_unit_test(test_malloc_huge_fails),
 		cmocka_unit_test(test_calloc_zero),
 		cmocka_unit_test(test_realloc_content),

@@ -272,11 +272,16 @@ extern struct sheaf_pcs **sheaf_pcsmap[];
  * inline paths are off: every test fails, and the caller takes the path
  * through the cache, which checks everything.
  */
+struct kmem_cache;
 struct sheaf_pcs_info {
 	uint64_t offmask;
 	uint64_t mul;
 	uint64_t limit;
-	uint64_t _pad[5];
+	/* The cache the slots belong to (the library's; set with the slots):
+	 * libsheaf-malloc's free() and malloc() go from a bailed section
+	 * straight to the cache's sheaf slow path with it. */
+	struct kmem_cache *cache;
+	uint64_t _pad[4];
 } __attribute__((aligned(64)));
 
 /* The info line of the slots pcs: the line before slot 0 (the library
