@@ -714,8 +714,9 @@ void *_sheaf_obj_start(const void *p); /* object holding p, NULL: not ours */
 extern bool _sheaf_kmalloc_sheaves; /* kmalloc caches with sheaves */
 /* The kmalloc cache of size 1..KMALLOC_MAX_CACHE_SIZE (after init). */
 struct kmem_cache *_sheaf_kmalloc_cache(size_t size);
-/* The malloc replacement's classes: the kmalloc ones, then malloc-16k and
- * malloc-32k up to MALLOC_MAX_CACHED (kmalloc.c). */
+/* The malloc replacement's classes: the kmalloc ones with malloc-384 to
+ * malloc-6k between them, then malloc-12k to malloc-32k up to
+ * MALLOC_MAX_CACHED (kmalloc.c). */
 #define MALLOC_MAX_CACHED (32ul << 10)
 struct kmem_cache *_sheaf_malloc_cache(size_t size);
 void *_sheaf_kmalloc_pages(size_t size, gfp_t gfp);

@@ -22,14 +22,21 @@ static const unsigned int kmalloc_sizes[] = {
 static struct kmem_cache *kmalloc_caches[NR_KMALLOC];
 
 /*
- * The malloc replacement's two classes above KMALLOC_MAX_CACHE_SIZE,
- * malloc-16k and malloc-32k (NULL in libsheaf: kmalloc() keeps the
- * kernel's classes, and takes page runs above 8 KiB).  With sheaves, a
+ * The malloc replacement's own classes (NULL in libsheaf: kmalloc() keeps
+ * the kernel's classes, and takes page runs above 8 KiB).  Above
+ * KMALLOC_MAX_CACHE_SIZE, malloc-12k to malloc-32k: with sheaves, a
  * program's 8-32 KiB buffers take the inline paths of the small sizes
  * rather than a page run's descriptor at both ends (docs/MALLOC.md,
- * "8-32 KiB buffers").
+ * "8-32 KiB buffers").  Between the kernel's classes from 256 bytes up,
+ * which double, one class at 1.5 times the one below (malloc-384 to
+ * malloc-6k), so that no class is more than 1.5 times the one below it:
+ * a block wastes at most a third of its class, not half, and a program's
+ * sizes spread over twice as many sheaves (docs/MALLOC.md, "classes
+ * between the kernel's").  A middle class m serves (m * 2 / 3, m].
  */
-static const unsigned int malloc_big_sizes[] = { 16384, 32768 };
+static const unsigned int malloc_mid_sizes[] = { 384, 768, 1536, 3072, 6144 };
+static struct kmem_cache *malloc_mid_caches[ARRAY_SIZE(malloc_mid_sizes)];
+static const unsigned int malloc_big_sizes[] = { 12288, 16384, 24576, 32768 };
 static struct kmem_cache *malloc_big_caches[ARRAY_SIZE(malloc_big_sizes)];
 
 /* kmalloc()'s limit is the largest page run, as the kernel's is its
@@ -68,6 +75,26 @@ static inline unsigned int kmalloc_index(size_t size)
 	return lg - 1;
 }
 
+/* One of the malloc replacement's own classes, with the kmalloc
+ * classes' args; dies if it cannot be made, as they do. */
+static struct kmem_cache *malloc_class_create(const char *name, unsigned int size,
+					      struct kmem_cache_args *args)
+{
+	args->sheaf_capacity = MAX(sheaf_auto_capacity(size),
+				   (unsigned int)_sheaf_config.kmalloc_capacity);
+	/* Past a page, the free pointer in the first page, which the
+	 * program wrote (not in the middle: a page it may never have
+	 * touched); the kernel's place otherwise. */
+	args->use_freeptr_offset = size > PAGE_SIZE;
+	args->freeptr_offset = 0;
+	struct kmem_cache *s = _sheaf_cache_create(name, size, args, 0, CACHE_KMALLOC);
+	if (!s) {
+		fprintf(stderr, "sheaf: cannot create %s\n", name);
+		_sheaf_die();
+	}
+	return s;
+}
+
 void _sheaf_kmalloc_init(void)
 {
 	static const char *names[NR_KMALLOC] = {
@@ -102,21 +129,19 @@ void _sheaf_kmalloc_init(void)
 			_sheaf_die();
 		}
 	}
+	for (unsigned int i = 0; _sheaf_kmalloc_sheaves && i < ARRAY_SIZE(malloc_mid_sizes); i++) {
+		char name[32];
+		unsigned int size = malloc_mid_sizes[i];
+		if (size % 1024)
+			snprintf(name, sizeof(name), "malloc-%u", size);
+		else
+			snprintf(name, sizeof(name), "malloc-%uk", size >> 10);
+		malloc_mid_caches[i] = malloc_class_create(name, size, &args);
+	}
 	for (unsigned int i = 0; _sheaf_kmalloc_sheaves && i < ARRAY_SIZE(malloc_big_sizes); i++) {
 		char name[32];
 		snprintf(name, sizeof(name), "malloc-%uk", malloc_big_sizes[i] >> 10);
-		args.sheaf_capacity = MAX(sheaf_auto_capacity(malloc_big_sizes[i]),
-					  (unsigned int)_sheaf_config.kmalloc_capacity);
-		/* The free pointer in the first page, which the program wrote
-		 * (not in the middle: a page it may never have touched). */
-		args.use_freeptr_offset = true;
-		args.freeptr_offset = 0;
-		malloc_big_caches[i] = _sheaf_cache_create(name, malloc_big_sizes[i],
-							   &args, 0, CACHE_KMALLOC);
-		if (!malloc_big_caches[i]) {
-			fprintf(stderr, "sheaf: cannot create %s\n", name);
-			_sheaf_die();
-		}
+		malloc_big_caches[i] = malloc_class_create(name, malloc_big_sizes[i], &args);
 	}
 	run_cache_init();
 }
@@ -477,12 +502,21 @@ struct kmem_cache *_sheaf_kmalloc_cache(size_t size)
 }
 
 /* The malloc replacement's cache for size (1..MALLOC_MAX_CACHED), after
- * init: a kmalloc class, or above KMALLOC_MAX_CACHE_SIZE malloc-16k or
- * malloc-32k (NULL without the malloc replacement, or past them). */
+ * init: its middle class when size is in one's range, else the kmalloc
+ * class; above KMALLOC_MAX_CACHE_SIZE malloc-12k to malloc-32k (NULL
+ * without the malloc replacement, or past them). */
 struct kmem_cache *_sheaf_malloc_cache(size_t size)
 {
-	if (size <= KMALLOC_MAX_CACHE_SIZE)
+	if (size <= KMALLOC_MAX_CACHE_SIZE) {
+		for (unsigned int i = 0; i < ARRAY_SIZE(malloc_mid_sizes); i++)
+			if (size <= malloc_mid_sizes[i]) {
+				if (malloc_mid_caches[i] &&
+				    size > malloc_mid_sizes[i] / 3 * 2)
+					return malloc_mid_caches[i];
+				break;
+			}
 		return kmalloc_caches[kmalloc_index(size)];
+	}
 	for (unsigned int i = 0; i < ARRAY_SIZE(malloc_big_sizes); i++)
 		if (size <= malloc_big_sizes[i])
 			return malloc_big_caches[i];
@@ -529,7 +563,7 @@ static inline void *do_kmalloc(size_t size, gfp_t gfp, int node, size_t max)
  * page runs and huge spans. */
 void *_sheaf_kmalloc(size_t size, gfp_t gfp)
 {
-	if (size > KMALLOC_MAX_CACHE_SIZE && size <= MALLOC_MAX_CACHED) {
+	if (size && size <= MALLOC_MAX_CACHED) {
 		struct kmem_cache *s = _sheaf_malloc_cache(size);
 		if (s && likely(kmalloc_args_ok(gfp, NUMA_NO_NODE)))
 			return _sheaf_slab_alloc(s, gfp, NUMA_NO_NODE);

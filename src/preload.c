@@ -9,8 +9,10 @@
  *   0 .. 16        kmalloc-16 (every pointer is 16-byte aligned, as glibc's
  *                  MALLOC_ALIGNMENT and alignof(max_align_t) on x86-64;
  *                  kmalloc-8 serves kmalloc() only)
- *   17 .. 8192     the kmalloc class (32, 64, 96, 128, 192, 256, ... 8192)
- *   .. 32 KiB      malloc-16k, malloc-32k: classes of the malloc replacement
+ *   17 .. 8192     the kmalloc class (32, 64, 96, 128, 192, 256, ... 8192),
+ *                  or from 256 bytes up the class of the replacement's own
+ *                  between two of them (malloc-384, -768, -1536, -3k, -6k)
+ *   .. 32 KiB      malloc-12k to malloc-32k: classes of the malloc replacement
  *                  only (kmalloc() takes page runs there, as the kernel's)
  *   .. 4 MiB       a page run of the buddy allocator (a power of two of pages)
  *   above          a mapping of its own, unmapped by free()
@@ -355,16 +357,19 @@ SHEAF_EXPORT size_t malloc_usable_size(void *p)
 /* ---------------------------------------------------------------- resize */
 
 /*
- * Whether a block of `old` usable bytes keeps `size` bytes in place: a slab
- * object when size maps to its own class, a page run or mapping when it
- * would still be more than half used.
+ * Whether a block of `old` usable bytes keeps `size` bytes in place: up to
+ * 8 KiB when size maps to a class of that size (its own), above when the
+ * block would still be more than half used.
  */
 static bool realloc_in_place(size_t old, size_t size)
 {
 	if (size > old)
 		return false;
-	if (old <= KMALLOC_MAX_CACHE_SIZE)
-		return kmalloc_size_roundup(MAX(size, MALLOC_ALIGN)) == old;
+	if (old <= KMALLOC_MAX_CACHE_SIZE) {
+		struct kmem_cache *c = malloc_cache[MALLOC_IDX(MAX(size, MALLOC_ALIGN))];
+		return (c ? kmem_cache_size(c)
+			  : kmalloc_size_roundup(MAX(size, MALLOC_ALIGN))) == old;
+	}
 	return size > old / 2;
 }
 

@@ -159,6 +159,50 @@ static void test_kmalloc_sheaves(void **state)
 }
 
 /*
+ * The replacement's classes between the kernel's (kmalloc.c): from 256
+ * bytes up no class is more than 1.5 times the one below, so malloc(n)
+ * for n in (2m/3, m] is a block of class m (384, 768, 1536, 3072, 6144),
+ * and the kernel's class otherwise; kmalloc() keeps the kernel's classes.
+ * realloc() keeps a block in place when the new size maps to its class.
+ */
+static void test_malloc_classes(void **state)
+{
+	(void)state;
+	static const struct { size_t n, usable; } want[] = {
+		{ 256, 256 }, { 257, 384 }, { 384, 384 }, { 385, 512 },
+		{ 512, 512 }, { 513, 768 }, { 768, 768 }, { 769, 1024 },
+		{ 1024, 1024 }, { 1025, 1536 }, { 1536, 1536 }, { 1537, 2048 },
+		{ 2048, 2048 }, { 2049, 3072 }, { 3072, 3072 }, { 3073, 4096 },
+		{ 4096, 4096 }, { 4097, 6144 }, { 6144, 6144 }, { 6145, 8192 },
+		{ 8192, 8192 }, { 8193, 12288 }, { 12288, 12288 }, { 12289, 16384 },
+		{ 16385, 24576 }, { 24577, 32768 },
+	};
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		void *p = malloc(opaque(want[i].n));
+		assert_non_null(p);
+		struct kmem_cache *s = sheaf_obj_cache(p);
+		assert_non_null(s);
+		assert_int_equal(kmem_cache_size(s), want[i].usable);
+		assert_int_equal(malloc_usable_size(p), want[i].usable);
+		free(p);
+	}
+	/* kmalloc() keeps the kernel's classes */
+	void *k = kmalloc(300, GFP_KERNEL);
+	assert_int_equal(kmem_cache_size(sheaf_obj_cache(k)), 512);
+	kfree(k);
+	/* realloc(): in place within the class, moved out of it */
+	char *p = malloc(opaque(700));
+	fill(p, 700, 3);
+	char *q = realloc(p, opaque(600));
+	assert_ptr_equal(q, p);
+	char *r = realloc(q, opaque(400));
+	assert_non_null(r);
+	assert_int_equal(malloc_usable_size(r), 512);
+	check(r, 400, 3);
+	free(r);
+}
+
+/*
  * The slots' top hint (struct sheaf_pcs, top, <sheaf/rseq.h>): malloc()'s
  * pop and free()'s push keep it, as does every slow path that lets a slot
  * go, so after any of them each free slot with objects in main names
@@ -246,6 +290,20 @@ static void test_top_hint(void **state)
  * afterwards the class holds exactly what it held before.
  */
 #define BAILED_N 1000
+
+/* The class's count once it reads `want` (the idle drain may be moving
+ * objects from sheaves to slabs while it sums: sheaf_cache_objects_inuse()
+ * is exact only when nothing moves), for at most a second. */
+static size_t inuse_settled(struct kmem_cache *s, size_t want)
+{
+	size_t n = sheaf_cache_objects_inuse(s);
+	for (int i = 0; i < 1000 && n != want; i++) {
+		usleep(1000);
+		n = sheaf_cache_objects_inuse(s);
+	}
+	return n;
+}
+
 static int cmp_ptr(const void *a, const void *b)
 {
 	uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
@@ -260,24 +318,26 @@ static void test_bailed_paths(void **state)
 	struct kmem_cache *s = sheaf_obj_cache(first);
 	assert_non_null(s);
 	free(first);
-	unsigned long inuse = sheaf_cache_objects_inuse(s);
+	size_t inuse = sheaf_cache_objects_inuse(s), again;
+	while ((again = sheaf_cache_objects_inuse(s)) != inuse) /* read at rest */
+		inuse = again;
 	for (int round = 0; round < 3; round++) {
 		for (unsigned int i = 0; i < BAILED_N; i++) {
-			p[i] = malloc(opaque(1025 + i % 1024));
+			p[i] = malloc(opaque(1537 + i % 512));
 			assert_non_null(p[i]);
 			assert_ptr_equal(sheaf_obj_cache(p[i]), s);
-			fill(p[i], 1025, i);
+			fill(p[i], 1537, i);
 		}
 		memcpy(q, p, sizeof(p));
 		qsort(q, BAILED_N, sizeof(q[0]), cmp_ptr);
 		for (unsigned int i = 1; i < BAILED_N; i++)
 			assert_ptr_not_equal(q[i - 1], q[i]);
 		for (unsigned int i = 0; i < BAILED_N; i++)
-			check(p[i], 1025, i);
+			check(p[i], 1537, i);
 		/* freed in an order unlike the allocation's */
 		for (unsigned int i = 0; i < BAILED_N; i++)
 			free(p[(i * 7919u) % BAILED_N]);
-		assert_int_equal(sheaf_cache_objects_inuse(s), inuse);
+		assert_int_equal(inuse_settled(s, inuse), inuse);
 	}
 	for (unsigned int i = 0; i < BAILED_N; i++) {
 		p[i] = calloc(1, opaque(2048));
@@ -290,7 +350,7 @@ static void test_bailed_paths(void **state)
 	}
 	for (unsigned int i = 0; i < BAILED_N; i++)
 		free(p[i]);
-	assert_int_equal(sheaf_cache_objects_inuse(s), inuse);
+	assert_int_equal(inuse_settled(s, inuse), inuse);
 }
 
 static void test_malloc_huge_fails(void **state)
@@ -898,6 +958,11 @@ static void test_invalid_free(void **state)
 	static const struct { size_t size, off; } inside[] = {
 		{ 96, 32 }, { 96, 64 }, { 192, 64 }, { 192, 128 }, { 8192, PAGE },
 		{ 1000, 512 },
+		/* the replacement's classes between the kernel's (384, 768,
+		 * 1536, 3072, 6144 bytes): offsets of smaller powers of two */
+		{ 300, 128 }, { 300, 256 }, { 700, 256 }, { 700, 512 },
+		{ 1500, 512 }, { 1500, 1024 }, { 3000, 1024 }, { 3000, 2048 },
+		{ 6000, 2048 }, { 6000, PAGE },
 	};
 	for (size_t i = 0; i < sizeof(inside) / sizeof(inside[0]); i++) {
 		char *o = malloc(inside[i].size);
@@ -906,15 +971,18 @@ static void test_invalid_free(void **state)
 	}
 	char *q = malloc(100000);
 	expect_abort(do_free, q + PAGE, "sheaf: free(): invalid pointer");
-	/* malloc-16k and malloc-32k objects (10000, 20000) and a run of an
-	 * order with per-CPU run caches (60000): inside the head page and
-	 * past it. */
-	for (size_t n = 10000; n <= 60000; n += n < 20000 ? 10000 : 40000) {
+	/* malloc-12k, malloc-16k, malloc-24k and malloc-32k objects (10000,
+	 * 15000, 20000, 30000) and a run of an order with per-CPU run caches
+	 * (60000): inside the head page and past it. */
+	static const size_t big[] = { 10000, 15000, 20000, 30000, 60000 };
+	static const size_t big_usable[] = { 12288, 16384, 24576, 32768, 65536 };
+	for (size_t i = 0; i < sizeof(big) / sizeof(big[0]); i++) {
+		size_t n = big[i];
 		char *r = malloc(n);
 		const char *why = n <= 32768
 			? "sheaf: free(): invalid pointer (not at an object boundary)"
 			: "sheaf: free(): invalid pointer";
-		assert_int_equal(malloc_usable_size(r), n <= 16384 ? 16384 : n <= 32768 ? 32768 : 65536);
+		assert_int_equal(malloc_usable_size(r), big_usable[i]);
 		expect_abort(do_free, r + 64, why);
 		expect_abort(do_free, r + PAGE, why);
 		free(r);
@@ -948,6 +1016,7 @@ int main(void)
 		cmocka_unit_test(test_malloc_sizes),
 		cmocka_unit_test(test_malloc_alignment_16),
 		cmocka_unit_test(test_kmalloc_sheaves),
+		cmocka_unit_test(test_malloc_classes),
 		cmocka_unit_test(test_top_hint),
 		cmocka_unit_test(test_bailed_paths),
 		cmocka_unit_test(test_malloc_huge_fails),

@@ -704,7 +704,10 @@ struct sheaf_page_info {
 };
 void sheaf_page_info(struct sheaf_page_info *info);
 
-/* Objects allocated and not freed in the cache (slab-level count). */
+/* Objects allocated and not freed in the cache (slab-level count).  A
+ * sum read without stopping the cache: exact when no other thread moves
+ * its objects meanwhile, off while one does (the idle drain flushing a
+ * sheaf to its slabs included), so a test compares it after quiet. */
 size_t sheaf_cache_objects_inuse(struct kmem_cache *s);
 /*
  * Free objects the cache keeps ready in its per-CPU caches and barns
