@@ -164,6 +164,24 @@ static void check_grown_and_destroy(struct kmem_cache *s)
 	kmem_cache_destroy(s);
 }
 
+/* Pin this thread to the CPU it is on (one slot for its caches): false if
+ * it cannot; *old gets the mask to give back to unpin(). */
+static bool pin_here(cpu_set_t *old)
+{
+	cpu_set_t one;
+	if (sched_getaffinity(0, sizeof(*old), old) != 0)
+		return false;
+	CPU_ZERO(&one);
+	CPU_SET(sched_getcpu() >= 0 ? sched_getcpu() : 0, &one);
+	return sched_setaffinity(0, sizeof(one), &one) == 0;
+}
+
+static void unpin(bool pinned, const cpu_set_t *old)
+{
+	if (pinned)
+		sched_setaffinity(0, sizeof(*old), old);
+}
+
 /* ------------------------------------------------------------ the tests */
 
 static void test_limits_api(void **state)
@@ -244,11 +262,8 @@ static void test_grows_to_max(void **state)
 static void test_climbs_in_windows(void **state)
 {
 	(void)state;
-	cpu_set_t one, old;
-	bool pinned = sched_getaffinity(0, sizeof(old), &old) == 0;
-	CPU_ZERO(&one);
-	CPU_SET(sched_getcpu() >= 0 ? sched_getcpu() : 0, &one);
-	pinned = pinned && sched_setaffinity(0, sizeof(one), &one) == 0;
+	cpu_set_t old;
+	bool pinned = pin_here(&old);
 	sheaf_stats_enable(true);
 	struct kmem_cache *s = mk("adapt-climb", 64);
 	unsigned int n = 0;
@@ -272,8 +287,7 @@ static void test_climbs_in_windows(void **state)
 	assert_int_equal(sheaf_cache_objects_inuse(s), 0);
 	sheaf_stats_enable(false);
 	kmem_cache_destroy(s);
-	if (pinned)
-		sched_setaffinity(0, sizeof(old), &old);
+	unpin(pinned, &old);
 }
 
 /* The same misses spread out in time (64 of them over far more than the
@@ -311,11 +325,8 @@ static uint64_t barn_trips(struct kmem_cache *s)
 static void test_spare_swaps_grow(void **state)
 {
 	(void)state;
-	cpu_set_t one, old;
-	bool pinned = sched_getaffinity(0, sizeof(old), &old) == 0;
-	CPU_ZERO(&one);
-	CPU_SET(sched_getcpu() >= 0 ? sched_getcpu() : 0, &one);
-	pinned = pinned && sched_setaffinity(0, sizeof(one), &one) == 0;
+	cpu_set_t old;
+	bool pinned = pin_here(&old);
 	sheaf_stats_enable(true);
 	struct kmem_cache *s = mk("adapt-swap", 64);
 	round_trip(s, BASE + BASE / 2); /* the slot's sheaves filled */
@@ -328,8 +339,7 @@ static void test_spare_swaps_grow(void **state)
 		assert_true(trips < 64);
 	check_grown_and_destroy(s);
 	sheaf_stats_enable(false);
-	if (pinned)
-		sched_setaffinity(0, sizeof(old), &old);
+	unpin(pinned, &old);
 }
 
 struct worker { struct kmem_cache *s; };
