@@ -37,11 +37,12 @@
  * (win_level), so every step is judged on 64 misses at the capacity it
  * would grow, one step per such window whatever the other slots see.
  * There is no other pause between steps: a cache with fast misses climbs
- * from its base to its ceiling in as many windows as it has steps (12 to
- * 64: four windows), as tcmalloc grows a class on each miss.  Session 22
- * still spaced steps 16 ms apart, which made a 1 KiB class of mallocbench
- * `mixed` climb for 80 ms: longer than the whole run at --scale 1, so
- * that run measured the climb (docs/MALLOC.md).  A step is refused when
+ * from its base to its ceiling in about two windows a step (the window
+ * open at a step does not count: 12 to 64 is five steps), as tcmalloc
+ * grows a class on each miss.  Session 22 still spaced steps 16 ms apart,
+ * which made the 1 and 2 KiB classes of mallocbench `mixed` climb for at
+ * least 64 ms: longer than the whole run at --scale 1, so that run
+ * measured the climb (docs/MALLOC.md).  A step is refused when
  * the process's budget (SHEAF_ADAPTIVE_BUDGET_MB) cannot take the cache's
  * larger bound: (slots * 3 + nodes * barn_limit) * capacity * stride bytes,
  * the most its sheaves and barns can hold.
