@@ -991,23 +991,27 @@ struct bad_free {
 	bool want_name;            /* the cache name must appear */
 };
 
+/*
+ * An immediately repeated free is caught on the slot that took the first
+ * (the classic slot's freelist head, as the kernel catches it).  With
+ * cpu_id slots (test_api_cpu_id) a migration between the two frees puts
+ * the second on another CPU's slot, which cannot see it: the kernel misses
+ * it there too.  So a child that frees twice runs both on one CPU.  It
+ * failed that way once under ASan in CI (session 23).
+ */
+static void stay_on_this_cpu(void)
+{
+	cpu_set_t one;
+	CPU_ZERO(&one);
+	CPU_SET(sched_getcpu() >= 0 ? sched_getcpu() : 0, &one);
+	(void)sched_setaffinity(0, sizeof(one), &one);
+}
+
 static void child_bad_free(void *arg)
 {
 	struct bad_free *b = arg;
 	if (b->first) {
-		/*
-		 * An immediately repeated free is caught on the slot that
-		 * took the first (the classic slot's freelist head, as the
-		 * kernel catches it).  With cpu_id slots
-		 * (test_api_cpu_id) a migration between the two frees puts
-		 * the second on another CPU's slot, which cannot see it: the
-		 * kernel misses it there too.  So both frees run on one CPU.
-		 * It failed that way once under ASan in CI (session 23).
-		 */
-		cpu_set_t one;
-		CPU_ZERO(&one);
-		CPU_SET(sched_getcpu() >= 0 ? sched_getcpu() : 0, &one);
-		(void)sched_setaffinity(0, sizeof(one), &one);
+		stay_on_this_cpu();
 		if (b->cache)
 			kmem_cache_free(b->cache, b->first);
 		else
@@ -1128,6 +1132,7 @@ static struct kmem_cache *dfree_cache;
 static void child_double_kfree(void *arg)
 {
 	(void)arg;
+	stay_on_this_cpu();
 	kfree(dfree_obj);
 	kfree(dfree_obj);
 	_exit(7);
@@ -1136,6 +1141,7 @@ static void child_double_kfree(void *arg)
 static void child_double_cache_free(void *arg)
 {
 	(void)arg;
+	stay_on_this_cpu();
 	kmem_cache_free(dfree_cache, dfree_obj);
 	kmem_cache_free(dfree_cache, dfree_obj);
 	_exit(7);
