@@ -54,11 +54,16 @@ struct rtree_node {
 /* How a tree gets and frees nodes (see rtree.c for the three kinds). */
 struct rtree_alloc;
 
+/*
+ * The root pointer has a cache line of its own: every lookup reads it, and
+ * a writer taking and dropping the lock would otherwise take that line from
+ * the readers' CPUs twice a write (only publishing a new root must).
+ */
 struct rtree {
-	struct rtree_node *root;       /* rcu_dereference() it */
+	_Alignas(64) struct rtree_node *root; /* rcu_dereference() it */
+	_Alignas(64) pthread_mutex_t lock;    /* serializes writers */
 	unsigned int height;           /* 1: the root is a leaf; writer lock */
 	size_t count;                  /* entries; writer lock */
-	pthread_mutex_t lock;          /* serializes writers */
 	const struct rtree_alloc *alloc;
 	struct kmem_cache *cache;      /* node cache (NULL for malloc) */
 };
