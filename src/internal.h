@@ -13,8 +13,9 @@
  * docs/ARCHITECTURE.md ("Layers, bottom up"): platform (percpu.c), fault
  * injection and tracking (fault.c, track.c), pages, slab, cpu slab
  * (cpu_slab.c), debug (slub_debug), sheaf (the container), barn, pcs (the
- * per-CPU sheaves), prefill, cache (slab_common.c), kmalloc, rcu, stats
- * and info (stats.c, info.c, info_format.c), init, preload.  A file's
+ * per-CPU sheaves), prefill, cache (slab_common.c), kmalloc (kmalloc.c,
+ * kmalloc_runs.c: the large runs' caches), rcu, stats and info (stats.c,
+ * info.c, info_format.c), init, preload.  A file's
  * banner lists what that file defines; calls point down the table;
  * tools/layercheck.sh checks the built objects, and
  * tools/layercheck.exceptions lists the up-calls that remain, each with its
@@ -700,14 +701,6 @@ static inline bool sheaf_gfp_ok(gfp_t gfp)
 
 /* ====================================================== kmalloc.c: kmalloc */
 
-/* Give every run kept in the large-kmalloc run caches back (malloc_trim),
- * and every large run kfree_nolock() deferred. */
-void _sheaf_run_cache_drain(void);
-/* Every large run kfree_nolock() deferred, freed (the RCU barriers). */
-void _sheaf_kmalloc_drain_deferred(void);
-void _sheaf_run_cache_prefork(void);   /* fork: the drain's lock */
-void _sheaf_run_cache_postfork(bool child);
-
 void _sheaf_kmalloc_init(void);
 void *_sheaf_kmalloc_internal(size_t size, gfp_t gfp); /* never sheaves */
 void *_sheaf_obj_start(const void *p); /* object holding p, NULL: not ours */
@@ -728,6 +721,105 @@ void _sheaf_kfree(const void *p, const char *fn, void *caller);
 bool _sheaf_kfree_run(const void *p);
 size_t _sheaf_ksize(const void *p, const char *fn, void *caller);
 
+
+/* =============================== kmalloc_runs.c: large kmalloc's free runs */
+
+/* The per-CPU caches of free runs for large kmalloc, one bare slot array
+ * per order (kmalloc_runs.c describes them; NULL: no cache of that order). */
+#define RUN_CACHE_MIN  2	/* 16 KiB: sizes above KMALLOC_MAX_CACHE_SIZE */
+#define RUN_CACHE_MAX  4	/* 64 KiB */
+/* Runs kept per slot and order: 1 MiB of each order (64, 32, 16 runs). */
+#define RUN_CACHE_BYTES (1u << 20)
+#define RUN_CACHE_RUNS(order) (RUN_CACHE_BYTES >> PAGE_SHIFT >> (order))
+extern struct sheaf_pcs *_sheaf_run_cache[RUN_CACHE_MAX - RUN_CACHE_MIN + 1];
+/* The caches and their depots (kmalloc init, with _sheaf_kmalloc_sheaves). */
+void _sheaf_run_cache_init(void);
+/* Give every run kept in the large-kmalloc run caches back (malloc_trim),
+ * and every large run kfree_nolock() deferred. */
+void _sheaf_run_cache_drain(void);
+/* Every large run kfree_nolock() deferred, freed (the RCU barriers). */
+void _sheaf_kmalloc_drain_deferred(void);
+void _sheaf_run_cache_prefork(void);   /* fork: the drain's lock */
+void _sheaf_run_cache_postfork(bool child);
+/* kfree_nolock()'s deferred large runs, a stack linked through each run's
+ * first word (kmalloc_runs.c), and its drain: wait, take drain_lock
+ * (normal context, no lock held); else only try it. */
+extern void *_sheaf_large_deferred;
+void _sheaf_large_drain(bool wait);
+
+#ifdef SHEAF_HAVE_RSEQ_ASM
+/*
+ * One run off the calling thread's slot of pcs, without the object pop's
+ * prefetch of the next entry: a run is not written by the allocator, the
+ * depot moves them in batches, and a program writes one line of a 16-64
+ * KiB run, rarely the first it would prefetch.  The prefetch's TLB walk
+ * was 77% of run_depot_put()'s samples (perf, --mixed-sizes 8193-32768).
+ */
+static inline bool run_pop(struct sheaf_pcs *pcs, void **runp)
+{
+	void *next;
+	int r;
+	while ((r = sheaf_rseq_pop_next(pcs, runp, &next)) == SHEAF_RSEQ_ABORTED)
+		;
+	return r == SHEAF_RSEQ_DONE;
+}
+
+/* The slow paths of run_cache_get() and run_cache_put(): the depot. */
+struct slab *_sheaf_run_depot_get(unsigned int order);
+bool _sheaf_run_depot_put(struct slab *d);
+#endif
+
+/* A cached run of `order` for the local node, or NULL. */
+static inline struct slab *run_cache_get(unsigned int order, int node)
+{
+#ifdef SHEAF_HAVE_RSEQ_ASM
+	void *run;
+	struct sheaf_pcs *pcs;
+	if (order >= RUN_CACHE_MIN && order <= RUN_CACHE_MAX && node == NUMA_NO_NODE &&
+	    (pcs = _sheaf_run_cache[order - RUN_CACHE_MIN])) {
+		if (run_pop(pcs, &run))
+			return arena_head_desc(run);
+		return _sheaf_run_depot_get(order);
+	}
+#endif
+	return NULL;
+}
+
+/* Keep the run of d (flags already 0) in the cache or the depot: false
+ * when neither takes it. */
+static inline bool run_cache_put(struct slab *d)
+{
+#ifdef SHEAF_HAVE_RSEQ_ASM
+	struct sheaf_pcs *pcs;
+	unsigned int order = d->order;
+	return order >= RUN_CACHE_MIN && order <= RUN_CACHE_MAX &&
+	       (pcs = _sheaf_run_cache[order - RUN_CACHE_MIN]) &&
+	       (sheaf_pcs_push_inline(pcs, slab_address(d)) || _sheaf_run_depot_put(d));
+#else
+	(void)d;
+	return false;
+#endif
+}
+
+/* Push the run of d (flags already 0 by compare-and-swap) on the deferred
+ * stack: kfree_nolock(), from any context. */
+static inline void large_defer(struct slab *d)
+{
+	void **run = slab_address(d);
+	void *top = __atomic_load_n(&_sheaf_large_deferred, __ATOMIC_RELAXED);
+	do
+		*run = top;
+	while (!__atomic_compare_exchange_n(&_sheaf_large_deferred, &top, run, true,
+					    __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+}
+
+/* The deferred runs freed, if drain_lock is free: the next large kmalloc()
+ * or kfree() that goes to the buddy lists. */
+static inline void large_drain_slow(void)
+{
+	if (unlikely(__atomic_load_n(&_sheaf_large_deferred, __ATOMIC_RELAXED)))
+		_sheaf_large_drain(false);
+}
 
 /* ======================================================== rcu.c: kfree_rcu */
 

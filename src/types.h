@@ -55,7 +55,7 @@ extern struct sheaf_runtime _sheaf_rt_local __attribute__((visibility("hidden"))
  */
 enum sheaf_lock_rank {
 	LR_BATCH = 1,   /* rcu.c batch_lock: the kfree_rcu() pointer batch */
-	LR_DRAIN,       /* kmalloc.c drain_lock: malloc_trim()'s run-cache drain */
+	LR_DRAIN,       /* kmalloc_runs.c drain_lock: malloc_trim()'s run-cache drain */
 	LR_INFO,        /* info.c info.lock: the statistics publisher */
 	LR_SLAB_MUTEX,  /* slab_common.c _sheaf_slab_mutex: the cache list */
 	LR_FLUSH,       /* per cache: flush_lock, remote owners of its slots */
@@ -362,7 +362,7 @@ _Static_assert(sizeof(struct kmem_cache_cpu) == 1u << SHEAF_CPU_SHIFT &&
  *   flushed and freed.
  *
  * run cache: not an object sheaf.  Large kmalloc's per-CPU caches of free
- *   runs (kmalloc.c, libsheaf-malloc in rseq mode with one node) use a
+ *   runs (kmalloc_runs.c, libsheaf-malloc in rseq mode with one node) use a
  *   struct sheaf_pcs array per order whose mains are sheaves in zeroed
  *   metadata memory (cache NULL, links unused), holding run addresses up
  *   to pcs->capacity = RUN_CACHE_RUNS(order); pushed and popped by the

@@ -7,7 +7,7 @@
 #    RCU worker and pointer batch, rcu_free sheaves, fault globs); skips
 #    itself (77) under TSan, which does not support threads in fork()ed
 #    children;
-#  - fork_malloc: kmalloc.c's drain_lock (malloc_trim) and the kmalloc
+#  - fork_malloc: kmalloc_runs.c's drain_lock (malloc_trim) and the kmalloc
 #    caches' slots under LD_PRELOAD=libsheaf-malloc (not in sanitizer
 #    builds, which have no libsheaf-malloc).
 # Run time on a two-CPU VM: test_fork about 3 minutes per mode when the

@@ -6,7 +6,7 @@
  *
  * Two cases, each forking FORK_ITERS times (default 1000) while
  * background threads run:
- *   malloc_trim   kmalloc.c's drain_lock: one thread loops on
+ *   malloc_trim   kmalloc_runs.c's drain_lock: one thread loops on
  *                 malloc_trim(0), which empties the per-CPU caches of 16-64
  *                 KiB runs under that lock (the run caches exist in rseq
  *                 mode only; in fallback mode it still takes the lock, and

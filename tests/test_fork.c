@@ -42,8 +42,8 @@
  *                                                  of batches on a sheaf cache
  *   glob_lock        debug.c glob_lock             sheaf_fault_set(.., cache=GLOB)
  *
- * kmalloc.c's drain_lock (malloc_trim() under libsheaf-malloc) is tested by
- * tests/fork_malloc.c.  CTest runs this in both per-CPU modes.
+ * kmalloc_runs.c's drain_lock (malloc_trim() under libsheaf-malloc) is tested
+ * by tests/fork_malloc.c.  CTest runs this in both per-CPU modes.
  *
  * The background threads' paths hang a child only when the fork lands
  * inside a lock (a few forks in hundreds for the narrowest windows, the

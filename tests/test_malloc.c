@@ -666,7 +666,7 @@ static void unpin(const cpu_set_t *old)
 }
 
 /*
- * The run depot (kmalloc.c), through kmalloc() (malloc() has classes up
+ * The run depot (kmalloc_runs.c), through kmalloc() (malloc() has classes up
  * to 32 KiB; kmalloc() takes page runs above 8 KiB, as the kernel's):
  * the 16 KiB runs a full slot gives up wait
  * there rather than in the buddy lists, the next allocations take them
