@@ -130,6 +130,29 @@ double bench_cell_median(struct bench_cell *c)
 	return bench_median(c->v, c->nv);
 }
 
+double bench_cell_paired(const struct bench_cell *num, const struct bench_cell *den,
+			 double *lo, double *hi)
+{
+	unsigned int n = num->nv < den->nv ? num->nv : den->nv;
+	double *r = n ? malloc(n * sizeof(*r)) : NULL;
+	unsigned int k = 0;
+	if (!r)
+		return -1;
+	for (unsigned int i = 0; i < n; i++)
+		if (num->seq[i] > 0 && den->seq[i] > 0)
+			r[k++] = num->seq[i] / den->seq[i];
+	double m = -1;
+	if (k) {
+		m = bench_median(r, k);	/* sorts r */
+		if (lo)
+			*lo = r[0];
+		if (hi)
+			*hi = r[k - 1];
+	}
+	free(r);
+	return m;
+}
+
 bool bench_run_child(const char *exe, char *const argv[], char *const envp[],
 		     bool (*on_line)(void *ctx, char *line), void *ctx,
 		     double *value, long *rss_kb, char *err, size_t errlen)
@@ -211,6 +234,7 @@ unsigned int bench_run_grid(const struct bench_grid *g)
 				double value;
 				long rss;
 				if (g->run((int)wi, ci, &value, &rss, err, sizeof(err))) {
+					c->seq[c->nv] = value;
 					c->v[c->nv++] = value;
 					if (rss > c->rss_kb)
 						c->rss_kb = rss;

@@ -48,6 +48,9 @@ void bench_print_cell(double v, int decimals, int width);
  */
 struct bench_cell {
 	double *v;		/* reps values, allocated by the program */
+	double *seq;		/* the same in run order (v is sorted by the
+				 * median), allocated by the program: seq[r] is
+				 * repetition r's */
 	unsigned int nv;
 	long rss_kb;
 	bool failed;
@@ -55,6 +58,18 @@ struct bench_cell {
 
 /* Median of a cell's values, or -1 when it failed or has none. */
 double bench_cell_median(struct bench_cell *c);
+
+/*
+ * The paired ratio of two cells of one workload: repetition r of every
+ * contender runs within the same rotation (bench_run_grid()), so num's and
+ * den's values of one repetition saw the same moment of a shared machine.
+ * The median of seq[r] of num over seq[r] of den over the repetitions both
+ * have, and their least and greatest in *lo and *hi (may be NULL); -1 when
+ * they have none in common.  Steadier than the ratio of the medians when
+ * the machine's load changes between rotations.
+ */
+double bench_cell_paired(const struct bench_cell *num, const struct bench_cell *den,
+			 double *lo, double *hi);
 
 /*
  * Run one child: exe with argv and envp, its stdout read line by line.

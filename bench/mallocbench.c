@@ -891,6 +891,15 @@ static void print_tables(void)
 		       best > 0 && s <= 1.2 * best ? "within 1.2x of" : "NOT within 1.2x of",
 		       who >= 0 ? contenders[who].name : "-", best > 0 ? s / best : 0,
 		       workloads[wi].fixed ? " [fixed-size: target ahead of all]" : "");
+		/* Each repetition's sheaf over the same rotation's best peer. */
+		double lo, hi, pr = who >= 0 ? bench_cell_paired(&cells[wi][C_SHEAF],
+								 &cells[wi][who], &lo, &hi) : -1;
+		if (pr > 0 && cells[wi][C_SHEAF].nv > 1)
+			printf("  %-9s  paired: sheaf time %.2fx of %s's, the median of "
+			       "the %u rotations' ratios (%.2f-%.2f)\n", "", pr,
+			       contenders[who].name,
+			       cells[wi][C_SHEAF].nv < cells[wi][who].nv ?
+			       cells[wi][C_SHEAF].nv : cells[wi][who].nv, lo, hi);
 		double c = med[wi][C_SHEAF_CAP], fx = med[wi][C_SHEAF_FIXED];
 		if (c > 0 && best > 0)
 			printf("  %-9s  with SHEAF_KMALLOC_CAPACITY=60 (sheaf-cap60): %.2fx "
@@ -1080,7 +1089,8 @@ int main(int argc, char **argv)
 	for (int wi = 0; wi < NW; wi++) {
 		wsel[wi] = wsel[wi] || !any_w;
 		for (int ci = 0; ci < NC; ci++)
-			if (!(cells[wi][ci].v = calloc(reps, sizeof(double))))
+			if (!(cells[wi][ci].v = calloc(reps, sizeof(double))) ||
+			    !(cells[wi][ci].seq = calloc(reps, sizeof(double))))
 				bench_die("out of memory");
 	}
 	run_all(exe, scale);

@@ -1548,9 +1548,14 @@ static void print_vma_table(void)
 			continue;
 		printf("\n### vma: VMA-like churn on the RCU range tree (node allocation: "
 		       "sheaf = prefilled sheaves + kfree_rcu; classic = alloc_bulk/"
-		       "free_bulk + call_rcu; peers = malloc/free + call_rcu)\n\n");
+		       "free_bulk + call_rcu; peers = malloc/free + call_rcu)\n\n"
+		       "writes vs classic: classic's median time over the contender's; "
+		       "paired: the median over the repetitions of classic's time over "
+		       "the contender's in the same rotation, which a change of the "
+		       "machine's load between rotations does not move.\n\n");
 		printf("| contender | ns/write | writes/s (M) | reader lookups/s (M) | "
-		       "writes vs classic |\n|---|---:|---:|---:|---:|\n");
+		       "writes vs classic | paired (least-greatest) |\n"
+		       "|---|---:|---:|---:|---:|---:|\n");
 		double cl = med[wi][C_CLASSIC];
 		for (int k = 0; k < nc; k++) {
 			int ci = order[k];
@@ -1563,7 +1568,12 @@ static void print_vma_table(void)
 			bench_print_cell(lookups_n[wi][ci] ? lookups_sum[wi][ci] /
 				   lookups_n[wi][ci] / 1e6 : -1, 2, 8);
 			bench_print_cell(cl > 0 ? cl / v : -1, 2, 8);
-			printf("\n");
+			double lo, hi, pr = bench_cell_paired(&cells[wi][C_CLASSIC],
+							      &cells[wi][ci], &lo, &hi);
+			if (pr > 0)
+				printf(" %.2f (%.2f-%.2f) |\n", pr, lo, hi);
+			else
+				printf(" - |\n");
 		}
 	}
 }
@@ -1868,7 +1878,8 @@ int main(int argc, char **argv)
 		for (int ci = 0; ci < NC; ci++)
 			recycled_share[wi][ci] = -1;
 		for (int ci = 0; ci < NC; ci++)
-			if (!(cells[wi][ci].v = calloc(reps, sizeof(double))))
+			if (!(cells[wi][ci].v = calloc(reps, sizeof(double))) ||
+			    !(cells[wi][ci].seq = calloc(reps, sizeof(double))))
 				bench_die("out of memory");
 	}
 
