@@ -99,6 +99,8 @@ extern struct arena *_sheaf_arena_map[ARENA_MAP_SIZE];
  * as used), never freed.
  */
 void _sheaf_pcsmap_set(struct slab *d, size_t npages, struct sheaf_pcs *pcs);
+/* sheaf_pcsmap under a hidden alias (pages.c), for libsheaf-malloc's free(). */
+extern struct sheaf_pcs **_sheaf_pcsmap_local[] __attribute__((visibility("hidden")));
 /* sheaf_memmap[addr >> ARENA_SHIFT]: the arena's memmap, NULL if not a slab arena. */
 extern void *sheaf_memmap[ARENA_MAP_SIZE];
 

@@ -44,6 +44,10 @@
 struct arena *_sheaf_arena_map[ARENA_MAP_SIZE];
 SHEAF_EXPORT void *sheaf_memmap[ARENA_MAP_SIZE];
 SHEAF_EXPORT struct sheaf_pcs **sheaf_pcsmap[ARENA_MAP_SIZE];
+/* The same array under a hidden name: the library's own free() reaches it
+ * relative to its code, without loading its address from the GOT first. */
+extern __typeof__(sheaf_pcsmap) _sheaf_pcsmap_local
+	__attribute__((alias("sheaf_pcsmap"), visibility("hidden")));
 
 #define MEMMAP_PAGES ((ARENA_PAGES * sizeof(struct slab)) >> PAGE_SHIFT) /* 1024 */
 #define DIRTY_LIMIT  (8192ul) /* pages (32 MiB) of dirty free memory per node

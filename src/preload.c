@@ -306,7 +306,7 @@ SHEAF_EXPORT void free(void *p)
 {
 	uintptr_t x = (uintptr_t)p, idx = x >> SHEAF_ARENA_SHIFT;
 	if (likely(idx < SHEAF_ARENA_ENTRIES)) {
-		struct sheaf_pcs **pm = sheaf_pcsmap[idx];
+		struct sheaf_pcs **pm = _sheaf_pcsmap_local[idx];
 		if (likely(pm != NULL)) {
 			struct sheaf_pcs *pcs =
 				pm[(x & ((1ul << SHEAF_ARENA_SHIFT) - 1)) >> PAGE_SHIFT];
