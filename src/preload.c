@@ -287,7 +287,8 @@ static SHEAF_NOINLINE void free_in_arena(void *p, void *caller)
 }
 
 /*
- * free(p): the arena's dense page map (sheaf_pcsmap, <sheaf/rseq.h>) names
+ * free(p): the arena's dense page map (sheaf_pcsmap, <sheaf/rseq.h>, read
+ * through its hidden alias so that no GOT load comes first) names
  * the slots of p's cache (NULL: not a page of a slab of a cache with
  * sheaves), and their info line (struct sheaf_pcs_info) checks that p is
  * an object boundary with one multiply and one compare, whatever the
