@@ -123,11 +123,28 @@ const char *bench_optval(int argc, char **argv, int *i, const char *name)
 	return argv[++*i];
 }
 
-double bench_cell_median(struct bench_cell *c)
+double bench_cell_median(const struct bench_cell *c)
 {
 	if (c->failed || c->nv == 0)
 		return -1;
-	return bench_median(c->v, c->nv);
+	double *w = malloc(c->nv * sizeof(*w));
+	if (!w)
+		bench_die("out of memory");
+	memcpy(w, c->v, c->nv * sizeof(*w));
+	double m = bench_median(w, c->nv);	/* sorts w */
+	free(w);
+	return m;
+}
+
+void bench_cell_range(const struct bench_cell *c, double *lo, double *hi)
+{
+	*lo = *hi = c->v[0];
+	for (unsigned int i = 1; i < c->nv; i++) {
+		if (c->v[i] < *lo)
+			*lo = c->v[i];
+		if (c->v[i] > *hi)
+			*hi = c->v[i];
+	}
 }
 
 double bench_cell_paired(const struct bench_cell *num, const struct bench_cell *den,
@@ -139,8 +156,8 @@ double bench_cell_paired(const struct bench_cell *num, const struct bench_cell *
 	if (!r)
 		return -1;
 	for (unsigned int i = 0; i < n; i++)
-		if (num->seq[i] > 0 && den->seq[i] > 0)
-			r[k++] = num->seq[i] / den->seq[i];
+		if (num->v[i] > 0 && den->v[i] > 0)
+			r[k++] = num->v[i] / den->v[i];
 	double m = -1;
 	if (k) {
 		m = bench_median(r, k);	/* sorts r */
@@ -234,7 +251,6 @@ unsigned int bench_run_grid(const struct bench_grid *g)
 				double value;
 				long rss;
 				if (g->run((int)wi, ci, &value, &rss, err, sizeof(err))) {
-					c->seq[c->nv] = value;
 					c->v[c->nv++] = value;
 					if (rss > c->rss_kb)
 						c->rss_kb = rss;

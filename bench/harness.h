@@ -47,23 +47,24 @@ void bench_print_cell(double v, int decimals, int width);
  * (a failed cell runs no more and has no median).
  */
 struct bench_cell {
-	double *v;		/* reps values, allocated by the program */
-	double *seq;		/* the same in run order (v is sorted by the
-				 * median), allocated by the program: seq[r] is
-				 * repetition r's */
+	double *v;		/* reps values in run order (v[r] is repetition
+				 * r's), allocated by the program */
 	unsigned int nv;
 	long rss_kb;
 	bool failed;
 };
 
-/* Median of a cell's values, or -1 when it failed or has none. */
-double bench_cell_median(struct bench_cell *c);
+/* Median of a cell's values, or -1 when it failed or has none (v keeps
+ * its run order). */
+double bench_cell_median(const struct bench_cell *c);
+/* The least and greatest of a cell's values (nv > 0). */
+void bench_cell_range(const struct bench_cell *c, double *lo, double *hi);
 
 /*
  * The paired ratio of two cells of one workload: repetition r of every
  * contender runs within the same rotation (bench_run_grid()), so num's and
  * den's values of one repetition saw the same moment of a shared machine.
- * The median of seq[r] of num over seq[r] of den over the repetitions both
+ * The median of v[r] of num over v[r] of den over the repetitions both
  * have, and their least and greatest in *lo and *hi (may be NULL); -1 when
  * they have none in common.  Steadier than the ratio of the medians when
  * the machine's load changes between rotations.

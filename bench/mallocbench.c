@@ -937,9 +937,11 @@ static void write_csv(const char *path)
 			if (!wsel[wi] || med[wi][ci] < 0)
 				continue;
 			unsigned int mult = workloads[wi].type == W_HOT ? workloads[wi].threads : 1;
+			double lo, hi;
+			bench_cell_range(c, &lo, &hi);
 			fprintf(f, "%s,%s,%u,%.4f,%.4f,%.4f,%.2f,%ld,%u\n", workloads[wi].name,
-				contenders[ci].name, workloads[wi].threads, med[wi][ci], c->v[0],
-				c->v[c->nv - 1], mult * 1000.0 / med[wi][ci], c->rss_kb, c->nv);
+				contenders[ci].name, workloads[wi].threads, med[wi][ci], lo,
+				hi, mult * 1000.0 / med[wi][ci], c->rss_kb, c->nv);
 		}
 	if (fclose(f) != 0)
 		bench_note("error writing %s", path);
@@ -1089,8 +1091,7 @@ int main(int argc, char **argv)
 	for (int wi = 0; wi < NW; wi++) {
 		wsel[wi] = wsel[wi] || !any_w;
 		for (int ci = 0; ci < NC; ci++)
-			if (!(cells[wi][ci].v = calloc(reps, sizeof(double))) ||
-			    !(cells[wi][ci].seq = calloc(reps, sizeof(double))))
+			if (!(cells[wi][ci].v = calloc(reps, sizeof(double))))
 				bench_die("out of memory");
 	}
 	run_all(exe, scale);

@@ -1723,7 +1723,7 @@ static void write_csv(const char *path)
 		"mops_all_threads,ratio_to_sheaf,peak_rss_kib,extra\n");
 	for (int wi = 0; wi < NW; wi++)
 		for (int k = 0; k < nc; k++) {
-			struct bench_cell *c = &cells[wi][order[k]];	/* sorted by median() */
+			struct bench_cell *c = &cells[wi][order[k]];
 			if (!wsel[wi] || med[wi][order[k]] < 0)
 				continue;
 			int ci = order[k];
@@ -1732,9 +1732,11 @@ static void write_csv(const char *path)
 			 * objects from slabs per object handed out */
 			double extra = lookups_n[wi][ci] ? lookups_sum[wi][ci] / lookups_n[wi][ci] :
 				       recycled_share[wi][ci] >= 0 ? recycled_share[wi][ci] : -1;
+			double lo, hi;
+			bench_cell_range(c, &lo, &hi);
 			fprintf(f, "%s,%s,%u,%u,%.4f,%.4f,%.4f,%u,%.4f,%.4f,%ld,%.4f\n",
 				workloads[wi].name, contenders[ci].name, workloads[wi].threads,
-				workloads[wi].size, m, c->v[0], c->v[c->nv - 1], c->nv,
+				workloads[wi].size, m, lo, hi, c->nv,
 				(workloads[wi].type == W_THREADS || workloads[wi].type == W_PHASE
 				 ? workloads[wi].threads : 1) *
 				1000.0 / m, sh > 0 ? m / sh : -1.0, cells[wi][ci].rss_kb, extra);
@@ -1878,8 +1880,7 @@ int main(int argc, char **argv)
 		for (int ci = 0; ci < NC; ci++)
 			recycled_share[wi][ci] = -1;
 		for (int ci = 0; ci < NC; ci++)
-			if (!(cells[wi][ci].v = calloc(reps, sizeof(double))) ||
-			    !(cells[wi][ci].seq = calloc(reps, sizeof(double))))
+			if (!(cells[wi][ci].v = calloc(reps, sizeof(double))))
 				bench_die("out of memory");
 	}
 
