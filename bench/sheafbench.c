@@ -832,7 +832,10 @@ static double run_churn(const struct contender *ct, struct ctx c, uint64_t n)
  * cache with sheaves (capacity 32, the maple node cache's), classic with
  * kmem_cache_alloc_bulk()/free_bulk() and call_rcu() on the cache without
  * sheaves, peers with malloc()/free() and call_rcu().  ns per write; the
- * reader's lookups per second are printed as "X".
+ * reader's lookups per second are printed as "X", and the CPU time a write
+ * of every thread but the reader (the writer's and the RCU workers') as
+ * "U": on a loaded machine the writer waits for a CPU, which ns per write
+ * counts and U does not.
  */
 #define VMA_PAGE 4096ull
 #define VMA_SPACE (1ull << 36)
@@ -868,6 +871,15 @@ static void *vma_reader(void *arg)
 }
 
 struct vma { uint64_t s, e; };
+
+/* A CPU-time clock's reading in ns (0 if it cannot be read). */
+static uint64_t cpu_ns(clockid_t clk)
+{
+	struct timespec ts;
+	if (clock_gettime(clk, &ts) != 0)
+		return 0;
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
 
 /* One writer operation: insert a random free range or remove a live one. */
 static void vma_op(struct vma *live, size_t *nlive, uint64_t *rng, bool insert)
@@ -920,15 +932,21 @@ static double run_vma(const struct contender *ct, struct ctx c, uint64_t n)
 		bench_die("pthread_create failed");
 	for (uint64_t op = 0; op < warm; op++)
 		vma_op(live, &nlive, &rng, (op & 1) == 0);
+	clockid_t rclk;
+	bool cpu_ok = pthread_getcpuclockid(rt, &rclk) == 0;
 	uint64_t l0 = atomic_load(&vma_lookups);
+	uint64_t p0 = cpu_ns(CLOCK_PROCESS_CPUTIME_ID), r0 = cpu_ok ? cpu_ns(rclk) : 0;
 	uint64_t t0 = bench_now_ns();
 	for (uint64_t op = 0; op < n; op++)
 		vma_op(live, &nlive, &rng, (op & 1) == 0);
 	uint64_t t1 = bench_now_ns();
+	uint64_t p1 = cpu_ns(CLOCK_PROCESS_CPUTIME_ID), r1 = cpu_ok ? cpu_ns(rclk) : 0;
 	uint64_t l1 = atomic_load(&vma_lookups);
 	atomic_store(&vma_stop, true);
 	pthread_join(rt, NULL);
 	printf("X %.0f\n", (double)(l1 - l0) / ((double)(t1 - t0) / 1e9));
+	if (cpu_ok)	/* CPU time a write, every thread's but the reader's */
+		printf("U %.1f\n", (double)((p1 - p0) - (r1 - r0)) / (double)n);
 	while (nlive)
 		vma_op(live, &nlive, &rng, false);
 	if (kind == RTREE_SHEAVES)
@@ -1260,6 +1278,8 @@ static double med[MAXW][NC];		/* medians, -1: none */
 static double recycled_share[MAXW][NC];	/* last rep (rcu); -1: none */
 static double lookups_sum[MAXW][NC];	/* vma: reader lookups/s, summed */
 static unsigned int lookups_n[MAXW][NC];
+static double cpu_sum[MAXW][NC];	/* vma: CPU ns a write but the reader's, summed */
+static unsigned int cpu_n[MAXW][NC];
 static char stats_text[16384];
 static unsigned int sheaf_capacity_seen = UINT32_MAX, failures;
 static char **wenvs[MAXW][NC];		/* with a workload's own variable */
@@ -1294,6 +1314,9 @@ static bool child_line(void *arg, char *line)
 	} else if (line[0] == 'X' && line[1] == ' ') {
 		lookups_sum[x->wi][x->ci] += strtod(line + 2, NULL);
 		lookups_n[x->wi][x->ci]++;
+	} else if (line[0] == 'U' && line[1] == ' ') {
+		cpu_sum[x->wi][x->ci] += strtod(line + 2, NULL);
+		cpu_n[x->wi][x->ci]++;
 	} else if (line[0] == 'Y' && line[1] == ' ') {
 		recycled_share[x->wi][x->ci] = strtod(line + 2, NULL);
 	} else if (line[0] == 'P' && line[1] == ' ') {
@@ -1552,10 +1575,14 @@ static void print_vma_table(void)
 		       "writes vs classic: classic's median time over the contender's; "
 		       "paired: the median over the repetitions of classic's time over "
 		       "the contender's in the same rotation, which a change of the "
-		       "machine's load between rotations does not move.\n\n");
-		printf("| contender | ns/write | writes/s (M) | reader lookups/s (M) | "
-		       "writes vs classic | paired (least-greatest) |\n"
-		       "|---|---:|---:|---:|---:|---:|\n");
+		       "machine's load between rotations does not move.  CPU ns/write: "
+		       "the CPU time of every thread but the reader's (the writer, "
+		       "the RCU and sheaf workers) a write, the mean over the "
+		       "repetitions; far below ns/write, the writer waited for a "
+		       "CPU.\n\n");
+		printf("| contender | ns/write | CPU ns/write | writes/s (M) | "
+		       "reader lookups/s (M) | writes vs classic | paired (least-greatest) |\n"
+		       "|---|---:|---:|---:|---:|---:|---:|\n");
 		double cl = med[wi][C_CLASSIC];
 		for (int k = 0; k < nc; k++) {
 			int ci = order[k];
@@ -1564,6 +1591,8 @@ static void print_vma_table(void)
 				continue;
 			printf("| %s |", contenders[ci].name);
 			bench_print_cell(v, 1, 8);
+			bench_print_cell(cpu_n[wi][ci] ? cpu_sum[wi][ci] / cpu_n[wi][ci] : -1,
+					 1, 8);
 			bench_print_cell(1000.0 / v, 3, 8);
 			bench_print_cell(lookups_n[wi][ci] ? lookups_sum[wi][ci] /
 				   lookups_n[wi][ci] / 1e6 : -1, 2, 8);
