@@ -42,7 +42,7 @@ DEB_PACKAGES := build-essential cmake pkg-config clang libclang-rt-14-dev liburc
 	libnuma-dev valgrind gnuplot-nox libjemalloc-dev libgoogle-perftools-dev \
 	libmimalloc-dev python3 sqlite3 git
 
-.PHONY: all deps build run test layers bench mallocbench instructions asan tsan matrix \
+.PHONY: all deps build run test layers bench bench-doc mallocbench instructions asan tsan matrix \
 	memcheck fuzz soak kernel-suites ci install clean
 
 all: build
@@ -67,6 +67,10 @@ layers: build
 
 bench: build
 	./bench/report.sh $(BUILD) full
+
+# docs/PERFORMANCE.md again from its template and the last full run's results
+bench-doc:
+	./bench/report.sh $(BUILD) doc
 
 mallocbench: build
 	./$(BUILD)/bench/mallocbench

@@ -12,6 +12,11 @@
 #         -> bench/results/fork.{txt,csv}
 #       gnuplot -> docs/img/bench-{throughput,scaling,rss,capacity}.png
 #       docs/PERFORMANCE.md regenerated from bench/PERFORMANCE.md.in
+#   bench/report.sh BUILD_DIR doc     (make bench-doc)
+#       docs/PERFORMANCE.md regenerated from the template and the last full
+#       run's results (bench/results), without running anything: for an
+#       edit of the template; the date and commit stay the run's
+#       (bench/results/full-run.txt)
 #   bench/report.sh BUILD_DIR quick   (make run: under a minute)
 #       sheafbench --quick -> bench/results/quick.{txt,csv}, quick-capacity.csv,
 #       and plots bench/results/quick-*.png when gnuplot is there
@@ -24,7 +29,7 @@ shift 2
 root=$(cd "$(dirname "$0")/.." && pwd)
 res=$root/bench/results
 bench=$build/bench/sheafbench
-[ -x "$bench" ] || { echo "report: $bench missing: build first" >&2; exit 1; }
+[ "$mode" = doc ] || [ -x "$bench" ] || { echo "report: $bench missing: build first" >&2; exit 1; }
 mkdir -p "$res"
 # the commit measured (taken now: the tree may change while the run goes on)
 commit=$(git -C "$root" describe --always --dirty 2>/dev/null || echo unknown)
@@ -51,8 +56,11 @@ if [ "$mode" = quick ]; then
 	fi
 	exit 0
 fi
-[ "$mode" = full ] || { echo "usage: report.sh BUILD_DIR full|quick [sheafbench options]" >&2; exit 2; }
-
+case $mode in
+full|doc) ;;
+*) echo "usage: report.sh BUILD_DIR full|doc|quick [sheafbench options]" >&2; exit 2 ;;
+esac
+if [ "$mode" = full ]; then
 run_bench full "$@"
 echo
 echo "Instructions per hot-64 alloc+free pair:"
@@ -85,6 +93,10 @@ fi
 cat "$res/fork.txt"
 echo
 "$root/bench/plot.sh" "$res/full.csv" "$root/docs/img/bench"
+# the run's date and commit, which a later doc-only regeneration keeps
+printf 'date %s\ncommit %s\n' "$(date -u '+%Y-%m-%d %H:%M UTC')" "$commit" \
+	> "$res/full-run.txt"
+fi
 
 # ---------------------------------------------------------------- the doc
 csv=$res/full.csv
@@ -94,9 +106,19 @@ txt=$res/full.txt
 grep '^Machine: ' "$txt" | sed 's/^Machine: //' | tr '|' '\n' |
 	sed 's/^ *//; s/ *$//; s/^/- /' > "$tmp/machine"
 grep '^Run: ' "$txt" | sed 's/^Run: /- run: /' >> "$tmp/machine"
+for f in "$txt" "$csv"; do
+	[ -s "$f" ] || { echo "report: $f missing: run make bench first" >&2; exit 1; }
+done
+if [ -s "$res/full-run.txt" ]; then
+	run_date=$(sed -n 's/^date //p' "$res/full-run.txt")
+	run_commit=$(sed -n 's/^commit //p' "$res/full-run.txt")
+else	# a run from before full-run.txt: what the page says
+	run_date=$(sed -n 's/^- date: //p' "$root/docs/PERFORMANCE.md")
+	run_commit=$(sed -n 's/^- commit: //p' "$root/docs/PERFORMANCE.md")
+fi
 {
-	printf -- '- date: %s\n' "$(date -u '+%Y-%m-%d %H:%M UTC')"
-	printf -- '- commit: %s\n' "$commit"
+	printf -- '- date: %s\n' "${run_date:-unknown}"
+	printf -- '- commit: %s\n' "${run_commit:-unknown}"
 } >> "$tmp/machine"
 
 # The run's tables: from the first heading to the end, without the CSV line.
