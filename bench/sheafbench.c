@@ -945,7 +945,9 @@ static double run_vma(const struct contender *ct, struct ctx c, uint64_t n)
 	atomic_store(&vma_stop, true);
 	pthread_join(rt, NULL);
 	printf("X %.0f\n", (double)(l1 - l0) / ((double)(t1 - t0) / 1e9));
-	if (cpu_ok)	/* CPU time a write, every thread's but the reader's */
+	/* CPU time a write, every thread's but the reader's (a clock that
+	 * could not be read gives no line) */
+	if (cpu_ok && p0 && p1 && r0 && r1 && p1 - p0 >= r1 - r0)
 		printf("U %.1f\n", (double)((p1 - p0) - (r1 - r0)) / (double)n);
 	while (nlive)
 		vma_op(live, &nlive, &rng, false);
