@@ -60,7 +60,7 @@ case $mode in
 full|doc) ;;
 *) echo "usage: report.sh BUILD_DIR full|doc|quick [sheafbench options]" >&2; exit 2 ;;
 esac
-if [ "$mode" = full ]; then
+if [ "$mode" = full ]; then	# the run (doc: only the page, below)
 run_bench full "$@"
 echo
 echo "Instructions per hot-64 alloc+free pair:"
@@ -96,19 +96,20 @@ echo
 # the run's date and commit, which a later doc-only regeneration keeps
 printf 'date %s\ncommit %s\n' "$(date -u '+%Y-%m-%d %H:%M UTC')" "$commit" \
 	> "$res/full-run.txt"
-fi
+fi	# the run
 
 # ---------------------------------------------------------------- the doc
 csv=$res/full.csv
 txt=$res/full.txt
 
+for f in "$txt" "$csv"; do
+	[ -s "$f" ] || { echo "report: $f missing: run make bench first" >&2; exit 1; }
+done
+
 # Machine facts: the "Machine:" line of the run, one bullet per field.
 grep '^Machine: ' "$txt" | sed 's/^Machine: //' | tr '|' '\n' |
 	sed 's/^ *//; s/ *$//; s/^/- /' > "$tmp/machine"
 grep '^Run: ' "$txt" | sed 's/^Run: /- run: /' >> "$tmp/machine"
-for f in "$txt" "$csv"; do
-	[ -s "$f" ] || { echo "report: $f missing: run make bench first" >&2; exit 1; }
-done
 if [ -s "$res/full-run.txt" ]; then
 	run_date=$(sed -n 's/^date //p' "$res/full-run.txt")
 	run_commit=$(sed -n 's/^commit //p' "$res/full-run.txt")
