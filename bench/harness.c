@@ -32,11 +32,17 @@ void bench_die(const char *fmt, ...)
 	exit(2);
 }
 
-uint64_t bench_now_ns(void)
+uint64_t bench_clock_ns(clockid_t clk)
 {
 	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
+	if (clock_gettime(clk, &ts) != 0)
+		return 0;
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t bench_now_ns(void)
+{
+	return bench_clock_ns(CLOCK_MONOTONIC);
 }
 
 void bench_note(const char *fmt, ...)

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 /* The program's name, for bench_die()'s messages. */
 extern const char *bench_prog;
@@ -19,6 +20,8 @@ extern const char *bench_prog;
 void bench_die(const char *fmt, ...)
 	__attribute__((noreturn, format(printf, 1, 2)));
 
+/* A clock's reading in nanoseconds, 0 if it cannot be read. */
+uint64_t bench_clock_ns(clockid_t clk);
 /* CLOCK_MONOTONIC in nanoseconds. */
 uint64_t bench_now_ns(void);
 

@@ -872,15 +872,6 @@ static void *vma_reader(void *arg)
 
 struct vma { uint64_t s, e; };
 
-/* A CPU-time clock's reading in ns (0 if it cannot be read). */
-static uint64_t cpu_ns(clockid_t clk)
-{
-	struct timespec ts;
-	if (clock_gettime(clk, &ts) != 0)
-		return 0;
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 /* One writer operation: insert a random free range or remove a live one. */
 static void vma_op(struct vma *live, size_t *nlive, uint64_t *rng, bool insert)
 {
@@ -935,12 +926,12 @@ static double run_vma(const struct contender *ct, struct ctx c, uint64_t n)
 	clockid_t rclk;
 	bool cpu_ok = pthread_getcpuclockid(rt, &rclk) == 0;
 	uint64_t l0 = atomic_load(&vma_lookups);
-	uint64_t p0 = cpu_ns(CLOCK_PROCESS_CPUTIME_ID), r0 = cpu_ok ? cpu_ns(rclk) : 0;
+	uint64_t p0 = bench_clock_ns(CLOCK_PROCESS_CPUTIME_ID), r0 = cpu_ok ? bench_clock_ns(rclk) : 0;
 	uint64_t t0 = bench_now_ns();
 	for (uint64_t op = 0; op < n; op++)
 		vma_op(live, &nlive, &rng, (op & 1) == 0);
 	uint64_t t1 = bench_now_ns();
-	uint64_t p1 = cpu_ns(CLOCK_PROCESS_CPUTIME_ID), r1 = cpu_ok ? cpu_ns(rclk) : 0;
+	uint64_t p1 = bench_clock_ns(CLOCK_PROCESS_CPUTIME_ID), r1 = cpu_ok ? bench_clock_ns(rclk) : 0;
 	uint64_t l1 = atomic_load(&vma_lookups);
 	atomic_store(&vma_stop, true);
 	pthread_join(rt, NULL);
@@ -1278,10 +1269,12 @@ static char **envs[NC];			/* each contender's environment */
 static struct bench_cell cells[MAXW][NC];
 static double med[MAXW][NC];		/* medians, -1: none */
 static double recycled_share[MAXW][NC];	/* last rep (rcu); -1: none */
-static double lookups_sum[MAXW][NC];	/* vma: reader lookups/s, summed */
-static unsigned int lookups_n[MAXW][NC];
-static double cpu_sum[MAXW][NC];	/* vma: CPU ns a write but the reader's, summed */
-static unsigned int cpu_n[MAXW][NC];
+/* A mean over the repetitions of a child's extra line. */
+struct mean { double sum; unsigned int n; };
+static void mean_add(struct mean *m, const char *v) { m->sum += strtod(v, NULL); m->n++; }
+static double mean_of(const struct mean *m) { return m->n ? m->sum / m->n : -1; }
+static struct mean lookups[MAXW][NC];	/* vma: reader lookups/s ("X") */
+static struct mean cpu_write[MAXW][NC];	/* vma: CPU ns a write but the reader's ("U") */
 static char stats_text[16384];
 static unsigned int sheaf_capacity_seen = UINT32_MAX, failures;
 static char **wenvs[MAXW][NC];		/* with a workload's own variable */
@@ -1314,11 +1307,9 @@ static bool child_line(void *arg, char *line)
 		x->in_stats = true;
 		stats_text[0] = '\0';	/* keep the last run's only */
 	} else if (line[0] == 'X' && line[1] == ' ') {
-		lookups_sum[x->wi][x->ci] += strtod(line + 2, NULL);
-		lookups_n[x->wi][x->ci]++;
+		mean_add(&lookups[x->wi][x->ci], line + 2);
 	} else if (line[0] == 'U' && line[1] == ' ') {
-		cpu_sum[x->wi][x->ci] += strtod(line + 2, NULL);
-		cpu_n[x->wi][x->ci]++;
+		mean_add(&cpu_write[x->wi][x->ci], line + 2);
 	} else if (line[0] == 'Y' && line[1] == ' ') {
 		recycled_share[x->wi][x->ci] = strtod(line + 2, NULL);
 	} else if (line[0] == 'P' && line[1] == ' ') {
@@ -1593,11 +1584,10 @@ static void print_vma_table(void)
 				continue;
 			printf("| %s |", contenders[ci].name);
 			bench_print_cell(v, 1, 8);
-			bench_print_cell(cpu_n[wi][ci] ? cpu_sum[wi][ci] / cpu_n[wi][ci] : -1,
-					 1, 8);
+			bench_print_cell(mean_of(&cpu_write[wi][ci]), 1, 8);
 			bench_print_cell(1000.0 / v, 3, 8);
-			bench_print_cell(lookups_n[wi][ci] ? lookups_sum[wi][ci] /
-				   lookups_n[wi][ci] / 1e6 : -1, 2, 8);
+			bench_print_cell(lookups[wi][ci].n ? mean_of(&lookups[wi][ci]) / 1e6 : -1,
+					 2, 8);
 			bench_print_cell(cl > 0 ? cl / v : -1, 2, 8);
 			double lo, hi, pr = bench_cell_paired(&cells[wi][C_CLASSIC],
 							      &cells[wi][ci], &lo, &hi);
@@ -1761,7 +1751,7 @@ static void write_csv(const char *path)
 			double m = med[wi][ci], sh = med[wi][C_SHEAF];
 			/* extra: vma reader lookups/s; rcu recycled share; churn
 			 * objects from slabs per object handed out */
-			double extra = lookups_n[wi][ci] ? lookups_sum[wi][ci] / lookups_n[wi][ci] :
+			double extra = lookups[wi][ci].n ? mean_of(&lookups[wi][ci]) :
 				       recycled_share[wi][ci] >= 0 ? recycled_share[wi][ci] : -1;
 			double lo, hi;
 			bench_cell_range(c, &lo, &hi);
