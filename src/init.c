@@ -231,9 +231,11 @@ static void unlock_slab_mutex(bool child)
 	sheaf_unlock(&_sheaf_slab_mutex, LR_SLAB_MUTEX);
 }
 
-/* Every slot of every cache stopped, then one fence for all of them (a
- * membarrier per cache made fork() cost twice glibc's), then the wait
- * for their holders. */
+/* Every slot of every cache stopped (and a sheaf cache's frozen), then
+ * one fence for all of them (a membarrier per cache made fork() cost twice
+ * glibc's), then the wait for their holders; while a sheaf cache's look
+ * had to freeze a slot again, another fence and look for all of them
+ * (percpu.c, the remote-slot protocol). */
 static void lock_slots(void)
 {
 	struct kmem_cache *s;
@@ -245,11 +247,20 @@ static void lock_slots(void)
 	}
 	if (_sheaf_rseq_mode)
 		_sheaf_rseq_fence();
+	bool settled = true;
 	list_for_each_entry(s, &_sheaf_slab_caches, list) {
 		if (cache_has_sheaves(s))
-			_sheaf_pcs_fork_wait(s);
+			settled &= _sheaf_pcs_fork_wait(s);
 		else
 			_sheaf_cpu_fork_wait(s);
+	}
+	while (!settled) {
+		if (_sheaf_rseq_mode)
+			_sheaf_rseq_fence();
+		settled = true;
+		list_for_each_entry(s, &_sheaf_slab_caches, list)
+			if (cache_has_sheaves(s))
+				settled &= _sheaf_pcs_fork_settle(s);
 	}
 }
 

@@ -489,13 +489,14 @@ static inline bool cache_recycles(const struct kmem_cache *s)
 }
 
 /*
- * The slot lock of a sheaf cache: the rseq trylock section, or in fallback
- * mode a compare-and-swap of `lock` followed by a check of `stop` (the
- * remote flusher's Dekker pair).  Returns the locked slot (maybe not the one
- * the thread was on a moment ago) or NULL.  Release with sheaf_pcs_unlock()
- * from any CPU.  The holder works with main->size: the lock copies the
- * slot's count there, the unlock copies it back (<sheaf/rseq.h>, struct
- * sheaf_pcs).  Always inlined: with the sections' two variants
+ * The slot lock of a sheaf cache: the rseq trylock section (count from n
+ * to SHEAF_PCS_TAKEN + n), or in fallback mode a compare-and-swap of
+ * `lock` followed by a check of `stop` (the remote flusher's Dekker pair).
+ * Returns the locked slot (maybe not the one the thread was on a moment
+ * ago) or NULL.  Release with sheaf_pcs_unlock() from any CPU.  The holder
+ * works with main->size: the lock copies the slot's count there, the
+ * unlock copies it back (<sheaf/rseq.h>, struct sheaf_pcs).  Always
+ * inlined: with the sections' two variants
  * (SHEAF_RSEQ_VARIANTS) the compiler kept it out of line, 35 more
  * instructions a pair in fallback mode (callgrind_pair).
  */
@@ -508,7 +509,7 @@ sheaf_pcs_trylock(struct kmem_cache *s, unsigned int *slotp)
 			int r = sheaf_rseq_trylock(s->hot.pcs, slotp);
 			if (likely(r == 0)) {
 				struct sheaf_pcs *pcs = &s->hot.pcs[*slotp];
-				pcs->main->size = pcs->count;
+				pcs->main->size = pcs->count - SHEAF_PCS_TAKEN;
 				_sheaf_lock_tried(LR_SLOT);
 				sheaf_debug_yield();
 				return pcs;
@@ -537,20 +538,28 @@ sheaf_pcs_trylock(struct kmem_cache *s, unsigned int *slotp)
 }
 
 /* Main's count, and the pop's top hint, for the sections: whoever lets
- * a slot go (struct sheaf_pcs, <sheaf/rseq.h>). */
+ * a slot go (struct sheaf_pcs, <sheaf/rseq.h>).  In rseq mode the store
+ * of count is the release: the sections run on the slot from then on. */
 static inline void sheaf_pcs_publish(struct sheaf_pcs *pcs)
 {
 	unsigned int n = pcs->main ? pcs->main->size : 0;
-	pcs->count = n;
 	pcs->top = n ? pcs->main->objects[n - 1] : NULL;
+	__atomic_store_n(&pcs->count, n, __ATOMIC_RELEASE);
+}
+
+/* The slot is taken (count negative: struct sheaf_pcs, <sheaf/rseq.h>). */
+static inline bool sheaf_pcs_count_taken(uint32_t count)
+{
+	return (int32_t)count < 0;
 }
 
 static inline void sheaf_pcs_unlock(struct sheaf_pcs *pcs)
 {
-	sheaf_pcs_publish(pcs);
 	/* One more slow path: the idle drain reads it without the lock. */
 	__atomic_store_n(&pcs->events, pcs->events + 1, __ATOMIC_RELAXED);
-	__atomic_store_n(&pcs->lock, 0, __ATOMIC_RELEASE);
+	sheaf_pcs_publish(pcs);
+	if (!_sheaf_rseq_mode)
+		__atomic_store_n(&pcs->lock, 0, __ATOMIC_RELEASE);
 	_sheaf_lock_release(LR_SLOT);
 }
 
@@ -648,7 +657,8 @@ void _sheaf_idle_row_put(struct kmem_cache *s);
 struct sheaf_idle_cache *_sheaf_idle_cache_view(const struct kmem_cache *s);
 unsigned int _sheaf_pcs_drain_idle(struct kmem_cache *s, unsigned int looks);
 void _sheaf_pcs_fork_stop(struct kmem_cache *s);
-void _sheaf_pcs_fork_wait(struct kmem_cache *s);
+bool _sheaf_pcs_fork_wait(struct kmem_cache *s);   /* true: settled */
+bool _sheaf_pcs_fork_settle(struct kmem_cache *s); /* again, after a fence */
 void _sheaf_pcs_fork_lock_barns(struct kmem_cache *s);
 void _sheaf_pcs_fork_unlock_barns(struct kmem_cache *s);
 int _sheaf_pcs_test_hold(struct kmem_cache *s, bool hold);

@@ -306,9 +306,10 @@ size_t _sheaf_pcs_cached_objects(struct kmem_cache *s)
 
 /*
  * fork: own every slot (remote protocol) until the handlers release them,
- * in two halves: stop every slot of every cache, one fence for all
- * (_sheaf_rseq_fence() by the caller, in rseq mode), then wait for the
- * holders.  The barns are a step of their own, after every cache's slots.
+ * in parts: stop and freeze every slot of every cache, one fence for all
+ * (_sheaf_rseq_fence() by the caller, in rseq mode), then settle them
+ * (another fence for all and another look while a look froze a slot
+ * again).  The barns are a step of their own, after every cache's slots.
  */
 void _sheaf_pcs_fork_stop(struct kmem_cache *s)
 {
@@ -316,12 +317,17 @@ void _sheaf_pcs_fork_stop(struct kmem_cache *s)
 	_sheaf_slots_stop(s->hot.pcs);
 }
 
-void _sheaf_pcs_fork_wait(struct kmem_cache *s)
+bool _sheaf_pcs_fork_wait(struct kmem_cache *s)
 {
 	/* It waits for every holder of s's slots (the handler holds the
 	 * slots of the caches before s: the same rank). */
 	_sheaf_lock_acquire(LR_SLOT);
-	_sheaf_slots_wait(s->hot.pcs);
+	return _sheaf_slots_settle(s->hot.pcs);
+}
+
+bool _sheaf_pcs_fork_settle(struct kmem_cache *s)
+{
+	return _sheaf_slots_settle(s->hot.pcs);
 }
 
 void _sheaf_pcs_fork_lock_barns(struct kmem_cache *s)

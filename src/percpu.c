@@ -383,40 +383,95 @@ void _sheaf_debug_yield_slow(void)
 /* ------------------------------------------- the remote-slot protocol */
 
 /*
- * Own every slot of the array pcs from another thread: set stop
- * everywhere, make every section in flight restart (membarrier), wait for
- * lock holders.  The caller serialises remote owners of the array.
+ * Own every slot of the array pcs from another thread.  A slot is the
+ * remote owner's once its count is frozen (SHEAF_PCS_TAKEN +
+ * SHEAF_PCS_FROZEN + n, struct sheaf_pcs) and no section in flight can
+ * overwrite that: stop every slot (no trylock succeeds after the next
+ * fence) and freeze every free one, then fence and look again until every
+ * slot is frozen and was before the last fence (_sheaf_slots_settle()).
+ * Two things make a look fail: a section that loaded the count before
+ * the freeze and committed after it (its commit overwrote the frozen
+ * count: freeze again), and a lock holder (wait for its release, then
+ * freeze).  Most often the first look after the first fence finds every
+ * slot frozen: one fence, as when the sections tested a stop byte.  The
+ * caller serialises remote owners of the array.
  */
 void _sheaf_slots_remote_lock(struct sheaf_pcs *pcs)
 {
 	_sheaf_slots_stop(pcs);
-	if (_sheaf_rseq_mode)
-		_sheaf_rseq_fence();
-	_sheaf_slots_wait(pcs);
-	/* No section runs on them now: the owner works with main->size. */
+	do {
+		if (_sheaf_rseq_mode)
+			_sheaf_rseq_fence();
+	} while (!_sheaf_slots_settle(pcs));
+	/* Every slot frozen: the owner works with main->size. */
 	for (unsigned int i = 0; i < _sheaf_nr_slots; i++)
 		if (pcs[i].main)
-			pcs[i].main->size = pcs[i].count;
+			pcs[i].main->size = pcs[i].count - SHEAF_PCS_TAKEN - SHEAF_PCS_FROZEN;
 }
 
-/* The remote protocol in two halves, so that fork() fences once for all. */
+/* Freeze the slot if it is free (count >= 0); false if it is taken. */
+static bool slot_freeze(struct sheaf_pcs *pcs)
+{
+	uint32_t c = __atomic_load_n(&pcs->count, __ATOMIC_RELAXED);
+	while (!sheaf_pcs_count_taken(c))
+		if (__atomic_compare_exchange_n(&pcs->count, &c,
+						c + SHEAF_PCS_TAKEN + SHEAF_PCS_FROZEN,
+						false, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED))
+			return true;
+	return false;
+}
+
+static bool slot_frozen(uint32_t c)
+{
+	return sheaf_pcs_count_taken(c) &&
+	       ((c - SHEAF_PCS_TAKEN) & SHEAF_PCS_FROZEN);
+}
+
+/* The remote protocol in parts, so that fork() fences once for all. */
 void _sheaf_slots_stop(struct sheaf_pcs *pcs)
 {
-	for (unsigned int i = 0; i < _sheaf_nr_slots; i++)
+	for (unsigned int i = 0; i < _sheaf_nr_slots; i++) {
 		__atomic_store_n(&pcs[i].stop, 1, __ATOMIC_SEQ_CST);
+		slot_freeze(&pcs[i]);
+	}
 }
 
-void _sheaf_slots_wait(struct sheaf_pcs *pcs)
+/*
+ * After a fence (rseq mode): true when every slot is frozen (then no
+ * section or lock holder can touch one: the freezes were before the
+ * fence); false when a slot had to be frozen again: fence and call again.
+ */
+bool _sheaf_slots_settle(struct sheaf_pcs *pcs)
 {
-	/*
-	 * Fallback mode's Dekker pair: this seq_cst store of stop and load of
-	 * lock against the locker's seq_cst compare-and-swap of lock and load
-	 * of stop; with all four in one total order, either the locker sees
-	 * stop and lets go, or this load sees its lock and waits.
-	 */
-	for (unsigned int i = 0; i < _sheaf_nr_slots; i++)
-		while (__atomic_load_n(&pcs[i].lock, __ATOMIC_SEQ_CST))
+	bool settled = true;
+	for (unsigned int i = 0; i < _sheaf_nr_slots; i++) {
+		for (;;) {
+			/*
+			 * Fallback mode's Dekker pair: the seq_cst store of
+			 * stop and this load of lock against the locker's
+			 * seq_cst compare-and-swap of lock and load of stop;
+			 * with all four in one total order, either the locker
+			 * sees stop and lets go, or this load sees its lock
+			 * and waits.  In rseq mode a holder's count is
+			 * SHEAF_PCS_TAKEN + n (not frozen): wait for its
+			 * release (stop keeps new holders out).
+			 */
+			uint32_t c = __atomic_load_n(&pcs[i].count, __ATOMIC_SEQ_CST);
+			if (!__atomic_load_n(&pcs[i].lock, __ATOMIC_SEQ_CST)) {
+				if (slot_frozen(c))
+					break;
+				if (!sheaf_pcs_count_taken(c)) {
+					if (slot_freeze(&pcs[i])) {
+						settled = false;
+						break;
+					}
+					continue;
+				}
+			}
 			sched_yield();
+		}
+	}
+	return settled;
 }
 
 /* A fork()ed child's slots, owned by its one thread: no lock is held. */
@@ -428,20 +483,26 @@ void _sheaf_slots_reset(struct sheaf_pcs *pcs)
 
 void _sheaf_slots_remote_unlock(struct sheaf_pcs *pcs)
 {
-	for (unsigned int i = 0; i < _sheaf_nr_slots; i++)
+	for (unsigned int i = 0; i < _sheaf_nr_slots; i++) {
 		sheaf_pcs_publish(&pcs[i]);
-	_sheaf_slots_release(pcs);
+		__atomic_store_n(&pcs[i].stop, 0, __ATOMIC_RELEASE);
+	}
 }
 
 /*
- * Clear stop only: the fork handlers own the slots to freeze them, not to
- * work with their sheaves, so counts stay in the slots (and no sheaf
- * header shared with the child is written: a copy-on-write fault each).
+ * Thaw only: the fork handlers own the slots to freeze them, not to work
+ * with their sheaves, so counts stay in the slots (and no sheaf header
+ * shared with the child is written: a copy-on-write fault each).
  */
 void _sheaf_slots_release(struct sheaf_pcs *pcs)
 {
-	for (unsigned int i = 0; i < _sheaf_nr_slots; i++)
+	for (unsigned int i = 0; i < _sheaf_nr_slots; i++) {
+		uint32_t c = pcs[i].count;
+		SHEAF_ASSERT(slot_frozen(c));
+		__atomic_store_n(&pcs[i].count, c - SHEAF_PCS_TAKEN - SHEAF_PCS_FROZEN,
+				 __ATOMIC_RELEASE);
 		__atomic_store_n(&pcs[i].stop, 0, __ATOMIC_RELEASE);
+	}
 }
 
 /*

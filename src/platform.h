@@ -65,17 +65,18 @@ void _sheaf_set_abort_hook(void (*fn)(void));
 void _sheaf_rseq_fence(void);
 /*
  * The remote-slot protocol (percpu.c) on any array of _sheaf_nr_slots
- * struct sheaf_pcs: own every slot from another thread (stop everywhere,
- * one fence, wait for the holders; main's count copied from the slot into
- * main->size, and back by the unlock), and the halves that fork() uses
- * to fence once for every cache and freeze the slots without touching
- * their counts (stop, wait, then release: stop cleared, nothing copied).
+ * struct sheaf_pcs: own every slot from another thread (stop and freeze
+ * everywhere, fence and settle until every slot is frozen; main's count
+ * copied from the slot into main->size, and back by the unlock), and the
+ * parts that fork() uses to fence for every cache at once and to freeze
+ * the slots without touching their sheaves (stop, fence, settle until
+ * true, then release: counts thawed, stop cleared).
  */
 void _sheaf_slots_remote_lock(struct sheaf_pcs *pcs);
 void _sheaf_slots_remote_unlock(struct sheaf_pcs *pcs);
 void _sheaf_slots_reset(struct sheaf_pcs *pcs);         /* fork()ed child */
 void _sheaf_slots_stop(struct sheaf_pcs *pcs);
-void _sheaf_slots_wait(struct sheaf_pcs *pcs);
+bool _sheaf_slots_settle(struct sheaf_pcs *pcs);
 void _sheaf_slots_release(struct sheaf_pcs *pcs);
 
 /* The CPU the thread runs on now (a hint: it may move at once). */

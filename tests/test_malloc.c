@@ -229,9 +229,9 @@ static void assert_top_hints(struct kmem_cache *s)
 		return;
 	for (unsigned int i = 0; i < sheaf_nr_slots(); i++) {
 		const struct sheaf_pcs *pcs = &h->pcs[i];
-		if (__atomic_load_n(&pcs->lock, __ATOMIC_ACQUIRE))
+		unsigned int n = __atomic_load_n(&pcs->count, __ATOMIC_ACQUIRE);
+		if ((int)n < 0) /* taken */
 			continue;
-		unsigned int n = pcs->count;
 		if (n)
 			assert_ptr_equal(pcs->top, pcs->main->objects[n - 1]);
 	}

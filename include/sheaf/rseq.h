@@ -63,11 +63,34 @@ struct slab_sheaf {
 
 /*
  * struct sheaf_pcs - one CPU slot's sheaves of one cache (64 bytes).
- * Invariants: main != NULL whenever lock == 0; spare and rcu_free may be
- * NULL; every sheaf here has room for the cache's sheaf_room objects and
- * capacity <= sheaf_room; only the lock holder (or a fast-path section,
- * when lock == 0 and stop == 0) changes anything here or in the sheaves it
- * points to, except capacity.  capacity is
+ *
+ * count says who has the slot.  Read as a signed 32-bit number:
+ *   >= 0  free: main's object count.  The sections pop and push with it,
+ *         in the slot's own line, and leave main->size stale, so that
+ *         neither fast path loads the sheaf's header before its array.
+ *   < 0   taken, and main->size is main's count:
+ *         SHEAF_PCS_TAKEN + n, a thread holds the slot lock (the trylock
+ *         section's commit, rseq mode; n was count then, copied into
+ *         main->size by the winner);
+ *         SHEAF_PCS_TAKEN + SHEAF_PCS_FROZEN + n, a remote owner froze
+ *         it (src/percpu.c, the remote-slot protocol; fork() keeps n here
+ *         and writes no sheaf header).
+ * So the pop's test (count - 1 < 0) and the push's (count >= capacity,
+ * unsigned) fail on a taken slot, and neither fast path tests anything
+ * else: one load and one fused compare-and-branch each (a 16-bit test of
+ * lock and stop before them cost 6% of mallocbench mixed).  Whoever lets
+ * the slot go stores main's count back into count (sheaf_pcs_publish(),
+ * the release).
+ * lock is fallback mode's slot lock (a compare-and-swap; no section runs
+ * there, and count stays >= 0): rseq mode never sets it.  stop is set by
+ * a remote owner; the trylock, in both modes, fails while it is.
+ *
+ * Invariants: main != NULL whenever the slot is free; spare and rcu_free
+ * may be NULL; every sheaf here has room for the cache's sheaf_room
+ * objects and capacity <= sheaf_room; only the slot's owner (a lock
+ * holder, a remote owner, or a fast-path section while the slot is free)
+ * changes anything here or in the sheaves it points to, except capacity.
+ * capacity is
  * the push limit the sections read: the cache's current capacity, stored
  * (relaxed) by whichever thread changes it (src/pcs_adapt.c); any value
  * up to sheaf_room is safe, so a section that read the old one is right
@@ -78,14 +101,6 @@ struct slab_sheaf {
  * slot's CPU keeps hot.  misses counts the holder's
  * sheaf swaps and trips to the barn or past it (wraps); win_mark, win_start, win_fails and
  * win_level are the holder's adaptive-capacity window (pcs_adapt.c).
- *
- * count is main's object count while the slot is free (lock == 0 and
- * stop == 0): the sections pop and push with it, in the slot's own line,
- * and leave main->size stale, so that neither fast path has to load the
- * sheaf's header before its array.  Whoever takes the slot (the trylock,
- * a remote owner once every section is out) first copies count into
- * main->size, works with main->size as every other sheaf's, and copies it
- * back into count before it lets go (src/internal.h, src/percpu.c).
  *
  * top is a hint, never trusted: main->objects[count - 1] as the last
  * hint section or unlock left it.  libsheaf-malloc's malloc() and free()
@@ -107,8 +122,8 @@ struct slab_sheaf {
  * instructions a pair.
  */
 struct sheaf_pcs {
-	uint8_t lock;          /* set by the slot trylock section */
-	uint8_t stop;          /* set by a remote flusher */
+	uint8_t lock;          /* fallback mode's slot lock */
+	uint8_t stop;          /* set by a remote owner */
 	uint16_t win_fails;    /* barn put failures in the window */
 	uint32_t capacity;     /* the cache's current capacity: the push limit */
 	struct slab_sheaf *main;
@@ -119,7 +134,7 @@ struct sheaf_pcs {
 	void *top;             /* hint: main->objects[count - 1] (see above) */
 	uint32_t win_mark;     /* misses when the window started */
 	uint32_t win_start;    /* its start, ms of the coarse clock (wraps) */
-	uint32_t count;        /* main's objects while the slot is free */
+	uint32_t count;        /* main's objects while free; taken: < 0 */
 	uint32_t win_level;    /* the cache's adapt_level at its start */
 } __attribute__((aligned(64)));
 
@@ -129,6 +144,11 @@ struct sheaf_pcs {
  * break an instruction fails the build instead.
  */
 #define SHEAF_PCS_SHIFT        6  /* sizeof(struct sheaf_pcs) == 1 << 6 */
+/* A taken slot's count (struct sheaf_pcs): TAKEN + n, held by a thread;
+ * TAKEN + FROZEN + n, frozen by a remote owner; n is main's count. */
+#define SHEAF_PCS_TAKEN        0x80000001
+#define SHEAF_PCS_FROZEN       0x40000000
+#define SHEAF_PCS_OFF_STOP     1
 #define SHEAF_PCS_OFF_CAPACITY 4
 #define SHEAF_PCS_OFF_MAIN     8
 #define SHEAF_PCS_OFF_RCU_FREE 24
@@ -150,14 +170,14 @@ SHEAF_STATIC_ASSERT(offsetof(struct slab_sheaf, size) == SHEAF_OFF_SIZE &&
 		    "the sections read a sheaf's size and objects[] at these offsets");
 SHEAF_STATIC_ASSERT(sizeof(struct sheaf_pcs) == 1u << SHEAF_PCS_SHIFT &&
 		    offsetof(struct sheaf_pcs, lock) == 0 &&
-		    offsetof(struct sheaf_pcs, stop) == 1 &&
+		    offsetof(struct sheaf_pcs, stop) == SHEAF_PCS_OFF_STOP &&
 		    offsetof(struct sheaf_pcs, capacity) == SHEAF_PCS_OFF_CAPACITY &&
 		    offsetof(struct sheaf_pcs, main) == SHEAF_PCS_OFF_MAIN &&
 		    offsetof(struct sheaf_pcs, rcu_free) == SHEAF_PCS_OFF_RCU_FREE &&
 		    offsetof(struct sheaf_pcs, top) == SHEAF_PCS_OFF_TOP &&
 		    offsetof(struct sheaf_pcs, count) == SHEAF_PCS_OFF_COUNT,
-		    "the sections index slots by << 6, test lock and stop with one "
-		    "16-bit compare at 0, and read capacity, main, rcu_free, top, count here");
+		    "the sections index slots by << 6, and read stop, capacity, main, "
+		    "rcu_free, top, count here");
 
 /* The start of every struct kmem_cache: what the inline fast paths read. */
 struct sheaf_cache_hot {
@@ -391,15 +411,15 @@ sheaf_pcs_info_ok(const struct sheaf_pcs *pcs, uintptr_t x)
 
 /*
  * Start of every sheaf section: %rax = &base[slot] for the slot read from
- * the rseq area now; bail if the thread has no usable slot (above) or the
- * slot's lock or stop byte is set.
+ * the rseq area now; bail if the thread has no usable slot (above).  Each
+ * section then tests the slot's count, which is negative while the slot
+ * is taken (struct sheaf_pcs): the pop and the push with the test they
+ * make anyway, the others with one of their own.
  */
 #define SHEAF_RSEQ_SLOT(D, SLOT)                                               \
 	SHEAF_RSEQ_SLOTNR("bail", D, SLOT)                                     \
 	"shlq $" SHEAF_STR(SHEAF_PCS_SHIFT) ", %%rax\n\t"                      \
-	"addq %[base], %%rax\n\t"                                              \
-	"cmpw $0, (%%rax)\n\t"                                                 \
-	"jne %l[bail]\n\t"
+	"addq %[base], %%rax\n\t"
 
 /*
  * Disarm: rseq->rseq_cs = NULL once the section is over (after the commit,
@@ -498,12 +518,11 @@ enum { SHEAF_RSEQ_DONE = 0, SHEAF_RSEQ_BAIL = 1, SHEAF_RSEQ_ABORTED = 2,
  */
 #define SHEAF_RSEQ_POP_HEAD                                                    \
 	"movl " SHEAF_STR(SHEAF_PCS_OFF_COUNT) "(%%rax), %%edx\n\t"            \
-	"testl %%edx, %%edx\n\t"                                               \
-	"jz %l[bail]\n\t"
+	"subl $1, %%edx\n\t"                                                   \
+	"js %l[bail]\n\t"
 #define SHEAF_RSEQ_POP_PLAIN                                                   \
 	SHEAF_RSEQ_POP_HEAD                                                    \
 	"movq " SHEAF_STR(SHEAF_PCS_OFF_MAIN) "(%%rax), %%rcx\n\t"             \
-	"subl $1, %%edx\n\t"                                                   \
 	"movq " SHEAF_STR(SHEAF_OFF_OBJECTS) "(%%rcx, %%rdx, 8), %[obj]\n\t"   \
 	"movq -8+" SHEAF_STR(SHEAF_OFF_OBJECTS) "(%%rcx, %%rdx, 8), %[next]\n\t" \
 	"movl %%edx, " SHEAF_STR(SHEAF_PCS_OFF_COUNT) "(%%rax)\n\t"
@@ -511,7 +530,6 @@ enum { SHEAF_RSEQ_DONE = 0, SHEAF_RSEQ_BAIL = 1, SHEAF_RSEQ_ABORTED = 2,
 	SHEAF_RSEQ_POP_HEAD                                                    \
 	"movq " SHEAF_STR(SHEAF_PCS_OFF_TOP) "(%%rax), %[obj]\n\t"             \
 	"movq " SHEAF_STR(SHEAF_PCS_OFF_MAIN) "(%%rax), %%rcx\n\t"             \
-	"subl $1, %%edx\n\t"                                                   \
 	"cmpq %[obj], " SHEAF_STR(SHEAF_OFF_OBJECTS) "(%%rcx, %%rdx, 8)\n\t"   \
 	"je 5f\n\t"                                                            \
 	"movq " SHEAF_STR(SHEAF_OFF_OBJECTS) "(%%rcx, %%rdx, 8), %[obj]\n\t"   \
@@ -521,7 +539,7 @@ enum { SHEAF_RSEQ_DONE = 0, SHEAF_RSEQ_BAIL = 1, SHEAF_RSEQ_ABORTED = 2,
 	"movl %%edx, " SHEAF_STR(SHEAF_PCS_OFF_COUNT) "(%%rax)\n\t"
 
 #define SHEAF_RSEQ_POP_ASM(BODY, D, SLOT)                                      \
-	__asm__ goto(                                                          \
+	__asm__ volatile goto(                                                          \
 		SHEAF_RSEQ_ARM(D)                                              \
 		SHEAF_RSEQ_SLOT(D, SLOT)                                       \
 		BODY                                                           \
@@ -581,7 +599,7 @@ sheaf_rseq_pop(struct sheaf_pcs *base, void **objp)
  *   (and, for the hint push, as the slot's top hint).
  */
 #define SHEAF_RSEQ_PUSH_ASM(HINT_STORE, D, SLOT)                               \
-	__asm__ goto(                                                          \
+	__asm__ volatile goto(                                                          \
 		SHEAF_RSEQ_ARM(D)                                              \
 		SHEAF_RSEQ_SLOT(D, SLOT)                                       \
 		"movl " SHEAF_STR(SHEAF_PCS_OFF_COUNT) "(%%rax), %%edx\n\t"    \
@@ -634,9 +652,11 @@ sheaf_rseq_push(struct sheaf_pcs *base, void *obj)
  *   commit: rcu_free->size = size + 1.
  */
 #define SHEAF_RSEQ_PUSH_RCU_ASM(D, SLOT)                                       \
-	__asm__ goto(                                                          \
+	__asm__ volatile goto(                                                          \
 		SHEAF_RSEQ_ARM(D)                                              \
 		SHEAF_RSEQ_SLOT(D, SLOT)                                       \
+		"cmpl $0, " SHEAF_STR(SHEAF_PCS_OFF_COUNT) "(%%rax)\n\t"      \
+		"jl %l[bail]\n\t"                                             \
 		"movq " SHEAF_STR(SHEAF_PCS_OFF_RCU_FREE) "(%%rax), %%rcx\n\t" \
 		"testq %%rcx, %%rcx\n\t"                                       \
 		"jz %l[bail]\n\t"                                              \
@@ -664,21 +684,28 @@ abort:
 }
 
 /*
- * Trylock.  Bails if lock or stop is already set.
- *   commit: pcs[slot].lock = 1; *slotp = the slot the section ran on.
+ * Trylock.  Bails if the slot is taken (count negative) or stop is set.
+ *   commit: count = SHEAF_PCS_TAKEN + count; *slotp = the slot the
+ *   section ran on.
  */
 static inline int sheaf_rseq_trylock(struct sheaf_pcs *base, unsigned int *slotp)
 {
 	struct sheaf_pcs *pcs;
 #define SHEAF_RSEQ_TRYLOCK_ASM(D, SLOT)                                        \
-	__asm__ goto(                                                          \
+	__asm__ volatile goto(                                                          \
 		SHEAF_RSEQ_ARM(D)                                              \
 		SHEAF_RSEQ_SLOT(D, SLOT)                                       \
-		"movb $1, (%%rax)\n\t"                                         \
+		"movl " SHEAF_STR(SHEAF_PCS_OFF_COUNT) "(%%rax), %%edx\n\t"    \
+		"testl %%edx, %%edx\n\t"                                       \
+		"js %l[bail]\n\t"                                              \
+		"cmpb $0, " SHEAF_STR(SHEAF_PCS_OFF_STOP) "(%%rax)\n\t"       \
+		"jne %l[bail]\n\t"                                             \
+		"addl $" SHEAF_STR(SHEAF_PCS_TAKEN) ", %%edx\n\t"              \
+		"movl %%edx, " SHEAF_STR(SHEAF_PCS_OFF_COUNT) "(%%rax)\n\t"    \
 		SHEAF_RSEQ_END(D)                                              \
 		: "=&a"(pcs)                                                   \
 		: [base] "r"(base) SHEAF_RSEQ_SEL_INPUT                        \
-		: "memory", "cc"                                               \
+		: "rdx", "memory", "cc"                                        \
 		: bail, abort)
 	SHEAF_RSEQ_VARIANTS(SHEAF_RSEQ_TRYLOCK_ASM);
 	*slotp = (unsigned int)(pcs - base);
@@ -726,7 +753,7 @@ static inline int sheaf_rseq_cpu_cmpxchg(void *base, void *c, void *old_fl,
 					 unsigned long new_tid)
 {
 #define SHEAF_RSEQ_CMPXCHG_ASM(D, SLOT)                                        \
-	__asm__ goto(                                                          \
+	__asm__ volatile goto(                                                          \
 		SHEAF_RSEQ_CPU_SLOT(D, SLOT)                                   \
 		"cmpq %[ofl], (%%rax)\n\t"                                     \
 		"jne %l[bail]\n\t"                                             \
@@ -762,7 +789,7 @@ static inline int sheaf_rseq_cpu_settid(void *base, void *c,
 					unsigned long new_tid)
 {
 #define SHEAF_RSEQ_SETTID_ASM(D, SLOT)                                         \
-	__asm__ goto(                                                          \
+	__asm__ volatile goto(                                                          \
 		SHEAF_RSEQ_CPU_SLOT(D, SLOT)                                   \
 		"cmpq %[otid], " SHEAF_STR(SHEAF_CPU_OFF_TID) "(%%rax)\n\t"    \
 		"jne %l[bail]\n\t"                                             \
