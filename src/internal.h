@@ -558,8 +558,9 @@ static inline void sheaf_pcs_unlock(struct sheaf_pcs *pcs)
 	/* One more slow path: the idle drain reads it without the lock. */
 	__atomic_store_n(&pcs->events, pcs->events + 1, __ATOMIC_RELAXED);
 	sheaf_pcs_publish(pcs);
-	if (!_sheaf_rseq_mode)
-		__atomic_store_n(&pcs->lock, 0, __ATOMIC_RELEASE);
+	/* Fallback mode's release (rseq mode's was the count's: its lock
+	 * byte is always 0, and the store of 0 costs less than a test). */
+	__atomic_store_n(&pcs->lock, 0, __ATOMIC_RELEASE);
 	_sheaf_lock_release(LR_SLOT);
 }
 

@@ -456,8 +456,10 @@ bool _sheaf_slots_settle(struct sheaf_pcs *pcs)
 			 * SHEAF_PCS_TAKEN + n (not frozen): wait for its
 			 * release (stop keeps new holders out).
 			 */
-			uint32_t c = __atomic_load_n(&pcs[i].count, __ATOMIC_SEQ_CST);
 			if (!__atomic_load_n(&pcs[i].lock, __ATOMIC_SEQ_CST)) {
+				/* After the lock: a fallback holder's release
+				 * of count came before its release of lock. */
+				uint32_t c = __atomic_load_n(&pcs[i].count, __ATOMIC_SEQ_CST);
 				if (slot_frozen(c))
 					break;
 				if (!sheaf_pcs_count_taken(c)) {

@@ -365,15 +365,16 @@ sheaf_pcs_info_ok(const struct sheaf_pcs *pcs, uintptr_t x)
  * __rseq_cs, and the store of its address into rseq->rseq_cs (offset 8)
  * that arms it.
  */
-#define SHEAF_RSEQ_ARM(D)                                                      \
+#define SHEAF_RSEQ_ARM_R(D, R)                                                 \
 	".pushsection __rseq_cs, \"aw\"\n\t"                                   \
 	".balign 32\n\t"                                                       \
 	"3:\n\t"                                                               \
 	".long 0, 0\n\t"                                                       \
 	".quad 1f, (2f - 1f), 4f\n\t"                                          \
 	".popsection\n\t"                                                      \
-	"leaq 3b(%%rip), %%rax\n\t"                                            \
-	"movq %%rax, %%fs:8-" D "(%[sel])\n\t"
+	"leaq 3b(%%rip), %%" R "\n\t"                                          \
+	"movq %%" R ", %%fs:8-" D "(%[sel])\n\t"
+#define SHEAF_RSEQ_ARM(D) SHEAF_RSEQ_ARM_R(D, "rax")
 
 /*
  * Run ASM(D, SLOT), a section in the variant of this process's slots
@@ -403,11 +404,12 @@ sheaf_pcs_info_ok(const struct sheaf_pcs *pcs, uintptr_t x)
  * the line the section has just armed also keeps the slot below the slot
  * count.
  */
-#define SHEAF_RSEQ_SLOTNR(NOSLOT, D, SLOT)                                     \
+#define SHEAF_RSEQ_SLOTNR_R(NOSLOT, D, SLOT, R32)                              \
 	"1:\n\t"                                                               \
 	"cmpl $0, %%fs:4-" D "(%[sel])\n\t"                                    \
 	"jl %l[" NOSLOT "]\n\t"                                                \
-	"movl %%fs:" SLOT "-" D "(%[sel]), %%eax\n\t"
+	"movl %%fs:" SLOT "-" D "(%[sel]), %%" R32 "\n\t"
+#define SHEAF_RSEQ_SLOTNR(NOSLOT, D, SLOT) SHEAF_RSEQ_SLOTNR_R(NOSLOT, D, SLOT, "eax")
 
 /*
  * Start of every sheaf section: %rax = &base[slot] for the slot read from
@@ -416,10 +418,11 @@ sheaf_pcs_info_ok(const struct sheaf_pcs *pcs, uintptr_t x)
  * is taken (struct sheaf_pcs): the pop and the push with the test they
  * make anyway, the others with one of their own.
  */
-#define SHEAF_RSEQ_SLOT(D, SLOT)                                               \
-	SHEAF_RSEQ_SLOTNR("bail", D, SLOT)                                     \
-	"shlq $" SHEAF_STR(SHEAF_PCS_SHIFT) ", %%rax\n\t"                      \
-	"addq %[base], %%rax\n\t"
+#define SHEAF_RSEQ_SLOT_R(D, SLOT, R, R32)                                     \
+	SHEAF_RSEQ_SLOTNR_R("bail", D, SLOT, R32)                              \
+	"shlq $" SHEAF_STR(SHEAF_PCS_SHIFT) ", %%" R "\n\t"                    \
+	"addq %[base], %%" R "\n\t"
+#define SHEAF_RSEQ_SLOT(D, SLOT) SHEAF_RSEQ_SLOT_R(D, SLOT, "rax", "eax")
 
 /*
  * Disarm: rseq->rseq_cs = NULL once the section is over (after the commit,
@@ -517,36 +520,44 @@ enum { SHEAF_RSEQ_DONE = 0, SHEAF_RSEQ_BAIL = 1, SHEAF_RSEQ_ABORTED = 2,
  * dependent ones (struct sheaf_pcs, top).
  */
 #define SHEAF_RSEQ_POP_HEAD                                                    \
-	"movl " SHEAF_STR(SHEAF_PCS_OFF_COUNT) "(%%rax), %%edx\n\t"            \
+	"movl " SHEAF_STR(SHEAF_PCS_OFF_COUNT) "(%%r11), %%edx\n\t"            \
 	"subl $1, %%edx\n\t"                                                   \
 	"js %l[bail]\n\t"
 #define SHEAF_RSEQ_POP_PLAIN                                                   \
 	SHEAF_RSEQ_POP_HEAD                                                    \
-	"movq " SHEAF_STR(SHEAF_PCS_OFF_MAIN) "(%%rax), %%rcx\n\t"             \
+	"movq " SHEAF_STR(SHEAF_PCS_OFF_MAIN) "(%%r11), %%rcx\n\t"             \
 	"movq " SHEAF_STR(SHEAF_OFF_OBJECTS) "(%%rcx, %%rdx, 8), %[obj]\n\t"   \
 	"movq -8+" SHEAF_STR(SHEAF_OFF_OBJECTS) "(%%rcx, %%rdx, 8), %[next]\n\t" \
-	"movl %%edx, " SHEAF_STR(SHEAF_PCS_OFF_COUNT) "(%%rax)\n\t"
+	"movl %%edx, " SHEAF_STR(SHEAF_PCS_OFF_COUNT) "(%%r11)\n\t"
 #define SHEAF_RSEQ_POP_HINT                                                    \
 	SHEAF_RSEQ_POP_HEAD                                                    \
-	"movq " SHEAF_STR(SHEAF_PCS_OFF_TOP) "(%%rax), %[obj]\n\t"             \
-	"movq " SHEAF_STR(SHEAF_PCS_OFF_MAIN) "(%%rax), %%rcx\n\t"             \
+	"movq " SHEAF_STR(SHEAF_PCS_OFF_TOP) "(%%r11), %[obj]\n\t"             \
+	"movq " SHEAF_STR(SHEAF_PCS_OFF_MAIN) "(%%r11), %%rcx\n\t"             \
 	"cmpq %[obj], " SHEAF_STR(SHEAF_OFF_OBJECTS) "(%%rcx, %%rdx, 8)\n\t"   \
 	"je 5f\n\t"                                                            \
 	"movq " SHEAF_STR(SHEAF_OFF_OBJECTS) "(%%rcx, %%rdx, 8), %[obj]\n\t"   \
 	"5:\n\t"                                                               \
 	"movq -8+" SHEAF_STR(SHEAF_OFF_OBJECTS) "(%%rcx, %%rdx, 8), %[next]\n\t" \
-	"movq %[next], " SHEAF_STR(SHEAF_PCS_OFF_TOP) "(%%rax)\n\t"            \
-	"movl %%edx, " SHEAF_STR(SHEAF_PCS_OFF_COUNT) "(%%rax)\n\t"
+	"movq %[next], " SHEAF_STR(SHEAF_PCS_OFF_TOP) "(%%r11)\n\t"            \
+	"movl %%edx, " SHEAF_STR(SHEAF_PCS_OFF_COUNT) "(%%r11)\n\t"
 
+/*
+ * The pop's registers: the slot in %r11, the object out in %rax and the
+ * slots' base in %rsi, so that a function that returns the object (the
+ * malloc() of libsheaf-malloc) returns it where the section left it, and
+ * keeps its first argument (the size, for its slow path) where it came:
+ * two register moves fewer on that path, which GCC's own choice of
+ * registers made.
+ */
 #define SHEAF_RSEQ_POP_ASM(BODY, D, SLOT)                                      \
-	__asm__ volatile goto(                                                          \
-		SHEAF_RSEQ_ARM(D)                                              \
-		SHEAF_RSEQ_SLOT(D, SLOT)                                       \
+	__asm__ volatile goto(                                                 \
+		SHEAF_RSEQ_ARM_R(D, "r11")                                     \
+		SHEAF_RSEQ_SLOT_R(D, SLOT, "r11", "r11d")                      \
 		BODY                                                           \
 		SHEAF_RSEQ_END(D)                                              \
-		: [obj] "=&r"(obj), [next] "=&r"(next)                         \
-		: [base] "r"(base) SHEAF_RSEQ_SEL_INPUT                        \
-		: "rax", "rcx", "rdx", "memory", "cc"                          \
+		: [obj] "=&a"(obj), [next] "=&r"(next)                         \
+		: [base] "S"(base) SHEAF_RSEQ_SEL_INPUT                        \
+		: "r11", "rcx", "rdx", "memory", "cc"                          \
 		: bail, abort)
 #define SHEAF_RSEQ_POP_HINT_ASM(D, SLOT) SHEAF_RSEQ_POP_ASM(SHEAF_RSEQ_POP_HINT, D, SLOT)
 #define SHEAF_RSEQ_POP_PLAIN_ASM(D, SLOT) SHEAF_RSEQ_POP_ASM(SHEAF_RSEQ_POP_PLAIN, D, SLOT)
@@ -599,7 +610,7 @@ sheaf_rseq_pop(struct sheaf_pcs *base, void **objp)
  *   (and, for the hint push, as the slot's top hint).
  */
 #define SHEAF_RSEQ_PUSH_ASM(HINT_STORE, D, SLOT)                               \
-	__asm__ volatile goto(                                                          \
+	__asm__ volatile goto(                                                 \
 		SHEAF_RSEQ_ARM(D)                                              \
 		SHEAF_RSEQ_SLOT(D, SLOT)                                       \
 		"movl " SHEAF_STR(SHEAF_PCS_OFF_COUNT) "(%%rax), %%edx\n\t"    \
@@ -652,7 +663,7 @@ sheaf_rseq_push(struct sheaf_pcs *base, void *obj)
  *   commit: rcu_free->size = size + 1.
  */
 #define SHEAF_RSEQ_PUSH_RCU_ASM(D, SLOT)                                       \
-	__asm__ volatile goto(                                                          \
+	__asm__ volatile goto(                                                 \
 		SHEAF_RSEQ_ARM(D)                                              \
 		SHEAF_RSEQ_SLOT(D, SLOT)                                       \
 		"cmpl $0, " SHEAF_STR(SHEAF_PCS_OFF_COUNT) "(%%rax)\n\t"      \
@@ -692,7 +703,7 @@ static inline int sheaf_rseq_trylock(struct sheaf_pcs *base, unsigned int *slotp
 {
 	struct sheaf_pcs *pcs;
 #define SHEAF_RSEQ_TRYLOCK_ASM(D, SLOT)                                        \
-	__asm__ volatile goto(                                                          \
+	__asm__ volatile goto(                                                 \
 		SHEAF_RSEQ_ARM(D)                                              \
 		SHEAF_RSEQ_SLOT(D, SLOT)                                       \
 		"movl " SHEAF_STR(SHEAF_PCS_OFF_COUNT) "(%%rax), %%edx\n\t"    \
@@ -753,7 +764,7 @@ static inline int sheaf_rseq_cpu_cmpxchg(void *base, void *c, void *old_fl,
 					 unsigned long new_tid)
 {
 #define SHEAF_RSEQ_CMPXCHG_ASM(D, SLOT)                                        \
-	__asm__ volatile goto(                                                          \
+	__asm__ volatile goto(                                                 \
 		SHEAF_RSEQ_CPU_SLOT(D, SLOT)                                   \
 		"cmpq %[ofl], (%%rax)\n\t"                                     \
 		"jne %l[bail]\n\t"                                             \
@@ -789,7 +800,7 @@ static inline int sheaf_rseq_cpu_settid(void *base, void *c,
 					unsigned long new_tid)
 {
 #define SHEAF_RSEQ_SETTID_ASM(D, SLOT)                                         \
-	__asm__ volatile goto(                                                          \
+	__asm__ volatile goto(                                                 \
 		SHEAF_RSEQ_CPU_SLOT(D, SLOT)                                   \
 		"cmpq %[otid], " SHEAF_STR(SHEAF_CPU_OFF_TID) "(%%rax)\n\t"    \
 		"jne %l[bail]\n\t"                                             \
