@@ -362,7 +362,7 @@ void _sheaf_pcs_unlock_all(struct kmem_cache *s, bool child)
  * Bare slot arrays: a per-CPU cache of pointers that is not a kmem_cache
  * (kmalloc's per-order caches of free large runs).  Every slot's main is a
  * sheaf of `capacity` pointers of its own, never replaced; no spare, no
- * rcu_free, no barn, no lock byte ever set: the inline sections push and
+ * rcu_free, no barn, no slot lock ever taken: the inline sections push and
  * pop (sheaf_pcs_push_inline(), sheaf_pcs_pop_inline(), rseq mode only),
  * and _sheaf_pcs_bare_drain() empties every slot from any thread with the
  * remote-slot protocol.  The sheaves follow the slots, each in whole cache

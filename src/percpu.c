@@ -283,7 +283,8 @@ static void decide_percpu_mode(void)
 /*
  * The remote-slot fence: membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ)
  * aborts every restartable section in flight on the other CPUs, so that
- * after it every section sees the stop bytes stored before it.  Returns
+ * after it every section sees the stop bytes and frozen counts stored
+ * before it.  Returns
  * only when the fence happened.  Transient failures (ENOMEM: the kernel
  * could not allocate its CPU mask; EAGAIN, EINTR) are retried with a
  * growing pause for about two seconds; any other failure, or one that

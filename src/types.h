@@ -59,7 +59,7 @@ enum sheaf_lock_rank {
 	LR_INFO,        /* info.c info.lock: the statistics publisher */
 	LR_SLAB_MUTEX,  /* slab_common.c _sheaf_slab_mutex: the cache list */
 	LR_FLUSH,       /* per cache: flush_lock, remote owners of its slots */
-	LR_SLOT,        /* per cache and slot: the slot lock byte */
+	LR_SLOT,        /* per cache and slot: the slot lock */
 	LR_BARN,        /* per cache and node: node_barn.lock */
 	LR_LIST,        /* per cache and node: kmem_cache_node.list_lock */
 	LR_ARENA,       /* pages.c _sheaf_arena_lock (huge.c too) */
@@ -302,11 +302,12 @@ _Static_assert(sizeof(struct kmem_cache_cpu) == 1u << SHEAF_CPU_SHIFT &&
  *
  * main, spare, rcu_free: the three sheaves of a slot (struct sheaf_pcs,
  *   pcs.c, the only layer that writes it).  "slot": the holder of the
- *   slot lock (the lock byte, taken by sheaf_pcs_trylock(); its place in
- *   the lock order is LR_SLOT), or a remote owner (the cache's flush_lock,
- *   LR_FLUSH, then the stop bytes, one fence and a wait: percpu.c's
- *   remote-slot protocol; flushes and fork()), or -- main and rcu_free
- *   only, while lock == 0 and stop == 0 -- a restartable section of
+ *   slot lock (sheaf_pcs_trylock(): the slot's taken count, or the lock
+ *   byte in fallback mode; its place in the lock order is LR_SLOT), or a
+ *   remote owner (the cache's flush_lock, LR_FLUSH, then the stop bytes,
+ *   the frozen counts and a fence: percpu.c's remote-slot protocol;
+ *   flushes and fork()), or -- main and rcu_free only, while the slot is
+ *   free (count >= 0) -- a restartable section of
  *   <sheaf/rseq.h>.  No section touches the spare.
  *   main is never NULL while the slot is unlocked and may be empty: its
  *   objects are free, for allocation.  spare may be NULL and hold any

@@ -11,16 +11,20 @@
  *  - each cache with sheaves has one struct sheaf_pcs per CPU slot; the
  *    slot is the rseq mm_cid (or cpu_id) of the running thread;
  *  - a fast alloc is ONE restartable section: find the slot, bail if its
- *    lock or stop byte is set or main is empty, load the top object, commit
- *    by storing main->size - 1.  A fast free is the mirror image, committing
- *    main->size + 1 after storing the object above the top;
- *  - the slot trylock is a restartable section too, committing lock = 1.
- *    The holder may then be preempted or migrated and still owns the slot;
- *    it works with plain loads and stores and releases with a store-release
- *    of lock = 0.  While it holds the slot every fast path bails out;
- *  - remote access sets stop, runs membarrier(PRIVATE_EXPEDITED_RSEQ) so
- *    that every section in flight restarts and sees it, and waits for lock
- *    to clear.
+ *    count is not positive (main empty, or the slot taken: the count is
+ *    negative then), load the top object, commit by storing count - 1.  A
+ *    fast free is the mirror image, committing count + 1 after storing the
+ *    object above the top (it bails at the capacity, which a taken slot's
+ *    count is always above);
+ *  - the slot trylock is a restartable section too, committing the taken
+ *    count.  The holder may then be preempted or migrated and still owns
+ *    the slot; it works with plain loads and stores and releases with a
+ *    store-release of main's count.  While it holds the slot every fast
+ *    path bails out;
+ *  - remote access sets stop (the trylock bails) and freezes every free
+ *    count, runs membarrier(PRIVATE_EXPEDITED_RSEQ) so that every section
+ *    in flight restarts, and freezes again what a section committed over
+ *    (struct sheaf_pcs, below; src/percpu.c).
  *
  * The kernel aborts a section (and jumps to its abort handler, which
  * restarts it) when the thread is preempted, migrated or signalled before
