@@ -247,20 +247,21 @@ static void lock_slots(void)
 	}
 	if (_sheaf_rseq_mode)
 		_sheaf_rseq_fence();
-	bool settled = true;
 	list_for_each_entry(s, &_sheaf_slab_caches, list) {
 		if (cache_has_sheaves(s))
-			settled &= _sheaf_pcs_fork_wait(s);
+			_sheaf_pcs_fork_hold(s);
 		else
 			_sheaf_cpu_fork_wait(s);
 	}
-	while (!settled) {
-		if (_sheaf_rseq_mode)
-			_sheaf_rseq_fence();
-		settled = true;
+	for (;;) {
+		bool settled = true;
 		list_for_each_entry(s, &_sheaf_slab_caches, list)
 			if (cache_has_sheaves(s))
 				settled &= _sheaf_pcs_fork_settle(s);
+		if (settled)
+			break;
+		if (_sheaf_rseq_mode)
+			_sheaf_rseq_fence();
 	}
 }
 

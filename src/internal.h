@@ -553,6 +553,13 @@ static inline bool sheaf_pcs_count_taken(uint32_t count)
 	return (int32_t)count < 0;
 }
 
+/* Taken by a remote owner: SHEAF_PCS_TAKEN + SHEAF_PCS_FROZEN + n. */
+static inline bool sheaf_pcs_count_frozen(uint32_t count)
+{
+	return sheaf_pcs_count_taken(count) &&
+	       ((count - SHEAF_PCS_TAKEN) & SHEAF_PCS_FROZEN);
+}
+
 static inline void sheaf_pcs_unlock(struct sheaf_pcs *pcs)
 {
 	/* One more slow path: the idle drain reads it without the lock. */
@@ -658,8 +665,8 @@ void _sheaf_idle_row_put(struct kmem_cache *s);
 struct sheaf_idle_cache *_sheaf_idle_cache_view(const struct kmem_cache *s);
 unsigned int _sheaf_pcs_drain_idle(struct kmem_cache *s, unsigned int looks);
 void _sheaf_pcs_fork_stop(struct kmem_cache *s);
-bool _sheaf_pcs_fork_wait(struct kmem_cache *s);   /* true: settled */
-bool _sheaf_pcs_fork_settle(struct kmem_cache *s); /* again, after a fence */
+void _sheaf_pcs_fork_hold(struct kmem_cache *s);
+bool _sheaf_pcs_fork_settle(struct kmem_cache *s); /* after a fence; true: settled */
 void _sheaf_pcs_fork_lock_barns(struct kmem_cache *s);
 void _sheaf_pcs_fork_unlock_barns(struct kmem_cache *s);
 int _sheaf_pcs_test_hold(struct kmem_cache *s, bool hold);

@@ -317,12 +317,13 @@ void _sheaf_pcs_fork_stop(struct kmem_cache *s)
 	_sheaf_slots_stop(s->hot.pcs);
 }
 
-bool _sheaf_pcs_fork_wait(struct kmem_cache *s)
+/* After the fence: s's slots are the handler's to settle (it waits for
+ * every holder of them; it holds the slots of the caches before s: the
+ * same rank). */
+void _sheaf_pcs_fork_hold(struct kmem_cache *s)
 {
-	/* It waits for every holder of s's slots (the handler holds the
-	 * slots of the caches before s: the same rank). */
+	(void)s;
 	_sheaf_lock_acquire(LR_SLOT);
-	return _sheaf_slots_settle(s->hot.pcs);
 }
 
 bool _sheaf_pcs_fork_settle(struct kmem_cache *s)

@@ -383,6 +383,9 @@ void _sheaf_debug_yield_slow(void)
 
 /* ------------------------------------------- the remote-slot protocol */
 
+/* A frozen count less main's count n (struct sheaf_pcs). */
+#define FROZEN_BASE (SHEAF_PCS_TAKEN + SHEAF_PCS_FROZEN)
+
 /*
  * Own every slot of the array pcs from another thread.  A slot is the
  * remote owner's once its count is frozen (SHEAF_PCS_TAKEN +
@@ -407,7 +410,7 @@ void _sheaf_slots_remote_lock(struct sheaf_pcs *pcs)
 	/* Every slot frozen: the owner works with main->size. */
 	for (unsigned int i = 0; i < _sheaf_nr_slots; i++)
 		if (pcs[i].main)
-			pcs[i].main->size = pcs[i].count - SHEAF_PCS_TAKEN - SHEAF_PCS_FROZEN;
+			pcs[i].main->size = pcs[i].count - FROZEN_BASE;
 }
 
 /* Freeze the slot if it is free (count >= 0); false if it is taken. */
@@ -415,17 +418,10 @@ static bool slot_freeze(struct sheaf_pcs *pcs)
 {
 	uint32_t c = __atomic_load_n(&pcs->count, __ATOMIC_RELAXED);
 	while (!sheaf_pcs_count_taken(c))
-		if (__atomic_compare_exchange_n(&pcs->count, &c,
-						c + SHEAF_PCS_TAKEN + SHEAF_PCS_FROZEN,
+		if (__atomic_compare_exchange_n(&pcs->count, &c, c + FROZEN_BASE,
 						false, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED))
 			return true;
 	return false;
-}
-
-static bool slot_frozen(uint32_t c)
-{
-	return sheaf_pcs_count_taken(c) &&
-	       ((c - SHEAF_PCS_TAKEN) & SHEAF_PCS_FROZEN);
 }
 
 /* The remote protocol in parts, so that fork() fences once for all. */
@@ -461,7 +457,7 @@ bool _sheaf_slots_settle(struct sheaf_pcs *pcs)
 				/* After the lock: a fallback holder's release
 				 * of count came before its release of lock. */
 				uint32_t c = __atomic_load_n(&pcs[i].count, __ATOMIC_SEQ_CST);
-				if (slot_frozen(c))
+				if (sheaf_pcs_count_frozen(c))
 					break;
 				if (!sheaf_pcs_count_taken(c)) {
 					if (slot_freeze(&pcs[i])) {
@@ -501,9 +497,8 @@ void _sheaf_slots_release(struct sheaf_pcs *pcs)
 {
 	for (unsigned int i = 0; i < _sheaf_nr_slots; i++) {
 		uint32_t c = pcs[i].count;
-		SHEAF_ASSERT(slot_frozen(c));
-		__atomic_store_n(&pcs[i].count, c - SHEAF_PCS_TAKEN - SHEAF_PCS_FROZEN,
-				 __ATOMIC_RELEASE);
+		SHEAF_ASSERT(sheaf_pcs_count_frozen(c));
+		__atomic_store_n(&pcs[i].count, c - FROZEN_BASE, __ATOMIC_RELEASE);
 		__atomic_store_n(&pcs[i].stop, 0, __ATOMIC_RELEASE);
 	}
 }

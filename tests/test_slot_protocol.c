@@ -35,11 +35,6 @@
 
 #include "internal.h"
 
-static bool frozen(uint32_t c)
-{
-	return (int32_t)c < 0 && ((c - SHEAF_PCS_TAKEN) & SHEAF_PCS_FROZEN);
-}
-
 static struct kmem_cache *new_cache(const char *name)
 {
 	struct kmem_cache_args a = { .sheaf_capacity = 16 };
@@ -76,7 +71,7 @@ static void test_trylock_encoding(void **state)
 			continue;
 		unsigned int n = pcs->main->size;
 		assert_int_equal(pcs->count, SHEAF_PCS_TAKEN + n);
-		assert_false(frozen(pcs->count));
+		assert_false(sheaf_pcs_count_frozen(pcs->count));
 		assert_int_equal(pcs->lock, 0); /* rseq mode never sets it */
 		/* the sections bail on it while the thread is still on it */
 		void *obj = NULL;
@@ -127,7 +122,7 @@ static void test_remote_freeze(void **state)
 	_sheaf_pcs_remote_lock_all(s);
 	for (unsigned int i = 0; i < _sheaf_nr_slots; i++) {
 		struct sheaf_pcs *pcs = &s->hot.pcs[i];
-		assert_true(frozen(pcs->count));
+		assert_true(sheaf_pcs_count_frozen(pcs->count));
 		assert_int_equal(pcs->count - SHEAF_PCS_TAKEN - SHEAF_PCS_FROZEN,
 				 before[i]);
 		assert_int_equal(pcs->main->size, before[i]);
@@ -180,14 +175,12 @@ static void test_fork_freeze(void **state)
 	_sheaf_pcs_fork_stop(s);
 	if (_sheaf_rseq_mode)
 		_sheaf_rseq_fence();
-	bool settled = _sheaf_pcs_fork_wait(s);
-	while (!settled) {
+	_sheaf_pcs_fork_hold(s);
+	while (!_sheaf_pcs_fork_settle(s))
 		if (_sheaf_rseq_mode)
 			_sheaf_rseq_fence();
-		settled = _sheaf_pcs_fork_settle(s);
-	}
 	for (unsigned int i = 0; i < _sheaf_nr_slots; i++) {
-		assert_true(frozen(s->hot.pcs[i].count));
+		assert_true(sheaf_pcs_count_frozen(s->hot.pcs[i].count));
 		/* no sheaf header written */
 		assert_int_equal(s->hot.pcs[i].main->size, sizes[i]);
 	}
